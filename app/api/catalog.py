@@ -1,0 +1,115 @@
+"""Catalogue endpoints: users, items and units (with their children and items)."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from app import catalog
+from app.api import get_conn
+from app.api.models import (Item, ItemBatch, ItemFields, ItemOut, Problem, Unit, UnitBatch, UnitFields,
+                            UnitOut, UpsertResult, User, UserBatch, UserFields, UserOut)
+from app.api.spec import documented, parse_body
+
+bp = Blueprint("catalog", __name__)
+
+_ERRORS = {401: Problem, 404: Problem, 422: Problem}
+
+
+def _path_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
+
+
+# ---- users ------------------------------------------------------------------------------
+@bp.put("/v1/users/<user_id>")
+@documented("put", "/v1/users/{user_id}", "Create or update a user", tag="catalog", body=UserFields,
+            responses={200: UserOut, **_ERRORS}, params=[_path_param("user_id")])
+def put_user(user_id: str):
+    fields = parse_body(UserFields)
+    conn = get_conn()
+    with conn:
+        catalog.upsert_users(conn, [User(user_id=user_id, **fields.model_dump())])
+        return catalog.get_user(conn, user_id)
+
+
+@bp.post("/v1/users")
+@documented("post", "/v1/users", "Create or update a batch of users", tag="catalog", body=UserBatch,
+            responses={200: UpsertResult, **_ERRORS})
+def post_users():
+    batch = parse_body(UserBatch)
+    conn = get_conn()
+    with conn:
+        return {"upserted": catalog.upsert_users(conn, batch.users)}
+
+
+@bp.get("/v1/users/<user_id>")
+@documented("get", "/v1/users/{user_id}", "Read a user", tag="catalog", responses={200: UserOut, **_ERRORS},
+            params=[_path_param("user_id")])
+def get_user(user_id: str):
+    return catalog.get_user(get_conn(), user_id)
+
+
+# ---- items ------------------------------------------------------------------------------
+@bp.put("/v1/items/<item_id>")
+@documented("put", "/v1/items/{item_id}", "Create or update an item", tag="catalog", body=ItemFields,
+            responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
+def put_item(item_id: str):
+    fields = parse_body(ItemFields)
+    conn = get_conn()
+    with conn:
+        catalog.upsert_items(conn, [Item(item_id=item_id, **fields.model_dump())])
+        return catalog.get_item(conn, item_id)
+
+
+@bp.post("/v1/items")
+@documented("post", "/v1/items", "Create or update a batch of items", tag="catalog", body=ItemBatch,
+            responses={200: UpsertResult, **_ERRORS})
+def post_items():
+    batch = parse_body(ItemBatch)
+    conn = get_conn()
+    with conn:
+        return {"upserted": catalog.upsert_items(conn, batch.items)}
+
+
+@bp.get("/v1/items/<item_id>")
+@documented("get", "/v1/items/{item_id}", "Read an item", tag="catalog", responses={200: ItemOut, **_ERRORS},
+            params=[_path_param("item_id")])
+def get_item(item_id: str):
+    return catalog.get_item(get_conn(), item_id)
+
+
+@bp.delete("/v1/items/<item_id>")
+@documented("delete", "/v1/items/{item_id}", "Deactivate an item: never recommended again, history kept",
+            tag="catalog", responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
+def deactivate_item(item_id: str):
+    conn = get_conn()
+    with conn:
+        catalog.deactivate_item(conn, item_id)
+        return catalog.get_item(conn, item_id)
+
+
+# ---- units ------------------------------------------------------------------------------
+@bp.put("/v1/units/<unit_id>")
+@documented("put", "/v1/units/{unit_id}", "Create or update a unit with its children and items",
+            tag="catalog", body=UnitFields, responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
+def put_unit(unit_id: str):
+    fields = parse_body(UnitFields)
+    conn = get_conn()
+    with conn:
+        catalog.upsert_units(conn, [Unit(unit_id=unit_id, **fields.model_dump())])
+        return catalog.get_unit(conn, unit_id)
+
+
+@bp.post("/v1/units")
+@documented("post", "/v1/units", "Create or update a batch of units (children may name units of the same batch)",
+            tag="catalog", body=UnitBatch, responses={200: UpsertResult, **_ERRORS})
+def post_units():
+    batch = parse_body(UnitBatch)
+    conn = get_conn()
+    with conn:
+        return {"upserted": catalog.upsert_units(conn, batch.units)}
+
+
+@bp.get("/v1/units/<unit_id>")
+@documented("get", "/v1/units/{unit_id}", "Read a unit: parents, children, items, items under it",
+            tag="catalog", responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
+def get_unit(unit_id: str):
+    return catalog.get_unit(get_conn(), unit_id)

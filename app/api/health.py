@@ -1,0 +1,41 @@
+"""Liveness and readiness probes (open: no API key)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from app import migrations
+from app.api import get_cache
+from app.api.models import Health, Ready
+from app.api.spec import documented
+from app.db import DatabaseUnavailable
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+@documented("get", "/healthz", "The process is up", tag="health", public=True, responses={200: Health})
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+@documented("get", "/readyz", "Postgres and Redis answer (503 when Postgres does not)", tag="health",
+            public=True, responses={200: Ready, 503: Ready})
+def readyz():
+    pool = current_app.extensions["adaptrec.pool"]
+    pending = None
+    try:
+        with pool.connection() as conn:
+            pending = sum(1 for m in migrations.status(conn) if m["applied_at"] is None)
+        postgres = "ok"
+    except (DatabaseUnavailable, Exception):  # any failure to answer means not ready
+        postgres = "down"
+    redis_ok = get_cache().ping()
+    body = {
+        "status": "unavailable" if postgres == "down" else ("ready" if redis_ok else "degraded"),
+        "postgres": postgres,
+        "redis": "ok" if redis_ok else "down",
+        "migrations_pending": pending,
+    }
+    # Redis down degrades but does not stop the service: Postgres answers everything.
+    return body, (503 if postgres == "down" else 200)

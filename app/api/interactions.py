@@ -1,0 +1,41 @@
+"""Event ingest: one interaction or a batch, idempotent by event_id."""
+from __future__ import annotations
+
+from typing import Union
+
+from flask import Blueprint
+from pydantic import ValidationError
+
+from app.api import get_conn
+from app.api.models import IngestResult, Interaction, InteractionBatch, Problem
+from app.api.spec import documented, request_json, validation_problem
+from app.errors import InputError
+from app.ingest import ingest_interactions
+
+bp = Blueprint("interactions", __name__)
+
+
+@bp.post("/v1/interactions")
+@documented("post", "/v1/interactions",
+            "Record one interaction, or a batch as {\"interactions\": [...]}; a repeated event_id is stored once",
+            tag="interactions", body=Union[Interaction, InteractionBatch],
+            responses={201: IngestResult, 200: IngestResult, 401: Problem, 413: Problem, 415: Problem, 422: Problem})
+def post_interactions():
+    data = request_json()
+    if not isinstance(data, dict):
+        raise InputError(f"the body must be a JSON object, not {type(data).__name__}")
+    try:
+        if "interactions" in data:
+            events = InteractionBatch.model_validate(data).interactions
+        else:
+            events = [Interaction.model_validate(data)]
+    except ValidationError as exc:
+        raise validation_problem(exc) from None
+    conn = get_conn()
+    with conn:
+        results = ingest_interactions(conn, events)
+    created = sum(1 for _, status in results if status == "created")
+    body = {"created": created, "duplicates": len(results) - created,
+            "events": [{"event_id": e, "status": s} for e, s in results]}
+    # 201 when anything new was stored; 200 when the whole request was a retry.
+    return body, (201 if created else 200)

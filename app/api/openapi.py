@@ -1,0 +1,75 @@
+"""GET /openapi.json, built from the endpoint registry and the pydantic models."""
+from __future__ import annotations
+
+import typing
+from http import HTTPStatus
+
+from flask import Blueprint, current_app
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from app.api.models import MAX_BATCH
+from app.api.spec import ENDPOINTS, documented
+
+bp = Blueprint("openapi", __name__)
+REF = "#/components/schemas/{model}"
+
+
+def _models(annotation) -> list[type[BaseModel]]:
+    args = typing.get_args(annotation)
+    return [a for a in args] if args else [annotation]
+
+
+def build_document(max_body_bytes: int) -> dict:
+    models: list[type[BaseModel]] = []
+    for ep in ENDPOINTS:
+        if ep.body is not None:
+            models.extend(_models(ep.body))
+        models.extend(ep.responses.values())
+    unique = list(dict.fromkeys(models))
+    _, schemas = models_json_schema([(m, "validation") for m in unique], ref_template=REF)
+    components = schemas.get("$defs", {})
+
+    def ref(model) -> dict:
+        return {"$ref": REF.format(model=model.__name__)}
+
+    paths: dict = {}
+    for ep in ENDPOINTS:
+        op: dict = {"summary": ep.summary, "tags": [ep.tag], "operationId": f"{ep.method}_{ep.path}"}
+        if ep.params:
+            op["parameters"] = ep.params
+        if ep.body is not None:
+            body_models = _models(ep.body)
+            schema = ref(body_models[0]) if len(body_models) == 1 else {"oneOf": [ref(m) for m in body_models]}
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        op["responses"] = {}
+        for status, model in sorted(ep.responses.items()):
+            media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
+            op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
+                                            "content": {media: {"schema": ref(model)}}}
+        if not ep.public:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(ep.path, {})[ep.method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "adaptrec",
+            "version": "1",
+            "description": (
+                "Adaptive recommendations for learning platforms. Every endpoint but /healthz, /readyz and "
+                f"/openapi.json needs 'Authorization: Bearer <key>'. Bodies are JSON, at most {max_body_bytes} "
+                f"bytes; batches hold at most {MAX_BATCH} entries. Errors are application/problem+json."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+@bp.get("/openapi.json")
+@documented("get", "/openapi.json", "This document", tag="meta", public=True)
+def openapi_json():
+    return build_document(current_app.config["MAX_CONTENT_LENGTH"])

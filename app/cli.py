@@ -1,0 +1,229 @@
+"""The `adaptrec` command. Every subcommand has --help; bad arguments, files or settings end
+with one clear line on stderr and a non-zero exit, never a traceback."""
+from __future__ import annotations
+
+import argparse
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + error
+        raise CliError(f"{self.prog}: {message} (see '{self.prog} --help')", EXIT_USAGE)
+
+
+@contextmanager
+def _database(settings=None):
+    """Yield (settings, connection) on the configured or embedded servers."""
+    from app.config import Settings
+    from app.db import connect
+    from app.embedded import servers_for
+
+    settings = settings or Settings.from_env()
+    with servers_for(settings) as resolved:
+        conn = connect(resolved.database_url, connect_timeout=resolved.db_connect_timeout_s)
+        try:
+            yield resolved, conn
+        finally:
+            conn.close()
+
+
+def _migrate(conn, settings, quiet: bool = False) -> int:
+    from app.migrations import migrate
+
+    applied = migrate(conn, lock_timeout_ms=settings.migration_lock_timeout_ms,
+                      log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
+    return len(applied)
+
+
+# ---- subcommands ------------------------------------------------------------------------
+def cmd_db_migrate(args) -> int:
+    with _database() as (settings, conn):
+        n = _migrate(conn, settings)
+    print(f"applied {n} migration(s); the schema is up to date")
+    return 0
+
+
+def cmd_db_status(args) -> int:
+    from app.migrations import status
+
+    from app.config import Settings
+
+    configured = Settings.from_env()
+    with _database(configured) as (settings, conn):
+        rows = status(conn)
+    where = f"embedded servers under {settings.var_dir}" if configured.embedded else "ADAPTREC_DATABASE_URL"
+    print(f"database: {where}")
+    for r in rows:
+        state = "pending" if r["applied_at"] is None else f"applied {r['applied_at']:%Y-%m-%d %H:%M:%S}"
+        changed = "  (file changed since applied!)" if r["changed"] else ""
+        print(f"  {r['version']:03d}_{r['name']:<30} {state}{changed}")
+    pending = sum(1 for r in rows if r["applied_at"] is None)
+    print(f"{pending} pending")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from jobs.importers import run_import
+
+    for path in args.paths:
+        if not Path(path).exists():
+            raise CliError(f"adaptrec import: {path}: no such file or folder", EXIT_USAGE)
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
+                             progress=not args.quiet)
+    for r in reports:
+        print(r.summary())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from jobs.demo import DemoConfig, generate_demo
+
+    config = DemoConfig(seed=args.seed, learners=args.learners, attempts=args.attempts,
+                        engagements=args.engagements)
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        report = generate_demo(conn, config, progress=not args.quiet)
+    print(report.summary())
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from app.serve import serve
+
+    return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty)
+
+
+def cmd_servers(args) -> int:
+    from app.config import Settings
+    from app.embedded import EmbeddedServers
+
+    settings = Settings.from_env()
+    servers = EmbeddedServers(settings.var_dir)
+    if args.action == "status":
+        for k, v in servers.status().items():
+            print(f"{k}: {v}")
+    else:
+        stopped = servers.release()
+        print("stopped" if stopped else "still held by running adaptrec processes: "
+              + ", ".join(map(str, servers.status()["holders"])))
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------
+def build_parser() -> Parser:
+    parser = Parser(prog="adaptrec", description=__doc__.splitlines()[0].rstrip(".") if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    db = sub.add_parser("db", help="database schema: migrate, status")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=Parser)
+    db_sub.required = True
+    db_sub.add_parser("migrate", help="apply pending migrations (safe to run concurrently)").set_defaults(
+        func=cmd_db_migrate)
+    db_sub.add_parser("status", help="list migrations, applied and pending").set_defaults(func=cmd_db_status)
+
+    from jobs.importers import FORMATS
+
+    imp = sub.add_parser(
+        "import", help="import data files (idempotent; all-or-nothing per file)",
+        description="Import data into the database. Each file is imported in one transaction; "
+                    "re-running imports nothing twice. Formats: " + ", ".join(
+                        f"{name} ({mod.DESCRIPTION})" for name, mod in FORMATS.items()))
+    imp.add_argument("--format", "-f", required=True, choices=sorted(FORMATS), help="input format")
+    imp.add_argument("--id-prefix", default="", help="prefix every user, item and unit id (keeps data sets apart)")
+    imp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files (or a folder, for movielens and totara)")
+    imp.set_defaults(func=cmd_import)
+
+    demo = sub.add_parser("demo", help="generate the synthetic demo catalogue and learners",
+                          description="Generate a deterministic synthetic data set: subjects > chapters > "
+                                      "sections > questions, learners with a latent ability per subject, "
+                                      "attempts from a known logistic model, and engagement events.")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    demo.add_argument("--learners", type=_positive, default=2000, help="number of learners (default 2000)")
+    demo.add_argument("--attempts", type=_positive, default=200_000, help="question attempts (default 200000)")
+    demo.add_argument("--engagements", type=_non_negative, default=50_000,
+                      help="views, likes and completions of lessons (default 50000)")
+    demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn",
+                           description="Apply migrations and serve the API with gunicorn. With no "
+                                       "ADAPTREC_DATABASE_URL / ADAPTREC_REDIS_URL it runs on the embedded "
+                                       "servers under ./var/.")
+    serve.add_argument("--host", default=None, help="bind address (default ADAPTREC_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=None, help="port (default ADAPTREC_PORT or 8000)")
+    serve.add_argument("--workers", type=_positive, default=None, help="gunicorn workers (default 2)")
+    serve.add_argument("--demo-if-empty", action="store_true", help="load the demo data set into an empty database")
+    serve.set_defaults(func=cmd_serve)
+
+    servers = sub.add_parser("servers", help="status or stop of the embedded Postgres and Redis under ./var/")
+    servers.add_argument("action", choices=["status", "stop"])
+    servers.set_defaults(func=cmd_servers)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    if text == "0":
+        return 0
+    return _positive(text)
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.config import ConfigError
+    from app.db import DatabaseUnavailable
+    from app.embedded import EmbeddedError
+    from app.migrations import MigrationError
+    from jobs.importers.common import ImportFailed
+
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CliError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except ImportFailed as exc:
+        print(f"adaptrec import: {exc}; nothing from this file was imported", file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigError, DatabaseUnavailable, EmbeddedError, MigrationError) as exc:
+        print(f"adaptrec: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("adaptrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Every setting adaptrec reads from the environment, in one place.
+
+Production sets ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL. With neither set, commands use
+the embedded servers under ADAPTREC_HOME/var (see app.embedded).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# The repository root: migrations/ and sql/ live beside the app package.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+SQL_DIR = PROJECT_ROOT / "sql"
+
+
+class ConfigError(ValueError):
+    """A setting has a value adaptrec cannot use; the message names the variable."""
+
+
+def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _keys(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(k.strip() for k in raw.split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    redis_url: str | None = None
+    # Every Redis key starts with this, so several deployments (or test runs) can share a server.
+    redis_prefix: str = "adaptrec:"
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    home: Path = PROJECT_ROOT
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    db_pool_max: int = 8
+    db_connect_timeout_s: int = 3
+    statement_timeout_ms: int = 5000
+    migration_lock_timeout_ms: int = 30000
+    max_body_bytes: int = 1_048_576
+    log_level: str = "INFO"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.home / "var"
+
+    @property
+    def embedded(self) -> bool:
+        """True when neither server URL is configured: use the embedded servers under var/."""
+        return not self.database_url and not self.redis_url
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        db_url = env.get("ADAPTREC_DATABASE_URL") or None
+        redis_url = env.get("ADAPTREC_REDIS_URL") or None
+        if bool(db_url) != bool(redis_url):
+            missing = "ADAPTREC_REDIS_URL" if db_url else "ADAPTREC_DATABASE_URL"
+            raise ConfigError(
+                f"set both ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL, or neither "
+                f"(embedded servers); {missing} is missing"
+            )
+        return cls(
+            database_url=db_url,
+            redis_url=redis_url,
+            redis_prefix=env.get("ADAPTREC_REDIS_PREFIX", "adaptrec:"),
+            api_keys=_keys(env.get("ADAPTREC_API_KEYS")),
+            home=Path(env.get("ADAPTREC_HOME", PROJECT_ROOT)).resolve(),
+            host=env.get("ADAPTREC_HOST", "127.0.0.1"),
+            port=_int(env, "ADAPTREC_PORT", 8000, 1),
+            workers=_int(env, "ADAPTREC_WORKERS", 2, 1),
+            db_pool_max=_int(env, "ADAPTREC_DB_POOL_MAX", 8, 1),
+            db_connect_timeout_s=_int(env, "ADAPTREC_DB_CONNECT_TIMEOUT", 3, 1),
+            statement_timeout_ms=_int(env, "ADAPTREC_STATEMENT_TIMEOUT_MS", 5000, 0),
+            migration_lock_timeout_ms=_int(env, "ADAPTREC_MIGRATION_LOCK_TIMEOUT_MS", 30000, 1),
+            max_body_bytes=_int(env, "ADAPTREC_MAX_BODY_BYTES", 1_048_576, 1024),
+            log_level=env.get("ADAPTREC_LOG_LEVEL", "INFO").upper(),
+        )
+
+    def with_servers(self, database_url: str, redis_url: str) -> "Settings":
+        return replace(self, database_url=database_url, redis_url=redis_url)

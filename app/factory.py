@@ -1,0 +1,39 @@
+"""The Flask application factory (flaskr's shape): create_app(settings) wires configuration,
+the per-process database pool, the cache, auth, error handling and the blueprints."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g
+
+from app.cache import Cache
+from app.config import Settings
+from app.db import ConnectionPool
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    if not settings.database_url or not settings.redis_url:
+        raise RuntimeError("create_app needs ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL "
+                           "(`adaptrec serve` fills them in for the embedded servers)")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app = Flask("adaptrec")
+    app.config["ADAPTREC_SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    app.extensions["adaptrec.pool"] = ConnectionPool(
+        settings.database_url, maxconn=settings.db_pool_max,
+        connect_timeout=settings.db_connect_timeout_s, statement_timeout_ms=settings.statement_timeout_ms)
+    app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
+
+    from app.api import register
+    register(app)
+
+    @app.teardown_appcontext
+    def _release_connection(exc):
+        conn = g.pop("db_conn", None)
+        if conn is not None:
+            app.extensions["adaptrec.pool"].putconn(conn)
+
+    return app

@@ -1,0 +1,48 @@
+"""Event ingest: store interactions exactly once per event_id.
+
+Unknown items are refused (the catalogue must know them); unknown users are created, because
+a learner first appears with their first attempt.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+
+from app import queries as q
+from app.api.models import Interaction
+from app.errors import UnknownIds
+
+
+def ingest_interactions(conn, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+    """Store `events`; returns (event_id, "created" | "duplicate") per event, in order."""
+    now = now or datetime.now(timezone.utc)
+    event_ids = [e.event_id or f"srv-{uuid.uuid4()}" for e in events]
+    wanted = list(dict.fromkeys(e.item_id for e in events))
+    found = {r["id"] for r in q.fetch_all(conn, "existing_items", ids=wanted)}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise UnknownIds("item_id", missing)
+    q.execute(conn, "ensure_users", user_ids=[e.user_id for e in events])
+    created = {
+        r["event_id"]
+        for r in q.fetch_all(
+            conn, "insert_interactions",
+            event_ids=event_ids,
+            user_ids=[e.user_id for e in events],
+            item_ids=[e.item_id for e in events],
+            kinds=[e.kind for e in events],
+            outcomes=[e.outcome for e in events],
+            vals=[e.value for e in events],
+            durations=[e.duration_ms for e in events],
+            responses=[json.dumps(e.response) if e.response is not None else None for e in events],
+            occurred=[e.occurred_at or now for e in events],
+        )
+    }
+    results, seen = [], set()
+    for eid in event_ids:
+        # the first occurrence of a new id is the one stored; a repeat inside the batch is a duplicate
+        status = "created" if eid in created and eid not in seen else "duplicate"
+        seen.add(eid)
+        results.append((eid, status))
+    return results

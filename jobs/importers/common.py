@@ -1,0 +1,239 @@
+"""What every import format shares: errors that name file, line and column; opening plain or
+gzip files with a byte-counting progress bar; and the Loader, which streams rows into temporary
+tables with COPY and merges them into the real tables in one transaction.
+
+Merging is idempotent: interactions are keyed by event_id (each format derives a stable one),
+catalogue rows are upserted and links inserted once, so a re-run adds nothing.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import sys
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class ImportFailed(ValueError):
+    """Malformed input. str() reads `path:line:column: message` (column may be a field name)."""
+
+    def __init__(self, path, line: int | None, column, message: str):
+        self.path, self.line, self.column, self.message = str(path), line, column, message
+        where = self.path
+        if line is not None:
+            where += f":{line}"
+            if column is not None:
+                where += f":{column}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass
+class ImportReport:
+    path: str
+    format: str
+    rows_read: int = 0
+    created: dict = field(default_factory=dict)   # table -> rows new in the database
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{n} {table}" for table, n in self.created.items() if n)
+        return (f"{self.path}: read {self.rows_read} rows in {self.seconds:.1f}s; "
+                f"new: {parts or 'nothing (already imported)'}")
+
+
+@contextmanager
+def open_text(path: Path, progress: bool, desc: str, encoding: str = "utf-8"):
+    """Open a plain or .gz text file; the progress bar counts bytes read from disk."""
+    path = Path(path)
+    raw = open(path, "rb")
+    bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=desc, file=sys.stderr,
+               disable=not progress or None, leave=False)
+
+    class Counting(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            n = raw.readinto(buffer)
+            bar.update(n or 0)
+            return n
+
+    counted = io.BufferedReader(Counting(), buffer_size=1 << 20)
+    binary = gzip.GzipFile(fileobj=counted) if path.name.endswith(".gz") else counted
+    text = io.TextIOWrapper(binary, encoding=encoding, newline="")
+    try:
+        yield text
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise ImportFailed(path, None, None, f"the file is truncated or not valid gzip ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ImportFailed(path, None, None, f"not {encoding} text ({exc.reason} at byte {exc.start})") from None
+    finally:
+        bar.close()
+        raw.close()
+
+
+# Columns staged per table, in the order rows are given to Loader.add().
+TABLES = {
+    "users": ("user_id", "attrs"),
+    "items": ("item_id", "kind", "title", "body", "attrs", "active"),
+    "units": ("unit_id", "name", "kind", "attrs"),
+    "unit_children": ("parent", "child"),
+    "unit_items": ("unit_id", "item_id", "position"),
+    "interactions": ("event_id", "user_id", "item_id", "kind", "outcome", "value", "duration_ms",
+                     "response", "occurred_at"),
+}
+
+# Merge statements, in dependency order. Each reports how many rows were new.
+_MERGE = {
+    "units": """
+        INSERT INTO units (unit_id, name, kind, attrs)
+        SELECT DISTINCT ON (unit_id) unit_id, name, coalesce(kind, 'unit'), coalesce(attrs, '{}')
+        FROM stage_units ORDER BY unit_id
+        ON CONFLICT (unit_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+            attrs = units.attrs || EXCLUDED.attrs, updated_at = now()
+        WHERE (units.name, units.kind, units.attrs) IS DISTINCT FROM
+              (EXCLUDED.name, EXCLUDED.kind, units.attrs || EXCLUDED.attrs)""",
+    "unit_children": """
+        INSERT INTO unit_children (parent, child)
+        SELECT DISTINCT parent, child FROM stage_unit_children WHERE parent <> child
+        ON CONFLICT DO NOTHING""",
+    "items": """
+        INSERT INTO items (item_id, kind, title, body, attrs, active)
+        SELECT DISTINCT ON (item_id) item_id, coalesce(kind, 'question'), title, body,
+               coalesce(attrs, '{}'), coalesce(active, true)
+        FROM stage_items ORDER BY item_id
+        ON CONFLICT (item_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
+            body = EXCLUDED.body, attrs = items.attrs || EXCLUDED.attrs, active = EXCLUDED.active,
+            updated_at = now()
+        WHERE (items.kind, items.title, items.body, items.attrs, items.active) IS DISTINCT FROM
+              (EXCLUDED.kind, EXCLUDED.title, EXCLUDED.body, items.attrs || EXCLUDED.attrs, EXCLUDED.active)""",
+    "unit_items": """
+        INSERT INTO unit_items (unit_id, item_id, position)
+        SELECT DISTINCT ON (unit_id, item_id) unit_id, item_id, position FROM stage_unit_items
+        ORDER BY unit_id, item_id
+        ON CONFLICT DO NOTHING""",
+    "users": """
+        INSERT INTO users (user_id, attrs)
+        SELECT user_id, attrs FROM (
+            SELECT DISTINCT ON (user_id) user_id, coalesce(attrs, '{}') AS attrs
+            FROM (SELECT user_id, attrs, 0 AS pri FROM stage_users
+                  UNION ALL SELECT DISTINCT user_id, NULL::jsonb, 1 FROM stage_interactions) s
+            ORDER BY user_id, pri) u
+        ON CONFLICT (user_id) DO UPDATE SET attrs = users.attrs || EXCLUDED.attrs, updated_at = now()
+        WHERE users.attrs IS DISTINCT FROM users.attrs || EXCLUDED.attrs""",
+    "interactions": """
+        INSERT INTO interactions (event_id, user_id, item_id, kind, outcome, value, duration_ms,
+                                  response, occurred_at)
+        SELECT event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at
+        FROM stage_interactions
+        ORDER BY occurred_at
+        ON CONFLICT (event_id) DO NOTHING""",
+}
+
+
+class Loader:
+    """Collects rows per table, COPYs them into temporary tables in chunks, then merges.
+
+    The caller owns the transaction: everything happens in it, so a failure anywhere leaves
+    nothing behind. Temporary tables are dropped at commit or rollback.
+    """
+
+    def __init__(self, conn, chunk_rows: int = 100_000):
+        self.conn = conn
+        self.chunk_rows = chunk_rows
+        self._buffers = {t: io.StringIO() for t in TABLES}
+        self._writers = {t: csv.writer(b, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+                         for t, b in self._buffers.items()}
+        self._pending = {t: 0 for t in TABLES}
+        self.staged = {t: 0 for t in TABLES}
+        self.item_lines: dict[str, tuple[str, int]] = {}  # item_id -> (file, line) of its first interaction
+        with conn.cursor() as cur:
+            for table, cols in TABLES.items():
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DROP AS "
+                            f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA")
+                cur.execute(f"TRUNCATE stage_{table}")
+
+    def add(self, table: str, row: tuple) -> None:
+        """Stage one row; dicts are stored as JSON, booleans as true/false, None as NULL."""
+        self._writers[table].writerow([_cell(v) for v in row])
+        self._pending[table] += 1
+        if self._pending[table] >= self.chunk_rows:
+            self._flush(table)
+
+    def add_interaction(self, row: tuple, source: str, line: int) -> None:
+        self.item_lines.setdefault(row[2], (source, line))
+        self.add("interactions", row)
+
+    def _flush(self, table: str) -> None:
+        buffer = self._buffers[table]
+        if not self._pending[table]:
+            return
+        buffer.seek(0)
+        with self.conn.cursor() as cur:
+            cur.copy_expert(f"COPY stage_{table} ({', '.join(TABLES[table])}) FROM STDIN WITH (FORMAT csv)", buffer)
+        self.staged[table] += self._pending[table]
+        self._pending[table] = 0
+        buffer.seek(0)
+        buffer.truncate()
+
+    def finish(self) -> dict[str, int]:
+        """Merge everything staged into the real tables; returns new rows per table."""
+        for table in TABLES:
+            self._flush(table)
+        created = {}
+        with self.conn.cursor() as cur:
+            for table in ("units", "items", "users"):
+                cur.execute(_MERGE[table])
+                created[table] = cur.rowcount
+            self._check_references(cur)  # before the links, so a bad id is our message, not an FK error
+            for table in ("unit_children", "unit_items", "interactions"):
+                cur.execute(_MERGE[table])
+                created[table] = cur.rowcount
+        return created
+
+    def _check_references(self, cur) -> None:
+        cur.execute("""
+            SELECT DISTINCT s.item_id FROM stage_interactions s
+            WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = s.item_id) LIMIT 5""")
+        missing = [r[0] for r in cur.fetchall()]
+        if missing:
+            source, line = self.item_lines.get(missing[0], ("input", None))
+            raise ImportFailed(source, line, "item_id",
+                               f"unknown item {missing[0]!r}: it is neither in the database nor in this import")
+        for table, col, ref_table, ref_col in (("unit_items", "unit_id", "units", "unit_id"),
+                                               ("unit_items", "item_id", "items", "item_id"),
+                                               ("unit_children", "child", "units", "unit_id"),
+                                               ("unit_children", "parent", "units", "unit_id")):
+            cur.execute(f"SELECT s.{col} FROM stage_{table} s WHERE NOT EXISTS "
+                        f"(SELECT 1 FROM {ref_table} r WHERE r.{ref_col} = s.{col}) LIMIT 1")
+            row = cur.fetchone()
+            if row:
+                raise ImportFailed("input", None, None,
+                                   f"{table}.{col} names {ref_table[:-1]} {row[0]!r}, which is neither in the "
+                                   "database nor in this import")
+
+
+def _cell(value):
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+class Timer:
+    def __enter__(self):
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.start

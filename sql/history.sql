@@ -1,0 +1,20 @@
+-- A learner's history and event ingest.
+
+-- name: recent_history
+-- The user :user_id's most recent :limit interactions over the items :item_ids, newest first.
+SELECT i.item_id, i.kind, i.outcome, i.value, i.occurred_at
+FROM interactions i
+WHERE i.user_id = :user_id
+  AND i.item_id = ANY(:item_ids)
+ORDER BY i.occurred_at DESC, i.id DESC
+LIMIT :limit;
+
+-- name: insert_interactions
+-- Store events from parallel arrays; an event_id already stored is skipped (idempotent ingest).
+INSERT INTO interactions (event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at)
+SELECT e, u, i, k, o, v, d, r::jsonb, t
+FROM unnest(:event_ids::text[], :user_ids::text[], :item_ids::text[], :kinds::text[],
+            :outcomes::smallint[], :vals::real[], :durations::int[], :responses::text[],
+            :occurred::timestamptz[]) AS x(e, u, i, k, o, v, d, r, t)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id;

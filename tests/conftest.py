@@ -1,0 +1,144 @@
+"""Real servers for the tests, never mocks.
+
+Where they come from, in order: ADAPTREC_TEST_DATABASE_URL / ADAPTREC_TEST_REDIS_URL; else
+testcontainers when a Docker engine answers; else the embedded servers (under var/test-servers,
+separate from `make run`'s data). Each run creates its own database (dropped at the end) and
+its own Redis key prefix (deleted at the end), and touches nothing else on those servers.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import ExitStack
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+import pytest
+import redis
+
+from app.config import PROJECT_ROOT, Settings
+from app.migrations import migrate
+
+TEST_API_KEY = "test-key-0123456789"
+TABLES = ("recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
+          "unit_children", "units", "items", "users")
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        return bool(client.ping())
+    except Exception:  # no SDK, no socket, no engine: all mean "not available"
+        return False
+
+
+def _with_database(url: str, dbname: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """(postgres_url, redis_url) of servers this run may create a database / key prefix on."""
+    db = os.environ.get("ADAPTREC_TEST_DATABASE_URL")
+    rd = os.environ.get("ADAPTREC_TEST_REDIS_URL")
+    with ExitStack() as stack:
+        if not (db and rd) and _docker_answers():
+            from testcontainers.postgres import PostgresContainer
+            from testcontainers.redis import RedisContainer
+
+            if not db:
+                pg = stack.enter_context(PostgresContainer("postgres:15-alpine", driver=None))
+                db = pg.get_connection_url()
+            if not rd:
+                rc = stack.enter_context(RedisContainer("redis:7-alpine"))
+                rd = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
+        if not (db and rd):
+            from app.embedded import EmbeddedServers
+
+            embedded = EmbeddedServers(PROJECT_ROOT / "var" / "test-servers")
+            emb_db, emb_rd = embedded.acquire()
+            stack.callback(embedded.release)
+            db, rd = db or emb_db, rd or emb_rd
+        yield db, rd
+
+
+@pytest.fixture(scope="session")
+def db_url(servers):
+    """A fresh database for this run, migrated once, dropped at the end."""
+    admin_url = servers[0]
+    name = f"adaptrec_test_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(admin_url, name)
+    conn = psycopg2.connect(url)
+    migrate(conn)
+    conn.close()
+    yield url
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_prefix(servers):
+    prefix = f"adaptrec-test-{uuid.uuid4().hex[:10]}:"
+    yield prefix
+    client = redis.Redis.from_url(servers[1])
+    for key in client.scan_iter(match=prefix + "*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def redis_url(servers):
+    return servers[1]
+
+
+@pytest.fixture
+def conn(db_url):
+    """A connection to the test database; every table is emptied after the test."""
+    connection = psycopg2.connect(db_url)
+    yield connection
+    connection.rollback()
+    with connection.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    connection.commit()
+    connection.close()
+
+
+@pytest.fixture
+def settings(db_url, servers, redis_prefix):
+    return Settings(database_url=db_url, redis_url=servers[1], redis_prefix=redis_prefix,
+                    api_keys=(TEST_API_KEY, "second-key"), db_connect_timeout_s=2)
+
+
+@pytest.fixture
+def app(settings, conn):
+    from app.factory import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["adaptrec.pool"].closeall()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def auth():
+    return {"Authorization": f"Bearer {TEST_API_KEY}"}
+
+
+def pytest_collection_modifyitems(items):
+    # Anything that touches a real server is an integration test: CI runs those a second time
+    # against the system Postgres 15 and Redis 7.
+    for item in items:
+        if {"servers", "db_url", "conn", "app", "client"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
