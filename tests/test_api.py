@@ -1,0 +1,204 @@
+"""The HTTP API against a real Postgres and Redis: catalogue, ingest, auth and every bad input."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import TEST_API_KEY
+
+
+def put(client, auth, path, body):
+    return client.put(path, json=body, headers=auth)
+
+
+def post(client, auth, path, body):
+    return client.post(path, json=body, headers=auth)
+
+
+@pytest.fixture
+def catalogue(client, auth):
+    """math > algebra > {q1, q2}; math > geometry > {q3}."""
+    assert post(client, auth, "/v1/items", {"items": [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]}).status_code == 200
+    r = post(client, auth, "/v1/units", {"units": [
+        {"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
+        {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2"]},
+        {"unit_id": "geometry", "kind": "chapter", "items": ["q3"]},
+    ]})
+    assert r.status_code == 200, r.json
+
+
+# ---- health and auth --------------------------------------------------------------------
+def test_health_endpoints_are_open_and_ready(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ready", "postgres": "ok", "redis": "ok", "migrations_pending": 0}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Basic dXNlcjpwYXNz", "Bearer wrong-key", f"Token {TEST_API_KEY}"])
+def test_requests_without_a_valid_key_are_refused(client, header):
+    headers = {"Authorization": header} if header else {}
+    r = client.get("/v1/users/u1", headers=headers)
+    assert r.status_code == 401
+    assert r.mimetype == "application/problem+json"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "Authorization: Bearer" in r.json["detail"] or "not valid" in r.json["detail"]
+
+
+def test_any_configured_key_is_accepted(client):
+    r = client.get("/v1/users/nobody", headers={"Authorization": "Bearer second-key"})
+    assert r.status_code == 404  # authenticated, then not found
+
+
+# ---- catalogue --------------------------------------------------------------------------
+def test_user_upsert_then_read(client, auth):
+    r = put(client, auth, "/v1/users/42", {"attrs": {"grade": 9}})
+    assert r.status_code == 200
+    assert r.json == {"user_id": "42", "attrs": {"grade": 9}, "interactions": 0}
+    put(client, auth, "/v1/users/42", {"attrs": {"grade": 10}})
+    assert client.get("/v1/users/42", headers=auth).json["attrs"] == {"grade": 10}
+
+
+def test_unit_lists_children_items_and_items_under_it(client, auth, catalogue):
+    unit = client.get("/v1/units/math", headers=auth).json
+    assert unit["children"] == ["algebra", "geometry"]
+    assert unit["items_under"] == 3
+    assert client.get("/v1/units/algebra", headers=auth).json["parents"] == ["math"]
+
+
+def test_put_unit_replaces_its_children(client, auth, catalogue):
+    r = put(client, auth, "/v1/units/math", {"name": "Mathematics", "children": ["geometry"]})
+    assert r.status_code == 200
+    assert r.json["children"] == ["geometry"] and r.json["items_under"] == 1
+
+
+def test_item_membership_via_units_field(client, auth, catalogue):
+    r = put(client, auth, "/v1/items/q4", {"title": "Q4", "units": ["geometry"]})
+    assert r.status_code == 200 and r.json["units"] == ["geometry"]
+    assert client.get("/v1/units/math", headers=auth).json["items_under"] == 4
+
+
+def test_deactivated_item_is_no_longer_under_its_units(client, auth, catalogue):
+    r = client.delete("/v1/items/q3", headers=auth)
+    assert r.status_code == 200 and r.json["active"] is False
+    assert client.get("/v1/units/math", headers=auth).json["items_under"] == 2
+    assert client.delete("/v1/items/nope", headers=auth).status_code == 404
+
+
+def test_a_cycle_in_the_hierarchy_is_refused_and_nothing_changes(client, auth, catalogue):
+    r = put(client, auth, "/v1/units/geometry", {"children": ["math"]})
+    assert r.status_code == 422
+    assert "acyclic" in r.json["detail"]
+    assert client.get("/v1/units/geometry", headers=auth).json["children"] == []
+
+
+def test_unknown_children_and_items_are_named(client, auth):
+    r = put(client, auth, "/v1/units/u", {"children": ["ghost"], "items": []})
+    assert r.status_code == 422 and "'ghost'" in r.json["detail"]
+    r = put(client, auth, "/v1/units/u", {"items": ["nope1", "nope2"]})
+    assert r.status_code == 422 and "'nope1'" in r.json["detail"]
+    assert client.get("/v1/units/u", headers=auth).status_code == 404  # rolled back
+
+
+# ---- interactions -----------------------------------------------------------------------
+def test_single_interaction_creates_user_and_is_idempotent(client, auth, catalogue):
+    event = {"event_id": "e1", "user_id": "learner", "item_id": "q1", "outcome": 1}
+    first = post(client, auth, "/v1/interactions", event)
+    assert first.status_code == 201
+    assert first.json == {"created": 1, "duplicates": 0, "events": [{"event_id": "e1", "status": "created"}]}
+    again = post(client, auth, "/v1/interactions", event)
+    assert again.status_code == 200 and again.json["duplicates"] == 1
+    assert client.get("/v1/users/learner", headers=auth).json["interactions"] == 1
+
+
+def test_batch_with_repeats_stores_each_event_once(client, auth, catalogue, conn):
+    batch = {"interactions": [
+        {"event_id": "a", "user_id": 7, "item_id": "q1", "outcome": 0, "occurred_at": "2026-01-01T10:00:00"},
+        {"event_id": "b", "user_id": 7, "item_id": "q2", "outcome": True},
+        {"event_id": "a", "user_id": 7, "item_id": "q1", "outcome": 0},
+        {"user_id": 7, "item_id": "q3", "kind": "view"},
+    ]}
+    r = post(client, auth, "/v1/interactions", batch)
+    assert r.status_code == 201
+    assert [e["status"] for e in r.json["events"]] == ["created", "created", "duplicate", "created"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT event_id, user_id, outcome, occurred_at::text FROM interactions ORDER BY id")
+        rows = cur.fetchall()
+    assert len(rows) == 3
+    assert rows[0] == ("a", "7", 0, "2026-01-01 10:00:00+00")
+
+
+def test_unknown_item_refuses_the_whole_batch(client, auth, catalogue, conn):
+    r = post(client, auth, "/v1/interactions", {"interactions": [
+        {"event_id": "x1", "user_id": "u", "item_id": "q1", "outcome": 1},
+        {"event_id": "x2", "user_id": "u", "item_id": "ghost", "outcome": 1}]})
+    assert r.status_code == 422 and "ghost" in r.json["detail"]
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM interactions")
+        assert cur.fetchone()[0] == 0
+
+
+# ---- bad input: always a 4xx problem that says what to fix ---------------------------------
+@pytest.mark.parametrize("body, fragment", [
+    ({"user_id": "u", "item_id": "q1"}, "needs an outcome"),
+    ({"user_id": "u", "item_id": "q1", "outcome": 2}, "outcome"),
+    ({"user_id": "u", "item_id": "q1", "outcome": 1, "duration_ms": -5}, "duration_ms"),
+    ({"user_id": "", "item_id": "q1", "outcome": 1}, "user_id"),
+    ({"user_id": "u" * 300, "item_id": "q1", "outcome": 1}, "user_id"),
+    ({"user_id": ["u"], "item_id": "q1", "outcome": 1}, "user_id"),
+    ({"user_id": "u", "item_id": "q1", "outcome": 1, "colour": "red"}, "colour"),
+    ({"user_id": "u", "item_id": "q1", "outcome": 1, "occurred_at": "yesterday"}, "occurred_at"),
+    ({"user_id": "u", "item_id": "q1", "kind": "Attempt!", "outcome": 1}, "kind"),
+    ({"interactions": []}, "interactions"),
+    ({"interactions": [{"user_id": "u"}] * 1001}, "interactions"),
+])
+def test_invalid_interactions_are_422_with_the_field_named(client, auth, catalogue, body, fragment):
+    r = post(client, auth, "/v1/interactions", body)
+    assert r.status_code == 422, r.json
+    assert r.mimetype == "application/problem+json"
+    assert fragment in r.json["detail"]
+    assert r.json["errors"] and all({"field", "message"} <= set(e) for e in r.json["errors"])
+
+
+def test_malformed_json_is_400_with_position(client, auth):
+    r = client.post("/v1/interactions", data='{"user_id": "u",', headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "malformed JSON at line 1" in r.json["detail"]
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"text"', "null"])
+def test_a_body_that_is_not_an_object_is_422(client, auth, body):
+    r = client.post("/v1/users", data=body, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 422 and "JSON object" in r.json["detail"]
+
+
+def test_wrong_content_type_is_415(client, auth):
+    r = client.post("/v1/interactions", data="user_id=u", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415 and "application/json" in r.json["detail"]
+
+
+def test_empty_body_is_400(client, auth):
+    r = client.post("/v1/interactions", data="", headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "empty" in r.json["detail"]
+
+
+def test_body_over_the_limit_is_413(client, auth, settings):
+    big = json.dumps({"users": [{"user_id": f"u{i}", "attrs": {"pad": "x" * 1000}} for i in range(1200)]})
+    assert len(big) > settings.max_body_bytes
+    r = client.post("/v1/users", data=big, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 413 and r.mimetype == "application/problem+json"
+
+
+def test_unknown_route_and_method_are_problems(client, auth):
+    assert client.get("/v1/nothing", headers=auth).status_code == 404
+    r = client.patch("/v1/interactions", headers=auth)
+    assert r.status_code == 405 and r.mimetype == "application/problem+json"
+
+
+def test_identifiers_that_look_like_sql_or_paths_are_just_identifiers(client, auth):
+    for weird in ["1; DROP TABLE users;--", "../../etc/passwd", "99999999999999999999999", "ünïcode ✓"]:
+        r = post(client, auth, "/v1/users", {"users": [{"user_id": weird}]})
+        assert r.status_code == 200
+    r = post(client, auth, "/v1/users", {"users": [{"user_id": 10**30}]})
+    assert r.status_code == 200
+    assert client.get("/v1/users/" + str(10**30), headers=auth).json["user_id"] == str(10**30)

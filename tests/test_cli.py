@@ -1,0 +1,72 @@
+"""The adaptrec command: --help everywhere; bad arguments give one line on stderr and exit 2."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.cli import main
+
+SUBCOMMANDS = [[], ["db"], ["db", "migrate"], ["db", "status"], ["import"], ["demo"], ["serve"], ["servers"]]
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "adaptrec")
+def test_every_subcommand_has_help(words, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(words + ["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: adaptrec" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    ([], "required"),
+    (["frobnicate"], "invalid choice"),
+    (["import", "x.csv"], "--format"),
+    (["import", "--format", "excel", "x.csv"], "invalid choice"),
+    (["demo", "--learners", "-3"], "at least 1"),
+    (["demo", "--attempts", "many"], "whole number"),
+    (["serve", "--port", "70000"], "at most 65535"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, fragment, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_import_file_is_named(capsys):
+    assert main(["import", "--format", "assistments", "/no/such/file.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "/no/such/file.csv: no such file" in err and err.count("\n") == 1
+
+
+def test_half_configured_servers_are_refused_clearly(monkeypatch, capsys):
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", "postgresql://localhost/x")
+    monkeypatch.delenv("ADAPTREC_REDIS_URL", raising=False)
+    assert main(["db", "status"]) == 1
+    err = capsys.readouterr().err
+    assert "ADAPTREC_REDIS_URL is missing" in err and err.count("\n") == 1
+
+
+def test_unreachable_database_is_one_line(monkeypatch, capsys):
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", "postgresql://postgres@127.0.0.1:1/none")
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", "redis://127.0.0.1:1/0")
+    assert main(["db", "migrate"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("adaptrec: cannot connect to Postgres") and err.count("\n") == 1
+
+
+def test_db_migrate_and_status_on_configured_servers(db_url, redis_url, monkeypatch, capsys):
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    assert main(["db", "migrate"]) == 0
+    assert "schema is up to date" in capsys.readouterr().out
+    assert main(["db", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "001_schema" in out and "0 pending" in out
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "import" in result.stdout

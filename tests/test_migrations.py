@@ -1,0 +1,92 @@
+"""Migrations on real, freshly created databases: from empty, again, concurrently, failing."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import psycopg2
+import pytest
+
+from app import migrations
+from app.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
+from tests.conftest import _with_database
+
+
+@pytest.fixture
+def empty_db(servers):
+    admin = psycopg2.connect(servers[0])
+    admin.autocommit = True
+    name = f"adaptrec_mig_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield _with_database(servers[0], name)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def tables(conn) -> set[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r[0] for r in cur.fetchall()}
+
+
+def test_migrate_from_empty_then_again_is_a_no_op(empty_db):
+    conn = psycopg2.connect(empty_db)
+    applied = migrate(conn)
+    assert [m.version for m in applied] == [m.version for m in migrations.discover()]
+    assert {"users", "items", "units", "unit_children", "unit_items", "interactions", "models",
+            "model_arrays", "experiments", "recommendation_log", "schema_migrations"} <= tables(conn)
+    assert migrate(conn) == []
+    assert all(row["applied_at"] is not None and not row["changed"] for row in migrations.status(conn))
+    conn.close()
+
+
+def test_two_concurrent_migrations_apply_each_file_once(empty_db):
+    results, errors = [], []
+
+    def run():
+        conn = psycopg2.connect(empty_db)
+        try:
+            results.append(len(migrate(conn)))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(results) == [0, len(migrations.discover())]
+
+
+def test_a_held_lock_times_out_with_a_clear_message(empty_db):
+    holder = psycopg2.connect(empty_db)
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    conn = psycopg2.connect(empty_db)
+    with pytest.raises(MigrationError, match="migration lock"):
+        migrate(conn, lock_timeout_ms=200)
+    holder.close()
+    assert len(migrate(conn)) == len(migrations.discover())
+    conn.close()
+
+
+def test_a_failing_migration_rolls_back_and_is_not_recorded(empty_db, tmp_path):
+    (tmp_path / "001_ok.sql").write_text("CREATE TABLE good (id int);")
+    (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int);\nSELECT no_such_function();")
+    conn = psycopg2.connect(empty_db)
+    with pytest.raises(MigrationError, match="002_bad.sql failed and was rolled back"):
+        migrate(conn, directory=tmp_path)
+    assert "good" in tables(conn) and "half" not in tables(conn)
+    assert [r["applied_at"] is not None for r in migrations.status(conn, directory=tmp_path)] == [True, False]
+    conn.close()
+
+
+def test_misnamed_migration_file_is_refused(tmp_path):
+    (tmp_path / "first.sql").write_text("SELECT 1;")
+    with pytest.raises(MigrationError, match="NNN_name.sql"):
+        migrations.discover(tmp_path)
