@@ -1,6 +1,7 @@
 """Liveness and readiness probes (open: no API key)."""
 from __future__ import annotations
 
+import psycopg2
 from flask import Blueprint, current_app
 
 from app import migrations
@@ -28,7 +29,7 @@ def readyz():
         with pool.connection() as conn:
             pending = sum(1 for m in migrations.status(conn) if m["applied_at"] is None)
         postgres = "ok"
-    except (DatabaseUnavailable, Exception):  # any failure to answer means not ready
+    except (DatabaseUnavailable, psycopg2.Error):
         postgres = "down"
     redis_ok = get_cache().ping()
     body = {
