@@ -11,11 +11,13 @@ import csv
 import gzip
 import io
 import json
+import re
 import sys
 import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
@@ -77,6 +79,115 @@ def open_text(path: Path, progress: bool, desc: str, encoding: str = "utf-8"):
     finally:
         bar.close()
         raw.close()
+
+
+# What reading raises when a file is cut short, is not valid gzip, or is not the expected text.
+READ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, csv.Error)
+
+
+def read_failed(path, line: int, exc: Exception) -> ImportFailed:
+    """The ImportFailed for a READ_ERRORS exception met while reading `line`."""
+    if isinstance(exc, UnicodeDecodeError):
+        # Text is decoded in chunks ahead of the line being parsed: find the line to blame.
+        line, byte = _undecodable(path, exc.encoding) or (line, None)
+        where = f"byte {byte} of the line" if byte else "the line"
+        message = f"not {exc.encoding} text: {where} cannot be decoded ({exc.reason}); save the file as {exc.encoding}"
+    elif isinstance(exc, csv.Error):
+        message = f"malformed CSV ({exc})"
+    else:
+        message = f"the file ends early: it is truncated or not valid gzip ({exc})"
+    return ImportFailed(path, line, None, message)
+
+
+def _undecodable(path, encoding: str) -> tuple[int, int] | None:
+    """(line, 1-based byte in it) of the first line of `path` that `encoding` cannot decode."""
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
+        try:
+            for number, raw in enumerate(f, 1):
+                try:
+                    raw.decode(encoding)
+                except UnicodeDecodeError as exc:
+                    return number, exc.start + 1
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            pass
+    return None
+
+
+def csv_rows(path: Path, progress: bool, encoding: str = "utf-8-sig", width: int | None = None, layout: str = "",
+             **options):
+    """Yield (line number, fields) for every non-blank row of a CSV file, plain or .gz.
+
+    Every row must have `width` fields, or if that is None as many as the first one (the header,
+    if any); `layout` describes them for the error message. A file cut short raises ImportFailed
+    too: a truncated .gz, or a plain file whose last line has no line break. `options` go to
+    csv.reader (delimiter, quoting).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFailed(path, None, None, "no such file" if not path.exists() else "not a file")
+    with open_text(path, progress, desc=path.name, encoding=encoding) as text:
+        reader = csv.reader(text, **options)
+        if width is not None:
+            layout = f"{width} fields" + (f" ({layout})" if layout else "")
+        try:
+            for row in reader:
+                if not row:
+                    continue  # a blank line
+                if width is None:
+                    width, layout = len(row), f"{len(row)} fields, as on line {reader.line_num}"
+                elif len(row) != width:
+                    raise ImportFailed(path, reader.line_num, min(len(row), width) + 1,
+                                       f"expected {layout}, found {len(row)}")
+                yield reader.line_num, row
+        except READ_ERRORS as exc:
+            raise read_failed(path, reader.line_num + 1, exc) from None
+        # Exports end every line with a break; a file cut mid-line would otherwise import a
+        # shortened last value (a skill name, a title) without complaint.
+        if not path.name.endswith(".gz") and not _ends_with_line_break(path):
+            raise ImportFailed(path, reader.line_num, None, "the last line has no line break, so the file looks "
+                               "cut off mid-line; if it is complete, end it with a newline")
+
+
+def column_positions(path, header: list[str] | None, columns: tuple[str, ...]) -> list[int]:
+    """Where each of `columns` is in a header row (any order, case and spaces ignored)."""
+    if header is None:
+        raise ImportFailed(path, 1, None, f"the file is empty; expected a header with {','.join(columns)}")
+    names = [h.strip().lower() for h in header]
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise ImportFailed(path, 1, None, f"the header lacks {', '.join(missing)}: expected the columns "
+                           f"{','.join(columns)} (in any order), got {','.join(header)[:300]}")
+    return [names.index(c) for c in columns]
+
+
+def unix_time(path, line: int, column, raw: str) -> str:
+    """Whole seconds since 1970 (as text) -> an ISO 8601 UTC time, else ImportFailed."""
+    try:
+        if raw.isdecimal():
+            return datetime.fromtimestamp(int(raw), timezone.utc).isoformat()
+    except (OverflowError, OSError, ValueError):
+        pass  # beyond the year 9999
+    raise ImportFailed(path, line, column, f"timestamp must be whole seconds since 1970 (unix time), got {raw[:50]!r}")
+
+
+def _ends_with_line_break(path: Path) -> bool:
+    with open(path, "rb") as f:
+        if f.seek(0, io.SEEK_END) == 0:
+            return True  # empty
+        f.seek(-1, io.SEEK_END)
+        return f.read(1) in (b"\n", b"\r")
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")  # as the API's Identifier
+
+
+def check_id(path, line: int, column, raw: str, what: str, prefix: str = "") -> str:
+    """Return prefix + raw if the schema and the API accept it as an id, else raise ImportFailed."""
+    value = prefix + raw
+    if not raw or len(value) > 256 or _CONTROL.search(value):
+        raise ImportFailed(path, line, column, f"{what} must be 1-256 characters (with the id prefix) "
+                           f"without control characters, got {raw[:300]!r}")
+    return value
 
 
 # Columns staged per table, in the order rows are given to Loader.add().
@@ -177,7 +288,11 @@ class Loader:
             return
         buffer.seek(0)
         with self.conn.cursor() as cur:
-            cur.copy_expert(f"COPY stage_{table} ({', '.join(TABLES[table])}) FROM STDIN WITH (FORMAT csv)", buffer)
+            # QUOTE_NONNUMERIC writes None as "" (quoted), which COPY would load as an empty
+            # string and reject for numbers, JSON and times: FORCE_NULL makes it NULL.
+            cols = ", ".join(TABLES[table])
+            cur.copy_expert(f"COPY stage_{table} ({cols}) FROM STDIN WITH (FORMAT csv, FORCE_NULL ({cols}))",
+                            buffer)
         self.staged[table] += self._pending[table]
         self._pending[table] = 0
         buffer.seek(0)

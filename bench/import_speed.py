@@ -1,0 +1,117 @@
+"""Import speed: time one import into a fresh database, then the idempotent re-run.
+
+    python -m bench.import_speed --data ../shared/data/assist2009/attempts.csv.gz [--json OUT]
+
+It runs on the configured servers (ADAPTREC_DATABASE_URL / ADAPTREC_REDIS_URL) or the embedded
+ones, but never touches their data: it creates a database `adaptrec_bench_<random>`, migrates
+it, imports twice and drops it again. Prints the figures as JSON (and writes them to --json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+
+from app.config import Settings
+from app.embedded import servers_for
+from app.migrations import migrate
+from jobs.importers import FORMATS, ImportFailed, run_import
+
+
+@contextmanager
+def scratch_database(server_url: str):
+    """Yield the URL of a new, migrated database on the server of `server_url`; drop it after."""
+    name = f"adaptrec_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
+        try:
+            conn = psycopg2.connect(url)
+            migrate(conn, log=lambda message: None)
+            conn.close()
+            yield url
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def measure(database_url: str, fmt: str, data: Path) -> dict:
+    """Import `data` twice into `database_url`; the figures of both runs."""
+    conn = psycopg2.connect(database_url)
+    try:
+        first, = run_import(conn, fmt, [data], progress=False)
+        again, = run_import(conn, fmt, [data], progress=False)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM interactions")
+            stored, = cur.fetchone()
+            cur.execute("SHOW server_version")
+            version, = cur.fetchone()
+    finally:
+        conn.close()
+    return {
+        "format": fmt,
+        "data": str(data),
+        "rows": first.rows_read,
+        "seconds": round(first.seconds, 2),
+        "rows_per_second": round(first.rows_read / first.seconds),
+        "created": first.created,
+        "interactions_stored": stored,
+        "rerun_seconds": round(again.seconds, 2),
+        "rerun_created": sum(again.created.values()),
+        "machine": _machine(),
+        "postgres": version,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _machine() -> str:
+    """CPU model and count, OS and Python: enough to compare figures between machines."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.import_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path, help="the file (or folder) to import")
+    parser.add_argument("--format", default="assistments", choices=sorted(FORMATS), help="default assistments")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        parser.error(f"{args.data}: no such file or folder")
+
+    try:
+        with servers_for(Settings.from_env()) as settings, scratch_database(settings.database_url) as url:
+            result = measure(url, args.format, args.data)
+    except ImportFailed as exc:
+        print(f"import_speed: {exc}", file=sys.stderr)
+        return 2
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
