@@ -102,6 +102,61 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import logging
+
+    from jobs.train import TrainConfig, run_training
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.all and not args.unit:
+        raise CliError("adaptrec train: name units with --unit U (repeatable) or train every model unit with --all",
+                       EXIT_USAGE)
+    config = TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials)
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        try:
+            report = run_training(settings.database_url, config, units=args.unit or None,
+                                  progress=not args.quiet)
+        except ValueError as exc:
+            raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
+    if report.locked_out:
+        print("adaptrec train: another training job is running; nothing to do", file=sys.stderr)
+        return 0
+    print(report.table())
+    if report.failed:
+        names = ", ".join(f"{o.unit_id} ({o.objective})" for o in report.failed)
+        print(f"adaptrec train: {len(report.failed)} model(s) not activated, previous kept: {names}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+def cmd_models(args) -> int:
+    from app import modelstore
+
+    with _database() as (settings, conn):
+        rows = modelstore.list_models(conn, include_retired=args.all)
+    if not rows:
+        print("no models yet; run `adaptrec train --all`")
+        return 0
+    print(f"{'model':>6} {'unit':<36} {'objective':<10} {'mode':<7} {'status':<8} {'metric':<15} "
+          f"{'model':>7} {'baseline':>9} {'trained':<16}")
+    for r in rows:
+        m = r["metrics"] or {}
+        key = "auc" if r["objective"] == "practice" else "precision_at_10"
+        model_v = (m.get("model") or {}).get(key)
+        base_v = (m.get("baseline") or {}).get(key)
+        base_name = m.get("baseline_name", "")
+        print(f"{r['model_id']:>6} {r['unit_id'][:36]:<36} {r['objective']:<10} {r['mode']:<7} {r['status']:<8} "
+              f"{key:<15} {_num(model_v):>7} {_num(base_v):>9} {r['trained_at']:%Y-%m-%d %H:%M}"
+              + (f"  (baseline: {base_name})" if args.verbose and base_name else ""))
+    return 0
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def cmd_serve(args) -> int:
     from app.serve import serve
 
@@ -171,6 +226,25 @@ def build_parser() -> Parser:
     serve.add_argument("--workers", type=_positive, default=None, help="gunicorn workers (default 2)")
     serve.add_argument("--demo-if-empty", action="store_true", help="load the demo data set into an empty database")
     serve.set_defaults(func=cmd_serve)
+
+    train = sub.add_parser("train", help="train item embeddings per unit (the daily job)",
+                           description="Train, evaluate and activate a model per unit: practice models "
+                                       "(attempts, calibrated p(correct)) and engagement models (top-N). "
+                                       "One runner at a time; a unit whose new model fails keeps its "
+                                       "previous one and the command exits 1 naming it.")
+    train.add_argument("--unit", action="append", metavar="U", help="train this unit (repeatable)")
+    train.add_argument("--all", action="store_true", help="train every unit with enough data")
+    train.add_argument("--mode", choices=["mf", "partial", "full"], default=None,
+                       help="mf: ids only; partial: + metadata; full: + TF-IDF of text (default ADAPTREC_TRAIN_MODE or mf)")
+    train.add_argument("--tag", default="default", help="model tag (experiments can route to a tag)")
+    train.add_argument("--trials", type=_positive, default=None, help="hyperparameter trials per unit (default 4)")
+    train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
+    train.set_defaults(func=cmd_train)
+
+    models = sub.add_parser("models", help="list trained models with their metrics beside the baseline's")
+    models.add_argument("--all", action="store_true", help="include retired and failed versions")
+    models.add_argument("--verbose", "-v", action="store_true", help="name the baseline")
+    models.set_defaults(func=cmd_models)
 
     servers = sub.add_parser("servers", help="status or stop of the embedded Postgres and Redis under ./var/")
     servers.add_argument("action", choices=["status", "stop"])

@@ -66,8 +66,9 @@ CREATE INDEX interactions_user_recent ON interactions (user_id, occurred_at DESC
 CREATE INDEX interactions_item ON interactions (item_id, occurred_at);   -- per-item stats, trending
 CREATE INDEX interactions_occurred ON interactions (occurred_at);        -- daily volume, training windows
 
--- A trained model of one unit. At most one active model per (unit, tag); activation swaps
--- statuses in one transaction, so readers always see exactly one.
+-- A trained model of one unit. At most one active model per (unit, objective, tag): a unit can
+-- have a practice model (p(correct) of attempts) and an engagement model (top-N) side by side.
+-- Activation swaps statuses in one transaction, so readers always see exactly one.
 CREATE TABLE models (
     model_id          bigserial PRIMARY KEY,
     unit_id           text NOT NULL REFERENCES units (unit_id) ON DELETE CASCADE,
@@ -84,8 +85,8 @@ CREATE TABLE models (
     trained_at        timestamptz NOT NULL DEFAULT now(),
     activated_at      timestamptz
 );
-CREATE UNIQUE INDEX models_one_active ON models (unit_id, tag) WHERE status = 'active';
-CREATE INDEX models_unit ON models (unit_id, tag, trained_at DESC);
+CREATE UNIQUE INDEX models_one_active ON models (unit_id, objective, tag) WHERE status = 'active';
+CREATE INDEX models_unit ON models (unit_id, objective, tag, trained_at DESC);
 
 -- The arrays a model serves with, packed little-endian float32 so loading a model is one row:
 -- item_vectors (n_items x dim), item_biases (n_items), and the user prior over [vector, bias]

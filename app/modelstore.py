@@ -1,0 +1,110 @@
+"""Stored models: one `models` row of metadata and one `model_arrays` row of packed float32
+arrays, so loading a model for serving is a single read of a few bytea columns.
+
+Activation is atomic: in one transaction the previous active model of the same (unit,
+objective, tag) is retired and the new one activated; a partial unique index guarantees
+readers never see two, and a reader that started before sees the old one whole.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app import queries as q
+
+_F32 = np.dtype("<f4")
+
+
+def pack(array: np.ndarray) -> bytes:
+    return np.ascontiguousarray(array, dtype=_F32).tobytes()
+
+
+def unpack(raw, shape: tuple) -> np.ndarray:
+    return np.frombuffer(bytes(raw), dtype=_F32).reshape(shape)
+
+
+@dataclass
+class StoredModel:
+    """What the service needs to score learners against a unit's items."""
+    model_id: int
+    unit_id: str
+    objective: str               # practice | engagement
+    mode: str
+    tag: str
+    item_ids: list[str]
+    item_vectors: np.ndarray     # (n_items, dim)
+    item_biases: np.ndarray      # (n_items,)
+    prior_mean: np.ndarray       # (dim + 1,)
+    prior_cov: np.ndarray        # (dim + 1, dim + 1)
+    calibration: dict
+    extra: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    trained_at: object = None
+
+    @property
+    def dim(self) -> int:
+        return self.item_vectors.shape[1]
+
+
+def save_model(conn, *, unit_id: str, objective: str, mode: str, tag: str, item_ids: list[str],
+               item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
+               prior_cov: np.ndarray, calibration: dict, hyperparams: dict, metrics: dict,
+               data_counts: dict, training_seconds: float, extra: dict | None = None) -> int:
+    """Store a complete model with status 'ready' (not serving yet); returns its model_id."""
+    n, dim = item_vectors.shape
+    if len(item_ids) != n or item_biases.shape != (n,) or prior_mean.shape != (dim + 1,) \
+            or prior_cov.shape != (dim + 1, dim + 1):
+        raise ValueError("model arrays have inconsistent shapes")
+    row = q.fetch_one(conn, "insert_model", unit_id=unit_id, tag=tag, objective=objective, mode=mode,
+                      hyperparams=json.dumps(hyperparams), metrics=json.dumps(metrics, default=float),
+                      data_counts=json.dumps(data_counts), training_seconds=training_seconds)
+    model_id = row["model_id"]
+    q.execute(conn, "insert_model_arrays", model_id=model_id, dim=dim, item_ids=list(item_ids),
+              item_vectors=pack(item_vectors), item_biases=pack(item_biases), prior_mean=pack(prior_mean),
+              prior_cov=pack(prior_cov), calibration=json.dumps(calibration),
+              extra=json.dumps(extra or {}))
+    return model_id
+
+
+def activate(conn, model_id: int) -> None:
+    """Make `model_id` the active model of its (unit, objective, tag), retiring the previous one."""
+    q.execute(conn, "retire_active_model_like", model_id=model_id)
+    if not q.fetch_one(conn, "activate_model", model_id=model_id):
+        raise LookupError(f"model {model_id} does not exist or is not ready")
+
+
+def active_model_summary(conn, unit_id: str, objective: str, tag: str = "default") -> dict | None:
+    return q.fetch_one(conn, "active_model_summary", unit_id=unit_id, objective=objective, tag=tag)
+
+
+def load_model(conn, model_id: int) -> StoredModel:
+    row = q.fetch_one(conn, "load_model", model_id=model_id)
+    if row is None:
+        raise LookupError(f"no model {model_id}")
+    n, dim = len(row["item_ids"]), row["dim"]
+    return StoredModel(
+        model_id=row["model_id"], unit_id=row["unit_id"], objective=row["objective"], mode=row["mode"],
+        tag=row["tag"], item_ids=list(row["item_ids"]),
+        item_vectors=unpack(row["item_vectors"], (n, dim)), item_biases=unpack(row["item_biases"], (n,)),
+        prior_mean=unpack(row["prior_mean"], (dim + 1,)), prior_cov=unpack(row["prior_cov"], (dim + 1, dim + 1)),
+        calibration=row["calibration"], extra=row["extra"], metrics=row["metrics"], trained_at=row["trained_at"])
+
+
+def load_active(conn, unit_id: str, objective: str, tag: str = "default") -> StoredModel | None:
+    summary = active_model_summary(conn, unit_id, objective, tag)
+    return load_model(conn, summary["model_id"]) if summary else None
+
+
+def mark_failed(conn, model_id: int, reason: str) -> None:
+    q.execute(conn, "fail_model", model_id=model_id, reason=reason)
+
+
+def prune(conn, unit_id: str, objective: str, tag: str, keep: int) -> int:
+    """Delete all but the newest `keep` non-active versions; returns how many were deleted."""
+    return q.execute(conn, "prune_models", unit_id=unit_id, objective=objective, tag=tag, keep=keep)
+
+
+def list_models(conn, include_retired: bool = False) -> list[dict]:
+    return q.fetch_all(conn, "list_models", include_retired=include_retired)

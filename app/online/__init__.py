@@ -1,0 +1,1 @@
+"""Online model code in pure numpy: no Flask, no SQL. Arrays in, arrays out."""

@@ -1,0 +1,68 @@
+"""The live fit: a learner's embedding from their history, against fixed item vectors.
+
+Model (LightFM's logistic loss): logit p(correct | user, item) = u . v_i + b_u + b_i.
+With the item side fixed, fitting theta = [u, b_u] is a logistic regression with design rows
+x_i = [v_i, 1] and offsets b_i. The prior N(mu, Sigma) is the distribution of the trained
+users' [u, b_u], so a new learner starts at the population mean and each attempt moves them;
+the MAP estimate is found by a few Newton steps (the problem is small: dim + 1 unknowns).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def fit_user(item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.ndarray,
+             prior_mean: np.ndarray, prior_precision: np.ndarray, weights: np.ndarray | None = None,
+             steps: int = 8, tol: float = 1e-6) -> np.ndarray:
+    """MAP estimate of theta = [u, b_u] from a learner's attempts.
+
+    item_vectors : (n, d) vectors of the attempted items; item_biases : (n,);
+    outcomes : (n,) 0/1; prior_mean : (d + 1,); prior_precision : (d + 1, d + 1), the inverse
+    prior covariance; weights : (n,) optional per-attempt weights (recency).
+    Returns theta : (d + 1,). With no attempts it returns the prior mean.
+    """
+    theta = np.array(prior_mean, dtype=np.float64, copy=True)
+    n = len(outcomes)
+    if n == 0:
+        return theta
+    X = np.empty((n, item_vectors.shape[1] + 1))
+    X[:, :-1] = item_vectors
+    X[:, -1] = 1.0
+    y = np.asarray(outcomes, dtype=np.float64)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    offset = np.asarray(item_biases, dtype=np.float64)
+    for _ in range(steps):
+        p = sigmoid(X @ theta + offset)
+        grad = X.T @ (w * (p - y)) + prior_precision @ (theta - prior_mean)
+        hess = (X * (w * p * (1.0 - p))[:, None]).T @ X + prior_precision
+        step = np.linalg.solve(hess, grad)
+        theta -= step
+        if np.max(np.abs(step)) < tol:
+            break
+    return theta
+
+
+def score(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray) -> np.ndarray:
+    """Raw logits u . v_i + b_u + b_i for all items (vectorised): (n_items,)."""
+    return item_vectors @ theta[:-1] + theta[-1] + item_biases
+
+
+def recency_weights(n: int, half_life: float | None) -> np.ndarray:
+    """Weights for n attempts ordered oldest first: the newest weighs 1, halving every half_life."""
+    if not half_life or n == 0:
+        return np.ones(n)
+    age = np.arange(n - 1, -1, -1, dtype=np.float64)
+    return 0.5 ** (age / half_life)
+
+
+def prior_from_users(user_vectors: np.ndarray, user_biases: np.ndarray, shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of the trained users' [u, b_u]; a little ridge keeps it invertible."""
+    theta = np.hstack([user_vectors, user_biases[:, None]]).astype(np.float64)
+    mean = theta.mean(axis=0)
+    cov = np.cov(theta, rowvar=False) if len(theta) > 1 else np.eye(theta.shape[1])
+    cov = np.atleast_2d(cov) + shrink * np.eye(theta.shape[1])
+    return mean, cov

@@ -1,0 +1,108 @@
+"""Feature matrices for LightFM's hybrid modes (pure: rows of metadata in, sparse matrices out).
+
+- mf:      identity features only (one per item / user): plain matrix factorisation.
+- partial: identity + metadata: item kind, units, skills/topics/genres, difficulty label;
+           user categorical attributes (language, country, grade, ...).
+- full:    partial + TF-IDF of free text (item title and body; user free-text attributes).
+
+Identity features are kept in the hybrid modes so well-known items keep their own vectors;
+metadata carries what is known about new ones. Each row is scaled to sum to 1, as LightFM's
+documentation advises, so an item with many tags is not a louder item.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+MODES = ("mf", "partial", "full")
+_LIST_ATTRS = ("skills", "topics", "genres", "tags")
+_MAX_CATEGORY_LENGTH = 64
+
+
+@dataclass
+class FeatureSet:
+    matrix: sp.csr_matrix | None   # (n_rows, n_features); None in mf mode (LightFM's identity default)
+    names: list[str]               # feature names, identity features first
+
+
+def _normalise_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(m.sum(axis=1)).ravel()
+    sums[sums == 0] = 1.0
+    return sp.diags(1.0 / sums).dot(m).tocsr().astype(np.float32)
+
+
+def _metadata_tokens(attrs: dict, extra: list[str]) -> list[str]:
+    tokens = list(extra)
+    for key, value in (attrs or {}).items():
+        if key.startswith("true_"):  # ground truth of synthetic data must never leak into features
+            continue
+        if key in _LIST_ATTRS and isinstance(value, list):
+            tokens.extend(f"{key}:{v}" for v in value if isinstance(v, (str, int)))
+        elif isinstance(value, bool) or isinstance(value, int):
+            tokens.append(f"{key}:{value}")
+        elif isinstance(value, str) and 0 < len(value) <= _MAX_CATEGORY_LENGTH:
+            tokens.append(f"{key}:{value}")
+    return tokens
+
+
+def _text(attrs: dict, *parts: str | None) -> str:
+    long_strings = [v for k, v in (attrs or {}).items()
+                    if isinstance(v, str) and len(v) > _MAX_CATEGORY_LENGTH and not k.startswith("true_")]
+    return " ".join(p for p in (*parts, *long_strings) if p)
+
+
+def build_features(ids: list[str], attrs: list[dict], mode: str, extra_tokens: list[list[str]] | None = None,
+                   texts: list[str] | None = None, max_text_features: int = 2000) -> FeatureSet:
+    """Identity (+ metadata tokens, + TF-IDF of texts in full mode) features for each row.
+
+    ids : row ids (identity feature names); attrs : JSON attrs per row; extra_tokens : more
+    categorical tokens per row (e.g. the item's kind and units); texts : free text per row.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    n = len(ids)
+    if mode == "mf":
+        return FeatureSet(None, [f"id:{i}" for i in ids])
+    blocks = [sp.identity(n, dtype=np.float32, format="csr")]
+    names = [f"id:{i}" for i in ids]
+
+    extra_tokens = extra_tokens or [[] for _ in ids]
+    vocab: dict[str, int] = {}
+    rows, cols = [], []
+    for r, (a, extra) in enumerate(zip(attrs, extra_tokens)):
+        for token in dict.fromkeys(_metadata_tokens(a, extra)):
+            rows.append(r)
+            cols.append(vocab.setdefault(token, len(vocab)))
+    if vocab:
+        blocks.append(sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, len(vocab))))
+        names.extend(vocab)
+
+    if mode == "full" and texts is not None and any(texts):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vectorizer = TfidfVectorizer(max_features=max_text_features, min_df=2, stop_words="english",
+                                     sublinear_tf=True, dtype=np.float32)
+        try:
+            tfidf = vectorizer.fit_transform(texts)
+        except ValueError:  # every document empty after stop words / min_df
+            tfidf = None
+        if tfidf is not None and tfidf.shape[1]:
+            blocks.append(tfidf.tocsr())
+            names.extend(f"text:{w}" for w in vectorizer.get_feature_names_out())
+    return FeatureSet(_normalise_rows(sp.hstack(blocks, format="csr")), names)
+
+
+def item_features(items: list[dict], mode: str) -> FeatureSet:
+    """items: dicts with item_id, kind, title, body, attrs, units (list of direct unit ids)."""
+    return build_features(
+        [i["item_id"] for i in items], [i.get("attrs") or {} for i in items], mode,
+        extra_tokens=[[f"kind:{i.get('kind')}"] + [f"unit:{u}" for u in i.get("units") or []] for i in items],
+        texts=[_text(i.get("attrs"), i.get("title"), i.get("body")) for i in items])
+
+
+def user_features(users: list[dict], mode: str) -> FeatureSet:
+    """users: dicts with user_id and attrs."""
+    return build_features([u["user_id"] for u in users], [u.get("attrs") or {} for u in users], mode,
+                          texts=[_text(u.get("attrs")) for u in users])

@@ -1,0 +1,189 @@
+"""Practice models: LightFM with logistic loss on each learner's first attempt per item,
+evaluated the way the service will use them (a live fit of held-out learners), tuned on a
+validation split of learners, and Platt-calibrated on it. Pure numpy/scipy/LightFM: no SQL."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from lightfm import LightFM
+
+from app.online.fit import fit_user, prior_from_users, score
+from jobs.training import calibration as cal
+from jobs.training.features import FeatureSet
+from jobs.training.metrics import probability_metrics
+
+
+@dataclass
+class PracticeData:
+    """First attempts under one unit, rows grouped by user and in time order within a user."""
+    user_ids: list[str]
+    item_ids: list[str]          # every item under the unit, attempted or not
+    users: np.ndarray            # (n,) int32 user index of each attempt
+    items: np.ndarray            # (n,) int32 item index
+    outcomes: np.ndarray         # (n,) int8 1 correct, 0 wrong
+    item_features: FeatureSet | None = None
+    user_features: FeatureSet | None = None
+
+
+@dataclass(frozen=True)
+class Params:
+    no_components: int = 16
+    epochs: int = 20
+    alpha: float = 1e-5          # item_alpha and user_alpha (L2 per sample)
+    learning_rate: float = 0.05
+
+
+@dataclass
+class FittedModel:
+    item_vectors: np.ndarray     # (n_items, d) float32
+    item_biases: np.ndarray      # (n_items,) float32
+    prior_mean: np.ndarray       # (d + 1,) over [u, b_u]
+    prior_cov: np.ndarray        # (d + 1, d + 1)
+    user_feature_vectors: np.ndarray | None = None   # (n_user_features, d) for hybrid new-user priors
+    user_feature_biases: np.ndarray | None = None
+
+
+@dataclass
+class PracticeResult:
+    fitted: FittedModel
+    params: Params
+    calibration: dict
+    metrics: dict                # held-out test learners: the model, uncalibrated ECE, the baseline
+    search: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# A small grid, ordered so the first trials are the likeliest winners: the tuner stops at the
+# trial budget or the time budget, whichever comes first.
+DEFAULT_GRID = (
+    Params(16, 20, 1e-5), Params(32, 20, 1e-5), Params(8, 30, 1e-6), Params(16, 40, 1e-4),
+    Params(32, 40, 1e-4), Params(64, 20, 1e-5),
+)
+
+
+def split_users(n_users: int, seed: int = 0, val: float = 0.1, test: float = 0.1) -> np.ndarray:
+    """Assign each user to 0 train, 1 validation or 2 test, at random with a fixed seed."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n_users)
+    n_val, n_test = int(round(n_users * val)), int(round(n_users * test))
+    role = np.zeros(n_users, dtype=np.int8)
+    role[order[:n_val]] = 1
+    role[order[n_val:n_val + n_test]] = 2
+    return role
+
+
+def fit(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, threads: int = 2) -> FittedModel:
+    """Train LightFM on the attempts selected by the boolean mask `rows`."""
+    n_users, n_items = len(data.user_ids), len(data.item_ids)
+    labels = np.where(data.outcomes[rows] > 0, 1.0, -1.0).astype(np.float32)
+    matrix = sp.coo_matrix((labels, (data.users[rows], data.items[rows])), shape=(n_users, n_items))
+    item_x = data.item_features.matrix if data.item_features else None
+    user_x = data.user_features.matrix if data.user_features else None
+    model = LightFM(loss="logistic", no_components=params.no_components, learning_rate=params.learning_rate,
+                    item_alpha=params.alpha, user_alpha=params.alpha, random_state=seed)
+    model.fit(matrix, user_features=user_x, item_features=item_x, epochs=params.epochs, num_threads=threads)
+    item_biases, item_vectors = model.get_item_representations(item_x)
+    user_biases, user_vectors = model.get_user_representations(user_x)
+
+    trained_items = np.zeros(n_items, dtype=bool)
+    trained_items[data.items[rows]] = True
+    if item_x is None and (~trained_items).any() and trained_items.any():
+        # An item nobody attempted has only LightFM's random start: serve the population's
+        # average item instead. (In hybrid modes its features give it a real vector.)
+        item_vectors[~trained_items] = item_vectors[trained_items].mean(axis=0)
+        item_biases[~trained_items] = item_biases[trained_items].mean()
+    trained_users = np.unique(data.users[rows])
+    mean, cov = prior_from_users(user_vectors[trained_users], user_biases[trained_users])
+    fitted = FittedModel(item_vectors.astype(np.float32), item_biases.astype(np.float32), mean, cov)
+    if user_x is not None:
+        # Per-feature embeddings let the service shift a new user's prior by their metadata.
+        fitted.user_feature_vectors = model.user_embeddings.astype(np.float32)
+        fitted.user_feature_biases = model.user_biases.astype(np.float32)
+    return fitted
+
+
+def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each user: fit live on the first half of their attempts, predict the second half.
+
+    Returns (raw logits, outcomes) of all predicted attempts.
+    """
+    precision = np.linalg.inv(fitted.prior_cov)
+    wanted = np.zeros(len(data.user_ids), dtype=bool)
+    wanted[users] = True
+    starts = np.flatnonzero(np.r_[True, data.users[1:] != data.users[:-1]])
+    ends = np.r_[starts[1:], len(data.users)]
+    raws, ys = [], []
+    for s, e in zip(starts, ends):
+        if not wanted[data.users[s]] or e - s < 2:
+            continue
+        half = s + (e - s) // 2
+        seen, unseen = data.items[s:half], data.items[half:e]
+        theta = fit_user(fitted.item_vectors[seen], fitted.item_biases[seen], data.outcomes[s:half],
+                         fitted.prior_mean, precision)
+        raws.append(score(theta, fitted.item_vectors[unseen], fitted.item_biases[unseen]))
+        ys.append(data.outcomes[half:e])
+    if not raws:
+        return np.empty(0), np.empty(0)
+    return np.concatenate(raws), np.concatenate(ys).astype(np.int8)
+
+
+def difficulty_baseline(data: PracticeData, train_rows: np.ndarray, prior_weight: float = 5.0) -> np.ndarray:
+    """The item-difficulty baseline: each item's smoothed success rate among training attempts."""
+    n_items = len(data.item_ids)
+    attempts = np.bincount(data.items[train_rows], minlength=n_items)
+    correct = np.bincount(data.items[train_rows], weights=data.outcomes[train_rows], minlength=n_items)
+    overall = correct.sum() / max(attempts.sum(), 1)
+    return (correct + prior_weight * overall) / (attempts + prior_weight)
+
+
+def _second_halves(data: PracticeData, users_mask: np.ndarray) -> np.ndarray:
+    """Row mask of the attempts fold_in_predictions predicts (second half of each user's rows)."""
+    mask = np.zeros(len(data.users), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, data.users[1:] != data.users[:-1]])
+    ends = np.r_[starts[1:], len(data.users)]
+    for s, e in zip(starts, ends):
+        if users_mask[data.users[s]] and e - s >= 2:
+            mask[s + (e - s) // 2:e] = True
+    return mask
+
+
+def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, time_budget_s: float = 60.0,
+                   seed: int = 0, threads: int = 2, refit_all: bool = True) -> PracticeResult:
+    """Tune on validation learners, calibrate on them, report on test learners, then refit on all."""
+    started = time.perf_counter()
+    role = split_users(len(data.user_ids), seed)
+    row_role = role[data.users]
+    train_rows = row_role == 0
+    val_users, test_users = np.flatnonzero(role == 1), np.flatnonzero(role == 2)
+
+    search, best = [], None
+    for i, params in enumerate(grid[:max_trials]):
+        if i and time.perf_counter() - started > time_budget_s:
+            break
+        t0 = time.perf_counter()
+        fitted = fit(data, params, train_rows, seed, threads)
+        raw, y = fold_in_predictions(fitted, data, val_users)
+        m = probability_metrics(y, cal.sigmoid(raw)) if len(y) else {"auc": float("nan")}
+        trial = {**asdict(params), "val_auc": m["auc"], "val_logloss": m.get("logloss"),
+                 "seconds": round(time.perf_counter() - t0, 3)}
+        search.append(trial)
+        if best is None or (np.nan_to_num(m["auc"]) > np.nan_to_num(best[0]["val_auc"])):
+            best = (trial, params, fitted, raw, y)
+    _, params, fitted, val_raw, val_y = best
+    calibration = cal.fit_platt(val_raw, val_y)
+
+    test_raw, test_y = fold_in_predictions(fitted, data, test_users)
+    baseline_p = difficulty_baseline(data, train_rows)
+    test_rows = _second_halves(data, role == 2)
+    metrics = {
+        "model": probability_metrics(test_y, cal.apply(calibration, test_raw)),
+        "model_uncalibrated_ece": probability_metrics(test_y, cal.sigmoid(test_raw))["ece"],
+        "baseline": probability_metrics(data.outcomes[test_rows], baseline_p[data.items[test_rows]]),
+        "baseline_name": "item_difficulty",
+    }
+    if refit_all:
+        fitted = fit(data, params, np.ones(len(data.users), dtype=bool), seed, threads)
+    return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started)

@@ -1,0 +1,191 @@
+"""The daily training job on the synthetic demo, against a real Postgres."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+
+import numpy as np
+import psycopg2
+import pytest
+from scipy.stats import spearmanr
+
+from app import modelstore
+from app import queries as q
+from app.cli import main
+from jobs import train as train_job
+from jobs.demo import DemoConfig, generate_demo
+from app.migrations import migrate
+from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
+from tests.conftest import _with_database
+
+FAST = TrainConfig(max_trials=1, min_interactions=200)
+
+
+@pytest.fixture(scope="module")
+def demo_db(servers):
+    """One database with the default demo (what `make run` loads), shared by this module's tests;
+    tests that change models use their own tag so they cannot disturb each other."""
+    admin = psycopg2.connect(servers[0])
+    admin.autocommit = True
+    name = f"adaptrec_train_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(servers[0], name)
+    conn = psycopg2.connect(url)
+    migrate(conn)
+    generate_demo(conn, DemoConfig(seed=3))
+    conn.close()
+    yield url
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def db_url(demo_db):
+    return demo_db
+
+
+@pytest.fixture
+def demo(demo_db):
+    conn = psycopg2.connect(demo_db)
+    yield conn
+    conn.close()
+
+
+def tagged(config: TrainConfig = FAST) -> TrainConfig:
+    return replace(config, tag=f"t-{uuid.uuid4().hex[:6]}")
+
+
+def subject(conn) -> str:
+    return _first(conn, "SELECT unit_id FROM units WHERE kind = 'subject' ORDER BY unit_id LIMIT 1")
+
+
+def chapter(conn) -> str:
+    return _first(conn, "SELECT unit_id FROM units WHERE kind = 'chapter' ORDER BY unit_id LIMIT 1")
+
+
+def _first(conn, sql, *args):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        value = cur.fetchone()[0]
+    conn.rollback()
+    return value
+
+
+def test_training_recovers_the_known_item_difficulties(demo, db_url):
+    unit = subject(demo)
+    report = run_training(db_url, FAST, units=[unit], progress=False)
+    practice = [o for o in report.outcomes if o.objective == "practice"]
+    assert [o.status for o in practice] == ["activated"], report.table()
+    model = modelstore.load_active(demo, unit, "practice")
+    with demo.cursor() as cur:
+        cur.execute("SELECT item_id, (attrs->>'true_difficulty')::float FROM items WHERE item_id = ANY(%s)",
+                    (model.item_ids,))
+        truth = dict(cur.fetchall())
+    # An average learner's logit for each item: the model's notion of easiness.
+    easiness = model.item_vectors @ model.prior_mean[:-1] + model.item_biases
+    questions = [i for i, item_id in enumerate(model.item_ids) if truth.get(item_id) is not None]
+    rho = spearmanr(easiness[questions], [-truth[model.item_ids[i]] for i in questions]).statistic
+    assert rho >= 0.9
+    assert model.metrics["model"]["auc"] > model.metrics["baseline"]["auc"] - 0.01
+
+
+def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url, redis_url, monkeypatch, capsys):
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    monkeypatch.setenv("ADAPTREC_TRAIN_MAX_TRIALS", "1")
+    monkeypatch.setenv("ADAPTREC_TRAIN_MIN_INTERACTIONS", "20000")
+    assert main(["train", "--all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "activated" in out
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "practice" in listing and "engagement" in listing and "demo" in listing
+    active = q.fetch_all(demo, "list_models", include_retired=False)
+    assert all(r["status"] == "active" for r in active)
+    assert {"demo"} <= {r["unit_id"] for r in active}
+
+
+def test_a_crash_mid_training_leaves_the_previous_model_active(demo, db_url, monkeypatch):
+    unit, config = chapter(demo), tagged()
+    run_training(db_url, config, units=[unit], progress=False)
+    before = modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"]
+
+    def crash(*args, **kwargs):
+        raise MemoryError("simulated crash while training")
+
+    monkeypatch.setattr(train_job, "train_practice", crash)
+    report = run_training(db_url, config, units=[unit], progress=False)
+    failed = [o for o in report.outcomes if o.objective == "practice"]
+    assert failed[0].status == "failed" and "simulated crash" in failed[0].reason
+    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == before
+
+
+def test_a_crash_between_storing_and_activating_serves_the_old_model(demo, db_url, monkeypatch):
+    unit, config = chapter(demo), tagged()
+    run_training(db_url, config, units=[unit], progress=False)
+    before = modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"]
+    monkeypatch.setattr(modelstore, "activate", lambda conn, model_id: (_ for _ in ()).throw(OSError("killed")))
+    report = run_training(db_url, config, units=[unit], progress=False)
+    assert any(o.status == "failed" for o in report.outcomes)
+    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == before
+    monkeypatch.undo()
+    run_training(db_url, config, units=[unit], progress=False)  # the next run succeeds
+    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] != before
+
+
+def test_a_worse_model_is_not_activated(demo, db_url):
+    unit, config = chapter(demo), tagged()
+    run_training(db_url, config, units=[unit], progress=False)
+    active = modelstore.active_model_summary(demo, unit, "practice", config.tag)
+    with demo.cursor() as cur:  # pretend the active model was excellent
+        cur.execute("UPDATE models SET metrics = jsonb_set(metrics, '{model,auc}', '0.999') WHERE model_id = %s",
+                    (active["model_id"],))
+    demo.commit()
+    report = run_training(db_url, config, units=[unit], progress=False)
+    practice = [o for o in report.outcomes if o.objective == "practice"][0]
+    assert practice.status == "kept_previous" and "worse than the active model" in practice.reason
+    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == active["model_id"]
+
+
+def test_only_one_training_job_runs_at_a_time(demo, db_url, redis_url, monkeypatch, capsys):
+    holder = psycopg2.connect(db_url)
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (TRAIN_LOCK_KEY,))
+    try:
+        assert run_training(db_url, FAST, units=[chapter(demo)], progress=False).locked_out
+        monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+        monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+        assert main(["train", "--all", "--quiet"]) == 0
+        assert "another training job is running" in capsys.readouterr().err
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("mode", ["mf", "partial", "full"])
+def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mode):
+    unit = _first(demo, "SELECT unit_id FROM units WHERE kind = 'chapter' ORDER BY unit_id LIMIT 1")
+    # an item nobody has touched yet, under that unit
+    with demo.cursor() as cur:
+        section = _first(demo, "SELECT child FROM unit_children WHERE parent = %s ORDER BY child LIMIT 1", unit)
+        cur.execute("INSERT INTO items (item_id, kind, title, attrs) VALUES ('fresh-q', 'question', 'Fresh', "
+                    "'{\"difficulty_label\": \"hard\"}') ON CONFLICT DO NOTHING")
+        cur.execute("INSERT INTO unit_items (unit_id, item_id) VALUES (%s, 'fresh-q') ON CONFLICT DO NOTHING",
+                    (section,))
+    demo.commit()
+    config = tagged(TrainConfig(max_trials=1, mode=mode))
+    report = run_training(db_url, config, units=[unit], progress=False)
+    assert {o.status for o in report.outcomes} == {"activated"}, report.table()
+    model = modelstore.load_active(demo, unit, "practice", config.tag)
+    expected = [r["item_id"] for r in q.fetch_all(demo, "unit_items_for_training", unit_id=unit)]
+    assert model.item_ids == expected and "fresh-q" in model.item_ids
+    assert model.mode == mode and np.isfinite(model.item_vectors).all() and np.isfinite(model.item_biases).all()
+    assert model.item_vectors.shape == (len(expected), model.dim)
+
+
+def test_calibration_lowers_held_out_ece(demo, db_url):
+    unit, config = "demo", tagged()
+    run_training(db_url, config, units=[unit], progress=False)
+    metrics = modelstore.active_model_summary(demo, unit, "practice", config.tag)["metrics"]
+    assert metrics["model"]["ece"] < metrics["model_uncalibrated_ece"]
