@@ -1,0 +1,81 @@
+"""How long `adaptrec demo` takes, end to end, into a fresh database.
+
+    python -m bench.demo_speed [--attempts 1000000] [--learners 2000] [--engagements 50000] [--json OUT]
+
+Creates a temporary database (adaptrec_bench_<random>) on ADAPTREC_DATABASE_URL's server when
+set, else on the embedded servers, migrates it, times generate_demo (generation, COPY and
+merge, commit included) and drops the database again. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from contextlib import closing
+from datetime import datetime, timezone
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2
+
+from app.config import Settings
+from app.embedded import servers_for
+from app.migrations import migrate
+from jobs.demo import DemoConfig, generate_demo
+
+
+def _with_database(url: str, dbname: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
+
+
+def run(config: DemoConfig, database_url: str) -> dict:
+    name = f"adaptrec_bench_{uuid.uuid4().hex[:10]}"
+    with closing(psycopg2.connect(database_url)) as admin:
+        admin.autocommit = True
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        try:
+            with closing(psycopg2.connect(_with_database(database_url, name))) as conn:
+                migrate(conn)
+                started = time.perf_counter()
+                report = generate_demo(conn, config, progress=sys.stderr.isatty())
+                seconds = time.perf_counter() - started
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM interactions")
+                    interactions = cur.fetchone()[0]
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return {"attempts": config.attempts, "engagements": config.engagements, "learners": config.learners,
+            "interactions": interactions, "seconds": round(seconds, 2),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.demo_speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=1_000_000)
+    parser.add_argument("--learners", type=int, default=DemoConfig.learners)
+    parser.add_argument("--engagements", type=int, default=DemoConfig.engagements)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", metavar="OUT", help="also write the result to this file")
+    args = parser.parse_args(argv)
+    config = DemoConfig(seed=args.seed, learners=args.learners, attempts=args.attempts,
+                        engagements=args.engagements)
+    configured = os.environ.get("ADAPTREC_DATABASE_URL")
+    if configured:  # only Postgres is needed, so ADAPTREC_REDIS_URL may be unset
+        result = run(config, configured)
+    else:
+        with servers_for(Settings.from_env()) as settings:
+            result = run(config, settings.database_url)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as fh:
+            fh.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
