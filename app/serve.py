@@ -48,6 +48,25 @@ def _database_is_empty(conn) -> bool:
     return empty
 
 
+def _no_active_models(conn) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT NOT EXISTS (SELECT 1 FROM models WHERE status = 'active')")
+        none = cur.fetchone()[0]
+    conn.rollback()
+    return none
+
+
+def _train_bootstrap_models(database_url: str) -> None:
+    """A newcomer should get recommendations at once: train the big units (the root, the
+    subjects) quickly, without tuning. The nightly `adaptrec train --all` does the rest."""
+    from jobs.train import TrainConfig, run_training
+
+    _say("no active model yet: training the largest units (adaptrec train) ...")
+    report = run_training(database_url, TrainConfig.from_env(max_trials=1, min_interactions=20000))
+    activated = sum(1 for o in report.outcomes if o.status == "activated")
+    _say(f"activated {activated} model(s); run `adaptrec train --all` for a model per unit")
+
+
 def _sample_ids(conn) -> dict:
     """A user and a unit for the printed examples: the most active learner and the top unit."""
     with conn.cursor() as cur:
@@ -105,8 +124,11 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
                 _say("the database is empty: loading the demo data set (adaptrec demo)")
                 _say(generate_demo(conn, DemoConfig(), progress=True).summary())
             ids = _sample_ids(conn)
+            needs_models = demo_if_empty and _no_active_models(conn)
         finally:
             conn.close()
+        if needs_models:
+            _train_bootstrap_models(settings.database_url)
 
         api_keys = settings.api_keys
         if not api_keys:
