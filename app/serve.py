@@ -40,6 +40,16 @@ def _embedded_api_key(settings: Settings) -> str:
     return key
 
 
+def _detach_but_die_with_parent() -> None:
+    os.setsid()
+    try:  # Linux: if this process is killed outright, the kernel sends gunicorn SIGTERM
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _database_is_empty(conn) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT NOT EXISTS (SELECT 1 FROM items) AND NOT EXISTS (SELECT 1 FROM interactions)")
@@ -147,7 +157,9 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         cmd = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(settings.workers),
                "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
                "--chdir", str(PROJECT_ROOT), "app.factory:create_app()"]
-        proc = subprocess.Popen(cmd, env=env)
+        # gunicorn gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
+        # SIGTERM, gunicorn's graceful stop, and in-flight requests finish.
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=_detach_but_die_with_parent)
 
         stopping = False
 

@@ -111,5 +111,5 @@ def test_serve_uses_configured_servers_and_starts_none(db_url, redis_url, tmp_pa
     finally:
         output = ctrl_c(proc)
     assert proc.returncode == 0, output
-    assert "Traceback" not in output
+    assert "Traceback" not in output, output
     assert not (tmp_path / "var").exists()  # no embedded server was started
