@@ -237,7 +237,7 @@ def build_parser() -> Parser:
     train.add_argument("--mode", choices=["mf", "partial", "full"], default=None,
                        help="mf: ids only; partial: + metadata; full: + TF-IDF of text (default ADAPTREC_TRAIN_MODE or mf)")
     train.add_argument("--tag", default="default", help="model tag (experiments can route to a tag)")
-    train.add_argument("--trials", type=_positive, default=None, help="hyperparameter trials per unit (default 4)")
+    train.add_argument("--trials", type=_positive, default=None, help="hyperparameter trials per unit (default ADAPTREC_TRAIN_MAX_TRIALS or 3)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
     train.set_defaults(func=cmd_train)
 

@@ -17,6 +17,19 @@ from app import queries as q
 _F32 = np.dtype("<f4")
 
 
+def json_safe(value):
+    """JSON cannot carry NaN or infinity (an AUC over one class is NaN): store them as null."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 def pack(array: np.ndarray) -> bytes:
     return np.ascontiguousarray(array, dtype=_F32).tobytes()
 
@@ -58,13 +71,13 @@ def save_model(conn, *, unit_id: str, objective: str, mode: str, tag: str, item_
             or prior_cov.shape != (dim + 1, dim + 1):
         raise ValueError("model arrays have inconsistent shapes")
     row = q.fetch_one(conn, "insert_model", unit_id=unit_id, tag=tag, objective=objective, mode=mode,
-                      hyperparams=json.dumps(hyperparams), metrics=json.dumps(metrics, default=float),
-                      data_counts=json.dumps(data_counts), training_seconds=training_seconds)
+                      hyperparams=json.dumps(json_safe(hyperparams)), metrics=json.dumps(json_safe(metrics)),
+                      data_counts=json.dumps(json_safe(data_counts)), training_seconds=training_seconds)
     model_id = row["model_id"]
     q.execute(conn, "insert_model_arrays", model_id=model_id, dim=dim, item_ids=list(item_ids),
               item_vectors=pack(item_vectors), item_biases=pack(item_biases), prior_mean=pack(prior_mean),
-              prior_cov=pack(prior_cov), calibration=json.dumps(calibration),
-              extra=json.dumps(extra or {}))
+              prior_cov=pack(prior_cov), calibration=json.dumps(json_safe(calibration)),
+              extra=json.dumps(json_safe(extra or {})))
     return model_id
 
 

@@ -30,11 +30,11 @@ TRAIN_LOCK_KEY = 0x61647274  # "adrt"
 class TrainConfig:
     mode: str = "mf"
     tag: str = "default"
-    min_items: int = 10
-    min_interactions: int = 200
+    min_items: int = 5
+    min_interactions: int = 100
     keep_versions: int = 3
     margin: float = 0.02          # a new model may be at most this much worse (AUC / precision@10)
-    max_trials: int = 4
+    max_trials: int = 3
     unit_time_budget_s: float = 30.0
     seed: int = 0
     threads: int = 2
@@ -150,9 +150,9 @@ def _sane(new: dict, active: dict | None, key: str, margin: float) -> tuple[bool
         return True, ""
     old = (active.get("metrics") or {}).get("model", {}).get(key)
     value = new.get("model", {}).get(key)
-    if old is None or value is None or math.isnan(old):
+    if old is None or value is None:  # no held-out figure to compare (too few learners)
         return True, ""
-    if math.isnan(value) or value < old - margin:
+    if value < old - margin:
         return False, f"held-out {key} {value:.3f} is worse than the active model's {old:.3f} by more than {margin}"
     return True, ""
 

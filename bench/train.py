@@ -1,0 +1,135 @@
+"""Training benchmark: `python -m bench.train [--data PATH] [--synthetic N] [--json OUT]`.
+
+1. Imports the ASSISTments 2009 attempts into a fresh database and trains every model unit
+   with tuning through the real job (targets: under 2 minutes on a 2-core machine).
+2. Trains one synthetic unit (the demo root) with about N interactions (target: 1M in under 60 s).
+Reports seconds, held-out metrics beside the baseline, and peak memory (target under 2 GB).
+Each part runs in a database of its own, created and dropped here.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import psycopg2
+
+from app.config import PROJECT_ROOT, Settings
+from app.embedded import servers_for
+from app.migrations import migrate
+from jobs.train import TrainConfig, run_training
+
+DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
+
+
+@contextmanager
+def scratch_database(server_url: str):
+    from tests.conftest import _with_database
+
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    name = f"adaptrec_bench_{uuid.uuid4().hex[:8]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(server_url, name)
+    try:
+        conn = psycopg2.connect(url)
+        migrate(conn)
+        yield url, conn
+        conn.close()
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def summarise(report, objective: str = "practice") -> dict:
+    chosen = [o for o in report.outcomes if o.objective == objective]
+    out = {"models": len(chosen), "activated": sum(o.status == "activated" for o in chosen),
+           "failed": [o.unit_id for o in chosen if o.status != "activated"]}
+    return out
+
+
+def bench_assistments(server_url: str, data: Path, config: TrainConfig) -> dict:
+    from jobs.importers import run_import
+
+    with scratch_database(server_url) as (url, conn):
+        t0 = time.perf_counter()
+        run_import(conn, "assistments", [data], progress=False)
+        import_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report = run_training(url, config, progress=False)
+        train_s = time.perf_counter() - t0
+        root = next((o for o in report.outcomes if o.unit_id == "assistments"), None)
+        skills = [o for o in report.outcomes if o.unit_id.startswith("skill:") and o.status == "activated"]
+        return {
+            "import_seconds": round(import_s, 2),
+            "train_seconds": round(train_s, 2),
+            **summarise(report),
+            "skill_models": len(skills),
+            "root": {"auc": root.metrics["model"]["auc"], "logloss": root.metrics["model"]["logloss"],
+                     "ece": root.metrics["model"]["ece"],
+                     "ece_uncalibrated": root.metrics["model_uncalibrated_ece"],
+                     "baseline_auc": root.metrics["baseline"]["auc"],
+                     "baseline_logloss": root.metrics["baseline"]["logloss"],
+                     "seconds": round(root.seconds, 2)} if root and root.metrics else None,
+        }
+
+
+def bench_synthetic(server_url: str, attempts: int, config: TrainConfig) -> dict:
+    from jobs.demo import DemoConfig, generate_demo
+
+    with scratch_database(server_url) as (url, conn):
+        generate_demo(conn, DemoConfig(seed=0, learners=max(2000, attempts // 100), attempts=attempts, engagements=0))
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM interactions")
+            interactions = cur.fetchone()[0]
+        conn.rollback()
+        t0 = time.perf_counter()
+        report = run_training(url, config, units=["demo"], progress=False)
+        seconds = time.perf_counter() - t0
+        root = report.outcomes[0]
+        return {"interactions": interactions,
+                "seconds": round(seconds, 2), "status": root.status,
+                "auc": root.metrics["model"]["auc"] if root.metrics else None,
+                "baseline_auc": root.metrics["baseline"]["auc"] if root.metrics else None}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ASSISTments attempts file")
+    parser.add_argument("--synthetic", type=int, default=1_000_000, help="attempts of the synthetic unit (0: skip)")
+    parser.add_argument("--trials", type=int, default=None, help="tuning trials per unit (default: the job's)")
+    parser.add_argument("--json", type=Path, help="write the report here")
+    args = parser.parse_args(argv)
+    if not args.data.exists():
+        parser.error(f"{args.data}: no such file")
+    config = TrainConfig.from_env(max_trials=args.trials)
+    result = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus",
+              "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.threads}}
+    with servers_for(Settings.from_env()) as settings:
+        result["assistments"] = bench_assistments(settings.database_url, args.data, config)
+        print(json.dumps(result["assistments"]), file=sys.stderr)
+        if args.synthetic:
+            result["synthetic"] = bench_synthetic(settings.database_url, args.synthetic, config)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
