@@ -1,0 +1,159 @@
+"""The engagement top-N family without a database: EASE, the blend, WARP and its fold-in."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.stats import spearmanr
+
+from jobs.training.ease import blend_scores, ease_scores, fit_ease, standardise
+from jobs.training.topn import (TopNModel, WarpConfig, fit_topn, fold_in, positives_matrix, tune_topn,
+                                warp_scores)
+
+SMALL_WARP = WarpConfig(no_components=8, learning_rate=0.05, alpha=1e-5, max_sampled=10, epochs=20)
+
+
+def clustered_positives(n_users=90, n_items=30, groups=3, p_in=0.6, p_out=0.03, seed=0) -> sp.csr_matrix:
+    """Users of group g mostly like the items of group g: a structure every model should find."""
+    rng = np.random.default_rng(seed)
+    user_group = np.arange(n_users) % groups
+    item_group = np.arange(n_items) % groups
+    p = np.where(user_group[:, None] == item_group[None, :], p_in, p_out)
+    X = (rng.random((n_users, n_items)) < p).astype(np.float32)
+    X[np.arange(n_users), user_group] = 1.0        # nobody is empty
+    return sp.csr_matrix(X)
+
+
+def test_ease_has_a_zero_diagonal_and_ranks_the_co_occurring_item_first():
+    # items 0 and 1 always go together, 2 and 3 together, 4 is popular with everyone
+    X = sp.csr_matrix(np.array([[1, 1, 0, 0, 1],
+                                [1, 1, 0, 0, 1],
+                                [1, 1, 0, 0, 0],
+                                [0, 0, 1, 1, 1],
+                                [0, 0, 1, 1, 1],
+                                [0, 0, 1, 1, 0]], dtype=np.float32))
+    B = fit_ease(X, l2=0.5)
+    assert B.shape == (5, 5) and B.dtype == np.float32
+    np.testing.assert_array_equal(np.diag(B), 0.0)
+    assert np.argmax(ease_scores(np.array([1, 0, 0, 0, 0]), B)) == 1
+    assert np.argmax(ease_scores(np.array([0, 0, 1, 0, 0]), B)) == 3
+    rows = ease_scores(X[[0, 3]], B)                      # sparse rows give the same as dense ones
+    np.testing.assert_allclose(rows, X[[0, 3]].toarray() @ B, rtol=1e-5)
+
+
+def test_ease_matches_the_constrained_least_squares_solution():
+    X = clustered_positives(n_users=40, n_items=8)
+    l2 = 3.0
+    B = fit_ease(X, l2).astype(np.float64)
+    G = (X.T @ X).toarray() + l2 * np.eye(8)
+    # for each column j: argmin ||X_j - X b||^2 + l2 ||b||^2 with b_j = 0 is a ridge on the other columns
+    for j in range(8):
+        others = [i for i in range(8) if i != j]
+        expected = np.linalg.solve(G[np.ix_(others, others)], (X.T @ X).toarray()[others, j])
+        np.testing.assert_allclose(B[others, j], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_standardise_gives_zero_mean_unit_deviation_rows_and_zero_for_constant_rows():
+    rng = np.random.default_rng(0)
+    z = standardise(rng.normal(3, 5, (4, 50)))
+    np.testing.assert_allclose(z.mean(axis=1), 0, atol=1e-12)
+    np.testing.assert_allclose(z.std(axis=1), 1, atol=1e-12)
+    np.testing.assert_array_equal(standardise(np.full((2, 6), 7.0)), 0.0)
+    one = rng.normal(size=10)
+    np.testing.assert_allclose(standardise(one), standardise(one[None, :])[0])
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3, 0.7])
+def test_blend_is_monotone_in_each_input_when_the_other_is_constant(weight):
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(3, 40)), rng.normal(size=(3, 40))
+    constant = np.full((3, 40), 2.5)
+    # with the other input constant, the blend ranks exactly as the varying one (an increasing map)
+    for varying, blended in ((a, blend_scores(a, constant, weight)), (b, blend_scores(constant, b, 1 - weight))):
+        for row, out in zip(varying, blended):
+            order = np.argsort(row)
+            assert np.all(np.diff(out[order]) > 0)
+    # raising one item's score in one input, the other fixed, raises that item's blend and no rank falls
+    base = blend_scores(a, b, weight)
+    bumped_a, bumped_b = a.copy(), b.copy()
+    bumped_a[0, 5] += 1.0
+    bumped_b[0, 5] += 1.0
+    cases = ((blend_scores(bumped_a, b, weight), weight < 1), (blend_scores(a, bumped_b, weight), weight > 0))
+    for out, has_a_say in cases:
+        if not has_a_say:
+            np.testing.assert_allclose(out, base)
+            continue
+        assert out[0, 5] > base[0, 5]
+        assert (out[0] > out[0, 5]).sum() <= (base[0] > base[0, 5]).sum()
+        np.testing.assert_allclose(out[1:], base[1:])
+
+
+def test_warp_fold_in_of_a_training_user_ranks_like_the_trained_vector():
+    X = clustered_positives()
+    model, trained = fit_topn(X, None, SMALL_WARP, weight=1.0, seed=0)
+    folded = fold_in(X, model.item_vectors, model.item_biases, reg=1.0)
+    s_trained = warp_scores(trained, model.item_vectors, model.item_biases)
+    s_folded = warp_scores(folded, model.item_vectors, model.item_biases)
+    correlations = [spearmanr(s_trained[u], s_folded[u])[0] for u in range(X.shape[0])]
+    assert np.median(correlations) > 0.8
+    # and it finds the user's group: the top unseen item is mostly of the user's own group
+    group_hits = []
+    for u in range(X.shape[0]):
+        s = s_folded[u].copy()
+        s[X[u].indices] = -np.inf
+        group_hits.append(np.argmax(s) % 3 == u % 3)
+    assert np.mean(group_hits) > 0.8
+
+
+def test_fold_in_of_one_user_matches_the_batch_and_an_empty_history_gives_item_biases():
+    X = clustered_positives()
+    model, _ = fit_topn(X, None, SMALL_WARP, weight=1.0, seed=0)
+    batch = fold_in(X, model.item_vectors, model.item_biases, 2.0)
+    single = fold_in(X[7], model.item_vectors, model.item_biases, 2.0)
+    np.testing.assert_allclose(single[0], batch[7], atol=2e-3)
+    empty = model.score(np.array([], dtype=np.int64))
+    np.testing.assert_allclose(empty, model.item_biases, atol=1e-4)
+
+
+def test_fit_and_scores_are_deterministic_with_a_fixed_seed():
+    X = clustered_positives()
+    first, u1 = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
+    second, u2 = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
+    np.testing.assert_array_equal(first.B, second.B)
+    np.testing.assert_array_equal(first.item_vectors, second.item_vectors)
+    np.testing.assert_array_equal(u1, u2)
+    np.testing.assert_array_equal(first.score_rows(X), second.score_rows(X))
+    other, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=4)
+    assert not np.array_equal(first.item_vectors, other.item_vectors)
+
+
+def test_topn_model_scores_a_user_from_positives_and_never_recommends_them():
+    X = clustered_positives()
+    model, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.3, seed=0)
+    positives = X[4].indices
+    np.testing.assert_allclose(model.score(positives), model.score_rows(X)[4], atol=1e-3)
+    top = model.recommend(positives, k=5)
+    assert len(top) == 5 and not set(top) & set(positives)
+    assert top[0] % 3 == 4 % 3 and np.sum(top[:3] % 3 == 4 % 3) >= 2    # user 4 is in group 1
+    ease_only = TopNModel(model.B, None, None, weight=0.0)
+    np.testing.assert_allclose(ease_only.score(positives), ease_scores(X[4], model.B)[0])
+
+
+def test_positives_matrix_is_binary_even_with_duplicate_pairs():
+    X = positives_matrix(np.array([0, 0, 1]), np.array([2, 2, 0]), 2, 3)
+    np.testing.assert_array_equal(X.toarray(), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_tune_topn_picks_values_from_its_grid_and_logs_every_trial():
+    X = clustered_positives(seed=1)
+    rng = np.random.default_rng(0)
+    held = sp.csr_matrix(X.multiply(rng.random(X.shape) < 0.2))
+    fit = sp.csr_matrix(X - held)
+    fit.eliminate_zeros()
+    held.eliminate_zeros()
+    grid = {"l2": (1.0, 10.0), "warp": (SMALL_WARP,), "epochs": (5, 10), "foldin_reg": (1.0,),
+            "weight": (0.0, 0.5)}
+    out = tune_topn(fit, held, grid=grid, seed=0, k=5)
+    assert out["l2"] in grid["l2"] and out["warp"].epochs in grid["epochs"] and out["weight"] in grid["weight"]
+    assert len(out["search"]) == 2 + 2 + 1 + 2
+    assert all(0.0 <= s["precision_at_5"] <= 1.0 for s in out["search"])
