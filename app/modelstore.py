@@ -53,6 +53,7 @@ class StoredModel:
     prior_cov: np.ndarray        # (dim + 1, dim + 1)
     calibration: dict
     extra: dict = field(default_factory=dict)
+    item_weights: np.ndarray | None = None   # (n_items, n_items) EASE weights of engagement models
     metrics: dict = field(default_factory=dict)
     trained_at: object = None
 
@@ -64,7 +65,8 @@ class StoredModel:
 def save_model(conn, *, unit_id: str, objective: str, mode: str, tag: str, item_ids: list[str],
                item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
                prior_cov: np.ndarray, calibration: dict, hyperparams: dict, metrics: dict,
-               data_counts: dict, training_seconds: float, extra: dict | None = None) -> int:
+               data_counts: dict, training_seconds: float, extra: dict | None = None,
+               item_weights: np.ndarray | None = None) -> int:
     """Store a complete model with status 'ready' (not serving yet); returns its model_id."""
     n, dim = item_vectors.shape
     if len(item_ids) != n or item_biases.shape != (n,) or prior_mean.shape != (dim + 1,) \
@@ -77,7 +79,8 @@ def save_model(conn, *, unit_id: str, objective: str, mode: str, tag: str, item_
     q.execute(conn, "insert_model_arrays", model_id=model_id, dim=dim, item_ids=list(item_ids),
               item_vectors=pack(item_vectors), item_biases=pack(item_biases), prior_mean=pack(prior_mean),
               prior_cov=pack(prior_cov), calibration=json.dumps(json_safe(calibration)),
-              extra=json.dumps(json_safe(extra or {})))
+              extra=json.dumps(json_safe(extra or {})),
+              item_weights=pack(item_weights) if item_weights is not None else None)
     return model_id
 
 
@@ -102,7 +105,8 @@ def load_model(conn, model_id: int) -> StoredModel:
         tag=row["tag"], item_ids=list(row["item_ids"]),
         item_vectors=unpack(row["item_vectors"], (n, dim)), item_biases=unpack(row["item_biases"], (n,)),
         prior_mean=unpack(row["prior_mean"], (dim + 1,)), prior_cov=unpack(row["prior_cov"], (dim + 1, dim + 1)),
-        calibration=row["calibration"], extra=row["extra"], metrics=row["metrics"], trained_at=row["trained_at"])
+        calibration=row["calibration"], extra=row["extra"], metrics=row["metrics"], trained_at=row["trained_at"],
+        item_weights=unpack(row["item_weights"], (n, n)) if row["item_weights"] is not None else None)
 
 
 def load_active(conn, unit_id: str, objective: str, tag: str = "default") -> StoredModel | None:

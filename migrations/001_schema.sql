@@ -100,7 +100,8 @@ CREATE TABLE model_arrays (
     prior_mean    bytea NOT NULL,
     prior_cov     bytea NOT NULL,
     calibration   jsonb NOT NULL DEFAULT '{}'::jsonb,   -- maps raw scores to probabilities
-    extra         jsonb NOT NULL DEFAULT '{}'::jsonb    -- feature vocabularies of hybrid modes
+    extra         jsonb NOT NULL DEFAULT '{}'::jsonb,   -- feature vocabularies, blend settings
+    item_weights  bytea                                 -- engagement: EASE item-item weights (n_items^2)
 );
 
 CREATE TABLE experiments (

@@ -9,9 +9,10 @@ RETURNING model_id;
 
 -- name: insert_model_arrays
 -- The packed float32 arrays of a model.
-INSERT INTO model_arrays (model_id, dim, item_ids, item_vectors, item_biases, prior_mean, prior_cov, calibration, extra)
+INSERT INTO model_arrays (model_id, dim, item_ids, item_vectors, item_biases, prior_mean, prior_cov, calibration,
+                          extra, item_weights)
 VALUES (:model_id, :dim, :item_ids, :item_vectors, :item_biases, :prior_mean, :prior_cov,
-        :calibration::jsonb, :extra::jsonb);
+        :calibration::jsonb, :extra::jsonb, :item_weights);
 
 -- name: retire_active_model_like
 -- Retire the active model of the same unit, objective and tag as :model_id.
@@ -40,7 +41,8 @@ WHERE unit_id = :unit_id AND objective = :objective AND tag = :tag AND status = 
 -- name: load_model
 -- A model with its arrays (one row).
 SELECT m.model_id, m.unit_id, m.tag, m.objective, m.mode, m.metrics, m.trained_at,
-       a.dim, a.item_ids, a.item_vectors, a.item_biases, a.prior_mean, a.prior_cov, a.calibration, a.extra
+       a.dim, a.item_ids, a.item_vectors, a.item_biases, a.prior_mean, a.prior_cov, a.calibration, a.extra,
+       a.item_weights
 FROM models m JOIN model_arrays a USING (model_id)
 WHERE m.model_id = :model_id;
 

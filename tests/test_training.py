@@ -189,3 +189,16 @@ def test_calibration_lowers_held_out_ece(demo, db_url):
     run_training(db_url, config, units=[unit], progress=False)
     metrics = modelstore.active_model_summary(demo, unit, "practice", config.tag)["metrics"]
     assert metrics["model"]["ece"] < metrics["model_uncalibrated_ece"]
+
+
+def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
+    config = tagged()
+    report = run_training(db_url, config, units=["demo"], progress=False)
+    engagement = [o for o in report.outcomes if o.objective == "engagement"][0]
+    assert engagement.status == "activated", report.table()
+    model = modelstore.load_active(demo, "demo", "engagement", config.tag)
+    m = model.metrics
+    assert m["model"]["precision_at_10"] >= m["baseline"]["precision_at_10"]
+    assert 0.0 <= model.extra["blend_weight"] <= 1.0
+    if model.extra["blend_weight"] < 1.0:
+        assert model.item_weights.shape == (len(model.item_ids), len(model.item_ids))
