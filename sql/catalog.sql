@@ -144,3 +144,12 @@ SELECT u.unit_id, u.name, u.kind, u.attrs,
        array(SELECT item_id FROM unit_items WHERE unit_id = u.unit_id
              ORDER BY position NULLS LAST, item_id) AS items
 FROM units u WHERE u.unit_id = :unit_id;
+
+-- name: active_items
+-- Which of :ids are active items.
+SELECT item_id AS id FROM items WHERE item_id = ANY(:ids) AND active;
+
+-- name: root_units
+-- Units with no parent: the tops of the hierarchy.
+SELECT unit_id FROM units u WHERE NOT EXISTS (SELECT 1 FROM unit_children c WHERE c.child = u.unit_id)
+ORDER BY unit_id;

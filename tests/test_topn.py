@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
+from bench.topn import genre_popularity
 from jobs.training.ease import blend_scores, ease_scores, fit_ease, standardise
 from jobs.training.topn import (TopNModel, WarpConfig, fit_topn, fold_in, positives_matrix, tune_topn,
                                 warp_scores)
@@ -157,3 +158,11 @@ def test_tune_topn_picks_values_from_its_grid_and_logs_every_trial():
     assert out["l2"] in grid["l2"] and out["warp"].epochs in grid["epochs"] and out["weight"] in grid["weight"]
     assert len(out["search"]) == 2 + 2 + 1 + 2
     assert all(0.0 <= s["precision_at_5"] <= 1.0 for s in out["search"])
+
+
+def test_genre_popularity_scores_an_item_by_the_known_items_of_its_genres():
+    genres = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0], [0, 1]])
+    popularity = np.array([4.0, 2.0, 10.0, 99.0, 99.0, 99.0])      # only known items' counts may matter
+    known = np.array([True, True, True, False, False, False])
+    # genre 0: known items 0, 1 -> mean 3; genre 1: known item 2 -> 10
+    np.testing.assert_allclose(genre_popularity(genres, popularity, known), [3.0, 3.0, 10.0, 6.5, 0.0, 10.0])

@@ -19,9 +19,9 @@ def get_cache():
 
 
 def register(app: Flask) -> None:
-    from app.api import catalog, health, interactions, openapi
+    from app.api import catalog, experiments, health, interactions, openapi, recommendations
 
     register_error_handlers(app)
     app.before_request(check_api_key)
-    for module in (health, catalog, interactions, openapi):
+    for module in (health, catalog, interactions, recommendations, experiments, openapi):
         app.register_blueprint(module.bp)

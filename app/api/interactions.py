@@ -1,12 +1,14 @@
 """Event ingest: one interaction or a batch, idempotent by event_id."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Union
 
 from flask import Blueprint
 from pydantic import ValidationError
 
-from app.api import get_conn
+from app import history as hist
+from app.api import get_cache, get_conn
 from app.api.models import IngestResult, Interaction, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
@@ -32,8 +34,18 @@ def post_interactions():
     except ValidationError as exc:
         raise validation_problem(exc) from None
     conn = get_conn()
+    now = datetime.now(timezone.utc)
     with conn:
-        results = ingest_interactions(conn, events)
+        results = ingest_interactions(conn, events, now=now)
+    # After the commit: keep each learner's cached history current, so the very next
+    # recommendation sees these events.
+    created: dict[str, list[hist.Event]] = {}
+    for event, (_, status) in zip(events, results):
+        if status == "created":
+            created.setdefault(event.user_id, []).append(hist.Event(
+                event.item_id, event.kind, event.outcome, event.value, event.occurred_at or now))
+    if created:
+        hist.record(get_cache(), created)
     created = sum(1 for _, status in results if status == "created")
     body = {"created": created, "duplicates": len(results) - created,
             "events": [{"event_id": e, "status": s} for e, s in results]}

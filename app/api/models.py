@@ -205,3 +205,106 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[ProblemDetail] | None = None
+
+
+# ---- recommendations --------------------------------------------------------------------
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RecommendationQuery(Strict):
+    user_id: Identifier
+    units: list[Identifier] = Field(min_length=1, max_length=100, description="Recommend from the items under these units.")
+    n: int = Field(default=10, ge=1, le=100)
+    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
+        default=None, description="target (default: p(correct) near the target) or top (highest score).")
+    target: Probability | None = Field(default=None, description="Target p(correct) of the target strategy (default 0.5).")
+    band: tuple[Probability, Probability] | None = Field(
+        default=None, description="A band [low, high] of p(correct) to prefer instead of a single target.")
+    exclude: list[Identifier] = Field(default_factory=list, max_length=1000, description="Items never to return.")
+    experiment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(
+        default=None, description="Route the learner to a variant of this experiment.")
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> "RecommendationQuery":
+        if self.band is not None and self.band[0] > self.band[1]:
+            raise ValueError("band must be [low, high] with low <= high")
+        return self
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    p: float | None = Field(default=None, description="Calibrated p(correct) (practice models).")
+    score: float | None = Field(default=None, description="Ranking score (engagement models).")
+
+
+class ModelRef(BaseModel):
+    model_id: int
+    unit_id: str
+    objective: str
+    mode: str
+    tag: str
+
+
+class Recommendations(BaseModel):
+    request_id: str
+    user_id: str
+    items: list[RecommendedItem]
+    model: ModelRef | None
+    strategy: str
+    experiment: str | None
+    variant: str | None
+    fallback: str | None = Field(description="no_model, no_history, too_few_candidates, no_candidates (joined by +).")
+    history_rows: int
+    candidates: int
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    similarity: float
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[SimilarItem]
+    model: ModelRef | None
+    fallback: str | None
+
+
+class TrendingItem(BaseModel):
+    item_id: str
+    score: float
+    interactions: int
+    users: int
+
+
+class Trending(BaseModel):
+    items: list[TrendingItem]
+    days: int
+    half_life_days: float
+
+
+# ---- experiments --------------------------------------------------------------------------
+class Variant(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    weight: float = Field(gt=0, le=1_000_000)
+    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "target"
+    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters, e.g. {\"target\": 0.7}.")
+    model_tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+
+
+class ExperimentFields(Strict):
+    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    variants: list[Variant] = Field(min_length=1, max_length=20)
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    description: str | None
+    variants: list[dict[str, Any]]
+    active: bool
+    created_at: datetime
+    stopped_at: datetime | None
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentOut]

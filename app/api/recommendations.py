@@ -1,0 +1,112 @@
+"""Recommendation endpoints: next items for a learner, personalised top-N, related, trending."""
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, current_app, request
+
+from app import queries as q
+from app import related
+from app.api import get_cache, get_conn
+from app.api.models import (MAX_ID_LENGTH, Problem, RecommendationQuery, Recommendations, SimilarItems,
+                            Trending)
+from app.api.spec import documented, parse_body
+from app.errors import InputError
+from app.recommend import RecommendationRequest, recommend
+
+bp = Blueprint("recommendations", __name__)
+_ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
+
+
+def request_id() -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+
+
+def _models():
+    return current_app.extensions["adaptrec.models"]
+
+
+def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputError(f"query parameter {name} must be a whole number, got {raw!r}",
+                         [{"field": name, "message": "not an integer"}]) from None
+    if not lo <= value <= hi:
+        raise InputError(f"query parameter {name} must be between {lo} and {hi}, got {value}",
+                         [{"field": name, "message": f"out of range {lo}..{hi}"}])
+    return value
+
+
+def _units_arg() -> list[str] | None:
+    values = [u for raw in request.args.getlist("units") for u in raw.split(",") if u]
+    if len(values) > 100 or any(len(u) > MAX_ID_LENGTH for u in values):
+        raise InputError("units: at most 100 unit ids of at most 256 characters",
+                         [{"field": "units", "message": "too many or too long"}])
+    return values or None
+
+
+def _query_param(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_N = _query_param("n", "how many items (1-100, default 10)", {"type": "integer", "minimum": 1, "maximum": 100})
+_UNITS = _query_param("units", "comma-separated unit ids (default: the whole catalogue)",
+                      {"type": "string", "maxLength": 25700})
+
+
+@bp.post("/v1/recommendations")
+@documented("post", "/v1/recommendations",
+            "The next items for a learner, each with its calibrated p(correct) (or score), from a model fitted "
+            "live to the learner's history", tag="recommendations", body=RecommendationQuery,
+            responses={200: Recommendations, **_ERRORS})
+def post_recommendations():
+    body = parse_body(RecommendationQuery)
+    req = RecommendationRequest(user_id=body.user_id, units=list(dict.fromkeys(body.units)), n=body.n,
+                                strategy=body.strategy, target=body.target, band=body.band,
+                                exclude=body.exclude, experiment=body.experiment)
+    conn = get_conn()
+    with conn:
+        return recommend(conn, get_cache(), _models(), req, request_id())
+
+
+@bp.get("/v1/users/<user_id>/recommendations")
+@documented("get", "/v1/users/{user_id}/recommendations", "Personalised top-N (strategy top)",
+            tag="recommendations", responses={200: Recommendations, **_ERRORS},
+            params=[{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}, _N, _UNITS])
+def get_user_recommendations(user_id: str):
+    n = _int_arg("n", 10, 1, 100)
+    conn = get_conn()
+    with conn:
+        units = _units_arg() or [r["unit_id"] for r in q.fetch_all(conn, "root_units")]
+        if not units:
+            raise InputError("the catalogue has no units yet; create units first")
+        req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
+        return recommend(conn, get_cache(), _models(), req, request_id())
+
+
+@bp.get("/v1/items/<item_id>/similar")
+@documented("get", "/v1/items/{item_id}/similar", "Related items: nearest by cosine similarity of item vectors",
+            tag="recommendations", responses={200: SimilarItems, **_ERRORS},
+            params=[{"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}, _N])
+def get_similar(item_id: str):
+    n = _int_arg("n", 10, 1, 100)
+    return related.similar_items(get_conn(), _models(), item_id, n)
+
+
+@bp.get("/v1/trending")
+@documented("get", "/v1/trending", "Most-interacted items recently, with exponential decay by age",
+            tag="recommendations", responses={200: Trending, **_ERRORS},
+            params=[_N, _UNITS,
+                    _query_param("days", "window in days (1-365, default 7)", {"type": "integer", "minimum": 1, "maximum": 365}),
+                    _query_param("half_life_days", "decay half-life in days (1-365, default 3)",
+                                 {"type": "integer", "minimum": 1, "maximum": 365})])
+def get_trending():
+    n = _int_arg("n", 10, 1, 100)
+    days = _int_arg("days", 7, 1, 365)
+    half_life = _int_arg("half_life_days", 3, 1, 365)
+    return related.trending(get_conn(), get_cache(), n, _units_arg(), days, float(half_life))

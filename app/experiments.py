@@ -1,0 +1,50 @@
+"""A/B experiments: variants with weights, each naming a strategy, its parameters and optionally
+a model tag. A learner's variant comes from a stable hash of (experiment, user), so it never
+changes while the variants stay the same."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from app import queries as q
+from app.errors import InputError, NotFound
+
+
+def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
+    """The variant of `user_id`: a point in [0, 1) from SHA-256 of (experiment, user), mapped
+    onto the variants' cumulative weights."""
+    digest = hashlib.sha256(f"{experiment}\x00{user_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2.0 ** 64
+    total = sum(float(v["weight"]) for v in variants)
+    edge = 0.0
+    for v in variants:
+        edge += float(v["weight"]) / total
+        if point < edge:
+            return v
+    return variants[-1]
+
+
+def save(conn, name: str, description: str | None, variants: list[dict]) -> dict:
+    names = [v["name"] for v in variants]
+    if len(set(names)) != len(names):
+        raise InputError("variant names must be unique within an experiment",
+                         [{"field": "variants", "message": "duplicate variant name"}])
+    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description, variants=json.dumps(variants))
+
+
+def get(conn, name: str) -> dict:
+    row = q.fetch_one(conn, "get_experiment", experiment=name)
+    if row is None:
+        raise NotFound(f"no experiment {name!r}")
+    return row
+
+
+def stop(conn, name: str) -> dict:
+    row = q.fetch_one(conn, "stop_experiment", experiment=name)
+    if row is None:
+        raise NotFound(f"no experiment {name!r}")
+    return row
+
+
+def list_all(conn) -> list[dict]:
+    return q.fetch_all(conn, "list_experiments")

@@ -1,0 +1,109 @@
+"""A learner's recent interactions: a Redis list per user kept current on every ingest, with
+Postgres behind it on a miss (and whenever Redis is down).
+
+Consistency: ingest bumps a per-user generation counter after its transaction commits, then
+appends to the list only if the list exists. A reader that misses fills the list from Postgres
+inside WATCH on that counter, so a fill that raced an ingest is discarded instead of caching a
+history without the new event. The answer itself always comes from Postgres on a miss.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+
+from app import queries as q
+
+log = logging.getLogger("adaptrec.history")
+KEEP = 500            # interactions cached per user
+TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Event:
+    item_id: str
+    kind: str
+    outcome: int | None
+    value: float | None
+    occurred_at: datetime
+
+
+def _encode(e: Event) -> str:
+    return json.dumps([e.item_id, e.kind, e.outcome, e.value, e.occurred_at.isoformat()])
+
+
+def _decode(raw: bytes) -> Event:
+    item_id, kind, outcome, value, at = json.loads(raw)
+    return Event(item_id, kind, outcome, value, datetime.fromisoformat(at))
+
+
+def _keys(cache, user_id: str) -> tuple[str, str]:
+    return cache.key("hist", user_id), cache.key("histgen", user_id)
+
+
+def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
+    """Up to `limit` most recent events, newest first, and where they came from (redis | postgres)."""
+    list_key, gen_key = _keys(cache, user_id)
+    try:
+        raw = cache.client.lrange(list_key, 0, limit - 1)
+        if raw:
+            return [_decode(r) for r in raw], "redis"
+        if cache.client.exists(list_key + ":empty"):
+            return [], "redis"
+    except (redis.RedisError, OSError) as exc:
+        log.warning("history cache unavailable: %s", exc)
+        return _from_postgres(conn, user_id, limit), "postgres"
+    events = _from_postgres(conn, user_id, limit)
+    _fill(cache, list_key, gen_key, events)
+    return events, "postgres"
+
+
+def _from_postgres(conn, user_id: str, limit: int) -> list[Event]:
+    rows = q.fetch_all(conn, "user_recent_interactions", user_id=user_id, limit=limit)
+    return [Event(r["item_id"], r["kind"], r["outcome"], r["value"], r["occurred_at"]) for r in rows]
+
+
+def _fill(cache, list_key: str, gen_key: str, events: list[Event]) -> None:
+    try:
+        with cache.client.pipeline() as pipe:
+            pipe.watch(gen_key)
+            pipe.multi()
+            pipe.delete(list_key)
+            if events:
+                pipe.rpush(list_key, *[_encode(e) for e in events[:KEEP]])
+                pipe.expire(list_key, TTL_S)
+            else:  # remember "no history" too, so new learners do not hit Postgres every time
+                pipe.set(list_key + ":empty", 1, ex=TTL_S)
+            pipe.execute()
+    except redis.WatchError:
+        pass  # an ingest for this user landed meanwhile; the next read fills again
+    except (redis.RedisError, OSError) as exc:
+        log.warning("history cache fill failed: %s", exc)
+
+
+def record(cache, user_events: dict[str, list[Event]]) -> None:
+    """After an ingest commits: bump each user's generation and append to their cached list."""
+    try:
+        with cache.client.pipeline(transaction=False) as pipe:
+            for user_id, events in user_events.items():
+                list_key, gen_key = _keys(cache, user_id)
+                pipe.incr(gen_key)
+                pipe.expire(gen_key, TTL_S)
+                pipe.delete(list_key + ":empty")
+                for e in sorted(events, key=lambda e: e.occurred_at):
+                    pipe.lpushx(list_key, _encode(e))
+                pipe.ltrim(list_key, 0, KEEP - 1)
+            pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        log.warning("history cache update failed, dropping the users' cached lists: %s", exc)
+        _forget(cache, list(user_events))
+
+
+def _forget(cache, user_ids: list[str]) -> None:
+    try:
+        cache.client.delete(*[k for u in user_ids for k in _keys(cache, u)[:1]])
+    except (redis.RedisError, OSError):
+        pass  # Redis is down: the lists expire; until then reads that reach Redis may be stale

@@ -1,0 +1,51 @@
+"""Models held in each worker's memory: loading one is a single read, but the request path
+should not pay even that. Which model is active is re-checked after a few seconds, so an
+activation by the nightly job is picked up without a restart."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+from app import modelstore
+from app import queries as q
+from app.online.scoring import ServingModel
+
+ACTIVE_TTL_S = 5.0
+MAX_MODELS = 32
+
+
+class ModelCache:
+    def __init__(self):
+        self._models: OrderedDict[int, ServingModel] = OrderedDict()
+        self._active: dict[tuple, tuple[float, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def nearest(self, conn, unit_ids: list[str], objective: str, tag: str = "default") -> ServingModel | None:
+        """The active model of the nearest unit at or above `unit_ids`, or None."""
+        key = (tuple(sorted(unit_ids)), objective, tag)
+        now = time.monotonic()
+        hit = self._active.get(key)
+        if hit is None or now - hit[0] > ACTIVE_TTL_S:
+            row = q.fetch_one(conn, "nearest_active_models", unit_ids=list(unit_ids), objective=objective, tag=tag)
+            hit = (now, row["model_id"] if row else None)
+            self._active[key] = hit
+        return self.get(conn, hit[1]) if hit[1] is not None else None
+
+    def get(self, conn, model_id: int) -> ServingModel:
+        with self._lock:
+            model = self._models.get(model_id)
+            if model is not None:
+                self._models.move_to_end(model_id)
+                return model
+        model = ServingModel.from_stored(modelstore.load_model(conn, model_id))
+        with self._lock:
+            self._models[model_id] = model
+            while len(self._models) > MAX_MODELS:
+                self._models.popitem(last=False)
+        return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+            self._active.clear()

@@ -1,0 +1,88 @@
+"""Scoring candidates for one learner (pure numpy): the live fit for practice models, the
+fold-in blend for engagement models. Works on a ServingModel: a stored model plus what is
+worth precomputing once per worker (the item index, the prior precision, unit vectors)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.online.fit import fit_user, recency_weights, score
+from app.online.similar import normalised
+
+
+@dataclass
+class ServingModel:
+    model_id: int
+    unit_id: str
+    objective: str
+    mode: str
+    tag: str
+    item_ids: list[str]
+    item_vectors: np.ndarray          # (n, d) float64 for the fit
+    item_biases: np.ndarray           # (n,)
+    prior_mean: np.ndarray            # (d + 1,)
+    prior_precision: np.ndarray       # (d + 1, d + 1)
+    calibration: dict
+    extra: dict
+    item_weights: np.ndarray | None   # EASE (n, n), engagement models only
+    index: dict = field(default_factory=dict)       # item_id -> row
+    unit_vectors: np.ndarray | None = None          # rows of unit length, for similar items
+    mean_vector: np.ndarray | None = None           # the population's average item
+    mean_bias: float = 0.0
+
+    @classmethod
+    def from_stored(cls, stored) -> "ServingModel":
+        vectors = np.asarray(stored.item_vectors, dtype=np.float64)
+        m = cls(stored.model_id, stored.unit_id, stored.objective, stored.mode, stored.tag, stored.item_ids,
+                vectors, np.asarray(stored.item_biases, dtype=np.float64),
+                np.asarray(stored.prior_mean, dtype=np.float64),
+                np.linalg.inv(np.asarray(stored.prior_cov, dtype=np.float64)),
+                stored.calibration or {}, stored.extra or {}, stored.item_weights)
+        m.index = {item_id: i for i, item_id in enumerate(stored.item_ids)}
+        m.unit_vectors = normalised(vectors)
+        m.mean_vector = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
+        m.mean_bias = float(m.item_biases.mean()) if len(vectors) else 0.0
+        return m
+
+    def rows(self, item_ids: list[str]) -> np.ndarray:
+        """Row of each item in this model, -1 when the model does not cover it."""
+        return np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
+
+
+def calibrated(calibration: dict, raw: np.ndarray) -> np.ndarray:
+    a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
+    return 0.5 * (1.0 + np.tanh(0.5 * (a * raw + b)))
+
+
+def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
+                           candidate_rows: np.ndarray, half_life: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
+
+    history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
+    Returns (p, theta).
+    """
+    weights = recency_weights(len(history_rows), half_life)
+    theta = fit_user(model.item_vectors[history_rows], model.item_biases[history_rows], history_outcomes,
+                     model.prior_mean, model.prior_precision, weights=weights)
+    covered = candidate_rows >= 0
+    raw = np.empty(len(candidate_rows))
+    raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
+    raw[~covered] = model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias
+    return calibrated(model.calibration, raw), theta
+
+
+def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
+    """Ranking scores of candidates from the user's positives (EASE + folded-in WARP blend)."""
+    from jobs.training.topn import TopNModel
+
+    topn = TopNModel(model.item_weights, model.item_vectors, model.item_biases,
+                     foldin_reg=float(model.extra.get("foldin_reg") or 5.0),
+                     weight=float(model.extra.get("blend_weight", 1.0)))
+    all_scores = np.asarray(topn.score(np.unique(positive_rows)), dtype=np.float64)
+    out = np.full(len(candidate_rows), -np.inf)
+    covered = candidate_rows >= 0
+    out[covered] = all_scores[candidate_rows[covered]]
+    if (~covered).any():  # uncovered candidates rank below every covered one, by nothing else
+        out[~covered] = all_scores.min() - 1.0 if len(all_scores) else 0.0
+    return out

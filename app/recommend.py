@@ -1,0 +1,165 @@
+"""One recommendation request, start to finish (no Flask: routes and benchmarks call this).
+
+1. the variant, when the request names a running experiment;
+2. candidates: active items under the units (cached per catalogue version), minus exclusions;
+3. the model: the active one of the nearest unit at or above the units;
+4. the learner's recent history (Redis, Postgres on a miss);
+5. the live fit and calibrated scores (practice) or the fold-in blend (engagement);
+6. the strategy; 7. the log row. Every fallback taken is named in the answer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from app import candidates as cand
+from app import experiments
+from app import history as hist
+from app import queries as q
+from app import strategies
+from app.errors import InputError, UnknownIds
+from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
+
+HISTORY_MAX = 200         # most recent attempts used by the live fit
+HALF_LIFE = None          # recency weighting of the live fit (None: all attempts weigh the same)
+
+
+@dataclass
+class RecommendationRequest:
+    user_id: str
+    units: list[str]
+    n: int = 10
+    strategy: str | None = None
+    target: float | None = None
+    band: tuple[float, float] | None = None
+    exclude: list[str] = field(default_factory=list)
+    experiment: str | None = None
+
+
+def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, str, dict, str]:
+    """(variant, strategy, params, model tag) after experiment routing."""
+    strategy, params, tag, variant = req.strategy or "target", {}, "default", None
+    if req.experiment:
+        exp = experiments.get(conn, req.experiment)
+        if exp["active"]:
+            variant = experiments.assign(exp["name"], req.user_id, exp["variants"])
+            strategy = variant["strategy"]
+            params = dict(variant.get("params") or {})
+            tag = variant.get("model_tag") or "default"
+    if req.target is not None:
+        params["target"] = req.target
+    if req.band is not None:
+        params["band"] = req.band
+    if strategy not in strategies.REGISTRY:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
+                         [{"field": "strategy", "message": "unknown strategy"}])
+    return variant, strategy, params, tag
+
+
+def _check_units(conn, units: list[str]) -> None:
+    found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(units))}
+    missing = [u for u in units if u not in found]
+    if missing:
+        raise UnknownIds("units", missing)
+
+
+def learner_state(events: list[hist.Event], now: datetime) -> strategies.LearnerState:
+    state = strategies.LearnerState(now=now)
+    for e in events:  # newest first: the first event seen for an item is its last
+        state.last.setdefault(e.item_id, (e.kind, e.outcome, e.occurred_at))
+        if e.kind == "attempt" and e.outcome == 1:
+            state.solved.add(e.item_id)
+    return state
+
+
+def _fallback_scores(conn, items: list[str], probabilities: bool) -> np.ndarray:
+    """Without a model: each item's smoothed success rate (practice) or attempt count."""
+    stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", item_ids=items)}
+    attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
+    if not probabilities:
+        return attempts
+    correct = np.array([stats[i]["correct"] if i in stats else 0 for i in items], dtype=np.float64)
+    overall = (correct.sum() + 1.0) / (attempts.sum() + 2.0)
+    return (correct + 5.0 * overall) / (attempts + 5.0)
+
+
+def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
+                     practice: bool) -> tuple[np.ndarray, np.ndarray | None, int, list[str]]:
+    """Scores of `items` for this learner: (scores, unit vectors, history rows used, fallbacks)."""
+    if model is None:
+        return _fallback_scores(conn, items, practice), None, 0, ["no_model"]
+    rows = model.rows(items)
+    vectors = np.where((rows >= 0)[:, None], model.unit_vectors[np.maximum(rows, 0)], 0.0)
+    fallbacks = []
+    if model.objective == "practice":
+        attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
+        attempts = attempts[:HISTORY_MAX][::-1]  # the most recent ones, oldest first
+        if not attempts:
+            fallbacks.append("no_history")
+        h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
+        h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
+        p, _ = practice_probabilities(model, h_rows, h_out, rows, HALF_LIFE)
+        return p, vectors, len(attempts), fallbacks
+    positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
+                 and e.item_id in model.index]
+    if not positives:
+        fallbacks.append("no_history")
+    p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
+    return engagement_scores(model, p_rows, rows), vectors, len(positives), fallbacks
+
+
+def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
+              now: datetime | None = None, log: bool = True) -> dict:
+    now = now or datetime.now(timezone.utc)
+    variant, strategy, params, tag = _variant(conn, req)
+    _check_units(conn, req.units)
+    items, _ = cand.items_under(conn, cache, req.units)
+    if req.exclude:
+        excluded = set(req.exclude)
+        items = [i for i in items if i not in excluded]
+
+    practice = strategy == "target"
+    model = models.nearest(conn, req.units, "practice" if practice else "engagement", tag)
+    if model is None and not practice:  # top-N from a practice model is better than none
+        model = models.nearest(conn, req.units, "practice", tag)
+    events, _source = hist.recent(conn, cache, req.user_id)
+
+    fallbacks: list[str] = []
+    chosen: list[int] = []
+    scores = np.empty(0)
+    history_rows = 0
+    if not items:
+        fallbacks.append("no_candidates")
+    else:
+        scores, vectors, history_rows, fallbacks = score_candidates(model, items, events, conn, practice)
+        scored = strategies.Scored(items, scores, vectors, probabilities=practice or model is None)
+        choice = strategies.get(strategy)(scored, learner_state(events, now), req.n, params)
+        chosen = choice.positions
+        if choice.fallback:
+            fallbacks.append(choice.fallback)
+
+    is_probability = model is not None and model.objective == "practice" or (model is None and practice)
+    answer_items = [{"item_id": items[i], ("p" if is_probability else "score"): round(float(scores[i]), 6)}
+                    for i in chosen]
+    answer = {
+        "request_id": request_id,
+        "user_id": req.user_id,
+        "items": answer_items,
+        "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,
+                                             "objective": model.objective, "mode": model.mode, "tag": model.tag},
+        "strategy": strategy,
+        "experiment": req.experiment if variant else None,
+        "variant": variant["name"] if variant else None,
+        "fallback": "+".join(fallbacks) if fallbacks else None,
+        "history_rows": history_rows,
+        "candidates": len(items),
+    }
+    if log:
+        q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,
+                  units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
+                  strategy=strategy, model_id=model.model_id if model else None, fallback=answer["fallback"],
+                  history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
+                  scores=[float(scores[i]) for i in chosen])
+    return answer

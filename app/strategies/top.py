@@ -1,0 +1,25 @@
+"""`top`: the highest-scoring items the learner has not interacted with yet.
+
+When fewer than n unseen items remain, seen ones fill the answer (best first) and the fallback
+`too_few_candidates` is named.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from app.strategies import Choice, LearnerState, Scored, pick_diverse, register
+
+DEFAULTS = {"max_similarity": 1.0}
+
+
+@register("top")
+def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
+    params = {**DEFAULTS, **(params or {})}
+    unseen = np.array([item_id not in state.last for item_id in scored.item_ids], dtype=bool)
+    order = np.lexsort((scored.item_ids, -scored.scores))
+    chosen = pick_diverse(order[unseen[order]], scored.vectors, n, float(params["max_similarity"]))
+    if len(chosen) == n:
+        return Choice(chosen)
+    rest = [int(p) for p in order if p not in chosen]
+    chosen += rest[: n - len(chosen)]
+    return Choice(chosen, "too_few_candidates")

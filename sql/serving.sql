@@ -1,0 +1,81 @@
+-- The request path: catalogue version, model choice, history, the log, trending, experiments.
+
+-- name: catalog_version
+-- The version of the catalogue, bumped by any change to items or the unit hierarchy.
+SELECT version FROM catalog_state;
+
+-- name: nearest_active_models
+-- Active models of :objective / :tag on :unit_ids or any unit above them, nearest first.
+WITH RECURSIVE above (unit_id, depth) AS (
+    -- seed: the requested units themselves (depth 0)
+    SELECT unit_id, 0 FROM units WHERE unit_id = ANY(:unit_ids)
+    UNION
+    -- step: the parents of units reached so far, one level up
+    SELECT c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.child = a.unit_id
+    -- cycle guard: a cycle revisits units at growing depths; no useful path is longer than 64
+    WHERE a.depth < 64
+)
+SELECT m.model_id, m.unit_id, min(a.depth) AS depth
+FROM above a JOIN models m ON m.unit_id = a.unit_id
+WHERE m.status = 'active' AND m.objective = :objective AND m.tag = :tag
+GROUP BY m.model_id, m.unit_id
+ORDER BY min(a.depth), m.unit_id
+LIMIT 1;
+
+-- name: user_recent_interactions
+-- The user's most recent :limit interactions, newest first (the history cache's source).
+SELECT item_id, kind, outcome, value, occurred_at
+FROM interactions
+WHERE user_id = :user_id
+ORDER BY occurred_at DESC, id DESC
+LIMIT :limit;
+
+-- name: item_success_rates
+-- Attempts and correct answers per item among :item_ids (the no-model fallback's estimate).
+SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) AS correct
+FROM interactions
+WHERE item_id = ANY(:item_ids) AND kind = 'attempt'
+GROUP BY item_id;
+
+-- name: insert_recommendation_log
+-- Record one answer.
+INSERT INTO recommendation_log (request_id, user_id, units, experiment, variant, strategy, model_id, fallback,
+                                history_rows, item_ids, scores)
+VALUES (:request_id, :user_id, :units, :experiment, :variant, :strategy, :model_id, :fallback, :history_rows,
+        :item_ids, :scores);
+
+-- name: trending
+-- Most-interacted active items in the last :days days before :now, each event weighted by
+-- exp(-age / half_life_days) so recent activity counts more; optionally only items in :item_ids.
+SELECT i.item_id,
+       sum(exp(-extract(epoch FROM (:now - i.occurred_at)) / 86400.0 / :half_life_days)) AS score,
+       count(*) AS interactions,
+       count(DISTINCT i.user_id) AS users
+FROM interactions i
+JOIN items it ON it.item_id = i.item_id AND it.active
+WHERE i.occurred_at > :now - make_interval(days => :days) AND i.occurred_at <= :now
+  AND (:all_items OR i.item_id = ANY(:item_ids))
+GROUP BY i.item_id
+ORDER BY score DESC, i.item_id
+LIMIT :n;
+
+-- name: upsert_experiment
+-- Create an experiment, or replace the variants of an existing one (and reactivate it).
+INSERT INTO experiments (name, description, variants, active)
+VALUES (:experiment, :description, :variants::jsonb, true)
+ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, variants = EXCLUDED.variants,
+    active = true, stopped_at = NULL
+RETURNING name, description, variants, active, created_at, stopped_at;
+
+-- name: get_experiment
+-- One experiment.
+SELECT name, description, variants, active, created_at, stopped_at FROM experiments WHERE name = :experiment;
+
+-- name: list_experiments
+-- All experiments, newest first.
+SELECT name, description, variants, active, created_at, stopped_at FROM experiments ORDER BY created_at DESC;
+
+-- name: stop_experiment
+-- Stop routing users to an experiment's variants.
+UPDATE experiments SET active = false, stopped_at = coalesce(stopped_at, now()) WHERE name = :experiment
+RETURNING name, description, variants, active, created_at, stopped_at;
