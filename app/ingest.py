@@ -9,6 +9,7 @@ import json
 import uuid
 from datetime import datetime, timezone
 
+from app import history as hist
 from app import queries as q
 from app.api.models import Interaction
 from app.errors import UnknownIds
@@ -46,3 +47,15 @@ def ingest_interactions(conn, events: list[Interaction], now: datetime | None = 
         seen.add(eid)
         results.append((eid, status))
     return results
+
+
+def record_in_cache(cache, events: list[Interaction], results: list[tuple[str, str]], now: datetime) -> None:
+    """After the ingest transaction commits: append the new events to each learner's cached
+    history, so the very next recommendation sees them."""
+    created: dict[str, list[hist.Event]] = {}
+    for event, (_, status) in zip(events, results):
+        if status == "created":
+            created.setdefault(event.user_id, []).append(hist.Event(
+                event.item_id, event.kind, event.outcome, event.value, event.occurred_at or now))
+    if created:
+        hist.record(cache, created)

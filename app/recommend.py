@@ -163,3 +163,18 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
                   history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
                   scores=[float(scores[i]) for i in chosen])
     return answer
+
+
+def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
+    """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
+    nearest unit at or above `units` fitted live to the learner's current history."""
+    _check_units(conn, units)
+    model = models.nearest(conn, units, "practice", tag)
+    events, _ = hist.recent(conn, cache, user_id)
+    p, _, history_rows, fallbacks = score_candidates(model, list(item_ids), events, conn, practice=True)
+    return {"user_id": user_id,
+            "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],
+            "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,
+                                                 "objective": model.objective, "mode": model.mode, "tag": model.tag},
+            "fallback": "+".join(fallbacks) if fallbacks else None,
+            "history_rows": history_rows}

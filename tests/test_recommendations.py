@@ -234,3 +234,13 @@ def test_bad_recommendation_requests_are_4xx(api, body, status, fragment):
 def test_bad_query_parameters_are_422(api, path):
     r = api.get(path)
     assert r.status_code == 422 and r.mimetype == "application/problem+json"
+
+
+def test_predictions_move_after_an_attempt_is_ingested(api, served_db):
+    unit, user = a_section(served_db), fresh_user()
+    item = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 1}).json["items"][0]["item_id"]
+    before = api.post("/v1/predictions", {"user_id": user, "units": [unit], "item_ids": [item]}).json
+    assert before["fallback"] == "no_history"
+    api.post("/v1/interactions", {"event_id": f"{user}-p", "user_id": user, "item_id": item, "outcome": 1})
+    after = api.post("/v1/predictions", {"user_id": user, "units": [unit], "item_ids": [item]}).json
+    assert after["history_rows"] == 1 and after["items"][0]["p"] > before["items"][0]["p"]

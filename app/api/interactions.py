@@ -7,12 +7,11 @@ from typing import Union
 from flask import Blueprint
 from pydantic import ValidationError
 
-from app import history as hist
 from app.api import get_cache, get_conn
 from app.api.models import IngestResult, Interaction, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
-from app.ingest import ingest_interactions
+from app.ingest import ingest_interactions, record_in_cache
 
 bp = Blueprint("interactions", __name__)
 
@@ -37,15 +36,7 @@ def post_interactions():
     now = datetime.now(timezone.utc)
     with conn:
         results = ingest_interactions(conn, events, now=now)
-    # After the commit: keep each learner's cached history current, so the very next
-    # recommendation sees these events.
-    created: dict[str, list[hist.Event]] = {}
-    for event, (_, status) in zip(events, results):
-        if status == "created":
-            created.setdefault(event.user_id, []).append(hist.Event(
-                event.item_id, event.kind, event.outcome, event.value, event.occurred_at or now))
-    if created:
-        hist.record(get_cache(), created)
+    record_in_cache(get_cache(), events, results, now)
     created = sum(1 for _, status in results if status == "created")
     body = {"created": created, "duplicates": len(results) - created,
             "events": [{"event_id": e, "status": s} for e, s in results]}

@@ -308,3 +308,22 @@ class ExperimentOut(BaseModel):
 
 class ExperimentList(BaseModel):
     experiments: list[ExperimentOut]
+
+
+class PredictionQuery(Strict):
+    user_id: Identifier
+    units: list[Identifier] = Field(min_length=1, max_length=100, description="Use the model of the nearest unit at or above these.")
+    item_ids: list[Identifier] = Field(min_length=1, max_length=1000)
+
+
+class PredictedItem(BaseModel):
+    item_id: str
+    p: float
+
+
+class Predictions(BaseModel):
+    user_id: str
+    items: list[PredictedItem]
+    model: ModelRef | None
+    fallback: str | None
+    history_rows: int

@@ -8,11 +8,11 @@ from flask import Blueprint, current_app, request
 from app import queries as q
 from app import related
 from app.api import get_cache, get_conn
-from app.api.models import (MAX_ID_LENGTH, Problem, RecommendationQuery, Recommendations, SimilarItems,
-                            Trending)
+from app.api.models import (MAX_ID_LENGTH, PredictionQuery, Predictions, Problem, RecommendationQuery,
+                            Recommendations, SimilarItems, Trending)
 from app.api.spec import documented, parse_body
 from app.errors import InputError
-from app.recommend import RecommendationRequest, recommend
+from app.recommend import RecommendationRequest, predict, recommend
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
@@ -110,3 +110,13 @@ def get_trending():
     days = _int_arg("days", 7, 1, 365)
     half_life = _int_arg("half_life_days", 3, 1, 365)
     return related.trending(get_conn(), get_cache(), n, _units_arg(), days, float(half_life))
+
+
+@bp.post("/v1/predictions")
+@documented("post", "/v1/predictions", "Calibrated p(correct) of a learner on given items, fitted live to their history",
+            tag="recommendations", body=PredictionQuery, responses={200: Predictions, **_ERRORS})
+def post_predictions():
+    body = parse_body(PredictionQuery)
+    conn = get_conn()
+    with conn:
+        return predict(conn, get_cache(), _models(), body.user_id, list(dict.fromkeys(body.units)), body.item_ids)
