@@ -21,6 +21,7 @@ from dataclasses import replace
 from app.config import PROJECT_ROOT, Settings
 from app.db import connect
 from app.embedded import servers_for
+from app import queries as q
 from app.migrations import migrate
 
 
@@ -78,17 +79,20 @@ def _train_bootstrap_models(database_url: str) -> None:
 
 
 def _sample_ids(conn) -> dict:
-    """A user and a unit for the printed examples: the most active learner and the top unit."""
+    """Ids for the printed examples: the most active learner, a small unit (a section when the
+    catalogue has them, else a top unit) and an active item under it."""
     with conn.cursor() as cur:
         cur.execute("""
             SELECT (SELECT user_id FROM interactions GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1),
-                   (SELECT u.unit_id FROM units u
-                     WHERE NOT EXISTS (SELECT 1 FROM unit_children c WHERE c.child = u.unit_id)
-                     ORDER BY u.unit_id LIMIT 1),
-                   (SELECT item_id FROM items WHERE active ORDER BY item_id LIMIT 1)""")
-        user_id, unit_id, item_id = cur.fetchone()
+                   coalesce((SELECT unit_id FROM units WHERE kind = 'section' ORDER BY unit_id LIMIT 1),
+                            (SELECT u.unit_id FROM units u
+                              WHERE NOT EXISTS (SELECT 1 FROM unit_children c WHERE c.child = u.unit_id)
+                              ORDER BY u.unit_id LIMIT 1))""")
+        user_id, unit_id = cur.fetchone()
     conn.rollback()
-    return {"user_id": user_id, "unit_id": unit_id, "item_id": item_id}
+    items = q.fetch_all(conn, "items_under_units", unit_ids=[unit_id]) if unit_id else []
+    conn.rollback()
+    return {"user_id": user_id, "unit_id": unit_id, "item_id": items[0]["item_id"] if items else None}
 
 
 def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
@@ -108,13 +112,17 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool
 
 def _examples(base: str, key: str, ids: dict) -> str:
     auth = f"-H {shlex.quote('Authorization: Bearer ' + key)}"
+    json_type = "-H 'Content-Type: application/json'"
     lines = [f"  curl -s {base}/readyz"]
+    if ids.get("unit_id") and ids.get("user_id"):
+        ask = json.dumps({"user_id": ids["user_id"], "units": [ids["unit_id"]], "n": 3})
+        lines.append(f"  curl -s {auth} {json_type} -d {shlex.quote(ask)} {base}/v1/recommendations")
+    if ids.get("user_id") and ids.get("item_id"):
+        event = json.dumps({"user_id": ids["user_id"], "item_id": ids["item_id"], "kind": "attempt", "outcome": 0})
+        lines.append(f"  curl -s {auth} {json_type} -d {shlex.quote(event)} {base}/v1/interactions")
+        lines.append("  (then ask for recommendations again: the probabilities move)")
     if ids.get("unit_id"):
         lines.append(f"  curl -s {auth} {base}/v1/units/{ids['unit_id']}")
-    if ids.get("user_id") and ids.get("item_id"):
-        event = json.dumps({"user_id": ids["user_id"], "item_id": ids["item_id"], "kind": "attempt", "outcome": 1})
-        lines.append(f"  curl -s {auth} -H 'Content-Type: application/json' "
-                     f"-d {shlex.quote(event)} {base}/v1/interactions")
     return "\n".join(lines)
 
 

@@ -71,10 +71,14 @@ def test_make_run_serves_the_demo_on_embedded_servers_and_stops_cleanly(tmp_path
     try:
         wait_for(f"http://127.0.0.1:{port}/readyz", proc, timeout=120)
         time.sleep(1)
-        curl = subprocess.run(["bash", "-c", _first_banner_curl(proc, "/v1/units/")], capture_output=True,
-                              text=True, timeout=30)
-        unit = json.loads(curl.stdout)
-        assert unit["items_under"] > 0
+        ask = _first_banner_curl(proc, "/v1/recommendations")
+        post = _first_banner_curl(proc, "/v1/interactions")
+        first = json.loads(subprocess.run(["bash", "-c", ask], capture_output=True, text=True, timeout=30).stdout)
+        assert first["model"] is not None and all(0 < it["p"] < 1 for it in first["items"])
+        assert json.loads(subprocess.run(["bash", "-c", post], capture_output=True, text=True, timeout=30).stdout)
+        second = json.loads(subprocess.run(["bash", "-c", ask], capture_output=True, text=True, timeout=30).stdout)
+        assert second["history_rows"] == first["history_rows"] + 1
+        assert [it["p"] for it in second["items"]] != [it["p"] for it in first["items"]]  # they moved
     finally:
         output = ctrl_c(proc)
     assert "loading the demo" not in output  # the second run keeps the data
