@@ -131,6 +131,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_calibrate(args) -> int:
+    from jobs import calibrate
+
+    try:
+        start, end = calibrate.window(args.until, args.days)
+    except ValueError as exc:
+        raise CliError(f"adaptrec calibrate: --until: {exc}", EXIT_USAGE) from None
+    with _database() as (settings, conn):
+        out = Path(args.out) if args.out else settings.var_dir / "reports"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"adaptrec calibrate: --out {out}: {exc.strerror or exc}", EXIT_USAGE) from None
+        _migrate(conn, settings, quiet=True)
+        report = calibrate.run(conn, start, end, out)
+    if not report.groups:
+        print(f"adaptrec calibrate: nothing to calibrate: no recommendation of a practice model logged "
+              f"{report.window()} was attempted within {calibrate.HORIZON_HOURS} h")
+        return 0
+    print(report.table())
+    return 0
+
+
 def cmd_models(args) -> int:
     from app import modelstore
 
@@ -245,6 +268,21 @@ def build_parser() -> Parser:
     models.add_argument("--all", action="store_true", help="include retired and failed versions")
     models.add_argument("--verbose", "-v", action="store_true", help="name the baseline")
     models.set_defaults(func=cmd_models)
+
+    calibrate = sub.add_parser(
+        "calibrate", help="predicted vs observed p(correct) of practice models over logged recommendations",
+        description="Pair each recommendation of a practice model logged in the window with the learner's "
+                    "first attempt at the item within 24 h after it (the latest recommendation before an "
+                    "attempt owns it, so each attempt counts once). Per model and variant (stored as "
+                    "'experiment/variant'; NULL: no experiment): 10 buckets of predicted vs observed and the "
+                    "ECE, stored in calibration_reports (a re-run replaces the window's rows), a reliability "
+                    "diagram PNG per model, and a summary table.")
+    calibrate.add_argument("--days", type=_positive, default=1, help="length of the window in days (default 1)")
+    calibrate.add_argument("--until", default=None, metavar="ISO",
+                           help="end of the window, e.g. 2026-11-24 or 2026-11-24T06:00Z; UTC when no zone "
+                                "(default: today 00:00 UTC)")
+    calibrate.add_argument("--out", default=None, metavar="DIR", help="folder of the PNGs (default var/reports)")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     servers = sub.add_parser("servers", help="status or stop of the embedded Postgres and Redis under ./var/")
     servers.add_argument("action", choices=["status", "stop"])

@@ -21,7 +21,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.migrations import migrate
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
+TABLES = ("calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
           "unit_children", "units", "items", "users")
 
 
