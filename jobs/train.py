@@ -36,6 +36,7 @@ class TrainConfig:
     margin: float = 0.02          # a new model may be at most this much worse (AUC / precision@10)
     max_trials: int = 3
     unit_time_budget_s: float = 30.0
+    max_eval_users: int = 1000    # validation / test learners replayed per unit (each costs a fit per attempt)
     seed: int = 0
     threads: int = 2
 
@@ -50,6 +51,7 @@ class TrainConfig:
             "margin": float(env.get("ADAPTREC_TRAIN_MARGIN", cls.margin)),
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
             "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
+            "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -167,7 +169,7 @@ def train_unit(conn, unit_id: str, objective: str, mode: str, config: TrainConfi
     if len(data.outcomes) == 0:
         return UnitOutcome(unit_id, objective, "skipped", reason="no attempts under this unit")
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
-                            seed=config.seed, threads=config.threads)
+                            seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users)
     fitted = result.fitted
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:

@@ -28,7 +28,7 @@ def served_db(servers):
     migrate(conn)
     generate_demo(conn, DemoConfig(seed=5, learners=800, attempts=80_000, engagements=20_000))
     conn.close()
-    report = run_training(url, TrainConfig(max_trials=1), units=["demo"], progress=False)
+    report = run_training(url, TrainConfig(max_trials=1, max_eval_users=60), units=["demo"], progress=False)
     assert {o.status for o in report.outcomes} == {"activated"}, report.table()
     yield url
     with admin.cursor() as cur:

@@ -18,7 +18,7 @@ from app.migrations import migrate
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
 from tests.conftest import _with_database
 
-FAST = TrainConfig(max_trials=1, min_interactions=200)
+FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,8 @@ def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url,
     monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
     monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
     monkeypatch.setenv("ADAPTREC_TRAIN_MAX_TRIALS", "1")
-    monkeypatch.setenv("ADAPTREC_TRAIN_MIN_INTERACTIONS", "20000")
+    monkeypatch.setenv("ADAPTREC_TRAIN_MAX_EVAL_USERS", "60")
+    monkeypatch.setenv("ADAPTREC_TRAIN_MIN_INTERACTIONS", "45000")
     assert main(["train", "--all", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "activated" in out
@@ -174,7 +175,7 @@ def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mo
         cur.execute("INSERT INTO unit_items (unit_id, item_id) VALUES (%s, 'fresh-q') ON CONFLICT DO NOTHING",
                     (section,))
     demo.commit()
-    config = tagged(TrainConfig(max_trials=1, mode=mode))
+    config = tagged(TrainConfig(max_trials=1, mode=mode, max_eval_users=60))
     report = run_training(db_url, config, units=[unit], progress=False)
     assert {o.status for o in report.outcomes} == {"activated"}, report.table()
     model = modelstore.load_active(demo, unit, "practice", config.tag)
