@@ -202,3 +202,10 @@ def test_identifiers_that_look_like_sql_or_paths_are_just_identifiers(client, au
     r = post(client, auth, "/v1/users", {"users": [{"user_id": 10**30}]})
     assert r.status_code == 200
     assert client.get("/v1/users/" + str(10**30), headers=auth).json["user_id"] == str(10**30)
+
+
+def test_every_answer_carries_a_request_id(client, auth):
+    given = client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert given.headers["X-Request-Id"] == "abc-123"
+    made = client.get("/v1/users/none", headers=auth)
+    assert made.status_code == 404 and len(made.headers["X-Request-Id"]) == 32

@@ -1,13 +1,11 @@
 """Recommendation endpoints: next items for a learner, personalised top-N, related, trending."""
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, current_app, request
 
 from app import queries as q
 from app import related
-from app.api import get_cache, get_conn
+from app.api import get_cache, get_conn, request_id
 from app.api.models import (MAX_ID_LENGTH, PredictionQuery, Predictions, Problem, RecommendationQuery,
                             Recommendations, SimilarItems, Trending)
 from app.api.spec import documented, parse_body
@@ -16,11 +14,6 @@ from app.recommend import RecommendationRequest, predict, recommend
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
-
-
-def request_id() -> str:
-    given = request.headers.get("X-Request-Id", "")
-    return given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
 
 
 def _models():
