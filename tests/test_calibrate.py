@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from datetime import datetime, timedelta, timezone
 
 import pytest

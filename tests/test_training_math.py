@@ -8,7 +8,7 @@ from scipy.optimize import minimize
 from app.online.fit import fit_user, prior_from_users, recency_weights, score, sigmoid
 from app.online.similar import most_similar, normalised
 from jobs.training import calibration as cal
-from jobs.training.metrics import auc, ece, logloss, ranking_metrics
+from jobs.training.metrics import auc, ece, ranking_metrics
 
 
 def test_auc_matches_the_pairwise_definition():

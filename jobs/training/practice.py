@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.fit import fit_user, prior_from_users, score
+from app.online.fit import fit_user, prior_from_users
 from jobs.training import calibration as cal
 from jobs.training.features import FeatureSet
 from jobs.training.metrics import probability_metrics
