@@ -1,40 +1,106 @@
 """Candidate items of a request: the active items under the requested units (the recursive
-SQL), cached in Redis under the catalogue version, so any change to items or the hierarchy
-(API, import, psql: a trigger bumps the version) makes the cached lists unreachable."""
+SQL), cached under the catalogue version, so any change to items or the hierarchy (API,
+import, psql: a trigger bumps the version) makes cached lists unreachable.
+
+Two levels: each worker keeps recent lists in memory (with the item -> position map the
+strategies need), and Redis shares them between workers and restarts. Reading the version is
+one indexed single-row query per request.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import redis
 
 from app import catalog
 from app import queries as q
+from app.errors import UnknownIds
 
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600
+LOCAL_MAX = 256
+
+
+@dataclass
+class Candidates:
+    version: int
+    items: list[str]                                   # sorted by id
+    positions: dict[str, int] = field(default_factory=dict)
+    rows: dict = field(default_factory=dict)           # model_id -> row of each item in that model
+
+
+class CandidateCache:
+    """Per-worker memory of recent candidate lists, keyed by (catalogue version, units)."""
+
+    def __init__(self):
+        self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Candidates | None:
+        with self._lock:
+            found = self._lists.get(key)
+            if found is not None:
+                self._lists.move_to_end(key)
+            return found
+
+    def put(self, key: tuple, value: Candidates) -> None:
+        with self._lock:
+            self._lists[key] = value
+            while len(self._lists) > LOCAL_MAX:
+                self._lists.popitem(last=False)
 
 
 def catalog_version(conn) -> int:
     return q.fetch_one(conn, "catalog_version")["version"]
 
 
-def items_under(conn, cache, unit_ids: list[str]) -> tuple[list[str], int]:
-    """Active item ids under the units, each once; and the catalogue version they belong to."""
+def _check_units(conn, unit_ids: list[str]) -> None:
+    found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(unit_ids))}
+    missing = [u for u in unit_ids if u not in found]
+    if missing:
+        raise UnknownIds("units", missing)
+
+
+def resolve(conn, cache, local: CandidateCache | None, unit_ids: list[str]) -> Candidates:
+    """The candidates under `unit_ids`; UnknownIds if a unit does not exist."""
     version = catalog_version(conn)
-    digest = hashlib.sha1(json.dumps(sorted(set(unit_ids))).encode()).hexdigest()
+    units = tuple(sorted(set(unit_ids)))
+    key = (version, units)
+    found = local.get(key) if local is not None else None
+    if found is not None:
+        return found
+    _check_units(conn, list(units))
+    items = _shared(conn, cache, version, units)
+    found = Candidates(version, items, {item_id: i for i, item_id in enumerate(items)})
+    if local is not None:
+        local.put(key, found)
+    return found
+
+
+def _shared(conn, cache, version: int, units: tuple) -> list[str]:
+    digest = hashlib.sha1(json.dumps(units).encode()).hexdigest()
     key = cache.key("cand", str(version), digest)
     try:
         raw = cache.client.get(key)
         if raw is not None:
-            return json.loads(raw), version
+            return json.loads(raw)
     except (redis.RedisError, OSError) as exc:
         log.warning("candidate cache unavailable: %s", exc)
-        return catalog.items_under_units(conn, unit_ids), version
-    items = catalog.items_under_units(conn, unit_ids)
+        return catalog.items_under_units(conn, list(units))
+    items = catalog.items_under_units(conn, list(units))
     try:
         cache.client.set(key, json.dumps(items), ex=TTL_S)
     except (redis.RedisError, OSError) as exc:
         log.warning("candidate cache write failed: %s", exc)
-    return items, version
+    return items
+
+
+def items_under(conn, cache, unit_ids: list[str]) -> tuple[list[str], int]:
+    """Active item ids under the units (no per-worker memory); and the catalogue version."""
+    found = resolve(conn, cache, None, unit_ids)
+    return found.items, found.version

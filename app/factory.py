@@ -9,6 +9,7 @@ from flask import Flask, g
 from app.cache import Cache
 from app.config import Settings
 from app.db import ConnectionPool
+from app.candidates import CandidateCache
 from app.model_cache import ModelCache
 
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connect_timeout=settings.db_connect_timeout_s, statement_timeout_ms=settings.statement_timeout_ms)
     app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
     app.extensions["adaptrec.models"] = ModelCache()
+    app.extensions["adaptrec.candidates"] = CandidateCache()
 
     from app.api import register
     register(app)

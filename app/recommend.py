@@ -19,7 +19,7 @@ from app import experiments
 from app import history as hist
 from app import queries as q
 from app import strategies
-from app.errors import InputError, UnknownIds
+from app.errors import InputError
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
 
 HISTORY_MAX = 200         # most recent attempts used by the live fit
@@ -58,13 +58,6 @@ def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, str, dict, 
     return variant, strategy, params, tag
 
 
-def _check_units(conn, units: list[str]) -> None:
-    found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(units))}
-    missing = [u for u in units if u not in found]
-    if missing:
-        raise UnknownIds("units", missing)
-
-
 def learner_state(events: list[hist.Event], now: datetime) -> strategies.LearnerState:
     state = strategies.LearnerState(now=now)
     for e in events:  # newest first: the first event seen for an item is its last
@@ -86,12 +79,14 @@ def _fallback_scores(conn, items: list[str], probabilities: bool) -> np.ndarray:
 
 
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
-                     practice: bool) -> tuple[np.ndarray, np.ndarray | None, int, list[str]]:
-    """Scores of `items` for this learner: (scores, unit vectors, history rows used, fallbacks)."""
+                     practice: bool, rows: np.ndarray | None = None) -> tuple[np.ndarray, int, list[str]]:
+    """Scores of `items` for this learner: (scores, history rows used, fallbacks).
+
+    rows : each item's row in the model (-1 when not covered), if already known.
+    """
     if model is None:
-        return _fallback_scores(conn, items, practice), None, 0, ["no_model"]
-    rows = model.rows(items)
-    vectors = np.where((rows >= 0)[:, None], model.unit_vectors[np.maximum(rows, 0)], 0.0)
+        return _fallback_scores(conn, items, practice), 0, ["no_model"]
+    rows = model.rows(items) if rows is None else rows
     fallbacks = []
     if model.objective == "practice":
         attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
@@ -101,25 +96,21 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
         p, _ = practice_probabilities(model, h_rows, h_out, rows, HALF_LIFE)
-        return p, vectors, len(attempts), fallbacks
+        return p, len(attempts), fallbacks
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]
     if not positives:
         fallbacks.append("no_history")
     p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
-    return engagement_scores(model, p_rows, rows), vectors, len(positives), fallbacks
+    return engagement_scores(model, p_rows, rows), len(positives), fallbacks
 
 
 def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
-              now: datetime | None = None, log: bool = True) -> dict:
+              now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
     now = now or datetime.now(timezone.utc)
     variant, strategy, params, tag = _variant(conn, req)
-    _check_units(conn, req.units)
-    items, _ = cand.items_under(conn, cache, req.units)
-    if req.exclude:
-        excluded = set(req.exclude)
-        items = [i for i in items if i not in excluded]
-
+    found = cand.resolve(conn, cache, local_candidates, req.units)
+    items = found.items
     practice = strategy == "target"
     model = models.nearest(conn, req.units, "practice" if practice else "engagement", tag)
     if model is None and not practice:  # top-N from a practice model is better than none
@@ -130,11 +121,20 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     chosen: list[int] = []
     scores = np.empty(0)
     history_rows = 0
-    if not items:
+    excluded = [i for i in req.exclude if i in found.positions]
+    if len(excluded) == len(items):
         fallbacks.append("no_candidates")
     else:
-        scores, vectors, history_rows, fallbacks = score_candidates(model, items, events, conn, practice)
-        scored = strategies.Scored(items, scores, vectors, probabilities=practice or model is None)
+        rows = None
+        if model is not None:
+            rows = found.rows.get(model.model_id)
+            if rows is None:  # an item's row in this model: computed once per candidate list
+                rows = found.rows[model.model_id] = model.rows(items)
+        scores, history_rows, fallbacks = score_candidates(model, items, events, conn, practice, rows)
+        scored = strategies.Scored(items, scores, found.positions, model.unit_vectors if model else None, rows,
+                                   probabilities=practice or model is None)
+        if excluded:  # never returned, not even when a strategy relaxes its rules
+            scored.allowed = ~scored.mask(excluded)
         choice = strategies.get(strategy)(scored, learner_state(events, now), req.n, params)
         chosen = choice.positions
         if choice.fallback:
@@ -157,6 +157,9 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
         "candidates": len(items),
     }
     if log:
+        # The log row is for analysis, not an acknowledged write: skip waiting for the WAL flush.
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")
         q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,
                   units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
                   strategy=strategy, model_id=model.model_id if model else None, fallback=answer["fallback"],
@@ -168,10 +171,10 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
 def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
-    _check_units(conn, units)
+    cand.resolve(conn, cache, None, units)  # UnknownIds for a unit that does not exist
     model = models.nearest(conn, units, "practice", tag)
     events, _ = hist.recent(conn, cache, user_id)
-    p, _, history_rows, fallbacks = score_candidates(model, list(item_ids), events, conn, practice=True)
+    p, history_rows, fallbacks = score_candidates(model, list(item_ids), events, conn, practice=True)
     return {"user_id": user_id,
             "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],
             "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,

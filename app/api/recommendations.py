@@ -20,6 +20,10 @@ def _models():
     return current_app.extensions["adaptrec.models"]
 
 
+def _candidates():
+    return current_app.extensions["adaptrec.candidates"]
+
+
 def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None:
@@ -64,7 +68,7 @@ def post_recommendations():
                                 exclude=body.exclude, experiment=body.experiment)
     conn = get_conn()
     with conn:
-        return recommend(conn, get_cache(), _models(), req, request_id())
+        return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -79,7 +83,7 @@ def get_user_recommendations(user_id: str):
         if not units:
             raise InputError("the catalogue has no units yet; create units first")
         req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
-        return recommend(conn, get_cache(), _models(), req, request_id())
+        return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
 
 
 @bp.get("/v1/items/<item_id>/similar")

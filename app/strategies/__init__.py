@@ -14,11 +14,34 @@ import numpy as np
 
 @dataclass
 class Scored:
-    """Candidates with their scores: p(correct) for practice models, a ranking score otherwise."""
+    """Candidates with their scores: p(correct) for practice models, a ranking score otherwise.
+
+    Candidates are sorted by item id, so a stable sort by score breaks ties by id.
+    """
     item_ids: list[str]
     scores: np.ndarray               # (k,)
-    vectors: np.ndarray | None       # (k, d) unit-length item vectors for diversity, or None
-    probabilities: bool = True       # scores are calibrated probabilities
+    positions: dict                  # item_id -> candidate position
+    vectors: np.ndarray | None = None    # (n_model_items, d) unit-length item vectors, or None
+    rows: np.ndarray | None = None       # (k,) row of each candidate in `vectors`, -1 if uncovered
+    probabilities: bool = True           # scores are calibrated probabilities
+    allowed: np.ndarray | None = None    # (k,) hard filter (the request's exclusions); None: all
+
+    def order(self, keys: np.ndarray) -> np.ndarray:
+        """Candidate positions by ascending `keys` (stable: ties by id), without disallowed ones."""
+        order = np.argsort(keys, kind="stable")
+        return order if self.allowed is None else order[self.allowed[order]]
+
+    def mask(self, item_ids) -> np.ndarray:
+        """Boolean (k,) mask of the candidates among `item_ids` (usually a learner's few items)."""
+        out = np.zeros(len(self.item_ids), dtype=bool)
+        hits = [self.positions[i] for i in item_ids if i in self.positions]
+        out[hits] = True
+        return out
+
+    def vector(self, pos: int) -> np.ndarray | None:
+        if self.vectors is None or self.rows is None or self.rows[pos] < 0:
+            return None
+        return self.vectors[self.rows[pos]]
 
 
 @dataclass
@@ -52,16 +75,19 @@ def get(name: str):
         raise KeyError(name) from None
 
 
-def pick_diverse(order: np.ndarray, vectors: np.ndarray | None, n: int, max_similarity: float) -> list[int]:
+def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
     """Take candidates in `order`, skipping one too similar (cosine) to one already taken."""
     chosen: list[int] = []
+    taken: list[np.ndarray] = []
     for pos in order:
         if len(chosen) == n:
             break
-        if vectors is not None and chosen and max_similarity < 1.0:
-            if float(np.max(vectors[chosen] @ vectors[pos])) > max_similarity:
-                continue
+        v = scored.vector(pos) if max_similarity < 1.0 else None
+        if v is not None and taken and float(np.max(np.asarray(taken) @ v)) > max_similarity:
+            continue
         chosen.append(int(pos))
+        if v is not None:
+            taken.append(v)
     return chosen
 
 

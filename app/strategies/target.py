@@ -30,21 +30,17 @@ def distance_to_target(p: np.ndarray, target: float = 0.5, band: tuple | None = 
 def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
     params = {**DEFAULTS, **(params or {})}
     cooldown = timedelta(minutes=float(params["cooldown_minutes"]))
-    eligible = np.ones(len(scored.item_ids), dtype=bool)
-    for i, item_id in enumerate(scored.item_ids):
-        if item_id in state.solved:
-            eligible[i] = False
-            continue
-        last = state.last.get(item_id)
-        if last is not None and last[1] == 0 and state.now is not None and state.now - last[2] < cooldown:
-            eligible[i] = False
+    cooling = [item_id for item_id, (_, outcome, at) in state.last.items()
+               if outcome == 0 and state.now is not None and state.now - at < cooldown]
+    eligible = ~scored.mask(list(state.solved) + cooling)
     distance = distance_to_target(scored.scores, float(params["target"]), params.get("band"))
-    order = np.lexsort((scored.item_ids, distance))  # nearest first; ties by id, deterministic
+    order = scored.order(distance)  # nearest first
     first = order[eligible[order]]
-    chosen = pick_diverse(first, scored.vectors, n, float(params["max_similarity"]))
+    chosen = pick_diverse(first, scored, n, float(params["max_similarity"]))
     if len(chosen) == n:
         return Choice(chosen)
     # Relax: first allow near-duplicates, then the skipped items, nearest first.
-    rest = [int(p) for p in first if p not in chosen] + [int(p) for p in order[~eligible[order]]]
+    taken = set(chosen)
+    rest = [int(p) for p in first if p not in taken] + [int(p) for p in order[~eligible[order]]]
     chosen += rest[: n - len(chosen)]
     return Choice(chosen, "too_few_candidates")

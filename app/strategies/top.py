@@ -15,11 +15,12 @@ DEFAULTS = {"max_similarity": 1.0}
 @register("top")
 def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
     params = {**DEFAULTS, **(params or {})}
-    unseen = np.array([item_id not in state.last for item_id in scored.item_ids], dtype=bool)
-    order = np.lexsort((scored.item_ids, -scored.scores))
-    chosen = pick_diverse(order[unseen[order]], scored.vectors, n, float(params["max_similarity"]))
+    unseen = ~scored.mask(state.last)
+    order = scored.order(-scored.scores)  # best first
+    chosen = pick_diverse(order[unseen[order]], scored, n, float(params["max_similarity"]))
     if len(chosen) == n:
         return Choice(chosen)
-    rest = [int(p) for p in order if p not in chosen]
+    taken = set(chosen)
+    rest = [int(p) for p in order if p not in taken]
     chosen += rest[: n - len(chosen)]
     return Choice(chosen, "too_few_candidates")
