@@ -59,7 +59,8 @@ def catalog_version(conn) -> int:
     return q.fetch_one(conn, "catalog_version")["version"]
 
 
-def _check_units(conn, unit_ids: list[str]) -> None:
+def check_units(conn, unit_ids: list[str]) -> None:
+    """UnknownIds naming any of `unit_ids` that is not a unit."""
     found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(unit_ids))}
     missing = [u for u in unit_ids if u not in found]
     if missing:
@@ -74,7 +75,7 @@ def resolve(conn, cache, local: CandidateCache | None, unit_ids: list[str]) -> C
     found = local.get(key) if local is not None else None
     if found is not None:
         return found
-    _check_units(conn, list(units))
+    check_units(conn, list(units))
     items = _shared(conn, cache, version, units)
     found = Candidates(version, items, {item_id: i for i, item_id in enumerate(items)})
     if local is not None:

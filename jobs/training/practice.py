@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.fit import fit_user, prior_from_users
+from app.online.fit import HISTORY_MAX, fit_user, prior_from_users
 from jobs.training import calibration as cal
 from jobs.training.features import FeatureSet
 from jobs.training.metrics import probability_metrics
@@ -109,7 +109,7 @@ def fit(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, thr
     return fitted
 
 
-def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = 200
+def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay each user's attempts in order as the service would: predict attempt t from a live
     fit of the attempts before it (the most recent `history_max`), then reveal it.
