@@ -20,7 +20,7 @@ from app import modelstore
 from app import queries as q
 from app.db import connect
 from jobs.training import features
-from jobs.training.practice import PracticeData, train_practice
+from jobs.training.practice import PracticeData, replay_auc, train_practice
 
 log = logging.getLogger("adaptrec.train")
 TRAIN_LOCK_KEY = 0x61647274  # "adrt"
@@ -176,6 +176,9 @@ def train_unit(conn, unit_id: str, objective: str, mode: str, config: TrainConfi
         extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": int(len(data.outcomes)),
               "items_attempted": int(len(np.unique(data.items)))}
+    parent = _parent_comparison(conn, unit_id, config, data, result)
+    if parent:
+        result.metrics["parent"] = parent
     with conn:
         model_id = modelstore.save_model(
             conn, unit_id=unit_id, objective=objective, mode=mode, tag=config.tag, item_ids=data.item_ids,
@@ -183,7 +186,30 @@ def train_unit(conn, unit_id: str, objective: str, mode: str, config: TrainConfi
             prior_cov=fitted.prior_cov, calibration=result.calibration,
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
+    own = result.metrics["model"].get("auc")
+    if parent and own is not None and not math.isnan(own) and parent["auc"] > own:
+        # The unit above predicts this unit's learners better: serve that one here.
+        reason = (f"the model of {parent['unit_id']!r} predicts this unit better "
+                  f"(held-out AUC {parent['auc']:.3f} vs {own:.3f}); it serves this unit")
+        with conn:
+            modelstore.mark_failed(conn, model_id, reason)
+            q.execute(conn, "retire_active_model", unit_id=unit_id, objective=objective, tag=config.tag)
+        return UnitOutcome(unit_id, objective, "parent_serves", model_id, result.metrics, reason,
+                           time.perf_counter() - started)
     return _activate_if_sane(conn, unit_id, objective, model_id, result.metrics, "auc", config, started)
+
+
+def _parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeData, result) -> dict | None:
+    """Held-out AUC, on this unit's test learners, of the active model of the nearest unit above."""
+    row = q.fetch_one(conn, "nearest_ancestor_active_model", unit_id=unit_id, objective="practice", tag=config.tag)
+    conn.rollback()
+    if row is None or result.test_users is None or not len(result.test_users):
+        return None
+    other = modelstore.load_model(conn, row["model_id"])
+    conn.rollback()
+    auc = replay_auc(other.item_ids, other.item_vectors, other.item_biases, other.prior_mean, other.prior_cov,
+                     data, result.test_users)
+    return None if math.isnan(auc) else {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc}
 
 
 def _activate_if_sane(conn, unit_id, objective, model_id, metrics, key, config, started) -> UnitOutcome:
@@ -200,6 +226,10 @@ def _activate_if_sane(conn, unit_id, objective, model_id, metrics, key, config, 
     return UnitOutcome(unit_id, objective, status, model_id, metrics, reason, time.perf_counter() - started)
 
 
+def _ancestors(conn, unit_id: str) -> int:
+    return len(q.fetch_all(conn, "units_above_unit", unit_id=unit_id)) - 1
+
+
 def run_training(database_url: str, config: TrainConfig, units: list[str] | None = None,
                  progress: bool = True) -> TrainReport:
     """Train the requested units (or every model unit); returns what happened to each."""
@@ -214,7 +244,8 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
                 return report
         conn = connect(database_url, application_name="adaptrec-train")
         try:
-            todo = model_units(conn, config, units)
+            # Units nearer the top first, so a unit is compared with tonight's model of its parent.
+            todo = sorted(model_units(conn, config, units), key=lambda t: (_ancestors(conn, t[0]), t[0], t[1]))
             conn.rollback()
             from tqdm import tqdm
 

@@ -63,3 +63,24 @@ SELECT model_id, unit_id, tag, objective, mode, status, hyperparams, metrics, da
 FROM models
 WHERE :include_retired OR status IN ('active', 'ready', 'training')
 ORDER BY unit_id, objective, tag, trained_at DESC;
+
+-- name: nearest_ancestor_active_model
+-- The active model (of :objective / :tag) of the nearest unit strictly above :unit_id.
+WITH RECURSIVE above (unit_id, depth) AS (
+    -- seed: the unit's parents (depth 1)
+    SELECT parent, 1 FROM unit_children WHERE child = :unit_id
+    UNION
+    -- step: their parents, one level further up; the depth bound ends a walk round a cycle
+    SELECT c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.child = a.unit_id WHERE a.depth < 64
+)
+SELECT m.model_id, m.unit_id, min(a.depth) AS depth
+FROM above a JOIN models m ON m.unit_id = a.unit_id
+WHERE m.status = 'active' AND m.objective = :objective AND m.tag = :tag AND m.unit_id <> :unit_id
+GROUP BY m.model_id, m.unit_id
+ORDER BY min(a.depth), m.unit_id
+LIMIT 1;
+
+-- name: retire_active_model
+-- Stop serving the active model of a unit (requests fall back to the unit above).
+UPDATE models SET status = 'retired'
+WHERE unit_id = :unit_id AND objective = :objective AND tag = :tag AND status = 'active';

@@ -203,3 +203,18 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
     assert 0.0 <= model.extra["blend_weight"] <= 1.0
     if model.extra["blend_weight"] < 1.0:
         assert model.item_weights.shape == (len(model.item_ids), len(model.item_ids))
+
+
+def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db_url, monkeypatch):
+    config = tagged()
+    unit = chapter(demo)
+    run_training(db_url, config, units=["demo", unit], progress=False)
+    monkeypatch.setattr(train_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
+    report = run_training(db_url, config, units=[unit], progress=False)
+    outcome = next(o for o in report.outcomes if o.objective == "practice")
+    assert outcome.status == "parent_serves" and "'demo'" in outcome.reason
+    assert outcome.metrics["parent"]["unit_id"] == "demo"
+    assert modelstore.active_model_summary(demo, unit, "practice", config.tag) is None
+    nearest = q.fetch_one(demo, "nearest_active_models", unit_ids=[unit], objective="practice", tag=config.tag)
+    assert nearest["unit_id"] == "demo"
+    assert not report.failed  # a decision, not a failure: the job exits 0

@@ -54,6 +54,7 @@ class PracticeResult:
     metrics: dict                # held-out test learners: the model, uncalibrated ECE, the baseline
     search: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    test_users: np.ndarray | None = None   # the held-out learners the metrics describe
 
 
 # A small grid, ordered so the first trials are the likeliest winners: the tuner stops at the
@@ -193,4 +194,20 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     }
     if refit_all:
         fitted = fit(data, params, np.ones(len(data.users), dtype=bool), seed, threads)
-    return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started)
+    return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users)
+
+
+def replay_auc(item_ids: list[str], item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
+               prior_cov: np.ndarray, data: PracticeData, users: np.ndarray) -> float:
+    """AUC of another model (e.g. a parent unit's) replaying `users` of `data`; items it does not
+    cover count as its average item, as in the service."""
+    index = {item_id: i for i, item_id in enumerate(item_ids)}
+    rows = np.array([index.get(i, -1) for i in data.item_ids])
+    covered = rows >= 0
+    vectors = np.empty((len(rows), item_vectors.shape[1]), dtype=np.float64)
+    biases = np.empty(len(rows), dtype=np.float64)
+    vectors[covered], biases[covered] = item_vectors[rows[covered]], item_biases[rows[covered]]
+    vectors[~covered], biases[~covered] = item_vectors.mean(axis=0), item_biases.mean()
+    other = FittedModel(vectors, biases, np.asarray(prior_mean, np.float64), np.asarray(prior_cov, np.float64))
+    raw, y, _ = fold_in_predictions(other, data, users)
+    return float(probability_metrics(y, raw)["auc"]) if len(y) else float("nan")
