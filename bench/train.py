@@ -57,7 +57,8 @@ def peak_rss_mb() -> float:
 def summarise(report, objective: str = "practice") -> dict:
     chosen = [o for o in report.outcomes if o.objective == objective]
     out = {"models": len(chosen), "activated": sum(o.status == "activated" for o in chosen),
-           "failed": [o.unit_id for o in chosen if o.status != "activated"]}
+           "parent_serves": sum(o.status == "parent_serves" for o in chosen),
+           "failed": [o.unit_id for o in chosen if o.status not in ("activated", "parent_serves")]}
     return out
 
 

@@ -37,6 +37,7 @@ class TrainConfig:
     max_trials: int = 3
     unit_time_budget_s: float = 30.0
     max_eval_users: int = 1000    # validation / test learners replayed per unit (each costs a fit per attempt)
+    prefer_parent: bool = False   # leave a unit to its parent's model when that predicts it better
     seed: int = 0
     threads: int = 2
 
@@ -52,6 +53,7 @@ class TrainConfig:
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
             "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
             "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
+            "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "0").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -187,7 +189,7 @@ def train_unit(conn, unit_id: str, objective: str, mode: str, config: TrainConfi
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
     own = result.metrics["model"].get("auc")
-    if parent and own is not None and not math.isnan(own) and parent["auc"] > own:
+    if config.prefer_parent and parent and own is not None and not math.isnan(own) and parent["auc"] > own:
         # The unit above predicts this unit's learners better: serve that one here.
         reason = (f"the model of {parent['unit_id']!r} predicts this unit better "
                   f"(held-out AUC {parent['auc']:.3f} vs {own:.3f}); it serves this unit")

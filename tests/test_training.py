@@ -206,7 +206,7 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
 
 
 def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db_url, monkeypatch):
-    config = tagged()
+    config = replace(tagged(), prefer_parent=True)
     unit = chapter(demo)
     run_training(db_url, config, units=["demo", unit], progress=False)
     monkeypatch.setattr(train_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
@@ -218,3 +218,13 @@ def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db
     nearest = q.fetch_one(demo, "nearest_active_models", unit_ids=[unit], objective="practice", tag=config.tag)
     assert nearest["unit_id"] == "demo"
     assert not report.failed  # a decision, not a failure: the job exits 0
+
+
+def test_by_default_a_unit_keeps_its_own_model_and_records_the_parent_comparison(demo, db_url, monkeypatch):
+    config = tagged()
+    unit = chapter(demo)
+    run_training(db_url, config, units=["demo"], progress=False)
+    monkeypatch.setattr(train_job, "replay_auc", lambda *a, **k: 0.999)
+    report = run_training(db_url, config, units=[unit], progress=False)
+    outcome = next(o for o in report.outcomes if o.objective == "practice")
+    assert outcome.status == "activated" and outcome.metrics["parent"]["auc"] == 0.999
