@@ -1,0 +1,97 @@
+"""The latency benchmark's pure helpers: percentiles, the open-loop schedule, the rate search."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.latency import (Requests, passes, percentile, scheduled_latency, search_max_rate, send_times,
+                           summarise)
+
+
+def test_percentile_matches_numpy_linear():
+    rng = np.random.default_rng(0)
+    values = list(rng.exponential(3.0, size=997))
+    for q in (0, 1, 50, 90, 99, 99.9, 100):
+        assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+    assert percentile([], 50) is None
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0  # order of the input does not matter
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_open_loop_schedule_is_fixed_rate_and_bounded():
+    times = send_times(200, 20)
+    assert len(times) == 4000
+    assert times[0] == 0.0 and times[-1] < 20
+    gaps = np.diff(times)
+    assert np.allclose(gaps, 1 / 200)
+    assert len(send_times(20, 2.5)) == 50
+    assert send_times(0, 10) == [] and send_times(100, 0) == []
+
+
+def test_latency_counts_from_the_scheduled_time_not_the_send():
+    # due at 1.000 s; the client was stuck until 1.050 s, the server answered at 1.052 s:
+    # the service time is 2 ms but the user waited 52 ms, and 52 ms is what is recorded
+    assert scheduled_latency(1.000, 1.052) == pytest.approx(52.0)
+
+
+def test_summarise_reports_rate_percentiles_and_errors():
+    s = summarise([1.0, 2.0, 3.0, 4.0], errors=1, elapsed_s=2.0, rate=2.5, send_lag_ms=[0.1, 0.2])
+    assert s["requests"] == 5 and s["errors"] == 1
+    assert s["rps"] == 2.0  # successful requests per second
+    assert s["p50_ms"] == 2.5 and s["max_ms"] == 4.0 and s["target_rps"] == 2.5
+    empty = summarise([], errors=0, elapsed_s=1.0)
+    assert empty["p99_ms"] is None and empty["rps"] == 0.0
+
+
+def test_a_step_passes_only_without_errors_under_the_limit_at_the_rate():
+    ok = {"errors": 0, "p99_ms": 20.0, "rps": 199.0, "target_rps": 200}
+    assert passes(ok)
+    assert not passes({**ok, "errors": 1})
+    assert not passes({**ok, "p99_ms": 25.1})
+    assert not passes({**ok, "rps": 150.0})  # the service fell behind the schedule
+    assert not passes({**ok, "p99_ms": None})
+
+
+def _fake_measure(capacity_p99):
+    tried = []
+
+    def measure(rate):
+        tried.append(rate)
+        return {"errors": 0, "p99_ms": capacity_p99(rate), "rps": rate, "target_rps": rate}
+    return measure, tried
+
+
+def test_search_steps_up_until_a_failure_then_refines_once():
+    measure, tried = _fake_measure(lambda r: 10.0 if r <= 470 else 80.0)
+    best, steps = search_max_rate(measure, 200, 100, 2000)
+    assert tried == [200, 300, 400, 500, 450]
+    assert best == 450 and len(steps) == 5
+
+
+def test_search_when_the_first_rate_fails_or_nothing_fails():
+    measure, tried = _fake_measure(lambda r: 30.0)
+    assert search_max_rate(measure, 200, 100, 2000)[0] is None and tried == [200]
+    measure, tried = _fake_measure(lambda r: 1.0)
+    best, _ = search_max_rate(measure, 200, 100, 500)
+    assert best == 500 and tried == [200, 300, 400, 500]
+
+
+def test_requests_of_each_phase():
+    make = lambda phase: Requests(phase, ["u1", "u2"], ["q1", "q2", "q3"], "bench-5k", "run1")  # noqa: E731
+    method, path, body = make("recommend")(3)
+    assert (method, path) == ("POST", "/v1/recommendations")
+    assert json.loads(body) == {"user_id": "u2", "units": ["bench-5k"], "n": 10}
+    method, path, body = make("ingest_single")(7)
+    event = json.loads(body)
+    assert path == "/v1/interactions" and event["event_id"] == "bench-run1-s7" and event["item_id"] in {"q1", "q2", "q3"}
+    assert event["kind"] == "attempt" and event["outcome"] in (0, 1)
+    events = json.loads(make("ingest_batch")(2)[2])["interactions"]
+    assert len(events) == 100 and len({e["event_id"] for e in events}) == 100
+    method, path, body = make("similar")(0)
+    assert method == "GET" and body is None and path.endswith("/similar?n=10")
+    with pytest.raises(ValueError):
+        make("nope")(0)
