@@ -40,7 +40,7 @@ def run(config: DemoConfig, database_url: str) -> dict:
             with closing(psycopg2.connect(_with_database(database_url, name))) as conn:
                 migrate(conn)
                 started = time.perf_counter()
-                report = generate_demo(conn, config, progress=sys.stderr.isatty())
+                generate_demo(conn, config, progress=sys.stderr.isatty())
                 seconds = time.perf_counter() - started
                 with conn.cursor() as cur:
                     cur.execute("SELECT count(*) FROM interactions")

@@ -5,7 +5,6 @@ When fewer than n unseen items remain, seen ones fill the answer (best first) an
 """
 from __future__ import annotations
 
-import numpy as np
 
 from app.strategies import Choice, LearnerState, Scored, pick_diverse, register
 
