@@ -22,8 +22,12 @@
      ingest_single  POST /v1/interactions, one attempt of a synthetic learner on a bench-5k item
      ingest_batch   POST /v1/interactions, {"interactions": [100 attempts]} (--batch-rate, default 20/s)
      similar        GET /v1/items/{id}/similar?n=10 for random bench-5k items
+     healthz        GET /healthz (extra, --no-baseline skips it): the HTTP stack's and client's own cost
    then a search for the highest recommend rate whose p99 stays under 25 ms without errors
    (--search-start, --search-step: 200, 300, 400, ... until a step fails; the highest passing).
+   Each measured phase also reports the CPU time per request of the gunicorn workers, of the
+   Postgres backends of the scratch database and of the Redis server (from /proc), and of the
+   load generator itself.
 4. The resident memory (VmRSS) of each gunicorn worker at the end.
 5. One JSON object (printed, and written to --json).
 
@@ -40,6 +44,7 @@ import multiprocessing
 import os
 import platform
 import random
+import shlex
 import socket
 import subprocess
 import sys
@@ -84,7 +89,7 @@ def send_times(rate: float, seconds: float) -> list[float]:
     """Open-loop schedule: offsets (s from the phase start) of every request at `rate` per second."""
     if rate <= 0 or seconds <= 0:
         return []
-    count = int(math.floor(rate * seconds + 1e-9))
+    count = math.floor(rate * seconds + 1e-9)
     return [i / rate for i in range(count)]
 
 
@@ -270,6 +275,8 @@ class Requests:
                 return "POST", "/v1/interactions", json.dumps({"interactions": events}).encode()
             if self.phase == "similar":
                 return "GET", f"/v1/items/{self.rng.choice(self.items)}/similar?n=10", None
+            if self.phase == "healthz":
+                return "GET", "/healthz", None
         raise ValueError(f"unknown phase {self.phase!r}")
 
 
@@ -355,11 +362,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_command(bind: str, workers: int) -> list[str]:
-    """What app/serve.py runs."""
+def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
+    """What app/serve.py runs (plus `extra` arguments, for experiments)."""
     return [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
             "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
-            "--chdir", str(PROJECT_ROOT), "app.factory:create_app()"]
+            "--chdir", str(PROJECT_ROOT), *(extra or []), "app.factory:create_app()"]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
@@ -378,14 +385,15 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
 
 
 @contextmanager
-def service(database_url: str, redis_url: str, key: str, prefix: str, workers: int, log_path: Path):
+def service(database_url: str, redis_url: str, key: str, prefix: str, workers: int, log_path: Path,
+            extra: list[str] | None = None):
     port = free_port()
     env = dict(os.environ)
     env.update({"ADAPTREC_DATABASE_URL": database_url, "ADAPTREC_REDIS_URL": redis_url,
                 "ADAPTREC_API_KEYS": key, "ADAPTREC_REDIS_PREFIX": prefix,
                 "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", workers), env=env, stdout=log,
+        proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", workers, extra), env=env, stdout=log,
                                 stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -500,7 +508,8 @@ def run_phases(args, base: str, key: str, users: list[str], items: list[str], un
                 out["server_cpu_ms_per_request"] = {k: round(v * 1000.0 / out["requests"], 2) for k, v in used.items()}
             return out
 
-        for name in PHASES:
+        rates["healthz"] = args.rate
+        for name in PHASES + (("healthz",) if args.baseline else ()):
             if args.warmup > 0:
                 phase(name, rates[name], args.warmup, f"w-{name}")
             results[name] = phase(name, rates[name], args.seconds, f"m-{name}", measure_cpu=True)
@@ -534,6 +543,10 @@ def main(argv=None) -> int:
     parser.add_argument("--search-step", type=float, default=100.0)
     parser.add_argument("--search-limit", type=float, default=2000.0, help="highest rate tried (0: no search)")
     parser.add_argument("--search-seconds", type=float, default=None, help="seconds per search step (default --seconds)")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
+                        help="skip the extra GET /healthz phase (the HTTP stack's own cost, for comparison)")
+    parser.add_argument("--gunicorn-args", default="",
+                        help="extra gunicorn arguments, for experiments (e.g. \"--worker-class gthread --threads 2\")")
     parser.add_argument("--threads", type=int, default=64, help="client threads of the load process")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--users", type=int, default=5, help="recommendation users (learners with >= 200 attempts)")
@@ -582,13 +595,15 @@ def main(argv=None) -> int:
             stack.callback(_drop_redis_prefix, settings.redis_url, prefix)
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-latency-")))
             base, proc = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers,
-                                                     tmp / "gunicorn.log"))
+                                                     tmp / "gunicorn.log", shlex.split(args.gunicorn_args)))
             master_pid = proc.pid
             result["service"] = {"command": "python -m gunicorn --bind 127.0.0.1:PORT --workers "
                                             f"{args.workers} --graceful-timeout 20 --timeout 60 --access-logfile - "
-                                            "--chdir . 'app.factory:create_app()' (as app/serve.py; access log to a file)",
+                                            f"--chdir . {args.gunicorn_args + ' ' if args.gunicorn_args else ''}'app.factory:create_app()' "
+                                            "(as app/serve.py; access log to a file)",
                                  "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
-                                 "worker_class": "sync (gunicorn's default; closes each connection)"}
+                                 "worker_class": "sync (gunicorn's default; closes each connection)"
+                                 if "worker-class" not in args.gunicorn_args else args.gunicorn_args}
             say(f"gunicorn ready on {base} (pid {master_pid})")
 
         status, answer = http_json(base, key, "POST", "/v1/recommendations",

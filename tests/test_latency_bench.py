@@ -6,8 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from bench.latency import (Requests, passes, percentile, scheduled_latency, search_max_rate, send_times,
-                           summarise)
+from bench.latency import (
+    Requests,
+    passes,
+    percentile,
+    scheduled_latency,
+    search_max_rate,
+    send_times,
+    summarise,
+)
 
 
 def test_percentile_matches_numpy_linear():
@@ -81,7 +88,7 @@ def test_search_when_the_first_rate_fails_or_nothing_fails():
 
 
 def test_requests_of_each_phase():
-    make = lambda phase: Requests(phase, ["u1", "u2"], ["q1", "q2", "q3"], "bench-5k", "run1")  # noqa: E731
+    make = lambda phase: Requests(phase, ["u1", "u2"], ["q1", "q2", "q3"], "bench-5k", "run1")
     method, path, body = make("recommend")(3)
     assert (method, path) == ("POST", "/v1/recommendations")
     assert json.loads(body) == {"user_id": "u2", "units": ["bench-5k"], "n": 10}
