@@ -95,7 +95,8 @@ def _sample_ids(conn) -> dict:
     return {"user_id": user_id, "unit_id": unit_id, "item_id": items[0]["item_id"] if items else None}
 
 
-def _wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
+def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
+    """Poll `url` until it answers 200; False if `proc` exits or the time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -124,6 +125,13 @@ def _examples(base: str, key: str, ids: dict) -> str:
     if ids.get("unit_id"):
         lines.append(f"  curl -s {auth} {base}/v1/units/{ids['unit_id']}")
     return "\n".join(lines)
+
+
+def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
+    """The gunicorn command line of `adaptrec serve` (plus `extra` arguments)."""
+    return [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
+            "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
+            "--chdir", str(PROJECT_ROOT), *(extra or []), "app.factory:create_app()"]
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None,
@@ -162,9 +170,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
             "ADAPTREC_API_KEYS": ",".join(api_keys),
         })
         bind = f"{settings.host}:{settings.port}"
-        cmd = [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(settings.workers),
-               "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
-               "--chdir", str(PROJECT_ROOT), "app.factory:create_app()"]
+        cmd = gunicorn_command(bind, settings.workers)
         # gunicorn gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
         # SIGTERM, gunicorn's graceful stop, and in-flight requests finish.
         proc = subprocess.Popen(cmd, env=env, preexec_fn=_detach_but_die_with_parent)
@@ -182,7 +188,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
-            if _wait_ready(base + "/readyz", proc):
+            if wait_ready(base + "/readyz", proc):
                 where = "embedded servers under " + str(settings.var_dir) if configured.embedded else "configured servers"
                 print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
                       f"{_examples(base, api_keys[0], ids)}\n\nPress Ctrl-C to stop.\n", flush=True)

@@ -16,18 +16,14 @@ import time
 import uuid
 from contextlib import closing
 from datetime import datetime, timezone
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
 from app.config import Settings
+from app.db import with_database
 from app.embedded import servers_for
 from app.migrations import migrate
 from jobs.demo import DemoConfig, generate_demo
-
-
-def _with_database(url: str, dbname: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
 
 
 def run(config: DemoConfig, database_url: str) -> dict:
@@ -37,7 +33,7 @@ def run(config: DemoConfig, database_url: str) -> dict:
         with admin.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         try:
-            with closing(psycopg2.connect(_with_database(database_url, name))) as conn:
+            with closing(psycopg2.connect(with_database(database_url, name))) as conn:
                 migrate(conn)
                 started = time.perf_counter()
                 generate_demo(conn, config, progress=sys.stderr.isatty())

@@ -13,40 +13,15 @@ import json
 import os
 import platform
 import sys
-import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
 from app.config import Settings
+from app.db import scratch_database
 from app.embedded import servers_for
-from app.migrations import migrate
 from jobs.importers import FORMATS, ImportFailed, run_import
-
-
-@contextmanager
-def scratch_database(server_url: str):
-    """Yield the URL of a new, migrated database on the server of `server_url`; drop it after."""
-    name = f"adaptrec_bench_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        url = urlunsplit(urlsplit(server_url)._replace(path="/" + name))
-        try:
-            conn = psycopg2.connect(url)
-            migrate(conn, log=lambda message: None)
-            conn.close()
-            yield url
-        finally:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()
 
 
 def measure(database_url: str, fmt: str, data: Path) -> dict:
@@ -101,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data}: no such file or folder")
 
     try:
-        with servers_for(Settings.from_env()) as settings, scratch_database(settings.database_url) as url:
+        with servers_for(Settings.from_env()) as settings, scratch_database(settings.database_url, "adaptrec_bench") as url:
             result = measure(url, args.format, args.data)
     except ImportFailed as exc:
         print(f"import_speed: {exc}", file=sys.stderr)

@@ -362,31 +362,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
-    """What app/serve.py runs (plus `extra` arguments, for experiments)."""
-    return [sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
-            "--graceful-timeout", "20", "--timeout", "60", "--access-logfile", "-",
-            "--chdir", str(PROJECT_ROOT), *(extra or []), "app.factory:create_app()"]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return False
-
-
 @contextmanager
 def service(database_url: str, redis_url: str, key: str, prefix: str, workers: int, log_path: Path,
             extra: list[str] | None = None):
+    from app.serve import gunicorn_command, wait_ready  # the command `adaptrec serve` runs
+
     port = free_port()
     env = dict(os.environ)
     env.update({"ADAPTREC_DATABASE_URL": database_url, "ADAPTREC_REDIS_URL": redis_url,

@@ -14,7 +14,6 @@ import platform
 import resource
 import sys
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
@@ -22,8 +21,8 @@ from pathlib import Path
 import psycopg2
 
 from app.config import PROJECT_ROOT, Settings
+from app.db import scratch_database as db_scratch
 from app.embedded import servers_for
-from app.migrations import migrate
 from jobs.train import TrainConfig, run_training
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -31,23 +30,13 @@ DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempt
 
 @contextmanager
 def scratch_database(server_url: str):
-    from tests.conftest import _with_database
-
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    name = f"adaptrec_bench_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_url, name)
-    try:
+    """A fresh migrated database (dropped afterwards): yields (url, an open connection)."""
+    with db_scratch(server_url, "adaptrec_bench") as url:
         conn = psycopg2.connect(url)
-        migrate(conn)
-        yield url, conn
-        conn.close()
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        try:
+            yield url, conn
+        finally:
+            conn.close()
 
 
 def peak_rss_mb() -> float:

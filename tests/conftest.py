@@ -11,13 +11,13 @@ import os
 import socket
 import uuid
 from contextlib import ExitStack
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import pytest
 import redis
 
 from app.config import PROJECT_ROOT, Settings
+from app.db import with_database
 from app.migrations import migrate
 
 TEST_API_KEY = "test-key-0123456789"
@@ -47,9 +47,7 @@ def _docker_answers() -> bool:
         return False
 
 
-def _with_database(url: str, dbname: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + dbname))
+_with_database = with_database  # the test modules' name for it
 
 
 @pytest.fixture(scope="session")

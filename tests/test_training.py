@@ -195,7 +195,7 @@ def test_calibration_lowers_held_out_ece(demo, db_url):
 def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
     config = tagged()
     report = run_training(db_url, config, units=["demo"], progress=False)
-    engagement = [o for o in report.outcomes if o.objective == "engagement"][0]
+    engagement = next(o for o in report.outcomes if o.objective == "engagement")
     assert engagement.status == "activated", report.table()
     model = modelstore.load_active(demo, "demo", "engagement", config.tag)
     m = model.metrics
