@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import redis
 
 from app import catalog
+from app import metrics
 from app import queries as q
 from app.errors import UnknownIds
 
@@ -74,6 +75,7 @@ def resolve(conn, cache, local: CandidateCache | None, unit_ids: list[str]) -> C
     key = (version, units)
     found = local.get(key) if local is not None else None
     if found is not None:
+        metrics.CACHE_REQUESTS.labels("candidates", "hit").inc()
         return found
     check_units(conn, list(units))
     items = _shared(conn, cache, version, units)
@@ -89,10 +91,13 @@ def _shared(conn, cache, version: int, units: tuple) -> list[str]:
     try:
         raw = cache.client.get(key)
         if raw is not None:
+            metrics.CACHE_REQUESTS.labels("candidates", "hit").inc()
             return json.loads(raw)
     except (redis.RedisError, OSError) as exc:
         log.warning("candidate cache unavailable: %s", exc)
+        metrics.CACHE_REQUESTS.labels("candidates", "error").inc()
         return catalog.items_under_units(conn, list(units))
+    metrics.CACHE_REQUESTS.labels("candidates", "miss").inc()
     items = catalog.items_under_units(conn, list(units))
     try:
         cache.client.set(key, json.dumps(items), ex=TTL_S)

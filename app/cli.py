@@ -81,10 +81,13 @@ def cmd_import(args) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise CliError(f"adaptrec import: {path}: no such file or folder", EXIT_USAGE)
+    from app.jobruns import recorded
+
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
-        reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
-                             progress=not args.quiet)
+        with recorded(settings.database_url, "import", format=args.format, files=len(args.paths)):
+            reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
+                                 progress=not args.quiet)
     for r in reports:
         print(r.summary())
     return 0
@@ -105,6 +108,7 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     import logging
 
+    from app.jobruns import recorded
     from jobs.train import TrainConfig, run_training
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -115,11 +119,15 @@ def cmd_train(args) -> int:
     config = TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
-        try:
-            report = run_training(settings.database_url, config, units=args.unit or None,
-                                  progress=not args.quiet)
-        except ValueError as exc:
-            raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
+        with recorded(settings.database_url, "train", units=args.unit or "all", mode=args.mode) as run:
+            try:
+                report = run_training(settings.database_url, config, units=args.unit or None,
+                                      progress=not args.quiet)
+            except ValueError as exc:
+                raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
+            run.outcome = "skipped" if report.locked_out else ("failed" if report.failed else "succeeded")
+            run.detail = {s: sum(1 for o in report.outcomes if o.status == s)
+                          for s in ("activated", "kept_previous", "failed", "skipped")}
     if report.locked_out:
         print("adaptrec train: another training job is running; nothing to do", file=sys.stderr)
         return 0
@@ -145,7 +153,11 @@ def cmd_calibrate(args) -> int:
         except OSError as exc:
             raise CliError(f"adaptrec calibrate: --out {out}: {exc.strerror or exc}", EXIT_USAGE) from None
         _migrate(conn, settings, quiet=True)
-        report = calibrate.run(conn, start, end, out)
+        from app.jobruns import recorded
+
+        with recorded(settings.database_url, "calibrate", days=args.days) as run:
+            report = calibrate.run(conn, start, end, out)
+            run.detail = {"groups": len(report.groups)}
     if not report.groups:
         print(f"adaptrec calibrate: nothing to calibrate: no recommendation of a practice model logged "
               f"{report.window()} was attempted within {calibrate.HORIZON_HOURS} h")
@@ -184,6 +196,40 @@ def cmd_serve(args) -> int:
     from app.serve import serve
 
     return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty)
+
+
+def cmd_keys(args) -> int:
+    from app import keys
+
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        if args.action == "add":
+            try:
+                scopes = keys.parse_scopes(args.scopes)
+            except ValueError as exc:
+                raise CliError(f"adaptrec keys add: --scopes: {exc}", EXIT_USAGE) from None
+            with conn:
+                key_id, key = keys.create_key(conn, args.name, scopes, args.rate_limit)
+            print(key)
+            print(f"key {key_id} ({args.name}): scopes {', '.join(scopes)}; rate limit "
+                  f"{args.rate_limit or 'default (ADAPTREC_RATE_LIMIT_PER_S)'} per second. "
+                  "The key is shown only now: store it in the caller's secrets.", file=sys.stderr)
+        elif args.action == "revoke":
+            with conn:
+                revoked = keys.revoke_key(conn, args.key_id)
+            if not revoked:
+                raise CliError(f"adaptrec keys revoke: no live key with id {args.key_id!r} "
+                               "(see `adaptrec keys list`)")
+            print(f"revoked {args.key_id}; its holders get 401 within {settings.key_cache_s:g} s")
+        else:
+            rows = keys.list_keys(conn)
+            if not rows:
+                print("no keys yet; add one with `adaptrec keys add --name NAME --scopes serve,ingest`")
+            for r in rows:
+                state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "live"
+                print(f"{r['key_id']}  {r['name'][:30]:<30} {','.join(r['scopes']):<20} "
+                      f"{r['rate_limit_per_s'] or 'default':>8}/s  created {r['created_at']:%Y-%m-%d %H:%M}  {state}")
+    return 0
 
 
 def cmd_servers(args) -> int:
@@ -284,6 +330,24 @@ def build_parser() -> Parser:
     calibrate.add_argument("--out", default=None, metavar="DIR", help="folder of the PNGs (default var/reports)")
     calibrate.set_defaults(func=cmd_calibrate)
 
+    keys = sub.add_parser("keys", help="API keys: add, list, revoke (no restart needed)",
+                          description="Scoped API keys, stored hashed in Postgres. Scopes: serve "
+                                      "(recommendations and reads), ingest (interactions), admin (catalogue, "
+                                      "experiments; includes the others). A revoked key stops working within "
+                                      "ADAPTREC_KEY_CACHE_S seconds (default 5).")
+    keys_sub = keys.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    keys_sub.required = True
+    add = keys_sub.add_parser("add", help="create a key and print it (once)")
+    add.add_argument("--name", required=True, type=_name, help="who or what uses the key, e.g. 'lms-backend'")
+    add.add_argument("--scopes", required=True, help="comma-separated: serve, ingest, admin")
+    add.add_argument("--rate-limit", type=_positive, default=None, metavar="N",
+                     help="requests per second for this key (default ADAPTREC_RATE_LIMIT_PER_S)")
+    add.set_defaults(func=cmd_keys)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (the 12 hex digits after 'ar_')")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(func=cmd_keys)
+    keys_sub.add_parser("list", help="list keys (ids, names, scopes; never the keys)").set_defaults(func=cmd_keys)
+
     servers = sub.add_parser("servers", help="status or stop of the embedded Postgres and Redis under ./var/")
     servers.add_argument("action", choices=["status", "stop"])
     servers.set_defaults(func=cmd_servers)
@@ -298,6 +362,12 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number of at least 1, got {value}")
     return value
+
+
+def _name(text: str) -> str:
+    if not 1 <= len(text.strip()) <= 200:
+        raise argparse.ArgumentTypeError("give a name of 1-200 characters")
+    return text.strip()
 
 
 def _non_negative(text: str) -> int:

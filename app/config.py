@@ -32,6 +32,14 @@ def _int(env: dict, name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _choice(env: dict, name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip()
+    value = value.upper() if allowed[0].isupper() else value.lower()
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {env.get(name)!r}")
+    return value
+
+
 def _keys(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
@@ -55,6 +63,9 @@ class Settings:
     migration_lock_timeout_ms: int = 30000
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
+    log_format: str = "json"          # json (one object per line) or text
+    rate_limit_per_s: int = 1000      # per key, unless the key has its own; 0: unlimited
+    key_cache_s: float = 5.0          # a revoked key stops working within this time
 
     @property
     def var_dir(self) -> Path:
@@ -90,7 +101,10 @@ class Settings:
             statement_timeout_ms=_int(env, "ADAPTREC_STATEMENT_TIMEOUT_MS", 5000, 0),
             migration_lock_timeout_ms=_int(env, "ADAPTREC_MIGRATION_LOCK_TIMEOUT_MS", 30000, 1),
             max_body_bytes=_int(env, "ADAPTREC_MAX_BODY_BYTES", 1_048_576, 1024),
-            log_level=env.get("ADAPTREC_LOG_LEVEL", "INFO").upper(),
+            log_level=_choice(env, "ADAPTREC_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_format=_choice(env, "ADAPTREC_LOG_FORMAT", "json", ("json", "text")),
+            rate_limit_per_s=_int(env, "ADAPTREC_RATE_LIMIT_PER_S", 1000, 0),
+            key_cache_s=float(_int(env, "ADAPTREC_KEY_CACHE_S", 5, 0)),
         )
 
     def with_servers(self, database_url: str, redis_url: str) -> "Settings":

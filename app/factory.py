@@ -2,14 +2,14 @@
 the per-process database pool, the cache, auth, error handling and the blueprints."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, g
 
+from app import logs
 from app.cache import Cache
 from app.config import Settings
 from app.db import ConnectionPool
 from app.candidates import CandidateCache
+from app.keys import Keyring
 from app.model_cache import ModelCache
 
 
@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if not settings.database_url or not settings.redis_url:
         raise RuntimeError("create_app needs ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL "
                            "(`adaptrec serve` fills them in for the embedded servers)")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
 
     app = Flask("adaptrec")
     app.config["ADAPTREC_SETTINGS"] = settings
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
     app.extensions["adaptrec.models"] = ModelCache()
     app.extensions["adaptrec.candidates"] = CandidateCache()
+    app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=settings.key_cache_s)
 
     from app.api import register
     register(app)

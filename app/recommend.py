@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ import numpy as np
 from app import candidates as cand
 from app import experiments
 from app import history as hist
+from app import metrics
 from app import queries as q
 from app import strategies
 from app.errors import InputError
@@ -116,7 +118,8 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     model = models.nearest(conn, req.units, "practice" if practice else "engagement", tag)
     if model is None and not practice:  # top-N from a practice model is better than none
         model = models.nearest(conn, req.units, "practice", tag)
-    events, _source = hist.recent(conn, cache, req.user_id)
+    events, source = hist.recent(conn, cache, req.user_id)
+    metrics.CACHE_REQUESTS.labels("history", "hit" if source == "redis" else "miss").inc()
 
     fallbacks: list[str] = []
     chosen: list[int] = []
@@ -131,7 +134,10 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
             rows = found.rows.get(model.model_id)
             if rows is None:  # an item's row in this model: computed once per candidate list
                 rows = found.rows[model.model_id] = model.rows(items)
+        started = time.perf_counter()
         scores, history_rows, fallbacks = score_candidates(model, items, events, conn, practice, rows)
+        metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
+        metrics.CANDIDATES_SCORED.observe(len(items) - len(excluded))
         scored = strategies.Scored(items, scores, found.positions, model.unit_vectors if model else None, rows,
                                    probabilities=practice or model is None)
         if excluded:  # never returned, not even when a strategy relaxes its rules
@@ -141,6 +147,8 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
         if choice.fallback:
             fallbacks.append(choice.fallback)
 
+    for reason in fallbacks:
+        metrics.FALLBACKS.labels(reason).inc()
     is_probability = model is not None and model.objective == "practice" or (model is None and practice)
     answer_items = [{"item_id": items[i], ("p" if is_probability else "score"): round(float(scores[i]), 6)}
                     for i in chosen]

@@ -21,7 +21,7 @@ from app.db import with_database
 from app.migrations import migrate
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
+TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
           "unit_children", "units", "items", "users")
 
 

@@ -1,12 +1,11 @@
 """HTTP API v1: one blueprint per resource, API-key auth, problem+json errors, /openapi.json."""
 from __future__ import annotations
 
-import uuid
-
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g
 
 from app.api.auth import check_api_key
 from app.api.errors import register_error_handlers
+from app.api.observe import finish, request_id, start_timer
 
 
 def get_conn():
@@ -20,24 +19,15 @@ def get_cache():
     return current_app.extensions["adaptrec.cache"]
 
 
-def request_id() -> str:
-    """The caller's X-Request-Id when it is sane, else a new one; echoed on every answer."""
-    if "request_id" not in g:
-        given = request.headers.get("X-Request-Id", "")
-        g.request_id = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
-    return g.request_id
-
-
-def _echo_request_id(response):
-    response.headers["X-Request-Id"] = request_id()
-    return response
+__all__ = ["get_conn", "get_cache", "request_id", "register"]
 
 
 def register(app: Flask) -> None:
-    from app.api import catalog, experiments, health, interactions, openapi, recommendations
+    from app.api import catalog, experiments, health, interactions, monitoring, openapi, recommendations
 
     register_error_handlers(app)
+    app.before_request(start_timer)
     app.before_request(check_api_key)
-    app.after_request(_echo_request_id)
-    for module in (health, catalog, interactions, recommendations, experiments, openapi):
+    app.after_request(finish)
+    for module in (health, monitoring, catalog, interactions, recommendations, experiments, openapi):
         app.register_blueprint(module.bp)

@@ -1,28 +1,51 @@
-"""API keys: `Authorization: Bearer <key>` on every endpoint except the health checks."""
+"""The gate in front of every protected operation: API key, scope, rate limit.
+
+`Authorization: Bearer <key>`; 401 without a valid key, 403 when the key lacks the operation's
+scope (serve, ingest or admin; admin includes the others), 429 past the key's rate limit.
+"""
 from __future__ import annotations
 
-import hmac
+from flask import current_app, g, request
 
-from flask import current_app, request
-
+from app import metrics
 from app.api.errors import problem
+from app.ratelimit import check_rate
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
 
 
 def check_api_key():
-    """before_request hook: None lets the request through; otherwise a 401 problem."""
+    """before_request hook: None lets the request through; otherwise a problem response."""
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     if view is None or getattr(view, "public", False):
         return None  # unknown routes fall through to the 404/405 handlers
-    header = request.headers.get("Authorization", "")
-    scheme, _, key = header.partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
-    if scheme.lower() != "bearer" or not key.strip():
-        return problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'", headers=challenge)
-    key = key.strip().encode()
-    # Compare against every key in constant time so timing reveals nothing about near misses.
-    ok = False
-    for known in current_app.config["ADAPTREC_SETTINGS"].api_keys:
-        ok |= hmac.compare_digest(key, known.encode())
-    if not ok:
-        return problem(401, "Unauthorized", "the API key is not valid", headers=challenge)
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        metrics.AUTH_FAILURES.labels("missing").inc()
+        return problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
+    from app.api import get_conn
+
+    principal = current_app.extensions["adaptrec.keys"].authenticate(key, get_conn)
+    if principal is None:
+        metrics.AUTH_FAILURES.labels("invalid").inc()
+        return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
+    g.principal = principal
+    scope = getattr(view, "scope", "admin")
+    if not principal.allows(scope):
+        metrics.AUTH_FAILURES.labels("scope").inc()
+        return problem(403, "Forbidden", f"this key has scope {', '.join(sorted(principal.scopes))}; "
+                                         f"{request.method} {request.url_rule.rule} needs '{scope}'")
+    settings = current_app.config["ADAPTREC_SETTINGS"]
+    limit = principal.rate_limit_per_s or settings.rate_limit_per_s
+    decision = check_rate(current_app.extensions["adaptrec.cache"], principal.key_id, limit)
+    if not decision.checked:
+        metrics.RATE_UNCHECKED.inc()
+    if not decision.allowed:
+        metrics.RATE_LIMITED.labels(principal.key_id).inc()
+        return problem(429, "Too Many Requests",
+                       f"this key may make {decision.limit} requests per second; retry after "
+                       f"{decision.retry_after_s} s or ask for a higher limit",
+                       headers={"Retry-After": str(decision.retry_after_s),
+                                "RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": "0"})
     return None

@@ -7,6 +7,7 @@ from typing import Union
 from flask import Blueprint
 from pydantic import ValidationError
 
+from app import metrics
 from app.api import get_cache, get_conn
 from app.api.models import IngestResult, Interaction, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
@@ -38,6 +39,8 @@ def post_interactions():
         results = ingest_interactions(conn, events, now=now)
     record_in_cache(get_cache(), events, results, now)
     created = sum(1 for _, status in results if status == "created")
+    metrics.INGESTED.labels("created").inc(created)
+    metrics.INGESTED.labels("duplicate").inc(len(results) - created)
     body = {"created": created, "duplicates": len(results) - created,
             "events": [{"event_id": e, "status": s} for e, s in results]}
     # 201 when anything new was stored; 200 when the whole request was a retry.

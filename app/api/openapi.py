@@ -8,11 +8,16 @@ from flask import Blueprint, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.api.models import MAX_BATCH
+from app.api.models import MAX_BATCH, Problem
 from app.api.spec import ENDPOINTS, documented
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
+
+# Answers any operation can give besides its own: the auth and rate-limit gate and a database
+# outage on every protected operation; body parsing on every operation that takes a body.
+_PROTECTED_ERRORS = (401, 403, 429, 503)
+_BODY_ERRORS = (400, 413, 415, 422)
 
 
 def _models(annotation) -> list[type[BaseModel]]:
@@ -21,7 +26,7 @@ def _models(annotation) -> list[type[BaseModel]]:
 
 
 def build_document(max_body_bytes: int) -> dict:
-    models: list[type[BaseModel]] = []
+    models: list[type[BaseModel]] = [Problem]
     for ep in ENDPOINTS:
         if ep.body is not None:
             models.extend(_models(ep.body))
@@ -42,13 +47,19 @@ def build_document(max_body_bytes: int) -> dict:
             body_models = _models(ep.body)
             schema = ref(body_models[0]) if len(body_models) == 1 else {"oneOf": [ref(m) for m in body_models]}
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        responses = dict(ep.responses)
+        for status in (() if ep.public else _PROTECTED_ERRORS) + (_BODY_ERRORS if ep.body is not None else ()):
+            responses.setdefault(status, Problem)
         op["responses"] = {}
-        for status, model in sorted(ep.responses.items()):
+        for status, model in sorted(responses.items()):
             media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
             op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
                                             "content": {media: {"schema": ref(model)}}}
         if not ep.public:
             op["security"] = [{"bearer": []}]
+            op["x-scope"] = ep.scope
+            op["description"] = (f"Needs an API key with scope `{ep.scope}`"
+                                 + (" (or `admin`)." if ep.scope != "admin" else "."))
         paths.setdefault(ep.path, {})[ep.method] = op
     return {
         "openapi": "3.1.0",
@@ -56,9 +67,12 @@ def build_document(max_body_bytes: int) -> dict:
             "title": "adaptrec",
             "version": "1",
             "description": (
-                "Adaptive recommendations for learning platforms. Every endpoint but /healthz, /readyz and "
-                f"/openapi.json needs 'Authorization: Bearer <key>'. Bodies are JSON, at most {max_body_bytes} "
-                f"bytes; batches hold at most {MAX_BATCH} entries. Errors are application/problem+json."
+                "Adaptive recommendations for learning platforms. Every endpoint but /healthz, /readyz, "
+                "/metrics and /openapi.json needs 'Authorization: Bearer <key>' with the scope the operation "
+                "names (x-scope: serve, ingest or admin; admin includes the others). Each key has a rate limit "
+                "(requests per second); over it the answer is 429 with Retry-After. "
+                f"Bodies are JSON, at most {max_body_bytes} bytes; batches hold at most {MAX_BATCH} entries. "
+                "Errors are application/problem+json."
             ),
         },
         "paths": paths,

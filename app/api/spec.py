@@ -23,6 +23,19 @@ class UnsupportedMediaType(InputError):
     status = 415
 
 
+SCOPES = ("serve", "ingest", "admin")
+
+
+def default_scope(method: str, tag: str) -> str:
+    """The API key scope an operation needs: reads and recommendations are `serve`, recording
+    interactions is `ingest`, changing the catalogue, experiments or models is `admin`."""
+    if tag == "recommendations" or method.lower() == "get":
+        return "serve"
+    if tag == "interactions":
+        return "ingest"
+    return "admin"
+
+
 @dataclass
 class Endpoint:
     method: str
@@ -33,6 +46,7 @@ class Endpoint:
     responses: dict[int, Any] = field(default_factory=dict)
     public: bool = False
     params: list[dict] = field(default_factory=list)
+    scope: str | None = None  # None for public operations
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -40,11 +54,15 @@ ENDPOINTS: list[Endpoint] = []
 
 def documented(method: str, path: str, summary: str, *, tag: str, body: Any = None,
                responses: dict[int, Any] | None = None, public: bool = False,
-               params: list[dict] | None = None) -> Callable:
+               params: list[dict] | None = None, scope: str | None = None) -> Callable:
+    scope = None if public else (scope or default_scope(method, tag))
+    assert scope is None or scope in SCOPES, scope
+
     def register(view: Callable) -> Callable:
         ENDPOINTS.append(Endpoint(method.lower(), path, summary, tag, body, responses or {}, public,
-                                  params or []))
+                                  params or [], scope))
         view.public = public
+        view.scope = scope
         return view
     return register
 

@@ -1,0 +1,17 @@
+"""GET /metrics: Prometheus exposition of every worker (open, like the health checks: it carries
+no ids of learners and no secrets; keep it on the internal network)."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+from app import metrics
+from app.api.spec import documented
+
+bp = Blueprint("monitoring", __name__)
+
+
+@bp.get("/metrics")
+@documented("get", "/metrics", "Prometheus metrics (text exposition format)", tag="meta", public=True)
+def get_metrics():
+    body, content_type = metrics.render(current_app.extensions["adaptrec.pool"])
+    return Response(body, content_type=content_type)

@@ -1,0 +1,48 @@
+"""gunicorn settings of `adaptrec serve` (gunicorn --config python:app.gunicorn_conf).
+
+Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before any
+worker imports it, emptied at start (stale files would add old counts), and dead workers marked
+so their gauges go. Logs: gunicorn's own lines in the app's JSON format; the access line is the
+app's (app/api/observe.py), which knows the route, the key id and the request id.
+Graceful shutdown: SIGTERM lets in-flight requests finish for up to graceful_timeout seconds.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from app.logs import gunicorn_logconfig
+
+_level = os.environ.get("ADAPTREC_LOG_LEVEL", "INFO").upper()
+_format = os.environ.get("ADAPTREC_LOG_FORMAT", "json")
+logconfig_dict = gunicorn_logconfig(_level, _format)
+accesslog = None
+graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
+timeout = 60
+_created_dir: str | None = None
+
+
+def on_starting(server):
+    global _created_dir
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        _created_dir = tempfile.mkdtemp(prefix="adaptrec-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _created_dir:
+        shutil.rmtree(_created_dir, ignore_errors=True)

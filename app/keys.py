@@ -1,0 +1,112 @@
+"""API keys: scoped, stored hashed, checked in constant time, revocable without a restart.
+
+A key looks like `ar_<key_id>_<secret>`: key_id (12 hex digits) is public and finds the row in
+`api_keys`; only the SHA-256 of the whole key is stored. Keys from ADAPTREC_API_KEYS (bootstrap
+keys, any text) hold every scope; they are hashed in memory when the process starts.
+
+Each worker caches looked-up rows for `ttl_s` seconds, so a revoked key stops working within
+that time everywhere without a restart, and a request costs no extra Postgres round trip.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from app import queries as q
+
+SCOPES = ("serve", "ingest", "admin")
+_KEY = re.compile(r"^ar_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
+_CACHE_MAX = 10_000  # bounds memory when someone sprays random key ids
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's public id, its name, scopes and rate limit (None: the default)."""
+    key_id: str
+    name: str
+    scopes: frozenset[str]
+    rate_limit_per_s: int | None = None
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def parse_scopes(text: str) -> list[str]:
+    """'serve,ingest' -> ['serve', 'ingest']; a clear ValueError for anything else."""
+    scopes = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if not scopes or unknown:
+        raise ValueError(f"scopes must be a comma-separated list of {', '.join(SCOPES)}"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return list(dict.fromkeys(scopes))
+
+
+def create_key(conn, name: str, scopes: list[str], rate_limit_per_s: int | None = None) -> tuple[str, str]:
+    """Store a new key; returns (key_id, key). The key is shown once: it cannot be recovered."""
+    key_id = secrets.token_hex(6)
+    key = f"ar_{key_id}_{secrets.token_urlsafe(32)}"
+    q.execute(conn, "insert_api_key", key_id=key_id, key_name=name, scopes=list(scopes),
+              key_hash=hash_key(key), rate_limit_per_s=rate_limit_per_s)
+    return key_id, key
+
+
+def revoke_key(conn, key_id: str) -> bool:
+    """True if a live key was revoked."""
+    return q.execute(conn, "revoke_api_key", key_id=key_id) > 0
+
+
+def list_keys(conn) -> list[dict]:
+    return q.fetch_all(conn, "list_api_keys")
+
+
+class Keyring:
+    """Authenticates presented keys for one worker process."""
+
+    def __init__(self, bootstrap_keys: tuple[str, ...] = (), ttl_s: float = 5.0):
+        # Bootstrap keys: (hash, principal). Their public id is a prefix of the hash, for logs.
+        self._bootstrap = [(hash_key(k), Principal("env-" + hash_key(k)[:8], "ADAPTREC_API_KEYS",
+                                                   frozenset(SCOPES))) for k in bootstrap_keys]
+        self.ttl_s = ttl_s
+        self._rows: dict[str, tuple[float, dict | None]] = {}
+        self._lock = threading.Lock()
+
+    def authenticate(self, key: str, conn_factory) -> Principal | None:
+        """The caller for `key`, or None when the key is unknown, malformed or revoked.
+
+        `conn_factory()` gives a Postgres connection; it is called only on a cache miss."""
+        presented = hash_key(key)
+        match = _KEY.match(key)
+        if match is None:
+            found = None
+            for known, principal in self._bootstrap:  # no early exit: the time says nothing
+                if hmac.compare_digest(presented, known):
+                    found = principal
+            return found
+        row = self._row(match.group(1), conn_factory)
+        if row is None or not hmac.compare_digest(presented, row["key_hash"]) or row["revoked_at"] is not None:
+            return None
+        return Principal(row["key_id"], row["name"], frozenset(row["scopes"]), row["rate_limit_per_s"])
+
+    def _row(self, key_id: str, conn_factory) -> dict | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._rows.get(key_id)
+        if cached is not None and now - cached[0] < self.ttl_s:
+            return cached[1]
+        conn = conn_factory()
+        row = q.fetch_one(conn, "api_key_by_id", key_id=key_id)
+        conn.rollback()  # a read: end the transaction so the request starts its own
+        with self._lock:
+            if len(self._rows) >= _CACHE_MAX:
+                self._rows.clear()
+            self._rows[key_id] = (now, row)
+        return row

@@ -1,0 +1,105 @@
+"""Structured logs: one JSON object per line on stderr, with the request id when there is one.
+
+Log lines never carry request bodies or keys: the access line names the route, status, time
+and the key's public id; a formatter also masks anything that looks like a bearer token or a
+password in a URL, in case an exception message quotes one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+
+_SECRETS = (
+    (re.compile(r"(?i)(bearer\s+)\S+"), r"\1***"),
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"\bar_([0-9a-f]{12})_[A-Za-z0-9_-]+"), r"ar_\1_***"),
+    (re.compile(r"(?i)(password\s*=\s*)\S+"), r"\1***"),
+)
+# Attributes every LogRecord has; anything else passed with `extra=` becomes a JSON field.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _request_id() -> str | None:
+    try:
+        from flask import g, has_request_context
+    except ImportError:  # jobs log without Flask installed in their path
+        return None
+    return g.get("request_id") if has_request_context() else None
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        request_id = getattr(record, "request_id", None) or _request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        for name, value in vars(record).items():
+            if name not in _STANDARD and name not in entry and not name.startswith("_"):
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self):
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (test runners swap it and close the old one)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure(level: str = "INFO", fmt: str = "json") -> None:
+    """Send every log line to stderr in `fmt` (json | text) at `level`; calling it again replaces
+    the handler it added before (and leaves other handlers, such as pytest's, alone)."""
+    handler = _Stderr()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler._adaptrec = True
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_adaptrec", False)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+# gunicorn's own loggers (master, worker boot, errors) in the same format: see app/gunicorn_conf.py.
+def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
+    formatter = "app.logs.JsonFormatter" if fmt == "json" else "app.logs.TextFormatter"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": formatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default",
+                                "stream": "ext://sys.stderr"}},
+        "root": {"level": level, "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+        },
+    }
