@@ -14,7 +14,8 @@ COPY migrations ./migrations
 COPY sql ./sql
 # Editable install: migrations/ and sql/ are read from beside the package.
 RUN pip install --no-cache-dir -e . \
-    && useradd --system --uid 10001 --home /srv/adaptrec adaptrec
+    && useradd --system --uid 10001 --home /srv/adaptrec adaptrec \
+    && mkdir -p /srv/adaptrec/reports && chown adaptrec /srv/adaptrec/reports
 USER adaptrec
 
 ENV ADAPTREC_HOST=0.0.0.0 ADAPTREC_PORT=8000 ADAPTREC_WORKERS=2
