@@ -46,7 +46,9 @@ def build_document(max_body_bytes: int) -> dict:
         if ep.body is not None:
             body_models = _models(ep.body)
             schema = ref(body_models[0]) if len(body_models) == 1 else {"oneOf": [ref(m) for m in body_models]}
-            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+            op["requestBody"] = {"required": True, "description": f"JSON, at most {max_body_bytes} bytes (413 above)",
+                                 "x-max-body-bytes": max_body_bytes,
+                                 "content": {"application/json": {"schema": schema}}}
         responses = dict(ep.responses)
         for status in (() if ep.public else _PROTECTED_ERRORS) + (_BODY_ERRORS if ep.body is not None else ()):
             responses.setdefault(status, Problem)
