@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,6 +21,12 @@ from app import queries as q
 log = logging.getLogger("adaptrec.history")
 KEEP = 500            # interactions cached per user
 TTL_S = 24 * 3600
+STALE_MAX = 100_000   # users whose cached list this worker must drop once Redis answers again
+
+# Users whose ingest could not reach Redis: their cached lists (if Redis kept them) lack events,
+# so they are dropped at the next Redis call that works. Per worker process.
+_stale: set[tuple[str, str]] = set()
+_stale_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,8 @@ def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], s
     """Up to `limit` most recent events, newest first, and where they came from (redis | postgres)."""
     list_key, gen_key = _keys(cache, user_id)
     try:
+        if _stale:
+            _drop_stale(cache)
         raw = cache.client.lrange(list_key, 0, limit - 1)
         if raw:
             return [_decode(r) for r in raw], "redis"
@@ -87,6 +96,8 @@ def _fill(cache, list_key: str, gen_key: str, events: list[Event]) -> None:
 def record(cache, user_events: dict[str, list[Event]]) -> None:
     """After an ingest commits: bump each user's generation and append to their cached list."""
     try:
+        if _stale:
+            _drop_stale(cache)
         with cache.client.pipeline(transaction=False) as pipe:
             for user_id, events in user_events.items():
                 list_key, gen_key = _keys(cache, user_id)
@@ -103,7 +114,25 @@ def record(cache, user_events: dict[str, list[Event]]) -> None:
 
 
 def _forget(cache, user_ids: list[str]) -> None:
+    keys = [_keys(cache, u)[0] for u in user_ids]
     try:
-        cache.client.delete(*[k for u in user_ids for k in _keys(cache, u)[:1]])
+        cache.client.delete(*keys)
     except (redis.RedisError, OSError):
-        pass  # Redis is down: the lists expire; until then reads that reach Redis may be stale
+        # Redis is unreachable: drop the lists as soon as it answers again (a Redis that kept its
+        # data would otherwise serve these learners a history without the new events).
+        with _stale_lock:
+            if len(_stale) + len(keys) > STALE_MAX:
+                log.error("too many learners with possibly stale cached histories; "
+                          "run FLUSHDB on the cache Redis to be sure")
+                _stale.clear()
+            _stale.update((cache.prefix, k) for k in keys)
+
+
+def _drop_stale(cache) -> None:
+    """Delete the lists remembered by _forget (raises if Redis still does not answer)."""
+    with _stale_lock:
+        pending = [k for prefix, k in _stale if prefix == cache.prefix]
+    if pending:
+        cache.client.delete(*pending)
+        with _stale_lock:
+            _stale.difference_update((cache.prefix, k) for k in pending)

@@ -1,0 +1,41 @@
+"""The cached learner history never silently misses an acknowledged event, even when Redis kept
+its data but could not be reached while the event was ingested."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from app import history as hist
+from app.api.models import Interaction
+from app.cache import Cache
+from app.ingest import ingest_interactions, record_in_cache
+
+
+def ingest(conn, cache, event_id):
+    event = Interaction(event_id=event_id, user_id="u1", item_id="i1", kind="attempt", outcome=1)
+    now = datetime.now(timezone.utc)
+    with conn:
+        results = ingest_interactions(conn, [event], now=now)
+    record_in_cache(cache, [event], results, now)
+
+
+def test_a_list_cached_before_an_unreachable_ingest_is_dropped_once_redis_answers(conn, redis_url, redis_prefix):
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO items (item_id) VALUES ('i1')")
+    up = Cache(redis_url, redis_prefix + "stale:")
+    down = Cache("redis://127.0.0.1:1/0", redis_prefix + "stale:")  # same keys, Redis unreachable
+    try:
+        ingest(conn, up, "e1")
+        events, source = hist.recent(conn, up, "u1")
+        assert len(events) == 1 and source == "postgres"
+        assert len(hist.recent(conn, up, "u1")[0]) == 1  # now cached in Redis
+
+        ingest(conn, down, "e2")  # stored in Postgres; the cached list could not be touched
+
+        events, source = hist.recent(conn, up, "u1")
+        assert len(events) == 2 and source == "postgres"  # the stale list was dropped, not served
+        assert hist.recent(conn, up, "u1") == (events, "redis")
+        assert not hist._stale
+    finally:
+        up.client.delete(*up.client.keys(redis_prefix + "stale:*") or ["none"])
+        up.close()
+        down.close()
