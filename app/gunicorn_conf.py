@@ -19,6 +19,9 @@ _level = os.environ.get("ADAPTREC_LOG_LEVEL", "INFO").upper()
 _format = os.environ.get("ADAPTREC_LOG_FORMAT", "json")
 logconfig_dict = gunicorn_logconfig(_level, _format)
 accesslog = None
+# gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):
+# several services, tests or benchmarks on one machine would fight over it. Not needed here.
+control_socket_disable = True
 graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
 _created_dir: str | None = None

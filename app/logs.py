@@ -97,7 +97,10 @@ def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
         "formatters": {"default": {"()": formatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default",
                                 "stream": "ext://sys.stderr"}},
-        "root": {"level": level, "handlers": ["stderr"]},
+        # The root logger is left to the app (app.logs.configure in create_app): a handler here
+        # too would print every application line twice. (gunicorn merges this over its defaults,
+        # whose root has a handler of its own, so root must be given, with none.)
+        "root": {"level": level, "handlers": []},
         "loggers": {
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
             "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
