@@ -36,8 +36,6 @@ Targets: recommendations p50 <= 5 ms and p99 <= 25 ms at 200 requests/s; under 3
 from __future__ import annotations
 
 import argparse
-import http.client
-import itertools
 import json
 import math
 import multiprocessing
@@ -284,62 +282,25 @@ class Requests:
 def drive(base_url: str, key: str, phase: str, rate: float, seconds: float, users: list[str], items: list[str],
           unit: str, run: str, threads: int = 64, timeout_s: float = 10.0, tag: str = "") -> dict:
     """Open-loop load: `rate` requests per second for `seconds`; returns the phase summary."""
-    parts = urlsplit(base_url)
-    host, port = parts.hostname, parts.port or 80
-    make = Requests(phase, users, items, unit, f"{run}{tag}")
-    headers_base = {"Authorization": f"Bearer {key}", "Connection": "keep-alive"}
-    offsets = send_times(rate, seconds)
-    counter = itertools.count()
+    from bench.load import open_loop
+
     latencies, lags, errors, error_kinds = [], [], [0], {}
     last_done = [0.0]
     lock = threading.Lock()
-    start = time.perf_counter() + 0.2  # let every thread get going first
     cpu0 = time.process_time()
 
-    def client():
-        conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-        while True:
-            i = next(counter)  # atomic under the GIL
-            if i >= len(offsets):
-                break
-            method, path, body = make(i)
-            headers = dict(headers_base)
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            due = start + offsets[i]
-            wait = due - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            sent = time.perf_counter()
-            status, problem = None, None
-            try:
-                conn.request(method, path, body=body, headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-                if resp.will_close:
-                    conn.close()
-            except (OSError, http.client.HTTPException) as exc:
-                problem = type(exc).__name__
-                conn.close()
-                conn = http.client.HTTPConnection(host, port, timeout=timeout_s)
-            done = time.perf_counter()
-            with lock:
-                last_done[0] = max(last_done[0], done)
-                if problem is None and 200 <= status < 300:
-                    latencies.append(scheduled_latency(due, done))
-                    lags.append((sent - due) * 1000.0)
-                else:
-                    errors[0] += 1
-                    what = problem or f"http {status}"
-                    error_kinds[what] = error_kinds.get(what, 0) + 1
-        conn.close()
+    def record(o) -> None:
+        with lock:
+            last_done[0] = max(last_done[0], o.done)
+            if o.ok:
+                latencies.append(scheduled_latency(o.due, o.done))
+                lags.append((o.sent - o.due) * 1000.0)
+            else:
+                errors[0] += 1
+                error_kinds[o.what] = error_kinds.get(o.what, 0) + 1
 
-    pool = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    start = open_loop(base_url, key, send_times(rate, seconds), Requests(phase, users, items, unit, f"{run}{tag}"),
+                      record, threads, timeout_s)
     elapsed = max(last_done[0] - start, seconds) if (latencies or errors[0]) else seconds
     out = summarise(latencies, errors[0], elapsed, rate, lags)
     out["seconds"] = seconds
