@@ -209,3 +209,103 @@ def test_every_answer_carries_a_request_id(client, auth):
     assert given.headers["X-Request-Id"] == "abc-123"
     made = client.get("/v1/users/none", headers=auth)
     assert made.status_code == 404 and len(made.headers["X-Request-Id"]) == 32
+
+
+# ---- defects the schemathesis run (tests/test_fuzz.py) found: each is a 4xx now, never a 500 ----
+def test_a_405_names_the_methods_allowed(client, auth):
+    r = client.patch("/v1/users/u1", headers=auth)
+    assert r.status_code == 405 and r.mimetype == "application/problem+json"
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "PUT"}
+
+
+@pytest.mark.parametrize("method, path", [
+    ("PUT", "/v1/users/" + "x" * 257),
+    ("PUT", "/v1/items/a%00b"),
+    ("GET", "/v1/users/a%00b"),
+    ("GET", "/v1/units/" + "x" * 257),
+    ("DELETE", "/v1/items/a%00b"),
+    ("GET", "/v1/users/a%00b/recommendations"),
+    ("GET", "/v1/items/a%00b/similar"),
+    ("GET", "/v1/experiments/a%00b"),
+    ("POST", "/v1/experiments/a%00b/stop"),
+    ("GET", "/v1/trending?units=math,a%00b"),
+    ("GET", "/v1/trending?units=,"),
+    ("GET", "/v1/trending?units="),
+])
+def test_ids_in_paths_and_queries_are_checked_like_ids_in_bodies(client, auth, catalogue, method, path):
+    r = client.open(path, method=method, json={} if method == "PUT" else None, headers=auth)
+    assert r.status_code == 422, r.json
+    assert r.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/users", '{"users": [{"user_id": "u", "attrs": {"a\\u0000b": 1}}]}'),
+    ("/v1/users", '{"users": [{"user_id": "u", "attrs": {"a": [{"b": "c\\u0000"}]}}]}'),
+    ("/v1/users", '{"users": [{"user_id": "u", "attrs": {"a": "\\ud800"}}]}'),
+    ("/v1/users", '{"users": [{"user_id": "u", "attrs": {"a": NaN}}]}'),
+    ("/v1/items", '{"items": [{"item_id": "q9", "title": "a\\u0000b"}]}'),
+    ("/v1/units", '{"units": [{"unit_id": "x", "name": "\\u0000"}]}'),
+    ("/v1/interactions", '{"user_id": "u", "item_id": "q1", "outcome": 1, "response": {"text": "\\u0000"}}'),
+])
+def test_text_and_metadata_postgres_cannot_store_are_422(client, auth, catalogue, path, body):
+    r = client.post(path, data=body, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 422, r.json
+    assert "NUL" in r.json["detail"] or "finite" in r.json["detail"]
+
+
+def test_experiment_text_postgres_cannot_store_is_422(client, auth):
+    r = client.put("/v1/experiments/e1", headers={**auth, "Content-Type": "application/json"},
+                   data='{"variants": [{"name": "a", "weight": 1, "params": {"\\u0000": 1}}]}')
+    assert r.status_code == 422 and "variants[0].params" in r.json["detail"]
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/v1/items", {"items": [{"item_id": "q9", "active": 0}]}, "active"),
+    ("/v1/interactions", {"user_id": "u", "item_id": "q1", "kind": "rating", "value": "4"}, "value"),
+    ("/v1/interactions", {"user_id": "u", "item_id": "q1", "outcome": 1, "duration_ms": "5"}, "duration_ms"),
+    ("/v1/interactions", {"user_id": "u", "item_id": "q1", "outcome": 1, "occurred_at": 1700000000}, "occurred_at"),
+    ("/v1/recommendations", {"user_id": "u", "units": ["math"], "n": "5"}, "n"),
+])
+def test_values_are_taken_only_as_their_documented_json_types(client, auth, catalogue, path, body, field):
+    r = post(client, auth, path, body)
+    assert r.status_code == 422 and field in r.json["detail"], r.json
+
+
+def test_documented_lenient_inputs_still_work(client, auth, catalogue):
+    r = post(client, auth, "/v1/interactions", {"user_id": 7, "item_id": "q1", "outcome": True, "kind": "attempt",
+                                                "value": 1, "occurred_at": "2024-05-01T12:00:00"})
+    assert r.status_code == 201, r.json
+    r = post(client, auth, "/v1/recommendations", {"user_id": "7", "units": ["math"], "band": [0, 1]})
+    assert r.status_code == 200, r.json
+
+
+@pytest.mark.parametrize("event, status", [
+    ({"kind": "rating", "value": 1e308}, 422),              # overflows the real column
+    ({"kind": "rating", "value": 1e-50}, 201),              # below a real: stored as 0, not an underflow error
+    ({"outcome": 1, "occurred_at": "0001-01-01T00:00:00+01:00"}, 422),   # year 0 in UTC: unreadable
+    ({"outcome": 1, "occurred_at": "9999-12-31T23:59:59-14:00"}, 422),   # year 10000 in UTC
+])
+def test_interactions_the_database_could_not_store_or_read_back_are_refused(client, auth, catalogue, event, status):
+    r = post(client, auth, "/v1/interactions", {"user_id": "u", "item_id": "q1", **event})
+    assert r.status_code == status, r.json
+    if status == 201:
+        assert client.get("/v1/users/u/recommendations", headers=auth).status_code == 200
+
+
+def test_experiment_timestamps_are_iso_8601(client, auth):
+    from datetime import datetime
+
+    r = put(client, auth, "/v1/experiments/e1", {"variants": [{"name": "a", "weight": 1}]})
+    assert r.status_code == 200
+    assert datetime.fromisoformat(r.json["created_at"]).tzinfo is not None and r.json["stopped_at"] is None
+    stopped = client.post("/v1/experiments/e1/stop", headers=auth).json
+    assert datetime.fromisoformat(stopped["stopped_at"]).tzinfo is not None
+    listed = client.get("/v1/experiments", headers=auth).json["experiments"]
+    assert listed[0]["created_at"] == r.json["created_at"]
+
+
+@pytest.mark.parametrize("raw", ['{"user_id": ' + "9" * 5000 + "}", "[" * 100_000 + "]" * 100_000])
+def test_json_too_deep_or_with_a_huge_number_is_400(client, auth, raw):
+    r = client.post("/v1/interactions", data=raw, headers={**auth, "Content-Type": "application/json"})
+    assert r.status_code == 400 and r.mimetype == "application/problem+json"
+    assert "nested too deeply" in r.json["detail"]

@@ -50,3 +50,33 @@ def test_every_ref_resolves(client):
     text = str(doc)
     for name in set(re.findall(r"#/components/schemas/(\w+)", text)):
         assert name in doc["components"]["schemas"], name
+
+
+def test_ids_are_documented_as_accepted_integers_included(client):
+    schemas = client.get("/openapi.json").json["components"]["schemas"]
+    user_id = schemas["User"]["properties"]["user_id"]
+    assert {"type": "integer"} in user_id["anyOf"]
+    text = next(s for s in user_id["anyOf"] if s["type"] == "string")
+    assert (text["minLength"], text["maxLength"]) == (1, 256) and text["pattern"] == r"^[^\x00-\x1f]+$"
+
+
+def test_path_ids_are_documented_like_body_ids(client):
+    doc = client.get("/openapi.json").json
+    for path, method in [("/v1/users/{user_id}", "get"), ("/v1/items/{item_id}", "put"),
+                         ("/v1/users/{user_id}/recommendations", "get"), ("/v1/items/{item_id}/similar", "get")]:
+        (param,) = [p for p in doc["paths"][path][method]["parameters"] if p["in"] == "path"]
+        assert param["schema"]["maxLength"] == 256 and param["schema"]["pattern"] == r"^[^\x00-\x1f]+$", path
+
+
+def test_units_query_is_documented_as_a_comma_separated_list(client):
+    params = client.get("/openapi.json").json["paths"]["/v1/trending"]["get"]["parameters"]
+    (units,) = [p for p in params if p["name"] == "units"]
+    assert (units["style"], units["explode"]) == ("form", False)
+    assert units["schema"]["type"] == "array" and units["schema"]["minItems"] == 1
+    assert units["schema"]["maxItems"] == 100 and "," in units["schema"]["items"]["pattern"]
+
+
+def test_lenient_inputs_are_documented(client):
+    props = client.get("/openapi.json").json["components"]["schemas"]["Interaction"]["properties"]
+    assert {"type": "boolean"} in props["outcome"]["anyOf"]
+    assert props["value"]["maximum"] == 3.4e38

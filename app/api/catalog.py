@@ -6,7 +6,7 @@ from flask import Blueprint
 from app import catalog
 from app.api import get_conn
 from app.api.models import (Item, ItemBatch, ItemFields, ItemOut, Problem, Unit, UnitBatch, UnitFields,
-                            UnitOut, UpsertResult, User, UserBatch, UserFields, UserOut)
+                            UnitOut, UpsertResult, User, UserBatch, UserFields, UserOut, ID_SCHEMA, identifier)
 from app.api.spec import documented, parse_body
 
 bp = Blueprint("catalog", __name__)
@@ -15,7 +15,7 @@ _ERRORS = {401: Problem, 404: Problem, 422: Problem}
 
 
 def _path_param(name: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1, "maxLength": 256}}
+    return {"name": name, "in": "path", "required": True, "schema": ID_SCHEMA}
 
 
 # ---- users ------------------------------------------------------------------------------
@@ -23,6 +23,7 @@ def _path_param(name: str) -> dict:
 @documented("put", "/v1/users/{user_id}", "Create or update a user", tag="catalog", body=UserFields,
             responses={200: UserOut, **_ERRORS}, params=[_path_param("user_id")])
 def put_user(user_id: str):
+    user_id = identifier("user_id", user_id)
     fields = parse_body(UserFields)
     conn = get_conn()
     with conn:
@@ -44,7 +45,7 @@ def post_users():
 @documented("get", "/v1/users/{user_id}", "Read a user", tag="catalog", responses={200: UserOut, **_ERRORS},
             params=[_path_param("user_id")])
 def get_user(user_id: str):
-    return catalog.get_user(get_conn(), user_id)
+    return catalog.get_user(get_conn(), identifier("user_id", user_id))
 
 
 # ---- items ------------------------------------------------------------------------------
@@ -52,6 +53,7 @@ def get_user(user_id: str):
 @documented("put", "/v1/items/{item_id}", "Create or update an item", tag="catalog", body=ItemFields,
             responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
 def put_item(item_id: str):
+    item_id = identifier("item_id", item_id)
     fields = parse_body(ItemFields)
     conn = get_conn()
     with conn:
@@ -73,13 +75,14 @@ def post_items():
 @documented("get", "/v1/items/{item_id}", "Read an item", tag="catalog", responses={200: ItemOut, **_ERRORS},
             params=[_path_param("item_id")])
 def get_item(item_id: str):
-    return catalog.get_item(get_conn(), item_id)
+    return catalog.get_item(get_conn(), identifier("item_id", item_id))
 
 
 @bp.delete("/v1/items/<item_id>")
 @documented("delete", "/v1/items/{item_id}", "Deactivate an item: never recommended again, history kept",
             tag="catalog", responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
 def deactivate_item(item_id: str):
+    item_id = identifier("item_id", item_id)
     conn = get_conn()
     with conn:
         catalog.deactivate_item(conn, item_id)
@@ -91,6 +94,7 @@ def deactivate_item(item_id: str):
 @documented("put", "/v1/units/{unit_id}", "Create or update a unit with its children and items",
             tag="catalog", body=UnitFields, responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
 def put_unit(unit_id: str):
+    unit_id = identifier("unit_id", unit_id)
     fields = parse_body(UnitFields)
     conn = get_conn()
     with conn:
@@ -112,4 +116,4 @@ def post_units():
 @documented("get", "/v1/units/{unit_id}", "Read a unit: parents, children, items, items under it",
             tag="catalog", responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
 def get_unit(unit_id: str):
-    return catalog.get_unit(get_conn(), unit_id)
+    return catalog.get_unit(get_conn(), identifier("unit_id", unit_id))

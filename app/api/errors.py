@@ -58,7 +58,9 @@ def register_error_handlers(app: Flask) -> None:
             405: "this endpoint does not accept that method; see /openapi.json",
             413: f"the body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes; send smaller batches",
         }.get(exc.code, exc.description or "")
-        return problem(exc.code or 500, _TITLES.get(exc.code, exc.name), detail)
+        # Keep werkzeug's own headers (Allow on a 405, required by RFC 9110), not its HTML content type.
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return problem(exc.code or 500, _TITLES.get(exc.code, exc.name), detail, headers=headers)
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception):

@@ -1,52 +1,64 @@
 """A/B experiments: create (or replace the variants of), read, list and stop."""
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint
 
 from app import experiments
 from app.api import get_conn
 from app.api.models import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
+from app.errors import InputError
 
 bp = Blueprint("experiments", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem}
-_NAME = {"name": "name", "in": "path", "required": True,
-         "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}}
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": _NAME_PATTERN}}
+
+
+def _name(name: str) -> str:
+    """The experiment name from the path, checked on every route (a NUL in it is bad input, not a 500)."""
+    if not re.fullmatch(_NAME_PATTERN[1:-1], name):  # fullmatch: re's `$` would let a trailing newline in
+        raise InputError("experiment names are 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+                         [{"field": "name", "message": "not an experiment name"}])
+    return name
+
+
+def _out(row: dict) -> dict:
+    """A row as its documented JSON: timestamps in ISO 8601 (Flask alone would write HTTP dates)."""
+    return ExperimentOut.model_validate(row).model_dump(mode="json")
 
 
 @bp.put("/v1/experiments/<name>")
 @documented("put", "/v1/experiments/{name}", "Create an experiment or replace its variants (and restart it)",
             tag="experiments", body=ExperimentFields, responses={200: ExperimentOut, **_ERRORS}, params=[_NAME])
 def put_experiment(name: str):
-    import re
-
-    from app.errors import InputError
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
-        raise InputError("experiment names are 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    name = _name(name)
     body = parse_body(ExperimentFields)
     conn = get_conn()
     with conn:
-        return experiments.save(conn, name, body.description, [v.model_dump() for v in body.variants])
+        return _out(experiments.save(conn, name, body.description, [v.model_dump() for v in body.variants]))
 
 
 @bp.get("/v1/experiments/<name>")
 @documented("get", "/v1/experiments/{name}", "Read an experiment", tag="experiments",
             responses={200: ExperimentOut, **_ERRORS}, params=[_NAME])
 def get_experiment(name: str):
-    return experiments.get(get_conn(), name)
+    return _out(experiments.get(get_conn(), _name(name)))
 
 
 @bp.get("/v1/experiments")
 @documented("get", "/v1/experiments", "List experiments", tag="experiments", responses={200: ExperimentList, 401: Problem})
 def list_experiments():
-    return {"experiments": experiments.list_all(get_conn())}
+    return {"experiments": [_out(row) for row in experiments.list_all(get_conn())]}
 
 
 @bp.post("/v1/experiments/<name>/stop")
 @documented("post", "/v1/experiments/{name}/stop", "Stop an experiment: requests naming it use their own strategy",
             tag="experiments", responses={200: ExperimentOut, **_ERRORS}, params=[_NAME])
 def stop_experiment(name: str):
+    name = _name(name)
     conn = get_conn()
     with conn:
-        return experiments.stop(conn, name)
+        return _out(experiments.stop(conn, name))

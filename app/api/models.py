@@ -3,16 +3,21 @@ the JSONL import lines, and generate /openapi.json, so the document cannot drift
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      field_validator, model_validator)
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
+                      TypeAdapter, ValidationError, WithJsonSchema, field_validator, model_validator)
+
+from app.errors import InputError
 
 MAX_BATCH = 1000       # events per POST /v1/interactions, and users/items/units per batch upsert
 MAX_LIST = 10000       # children or items listed in one unit
 MAX_ID_LENGTH = 256
 MAX_TEXT = 100_000
+REAL_MAX = 3.4e38      # the range of a Postgres real (interactions.value)
+REAL_TINY = 1e-38
 
 
 def _id_from_number(value: Any) -> Any:
@@ -22,19 +27,79 @@ def _id_from_number(value: Any) -> Any:
     return value
 
 
+_ID_PATTERN = r"^[^\x00-\x1f]+$"
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": _ID_PATTERN}  # as text
 Identifier = Annotated[
     str,
     BeforeValidator(_id_from_number),
-    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f]+$"),
-    Field(description="An identifier: 1-256 characters, no control characters; integers are accepted as text."),
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH, pattern=_ID_PATTERN),
+    # Documented as what is accepted, integers included (pydantic alone would document only the string).
+    WithJsonSchema({
+        "anyOf": [ID_SCHEMA, {"type": "integer"}],
+        "description": "An identifier: 1-256 characters, no control characters; integers are accepted as text.",
+    }, mode="validation"),
 ]
+_IDENTIFIER = TypeAdapter(Identifier)
+
+
+def identifier(field: str, value: str) -> str:
+    """An id taken from a path or query string, checked like an id in a body (a NUL character
+    or a 10,000-character id is bad input, never a database error)."""
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"]
+        raise InputError(f"{field}: {message}", [{"field": field, "message": message}]) from None
+
+
 Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$"),
                  Field(description="Lower-case word: letters, digits, underscore; up to 32 characters.")]
-Attrs = Annotated[dict[str, Any], Field(description="Free metadata (JSON object): topics, labels, ...")]
+
+# Postgres stores no NUL character in text or jsonb, and UTF-8 has no unpaired surrogates (JSON's
+# "\ud800" escape makes one); jsonb has no NaN or Infinity (Python's JSON parser accepts them).
+# Refused here as bad input, never left for the database to fail on.
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def _storable_text(value: str) -> str:
+    if _UNSTORABLE.search(value):
+        raise ValueError("text must not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters")
+    return value
+
+
+def _storable_json(value: Any) -> Any:
+    """Every string (keys too) storable and every number finite, however deep (walked without recursion)."""
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            _storable_text(node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("numbers must be finite (no NaN or Infinity)")
+        elif isinstance(node, dict):
+            for key in node:
+                _storable_text(key)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return value
+
+
+def Text(max_length: int) -> Any:
+    """Free text of at most `max_length` characters, storable in Postgres. (No `pattern` in the
+    document: joined with maxLength it becomes a regex that fuzzers take seconds to compile.)"""
+    return Annotated[str, StringConstraints(max_length=max_length), AfterValidator(_storable_text)]
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+Attrs = Annotated[JsonObject, Field(description="Free metadata (JSON object): topics, labels, ... "
+                                                "No NUL characters, no NaN or Infinity.")]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Unknown fields are refused, and values are taken only as the JSON types the document gives
+    # them: no "10" for 10, no 0 for false (pydantic's default lax mode would convert both).
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
 
 
 # ---- users ------------------------------------------------------------------------------
@@ -59,8 +124,8 @@ class UserOut(BaseModel):
 # ---- items ------------------------------------------------------------------------------
 class ItemFields(Strict):
     kind: Kind = "question"
-    title: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    body: Annotated[str, StringConstraints(max_length=MAX_TEXT)] | None = Field(
+    title: Text(1000) | None = None
+    body: Text(MAX_TEXT) | None = Field(
         default=None, description="Free text (description, content) used by the full hybrid mode.")
     attrs: Attrs = Field(default_factory=dict)
     active: bool = True
@@ -89,7 +154,7 @@ class ItemOut(BaseModel):
 
 # ---- units ------------------------------------------------------------------------------
 class UnitFields(Strict):
-    name: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    name: Text(1000) | None = None
     kind: Kind = "unit"
     attrs: Attrs = Field(default_factory=dict)
     children: list[Identifier] | None = Field(
@@ -124,6 +189,14 @@ class UpsertResult(BaseModel):
 
 
 # ---- interactions -----------------------------------------------------------------------
+def _outcome_from_bool(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+# 0 or 1; true and false are accepted too, and documented as such.
+Outcome = Annotated[Literal[0, 1], BeforeValidator(_outcome_from_bool, json_schema_input_type=Literal[0, 1] | bool)]
+
+
 class Interaction(Strict):
     event_id: Identifier | None = Field(
         default=None,
@@ -132,24 +205,34 @@ class Interaction(Strict):
     user_id: Identifier
     item_id: Identifier
     kind: Kind = Field(default="attempt", description="attempt, view, like, complete, rating, ...")
-    outcome: Literal[0, 1] | None = Field(
-        default=None, description="1 correct / positive, 0 wrong / leisurely. Required for attempts.")
-    value: float | None = Field(default=None, description="Rating or strength (Totara: 0 leisurely, 1 positive).")
+    outcome: Outcome | None = Field(
+        default=None, description="1 correct / positive, 0 wrong / leisurely (true / false too). "
+                                  "Required for attempts.")
+    # Stored as a 4-byte real: larger magnitudes overflow it (and Postgres refuses them).
+    value: float | None = Field(default=None, json_schema_extra={"minimum": -REAL_MAX, "maximum": REAL_MAX},
+                                description="Rating or strength (Totara: 0 leisurely, 1 positive).")
     duration_ms: int | None = Field(default=None, ge=0, le=2_147_483_647)
-    response: dict[str, Any] | None = None
+    response: JsonObject | None = None
+    # Not strict: JSON has no datetime type, the ISO text is parsed into one.
     occurred_at: datetime | None = Field(
-        default=None, description="ISO 8601; without a zone it is UTC. Defaults to the time received.")
+        default=None, strict=False, description="ISO 8601; without a zone it is UTC. Defaults to the time received.")
 
-    @field_validator("outcome", mode="before")
+    @field_validator("occurred_at", mode="before")
     @classmethod
-    def _bool_outcome(cls, v: Any) -> Any:
-        return int(v) if isinstance(v, bool) else v
+    def _iso_text(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, (str, datetime)):
+            raise ValueError("occurred_at must be ISO 8601 text, e.g. 2024-05-01T12:00:00Z")
+        return v
 
     @field_validator("value")
     @classmethod
     def _finite(cls, v: float | None) -> float | None:
         if v is not None and not math.isfinite(v):
             raise ValueError("value must be a finite number")
+        if v is not None and abs(v) > REAL_MAX:
+            raise ValueError(f"value must be between {-REAL_MAX:g} and {REAL_MAX:g}")
+        if v is not None and abs(v) < REAL_TINY:
+            return 0.0  # below what a real holds; Postgres would refuse it as an underflow, not round it
         return v
 
     @field_validator("occurred_at")
@@ -157,6 +240,12 @@ class Interaction(Strict):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             v = v.replace(tzinfo=timezone.utc)
+        if v is not None:
+            # 0001-01-01T00:00:00+01:00 is stored, but as year 0 in UTC it could never be read back.
+            try:
+                v.astimezone(timezone.utc)
+            except OverflowError:
+                raise ValueError("occurred_at must fall within the years 1 to 9999 in UTC") from None
         return v
 
     @model_validator(mode="after")
@@ -208,7 +297,7 @@ class Problem(BaseModel):
 
 
 # ---- recommendations --------------------------------------------------------------------
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
 
 
 class RecommendationQuery(Strict):
@@ -218,8 +307,10 @@ class RecommendationQuery(Strict):
     strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
         default=None, description="target (default: p(correct) near the target) or top (highest score).")
     target: Probability | None = Field(default=None, description="Target p(correct) of the target strategy (default 0.5).")
+    # Not strict: a JSON array becomes the tuple (its two numbers stay strict).
     band: tuple[Probability, Probability] | None = Field(
-        default=None, description="A band [low, high] of p(correct) to prefer instead of a single target.")
+        default=None, strict=False,
+        description="A band [low, high] of p(correct) to prefer instead of a single target.")
     exclude: list[Identifier] = Field(default_factory=list, max_length=1000, description="Items never to return.")
     experiment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(
         default=None, description="Route the learner to a variant of this experiment.")
@@ -288,12 +379,12 @@ class Variant(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
     weight: float = Field(gt=0, le=1_000_000)
     strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "target"
-    params: dict[str, Any] = Field(default_factory=dict, description="Strategy parameters, e.g. {\"target\": 0.7}.")
+    params: JsonObject = Field(default_factory=dict, description="Strategy parameters, e.g. {\"target\": 0.7}.")
     model_tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
 
 
 class ExperimentFields(Strict):
-    description: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    description: Text(1000) | None = None
     variants: list[Variant] = Field(min_length=1, max_length=20)
 
 

@@ -11,7 +11,8 @@ bp = Blueprint("monitoring", __name__)
 
 
 @bp.get("/metrics")
-@documented("get", "/metrics", "Prometheus metrics (text exposition format)", tag="meta", public=True)
+@documented("get", "/metrics", "Prometheus metrics (text exposition format)", tag="meta", public=True,
+            responses={200: str})
 def get_metrics():
     body, content_type = metrics.render(current_app.extensions["adaptrec.pool"])
     return Response(body, content_type=content_type)

@@ -30,7 +30,7 @@ def build_document(max_body_bytes: int) -> dict:
     for ep in ENDPOINTS:
         if ep.body is not None:
             models.extend(_models(ep.body))
-        models.extend(ep.responses.values())
+        models.extend(m for m in ep.responses.values() if isinstance(m, type) and issubclass(m, BaseModel))
     unique = list(dict.fromkeys(models))
     _, schemas = models_json_schema([(m, "validation") for m in unique], ref_template=REF)
     components = schemas.get("$defs", {})
@@ -54,9 +54,14 @@ def build_document(max_body_bytes: int) -> dict:
             responses.setdefault(status, Problem)
         op["responses"] = {}
         for status, model in sorted(responses.items()):
-            media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
-            op["responses"][str(status)] = {"description": HTTPStatus(status).phrase,
-                                            "content": {media: {"schema": ref(model)}}}
+            if model is str:  # plain text (the Prometheus exposition)
+                content = {"text/plain": {"schema": {"type": "string"}}}
+            elif model is dict:  # free JSON (this document)
+                content = {"application/json": {"schema": {"type": "object"}}}
+            else:
+                media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
+                content = {media: {"schema": ref(model)}}
+            op["responses"][str(status)] = {"description": HTTPStatus(status).phrase, "content": content}
         if not ep.public:
             op["security"] = [{"bearer": []}]
             op["x-scope"] = ep.scope
@@ -86,6 +91,6 @@ def build_document(max_body_bytes: int) -> dict:
 
 
 @bp.get("/openapi.json")
-@documented("get", "/openapi.json", "This document", tag="meta", public=True)
+@documented("get", "/openapi.json", "This document", tag="meta", public=True, responses={200: dict})
 def openapi_json():
     return build_document(current_app.config["MAX_CONTENT_LENGTH"])

@@ -6,8 +6,8 @@ from flask import Blueprint, current_app, request
 from app import queries as q
 from app import related
 from app.api import get_cache, get_conn, request_id
-from app.api.models import (MAX_ID_LENGTH, PredictionQuery, Predictions, Problem, RecommendationQuery,
-                            Recommendations, SimilarItems, Trending)
+from app.api.models import (ID_SCHEMA, PredictionQuery, Predictions, Problem, RecommendationQuery,
+                            Recommendations, SimilarItems, Trending, identifier)
 from app.api.spec import documented, parse_body
 from app.errors import InputError
 from app.recommend import RecommendationRequest, predict, recommend
@@ -40,11 +40,11 @@ def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
 
 
 def _units_arg() -> list[str] | None:
-    values = [u for raw in request.args.getlist("units") for u in raw.split(",") if u]
-    if len(values) > 100 or any(len(u) > MAX_ID_LENGTH for u in values):
-        raise InputError("units: at most 100 unit ids of at most 256 characters",
-                         [{"field": "units", "message": "too many or too long"}])
-    return values or None
+    # Every id must be one: an empty units= or units=a,,b is refused, not read as "all units".
+    values = [u for raw in request.args.getlist("units") for u in raw.split(",")]
+    if len(values) > 100:
+        raise InputError("units: at most 100 unit ids", [{"field": "units", "message": "too many"}])
+    return [identifier("units", u) for u in values] or None
 
 
 def _query_param(name: str, description: str, schema: dict) -> dict:
@@ -52,8 +52,11 @@ def _query_param(name: str, description: str, schema: dict) -> dict:
 
 
 _N = _query_param("n", "how many items (1-100, default 10)", {"type": "integer", "minimum": 1, "maximum": 100})
-_UNITS = _query_param("units", "comma-separated unit ids (default: the whole catalogue)",
-                      {"type": "string", "maxLength": 25700})
+# A comma-separated list (form style, not exploded): units=a,b,c. Repeating units= works too.
+_UNITS = {**_query_param("units", "comma-separated unit ids (default: the whole catalogue)",
+                         {"type": "array", "minItems": 1, "maxItems": 100,
+                          "items": {**ID_SCHEMA, "pattern": r"^[^,\x00-\x1f]+$"}}),
+          "style": "form", "explode": False}
 
 
 @bp.post("/v1/recommendations")
@@ -74,8 +77,9 @@ def post_recommendations():
 @bp.get("/v1/users/<user_id>/recommendations")
 @documented("get", "/v1/users/{user_id}/recommendations", "Personalised top-N (strategy top)",
             tag="recommendations", responses={200: Recommendations, **_ERRORS},
-            params=[{"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}, _N, _UNITS])
+            params=[{"name": "user_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N, _UNITS])
 def get_user_recommendations(user_id: str):
+    user_id = identifier("user_id", user_id)
     n = _int_arg("n", 10, 1, 100)
     conn = get_conn()
     with conn:
@@ -89,10 +93,10 @@ def get_user_recommendations(user_id: str):
 @bp.get("/v1/items/<item_id>/similar")
 @documented("get", "/v1/items/{item_id}/similar", "Related items: nearest by cosine similarity of item vectors",
             tag="recommendations", responses={200: SimilarItems, **_ERRORS},
-            params=[{"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}, _N])
+            params=[{"name": "item_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N])
 def get_similar(item_id: str):
     n = _int_arg("n", 10, 1, 100)
-    return related.similar_items(get_conn(), _models(), item_id, n)
+    return related.similar_items(get_conn(), _models(), identifier("item_id", item_id), n)
 
 
 @bp.get("/v1/trending")

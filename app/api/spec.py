@@ -101,6 +101,8 @@ def request_json() -> Any:
         raise BadRequest("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (RecursionError, ValueError):  # after JSONDecodeError, which is a ValueError
+        raise BadRequest("the JSON is nested too deeply or holds a number too long to read") from None
 
 
 def parse_body(model: Any) -> Any:
