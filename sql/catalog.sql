@@ -74,8 +74,10 @@ ON CONFLICT (user_id) DO UPDATE SET attrs = EXCLUDED.attrs, updated_at = now();
 
 -- name: ensure_users
 -- Create bare users for any of :user_ids not known yet (learners appear with their first event).
+-- In id order, so concurrent batches naming the same new users lock them in one order (no deadlock).
 INSERT INTO users (user_id)
 SELECT DISTINCT u FROM unnest(:user_ids::text[]) AS t(u)
+ORDER BY u
 ON CONFLICT (user_id) DO NOTHING;
 
 -- name: upsert_items

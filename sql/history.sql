@@ -11,10 +11,13 @@ LIMIT :limit;
 
 -- name: insert_interactions
 -- Store events from parallel arrays; an event_id already stored is skipped (idempotent ingest).
+-- In event_id order (then position: the first of a repeated id wins), so concurrent retries of
+-- overlapping batches take their index locks in one order and cannot deadlock.
 INSERT INTO interactions (event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at)
 SELECT e, u, i, k, o, v, d, r::jsonb, t
 FROM unnest(:event_ids::text[], :user_ids::text[], :item_ids::text[], :kinds::text[],
             :outcomes::smallint[], :vals::real[], :durations::int[], :responses::text[],
-            :occurred::timestamptz[]) AS x(e, u, i, k, o, v, d, r, t)
+            :occurred::timestamptz[]) WITH ORDINALITY AS x(e, u, i, k, o, v, d, r, t, n)
+ORDER BY e, n
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id;
