@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import redis
 
@@ -29,8 +29,9 @@ _stale: set[tuple[str, str]] = set()
 _stale_lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    # A NamedTuple, not a dataclass: a request decodes up to KEEP of these, and building a
+    # tuple costs a fraction of a frozen dataclass.
     item_id: str
     kind: str
     outcome: int | None
@@ -42,9 +43,10 @@ def _encode(e: Event) -> str:
     return json.dumps([e.item_id, e.kind, e.outcome, e.value, e.occurred_at.isoformat()])
 
 
-def _decode(raw: bytes) -> Event:
-    item_id, kind, outcome, value, at = json.loads(raw)
-    return Event(item_id, kind, outcome, value, datetime.fromisoformat(at))
+def _decode_all(raw: list[bytes]) -> list[Event]:
+    """Decode a cached list in one json.loads (one call per entry cost ~1 ms per request)."""
+    fromiso = datetime.fromisoformat
+    return [Event(i, k, o, v, fromiso(at)) for i, k, o, v, at in json.loads(b"[" + b",".join(raw) + b"]")]
 
 
 def _keys(cache, user_id: str) -> tuple[str, str]:
@@ -59,7 +61,7 @@ def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], s
             _drop_stale(cache)
         raw = cache.client.lrange(list_key, 0, limit - 1)
         if raw:
-            return [_decode(r) for r in raw], "redis"
+            return _decode_all(raw), "redis"
         if cache.client.exists(list_key + ":empty"):
             return [], "redis"
     except (redis.RedisError, OSError) as exc:

@@ -166,9 +166,6 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
         "candidates": len(items),
     }
     if log:
-        # The log row is for analysis, not an acknowledged write: skip waiting for the WAL flush.
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL synchronous_commit = off")
         q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,
                   units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
                   strategy=strategy, model_id=model.model_id if model else None, fallback=answer["fallback"],

@@ -38,7 +38,9 @@ WHERE item_id = ANY(:item_ids) AND kind = 'attempt'
 GROUP BY item_id;
 
 -- name: insert_recommendation_log
--- Record one answer.
+-- Record one answer. The row is for analysis, not an acknowledged write: its transaction commits
+-- without waiting for the WAL flush (both statements go in one round trip).
+SET LOCAL synchronous_commit = off;
 INSERT INTO recommendation_log (request_id, user_id, units, experiment, variant, strategy, model_id, fallback,
                                 history_rows, item_ids, scores)
 VALUES (:request_id, :user_id, :units, :experiment, :variant, :strategy, :model_id, :fallback, :history_rows,
