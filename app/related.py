@@ -1,12 +1,21 @@
 """Related items (Totara's "related content") and trending items."""
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 from datetime import datetime, timezone
+
+import redis
 
 from app import candidates as cand
 from app import catalog
+from app import metrics
 from app import queries as q
 from app.online.similar import most_similar
+
+log = logging.getLogger("adaptrec.related")
+TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
 
 
 def similar_items(conn, models, item_id: str, n: int) -> dict:
@@ -35,9 +44,36 @@ def similar_items(conn, models, item_id: str, n: int) -> dict:
 
 def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
              now: datetime | None = None) -> dict:
-    """Most-interacted active items in the last `days`, each event decayed by its age."""
+    """Most-interacted active items in the last `days`, each event decayed by its age.
+
+    Live answers (no `now`) are shared through Redis for TRENDING_TTL_S seconds: the query scans
+    a window of interactions and its answer hardly moves within a minute."""
+    if now is not None:
+        return _trending(conn, cache, n, units, days, half_life_days, now)
+    params = json.dumps([n, sorted(set(units or [])), days, half_life_days])
+    key = cache.key("trend", hashlib.sha1(params.encode()).hexdigest())
+    try:
+        raw = cache.client.get(key)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("trending cache unavailable: %s", exc)
+        metrics.CACHE_REQUESTS.labels("trending", "error").inc()
+        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+    if raw is not None:
+        metrics.CACHE_REQUESTS.labels("trending", "hit").inc()
+        return json.loads(raw)
+    metrics.CACHE_REQUESTS.labels("trending", "miss").inc()
+    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+    try:
+        cache.client.set(key, json.dumps(answer), ex=TRENDING_TTL_S)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("trending cache write failed: %s", exc)
+    return answer
+
+
+def _trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+              now: datetime) -> dict:
     items = cand.items_under(conn, cache, units)[0] if units else []
-    rows = q.fetch_all(conn, "trending", now=now or datetime.now(timezone.utc), days=days,
+    rows = q.fetch_all(conn, "trending", now=now, days=days,
                        half_life_days=half_life_days, all_items=not units, item_ids=items, n=n)
     return {"items": [{"item_id": r["item_id"], "score": round(float(r["score"]), 6),
                        "interactions": r["interactions"], "users": r["users"]} for r in rows],

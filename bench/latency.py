@@ -538,10 +538,11 @@ def main(argv=None) -> int:
             base, proc = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers,
                                                      tmp / "gunicorn.log", shlex.split(args.gunicorn_args)))
             master_pid = proc.pid
-            result["service"] = {"command": "python -m gunicorn --bind 127.0.0.1:PORT --workers "
-                                            f"{args.workers} --graceful-timeout 20 --timeout 60 --access-logfile - "
-                                            f"--chdir . {args.gunicorn_args + ' ' if args.gunicorn_args else ''}'app.factory:create_app()' "
-                                            "(as app/serve.py; access log to a file)",
+            from app.serve import gunicorn_command
+
+            shown = gunicorn_command("127.0.0.1:PORT", args.workers, shlex.split(args.gunicorn_args))
+            result["service"] = {"command": " ".join(["python"] + shown[1:]) + " (app.serve.gunicorn_command; "
+                                            "JSON logs to a file)",
                                  "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
                                  "worker_class": "sync (gunicorn's default; closes each connection)"
                                  if "worker-class" not in args.gunicorn_args else args.gunicorn_args}

@@ -152,6 +152,20 @@ def test_trending_counts_recent_interactions(api, served_db):
     assert r.json["items"][0]["users"] >= 5  # (other tests may have touched it too)
 
 
+def test_trending_is_computed_once_a_minute_and_shared(api, served_db):
+    user = fresh_user()
+    unit = a_section(served_db)
+    item = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 1}).json["items"][0]["item_id"]
+    query = f"/v1/trending?n=2&units={unit}&days=2&half_life_days=2"
+    first = api.get(query).json
+    for k in range(8):  # enough fresh views to put the item on top of a fresh answer
+        api.post("/v1/interactions", {"event_id": f"{user}-late{k}", "user_id": f"{user}-{k}", "item_id": item,
+                                      "kind": "view"})
+    assert api.get(query).json == first  # the shared answer of the last minute, not a new scan
+    fresh = api.get(query.replace("days=2", "days=3")).json  # other parameters: computed now
+    assert fresh["items"][0]["item_id"] == item and fresh["items"][0]["users"] >= 8
+
+
 def test_experiment_routes_learners_to_named_variants_stably(api, served_db):
     unit = "demo"  # the whole catalogue: items near both targets exist
     name = f"exp-{uuid.uuid4().hex[:6]}"
