@@ -15,8 +15,8 @@ from pathlib import Path
 
 from app.logs import gunicorn_logconfig
 
-_level = os.environ.get("ADAPTREC_LOG_LEVEL", "INFO").upper()
-_format = os.environ.get("ADAPTREC_LOG_FORMAT", "json")
+_level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
+_format = "text" if (os.environ.get("ADAPTREC_LOG_FORMAT") or "json").strip().lower() == "text" else "json"
 logconfig_dict = gunicorn_logconfig(_level, _format)
 accesslog = None
 # gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):

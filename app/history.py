@@ -54,7 +54,8 @@ def _keys(cache, user_id: str) -> tuple[str, str]:
 
 
 def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
-    """Up to `limit` most recent events, newest first, and where they came from (redis | postgres)."""
+    """Up to `limit` most recent events, newest first, and where they came from: redis, postgres
+    (a cache miss, now filled) or unavailable (Redis did not answer; read from Postgres)."""
     list_key, gen_key = _keys(cache, user_id)
     try:
         if _stale:
@@ -66,7 +67,7 @@ def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], s
             return [], "redis"
     except (redis.RedisError, OSError) as exc:
         log.warning("history cache unavailable: %s", exc)
-        return _from_postgres(conn, user_id, limit), "postgres"
+        return _from_postgres(conn, user_id, limit), "unavailable"
     events = _from_postgres(conn, user_id, limit)
     _fill(cache, list_key, gen_key, events)
     return events, "postgres"
@@ -115,26 +116,37 @@ def record(cache, user_events: dict[str, list[Event]]) -> None:
         _forget(cache, list(user_events))
 
 
+def _invalidate(cache, user_ids: list[str]) -> None:
+    """Drop the users' cached lists and "no history" markers, and bump their generation so a
+    fill that read Postgres before now cannot write an old list afterwards."""
+    with cache.client.pipeline(transaction=False) as pipe:
+        for user_id in user_ids:
+            list_key, gen_key = _keys(cache, user_id)
+            pipe.delete(list_key, list_key + ":empty")
+            pipe.incr(gen_key)
+            pipe.expire(gen_key, TTL_S)
+        pipe.execute()
+
+
 def _forget(cache, user_ids: list[str]) -> None:
-    keys = [_keys(cache, u)[0] for u in user_ids]
     try:
-        cache.client.delete(*keys)
+        _invalidate(cache, user_ids)
     except (redis.RedisError, OSError):
         # Redis is unreachable: drop the lists as soon as it answers again (a Redis that kept its
         # data would otherwise serve these learners a history without the new events).
         with _stale_lock:
-            if len(_stale) + len(keys) > STALE_MAX:
+            if len(_stale) + len(user_ids) > STALE_MAX:
                 log.error("too many learners with possibly stale cached histories; "
                           "run FLUSHDB on the cache Redis to be sure")
                 _stale.clear()
-            _stale.update((cache.prefix, k) for k in keys)
+            _stale.update((cache.prefix, u) for u in user_ids)
 
 
 def _drop_stale(cache) -> None:
-    """Delete the lists remembered by _forget (raises if Redis still does not answer)."""
+    """Invalidate the users remembered by _forget (raises if Redis still does not answer)."""
     with _stale_lock:
-        pending = [k for prefix, k in _stale if prefix == cache.prefix]
+        pending = [u for prefix, u in _stale if prefix == cache.prefix]
     if pending:
-        cache.client.delete(*pending)
+        _invalidate(cache, pending)
         with _stale_lock:
-            _stale.difference_update((cache.prefix, k) for k in pending)
+            _stale.difference_update((cache.prefix, u) for u in pending)

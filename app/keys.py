@@ -15,6 +15,7 @@ import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from app import queries as q
@@ -72,11 +73,13 @@ class Keyring:
     """Authenticates presented keys for one worker process."""
 
     def __init__(self, bootstrap_keys: tuple[str, ...] = (), ttl_s: float = 5.0):
-        # Bootstrap keys: (hash, principal). Their public id is a prefix of the hash, for logs.
-        self._bootstrap = [(hash_key(k), Principal("env-" + hash_key(k)[:8], "ADAPTREC_API_KEYS",
-                                                   frozenset(SCOPES))) for k in bootstrap_keys]
+        # Bootstrap keys: (hash, principal). Their public id is their position in the list (env-1,
+        # env-2, ...): nothing derived from the key itself, which may be short text, shows in logs.
+        self._bootstrap = [(hash_key(k), Principal(f"env-{n}", "ADAPTREC_API_KEYS", frozenset(SCOPES)))
+                           for n, k in enumerate(bootstrap_keys, start=1)]
         self.ttl_s = ttl_s
-        self._rows: dict[str, tuple[float, dict | None]] = {}
+        self._known: dict[str, tuple[float, dict]] = {}                  # rows of real keys (few)
+        self._unknown: OrderedDict[str, float] = OrderedDict()            # ids with no row, bounded
         self._lock = threading.Lock()
 
     def authenticate(self, key: str, conn_factory) -> Principal | None:
@@ -99,14 +102,25 @@ class Keyring:
     def _row(self, key_id: str, conn_factory) -> dict | None:
         now = time.monotonic()
         with self._lock:
-            cached = self._rows.get(key_id)
-        if cached is not None and now - cached[0] < self.ttl_s:
-            return cached[1]
+            known = self._known.get(key_id)
+            if known is not None and now - known[0] < self.ttl_s:
+                return known[1]
+            missed = self._unknown.get(key_id)
+            if missed is not None and now - missed < self.ttl_s:
+                return None
         conn = conn_factory()
         row = q.fetch_one(conn, "api_key_by_id", key_id=key_id)
         conn.rollback()  # a read: end the transaction so the request starts its own
         with self._lock:
-            if len(self._rows) >= _CACHE_MAX:
-                self._rows.clear()
-            self._rows[key_id] = (now, row)
+            if row is not None:
+                self._known[key_id] = (now, row)
+                self._unknown.pop(key_id, None)
+            else:
+                # Made-up ids (someone probing) are remembered apart, oldest dropped first, so they
+                # never push real keys out of the cache.
+                self._known.pop(key_id, None)
+                self._unknown[key_id] = now
+                self._unknown.move_to_end(key_id)
+                while len(self._unknown) > _CACHE_MAX:
+                    self._unknown.popitem(last=False)
         return row

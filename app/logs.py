@@ -13,8 +13,8 @@ import sys
 import time
 
 _SECRETS = (
-    (re.compile(r"(?i)(bearer\s+)\S+"), r"\1***"),
-    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1***@"),
+    (re.compile(r"(?i)\b((?:bearer|basic)\s+)\S+"), r"\1***"),
+    (re.compile(r"(://[^:/@\s]*:)[^@\s]+@"), r"\1***@"),
     (re.compile(r"\bar_([0-9a-f]{12})_[A-Za-z0-9_-]+"), r"ar_\1_***"),
     (re.compile(r"(?i)(password\s*=\s*)\S+"), r"\1***"),
 )
@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         for name, value in vars(record).items():
             if name not in _STANDARD and name not in entry and not name.startswith("_"):
-                entry[name] = value
+                entry[name] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)

@@ -119,13 +119,13 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     if model is None and not practice:  # top-N from a practice model is better than none
         model = models.nearest(conn, req.units, "practice", tag)
     events, source = hist.recent(conn, cache, req.user_id)
-    metrics.CACHE_REQUESTS.labels("history", "hit" if source == "redis" else "miss").inc()
+    metrics.CACHE_REQUESTS.labels("history", {"redis": "hit", "postgres": "miss"}.get(source, "error")).inc()
 
     fallbacks: list[str] = []
     chosen: list[int] = []
     scores = np.empty(0)
     history_rows = 0
-    excluded = [i for i in req.exclude if i in found.positions]
+    excluded = list(dict.fromkeys(i for i in req.exclude if i in found.positions))
     if len(excluded) == len(items):
         fallbacks.append("no_candidates")
     else:

@@ -309,3 +309,10 @@ def test_json_too_deep_or_with_a_huge_number_is_400(client, auth, raw):
     r = client.post("/v1/interactions", data=raw, headers={**auth, "Content-Type": "application/json"})
     assert r.status_code == 400 and r.mimetype == "application/problem+json"
     assert "nested too deeply" in r.json["detail"]
+
+
+def test_a_repeated_exclusion_does_not_exhaust_the_candidates(client, auth, catalogue):
+    r = post(client, auth, "/v1/recommendations", {"user_id": "u", "units": ["algebra"], "n": 5,
+                                                   "exclude": ["q1", "q1"]})
+    assert r.status_code == 200
+    assert [i["item_id"] for i in r.json["items"]] == ["q2"] and "no_candidates" not in (r.json["fallback"] or "")

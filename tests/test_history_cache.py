@@ -39,3 +39,24 @@ def test_a_list_cached_before_an_unreachable_ingest_is_dropped_once_redis_answer
         up.client.delete(*up.client.keys(redis_prefix + "stale:*") or ["none"])
         up.close()
         down.close()
+
+
+def test_a_new_learner_marked_without_history_is_not_stuck_empty_after_an_outage(conn, redis_url, redis_prefix):
+    with conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO items (item_id) VALUES ('i1')")
+    up = Cache(redis_url, redis_prefix + "stale2:")
+    down = Cache("redis://127.0.0.1:1/0", redis_prefix + "stale2:")
+    try:
+        assert hist.recent(conn, up, "u1") == ([], "postgres")
+        assert hist.recent(conn, up, "u1") == ([], "redis")  # "no history" is cached too
+
+        ingest(conn, down, "e1")
+        assert hist.recent(conn, down, "u1")[1] == "unavailable"
+
+        events, source = hist.recent(conn, up, "u1")
+        assert len(events) == 1 and source == "postgres"
+        assert not hist._stale
+    finally:
+        up.client.delete(*up.client.keys(redis_prefix + "stale2:*") or ["none"])
+        up.close()
+        down.close()

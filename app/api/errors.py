@@ -11,6 +11,7 @@ import psycopg2
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from app import metrics
 from app.db import DatabaseUnavailable
 from app.errors import InputError, NotFound
 
@@ -47,6 +48,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(psycopg2.OperationalError)
     @app.errorhandler(psycopg2.InterfaceError)
     def _db_down(exc: Exception):
+        metrics.DATABASE_UNAVAILABLE.inc()
         log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return problem(503, "Service Unavailable", "the database is not answering; retry shortly",
                        headers={"Retry-After": "1"})

@@ -10,6 +10,8 @@ from flask import Response, g, request
 from app import metrics
 
 access_log = logging.getLogger("adaptrec.access")
+# Label values must be a bounded set: gunicorn accepts any upper-case word as a method.
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def request_id() -> str:
@@ -30,9 +32,8 @@ def finish(response: Response) -> Response:
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     # The route pattern, not the path: ids must not become label values.
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    metrics.observe_request(endpoint, request.method, response.status_code, seconds)
-    if response.status_code == 503:
-        metrics.DATABASE_UNAVAILABLE.inc()
+    method = request.method if request.method in _METHODS else "other"
+    metrics.observe_request(endpoint, method, response.status_code, seconds)
     principal = g.get("principal")
     access_log.info("%s %s %d", request.method, endpoint, response.status_code, extra={
         "event": "request", "method": request.method, "path": request.path, "endpoint": endpoint,
