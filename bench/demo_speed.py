@@ -9,41 +9,29 @@ merge, commit included) and drops the database again. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
-import uuid
 from contextlib import closing
 from datetime import datetime, timezone
 
 import psycopg2
 
 from app.config import Settings
-from app.db import with_database
+from app.db import scratch_database
 from app.embedded import servers_for
-from app.migrations import migrate
+from bench.report import emit
 from jobs.demo import DemoConfig, generate_demo
 
 
 def run(config: DemoConfig, database_url: str) -> dict:
-    name = f"adaptrec_bench_{uuid.uuid4().hex[:10]}"
-    with closing(psycopg2.connect(database_url)) as admin:
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        try:
-            with closing(psycopg2.connect(with_database(database_url, name))) as conn:
-                migrate(conn)
-                started = time.perf_counter()
-                generate_demo(conn, config, progress=sys.stderr.isatty())
-                seconds = time.perf_counter() - started
-                with conn.cursor() as cur:
-                    cur.execute("SELECT count(*) FROM interactions")
-                    interactions = cur.fetchone()[0]
-        finally:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(database_url, "adaptrec_bench") as url, closing(psycopg2.connect(url)) as conn:
+        started = time.perf_counter()
+        generate_demo(conn, config, progress=sys.stderr.isatty())
+        seconds = time.perf_counter() - started
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM interactions")
+            interactions = cur.fetchone()[0]
     return {"attempts": config.attempts, "engagements": config.engagements, "learners": config.learners,
             "interactions": interactions, "seconds": round(seconds, 2),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -65,11 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with servers_for(Settings.from_env()) as settings:
             result = run(config, settings.database_url)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+    emit(result, args.json)
     return 0
 
 

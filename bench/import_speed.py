@@ -9,7 +9,6 @@ it, imports twice and drops it again. Prints the figures as JSON (and writes the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -21,6 +20,7 @@ import psycopg2
 from app.config import Settings
 from app.db import scratch_database
 from app.embedded import servers_for
+from bench.report import emit
 from jobs.importers import FORMATS, ImportFailed, run_import
 
 
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportFailed as exc:
         print(f"import_speed: {exc}", file=sys.stderr)
         return 2
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 

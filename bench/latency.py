@@ -58,6 +58,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.report import emit
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
 UNIT_ID = "bench-5k"
@@ -590,11 +592,7 @@ def main(argv=None) -> int:
             "worker_rss_mb<300": (result.get("worker_rss_max_mb") or 0) < TARGETS["worker_rss_mb"]
             if result.get("worker_rss_mb") else None,
         }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 

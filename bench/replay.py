@@ -60,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from app.config import PROJECT_ROOT
+from bench.report import emit
 from jobs.training.metrics import probability_metrics
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -595,10 +596,7 @@ def main(argv=None) -> int:
         parser.error("--max-test-students must be at least 1")
     result = run(args.data, args.max_test_students, retrain=not args.no_retrain, progress=not args.quiet,
                  train_all_units=not args.root_only, predictions=args.predictions)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 

@@ -39,7 +39,6 @@ Prints one JSON object; --json also writes it to OUT.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -48,6 +47,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from bench.report import emit
 from jobs.training import engagement, features
 from jobs.training.ease import blend_scores, ease_scores, fit_ease
 from jobs.training.metrics import auc, ranking_metrics
@@ -285,11 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                         "met": all(chosen[k] >= v for k, v in TARGET.items())}
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.json)
     return 0
 
 

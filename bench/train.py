@@ -23,6 +23,7 @@ import psycopg2
 from app.config import PROJECT_ROOT, Settings
 from app.db import scratch_database as db_scratch
 from app.embedded import servers_for
+from bench.report import emit
 from jobs.train import TrainConfig, run_training
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -114,10 +115,7 @@ def main(argv=None) -> int:
         if args.synthetic:
             result["synthetic"] = bench_synthetic(settings.database_url, args.synthetic, config)
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(result, args.json)
     return 0
 
 

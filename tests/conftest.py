@@ -17,8 +17,7 @@ import pytest
 import redis
 
 from app.config import PROJECT_ROOT, Settings
-from app.db import with_database
-from app.migrations import migrate
+from app.db import scratch_database
 
 TEST_API_KEY = "test-key-0123456789"
 TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
@@ -45,9 +44,6 @@ def _docker_answers() -> bool:
             return b" 200 " in sock.recv(256)
     except (OSError, ValueError):
         return False
-
-
-_with_database = with_database  # the test modules' name for it
 
 
 @pytest.fixture(scope="session")
@@ -79,20 +75,8 @@ def servers():
 @pytest.fixture(scope="session")
 def db_url(servers):
     """A fresh database for this run, migrated once, dropped at the end."""
-    admin_url = servers[0]
-    name = f"adaptrec_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(admin_url)
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(admin_url, name)
-    conn = psycopg2.connect(url)
-    migrate(conn)
-    conn.close()
-    yield url
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    with scratch_database(servers[0], "adaptrec_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

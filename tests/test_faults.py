@@ -30,7 +30,7 @@ import pytest
 import redis
 
 from app.config import PROJECT_ROOT
-from app.db import ConnectionPool, with_database
+from app.db import ConnectionPool, scratch_database
 from app.embedded import EmbeddedServers
 from app.migrations import MIGRATION_LOCK_KEY, discover, migrate, status
 from app.serve import gunicorn_command, wait_ready
@@ -638,16 +638,8 @@ def test_two_training_jobs_at_once_one_trains_the_other_steps_aside(stack, tmp_p
 
 
 def test_two_migrations_at_once_on_an_empty_database_apply_each_file_once(stack, tmp_path):
-    name = f"faults_migrate_{uuid.uuid4().hex[:8]}"
-    with pg(stack.db_url) as admin:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(stack.db_url, name)
-        try:
-            _migrate_twice(stack, url, tmp_path)
-        finally:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(stack.db_url, "faults_migrate", migrated=False) as url:
+        _migrate_twice(stack, url, tmp_path)
 
 
 def _migrate_twice(stack: Stack, url: str, tmp_path: Path) -> None:

@@ -2,27 +2,19 @@
 from __future__ import annotations
 
 import threading
-import uuid
 
 import psycopg2
 import pytest
 
 from app import migrations
 from app.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
-from tests.conftest import _with_database
+from app.db import scratch_database
 
 
 @pytest.fixture
 def empty_db(servers):
-    admin = psycopg2.connect(servers[0])
-    admin.autocommit = True
-    name = f"adaptrec_mig_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield _with_database(servers[0], name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with scratch_database(servers[0], "adaptrec_mig", migrated=False) as url:
+        yield url
 
 
 def tables(conn) -> set[str]:

@@ -9,31 +9,22 @@ import psycopg2
 import pytest
 
 from app.factory import create_app
-from app.migrations import migrate
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
-from tests.conftest import TEST_API_KEY, _with_database
+from app.db import scratch_database
+from tests.conftest import TEST_API_KEY
 
 
 @pytest.fixture(scope="module")
 def served_db(servers):
     """A database with a small demo and trained root models (practice and engagement)."""
-    admin = psycopg2.connect(servers[0])
-    admin.autocommit = True
-    name = f"adaptrec_rec_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(servers[0], name)
-    conn = psycopg2.connect(url)
-    migrate(conn)
-    generate_demo(conn, DemoConfig(seed=5, learners=800, attempts=80_000, engagements=20_000))
-    conn.close()
-    report = run_training(url, TrainConfig(max_trials=1, max_eval_users=60), units=["demo"], progress=False)
-    assert {o.status for o in report.outcomes} == {"activated"}, report.table()
-    yield url
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with scratch_database(servers[0], "adaptrec_rec") as url:
+        conn = psycopg2.connect(url)
+        generate_demo(conn, DemoConfig(seed=5, learners=800, attempts=80_000, engagements=20_000))
+        conn.close()
+        report = run_training(url, TrainConfig(max_trials=1, max_eval_users=60), units=["demo"], progress=False)
+        assert {o.status for o in report.outcomes} == {"activated"}, report.table()
+        yield url
 
 
 @pytest.fixture

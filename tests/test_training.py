@@ -14,9 +14,8 @@ from app import queries as q
 from app.cli import main
 from jobs import train as train_job
 from jobs.demo import DemoConfig, generate_demo
-from app.migrations import migrate
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
-from tests.conftest import _with_database
+from app.db import scratch_database
 
 FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
@@ -25,20 +24,11 @@ FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 def demo_db(servers):
     """One database with the default demo (what `make run` loads), shared by this module's tests;
     tests that change models use their own tag so they cannot disturb each other."""
-    admin = psycopg2.connect(servers[0])
-    admin.autocommit = True
-    name = f"adaptrec_train_{uuid.uuid4().hex[:8]}"
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(servers[0], name)
-    conn = psycopg2.connect(url)
-    migrate(conn)
-    generate_demo(conn, DemoConfig(seed=3))
-    conn.close()
-    yield url
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    admin.close()
+    with scratch_database(servers[0], "adaptrec_train") as url:
+        conn = psycopg2.connect(url)
+        generate_demo(conn, DemoConfig(seed=3))
+        conn.close()
+        yield url
 
 
 @pytest.fixture
