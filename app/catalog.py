@@ -1,6 +1,6 @@
 """Catalogue writes and reads: users, items, units and the unit hierarchy.
 
-Functions take a connection and plain model objects (app.api.models), never commit, and raise
+Functions take a connection and plain records (app.records), never commit, and raise
 app.errors on bad references, so the caller's transaction rolls everything back.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from app import queries as q
-from app.api.models import Item, Unit, User
+from app.records import Item, Unit, User
 from app.errors import InputError, NotFound, UnknownIds
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from app import history as hist
 from app import queries as q
-from app.api.models import Interaction
+from app.records import Interaction
 from app.errors import UnknownIds
 
 

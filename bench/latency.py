@@ -369,7 +369,7 @@ def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
     """Import, train the root, build the 5k unit; returns the users and items of the benchmark."""
     from app import catalog
     from app import queries as q
-    from app.api.models import Unit
+    from app.records import Unit
     from jobs.importers import run_import
     from jobs.train import TrainConfig, run_training
 

@@ -288,7 +288,7 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
 
 def replay_service(conn, cache, models, test: pd.DataFrame, progress: bool = False) -> tuple[np.ndarray, dict]:
     """p of every test attempt, predicted before it is ingested, through predict + ingest."""
-    from app.api.models import Interaction
+    from app.records import Interaction
     from app.ingest import ingest_interactions, record_in_cache
     from app.recommend import predict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from app import history as hist
-from app.api.models import Interaction
+from app.records import Interaction
 from app.cache import Cache
 from app.ingest import ingest_interactions, record_in_cache
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import re
 
-from app.api.models import Interaction, InteractionBatch, UnitFields
+from app.api.schemas import InteractionBatch
+from app.records import Interaction, UnitFields
 
 
 def flask_routes(app) -> set[tuple[str, str]]:

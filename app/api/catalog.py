@@ -5,9 +5,9 @@ from flask import Blueprint
 
 from app import catalog
 from app.api import get_conn
-from app.api.models import (Item, ItemBatch, ItemFields, ItemOut, Problem, Unit, UnitBatch, UnitFields,
-                            UnitOut, UpsertResult, User, UserBatch, UserFields, UserOut, ID_SCHEMA, identifier)
+from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
+from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier
 
 bp = Blueprint("catalog", __name__)
 

@@ -7,7 +7,7 @@ from flask import Blueprint
 
 from app import experiments
 from app.api import get_conn
-from app.api.models import ExperimentFields, ExperimentList, ExperimentOut, Problem
+from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
 

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app
 
 from app import migrations
 from app.api import get_cache
-from app.api.models import Health, Ready
+from app.api.schemas import Health, Ready
 from app.api.spec import documented
 from app.db import DatabaseUnavailable
 

@@ -9,10 +9,11 @@ from pydantic import ValidationError
 
 from app import metrics
 from app.api import get_cache, get_conn
-from app.api.models import IngestResult, Interaction, InteractionBatch, Problem
+from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
 from app.ingest import ingest_interactions, record_in_cache
+from app.records import Interaction
 
 bp = Blueprint("interactions", __name__)
 

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from app.api.models import MAX_BATCH, Problem
+from app.api.schemas import MAX_BATCH, Problem
 from app.api.spec import ENDPOINTS, documented
 
 bp = Blueprint("openapi", __name__)

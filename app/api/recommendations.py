@@ -6,9 +6,10 @@ from flask import Blueprint, current_app, request
 from app import queries as q
 from app import related
 from app.api import get_cache, get_conn, request_id
-from app.api.models import (ID_SCHEMA, PredictionQuery, Predictions, Problem, RecommendationQuery,
-                            Recommendations, SimilarItems, Trending, identifier)
+from app.api.schemas import (PredictionQuery, Predictions, Problem, RecommendationQuery, Recommendations,
+                             SimilarItems, Trending)
 from app.api.spec import documented, parse_body
+from app.records import ID_SCHEMA, identifier
 from app.errors import InputError
 from app.recommend import RecommendationRequest, predict, recommend
 

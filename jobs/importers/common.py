@@ -11,7 +11,6 @@ import csv
 import gzip
 import io
 import json
-import re
 import sys
 import time
 import zlib
@@ -21,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tqdm import tqdm
+
+from app.records import id_problem
 
 
 class ImportFailed(ValueError):
@@ -178,13 +179,10 @@ def _ends_with_line_break(path: Path) -> bool:
         return f.read(1) in (b"\n", b"\r")
 
 
-_CONTROL = re.compile(r"[\x00-\x1f]")  # as the API's Identifier
-
-
 def check_id(path, line: int, column, raw: str, what: str, prefix: str = "") -> str:
     """Return prefix + raw if the schema and the API accept it as an id, else raise ImportFailed."""
     value = prefix + raw
-    if not raw or len(value) > 256 or _CONTROL.search(value):
+    if not raw or id_problem(value) is not None:  # the API's rule (app.records.Identifier)
         raise ImportFailed(path, line, column, f"{what} must be 1-256 characters (with the id prefix) "
                            f"without control characters, got {raw[:300]!r}")
     return value

@@ -1,0 +1,214 @@
+"""Request and response shapes of the HTTP API that are HTTP only (batches, answers, problems,
+queries). They validate request bodies and generate /openapi.json, so the document cannot drift
+from the code. The records themselves (User, Item, Unit, Interaction, Identifier) are in
+app.records."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, model_validator
+
+from app.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User
+
+MAX_BATCH = 1000       # events per POST /v1/interactions, and users/items/units per batch upsert
+
+
+# ---- batches and answers of the catalogue and ingest ----------------------------------------
+class UserBatch(Strict):
+    users: list[User] = Field(min_length=1, max_length=MAX_BATCH)
+
+class UserOut(BaseModel):
+    user_id: str
+    attrs: dict[str, Any]
+    interactions: int = Field(description="Interactions recorded for this user.")
+
+class ItemBatch(Strict):
+    items: list[Item] = Field(min_length=1, max_length=MAX_BATCH)
+
+class ItemOut(BaseModel):
+    item_id: str
+    kind: str
+    title: str | None
+    body: str | None
+    attrs: dict[str, Any]
+    active: bool
+    units: list[str]
+
+class UnitBatch(Strict):
+    units: list[Unit] = Field(min_length=1, max_length=MAX_BATCH)
+
+class UnitOut(BaseModel):
+    unit_id: str
+    name: str | None
+    kind: str
+    attrs: dict[str, Any]
+    parents: list[str]
+    children: list[str]
+    items: list[str] = Field(description="Items directly in this unit.")
+    items_under: int = Field(description="Active items under this unit through the whole hierarchy.")
+
+class UpsertResult(BaseModel):
+    upserted: int
+
+class InteractionBatch(Strict):
+    interactions: list[Interaction] = Field(min_length=1, max_length=MAX_BATCH)
+
+class EventResult(BaseModel):
+    event_id: str
+    status: Literal["created", "duplicate"]
+
+class IngestResult(BaseModel):
+    created: int
+    duplicates: int
+    events: list[EventResult]
+
+
+# ---- health and errors ------------------------------------------------------------------
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready", "degraded", "unavailable"]
+    postgres: Literal["ok", "down"]
+    redis: Literal["ok", "down"]
+    migrations_pending: int | None = None
+
+
+class ProblemDetail(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details (content type application/problem+json)."""
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[ProblemDetail] | None = None
+
+
+# ---- recommendations --------------------------------------------------------------------
+Probability = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
+
+
+class RecommendationQuery(Strict):
+    user_id: Identifier
+    units: list[Identifier] = Field(min_length=1, max_length=100, description="Recommend from the items under these units.")
+    n: int = Field(default=10, ge=1, le=100)
+    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
+        default=None, description="target (default: p(correct) near the target) or top (highest score).")
+    target: Probability | None = Field(default=None, description="Target p(correct) of the target strategy (default 0.5).")
+    # Not strict: a JSON array becomes the tuple (its two numbers stay strict).
+    band: tuple[Probability, Probability] | None = Field(
+        default=None, strict=False,
+        description="A band [low, high] of p(correct) to prefer instead of a single target.")
+    exclude: list[Identifier] = Field(default_factory=list, max_length=1000, description="Items never to return.")
+    experiment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(
+        default=None, description="Route the learner to a variant of this experiment.")
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> "RecommendationQuery":
+        if self.band is not None and self.band[0] > self.band[1]:
+            raise ValueError("band must be [low, high] with low <= high")
+        return self
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    p: float | None = Field(default=None, description="Calibrated p(correct) (practice models).")
+    score: float | None = Field(default=None, description="Ranking score (engagement models).")
+
+
+class ModelRef(BaseModel):
+    model_id: int
+    unit_id: str
+    objective: str
+    mode: str
+    tag: str
+
+
+class Recommendations(BaseModel):
+    request_id: str
+    user_id: str
+    items: list[RecommendedItem]
+    model: ModelRef | None
+    strategy: str
+    experiment: str | None
+    variant: str | None
+    fallback: str | None = Field(description="no_model, no_history, too_few_candidates, no_candidates (joined by +).")
+    history_rows: int
+    candidates: int
+
+
+class SimilarItem(BaseModel):
+    item_id: str
+    similarity: float
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    items: list[SimilarItem]
+    model: ModelRef | None
+    fallback: str | None
+
+
+class TrendingItem(BaseModel):
+    item_id: str
+    score: float
+    interactions: int
+    users: int
+
+
+class Trending(BaseModel):
+    items: list[TrendingItem]
+    days: int
+    half_life_days: float
+
+
+# ---- experiments --------------------------------------------------------------------------
+class Variant(Strict):
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    weight: float = Field(gt=0, le=1_000_000)
+    strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "target"
+    params: JsonObject = Field(default_factory=dict, description="Strategy parameters, e.g. {\"target\": 0.7}.")
+    model_tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = None
+
+
+class ExperimentFields(Strict):
+    description: Text(1000) | None = None
+    variants: list[Variant] = Field(min_length=1, max_length=20)
+
+
+class ExperimentOut(BaseModel):
+    name: str
+    description: str | None
+    variants: list[dict[str, Any]]
+    active: bool
+    created_at: datetime
+    stopped_at: datetime | None
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentOut]
+
+
+class PredictionQuery(Strict):
+    user_id: Identifier
+    units: list[Identifier] = Field(min_length=1, max_length=100, description="Use the model of the nearest unit at or above these.")
+    item_ids: list[Identifier] = Field(min_length=1, max_length=1000)
+
+
+class PredictedItem(BaseModel):
+    item_id: str
+    p: float
+
+
+class Predictions(BaseModel):
+    user_id: str
+    items: list[PredictedItem]
+    model: ModelRef | None
+    fallback: str | None
+    history_rows: int
