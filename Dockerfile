@@ -10,6 +10,7 @@ WORKDIR /srv/adaptrec
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY jobs ./jobs
+COPY cli ./cli
 COPY migrations ./migrations
 COPY sql ./sql
 # Editable install: migrations/ and sql/ are read from beside the package.

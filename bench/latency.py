@@ -328,7 +328,7 @@ def free_port() -> int:
 @contextmanager
 def service(database_url: str, redis_url: str, key: str, prefix: str, workers: int, log_path: Path,
             extra: list[str] | None = None):
-    from app.serve import gunicorn_command, wait_ready  # the command `adaptrec serve` runs
+    from cli.serve import gunicorn_command, wait_ready  # the command `adaptrec serve` runs
 
     port = free_port()
     env = dict(os.environ)
@@ -540,10 +540,10 @@ def main(argv=None) -> int:
             base, proc = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers,
                                                      tmp / "gunicorn.log", shlex.split(args.gunicorn_args)))
             master_pid = proc.pid
-            from app.serve import gunicorn_command
+            from cli.serve import gunicorn_command
 
             shown = gunicorn_command("127.0.0.1:PORT", args.workers, shlex.split(args.gunicorn_args))
-            result["service"] = {"command": " ".join(["python"] + shown[1:]) + " (app.serve.gunicorn_command; "
+            result["service"] = {"command": " ".join(["python"] + shown[1:]) + " (cli.serve.gunicorn_command; "
                                             "JSON logs to a file)",
                                  "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
                                  "worker_class": "sync (gunicorn's default; closes each connection)"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from app import queries as q
-from app.cli import main
+from cli.main import main
 from jobs import calibrate
 
 T0 = datetime(2026, 11, 23, tzinfo=timezone.utc)       # the window [T0, T0 + 1 day)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from app.cli import main
+from cli.main import main
 
 SUBCOMMANDS = [[], ["db"], ["db", "migrate"], ["db", "status"], ["import"], ["demo"], ["serve"], ["servers"]]
 
@@ -68,5 +68,5 @@ def test_db_migrate_and_status_on_configured_servers(db_url, redis_url, monkeypa
 
 
 def test_console_script_is_installed():
-    result = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "import" in result.stdout

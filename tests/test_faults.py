@@ -33,7 +33,7 @@ from app.config import PROJECT_ROOT
 from app.db import ConnectionPool, scratch_database
 from app.embedded import EmbeddedServers
 from app.migrations import MIGRATION_LOCK_KEY, discover, migrate, status
-from app.serve import gunicorn_command, wait_ready
+from cli.serve import gunicorn_command, wait_ready
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
 
@@ -517,7 +517,7 @@ def test_worker_killed_during_batch_ingest_loses_and_duplicates_nothing(stack):
 def adaptrec(stack: Stack, *args: str, log: Path, extra_env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, **_server_env(stack), **(extra_env or {})}
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", "app.cli", *args], cwd=PROJECT_ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "cli", *args], cwd=PROJECT_ROOT, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

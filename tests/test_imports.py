@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import main
+from cli.main import main
 from jobs.importers import run_import
 from jobs.importers.common import ImportFailed
 from jobs.importers.jsonl import derived_event_id

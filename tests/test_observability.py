@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import jobruns
 from app.logs import JsonFormatter, redact
-from app.serve import gunicorn_command, wait_ready
+from cli.serve import gunicorn_command, wait_ready
 from tests.conftest import TEST_API_KEY
 
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from app import keys
-from app.cli import main as cli_main
+from cli.main import main as cli_main
 from app.factory import create_app
 
 

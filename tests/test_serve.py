@@ -100,7 +100,7 @@ def test_serve_uses_configured_servers_and_starts_none(db_url, redis_url, tmp_pa
     port = free_port()
     env = {**os.environ, "ADAPTREC_HOME": str(tmp_path), "ADAPTREC_PORT": str(port),
            "ADAPTREC_DATABASE_URL": db_url, "ADAPTREC_REDIS_URL": redis_url, "ADAPTREC_API_KEYS": "k1"}
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--workers", "1"], cwd=PROJECT_ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--workers", "1"], cwd=PROJECT_ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:

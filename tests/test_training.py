@@ -11,7 +11,7 @@ from scipy.stats import spearmanr
 
 from app import modelstore
 from app import queries as q
-from app.cli import main
+from cli.main import main
 from jobs import train as train_job
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training

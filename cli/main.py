@@ -193,7 +193,7 @@ def _num(v) -> str:
 
 
 def cmd_serve(args) -> int:
-    from app.serve import serve
+    from cli.serve import serve
 
     return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty)
 
@@ -406,6 +406,3 @@ def main(argv: list[str] | None = None) -> int:
         print("adaptrec: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

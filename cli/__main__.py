@@ -1,0 +1,6 @@
+"""`python -m cli ...` is the `adaptrec` command."""
+import sys
+
+from cli.main import main
+
+sys.exit(main())
