@@ -1,4 +1,5 @@
-"""Event ingest: store interactions exactly once per event_id.
+"""Event ingest: store interactions exactly once per event_id, then keep the learners' cached
+histories current. `record_interactions` is the one way in (the API and the benches call it).
 
 Unknown items are refused (the catalogue must know them); unknown users are created, because
 a learner first appears with their first attempt.
@@ -13,6 +14,17 @@ from app import history as hist
 from app import queries as q
 from app.records import Interaction
 from app.errors import UnknownIds
+
+
+def record_interactions(conn, cache, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+    """Store `events` in one transaction, and once it has committed, append the new ones to each
+    learner's cached history so the very next recommendation sees them. Returns
+    (event_id, "created" | "duplicate") per event, in order."""
+    now = now or datetime.now(timezone.utc)
+    with conn:
+        results = ingest_interactions(conn, events, now=now)
+    record_in_cache(cache, events, results, now)
+    return results
 
 
 def ingest_interactions(conn, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:

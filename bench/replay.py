@@ -19,8 +19,8 @@ is revealed):
    so the root's practice model is the one that predicts.
 3. Each test student's attempts are replayed in `seq` order through the functions behind the
    API: `predict(conn, cache, models, user, ["assistments"], [item])` for p (before the outcome
-   is known), then `ingest_interactions` in a `with conn:` transaction and `record_in_cache`
-   (event id and time as the importer makes them). Real Redis (a key prefix of its own, deleted
+   is known), then `record_interactions` (the API's ingest: one transaction, then the history
+   cache; event id and time as the importer makes them). Real Redis (a key prefix of its own, deleted
    at the end), a fresh `ModelCache`. All attempts count, repeated ones included.
 4. Baselines on the same attempts: `item_difficulty` (training students' smoothed success rate
    per item, unseen items the global rate), `elo` (Pelanek 2016: p = sigmoid(skill - difficulty),
@@ -289,7 +289,7 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
 def replay_service(conn, cache, models, test: pd.DataFrame, progress: bool = False) -> tuple[np.ndarray, dict]:
     """p of every test attempt, predicted before it is ingested, through predict + ingest."""
     from app.records import Interaction
-    from app.ingest import ingest_interactions, record_in_cache
+    from app.ingest import record_interactions
     from app.recommend import predict
 
     users, items = test.user_id.tolist(), test.problem_id.tolist()
@@ -311,10 +311,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, progress: bool = Fal
             fallbacks[answer["fallback"]] = fallbacks.get(answer["fallback"], 0) + 1
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
-        now = datetime.now(UTC)
-        with conn:
-            results = ingest_interactions(conn, [event], now=now)
-        record_in_cache(cache, [event], results, now)
+        record_interactions(conn, cache, [event])
         t2 = time.perf_counter()
         predict_s[k], ingest_s[k] = t1 - t0, t2 - t1
         if progress and t2 - t_report > 15:
@@ -566,7 +563,7 @@ def protocol_text(train_all_units: bool = True) -> str:
             f"importer's catalogue code; {'every model unit' if train_all_units else 'the root unit'} trained by "
             f"run_training (TrainConfig.from_env()); the root model '{ROOT}' predicts. Each test student's attempts "
             f"(all, repeats included) replayed in seq order: predict() before the outcome, then "
-            f"ingest_interactions + record_in_cache (real Postgres and Redis). Metrics over all replayed attempts. "
+            f"record_interactions (real Postgres and Redis). Metrics over all replayed attempts. "
             f"Baselines on the same attempts: item_difficulty (training success rate, {DIFFICULTY_PRIOR_WEIGHT:g} "
             f"pseudo-attempts at the global rate), elo (Pelanek 2016, U(n) = {ELO_ALPHA:g}/(1 + {ELO_BETA:g} n), "
             f"one pass over training students then online through the replay), irt_live (1PL joint MAP on training "

@@ -2,10 +2,13 @@
 
 A strategy gets the scored candidates and what the learner has done, and picks n of them. It
 returns the chosen candidate positions and, when it had to relax its rules to fill the answer,
-the name of that fallback (always reported to the caller).
+the name of that fallback (always reported to the caller). Each strategy declares the scores it
+needs: calibrated probabilities of success (served by a practice model) or a ranking score (an
+engagement model, else a practice model); the request path picks the model from that.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -58,17 +61,42 @@ class Choice:
     fallback: str | None = None
 
 
-REGISTRY: dict = {}
+PROBABILITY = "probability"   # calibrated p(correct)
+RANKING = "ranking"           # any score that orders items, best highest
+
+# The model objectives that can give each kind of score, preferred first: top-N from a practice
+# model is better than no model at all.
+OBJECTIVES = {PROBABILITY: ("practice",), RANKING: ("engagement", "practice")}
 
 
-def register(name: str):
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    needs: str                   # PROBABILITY or RANKING
+    choose: Callable[[Scored, LearnerState, int, dict], Choice]
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return OBJECTIVES[self.needs]
+
+    def __call__(self, scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
+        return self.choose(scored, state, n, params)
+
+
+REGISTRY: dict[str, Strategy] = {}
+
+
+def register(name: str, needs: str):
+    if needs not in OBJECTIVES:
+        raise ValueError(f"a strategy needs one of {sorted(OBJECTIVES)}, not {needs!r}")
+
     def wrap(fn):
-        REGISTRY[name] = fn
+        REGISTRY[name] = Strategy(name, needs, fn)
         return fn
     return wrap
 
 
-def get(name: str):
+def get(name: str) -> Strategy:
     try:
         return REGISTRY[name]
     except KeyError:
