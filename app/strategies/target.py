@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from app.strategies import PROBABILITY, Choice, LearnerState, Scored, pick_diverse, register
+from app.strategies.base import PROBABILITY, Choice, LearnerState, Scored, pick_diverse, register
 
 DEFAULTS = {"target": 0.5, "band": None, "cooldown_minutes": 30.0, "max_similarity": 0.98}
 

@@ -5,7 +5,7 @@ When fewer than n unseen items remain, seen ones fill the answer (best first) an
 """
 from __future__ import annotations
 
-from app.strategies import RANKING, Choice, LearnerState, Scored, pick_diverse, register
+from app.strategies.base import RANKING, Choice, LearnerState, Scored, pick_diverse, register
 
 DEFAULTS = {"max_similarity": 1.0}
 
