@@ -5,6 +5,8 @@ Query functions take a connection and never commit; routes and jobs own the tran
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 import select
 import threading
@@ -15,6 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg2
 import psycopg2.extras
 import psycopg2.pool
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -82,7 +87,7 @@ class ConnectionPool:
                 return conn
             _close_quietly(conn)
 
-    def putconn(self, conn) -> None:
+    def putconn(self, conn: Connection) -> None:
         broken = conn.closed
         if not broken:
             try:
@@ -112,7 +117,7 @@ class ConnectionPool:
             self._idle = []
 
 
-def _looks_alive(conn) -> bool:
+def _looks_alive(conn: Connection) -> bool:
     """False when the server has closed an idle connection. A session the server ends (shutdown,
     restart, pg_terminate_backend, idle timeout) gets a FATAL message and end-of-file, so its
     socket turns readable, while an idle healthy session has nothing to read. One zero-timeout
@@ -130,14 +135,14 @@ def _looks_alive(conn) -> bool:
         return False
 
 
-def _close_quietly(conn) -> None:
+def _close_quietly(conn: Connection) -> None:
     try:
         conn.close()
     except psycopg2.Error:
         pass
 
 
-def dict_cursor(conn):
+def dict_cursor(conn: Connection):
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
 

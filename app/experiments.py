@@ -3,11 +3,16 @@ a model tag. A learner's variant comes from a stable hash of (experiment, user),
 changes while the variants stay the same."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 
 from app import queries as q
 from app.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
@@ -24,7 +29,7 @@ def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
     return variants[-1]
 
 
-def save(conn, name: str, description: str | None, variants: list[dict]) -> dict:
+def save(conn: Connection, name: str, description: str | None, variants: list[dict]) -> dict:
     names = [v["name"] for v in variants]
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
@@ -32,19 +37,19 @@ def save(conn, name: str, description: str | None, variants: list[dict]) -> dict
     return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description, variants=json.dumps(variants))
 
 
-def get(conn, name: str) -> dict:
+def get(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "get_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def stop(conn, name: str) -> dict:
+def stop(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "stop_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def list_all(conn) -> list[dict]:
+def list_all(conn: Connection) -> list[dict]:
     return q.fetch_all(conn, "list_experiments")

@@ -6,6 +6,8 @@ a learner first appears with their first attempt.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 import uuid
 from datetime import datetime, timezone
@@ -15,8 +17,12 @@ from app import queries as q
 from app.records import Interaction
 from app.errors import UnknownIds
 
+if TYPE_CHECKING:
+    from app.cache import Cache
+    from psycopg2.extensions import connection as Connection
 
-def record_interactions(conn, cache, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+
+def record_interactions(conn: Connection, cache: Cache, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
     """Store `events` in one transaction, and once it has committed, append the new ones to each
     learner's cached history so the very next recommendation sees them. Returns
     (event_id, "created" | "duplicate") per event, in order."""
@@ -27,7 +33,7 @@ def record_interactions(conn, cache, events: list[Interaction], now: datetime | 
     return results
 
 
-def ingest_interactions(conn, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+def ingest_interactions(conn: Connection, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
     """Store `events`; returns (event_id, "created" | "duplicate") per event, in order."""
     now = now or datetime.now(timezone.utc)
     event_ids = [e.event_id or f"srv-{uuid.uuid4()}" for e in events]
@@ -61,7 +67,7 @@ def ingest_interactions(conn, events: list[Interaction], now: datetime | None = 
     return results
 
 
-def record_in_cache(cache, events: list[Interaction], results: list[tuple[str, str]], now: datetime) -> None:
+def record_in_cache(cache: Cache, events: list[Interaction], results: list[tuple[str, str]], now: datetime) -> None:
     """After the ingest transaction commits: append the new events to each learner's cached
     history, so the very next recommendation sees them."""
     created: dict[str, list[hist.Event]] = {}

@@ -7,6 +7,8 @@ transaction fails with a clear message instead of hanging the deploy.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import re
 from dataclasses import dataclass
@@ -15,6 +17,9 @@ from pathlib import Path
 import psycopg2
 
 from app.config import MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 # Arbitrary constant naming "adaptrec migrations" among advisory locks.
 MIGRATION_LOCK_KEY = 0x61647270  # "adrp"
@@ -62,7 +67,7 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )"""
 
 
-def applied(conn) -> dict[int, dict]:
+def applied(conn: Connection) -> dict[int, dict]:
     with conn.cursor() as cur:
         cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
         if not cur.fetchone()[0]:
@@ -71,7 +76,7 @@ def applied(conn) -> dict[int, dict]:
         return {v: {"name": n, "checksum": c, "applied_at": a} for v, n, c, a in cur.fetchall()}
 
 
-def status(conn, directory: Path = MIGRATIONS_DIR) -> list[dict]:
+def status(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[dict]:
     """One row per known migration: version, name, applied_at (None if pending), changed."""
     done = applied(conn)
     conn.rollback()
@@ -87,7 +92,7 @@ def status(conn, directory: Path = MIGRATIONS_DIR) -> list[dict]:
     return rows
 
 
-def migrate(conn, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_DIR,
+def migrate(conn: Connection, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_DIR,
             log=lambda msg: None) -> list[Migration]:
     """Apply every pending migration; returns those applied by this call."""
     # migrate owns this connection's transactions: one per file, so autocommit must be off.

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +26,11 @@ from app import strategies
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
+
+if TYPE_CHECKING:
+    from app.cache import Cache
+    from app.model_cache import ModelCache
+    from psycopg2.extensions import connection as Connection
 
 HALF_LIFE = None          # recency weighting of the live fit: on the replay every half-life tried
                           # (5 to 80 attempts) lowered AUC, so all attempts weigh the same
@@ -41,7 +48,7 @@ class RecommendationRequest:
     experiment: str | None = None
 
 
-def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
+def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
     """(variant, strategy, params, model tag) after experiment routing."""
     strategy, params, tag, variant = req.strategy or "target", {}, "default", None
     if req.experiment:
@@ -70,7 +77,7 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def _fallback_scores(conn, items: list[str], probabilities: bool) -> np.ndarray:
+def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
     stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", item_ids=items)}
     attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
@@ -108,7 +115,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     return engagement_scores(model, p_rows, rows), len(positives), fallbacks
 
 
-def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
+def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
     now = now or datetime.now(timezone.utc)
     variant, strategy, params, tag = _variant(conn, req)
@@ -176,7 +183,7 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     return answer
 
 
-def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
+def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
     cand.check_units(conn, units)

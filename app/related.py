@@ -1,6 +1,8 @@
 """Related items (Totara's "related content") and trending items."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import logging
@@ -14,11 +16,16 @@ from app import metrics
 from app import queries as q
 from app.online.similar import most_similar
 
+if TYPE_CHECKING:
+    from app.cache import Cache
+    from app.model_cache import ModelCache
+    from psycopg2.extensions import connection as Connection
+
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
 
 
-def similar_items(conn, models, item_id: str, n: int) -> dict:
+def similar_items(conn: Connection, models: ModelCache, item_id: str, n: int) -> dict:
     """The n active items nearest to `item_id` by cosine similarity of the covering model's vectors."""
     item = catalog.get_item(conn, item_id)  # NotFound for an unknown item
     units = item["units"]
@@ -42,7 +49,7 @@ def similar_items(conn, models, item_id: str, n: int) -> dict:
             "fallback": None}
 
 
-def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
              now: datetime | None = None) -> dict:
     """Most-interacted active items in the last `days`, each event decayed by its age.
 
@@ -70,7 +77,7 @@ def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_
     return answer
 
 
-def _trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def _trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
               now: datetime) -> dict:
     items = cand.items_under(conn, cache, units)[0] if units else []
     rows = q.fetch_all(conn, "trending", now=now, days=days,
