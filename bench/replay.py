@@ -427,7 +427,7 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
     from app.config import Settings
     from app.embedded import servers_for
     from app.model_cache import ModelCache
-    from bench.train import scratch_database
+    from harness.databases import connected_scratch_database as scratch_database  # yields (url, conn)
     from jobs.train import TrainConfig
 
     started = time.perf_counter()

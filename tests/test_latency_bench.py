@@ -9,12 +9,12 @@ import pytest
 from bench.latency import (
     Requests,
     passes,
-    percentile,
     scheduled_latency,
     search_max_rate,
-    send_times,
     summarise,
 )
+from bench.load import send_times
+from harness.measure import percentile
 
 
 def test_percentile_matches_numpy_linear():

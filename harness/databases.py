@@ -1,0 +1,44 @@
+"""Scratch places on shared servers, for one benchmark or test run: a database of its own (made
+by app.db.scratch_database, the one contract: yield the URL, drop afterwards) and a Redis key
+prefix of its own, both removed afterwards and nothing else touched."""
+from __future__ import annotations
+
+import uuid
+from contextlib import closing, contextmanager
+
+import psycopg2
+
+from app.db import scratch_database
+
+
+@contextmanager
+def connected_scratch_database(server_url: str, prefix: str = "adaptrec_bench"):
+    """app.db.scratch_database (new, migrated, dropped afterwards) with a connection opened on it:
+    yields (url, conn); the connection is closed before the database is dropped."""
+    with scratch_database(server_url, prefix) as url, closing(psycopg2.connect(url)) as conn:
+        yield url, conn
+
+
+@contextmanager
+def scratch_redis_prefix(redis_url: str, name: str):
+    """Yield a key prefix no other run uses (`<name>-<random>:`); its keys are deleted afterwards."""
+    prefix = f"{name}-{uuid.uuid4().hex[:8]}:"
+    try:
+        yield prefix
+    finally:
+        drop_redis_prefix(redis_url, prefix)
+
+
+def drop_redis_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under `prefix` (and nothing else). Best effort: a Redis that is gone
+    has nothing left to clean."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i:i + 500])
+        client.close()
+    except (redis.RedisError, OSError):
+        pass
