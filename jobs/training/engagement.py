@@ -1,6 +1,6 @@
 """Engagement models (views, likes, completions, ratings; Totara's 0/1 values) for top-N.
 
-mf mode: the blend of jobs.training.topn: EASE (a closed-form item model) and WARP LightFM with
+mf mode: the blend of app.online.topn: EASE (a closed-form item model) and WARP LightFM with
 the user's vector folded in from their positives, mixed per user after standardising; EASE's
 penalty, WARP's epochs and the blend weight are tuned on a validation split. EASE keeps an
 n_items x n_items matrix, so above EASE_MAX_ITEMS items the model is WARP alone.
@@ -21,9 +21,9 @@ from lightfm import LightFM
 from app import modelstore
 from app import queries as q
 from app.online.fit import prior_from_users
+from app.online.topn import TopNModel, fold_in, positives_matrix
 from jobs.training import features
-from jobs.training.topn import (TopNModel, WarpConfig, evaluate, fit_topn, fit_warp, fold_in, positives_matrix,
-                                tune_topn, warp_parts)
+from jobs.training.topn import WarpConfig, evaluate, fit_topn, fit_warp, tune_topn, warp_parts
 
 EASE_MAX_ITEMS = 5000
 # The nightly job's grid: a subset of bench.topn's full search that kept its winners on MovieLens.
