@@ -48,11 +48,11 @@ from datetime import datetime, timezone
 import numpy as np
 
 from bench.report import emit
+from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
 from jobs.training import engagement, features
-from jobs.training.ease import blend_scores, ease_scores, fit_ease
+from jobs.training.ease import fit_ease
 from jobs.training.metrics import auc, ranking_metrics
-from jobs.training.topn import (TopNModel, WarpConfig, evaluate, fit_topn, fold_in, positives_matrix,
-                                tune_topn, warp_scores)
+from jobs.training.topn import WarpConfig, evaluate, fit_topn, tune_topn
 
 TARGET = {"precision_at_10": 0.37, "ndcg_at_10": 0.44}
 COLD_START_TARGET_AUC = 0.70
