@@ -168,6 +168,7 @@ def cmd_calibrate(args) -> int:
 
 def cmd_models(args) -> int:
     from app import modelstore
+    from jobs.training.job import HEADLINE_METRIC
 
     with _database() as (settings, conn):
         rows = modelstore.list_models(conn, include_retired=args.all)
@@ -178,7 +179,7 @@ def cmd_models(args) -> int:
           f"{'model':>7} {'baseline':>9} {'trained':<16}")
     for r in rows:
         m = r["metrics"] or {}
-        key = "auc" if r["objective"] == "practice" else "precision_at_10"
+        key = HEADLINE_METRIC[r["objective"]]
         model_v = (m.get("model") or {}).get(key)
         base_v = (m.get("baseline") or {}).get(key)
         base_name = m.get("baseline_name", "")
