@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg2
 
+from app import queries as q
 from app.config import MIGRATIONS_DIR
 
 if TYPE_CHECKING:
@@ -58,22 +59,11 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-_CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)"""
-
-
 def applied(conn: Connection) -> dict[int, dict]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return {}
-        cur.execute("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
-        return {v: {"name": n, "checksum": c, "applied_at": a} for v, n, c, a in cur.fetchall()}
+    if not q.fetch_one(conn, "schema_migrations_exists")["present"]:
+        return {}
+    return {r["version"]: {"name": r["name"], "checksum": r["checksum"], "applied_at": r["applied_at"]}
+            for r in q.fetch_all(conn, "applied_migrations")}
 
 
 def status(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[dict]:
@@ -110,8 +100,7 @@ def migrate(conn: Connection, *, lock_timeout_ms: int = 30000, directory: Path =
             ) from None
         conn.commit()
     try:
-        with conn.cursor() as cur:
-            cur.execute(_CREATE_TABLE)
+        q.execute(conn, "create_schema_migrations")
         conn.commit()
         done = applied(conn)
         for m in discover(directory):
@@ -121,10 +110,8 @@ def migrate(conn: Connection, *, lock_timeout_ms: int = 30000, directory: Path =
             try:
                 with conn.cursor() as cur:
                     cur.execute(m.sql)
-                    cur.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (m.version, m.name, m.checksum),
-                    )
+                q.execute(conn, "record_migration", version=m.version, migration_name=m.name,
+                          checksum=m.checksum)
                 conn.commit()
             except psycopg2.errors.LockNotAvailable:
                 conn.rollback()

@@ -3,7 +3,8 @@
 Each recommendation of a practice model logged in the window [start, end) is paired with the
 learner's first attempt at that item within HORIZON_HOURS after the answer; when several
 answers listed the item before that attempt only the latest one is paired, so every attempt
-counts once (the rule is spelled out in sql/calibration.sql). Per model and variant: BINS
+counts once (the rule is the SQL function prediction_outcomes of migration 006, which the
+variant_outcomes view shares; see sql/calibration.sql). Per model and variant: BINS
 equal-width buckets of predicted vs observed and the ECE, stored in calibration_reports (a
 re-run replaces the window's rows), and one reliability diagram PNG per model.
 """

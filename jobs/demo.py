@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from app import queries as q
 from app.config import ConfigError
 from jobs.importers.common import Loader
 
@@ -489,13 +490,12 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
 
 
 def _check_not_other_demo(conn, config: DemoConfig) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT attrs -> 'generator' FROM units WHERE unit_id = %s", (ROOT_UNIT,))
-        row = cur.fetchone()
+    row = q.fetch_one(conn, "unit_generator", unit_id=ROOT_UNIT)
     if row is None:
         return
-    if row[0] != config.as_attrs():
-        held = f"a demo generated with {json.dumps(row[0])}" if row[0] else f"a unit {ROOT_UNIT!r} of its own"
+    generator = row["generator"]
+    if generator != config.as_attrs():
+        held = f"a demo generated with {json.dumps(generator)}" if generator else f"a unit {ROOT_UNIT!r} of its own"
         raise DemoError(f"the database already holds {held}; a demo with another configuration would "
                         "reuse its ids for different rows, so generate it into a fresh database "
                         "(point ADAPTREC_DATABASE_URL at one)")

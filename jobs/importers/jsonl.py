@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from app import queries as q
 from app.records import Interaction, Item, Unit, User
 from jobs.importers.common import READ_ERRORS, ImportFailed, Loader, check_id, open_text, read_failed
 
@@ -122,10 +123,7 @@ class _Batch:
         unknown = [i for i in self.named[table] if i not in self.rows[table]]
         if not unknown:
             return
-        key = "unit_id" if table == "units" else "item_id"
-        with self.loader.conn.cursor() as cur:
-            cur.execute(f"SELECT {key} FROM {table} WHERE {key} = ANY(%s)", (unknown,))
-            existing = {r[0] for r in cur.fetchall()}
+        existing = {r["id"] for r in q.fetch_all(self.loader.conn, f"existing_{table}", ids=unknown)}
         missing = [i for i in unknown if i not in existing]
         if missing:
             first = min(missing, key=lambda i: self.named[table][i])
