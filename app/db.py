@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import os
 import select
 import threading
-import uuid
 from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
@@ -149,29 +148,3 @@ def dict_cursor(conn: Connection):
 def with_database(url: str, dbname: str) -> str:
     """`url` (a postgresql:// URL) pointing at database `dbname` instead."""
     return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
-
-
-@contextmanager
-def scratch_database(server_url: str, prefix: str = "adaptrec_scratch", migrated: bool = True):
-    """Yield the URL of a new database on the server of `server_url` (migrated unless told
-    otherwise), and drop it afterwards. For tests and benchmarks: never touches other databases."""
-    from app.migrations import migrate
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(server_url, name)
-        try:
-            if migrated:
-                conn = psycopg2.connect(url)
-                migrate(conn)
-                conn.close()
-            yield url
-        finally:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()

@@ -1,6 +1,6 @@
-"""Scratch places on shared servers, for one benchmark or test run: a database of its own (made
-by app.db.scratch_database, the one contract: yield the URL, drop afterwards) and a Redis key
-prefix of its own, both removed afterwards and nothing else touched."""
+"""Scratch places on shared servers, for one benchmark or test run: a database of its own
+(`scratch_database`, the one contract: yield the URL, drop afterwards) and a Redis key prefix of
+its own, both removed afterwards and nothing else touched."""
 from __future__ import annotations
 
 import uuid
@@ -8,12 +8,39 @@ from contextlib import closing, contextmanager
 
 import psycopg2
 
-from app.db import scratch_database
+from app.db import with_database
+from app.migrations import migrate
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str = "adaptrec_scratch", migrated: bool = True):
+    """Yield the URL of a new database on the server of `server_url` (migrated unless told
+    otherwise), and drop it afterwards. For tests and benchmarks: never touches other databases."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(server_url)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        url = with_database(server_url, name)
+        try:
+            if migrated:
+                conn = psycopg2.connect(url)
+                migrate(conn)
+                conn.close()
+            yield url
+        finally:
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
 
 
 @contextmanager
 def connected_scratch_database(server_url: str, prefix: str = "adaptrec_bench"):
-    """app.db.scratch_database (new, migrated, dropped afterwards) with a connection opened on it:
+    """scratch_database (new, migrated, dropped afterwards) with a connection opened on it:
     yields (url, conn); the connection is closed before the database is dropped."""
     with scratch_database(server_url, prefix) as url, closing(psycopg2.connect(url)) as conn:
         yield url, conn

@@ -222,17 +222,17 @@ def build_catalogue(rng: np.random.Generator) -> Catalogue:
                 section_size.append(n)
                 section_ids.append(uid)
                 topic = f"{section.lower()} in {chapter.lower()} ({subject.lower()})"
-                for q in range(1, n + 1):
-                    qid = f"{uid}.q{q}"
-                    bq = round(float(b[q - 1]), 4)
+                for number in range(1, n + 1):
+                    qid = f"{uid}.q{number}"
+                    bq = round(float(b[number - 1]), 4)
                     question_ids.append(qid)
                     question_section.append(len(section_ids) - 1)
                     difficulty.append(bq)
-                    items.append((qid, "question", f"{subject} {c}.{k} Q{q}",
-                                  f"Practice question {q} on {topic}.",
+                    items.append((qid, "question", f"{subject} {c}.{k} Q{number}",
+                                  f"Practice question {number} on {topic}.",
                                   {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
                                    "skill": uid, "subject": sid, "chapter": cid}, True))
-                    unit_items.append((uid, qid, q))
+                    unit_items.append((uid, qid, number))
                 for kind in LESSON_KINDS:
                     lid = f"{uid}.{kind}"
                     lesson_ids.append(lid)

@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
-from app.db import scratch_database
+from harness.databases import scratch_database
 from harness.databases import scratch_redis_prefix
 
 TEST_API_KEY = "test-key-0123456789"

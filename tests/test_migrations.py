@@ -8,7 +8,7 @@ import pytest
 
 from app import migrations
 from app.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
-from app.db import scratch_database
+from harness.databases import scratch_database
 
 
 @pytest.fixture

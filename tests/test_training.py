@@ -15,7 +15,7 @@ from cli.main import main
 from jobs.training import practice_job
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
-from app.db import scratch_database
+from harness.databases import scratch_database
 
 FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
