@@ -8,25 +8,24 @@ one indexed single-row query per request.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import json
 import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
-from app import catalog
-from app import metrics
+from app import catalog, metrics
 from app import queries as q
 from app.errors import UnknownIds
 
 if TYPE_CHECKING:
-    from app.cache import Cache
     from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
 
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600

@@ -5,13 +5,12 @@ app.errors on bad references, so the caller's transaction rolls everything back.
 """
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
-import json
-
 from app import queries as q
-from app.records import Item, Unit, User
 from app.errors import InputError, NotFound, UnknownIds
+from app.records import Item, Unit, User
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

@@ -90,7 +90,7 @@ class Settings:
         return not self.database_url and not self.redis_url
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
+    def from_env(cls, env: dict | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         db_url = env.get("ADAPTREC_DATABASE_URL") or None
         redis_url = env.get("ADAPTREC_REDIS_URL") or None
@@ -120,5 +120,5 @@ class Settings:
             key_cache_s=float(_int(env, "ADAPTREC_KEY_CACHE_S", 5, 0)),
         )
 
-    def with_servers(self, database_url: str, redis_url: str) -> "Settings":
+    def with_servers(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)

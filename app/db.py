@@ -5,12 +5,11 @@ Query functions take a connection and never commit; routes and jobs own the tran
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import os
 import select
 import threading
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2

@@ -3,10 +3,9 @@ a model tag. A learner's variant comes from a stable hash of (experiment, user),
 changes while the variants stay the same."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from app import queries as q
 from app.errors import InputError, NotFound
@@ -34,7 +33,8 @@ def save(conn: Connection, name: str, description: str | None, variants: list[di
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
                          [{"field": "variants", "message": "duplicate variant name"}])
-    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description, variants=json.dumps(variants))
+    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description,
+                       variants=json.dumps(variants))
 
 
 def get(conn: Connection, name: str) -> dict:

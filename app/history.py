@@ -8,21 +8,20 @@ history without the new event. The answer itself always comes from Postgres on a
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
 import logging
 import threading
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis
 
 from app import queries as q
 
 if TYPE_CHECKING:
-    from app.cache import Cache
     from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
 
 log = logging.getLogger("adaptrec.history")
 KEEP = 500            # interactions cached per user

@@ -9,8 +9,6 @@ that time everywhere without a restart, and a request costs no extra Postgres ro
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import hmac
 import re
@@ -19,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app import queries as q
 

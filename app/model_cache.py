@@ -3,11 +3,10 @@ should not pay even that. Which model is active is re-checked after a few second
 activation by the nightly job is picked up without a restart."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from app import modelstore
 from app import queries as q
@@ -26,7 +25,8 @@ class ModelCache:
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
 
-    def nearest(self, conn: Connection, unit_ids: list[str], objective: str, tag: str = "default") -> ServingModel | None:
+    def nearest(self, conn: Connection, unit_ids: list[str], objective: str,
+                tag: str = "default") -> ServingModel | None:
         """The active model of the nearest unit at or above `unit_ids`, or None."""
         key = (tuple(sorted(unit_ids)), objective, tag)
         now = time.monotonic()

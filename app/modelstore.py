@@ -7,10 +7,9 @@ readers never see two, and a reader that started before sees the old one whole.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -7,12 +7,11 @@ connection and own the transaction.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.config import SQL_DIR
 from app.db import dict_cursor

@@ -6,11 +6,10 @@ does not answer, requests are let through (and counted in /metrics) rather than 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
 

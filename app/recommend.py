@@ -9,28 +9,26 @@
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app import candidates as cand
-from app import experiments
+from app import experiments, metrics, strategies
 from app import history as hist
-from app import metrics
 from app import queries as q
-from app import strategies
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
 
 if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
     from app.cache import Cache
     from app.model_cache import ModelCache
-    from psycopg2.extensions import connection as Connection
 
 HALF_LIFE = None          # recency weighting of the live fit: on the replay every half-life tried
                           # (5 to 80 attempts) lowered AUC, so all attempts weigh the same
@@ -117,7 +115,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
 
 def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, req)
     found = cand.resolve(conn, cache, local_candidates, req.units)
     items = found.items
@@ -158,7 +156,7 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
 
     for reason in fallbacks:
         metrics.FALLBACKS.labels(reason).inc()
-    is_probability = model is not None and model.objective == "practice" or (model is None and wants_probability)
+    is_probability = (model is not None and model.objective == "practice") or (model is None and wants_probability)
     answer_items = [{"item_id": items[i], ("p" if is_probability else "score"): round(float(scores[i]), 6)}
                     for i in chosen]
     answer = {
@@ -183,7 +181,8 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
     return answer
 
 
-def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
+def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str],
+            tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
     cand.check_units(conn, units)

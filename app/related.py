@@ -1,25 +1,24 @@
 """Related items (Totara's "related content") and trending items."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import redis
 
 from app import candidates as cand
-from app import catalog
-from app import metrics
+from app import catalog, metrics
 from app import queries as q
 from app.online.similar import most_similar
 
 if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
     from app.cache import Cache
     from app.model_cache import ModelCache
-    from psycopg2.extensions import connection as Connection
 
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
@@ -64,12 +63,12 @@ def trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, da
     except (redis.RedisError, OSError) as exc:
         log.warning("trending cache unavailable: %s", exc)
         metrics.CACHE_REQUESTS.labels("trending", "error").inc()
-        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
     if raw is not None:
         metrics.CACHE_REQUESTS.labels("trending", "hit").inc()
         return json.loads(raw)
     metrics.CACHE_REQUESTS.labels("trending", "miss").inc()
-    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
     try:
         cache.client.set(key, json.dumps(answer), ex=TRENDING_TTL_S)
     except (redis.RedisError, OSError) as exc:

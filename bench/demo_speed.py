@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from app.config import Settings
 from app.embedded import servers_for
@@ -31,7 +31,7 @@ def run(config: DemoConfig, database_url: str) -> dict:
             interactions = cur.fetchone()[0]
     return {"attempts": config.attempts, "engagements": config.engagements, "learners": config.learners,
             "interactions": interactions, "seconds": round(seconds, 2),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Settings
@@ -42,7 +42,7 @@ def measure(conn, fmt: str, data: Path) -> dict:
         "rerun_created": sum(again.created.values()),
         "machine": machine(),
         "postgres": version,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 

@@ -54,8 +54,17 @@ from urllib.parse import urlsplit
 from bench.load import send_times
 from bench.report import emit
 from harness.client import http_json
-from harness.measure import (CpuMeter, child_pids, loadavg, machine, percentile, pids_matching, proc_rss_mb,
-                             redis_pids, settle)
+from harness.measure import (
+    CpuMeter,
+    child_pids,
+    loadavg,
+    machine,
+    percentile,
+    pids_matching,
+    proc_rss_mb,
+    redis_pids,
+    settle,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -305,7 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--search-start", type=float, default=200.0)
     parser.add_argument("--search-step", type=float, default=100.0)
     parser.add_argument("--search-limit", type=float, default=2000.0, help="highest rate tried (0: no search)")
-    parser.add_argument("--search-seconds", type=float, default=None, help="seconds per search step (default --seconds)")
+    parser.add_argument("--search-seconds", type=float, default=None,
+                        help="seconds per search step (default --seconds)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the extra GET /healthz phase (the HTTP stack's own cost, for comparison)")
     parser.add_argument("--gunicorn-args", default="",
@@ -316,7 +326,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ASSISTments attempts file")
     parser.add_argument("--settle-load", type=float, default=0.6,
                         help="before measuring, wait for the 1-minute load to drop below this (default 0.6)")
-    parser.add_argument("--settle-max", type=float, default=180.0, help="... for at most this many seconds (0: do not wait)")
+    parser.add_argument("--settle-max", type=float, default=180.0,
+                        help="... for at most this many seconds (0: do not wait)")
     parser.add_argument("--url", help="benchmark a running service instead (no setup)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--unit", default=UNIT_ID, help="with --url: the unit to ask for")
@@ -352,7 +363,8 @@ def main(argv=None) -> int:
             url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
             prepared = prepare(conn, url, args.data, args.users, say)
             users, items, unit = prepared["users"], prepared["items"], UNIT_ID
-            result["setup"] = {k: prepared[k] for k in ("import_seconds", "train_seconds", "model_auc", "user_attempts")}
+            result["setup"] = {k: prepared[k]
+                               for k in ("import_seconds", "train_seconds", "model_auc", "user_attempts")}
             result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
             key = "bench-" + uuid.uuid4().hex
             prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))

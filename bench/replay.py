@@ -86,7 +86,8 @@ def read_attempts(path: Path) -> pd.DataFrame:
     return df[COLUMNS].sort_values(["user_id", "seq"], kind="stable").reset_index(drop=True)
 
 
-def split_students(user_ids, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> tuple[list[str], list[str]]:
+def split_students(user_ids, seed: int = SPLIT_SEED,
+                   test_fraction: float = TEST_FRACTION) -> tuple[list[str], list[str]]:
     """(training ids sorted, test ids in permutation order): default_rng(seed).permutation of the
     sorted unique ids; the first round(test_fraction * n) are the test students."""
     unique = np.unique(np.asarray(list(user_ids), dtype=str))
@@ -289,9 +290,9 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
 
 def replay_service(conn, cache, models, test: pd.DataFrame, progress: bool = False) -> tuple[np.ndarray, dict]:
     """p of every test attempt, predicted before it is ingested, through predict + ingest."""
-    from app.records import Interaction
     from app.ingest import record_interactions
     from app.recommend import predict
+    from app.records import Interaction
 
     users, items = test.user_id.tolist(), test.problem_id.tolist()
     seqs, ys = test.seq.tolist(), test.correct.tolist()
@@ -372,7 +373,7 @@ def first_half_live_fits(model, test: pd.DataFrame, second: np.ndarray) -> np.nd
     """For each second-half attempt: the live fit of `model` from the student's first half only."""
     out = np.empty(int(second.sum()))
     k = 0
-    for user, rows in test.groupby("user_id", sort=False):
+    for _, rows in test.groupby("user_id", sort=False):
         n = len(rows)
         if n < 2:
             continue

@@ -50,8 +50,17 @@ from urllib.parse import quote, urlsplit
 
 from bench.load import send_times
 from harness.client import http_json
-from harness.measure import (CpuMeter, child_pids, loadavg, machine, percentile, pids_matching, proc_rss_mb,
-                             redis_pids, settle)
+from harness.measure import (
+    CpuMeter,
+    child_pids,
+    loadavg,
+    machine,
+    percentile,
+    pids_matching,
+    proc_rss_mb,
+    redis_pids,
+    settle,
+)
 
 KINDS = ("recommend", "ingest", "similar", "trending")
 LABELS = ("recommend", "ingest", "ingest_retry", "similar", "trending")  # what the report counts
@@ -282,7 +291,8 @@ def soak_load(base_url: str, key: str, ids: dict, mix: dict, rate: float, warmup
     out["error_samples"] = samples
     out["client"] = {"threads": threads, "timeout_s": timeout_s, "start_late_s": round(late_s, 3),
                      "send_lag_p99_ms": latency_figures(lags)["p99_ms"],
-                     "cpu_ms_per_request": round((time.process_time() - cpu0) * 1000.0 / len(rows), 3) if rows else None}
+                     "cpu_ms_per_request": (round((time.process_time() - cpu0) * 1000.0 / len(rows), 3)
+                                            if rows else None)}
     return out
 
 
@@ -453,7 +463,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="measured minutes after the warm-up (default 10)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second, all kinds (default 200)")
-    parser.add_argument("--warmup-s", type=float, default=30.0, help="unmeasured seconds at the same rate first (default 30)")
+    parser.add_argument("--warmup-s", type=float, default=30.0,
+                        help="unmeasured seconds at the same rate first (default 30)")
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"weights of the kinds (default {DEFAULT_MIX})")
     parser.add_argument("--retry-share", type=float, default=0.05, help="share of ingests that resend an earlier one")
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between memory samples (default 5)")
@@ -473,7 +484,8 @@ def main(argv=None) -> int:
     parser.add_argument("--url", help="soak a running service instead (no setup)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--pid", type=int, help="with --url: the gunicorn master's pid (default: found by the port)")
-    parser.add_argument("--unit", action="append", default=[], help=f"with --url: a unit to draw from (default {DEMO_ROOT})")
+    parser.add_argument("--unit", action="append", default=[],
+                        help=f"with --url: a unit to draw from (default {DEMO_ROOT})")
     parser.add_argument("--user", action="append", default=[], help="with --url: a learner (repeatable)")
     args = parser.parse_args(argv)
     if args.url and not args.key:
@@ -511,9 +523,8 @@ def main(argv=None) -> int:
             cpu_groups = {"gunicorn_workers": lambda: child_pids(master)} if master else {}
         else:
             from app.config import Settings
-            from harness.databases import scratch_database
             from app.embedded import servers_for
-            from harness.databases import scratch_redis_prefix
+            from harness.databases import scratch_database, scratch_redis_prefix
             from harness.service import running_service
 
             settings = stack.enter_context(servers_for(Settings.from_env()))
@@ -532,7 +543,8 @@ def main(argv=None) -> int:
                           "postgres_backends": lambda: pids_matching("postgres:", dbname),
                           "redis": lambda: redis_pids(settings.redis_url)}
             config.update({"workers": args.workers, "gunicorn_args": args.gunicorn_args,
-                           "service": "harness.service.running_service: adaptrec serve's gunicorn command, OPENBLAS_NUM_THREADS=1"})
+                           "service": "harness.service.running_service: adaptrec serve's gunicorn command, "
+                                      "OPENBLAS_NUM_THREADS=1"})
             say(f"gunicorn ready on {base} (pid {master})")
         result["ids"] = {"users": len(ids["users"]), "units": len(ids["units"]), "items": len(ids["items"])}
         status, answer = http_json(base, key, "POST", "/v1/recommendations",

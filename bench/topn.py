@@ -43,12 +43,12 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
-from bench.report import emit
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
+from bench.report import emit
 from jobs.training import engagement, features
 from jobs.training.ease import fit_ease
 from jobs.training.metrics import auc, ranking_metrics
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = {**TARGET, "validation_selected": {k: chosen[k] for k in TARGET},
                         "met": all(chosen[k] >= v for k, v in TARGET.items())}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    report["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     emit(report, args.json)
     return 0
 

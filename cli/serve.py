@@ -18,10 +18,10 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
+from app import queries as q
 from app.config import PROJECT_ROOT, Settings
 from app.db import connect
 from app.embedded import servers_for
-from app import queries as q
 from app.migrations import migrate
 
 
@@ -179,7 +179,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         try:
             base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
             if wait_ready(base + "/readyz", proc):
-                where = "embedded servers under " + str(settings.var_dir) if configured.embedded else "configured servers"
+                where = (f"embedded servers under {settings.var_dir}" if configured.embedded
+                         else "configured servers")
                 print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
                       f"{_examples(base, api_keys[0], ids)}\n\nPress Ctrl-C to stop.\n", flush=True)
             elif proc.poll() is None:

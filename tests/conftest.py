@@ -15,11 +15,11 @@ import psycopg2
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
-from harness.databases import scratch_database
-from harness.databases import scratch_redis_prefix
+from harness.databases import scratch_database, scratch_redis_prefix
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
+TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments",
+          "interactions", "unit_items",
           "unit_children", "units", "items", "users")
 
 

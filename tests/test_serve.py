@@ -36,7 +36,8 @@ def ctrl_c(proc: subprocess.Popen) -> str:
 
 
 def printed_curl(output: str, path_fragment: str) -> str:
-    return next(line.strip() for line in output.splitlines() if line.strip().startswith("curl") and path_fragment in line)
+    return next(line.strip() for line in output.splitlines()
+                if line.strip().startswith("curl") and path_fragment in line)
 
 
 @pytest.mark.slow

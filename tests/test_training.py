@@ -12,10 +12,10 @@ from scipy.stats import spearmanr
 from app import modelstore
 from app import queries as q
 from cli.main import main
-from jobs.training import practice_job
+from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
-from harness.databases import scratch_database
+from jobs.training import practice_job
 
 FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
@@ -135,7 +135,7 @@ def test_a_worse_model_is_not_activated(demo, db_url):
                     (active["model_id"],))
     demo.commit()
     report = run_training(db_url, config, units=[unit], progress=False)
-    practice = [o for o in report.outcomes if o.objective == "practice"][0]
+    practice = next(o for o in report.outcomes if o.objective == "practice")
     assert practice.status == "kept_previous" and "worse than the active model" in practice.reason
     assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == active["model_id"]
 

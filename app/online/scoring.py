@@ -33,7 +33,7 @@ class ServingModel:
     mean_bias: float = 0.0
 
     @classmethod
-    def from_stored(cls, stored) -> "ServingModel":
+    def from_stored(cls, stored) -> ServingModel:
         vectors = np.asarray(stored.item_vectors, dtype=np.float64)
         m = cls(stored.model_id, stored.unit_id, stored.objective, stored.mode, stored.tag, stored.item_ids,
                 vectors, np.asarray(stored.item_biases, dtype=np.float64),

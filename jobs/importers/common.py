@@ -17,7 +17,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
@@ -167,7 +167,7 @@ def unix_time(path, line: int, column, raw: str) -> str:
     """Whole seconds since 1970 (as text) -> an ISO 8601 UTC time, else ImportFailed."""
     try:
         if raw.isdecimal():
-            return datetime.fromtimestamp(int(raw), timezone.utc).isoformat()
+            return datetime.fromtimestamp(int(raw), UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         pass  # beyond the year 9999
     raise ImportFailed(path, line, column, f"timestamp must be whole seconds since 1970 (unix time), got {raw[:50]!r}")
@@ -216,8 +216,8 @@ class Loader:
         self._buffers = {t: io.StringIO() for t in TABLES}
         self._writers = {t: csv.writer(b, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
                          for t, b in self._buffers.items()}
-        self._pending = {t: 0 for t in TABLES}
-        self.staged = {t: 0 for t in TABLES}
+        self._pending = dict.fromkeys(TABLES, 0)
+        self.staged = dict.fromkeys(TABLES, 0)
         self.item_lines: dict[str, tuple[str, int]] = {}  # item_id -> (file, line) of its first interaction
         q.execute(conn, "create_import_stages")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -48,7 +48,7 @@ class _Batch:
     def __init__(self, path: Path, loader: Loader, prefix: str):
         self.path, self.source, self.loader, self.prefix = path, str(path), loader, prefix
         # Interactions without occurred_at happened "now", as in the API: one time for the whole file.
-        self.now = datetime.now(timezone.utc).isoformat()
+        self.now = datetime.now(UTC).isoformat()
         self.rows = {"users": {}, "items": {}, "units": {}}      # table -> id -> row
         self.named = {"units": {}, "items": {}}                   # id named by a link -> (line, field)
 

@@ -29,7 +29,7 @@ class TrainConfig:
     threads: int = 2
 
     @classmethod
-    def from_env(cls, env=None, **overrides) -> "TrainConfig":
+    def from_env(cls, env=None, **overrides) -> TrainConfig:
         env = os.environ if env is None else env
         values = {
             "mode": env.get("ADAPTREC_TRAIN_MODE", cls.mode),
@@ -98,7 +98,8 @@ class TrainReport:
         return [o for o in self.outcomes if o.status in ("failed", "kept_previous")]
 
     def table(self) -> str:
-        lines = [f"{'unit':<40} {'objective':<10} {'status':<14} {'model':>6} {'auc/p@10':>9} {'baseline':>9} {'secs':>6}"]
+        lines = [f"{'unit':<40} {'objective':<10} {'status':<14} {'model':>6} {'auc/p@10':>9} {'baseline':>9} "
+                 f"{'secs':>6}"]
         for o in self.outcomes:
             m = o.metrics.get("model", {})
             b = o.metrics.get("baseline", {})

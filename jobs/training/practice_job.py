@@ -52,8 +52,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:
         extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
-    counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": int(len(data.outcomes)),
-              "items_attempted": int(len(np.unique(data.items)))}
+    counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
+              "items_attempted": len(np.unique(data.items))}
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
         result.metrics["parent"] = parent

@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.config import PROJECT_ROOT
-from harness.databases import scratch_database
 from app.migrations import MIGRATION_LOCK_KEY, discover, status
+from harness.databases import scratch_database
 from jobs.train import TRAIN_LOCK_KEY
 from tests.faults.stack import ROOT, Stack, pg, recommend, rows, scalar, server_env, wait_until
 

@@ -15,7 +15,6 @@ import psycopg2
 from cli.serve import wait_ready
 from tests.faults.stack import Stack, call, pg, rows, some_items, wait_until, workers
 
-
 CLIENT_TIMEOUT_S = 2.0
 
 
