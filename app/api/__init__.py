@@ -6,6 +6,7 @@ from flask import Flask, current_app, g
 from app.api.auth import check_api_key
 from app.api.errors import register_error_handlers
 from app.api.observe import finish, request_id, start_timer
+from app.api.query import check_query
 
 
 def get_conn():
@@ -28,6 +29,7 @@ def register(app: Flask) -> None:
     register_error_handlers(app)
     app.before_request(start_timer)
     app.before_request(check_api_key)
+    app.before_request(check_query)  # after the key: a caller without one learns that first
     app.after_request(finish)
     for module in (health, monitoring, catalog, interactions, recommendations, experiments, openapi):
         app.register_blueprint(module.bp)

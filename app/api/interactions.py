@@ -22,7 +22,8 @@ bp = Blueprint("interactions", __name__)
 @documented("post", "/v1/interactions",
             "Record one interaction, or a batch as {\"interactions\": [...]}; a repeated event_id is stored once",
             tag="interactions", body=Union[Interaction, InteractionBatch],
-            responses={201: IngestResult, 200: IngestResult, 401: Problem, 413: Problem, 415: Problem, 422: Problem})
+            responses={201: IngestResult, 200: IngestResult, 401: Problem, 413: Problem, 415: Problem, 422: Problem},
+            unprocessable={"item_id": "every item named must exist (users are created on first sight)"})
 def post_interactions():
     data = request_json()
     if not isinstance(data, dict):

@@ -47,6 +47,10 @@ class Endpoint:
     public: bool = False
     params: list[dict] = field(default_factory=list)
     scope: str | None = None  # None for public operations
+    description: str | None = None
+    # Why a schema-valid request can still be refused with 422, by the field the problem names:
+    # rules JSON Schema cannot state, above all ids that must name existing rows.
+    unprocessable: dict[str, str] = field(default_factory=dict)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -54,15 +58,19 @@ ENDPOINTS: list[Endpoint] = []
 
 def documented(method: str, path: str, summary: str, *, tag: str, body: Any = None,
                responses: dict[int, Any] | None = None, public: bool = False,
-               params: list[dict] | None = None, scope: str | None = None) -> Callable:
+               params: list[dict] | None = None, scope: str | None = None, description: str | None = None,
+               unprocessable: dict[str, str] | None = None) -> Callable:
     scope = None if public else (scope or default_scope(method, tag))
     assert scope is None or scope in SCOPES, scope
+    params = params or []
 
     def register(view: Callable) -> Callable:
         ENDPOINTS.append(Endpoint(method.lower(), path, summary, tag, body, responses or {}, public,
-                                  params or [], scope))
+                                  params, scope, description, unprocessable or {}))
         view.public = public
         view.scope = scope
+        # The query parameters app.api.query.check_query lets through; lists may be repeated.
+        view.query = {p["name"]: p["schema"].get("type") == "array" for p in params if p["in"] == "query"}
         return view
     return register
 
