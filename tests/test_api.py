@@ -378,3 +378,17 @@ def test_a_deactivated_item_still_has_similar_items_but_is_never_one(client, aut
     assert [i["item_id"] for i in r.json["items"]] == ["q2"]  # its replacements: active items only
     assert "q1" not in [i["item_id"] for i in client.get("/v1/items/q2/similar", headers=auth).json["items"]]
     assert client.get("/v1/items/never-made/similar", headers=auth).status_code == 404
+
+
+def test_ids_with_slashes_are_read_back_by_path_when_escaped(client, auth, catalogue):
+    for item_id in ("course/7/q3", "/leading", "50%2Fliteral"):
+        assert put(client, auth, "/v1/units/algebra", {"items": ["q1"]}).status_code == 200
+        assert post(client, auth, "/v1/items", {"items": [{"item_id": item_id, "units": ["algebra"]}]}).status_code == 200
+        escaped = item_id.replace("%", "%25").replace("/", "%2F")
+        r = client.get(f"/v1/items/{escaped}", headers=auth)
+        assert r.status_code == 200 and r.json["item_id"] == item_id, (item_id, r.json)
+        similar = client.get(f"/v1/items/{escaped}/similar", headers=auth)
+        assert similar.status_code == 200 and similar.json["item_id"] == item_id
+        assert client.put(f"/v1/items/{escaped}/similar", json={}, headers=auth).status_code == 405
+    assert client.get("/v1/items/course/7/q3", headers=auth).status_code == 404  # an unescaped '/' separates
+    assert client.get("/v1/items//leading", headers=auth).status_code == 404    # never a redirect
