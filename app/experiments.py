@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from app import queries as q
 from app import strategies
 from app.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
@@ -25,7 +29,7 @@ def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
     return variants[-1]
 
 
-def save(conn, name: str, description: str | None, variants: list[dict]) -> dict:
+def save(conn: Connection, name: str, description: str | None, variants: list[dict]) -> dict:
     names = [v["name"] for v in variants]
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
@@ -34,22 +38,23 @@ def save(conn, name: str, description: str | None, variants: list[dict]) -> dict
     if unknown:  # refused here, not later on every recommendation routed to the variant
         raise InputError(f"unknown strategy {unknown[0]!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
                          [{"field": "variants", "message": f"unknown strategy {s!r}"} for s in unknown])
-    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description, variants=json.dumps(variants))
+    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description,
+                       variants=json.dumps(variants))
 
 
-def get(conn, name: str) -> dict:
+def get(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "get_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def stop(conn, name: str) -> dict:
+def stop(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "stop_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def list_all(conn) -> list[dict]:
+def list_all(conn: Connection) -> list[dict]:
     return q.fetch_all(conn, "list_experiments")

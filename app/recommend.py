@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app import candidates as cand
-from app import experiments
+from app import experiments, metrics, strategies
 from app import history as hist
-from app import metrics
 from app import queries as q
-from app import strategies
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
+    from app.model_cache import ModelCache
 
 HALF_LIFE = None          # recency weighting of the live fit: on the replay every half-life tried
                           # (5 to 80 attempts) lowered AUC, so all attempts weigh the same
@@ -41,7 +46,7 @@ class RecommendationRequest:
     experiment: str | None = None
 
 
-def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, str, dict, str]:
+def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
     """(variant, strategy, params, model tag) after experiment routing."""
     strategy, params, tag, variant = req.strategy or "target", {}, "default", None
     if req.experiment:
@@ -58,7 +63,7 @@ def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, str, dict, 
     if strategy not in strategies.REGISTRY:
         raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
                          [{"field": "strategy", "message": "unknown strategy"}])
-    return variant, strategy, params, tag
+    return variant, strategies.get(strategy), params, tag
 
 
 def learner_state(events: list[hist.Event], now: datetime) -> strategies.LearnerState:
@@ -70,7 +75,7 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def _fallback_scores(conn, items: list[str], probabilities: bool) -> np.ndarray:
+def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
     stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", item_ids=items)}
     attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
@@ -108,16 +113,18 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     return engagement_scores(model, p_rows, rows), len(positives), fallbacks
 
 
-def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
+def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, req)
     found = cand.resolve(conn, cache, local_candidates, req.units)
     items = found.items
-    practice = strategy == "target"
-    model = models.nearest(conn, req.units, "practice" if practice else "engagement", tag)
-    if model is None and not practice:  # top-N from a practice model is better than none
-        model = models.nearest(conn, req.units, "practice", tag)
+    wants_probability = strategy.needs == strategies.PROBABILITY
+    model = None
+    for objective in strategy.objectives:  # the first kind of model that gives what it needs
+        model = models.nearest(conn, req.units, objective, tag)
+        if model is not None:
+            break
     events, source = hist.recent(conn, cache, req.user_id)
     metrics.CACHE_REQUESTS.labels("history", {"redis": "hit", "postgres": "miss"}.get(source, "error")).inc()
 
@@ -135,21 +142,21 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
             if rows is None:  # an item's row in this model: computed once per candidate list
                 rows = found.rows[model.model_id] = model.rows(items)
         started = time.perf_counter()
-        scores, history_rows, fallbacks = score_candidates(model, items, events, conn, practice, rows)
+        scores, history_rows, fallbacks = score_candidates(model, items, events, conn, wants_probability, rows)
         metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
         metrics.CANDIDATES_SCORED.observe(len(items) - len(excluded))
         scored = strategies.Scored(items, scores, found.positions, model.unit_vectors if model else None, rows,
-                                   probabilities=practice or model is None)
+                                   probabilities=wants_probability or model is None)
         if excluded:  # never returned, not even when a strategy relaxes its rules
             scored.allowed = ~scored.mask(excluded)
-        choice = strategies.get(strategy)(scored, learner_state(events, now), req.n, params)
+        choice = strategy(scored, learner_state(events, now), req.n, params)
         chosen = choice.positions
         if choice.fallback:
             fallbacks.append(choice.fallback)
 
     for reason in fallbacks:
         metrics.FALLBACKS.labels(reason).inc()
-    is_probability = model is not None and model.objective == "practice" or (model is None and practice)
+    is_probability = (model is not None and model.objective == "practice") or (model is None and wants_probability)
     answer_items = [{"item_id": items[i], ("p" if is_probability else "score"): round(float(scores[i]), 6)}
                     for i in chosen]
     answer = {
@@ -158,7 +165,7 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
         "items": answer_items,
         "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,
                                              "objective": model.objective, "mode": model.mode, "tag": model.tag},
-        "strategy": strategy,
+        "strategy": strategy.name,
         "experiment": req.experiment if variant else None,
         "variant": variant["name"] if variant else None,
         "fallback": "+".join(fallbacks) if fallbacks else None,
@@ -168,13 +175,14 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     if log:
         q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,
                   units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
-                  strategy=strategy, model_id=model.model_id if model else None, fallback=answer["fallback"],
+                  strategy=strategy.name, model_id=model.model_id if model else None, fallback=answer["fallback"],
                   history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
                   scores=[float(scores[i]) for i in chosen])
     return answer
 
 
-def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
+def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str],
+            tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
     cand.check_units(conn, units)

@@ -2,20 +2,15 @@
 its data but could not be reached while the event was ingested."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from app import history as hist
-from app.records import Interaction
 from app.cache import Cache
-from app.ingest import ingest_interactions, record_in_cache
+from app.ingest import record_interactions
+from app.records import Interaction
 
 
 def ingest(conn, cache, event_id):
     event = Interaction(event_id=event_id, user_id="u1", item_id="i1", kind="attempt", outcome=1)
-    now = datetime.now(timezone.utc)
-    with conn:
-        results = ingest_interactions(conn, [event], now=now)
-    record_in_cache(cache, [event], results, now)
+    record_interactions(conn, cache, [event])
 
 
 def test_a_list_cached_before_an_unreachable_ingest_is_dropped_once_redis_answers(conn, redis_url, redis_prefix):

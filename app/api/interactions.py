@@ -1,7 +1,6 @@
 """Event ingest: one interaction or a batch, idempotent by event_id."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Union
 
 from flask import Blueprint
@@ -12,7 +11,7 @@ from app.api import get_cache, get_conn
 from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
-from app.ingest import ingest_interactions, record_in_cache
+from app.ingest import record_interactions
 from app.records import Interaction
 
 bp = Blueprint("interactions", __name__)
@@ -35,11 +34,7 @@ def post_interactions():
             events = [Interaction.model_validate(data)]
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    conn = get_conn()
-    now = datetime.now(timezone.utc)
-    with conn:
-        results = ingest_interactions(conn, events, now=now)
-    record_in_cache(get_cache(), events, results, now)
+    results = record_interactions(get_conn(), get_cache(), events)
     created = sum(1 for _, status in results if status == "created")
     metrics.INGESTED.labels("created").inc(created)
     metrics.INGESTED.labels("duplicate").inc(len(results) - created)

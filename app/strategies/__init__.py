@@ -1,94 +1,19 @@
-"""Recommendation strategies, one module each, registered by name.
+"""Recommendation strategies, one module each (target, top), registered by name in
+app.strategies.base; importing this package registers them all."""
+from app.strategies import target, top
+from app.strategies.base import (
+                                 OBJECTIVES,
+                                 PROBABILITY,
+                                 RANKING,
+                                 REGISTRY,
+                                 Choice,
+                                 LearnerState,
+                                 Scored,
+                                 Strategy,
+                                 get,
+                                 pick_diverse,
+                                 register,
+)
 
-A strategy gets the scored candidates and what the learner has done, and picks n of them. It
-returns the chosen candidate positions and, when it had to relax its rules to fill the answer,
-the name of that fallback (always reported to the caller).
-"""
-from __future__ import annotations
-
-from dataclasses import dataclass, field
-from datetime import datetime
-
-import numpy as np
-
-
-@dataclass
-class Scored:
-    """Candidates with their scores: p(correct) for practice models, a ranking score otherwise.
-
-    Candidates are sorted by item id, so a stable sort by score breaks ties by id.
-    """
-    item_ids: list[str]
-    scores: np.ndarray               # (k,)
-    positions: dict                  # item_id -> candidate position
-    vectors: np.ndarray | None = None    # (n_model_items, d) unit-length item vectors, or None
-    rows: np.ndarray | None = None       # (k,) row of each candidate in `vectors`, -1 if uncovered
-    probabilities: bool = True           # scores are calibrated probabilities
-    allowed: np.ndarray | None = None    # (k,) hard filter (the request's exclusions); None: all
-
-    def order(self, keys: np.ndarray) -> np.ndarray:
-        """Candidate positions by ascending `keys` (stable: ties by id), without disallowed ones."""
-        order = np.argsort(keys, kind="stable")
-        return order if self.allowed is None else order[self.allowed[order]]
-
-    def mask(self, item_ids) -> np.ndarray:
-        """Boolean (k,) mask of the candidates among `item_ids` (usually a learner's few items)."""
-        out = np.zeros(len(self.item_ids), dtype=bool)
-        hits = [self.positions[i] for i in item_ids if i in self.positions]
-        out[hits] = True
-        return out
-
-    def vector(self, pos: int) -> np.ndarray | None:
-        if self.vectors is None or self.rows is None or self.rows[pos] < 0:
-            return None
-        return self.vectors[self.rows[pos]]
-
-
-@dataclass
-class LearnerState:
-    """Per item, the learner's last interaction: kind, outcome, when; and whether ever solved."""
-    last: dict = field(default_factory=dict)     # item_id -> (kind, outcome, occurred_at)
-    solved: set = field(default_factory=set)     # items answered correctly at least once
-    now: datetime | None = None
-
-
-@dataclass
-class Choice:
-    positions: list[int]
-    fallback: str | None = None
-
-
-REGISTRY: dict = {}
-
-
-def register(name: str):
-    def wrap(fn):
-        REGISTRY[name] = fn
-        return fn
-    return wrap
-
-
-def get(name: str):
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(name) from None
-
-
-def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
-    """Take candidates in `order`, skipping one too similar (cosine) to one already taken."""
-    chosen: list[int] = []
-    taken: list[np.ndarray] = []
-    for pos in order:
-        if len(chosen) == n:
-            break
-        v = scored.vector(pos) if max_similarity < 1.0 else None
-        if v is not None and taken and float(np.max(np.asarray(taken) @ v)) > max_similarity:
-            continue
-        chosen.append(int(pos))
-        if v is not None:
-            taken.append(v)
-    return chosen
-
-
-from app.strategies import target, top  # noqa: E402,F401  (registers the strategies)
+__all__ = ["OBJECTIVES", "PROBABILITY", "RANKING", "REGISTRY", "Choice", "LearnerState", "Scored", "Strategy",
+           "get", "pick_diverse", "register", "target", "top"]

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from app.strategies import Choice, LearnerState, Scored, pick_diverse, register
+from app.strategies.base import PROBABILITY, Choice, LearnerState, Scored, pick_diverse, register
 
 DEFAULTS = {"target": 0.5, "band": None, "cooldown_minutes": 30.0, "max_similarity": 0.98}
 
@@ -26,7 +26,7 @@ def distance_to_target(p: np.ndarray, target: float = 0.5, band: tuple | None = 
     return np.abs(p - target)
 
 
-@register("target")
+@register("target", needs=PROBABILITY)
 def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
     params = {**DEFAULTS, **(params or {})}
     cooldown = timedelta(minutes=float(params["cooldown_minutes"]))

@@ -5,13 +5,12 @@ When fewer than n unseen items remain, seen ones fill the answer (best first) an
 """
 from __future__ import annotations
 
-
-from app.strategies import Choice, LearnerState, Scored, pick_diverse, register
+from app.strategies.base import RANKING, Choice, LearnerState, Scored, pick_diverse, register
 
 DEFAULTS = {"max_similarity": 1.0}
 
 
-@register("top")
+@register("top", needs=RANKING)
 def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
     params = {**DEFAULTS, **(params or {})}
     unseen = ~scored.mask(state.last)

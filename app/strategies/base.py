@@ -1,0 +1,120 @@
+"""What every strategy shares: the scored candidates, the learner's state, the choice, the
+registry, and picking without near-duplicates.
+
+A strategy gets the scored candidates and what the learner has done, and picks n of them. It
+returns the chosen candidate positions and, when it had to relax its rules to fill the answer,
+the name of that fallback (always reported to the caller). Each strategy declares the scores it
+needs: calibrated probabilities of success (served by a practice model) or a ranking score (an
+engagement model, else a practice model); the request path picks the model from that.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+
+@dataclass
+class Scored:
+    """Candidates with their scores: p(correct) for practice models, a ranking score otherwise.
+
+    Candidates are sorted by item id, so a stable sort by score breaks ties by id.
+    """
+    item_ids: list[str]
+    scores: np.ndarray               # (k,)
+    positions: dict                  # item_id -> candidate position
+    vectors: np.ndarray | None = None    # (n_model_items, d) unit-length item vectors, or None
+    rows: np.ndarray | None = None       # (k,) row of each candidate in `vectors`, -1 if uncovered
+    probabilities: bool = True           # scores are calibrated probabilities
+    allowed: np.ndarray | None = None    # (k,) hard filter (the request's exclusions); None: all
+
+    def order(self, keys: np.ndarray) -> np.ndarray:
+        """Candidate positions by ascending `keys` (stable: ties by id), without disallowed ones."""
+        order = np.argsort(keys, kind="stable")
+        return order if self.allowed is None else order[self.allowed[order]]
+
+    def mask(self, item_ids) -> np.ndarray:
+        """Boolean (k,) mask of the candidates among `item_ids` (usually a learner's few items)."""
+        out = np.zeros(len(self.item_ids), dtype=bool)
+        hits = [self.positions[i] for i in item_ids if i in self.positions]
+        out[hits] = True
+        return out
+
+    def vector(self, pos: int) -> np.ndarray | None:
+        if self.vectors is None or self.rows is None or self.rows[pos] < 0:
+            return None
+        return self.vectors[self.rows[pos]]
+
+
+@dataclass
+class LearnerState:
+    """Per item, the learner's last interaction: kind, outcome, when; and whether ever solved."""
+    last: dict = field(default_factory=dict)     # item_id -> (kind, outcome, occurred_at)
+    solved: set = field(default_factory=set)     # items answered correctly at least once
+    now: datetime | None = None
+
+
+@dataclass
+class Choice:
+    positions: list[int]
+    fallback: str | None = None
+
+
+PROBABILITY = "probability"   # calibrated p(correct)
+RANKING = "ranking"           # any score that orders items, best highest
+
+# The model objectives that can give each kind of score, preferred first: top-N from a practice
+# model is better than no model at all.
+OBJECTIVES = {PROBABILITY: ("practice",), RANKING: ("engagement", "practice")}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    needs: str                   # PROBABILITY or RANKING
+    choose: Callable[[Scored, LearnerState, int, dict], Choice]
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return OBJECTIVES[self.needs]
+
+    def __call__(self, scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
+        return self.choose(scored, state, n, params)
+
+
+REGISTRY: dict[str, Strategy] = {}
+
+
+def register(name: str, needs: str):
+    if needs not in OBJECTIVES:
+        raise ValueError(f"a strategy needs one of {sorted(OBJECTIVES)}, not {needs!r}")
+
+    def wrap(fn):
+        REGISTRY[name] = Strategy(name, needs, fn)
+        return fn
+    return wrap
+
+
+def get(name: str) -> Strategy:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(name) from None
+
+
+def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
+    """Take candidates in `order`, skipping one too similar (cosine) to one already taken."""
+    chosen: list[int] = []
+    taken: list[np.ndarray] = []
+    for pos in order:
+        if len(chosen) == n:
+            break
+        v = scored.vector(pos) if max_similarity < 1.0 else None
+        if v is not None and taken and float(np.max(np.asarray(taken) @ v)) > max_similarity:
+            continue
+        chosen.append(int(pos))
+        if v is not None:
+            taken.append(v)
+    return chosen
