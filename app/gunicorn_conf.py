@@ -19,7 +19,8 @@ from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_M
 from app.logs import gunicorn_logconfig
 
 _level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
-_format = "text" if (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower() == "text" else "json"
+_format = (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower()
+_format = "text" if _format == "text" else "json"
 logconfig_dict = gunicorn_logconfig(_level, _format)
 accesslog = None
 # gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):

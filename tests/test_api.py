@@ -19,7 +19,8 @@ def post(client, auth, path, body):
 @pytest.fixture
 def catalogue(client, auth):
     """math > algebra > {q1, q2}; math > geometry > {q3}."""
-    assert post(client, auth, "/v1/items", {"items": [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]}).status_code == 200
+    items = [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]
+    assert post(client, auth, "/v1/items", {"items": items}).status_code == 200
     r = post(client, auth, "/v1/units", {"units": [
         {"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
         {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2"]},
@@ -173,7 +174,8 @@ def test_a_body_that_is_not_an_object_is_422(client, auth, body):
 
 
 def test_wrong_content_type_is_415(client, auth):
-    r = client.post("/v1/interactions", data="user_id=u", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post("/v1/interactions", data="user_id=u",
+                    headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and "application/json" in r.json["detail"]
 
 
@@ -383,7 +385,8 @@ def test_a_deactivated_item_still_has_similar_items_but_is_never_one(client, aut
 def test_ids_with_slashes_are_read_back_by_path_when_escaped(client, auth, catalogue):
     for item_id in ("course/7/q3", "/leading", "50%2Fliteral"):
         assert put(client, auth, "/v1/units/algebra", {"items": ["q1"]}).status_code == 200
-        assert post(client, auth, "/v1/items", {"items": [{"item_id": item_id, "units": ["algebra"]}]}).status_code == 200
+        body = {"items": [{"item_id": item_id, "units": ["algebra"]}]}
+        assert post(client, auth, "/v1/items", body).status_code == 200
         escaped = item_id.replace("%", "%25").replace("/", "%2F")
         r = client.get(f"/v1/items/{escaped}", headers=auth)
         assert r.status_code == 200 and r.json["item_id"] == item_id, (item_id, r.json)

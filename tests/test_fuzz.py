@@ -17,9 +17,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from app.api.factory import create_app
 from app.api.spec import ENDPOINTS
 from app.config import Settings
-from app.factory import create_app
 from tests.conftest import TEST_API_KEY
 
 EXAMPLES = 25

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -126,9 +127,8 @@ def test_metrics_show_active_models_and_job_runs_from_postgres(client, auth, con
             cur.execute("SELECT state FROM job_status WHERE run_id = %s", (run.run_id,))
             assert cur.fetchone()[0] == "running"
         conn.rollback()
-    with pytest.raises(RuntimeError):
-        with jobruns.recorded(settings.database_url, "calibrate"):
-            raise RuntimeError("boom at postgresql://u:pw@h/db")
+    with pytest.raises(RuntimeError), jobruns.recorded(settings.database_url, "calibrate"):
+        raise RuntimeError("boom at postgresql://u:pw@h/db")
 
     text = client.get("/metrics").text
     assert value(text, "adaptrec_model_version", unit="root", objective="practice", tag="default") == model_id
@@ -259,6 +259,7 @@ def test_unknown_methods_do_not_become_metric_labels(client):
 
 
 def test_more_secret_shapes_are_masked():
-    for text, secret in [("redis://:s3cret@cache:6379/0", "s3cret"), ("Authorization: Basic dXNlcjpwdw==", "dXNlcjpwdw"),
+    for text, secret in [("redis://:s3cret@cache:6379/0", "s3cret"),
+                         ("Authorization: Basic dXNlcjpwdw==", "dXNlcjpwdw"),
                          ("postgresql://app:hunter2@db/x", "hunter2")]:
         assert secret not in redact(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app import catalog
-from app.api import get_conn
+from app.api.context import get_conn
 from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
 from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier

@@ -6,7 +6,7 @@ import re
 from flask import Blueprint
 
 from app import experiments, strategies
-from app.api import get_conn
+from app.api.context import get_conn
 from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
@@ -51,7 +51,8 @@ def get_experiment(name: str):
 
 
 @bp.get("/v1/experiments")
-@documented("get", "/v1/experiments", "List experiments", tag="experiments", responses={200: ExperimentList, 401: Problem})
+@documented("get", "/v1/experiments", "List experiments", tag="experiments",
+            responses={200: ExperimentList, 401: Problem})
 def list_experiments():
     return {"experiments": [_out(row) for row in experiments.list_all(get_conn())]}
 

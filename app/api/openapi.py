@@ -52,7 +52,7 @@ def _description(ep: Endpoint, status: int) -> str:
 
 def _models(annotation) -> list[type[BaseModel]]:
     args = typing.get_args(annotation)
-    return [a for a in args] if args else [annotation]
+    return list(args) if args else [annotation]
 
 
 def build_document(max_body_bytes: int) -> dict:
@@ -98,7 +98,8 @@ def build_document(max_body_bytes: int) -> dict:
         if not ep.public:
             op["security"] = [{"bearer": []}]
             op["x-scope"] = ep.scope
-            notes.append(f"Needs an API key with scope `{ep.scope}`" + (" (or `admin`)." if ep.scope != "admin" else "."))
+            also = " (or `admin`)." if ep.scope != "admin" else "."
+            notes.append(f"Needs an API key with scope `{ep.scope}`{also}")
         if notes:
             op["description"] = " ".join(notes)
         paths.setdefault(ep.path, {})[ep.method] = op

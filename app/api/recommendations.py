@@ -5,14 +5,22 @@ from flask import Blueprint, current_app
 
 from app import queries as q
 from app import related, strategies
-from app.api import get_cache, get_conn, request_id
-from app.api.schemas import (PredictionQuery, Predictions, Problem, RecommendationQuery, Recommendations,
-                             SimilarItems, Trending)
+from app.api.context import get_cache, get_conn
+from app.api.observe import request_id
 from app.api.query import ids_arg, int_arg
+from app.api.schemas import (
+    PredictionQuery,
+    Predictions,
+    Problem,
+    RecommendationQuery,
+    Recommendations,
+    SimilarItems,
+    Trending,
+)
 from app.api.spec import documented, parse_body
-from app.records import ID_SCHEMA, identifier
 from app.errors import InputError
 from app.recommend import RecommendationRequest, predict, recommend
+from app.records import ID_SCHEMA, identifier
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
@@ -91,7 +99,8 @@ def get_similar(item_id: str):
 @documented("get", "/v1/trending", "Most-interacted items recently, with exponential decay by age",
             tag="recommendations", responses={200: Trending, **_ERRORS}, unprocessable=_UNITS_EXIST,
             params=[_N, _UNITS,
-                    _query_param("days", "window in days (1-365, default 7)", {"type": "integer", "minimum": 1, "maximum": 365}),
+                    _query_param("days", "window in days (1-365, default 7)",
+                                 {"type": "integer", "minimum": 1, "maximum": 365}),
                     _query_param("half_life_days", "decay half-life in days (1-365, default 3)",
                                  {"type": "integer", "minimum": 1, "maximum": 365})])
 def get_trending():
@@ -102,7 +111,8 @@ def get_trending():
 
 
 @bp.post("/v1/predictions")
-@documented("post", "/v1/predictions", "Calibrated p(correct) of a learner on given items, fitted live to their history",
+@documented("post", "/v1/predictions",
+            "Calibrated p(correct) of a learner on given items, fitted live to their history",
             tag="recommendations", body=PredictionQuery, responses={200: Predictions, **_ERRORS},
             unprocessable=_UNITS_EXIST)
 def post_predictions():

@@ -101,7 +101,8 @@ class RecommendationQuery(Strict):
     n: WholeNumber(1, 100) = 10
     strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
         default=None, description="target (default: p(correct) near the target) or top (highest score).")
-    target: Probability | None = Field(default=None, description="Target p(correct) of the target strategy (default 0.5).")
+    target: Probability | None = Field(default=None,
+                                       description="Target p(correct) of the target strategy (default 0.5).")
     # Not strict: a JSON array becomes the tuple (its two numbers stay strict).
     band: tuple[Probability, Probability] | None = Field(
         default=None, strict=False,
@@ -200,8 +201,9 @@ class ExperimentList(BaseModel):
 
 class PredictionQuery(Strict):
     user_id: Identifier
-    units: list[Identifier] = Field(min_length=1, max_length=100,
-                                    description="Use the model of the nearest unit at or above these (each must exist).")
+    units: list[Identifier] = Field(
+        min_length=1, max_length=100,
+        description="Use the model of the nearest unit at or above these (each must exist).")
     item_ids: list[Identifier] = Field(min_length=1, max_length=1000)
 
 

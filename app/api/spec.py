@@ -6,8 +6,9 @@ request (parse_body) and describes it in the OpenAPI document, so the two cannot
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flask import request
 from pydantic import BaseModel, TypeAdapter, ValidationError
