@@ -1,1 +1,1 @@
-"""adaptrec: adaptive recommendations for learning platforms. The Flask app is app.factory.create_app."""
+"""adaptrec: adaptive recommendations for learning platforms. The Flask app is app.api.factory.create_app."""

@@ -15,6 +15,11 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 SQL_DIR = PROJECT_ROOT / "sql"
+# gunicorn's limits on the HTTP request head (set in app/gunicorn_conf.py, quoted in /openapi.json):
+# past them gunicorn answers 414 or 431 itself, before the application sees the request.
+REQUEST_LINE_MAX_BYTES = 4094
+HEADER_FIELDS_MAX = 100
+HEADER_FIELD_MAX_BYTES = 8190
 
 
 def default_home() -> Path:

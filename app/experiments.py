@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING
 
 from app import queries as q
+from app import strategies
 from app.errors import InputError, NotFound
 
 if TYPE_CHECKING:
@@ -33,6 +34,10 @@ def save(conn: Connection, name: str, description: str | None, variants: list[di
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
                          [{"field": "variants", "message": "duplicate variant name"}])
+    unknown = sorted({v["strategy"] for v in variants} - set(strategies.REGISTRY))
+    if unknown:  # refused here, not later on every recommendation routed to the variant
+        raise InputError(f"unknown strategy {unknown[0]!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
+                         [{"field": "variants", "message": f"unknown strategy {s!r}"} for s in unknown])
     return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description,
                        variants=json.dumps(variants))
 

@@ -5,6 +5,8 @@ worker imports it, emptied at start (stale files would add old counts), and dead
 so their gauges go. Logs: gunicorn's own lines in the app's JSON format; the access line is the
 app's (app/api/observe.py), which knows the route, the key id and the request id.
 Graceful shutdown: SIGTERM lets in-flight requests finish for up to graceful_timeout seconds.
+Protocol errors: what gunicorn refuses itself (414, 431, a malformed request) is answered as
+application/problem+json by the worker class, with the limits /openapi.json quotes.
 """
 from __future__ import annotations
 
@@ -13,11 +15,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.config import default_log_format
+from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, default_log_format
 from app.logs import gunicorn_logconfig
 
 _level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
-_format = "text" if (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower() == "text" else "json"
+_format = (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower()
+_format = "text" if _format == "text" else "json"
 logconfig_dict = gunicorn_logconfig(_level, _format)
 accesslog = None
 # gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):
@@ -25,6 +28,10 @@ accesslog = None
 control_socket_disable = True
 graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
+worker_class = "app.gunicorn_worker.ProblemSyncWorker"
+limit_request_line = REQUEST_LINE_MAX_BYTES
+limit_request_fields = HEADER_FIELDS_MAX
+limit_request_field_size = HEADER_FIELD_MAX_BYTES
 _created_dir: str | None = None
 
 

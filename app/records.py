@@ -33,11 +33,25 @@ REAL_TINY = 1e-38
 
 
 def _id_from_number(value: Any) -> Any:
-    # Platform backends often use integer ids; they are identifiers, never numbers, here.
+    # Platform backends often use integer ids; they are identifiers, never numbers, here. JSON
+    # Schema counts 5.0 as the integer 5, so the document's {"type": "integer"} admits it too.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
 
+
+def _integral(value: Any) -> Any:
+    # JSON Schema counts 23.0 as the integer 23, so a documented "integer" admits it (strict
+    # models would refuse any float).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def WholeNumber(minimum: int, maximum: int) -> Any:
+    """An integer in [minimum, maximum]; 23.0 counts. (The bounds go before the validator, or
+    pydantic writes them into the document as `ge` / `le` instead of minimum / maximum.)"""
+    return Annotated[int, Field(ge=minimum, le=maximum), BeforeValidator(_integral)]
 
 _ID_PATTERN = r"^[^\x00-\x1f]+$"
 ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": _ID_PATTERN}  # as text
@@ -189,6 +203,11 @@ Outcome = Annotated[Literal[0, 1], BeforeValidator(_outcome_from_bool, json_sche
 
 
 class Interaction(Strict):
+    # The attempt rule of _attempt_has_outcome, in the document: kind attempt (the default) needs an outcome.
+    model_config = ConfigDict(json_schema_extra={
+        "if": {"properties": {"kind": {"const": "attempt"}}},
+        "then": {"required": ["outcome"], "properties": {"outcome": {"not": {"type": "null"}}}}})
+
     event_id: Identifier | None = Field(
         default=None,
         description="Idempotency key: a retry with the same event_id is stored once. "
@@ -202,7 +221,7 @@ class Interaction(Strict):
     # Stored as a 4-byte real: larger magnitudes overflow it (and Postgres refuses them).
     value: float | None = Field(default=None, json_schema_extra={"minimum": -REAL_MAX, "maximum": REAL_MAX},
                                 description="Rating or strength (Totara: 0 leisurely, 1 positive).")
-    duration_ms: int | None = Field(default=None, ge=0, le=2_147_483_647)
+    duration_ms: WholeNumber(0, 2_147_483_647) | None = None
     response: JsonObject | None = None
     # Not strict: JSON has no datetime type, the ISO text is parsed into one.
     occurred_at: datetime | None = Field(

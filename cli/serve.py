@@ -121,7 +121,7 @@ def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) ->
     """The gunicorn command line of `adaptrec serve` (plus `extra` arguments). The settings file
     app/gunicorn_conf.py sets up multiprocess metrics, JSON logs and the graceful timeout."""
     return [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf", "--bind", bind,
-            "--workers", str(workers), "--chdir", str(PROJECT_ROOT), *(extra or []), "app.factory:create_app()"]
+            "--workers", str(workers), "--chdir", str(PROJECT_ROOT), *(extra or []), "app.api.factory:create_app()"]
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None,

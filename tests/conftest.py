@@ -109,7 +109,7 @@ def settings(db_url, servers, redis_prefix):
 
 @pytest.fixture
 def app(settings, conn):
-    from app.factory import create_app
+    from app.api.factory import create_app
 
     application = create_app(settings)
     application.config["TESTING"] = True

@@ -19,7 +19,8 @@ def post(client, auth, path, body):
 @pytest.fixture
 def catalogue(client, auth):
     """math > algebra > {q1, q2}; math > geometry > {q3}."""
-    assert post(client, auth, "/v1/items", {"items": [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]}).status_code == 200
+    items = [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]
+    assert post(client, auth, "/v1/items", {"items": items}).status_code == 200
     r = post(client, auth, "/v1/units", {"units": [
         {"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
         {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2"]},
@@ -173,7 +174,8 @@ def test_a_body_that_is_not_an_object_is_422(client, auth, body):
 
 
 def test_wrong_content_type_is_415(client, auth):
-    r = client.post("/v1/interactions", data="user_id=u", headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post("/v1/interactions", data="user_id=u",
+                    headers={**auth, "Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 415 and "application/json" in r.json["detail"]
 
 
@@ -316,3 +318,80 @@ def test_a_repeated_exclusion_does_not_exhaust_the_candidates(client, auth, cata
                                                    "exclude": ["q1", "q1"]})
     assert r.status_code == 200
     assert [i["item_id"] for i in r.json["items"]] == ["q2"] and "no_candidates" not in (r.json["fallback"] or "")
+
+
+# ---- strict query strings -------------------------------------------------------------------
+@pytest.mark.parametrize("path, field", [
+    ("/v1/users/u1/recommendations?limit=5", "limit"),
+    ("/v1/users/u1/recommendations?n=3&n=4", "n"),
+    ("/v1/trending?unit=algebra", "unit"),
+    ("/v1/items/q1?verbose=1", "verbose"),
+    ("/v1/experiments?page=2", "page"),
+    ("/healthz?probe=1", "probe"),
+])
+def test_undocumented_or_repeated_query_parameters_are_400(client, auth, catalogue, path, field):
+    r = client.get(path, headers=auth)
+    assert r.status_code == 400 and r.mimetype == "application/problem+json", r.json
+    assert r.json["errors"][0]["field"] == field and field in r.json["detail"]
+
+
+@pytest.mark.parametrize("raw", [" 3", "+3", "1_0", "٣", "3.5", "0x3", "", "3 "])
+def test_query_integers_are_plain_digits(client, auth, catalogue, raw):
+    r = client.get("/v1/users/u1/recommendations", query_string={"n": raw}, headers=auth)
+    assert r.status_code == 422 and r.json["errors"] == [{"field": "n", "message": "not an integer"}], r.json
+
+
+def test_documented_query_forms_are_accepted(client, auth, catalogue):
+    for query in ("n=2", "n=2.0", "units=algebra,geometry", "units=algebra&units=geometry&n=2"):
+        r = client.get(f"/v1/users/u1/recommendations?{query}", headers=auth)
+        assert r.status_code == 200, (query, r.json)
+    assert len(client.get("/v1/users/u1/recommendations?n=2.0", headers=auth).json["items"]) <= 2
+
+
+def test_integer_fields_take_integral_numbers_as_json_schema_does(client, auth, catalogue):
+    r = post(client, auth, "/v1/recommendations", {"user_id": 7.0, "units": ["math"], "n": 2.0})
+    assert r.status_code == 200 and r.json["user_id"] == "7" and len(r.json["items"]) <= 2, r.json
+    assert post(client, auth, "/v1/recommendations", {"user_id": "u", "units": ["math"], "n": 2.5}).status_code == 422
+
+
+# ---- rules the schema cannot state ---------------------------------------------------------------
+def test_an_experiment_naming_an_unknown_strategy_is_refused_when_saved(client, auth):
+    r = put(client, auth, "/v1/experiments/e1", {"variants": [{"name": "a", "weight": 1, "strategy": "magic"}]})
+    assert r.status_code == 422 and "unknown strategy 'magic'" in r.json["detail"], r.json
+    assert r.json["errors"][0]["field"] == "variants"
+    assert client.get("/v1/experiments/e1", headers=auth).status_code == 404
+
+
+def test_an_unordered_band_names_the_band(client, auth, catalogue):
+    r = post(client, auth, "/v1/recommendations", {"user_id": "u", "units": ["math"], "band": [0.9, 0.1]})
+    assert r.status_code == 422 and r.json["errors"][0]["field"] == "band", r.json
+
+
+def test_recommendations_without_any_unit_name_the_units(client, auth):
+    r = client.get("/v1/users/u1/recommendations", headers=auth)
+    assert r.status_code == 422 and r.json["errors"][0]["field"] == "units", r.json
+
+
+# ---- deactivated items ---------------------------------------------------------------------------
+def test_a_deactivated_item_still_has_similar_items_but_is_never_one(client, auth, catalogue):
+    assert client.delete("/v1/items/q1", headers=auth).json["active"] is False
+    r = client.get("/v1/items/q1/similar", headers=auth)
+    assert r.status_code == 200, r.json
+    assert [i["item_id"] for i in r.json["items"]] == ["q2"]  # its replacements: active items only
+    assert "q1" not in [i["item_id"] for i in client.get("/v1/items/q2/similar", headers=auth).json["items"]]
+    assert client.get("/v1/items/never-made/similar", headers=auth).status_code == 404
+
+
+def test_ids_with_slashes_are_read_back_by_path_when_escaped(client, auth, catalogue):
+    for item_id in ("course/7/q3", "/leading", "50%2Fliteral"):
+        assert put(client, auth, "/v1/units/algebra", {"items": ["q1"]}).status_code == 200
+        body = {"items": [{"item_id": item_id, "units": ["algebra"]}]}
+        assert post(client, auth, "/v1/items", body).status_code == 200
+        escaped = item_id.replace("%", "%25").replace("/", "%2F")
+        r = client.get(f"/v1/items/{escaped}", headers=auth)
+        assert r.status_code == 200 and r.json["item_id"] == item_id, (item_id, r.json)
+        similar = client.get(f"/v1/items/{escaped}/similar", headers=auth)
+        assert similar.status_code == 200 and similar.json["item_id"] == item_id
+        assert client.put(f"/v1/items/{escaped}/similar", json={}, headers=auth).status_code == 405
+    assert client.get("/v1/items/course/7/q3", headers=auth).status_code == 404  # an unescaped '/' separates
+    assert client.get("/v1/items//leading", headers=auth).status_code == 404    # never a redirect

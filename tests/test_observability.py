@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -126,9 +127,8 @@ def test_metrics_show_active_models_and_job_runs_from_postgres(client, auth, con
             cur.execute("SELECT state FROM job_status WHERE run_id = %s", (run.run_id,))
             assert cur.fetchone()[0] == "running"
         conn.rollback()
-    with pytest.raises(RuntimeError):
-        with jobruns.recorded(settings.database_url, "calibrate"):
-            raise RuntimeError("boom at postgresql://u:pw@h/db")
+    with pytest.raises(RuntimeError), jobruns.recorded(settings.database_url, "calibrate"):
+        raise RuntimeError("boom at postgresql://u:pw@h/db")
 
     text = client.get("/metrics").text
     assert value(text, "adaptrec_model_version", unit="root", objective="practice", tag="default") == model_id
@@ -209,6 +209,47 @@ def test_sigterm_lets_an_in_flight_request_finish(gunicorn, settings):
         check.close()
 
 
+def raw_exchange(base: str, head: bytes) -> tuple[int, dict, bytes]:
+    """Send `head` as is (urllib would refuse to write a malformed request) and read the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(head)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head_part.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_requests_gunicorn_refuses_are_answered_as_problems(gunicorn):
+    base, proc, log_path = gunicorn
+    long_query = "/v1/trending?units=" + ",".join(f"unit-{i:04d}" for i in range(500))
+    cases = [
+        (f"GET {long_query} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 414, "4094 bytes"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400, "not valid HTTP/1.1"),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-F%d: 1\r\n" % i for i in range(101)) + b"\r\n",
+         431, "at most 100 header fields"),
+        (b"NOT-HTTP\r\n\r\n", 400, "not valid HTTP/1.1"),
+    ]
+    for head, status, hint in cases:
+        got, headers, body = raw_exchange(base, head)
+        assert got == status, body
+        assert headers["content-type"] == "application/problem+json"
+        problem = json.loads(body)
+        assert set(problem) == {"type", "title", "status", "detail"} and problem["status"] == status
+        assert hint in problem["detail"], problem
+        assert len(headers["x-request-id"]) == 32
+    assert http(base, "GET", "/healthz")[0] == 200  # the worker serves on
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+    parsed = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    refused = [p["status"] for p in parsed if p.get("event") == "request" and p.get("endpoint") == "unparsed"]
+    assert sorted(refused) == [400, 400, 414, 431]
+    assert sum(1 for p in parsed if p["logger"] == "gunicorn.error" and "Invalid request" in p["message"]) == 4
+
+
 def test_unknown_methods_do_not_become_metric_labels(client):
     assert client.open("/healthz", method="QWERTYAB").status_code == 405
     text = client.get("/metrics").text
@@ -218,6 +259,7 @@ def test_unknown_methods_do_not_become_metric_labels(client):
 
 
 def test_more_secret_shapes_are_masked():
-    for text, secret in [("redis://:s3cret@cache:6379/0", "s3cret"), ("Authorization: Basic dXNlcjpwdw==", "dXNlcjpwdw"),
+    for text, secret in [("redis://:s3cret@cache:6379/0", "s3cret"),
+                         ("Authorization: Basic dXNlcjpwdw==", "dXNlcjpwdw"),
                          ("postgresql://app:hunter2@db/x", "hunter2")]:
         assert secret not in redact(text)

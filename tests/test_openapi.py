@@ -81,3 +81,40 @@ def test_lenient_inputs_are_documented(client):
     props = client.get("/openapi.json").json["components"]["schemas"]["Interaction"]["properties"]
     assert {"type": "boolean"} in props["outcome"]["anyOf"]
     assert props["value"]["maximum"] == 3.4e38
+
+
+def test_every_operation_documents_what_the_http_server_answers_itself(client):
+    doc = client.get("/openapi.json").json
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for status in ("400", "414", "431"):
+                answer = op["responses"][status]
+                assert "application/problem+json" in answer["content"], (method, path, status)
+    assert "4094 bytes" in doc["paths"]["/v1/trending"]["get"]["responses"]["414"]["description"]
+    assert "414" in doc["info"]["description"] and "431" in doc["info"]["description"]
+
+
+def test_every_operation_that_can_answer_422_documents_why(client):
+    doc = client.get("/openapi.json").json
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            takes_input = "requestBody" in op or op.get("parameters")
+            assert ("422" in op["responses"]) == bool(takes_input), (method, path)
+    ops = doc["paths"]
+    for path, method, field in [("/v1/interactions", "post", "item_id"), ("/v1/units", "post", "children"),
+                                ("/v1/units/{unit_id}", "put", "items"), ("/v1/items", "post", "units"),
+                                ("/v1/recommendations", "post", "units"), ("/v1/trending", "get", "units"),
+                                ("/v1/experiments/{name}", "put", "variants")]:
+        text = ops[path][method]["responses"]["422"]["description"]
+        assert f"`{field}`" in text and "must" in text, (method, path, text)
+
+
+def test_the_attempt_rule_is_in_the_schema(client):
+    interaction = client.get("/openapi.json").json["components"]["schemas"]["Interaction"]
+    assert interaction["if"] == {"properties": {"kind": {"const": "attempt"}}}
+    assert interaction["then"]["required"] == ["outcome"]
+
+
+def test_similar_items_of_a_deactivated_item_are_explained(client):
+    op = client.get("/openapi.json").json["paths"]["/v1/items/{item_id}/similar"]["get"]
+    assert "deactivated" in op["description"] and "200" in op["description"]

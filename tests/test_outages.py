@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from app.factory import create_app
+from app.api.factory import create_app
 
 
 @pytest.fixture

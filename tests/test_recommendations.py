@@ -8,10 +8,10 @@ import numpy as np
 import psycopg2
 import pytest
 
-from app.factory import create_app
+from app.api.factory import create_app
+from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
-from harness.databases import scratch_database
 from tests.conftest import TEST_API_KEY
 
 
@@ -123,7 +123,8 @@ def test_top_n_and_engagement_scores(api, served_db):
 
 def test_similar_items_come_from_the_model_and_exclude_the_item(api, served_db):
     unit = a_section(served_db)
-    item = api.post("/v1/recommendations", {"user_id": fresh_user(), "units": [unit], "n": 1}).json["items"][0]["item_id"]
+    answer = api.post("/v1/recommendations", {"user_id": fresh_user(), "units": [unit], "n": 1}).json
+    item = answer["items"][0]["item_id"]
     r = api.get(f"/v1/items/{item}/similar?n=5")
     assert r.status_code == 200, r.json
     sims = [it["similarity"] for it in r.json["items"]]

@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 
 from app import keys
+from app.api.factory import create_app
 from cli.main import main as cli_main
-from app.factory import create_app
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def test_revocation_reaches_a_caching_worker_within_its_cache_time(settings, con
     "9" * 400,
 ])
 def test_unknown_or_malformed_keys_are_401(keyed_app, conn, presented):
-    key_id, key = new_key(conn, ["admin"])
+    key_id, _ = new_key(conn, ["admin"])
     client = keyed_app.test_client()
     r = client.get("/v1/experiments", headers=bearer(presented))
     assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")

@@ -176,7 +176,7 @@ def test_genre_popularity_scores_an_item_by_the_known_items_of_its_genres():
 SERVING_ONLY = """
 import sys
 import numpy as np
-import app.factory
+import app.api.factory
 from app.online.scoring import ServingModel, engagement_scores
 
 rng = np.random.default_rng(0)

@@ -1,33 +1,3 @@
-"""HTTP API v1: one blueprint per resource, API-key auth, problem+json errors, /openapi.json."""
-from __future__ import annotations
-
-from flask import Flask, current_app, g
-
-from app.api.auth import check_api_key
-from app.api.errors import register_error_handlers
-from app.api.observe import finish, request_id, start_timer
-
-
-def get_conn():
-    """The request's Postgres connection, borrowed from the pool on first use."""
-    if "db_conn" not in g:
-        g.db_conn = current_app.extensions["adaptrec.pool"].getconn()
-    return g.db_conn
-
-
-def get_cache():
-    return current_app.extensions["adaptrec.cache"]
-
-
-__all__ = ["get_conn", "get_cache", "request_id", "register"]
-
-
-def register(app: Flask) -> None:
-    from app.api import catalog, experiments, health, interactions, monitoring, openapi, recommendations
-
-    register_error_handlers(app)
-    app.before_request(start_timer)
-    app.before_request(check_api_key)
-    app.after_request(finish)
-    for module in (health, monitoring, catalog, interactions, recommendations, experiments, openapi):
-        app.register_blueprint(module.bp)
+"""HTTP API v1: one blueprint per resource (catalog, interactions, recommendations, experiments,
+health, monitoring, openapi), API-key auth, problem+json errors, /openapi.json. The Flask app is
+built by app.api.factory.create_app; the request's connection and cache by app.api.context."""

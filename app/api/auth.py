@@ -8,6 +8,7 @@ from __future__ import annotations
 from flask import current_app, g, request
 
 from app import metrics
+from app.api.context import get_conn
 from app.api.errors import problem
 from app.ratelimit import check_rate
 
@@ -24,8 +25,6 @@ def check_api_key():
     if scheme.lower() != "bearer" or not key:
         metrics.AUTH_FAILURES.labels("missing").inc()
         return problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
-    from app.api import get_conn
-
     principal = current_app.extensions["adaptrec.keys"].authenticate(key, get_conn)
     if principal is None:
         metrics.AUTH_FAILURES.labels("invalid").inc()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app import catalog
-from app.api import get_conn
+from app.api.context import get_conn
 from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
 from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier
@@ -12,6 +12,10 @@ from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, Use
 bp = Blueprint("catalog", __name__)
 
 _ERRORS = {401: Problem, 404: Problem, 422: Problem}
+_ITEM_RULES = {"units": "every unit an item names must exist"}
+_UNIT_RULES = {"children": "every child must be an existing unit (or one of the same batch), not the unit itself, "
+                           "and the hierarchy must stay acyclic",
+               "items": "every item named must exist"}
 
 
 def _path_param(name: str) -> dict:
@@ -51,7 +55,8 @@ def get_user(user_id: str):
 # ---- items ------------------------------------------------------------------------------
 @bp.put("/v1/items/<item_id>")
 @documented("put", "/v1/items/{item_id}", "Create or update an item", tag="catalog", body=ItemFields,
-            responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
+            responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")],
+            unprocessable=_ITEM_RULES)
 def put_item(item_id: str):
     item_id = identifier("item_id", item_id)
     fields = parse_body(ItemFields)
@@ -63,7 +68,7 @@ def put_item(item_id: str):
 
 @bp.post("/v1/items")
 @documented("post", "/v1/items", "Create or update a batch of items", tag="catalog", body=ItemBatch,
-            responses={200: UpsertResult, **_ERRORS})
+            responses={200: UpsertResult, **_ERRORS}, unprocessable=_ITEM_RULES)
 def post_items():
     batch = parse_body(ItemBatch)
     conn = get_conn()
@@ -80,7 +85,9 @@ def get_item(item_id: str):
 
 @bp.delete("/v1/items/<item_id>")
 @documented("delete", "/v1/items/{item_id}", "Deactivate an item: never recommended again, history kept",
-            tag="catalog", responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")])
+            tag="catalog", responses={200: ItemOut, **_ERRORS}, params=[_path_param("item_id")],
+            description="The item stays readable (GET answers it with `active: false`) and its interactions stay; "
+                        "PUT it with `active: true` to bring it back.")
 def deactivate_item(item_id: str):
     item_id = identifier("item_id", item_id)
     conn = get_conn()
@@ -92,7 +99,8 @@ def deactivate_item(item_id: str):
 # ---- units ------------------------------------------------------------------------------
 @bp.put("/v1/units/<unit_id>")
 @documented("put", "/v1/units/{unit_id}", "Create or update a unit with its children and items",
-            tag="catalog", body=UnitFields, responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
+            tag="catalog", body=UnitFields, responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")],
+            unprocessable=_UNIT_RULES)
 def put_unit(unit_id: str):
     unit_id = identifier("unit_id", unit_id)
     fields = parse_body(UnitFields)
@@ -104,7 +112,7 @@ def put_unit(unit_id: str):
 
 @bp.post("/v1/units")
 @documented("post", "/v1/units", "Create or update a batch of units (children may name units of the same batch)",
-            tag="catalog", body=UnitBatch, responses={200: UpsertResult, **_ERRORS})
+            tag="catalog", body=UnitBatch, responses={200: UpsertResult, **_ERRORS}, unprocessable=_UNIT_RULES)
 def post_units():
     batch = parse_body(UnitBatch)
     conn = get_conn()

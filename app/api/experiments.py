@@ -5,8 +5,8 @@ import re
 
 from flask import Blueprint
 
-from app import experiments
-from app.api import get_conn
+from app import experiments, strategies
+from app.api.context import get_conn
 from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
@@ -32,7 +32,9 @@ def _out(row: dict) -> dict:
 
 @bp.put("/v1/experiments/<name>")
 @documented("put", "/v1/experiments/{name}", "Create an experiment or replace its variants (and restart it)",
-            tag="experiments", body=ExperimentFields, responses={200: ExperimentOut, **_ERRORS}, params=[_NAME])
+            tag="experiments", body=ExperimentFields, responses={200: ExperimentOut, **_ERRORS}, params=[_NAME],
+            unprocessable={"variants": "variant names must be unique, and each variant's strategy must be a "
+                                       f"registered one ({', '.join(sorted(strategies.REGISTRY))})"})
 def put_experiment(name: str):
     name = _name(name)
     body = parse_body(ExperimentFields)
@@ -49,7 +51,8 @@ def get_experiment(name: str):
 
 
 @bp.get("/v1/experiments")
-@documented("get", "/v1/experiments", "List experiments", tag="experiments", responses={200: ExperimentList, 401: Problem})
+@documented("get", "/v1/experiments", "List experiments", tag="experiments",
+            responses={200: ExperimentList, 401: Problem})
 def list_experiments():
     return {"experiments": [_out(row) for row in experiments.list_all(get_conn())]}
 

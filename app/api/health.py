@@ -5,7 +5,7 @@ import psycopg2
 from flask import Blueprint, current_app
 
 from app import migrations
-from app.api import get_cache
+from app.api.context import get_cache
 from app.api.schemas import Health, Ready
 from app.api.spec import documented
 from app.db import DatabaseUnavailable

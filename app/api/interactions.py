@@ -1,13 +1,11 @@
 """Event ingest: one interaction or a batch, idempotent by event_id."""
 from __future__ import annotations
 
-from typing import Union
-
 from flask import Blueprint
 from pydantic import ValidationError
 
 from app import metrics
-from app.api import get_cache, get_conn
+from app.api.context import get_cache, get_conn
 from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
@@ -20,8 +18,9 @@ bp = Blueprint("interactions", __name__)
 @bp.post("/v1/interactions")
 @documented("post", "/v1/interactions",
             "Record one interaction, or a batch as {\"interactions\": [...]}; a repeated event_id is stored once",
-            tag="interactions", body=Union[Interaction, InteractionBatch],
-            responses={201: IngestResult, 200: IngestResult, 401: Problem, 413: Problem, 415: Problem, 422: Problem})
+            tag="interactions", body=Interaction | InteractionBatch,
+            responses={201: IngestResult, 200: IngestResult, 401: Problem, 413: Problem, 415: Problem, 422: Problem},
+            unprocessable={"item_id": "every item named must exist (users are created on first sight)"})
 def post_interactions():
     data = request_json()
     if not isinstance(data, dict):

@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.api.schemas import MAX_BATCH, Problem
-from app.api.spec import ENDPOINTS, documented
+from app.api.spec import ENDPOINTS, Endpoint, documented
+from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES
 
 bp = Blueprint("openapi", __name__)
 REF = "#/components/schemas/{model}"
@@ -18,11 +19,40 @@ REF = "#/components/schemas/{model}"
 # outage on every protected operation; body parsing on every operation that takes a body.
 _PROTECTED_ERRORS = (401, 403, 429, 503)
 _BODY_ERRORS = (400, 413, 415, 422)
+# Answered by the HTTP server (gunicorn) before the application sees the request, on any
+# operation; app/gunicorn_worker.py makes them problem+json like the rest.
+_PROTOCOL_ERRORS = {
+    400: "the request is not valid HTTP/1.1 (request line, header name or value, chunked body)",
+    414: f"the request line (method, path and query) is longer than {REQUEST_LINE_MAX_BYTES} bytes; "
+         "send long lists in a POST body",
+    431: f"more than {HEADER_FIELDS_MAX} header fields, or one longer than {HEADER_FIELD_MAX_BYTES} bytes",
+}
+
+
+def _description(ep: Endpoint, status: int) -> str:
+    """Why an operation answers `status`: what a client can foresee and fix."""
+    text = HTTPStatus(status).phrase
+    if status == 422:
+        reasons = ["a value breaks its schema (`errors` names each field)"]
+        if ep.body is not None:  # a rule the document cannot carry as a pattern (see app.records.Text)
+            reasons.append("any text in the body must be storable: no NUL (\\u0000) and no unpaired surrogate "
+                           "(\\ud800-\\udfff) characters")
+        reasons += [f"`{name}`: {rule}" for name, rule in ep.unprocessable.items()]
+        return f"{text}: " + "; ".join(reasons) + "."
+    if status == 400:
+        reasons = [_PROTOCOL_ERRORS[400], "a query parameter the operation does not document, or a "
+                                          "single-valued one given twice"]
+        if ep.body is not None:
+            reasons.append("an empty body or malformed JSON")
+        return f"{text}: " + "; ".join(reasons) + "."
+    if status in _PROTOCOL_ERRORS:
+        return f"{text}: {_PROTOCOL_ERRORS[status]}."
+    return text
 
 
 def _models(annotation) -> list[type[BaseModel]]:
     args = typing.get_args(annotation)
-    return [a for a in args] if args else [annotation]
+    return list(args) if args else [annotation]
 
 
 def build_document(max_body_bytes: int) -> dict:
@@ -50,8 +80,10 @@ def build_document(max_body_bytes: int) -> dict:
                                  "x-max-body-bytes": max_body_bytes,
                                  "content": {"application/json": {"schema": schema}}}
         responses = dict(ep.responses)
-        for status in (() if ep.public else _PROTECTED_ERRORS) + (_BODY_ERRORS if ep.body is not None else ()):
+        for status in ((() if ep.public else _PROTECTED_ERRORS) + (_BODY_ERRORS if ep.body is not None else ())
+                       + tuple(_PROTOCOL_ERRORS)):
             responses.setdefault(status, Problem)
+        assert 422 in responses or not ep.unprocessable, ep.path  # a rule for an answer never documented
         op["responses"] = {}
         for status, model in sorted(responses.items()):
             if model is str:  # plain text (the Prometheus exposition)
@@ -61,12 +93,15 @@ def build_document(max_body_bytes: int) -> dict:
             else:
                 media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
                 content = {media: {"schema": ref(model)}}
-            op["responses"][str(status)] = {"description": HTTPStatus(status).phrase, "content": content}
+            op["responses"][str(status)] = {"description": _description(ep, status), "content": content}
+        notes = [ep.description] if ep.description else []
         if not ep.public:
             op["security"] = [{"bearer": []}]
             op["x-scope"] = ep.scope
-            op["description"] = (f"Needs an API key with scope `{ep.scope}`"
-                                 + (" (or `admin`)." if ep.scope != "admin" else "."))
+            also = " (or `admin`)." if ep.scope != "admin" else "."
+            notes.append(f"Needs an API key with scope `{ep.scope}`{also}")
+        if notes:
+            op["description"] = " ".join(notes)
         paths.setdefault(ep.path, {})[ep.method] = op
     return {
         "openapi": "3.1.0",
@@ -79,7 +114,15 @@ def build_document(max_body_bytes: int) -> dict:
                 "names (x-scope: serve, ingest or admin; admin includes the others). Each key has a rate limit "
                 "(requests per second); over it the answer is 429 with Retry-After. "
                 f"Bodies are JSON, at most {max_body_bytes} bytes; batches hold at most {MAX_BATCH} entries. "
-                "Errors are application/problem+json."
+                "Errors are application/problem+json (RFC 9457: type, title, status, detail, and `errors` "
+                "naming each field to fix). A request that is valid JSON Schema can still be refused with 422 when "
+                "it names ids that do not exist (an interaction's item, a unit's children or items, the units "
+                "of a query): each operation's 422 says which. Query strings are strict: a parameter the "
+                "operation does not document, or a single-valued one given twice, is a 400. "
+                "The HTTP server answers some requests itself, also as problem+json and documented on every "
+                f"operation: 400 for malformed HTTP, 414 for a request line over {REQUEST_LINE_MAX_BYTES} bytes, "
+                f"431 for over {HEADER_FIELDS_MAX} header fields or one over {HEADER_FIELD_MAX_BYTES} bytes; "
+                "also 417 for an Expect other than 100-continue and 501 for a Transfer-Encoding other than chunked."
             ),
         },
         "paths": paths,

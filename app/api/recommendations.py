@@ -1,20 +1,31 @@
 """Recommendation endpoints: next items for a learner, personalised top-N, related, trending."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 
 from app import queries as q
-from app import related
-from app.api import get_cache, get_conn, request_id
-from app.api.schemas import (PredictionQuery, Predictions, Problem, RecommendationQuery, Recommendations,
-                             SimilarItems, Trending)
+from app import related, strategies
+from app.api.context import get_cache, get_conn
+from app.api.observe import request_id
+from app.api.query import ids_arg, int_arg
+from app.api.schemas import (
+    PredictionQuery,
+    Predictions,
+    Problem,
+    RecommendationQuery,
+    Recommendations,
+    SimilarItems,
+    Trending,
+)
 from app.api.spec import documented, parse_body
-from app.records import ID_SCHEMA, identifier
 from app.errors import InputError
 from app.recommend import RecommendationRequest, predict, recommend
+from app.records import ID_SCHEMA, identifier
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
+_UNITS_EXIST = {"units": "every unit named must exist"}
+_STRATEGY = {"strategy": f"must name a registered strategy ({', '.join(sorted(strategies.REGISTRY))})"}
 
 
 def _models():
@@ -23,29 +34,6 @@ def _models():
 
 def _candidates():
     return current_app.extensions["adaptrec.candidates"]
-
-
-def _int_arg(name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputError(f"query parameter {name} must be a whole number, got {raw!r}",
-                         [{"field": name, "message": "not an integer"}]) from None
-    if not lo <= value <= hi:
-        raise InputError(f"query parameter {name} must be between {lo} and {hi}, got {value}",
-                         [{"field": name, "message": f"out of range {lo}..{hi}"}])
-    return value
-
-
-def _units_arg() -> list[str] | None:
-    # Every id must be one: an empty units= or units=a,,b is refused, not read as "all units".
-    values = [u for raw in request.args.getlist("units") for u in raw.split(",")]
-    if len(values) > 100:
-        raise InputError("units: at most 100 unit ids", [{"field": "units", "message": "too many"}])
-    return [identifier("units", u) for u in values] or None
 
 
 def _query_param(name: str, description: str, schema: dict) -> dict:
@@ -64,7 +52,9 @@ _UNITS = {**_query_param("units", "comma-separated unit ids (default: the whole 
 @documented("post", "/v1/recommendations",
             "The next items for a learner, each with its calibrated p(correct) (or score), from a model fitted "
             "live to the learner's history", tag="recommendations", body=RecommendationQuery,
-            responses={200: Recommendations, **_ERRORS})
+            responses={200: Recommendations, **_ERRORS},
+            description="404 when `experiment` names no experiment.",
+            unprocessable={**_UNITS_EXIST, **_STRATEGY, "band": "must be [low, high] with low <= high"})
 def post_recommendations():
     body = parse_body(RecommendationQuery)
     req = RecommendationRequest(user_id=body.user_id, units=list(dict.fromkeys(body.units)), n=body.n,
@@ -78,15 +68,17 @@ def post_recommendations():
 @bp.get("/v1/users/<user_id>/recommendations")
 @documented("get", "/v1/users/{user_id}/recommendations", "Personalised top-N (strategy top)",
             tag="recommendations", responses={200: Recommendations, **_ERRORS},
-            params=[{"name": "user_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N, _UNITS])
+            params=[{"name": "user_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N, _UNITS],
+            unprocessable={"units": "every unit named must exist; without `units` the catalogue must have a unit"})
 def get_user_recommendations(user_id: str):
     user_id = identifier("user_id", user_id)
-    n = _int_arg("n", 10, 1, 100)
+    n = int_arg("n", 10, 1, 100)
     conn = get_conn()
     with conn:
-        units = _units_arg() or [r["unit_id"] for r in q.fetch_all(conn, "root_units")]
+        units = ids_arg("units", 100) or [r["unit_id"] for r in q.fetch_all(conn, "root_units")]
         if not units:
-            raise InputError("the catalogue has no units yet; create units first")
+            raise InputError("the catalogue has no units yet; create units first",
+                             [{"field": "units", "message": "no units to recommend from"}])
         req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
         return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
 
@@ -94,29 +86,35 @@ def get_user_recommendations(user_id: str):
 @bp.get("/v1/items/<item_id>/similar")
 @documented("get", "/v1/items/{item_id}/similar", "Related items: nearest by cosine similarity of item vectors",
             tag="recommendations", responses={200: SimilarItems, **_ERRORS},
+            description="The answer lists active items only. A deactivated item is never recommended, but it still "
+                        "has neighbours: asking for them is how a platform finds replacements for a retired item, "
+                        "so it answers 200 like GET /v1/items/{item_id} does. 404 only for an item never created.",
             params=[{"name": "item_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N])
 def get_similar(item_id: str):
-    n = _int_arg("n", 10, 1, 100)
+    n = int_arg("n", 10, 1, 100)
     return related.similar_items(get_conn(), _models(), identifier("item_id", item_id), n)
 
 
 @bp.get("/v1/trending")
 @documented("get", "/v1/trending", "Most-interacted items recently, with exponential decay by age",
-            tag="recommendations", responses={200: Trending, **_ERRORS},
+            tag="recommendations", responses={200: Trending, **_ERRORS}, unprocessable=_UNITS_EXIST,
             params=[_N, _UNITS,
-                    _query_param("days", "window in days (1-365, default 7)", {"type": "integer", "minimum": 1, "maximum": 365}),
+                    _query_param("days", "window in days (1-365, default 7)",
+                                 {"type": "integer", "minimum": 1, "maximum": 365}),
                     _query_param("half_life_days", "decay half-life in days (1-365, default 3)",
                                  {"type": "integer", "minimum": 1, "maximum": 365})])
 def get_trending():
-    n = _int_arg("n", 10, 1, 100)
-    days = _int_arg("days", 7, 1, 365)
-    half_life = _int_arg("half_life_days", 3, 1, 365)
-    return related.trending(get_conn(), get_cache(), n, _units_arg(), days, float(half_life))
+    n = int_arg("n", 10, 1, 100)
+    days = int_arg("days", 7, 1, 365)
+    half_life = int_arg("half_life_days", 3, 1, 365)
+    return related.trending(get_conn(), get_cache(), n, ids_arg("units", 100), days, float(half_life))
 
 
 @bp.post("/v1/predictions")
-@documented("post", "/v1/predictions", "Calibrated p(correct) of a learner on given items, fitted live to their history",
-            tag="recommendations", body=PredictionQuery, responses={200: Predictions, **_ERRORS})
+@documented("post", "/v1/predictions",
+            "Calibrated p(correct) of a learner on given items, fitted live to their history",
+            tag="recommendations", body=PredictionQuery, responses={200: Predictions, **_ERRORS},
+            unprocessable=_UNITS_EXIST)
 def post_predictions():
     body = parse_body(PredictionQuery)
     conn = get_conn()

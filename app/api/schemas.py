@@ -7,9 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from app.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User
+from app.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User, WholeNumber
 
 MAX_BATCH = 1000       # events per POST /v1/interactions, and users/items/units per batch upsert
 
@@ -96,11 +96,13 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
 
 class RecommendationQuery(Strict):
     user_id: Identifier
-    units: list[Identifier] = Field(min_length=1, max_length=100, description="Recommend from the items under these units.")
-    n: int = Field(default=10, ge=1, le=100)
+    units: list[Identifier] = Field(min_length=1, max_length=100,
+                                    description="Recommend from the items under these units (each must exist).")
+    n: WholeNumber(1, 100) = 10
     strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
         default=None, description="target (default: p(correct) near the target) or top (highest score).")
-    target: Probability | None = Field(default=None, description="Target p(correct) of the target strategy (default 0.5).")
+    target: Probability | None = Field(default=None,
+                                       description="Target p(correct) of the target strategy (default 0.5).")
     # Not strict: a JSON array becomes the tuple (its two numbers stay strict).
     band: tuple[Probability, Probability] | None = Field(
         default=None, strict=False,
@@ -109,11 +111,13 @@ class RecommendationQuery(Strict):
     experiment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(
         default=None, description="Route the learner to a variant of this experiment.")
 
-    @model_validator(mode="after")
-    def _band_ordered(self) -> "RecommendationQuery":
-        if self.band is not None and self.band[0] > self.band[1]:
+    @field_validator("band")
+    @classmethod
+    def _band_ordered(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        # A field validator, so the problem names `band` (the 422 rule documented on the operation).
+        if band is not None and band[0] > band[1]:
             raise ValueError("band must be [low, high] with low <= high")
-        return self
+        return band
 
 
 class RecommendedItem(BaseModel):
@@ -197,7 +201,9 @@ class ExperimentList(BaseModel):
 
 class PredictionQuery(Strict):
     user_id: Identifier
-    units: list[Identifier] = Field(min_length=1, max_length=100, description="Use the model of the nearest unit at or above these.")
+    units: list[Identifier] = Field(
+        min_length=1, max_length=100,
+        description="Use the model of the nearest unit at or above these (each must exist).")
     item_ids: list[Identifier] = Field(min_length=1, max_length=1000)
 
 

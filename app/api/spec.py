@@ -6,8 +6,9 @@ request (parse_body) and describes it in the OpenAPI document, so the two cannot
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flask import request
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -47,6 +48,10 @@ class Endpoint:
     public: bool = False
     params: list[dict] = field(default_factory=list)
     scope: str | None = None  # None for public operations
+    description: str | None = None
+    # Why a schema-valid request can still be refused with 422, by the field the problem names:
+    # rules JSON Schema cannot state, above all ids that must name existing rows.
+    unprocessable: dict[str, str] = field(default_factory=dict)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -54,15 +59,19 @@ ENDPOINTS: list[Endpoint] = []
 
 def documented(method: str, path: str, summary: str, *, tag: str, body: Any = None,
                responses: dict[int, Any] | None = None, public: bool = False,
-               params: list[dict] | None = None, scope: str | None = None) -> Callable:
+               params: list[dict] | None = None, scope: str | None = None, description: str | None = None,
+               unprocessable: dict[str, str] | None = None) -> Callable:
     scope = None if public else (scope or default_scope(method, tag))
     assert scope is None or scope in SCOPES, scope
+    params = params or []
 
     def register(view: Callable) -> Callable:
         ENDPOINTS.append(Endpoint(method.lower(), path, summary, tag, body, responses or {}, public,
-                                  params or [], scope))
+                                  params, scope, description, unprocessable or {}))
         view.public = public
         view.scope = scope
+        # The query parameters app.api.query.check_query lets through; lists may be repeated.
+        view.query = {p["name"]: p["schema"].get("type") == "array" for p in params if p["in"] == "query"}
         return view
     return register
 

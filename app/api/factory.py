@@ -1,10 +1,17 @@
 """The Flask application factory (flaskr's shape): create_app(settings) wires configuration,
-the per-process database pool, the cache, auth, error handling and the blueprints."""
+the per-process database pool, the cache, auth, error handling and the blueprints. gunicorn
+serves `app.api.factory:create_app()` (cli.serve.gunicorn_command)."""
 from __future__ import annotations
 
 from flask import Flask, g
 
 from app import logs
+from app.api import catalog, experiments, health, interactions, monitoring, openapi, recommendations
+from app.api.auth import check_api_key
+from app.api.errors import register_error_handlers
+from app.api.observe import finish, start_timer
+from app.api.paths import EncodedSlashes, IdConverter
+from app.api.query import check_query
 from app.cache import Cache
 from app.candidates import CandidateCache
 from app.config import Settings
@@ -32,7 +39,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["adaptrec.candidates"] = CandidateCache()
     app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=settings.key_cache_s)
 
-    from app.api import register
     register(app)
 
     @app.teardown_appcontext
@@ -42,3 +48,19 @@ def create_app(settings: Settings | None = None) -> Flask:
             app.extensions["adaptrec.pool"].putconn(conn)
 
     return app
+
+
+def register(app: Flask) -> None:
+    """The gate, the error handlers and every blueprint."""
+    # Ids with '/' (sent as %2F) route as one segment; see app/api/paths.py. The rule strings,
+    # hence metric labels, stay /v1/items/<item_id>. A '//' is a 404, not a redirect to guess at.
+    app.url_map.converters["default"] = IdConverter
+    app.url_map.merge_slashes = False
+    app.wsgi_app = EncodedSlashes(app.wsgi_app)
+    register_error_handlers(app)
+    app.before_request(start_timer)
+    app.before_request(check_api_key)
+    app.before_request(check_query)  # after the key: a caller without one learns that first
+    app.after_request(finish)
+    for module in (health, monitoring, catalog, interactions, recommendations, experiments, openapi):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,16 @@
+"""What a route borrows for its request: the Postgres connection (returned to the pool at
+teardown, see app.api.factory) and the shared Redis cache."""
+from __future__ import annotations
+
+from flask import current_app, g
+
+
+def get_conn():
+    """The request's Postgres connection, borrowed from the pool on first use."""
+    if "db_conn" not in g:
+        g.db_conn = current_app.extensions["adaptrec.pool"].getconn()
+    return g.db_conn
+
+
+def get_cache():
+    return current_app.extensions["adaptrec.cache"]
