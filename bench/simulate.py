@@ -18,11 +18,12 @@ whole sessions; the report says how near the target the served items really were
 3. The service: gunicorn as `adaptrec serve` runs it (bench.latency.service: --workers sync
    workers, OPENBLAS_NUM_THREADS=1, its own Redis prefix and API key). For every setting (each
    --targets value, and an A/B experiment whose variants are the --ab-targets, played by the
-   first --ab-learners of each kind) the same learners, as fresh copies under their own user ids (the returning ones' history is imported
-   again under those ids after training, so every setting starts from the same state), each
-   play --sessions sessions: POST /v1/recommendations {user_id, units: ["sim"], n: 1, target}
-   (or {experiment}), the outcome drawn from the truth, POST /v1/interactions; --clients
-   learners at a time. New learners have no history.
+   first --ab-learners of each kind) the same learners, as fresh copies under their own user
+   ids (the returning ones' history is imported again under those ids after training, so every
+   setting starts from the same state), each play --sessions sessions of
+   POST /v1/recommendations {user_id, units: ["sim"], n: 1, target} (or {experiment}), the
+   outcome drawn from the truth, POST /v1/interactions; --clients learners at a time. New
+   learners have no history.
 4. Baselines, in-process on the same learners with the same draws (attempt k succeeds when
    draw[k] < its true p, so policies differ only by the items they serve): random (uniform over
    unsolved items) and, per target, oracle (the unsolved item whose true p is nearest the
@@ -53,120 +54,31 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 
 from bench.report import emit
 from bench.simulation.figures import Attempt, Gain, policy_figures, variant_figures
-from bench.simulation.policies import oracle_chooser, random_chooser, run_session
-from bench.simulation.truth import (Catalogue, Learners, ability, forget, make_catalogue, make_learners,
-                                    practise, probabilities)
+from bench.simulation.policies import oracle_chooser, random_chooser
+from bench.simulation.truth import Learners, ability, forget, practise, probabilities
+from bench.simulation.world import (
+    ROOT,
+    Plan,
+    World,
+    build_world,
+    catalogue_lines,
+    history_lines,
+    item_id,
+    run_baseline,
+    user_id,
+)
 
-ROOT = "sim"
 EXPERIMENT = "sim-ab"
-SESSION_GAP = timedelta(days=2)
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
          "trials": 1}
-
-
-# ---- the truth and the offline part ------------------------------------------------------------
-@dataclass
-class World:
-    catalogue: Catalogue
-    new: Learners                  # as they arrive
-    returning: Learners            # after their history and the forgetting since
-    history: list                  # (learner, session, step, item, outcome) of the returning learners
-    draws_new: np.ndarray          # (n_new, attempts) uniforms of the measured run, shared by policies
-    draws_returning: np.ndarray
-    random_seed: np.random.SeedSequence
-    gains_history: list = field(default_factory=list)
-
-    def learners(self, returning: bool) -> Learners:
-        return self.returning if returning else self.new
-
-    def draws(self, returning: bool) -> np.ndarray:
-        return self.draws_returning if returning else self.draws_new
-
-
-def build_world(args) -> World:
-    """The catalogue, both groups of learners and the returning ones' history, from --seed."""
-    seeds = np.random.SeedSequence(args.seed).spawn(6)
-    rng = [np.random.default_rng(s) for s in seeds[:5]]
-    catalogue = make_catalogue(rng[0], args.items, args.skills)
-    new = make_learners(rng[1], args.learners, catalogue)
-    returning = make_learners(rng[2], args.returning_learners, catalogue)
-    history, gains = [], []
-    chooser = random_chooser(rng[3])
-    for u in range(len(returning)):
-        for s in range(args.history_sessions):
-            before = ability(returning, u)
-            served = run_session(catalogue, returning, u, chooser, rng[3].random(args.session_length),
-                                 args.learn_rate)
-            history += [(u, s, k, item, outcome) for k, (item, _, outcome) in enumerate(served)]
-            gains.append(Gain(u, True, s, float(ability(returning, u) - before)))
-            forget(returning, args.forget, u)  # before the next session, and before the measured one
-    attempts = args.sessions * args.session_length
-    return World(catalogue, new, returning, history, rng[4].random((len(new), attempts)),
-                 rng[4].random((len(returning), attempts)), seeds[5], gains)
-
-
-def run_baseline(world: World, args, choose_for) -> tuple[list[Attempt], list[Gain]]:
-    """A policy in-process on copies of the learners: `choose_for(returning, u)` gives its chooser."""
-    attempts, gains = [], []
-    for returning in (False, True):
-        learners = world.learners(returning).copy()
-        for u in range(len(learners)):
-            draws = world.draws(returning)[u]
-            cooling = np.zeros(world.catalogue.size, dtype=bool)  # one sitting: the cool-down spans it
-            choose = choose_for(returning, u)
-            for s in range(args.sessions):
-                if s:
-                    forget(learners, args.forget, u)
-                before = ability(learners, u)
-                part = draws[s * args.session_length:(s + 1) * args.session_length]
-                served = run_session(world.catalogue, learners, u, choose, part, args.learn_rate, cooling)
-                for k, (_, p, outcome) in enumerate(served):
-                    attempts.append(Attempt(u, returning, s * args.session_length + k + 1, math.nan, p, math.nan,
-                                            outcome))
-                gains.append(Gain(u, returning, s, float(ability(learners, u) - before)))
-    return attempts, gains
-
-
-# ---- the catalogue and history as JSON Lines ---------------------------------------------------
-def item_id(i: int) -> str:
-    return f"{ROOT}:q{i:05d}"
-
-
-def user_id(arm: str | None, returning: bool, u: int) -> str:
-    own = f"{'r' if returning else 'n'}{u}"
-    return own if arm is None else f"{arm}/{own}"
-
-
-def catalogue_lines(catalogue: Catalogue) -> list[dict]:
-    sections = [f"{ROOT}:s{s + 1}" for s in range(catalogue.skills)]
-    lines = [{"type": "unit", "unit_id": sid, "name": f"Section {s + 1}", "kind": "section"}
-             for s, sid in enumerate(sections)]
-    lines.append({"type": "unit", "unit_id": ROOT, "name": "Simulated course", "kind": "root", "children": sections})
-    for i in range(catalogue.size):
-        lines.append({"type": "item", "item_id": item_id(i), "units": [sections[catalogue.skill[i]]],
-                      "attrs": {"true_difficulty": round(float(catalogue.difficulty[i]), 4),
-                                "discrimination": round(float(catalogue.discrimination[i]), 4),
-                                "skill": int(catalogue.skill[i])}})
-    return lines
-
-
-def history_lines(world: World, arm: str | None, now: datetime, run: str, sessions: int) -> list[dict]:
-    """The returning learners' earlier attempts: session s of H happened (H - s) * 2 days ago."""
-    out = []
-    for u, s, k, item, outcome in world.history:
-        at = now - (sessions - s) * SESSION_GAP + timedelta(minutes=k)
-        uid = user_id(arm, True, u)
-        out.append({"type": "interaction", "event_id": f"sim:{run}:{uid}:{s}:{k}", "user_id": uid,
-                    "item_id": item_id(item), "kind": "attempt", "outcome": outcome, "occurred_at": at.isoformat()})
-    return out
 
 
 def import_lines(conn, lines: list[dict], folder: Path, name: str) -> float:
@@ -301,9 +213,9 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
     settings = stack.enter_context(servers_for(Settings.from_env()))
     url, conn = stack.enter_context(scratch_database(settings.database_url))
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-simulate-")))
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     setup: dict = {"history_attempts": len(world.history)}
-    lines = catalogue_lines(world.catalogue) + history_lines(world, None, now, run, args.history_sessions)
+    lines = catalogue_lines(world.catalogue) + history_lines(world, None, now, run)
     setup["import_seconds"] = round(import_lines(conn, lines, folder, "catalogue"), 2)
 
     config = TrainConfig.from_env(max_trials=args.trials)
@@ -318,7 +230,7 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
                       "baseline_auc": _r(baseline.get("auc")), "ece": _r(model.get("ece"))}
     say(f"trained {ROOT!r} on {len(world.history)} attempts in {setup['train_seconds']} s: {setup['model']}")
 
-    copies = [line for arm in arms for line in history_lines(world, arm.name, now, run, args.history_sessions)]
+    copies = [line for arm in arms for line in history_lines(world, arm.name, now, run)]
     if copies:
         setup["arm_history_import_seconds"] = round(import_lines(conn, copies, folder, "arms"), 2)
 
@@ -410,7 +322,7 @@ def main(argv=None) -> int:
                     "seeds": {"seed": args.seed, "streams": "SeedSequence(seed).spawn(6): catalogue, new learners, "
                               "returning learners, history policy and draws, measured draws, random baseline"}}
     t0 = time.perf_counter()
-    world = build_world(args)
+    world = build_world(Plan(**{f.name: getattr(args, f.name) for f in fields(Plan)}))
     result["truth"] = {"items": world.catalogue.size, "skills": world.catalogue.skills,
                        "difficulty_mean": _r(world.catalogue.difficulty.mean()),
                        "difficulty_sd": _r(world.catalogue.difficulty.std()),
@@ -440,18 +352,18 @@ def main(argv=None) -> int:
         served = {}
         for arm in arms:
             served[arm.name] = drive_arm(client, world, arm, args, run, say)
+        latency = np.percentile(client.recommend_ms, [50, 99]) if client.recommend_ms else [math.nan] * 2
         http = {"requests": client.requests, "errors": len(client.errors), "error_samples": client.errors[:5],
-                "recommend_p50_ms": _r(float(np.percentile(client.recommend_ms, 50)), 2) if client.recommend_ms else None,
-                "recommend_p99_ms": _r(float(np.percentile(client.recommend_ms, 99)), 2) if client.recommend_ms else None,
+                "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2),
                 "arms": {name: info for name, (_, _, info) in served.items()}}
 
     length = args.sessions * args.session_length
     t0 = time.perf_counter()
     rng = np.random.default_rng(world.random_seed)
-    rand_attempts, rand_gains = run_baseline(world, args, lambda returning, u: random_chooser(rng))
+    rand_attempts, rand_gains = run_baseline(world, lambda returning, u: random_chooser(rng))
     for t in args.targets:
         attempts, gains, _ = served[arm_name(t)]
-        o_attempts, o_gains = run_baseline(world, args, lambda returning, u: oracle_chooser(t))
+        o_attempts, o_gains = run_baseline(world, lambda returning, u, t=t: oracle_chooser(t))
         results[f"{t:g}"] = {"service": policy_figures(attempts, gains, length, predicts=True),
                              "random": policy_figures(rand_attempts, rand_gains, length, target=t),
                              "oracle": policy_figures(o_attempts, o_gains, length, target=t)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -11,8 +12,17 @@ import pytest
 from bench.simulate import main
 from bench.simulation.figures import Attempt, Gain, bands, gaps, policy_figures, prediction, variant_figures
 from bench.simulation.policies import oracle_chooser, random_chooser, run_session
-from bench.simulation.truth import (Catalogue, Learners, ability, forget, make_catalogue, make_learners,
-                                    practise, probabilities)
+from bench.simulation.truth import (
+    Catalogue,
+    Learners,
+    ability,
+    forget,
+    make_catalogue,
+    make_learners,
+    practise,
+    probabilities,
+)
+from bench.simulation.world import Plan, build_world, history_lines, run_baseline
 
 
 def _tiny() -> tuple[Catalogue, Learners]:
@@ -106,6 +116,22 @@ def test_attempt_bands_and_the_figures_by_hand():
     assert fig["error_by_attempt"]["new"] == {"1-5": near(0.1), "6-10": near(0.1)}
     assert fig["error_by_attempt"]["returning"]["6-10"] is None  # no attempts there: no figure
     assert variant_figures(attempts, [Gain(1, True, 0, 0.1, "t60")])["t60"]["success_rate"] == 0.0
+
+
+def test_a_seed_gives_one_world_and_offline_the_oracle_targets_far_better_than_random():
+    plan = Plan(seed=3, items=90, skills=3, learners=5, returning_learners=4, history_sessions=2, session_length=10)
+    world, again = build_world(plan), build_world(plan)
+    assert world.history == again.history and np.array_equal(world.draws_new, again.draws_new)
+    assert len(world.history) == 4 * 2 * 10 and world.draws_new.shape == (5, 10)
+    assert world.returning.learned.any() and not world.new.learned.any()  # only history taught anything
+    lines = history_lines(world, "t70", datetime(2025, 1, 6, tzinfo=UTC), "run")
+    assert len(lines) == 80 and lines[0]["user_id"] == "t70/r0"
+    assert lines[0]["occurred_at"] == "2025-01-02T00:00:00+00:00"  # the first of two sessions: 4 days before
+    assert len({line["event_id"] for line in lines}) == 80
+    rand, _ = run_baseline(world, lambda returning, u: random_chooser(np.random.default_rng(u)))
+    oracle, gains = run_baseline(world, lambda returning, u: oracle_chooser(0.7))
+    assert len(rand) == len(oracle) == 9 * 10 and len(gains) == 9
+    assert gaps(oracle, 0.7)["all"] < 0.5 * gaps(rand, 0.7)["all"]
 
 
 def _finite_numbers(node):

@@ -79,7 +79,7 @@ def prediction(attempts: list[Attempt]) -> dict:
     out = {}
     for name, rows in _split(attempts).items():
         diff = np.array([a.p_pred - a.p_true for a in rows if math.isfinite(a.p_pred)])
-        out[name] = {"mae": _mean(np.abs(diff)), "bias": _mean(diff), "n": int(len(diff))}
+        out[name] = {"mae": _mean(np.abs(diff)), "bias": _mean(diff), "n": len(diff)}
     return out
 
 

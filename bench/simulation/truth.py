@@ -56,7 +56,7 @@ class Learners:
     learned: np.ndarray
     solved: np.ndarray
 
-    def copy(self) -> "Learners":
+    def copy(self) -> Learners:
         return Learners(self.theta.copy(), self.offset.copy(), self.learned.copy(), self.solved.copy())
 
     def __len__(self) -> int:
