@@ -172,7 +172,7 @@ def drive_arm(client: Client, world: World, arm: Arm, args, run: str, say) -> tu
     limit = arm.learners if arm.learners is not None else max(len(world.new), len(world.returning))
     jobs = [(returning, u) for u in range(limit) for returning in (False, True) if u < len(copies[returning])]
     attempts, gains, fallbacks = [], [], {}
-    t0, requests0 = time.perf_counter(), client.requests
+    t0, cpu0, requests0 = time.perf_counter(), time.process_time(), client.requests
     with ThreadPoolExecutor(max_workers=args.clients) as pool:
         done = pool.map(lambda job: drive_learner(client, world, copies[job[0]], arm, job[0], job[1], args, run,
                                                   positions), jobs)
@@ -183,8 +183,11 @@ def drive_arm(client: Client, world: World, arm: Arm, args, run: str, say) -> tu
                 fallbacks[reason] = fallbacks.get(reason, 0) + 1
     seconds = time.perf_counter() - t0
     say(f"{arm.name}: {len(attempts)} attempts of {len(jobs)} learners in {seconds:.1f} s")
-    return attempts, gains, {"seconds": round(seconds, 1), "requests": client.requests - requests0,
-                             "fallbacks": fallbacks}
+    requests = client.requests - requests0
+    cpu_ms = (time.process_time() - cpu0) * 1000.0
+    return attempts, gains, {"seconds": round(seconds, 1), "requests": requests,
+                             "attempts_per_s": round(len(attempts) / seconds, 1) if seconds > 0 else None,
+                             "client_cpu_ms_per_request": round(cpu_ms / max(requests, 1), 2), "fallbacks": fallbacks}
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -193,9 +196,9 @@ def parse_targets(text: str) -> list[float]:
         values = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"targets are numbers separated by commas, got {text!r}") from None
-    if not values or any(not 0.0 < t < 1.0 for t in values):
-        raise argparse.ArgumentTypeError(f"targets must be between 0 and 1, got {text!r}")
-    return values
+    if not values or any(not 0.01 <= t <= 0.99 for t in values):
+        raise argparse.ArgumentTypeError(f"targets must be between 0.01 and 0.99, got {text!r}")
+    return list(dict.fromkeys(round(t, 2) for t in values))  # arms are named by the target in percent
 
 
 def arm_name(target: float) -> str:
