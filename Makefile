@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench-import clean-var lint
+.PHONY: run test test-fast lint install bench-import clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,17 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/adaptrec serve --demo-if-empty
 
+# The whole suite (real Postgres and Redis, gunicorn, training, fuzzing): about 7 minutes.
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Unit tests and in-process API tests (no gunicorn, no whole processes, no training on real data):
+# under 2 minutes. Tests that are not in this tier are marked `slow`.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench-import: $(STAMP)
 	$(BIN)/python -m bench.import_speed --data ../shared/data/assist2009/attempts.csv.gz

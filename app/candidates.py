@@ -14,13 +14,18 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import redis
 
-from app import catalog
-from app import metrics
+from app import catalog, metrics
 from app import queries as q
 from app.errors import UnknownIds
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
 
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600
@@ -56,11 +61,11 @@ class CandidateCache:
                 self._lists.popitem(last=False)
 
 
-def catalog_version(conn) -> int:
+def catalog_version(conn: Connection) -> int:
     return q.fetch_one(conn, "catalog_version")["version"]
 
 
-def check_units(conn, unit_ids: list[str]) -> None:
+def check_units(conn: Connection, unit_ids: list[str]) -> None:
     """UnknownIds naming any of `unit_ids` that is not a unit."""
     found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(unit_ids))}
     missing = [u for u in unit_ids if u not in found]
@@ -68,7 +73,7 @@ def check_units(conn, unit_ids: list[str]) -> None:
         raise UnknownIds("units", missing)
 
 
-def resolve(conn, cache, local: CandidateCache | None, unit_ids: list[str]) -> Candidates:
+def resolve(conn: Connection, cache: Cache, local: CandidateCache | None, unit_ids: list[str]) -> Candidates:
     """The candidates under `unit_ids`; UnknownIds if a unit does not exist."""
     version = catalog_version(conn)
     units = tuple(sorted(set(unit_ids)))
@@ -85,7 +90,7 @@ def resolve(conn, cache, local: CandidateCache | None, unit_ids: list[str]) -> C
     return found
 
 
-def _shared(conn, cache, version: int, units: tuple) -> list[str]:
+def _shared(conn: Connection, cache: Cache, version: int, units: tuple) -> list[str]:
     digest = hashlib.sha1(json.dumps(units).encode()).hexdigest()
     key = cache.key("cand", str(version), digest)
     try:
@@ -106,7 +111,7 @@ def _shared(conn, cache, version: int, units: tuple) -> list[str]:
     return items
 
 
-def items_under(conn, cache, unit_ids: list[str]) -> tuple[list[str], int]:
+def items_under(conn: Connection, cache: Cache, unit_ids: list[str]) -> tuple[list[str], int]:
     """Active item ids under the units (no per-worker memory); and the catalogue version."""
     found = resolve(conn, cache, None, unit_ids)
     return found.items, found.version

@@ -6,13 +6,17 @@ app.errors on bad references, so the caller's transaction rolls everything back.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from app import queries as q
-from app.records import Item, Unit, User
 from app.errors import InputError, NotFound, UnknownIds
+from app.records import Item, Unit, User
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
-def _missing(conn, query: str, ids: list[str]) -> list[str]:
+def _missing(conn: Connection, query: str, ids: list[str]) -> list[str]:
     wanted = list(dict.fromkeys(ids))
     if not wanted:
         return []
@@ -20,14 +24,14 @@ def _missing(conn, query: str, ids: list[str]) -> list[str]:
     return [i for i in wanted if i not in found]
 
 
-def upsert_users(conn, users: list[User]) -> int:
+def upsert_users(conn: Connection, users: list[User]) -> int:
     users = list({u.user_id: u for u in users}.values())  # the last of repeated ids wins
     q.execute(conn, "upsert_users", user_ids=[u.user_id for u in users],
               attrs=[json.dumps(u.attrs) for u in users])
     return len(users)
 
 
-def upsert_items(conn, items: list[Item]) -> int:
+def upsert_items(conn: Connection, items: list[Item]) -> int:
     items = list({i.item_id: i for i in items}.values())
     q.execute(conn, "upsert_items",
               item_ids=[i.item_id for i in items], kinds=[i.kind for i in items],
@@ -45,7 +49,7 @@ def upsert_items(conn, items: list[Item]) -> int:
     return len(items)
 
 
-def upsert_units(conn, units: list[Unit]) -> int:
+def upsert_units(conn: Connection, units: list[Unit]) -> int:
     """Create or update units; children and items, when given, replace the current lists.
     Children may name units created in the same call. A change that would close a cycle in
     the hierarchy is refused."""
@@ -83,26 +87,26 @@ def upsert_units(conn, units: list[Unit]) -> int:
     return len(units)
 
 
-def deactivate_item(conn, item_id: str) -> None:
+def deactivate_item(conn: Connection, item_id: str) -> None:
     if not q.fetch_one(conn, "deactivate_item", item_id=item_id):
         raise NotFound(f"no item {item_id!r}")
 
 
-def get_user(conn, user_id: str) -> dict:
+def get_user(conn: Connection, user_id: str) -> dict:
     row = q.fetch_one(conn, "get_user", user_id=user_id)
     if row is None:
         raise NotFound(f"no user {user_id!r}")
     return row
 
 
-def get_item(conn, item_id: str) -> dict:
+def get_item(conn: Connection, item_id: str) -> dict:
     row = q.fetch_one(conn, "get_item", item_id=item_id)
     if row is None:
         raise NotFound(f"no item {item_id!r}")
     return row
 
 
-def get_unit(conn, unit_id: str) -> dict:
+def get_unit(conn: Connection, unit_id: str) -> dict:
     row = q.fetch_one(conn, "get_unit", unit_id=unit_id)
     if row is None:
         raise NotFound(f"no unit {unit_id!r}")
@@ -110,6 +114,6 @@ def get_unit(conn, unit_id: str) -> dict:
     return row
 
 
-def items_under_units(conn, unit_ids: list[str]) -> list[str]:
+def items_under_units(conn: Connection, unit_ids: list[str]) -> list[str]:
     """Active item ids under the given units, each once, through the unit DAG."""
     return [r["item_id"] for r in q.fetch_all(conn, "items_under_units", unit_ids=list(unit_ids))]

@@ -6,13 +6,26 @@ the embedded servers under ADAPTREC_HOME/var (see app.embedded).
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-# The repository root: migrations/ and sql/ live beside the app package.
+# Where the app package sits: the repository in a checkout (and an editable install),
+# site-packages in an installed copy. migrations/ and sql/ are packages beside app/ in both.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 SQL_DIR = PROJECT_ROOT / "sql"
+
+
+def default_home() -> Path:
+    """var/ lives in the repository of a checkout; an installed copy keeps it in the directory
+    it is started from (never in site-packages)."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+
+
+def default_log_format() -> str:
+    """Readable text in a terminal (`make run`); JSON lines for log collectors otherwise."""
+    return "text" if sys.stderr.isatty() else "json"
 
 
 class ConfigError(ValueError):
@@ -63,7 +76,7 @@ class Settings:
     migration_lock_timeout_ms: int = 30000
     max_body_bytes: int = 1_048_576
     log_level: str = "INFO"
-    log_format: str = "json"          # json (one object per line) or text
+    log_format: str = "json"          # json (one object per line) or text; from_env: text in a terminal
     rate_limit_per_s: int = 1000      # per key, unless the key has its own; 0: unlimited
     key_cache_s: float = 5.0          # a revoked key stops working within this time
 
@@ -77,7 +90,7 @@ class Settings:
         return not self.database_url and not self.redis_url
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> "Settings":
+    def from_env(cls, env: dict | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         db_url = env.get("ADAPTREC_DATABASE_URL") or None
         redis_url = env.get("ADAPTREC_REDIS_URL") or None
@@ -92,7 +105,7 @@ class Settings:
             redis_url=redis_url,
             redis_prefix=env.get("ADAPTREC_REDIS_PREFIX", "adaptrec:"),
             api_keys=_keys(env.get("ADAPTREC_API_KEYS")),
-            home=Path(env.get("ADAPTREC_HOME", PROJECT_ROOT)).resolve(),
+            home=Path(env.get("ADAPTREC_HOME") or default_home()).resolve(),
             host=env.get("ADAPTREC_HOST", "127.0.0.1"),
             port=_int(env, "ADAPTREC_PORT", 8000, 1),
             workers=_int(env, "ADAPTREC_WORKERS", 2, 1),
@@ -102,10 +115,10 @@ class Settings:
             migration_lock_timeout_ms=_int(env, "ADAPTREC_MIGRATION_LOCK_TIMEOUT_MS", 30000, 1),
             max_body_bytes=_int(env, "ADAPTREC_MAX_BODY_BYTES", 1_048_576, 1024),
             log_level=_choice(env, "ADAPTREC_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
-            log_format=_choice(env, "ADAPTREC_LOG_FORMAT", "json", ("json", "text")),
+            log_format=_choice(env, "ADAPTREC_LOG_FORMAT", default_log_format(), ("json", "text")),
             rate_limit_per_s=_int(env, "ADAPTREC_RATE_LIMIT_PER_S", 1000, 0),
             key_cache_s=float(_int(env, "ADAPTREC_KEY_CACHE_S", 5, 0)),
         )
 
-    def with_servers(self, database_url: str, redis_url: str) -> "Settings":
+    def with_servers(self, database_url: str, redis_url: str) -> Settings:
         return replace(self, database_url=database_url, redis_url=redis_url)

@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 import select
 import threading
-import uuid
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.extras
 import psycopg2.pool
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -82,7 +85,7 @@ class ConnectionPool:
                 return conn
             _close_quietly(conn)
 
-    def putconn(self, conn) -> None:
+    def putconn(self, conn: Connection) -> None:
         broken = conn.closed
         if not broken:
             try:
@@ -112,7 +115,7 @@ class ConnectionPool:
             self._idle = []
 
 
-def _looks_alive(conn) -> bool:
+def _looks_alive(conn: Connection) -> bool:
     """False when the server has closed an idle connection. A session the server ends (shutdown,
     restart, pg_terminate_backend, idle timeout) gets a FATAL message and end-of-file, so its
     socket turns readable, while an idle healthy session has nothing to read. One zero-timeout
@@ -130,43 +133,17 @@ def _looks_alive(conn) -> bool:
         return False
 
 
-def _close_quietly(conn) -> None:
+def _close_quietly(conn: Connection) -> None:
     try:
         conn.close()
     except psycopg2.Error:
         pass
 
 
-def dict_cursor(conn):
+def dict_cursor(conn: Connection):
     return conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor)
 
 
 def with_database(url: str, dbname: str) -> str:
     """`url` (a postgresql:// URL) pointing at database `dbname` instead."""
     return urlunsplit(urlsplit(url)._replace(path="/" + dbname))
-
-
-@contextmanager
-def scratch_database(server_url: str, prefix: str = "adaptrec_scratch", migrated: bool = True):
-    """Yield the URL of a new database on the server of `server_url` (migrated unless told
-    otherwise), and drop it afterwards. For tests and benchmarks: never touches other databases."""
-    from app.migrations import migrate
-
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(server_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(server_url, name)
-        try:
-            if migrated:
-                conn = psycopg2.connect(url)
-                migrate(conn)
-                conn.close()
-            yield url
-        finally:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.close()

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import TYPE_CHECKING
 
 from app import queries as q
 from app.errors import InputError, NotFound
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 
 def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
@@ -24,27 +28,28 @@ def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
     return variants[-1]
 
 
-def save(conn, name: str, description: str | None, variants: list[dict]) -> dict:
+def save(conn: Connection, name: str, description: str | None, variants: list[dict]) -> dict:
     names = [v["name"] for v in variants]
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
                          [{"field": "variants", "message": "duplicate variant name"}])
-    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description, variants=json.dumps(variants))
+    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description,
+                       variants=json.dumps(variants))
 
 
-def get(conn, name: str) -> dict:
+def get(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "get_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def stop(conn, name: str) -> dict:
+def stop(conn: Connection, name: str) -> dict:
     row = q.fetch_one(conn, "stop_experiment", experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def list_all(conn) -> list[dict]:
+def list_all(conn: Connection) -> list[dict]:
     return q.fetch_all(conn, "list_experiments")

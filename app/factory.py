@@ -6,9 +6,9 @@ from flask import Flask, g
 
 from app import logs
 from app.cache import Cache
+from app.candidates import CandidateCache
 from app.config import Settings
 from app.db import ConnectionPool
-from app.candidates import CandidateCache
 from app.keys import Keyring
 from app.model_cache import ModelCache
 

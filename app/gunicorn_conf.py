@@ -13,10 +13,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from app.config import default_log_format
 from app.logs import gunicorn_logconfig
 
 _level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
-_format = "text" if (os.environ.get("ADAPTREC_LOG_FORMAT") or "json").strip().lower() == "text" else "json"
+_format = "text" if (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower() == "text" else "json"
 logconfig_dict = gunicorn_logconfig(_level, _format)
 accesslog = None
 # gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):

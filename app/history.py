@@ -12,11 +12,16 @@ import json
 import logging
 import threading
 from datetime import datetime
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis
 
 from app import queries as q
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
 
 log = logging.getLogger("adaptrec.history")
 KEEP = 500            # interactions cached per user
@@ -49,11 +54,11 @@ def _decode_all(raw: list[bytes]) -> list[Event]:
     return [Event(i, k, o, v, fromiso(at)) for i, k, o, v, at in json.loads(b"[" + b",".join(raw) + b"]")]
 
 
-def _keys(cache, user_id: str) -> tuple[str, str]:
+def _keys(cache: Cache, user_id: str) -> tuple[str, str]:
     return cache.key("hist", user_id), cache.key("histgen", user_id)
 
 
-def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
+def recent(conn: Connection, cache: Cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
     """Up to `limit` most recent events, newest first, and where they came from: redis, postgres
     (a cache miss, now filled) or unavailable (Redis did not answer; read from Postgres)."""
     list_key, gen_key = _keys(cache, user_id)
@@ -73,12 +78,12 @@ def recent(conn, cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], s
     return events, "postgres"
 
 
-def _from_postgres(conn, user_id: str, limit: int) -> list[Event]:
+def _from_postgres(conn: Connection, user_id: str, limit: int) -> list[Event]:
     rows = q.fetch_all(conn, "user_recent_interactions", user_id=user_id, limit=limit)
     return [Event(r["item_id"], r["kind"], r["outcome"], r["value"], r["occurred_at"]) for r in rows]
 
 
-def _fill(cache, list_key: str, gen_key: str, events: list[Event]) -> None:
+def _fill(cache: Cache, list_key: str, gen_key: str, events: list[Event]) -> None:
     try:
         with cache.client.pipeline() as pipe:
             pipe.watch(gen_key)
@@ -96,7 +101,7 @@ def _fill(cache, list_key: str, gen_key: str, events: list[Event]) -> None:
         log.warning("history cache fill failed: %s", exc)
 
 
-def record(cache, user_events: dict[str, list[Event]]) -> None:
+def record(cache: Cache, user_events: dict[str, list[Event]]) -> None:
     """After an ingest commits: bump each user's generation and append to their cached list."""
     try:
         if _stale:
@@ -116,7 +121,7 @@ def record(cache, user_events: dict[str, list[Event]]) -> None:
         _forget(cache, list(user_events))
 
 
-def _invalidate(cache, user_ids: list[str]) -> None:
+def _invalidate(cache: Cache, user_ids: list[str]) -> None:
     """Drop the users' cached lists and "no history" markers, and bump their generation so a
     fill that read Postgres before now cannot write an old list afterwards."""
     with cache.client.pipeline(transaction=False) as pipe:
@@ -128,7 +133,7 @@ def _invalidate(cache, user_ids: list[str]) -> None:
         pipe.execute()
 
 
-def _forget(cache, user_ids: list[str]) -> None:
+def _forget(cache: Cache, user_ids: list[str]) -> None:
     try:
         _invalidate(cache, user_ids)
     except (redis.RedisError, OSError):
@@ -142,7 +147,7 @@ def _forget(cache, user_ids: list[str]) -> None:
             _stale.update((cache.prefix, u) for u in user_ids)
 
 
-def _drop_stale(cache) -> None:
+def _drop_stale(cache: Cache) -> None:
     """Invalidate the users remembered by _forget (raises if Redis still does not answer)."""
     with _stale_lock:
         pending = [u for prefix, u in _stale if prefix == cache.prefix]

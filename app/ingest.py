@@ -8,28 +8,36 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from app import history as hist
 from app import queries as q
-from app.records import Interaction
 from app.errors import UnknownIds
+from app.records import Interaction
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
 
 
-def record_interactions(conn, cache, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+def record_interactions(conn: Connection, cache: Cache, events: list[Interaction],
+                        now: datetime | None = None) -> list[tuple[str, str]]:
     """Store `events` in one transaction, and once it has committed, append the new ones to each
     learner's cached history so the very next recommendation sees them. Returns
     (event_id, "created" | "duplicate") per event, in order."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     with conn:
         results = ingest_interactions(conn, events, now=now)
     record_in_cache(cache, events, results, now)
     return results
 
 
-def ingest_interactions(conn, events: list[Interaction], now: datetime | None = None) -> list[tuple[str, str]]:
+def ingest_interactions(conn: Connection, events: list[Interaction],
+                        now: datetime | None = None) -> list[tuple[str, str]]:
     """Store `events`; returns (event_id, "created" | "duplicate") per event, in order."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     event_ids = [e.event_id or f"srv-{uuid.uuid4()}" for e in events]
     wanted = list(dict.fromkeys(e.item_id for e in events))
     found = {r["id"] for r in q.fetch_all(conn, "existing_items", ids=wanted)}
@@ -61,7 +69,7 @@ def ingest_interactions(conn, events: list[Interaction], now: datetime | None = 
     return results
 
 
-def record_in_cache(cache, events: list[Interaction], results: list[tuple[str, str]], now: datetime) -> None:
+def record_in_cache(cache: Cache, events: list[Interaction], results: list[tuple[str, str]], now: datetime) -> None:
     """After the ingest transaction commits: append the new events to each learner's cached
     history, so the very next recommendation sees them."""
     created: dict[str, list[hist.Event]] = {}

@@ -17,8 +17,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from app import queries as q
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 SCOPES = ("serve", "ingest", "admin")
 _KEY = re.compile(r"^ar_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
@@ -51,7 +55,7 @@ def parse_scopes(text: str) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
-def create_key(conn, name: str, scopes: list[str], rate_limit_per_s: int | None = None) -> tuple[str, str]:
+def create_key(conn: Connection, name: str, scopes: list[str], rate_limit_per_s: int | None = None) -> tuple[str, str]:
     """Store a new key; returns (key_id, key). The key is shown once: it cannot be recovered."""
     key_id = secrets.token_hex(6)
     key = f"ar_{key_id}_{secrets.token_urlsafe(32)}"
@@ -60,12 +64,12 @@ def create_key(conn, name: str, scopes: list[str], rate_limit_per_s: int | None 
     return key_id, key
 
 
-def revoke_key(conn, key_id: str) -> bool:
+def revoke_key(conn: Connection, key_id: str) -> bool:
     """True if a live key was revoked."""
     return q.execute(conn, "revoke_api_key", key_id=key_id) > 0
 
 
-def list_keys(conn) -> list[dict]:
+def list_keys(conn: Connection) -> list[dict]:
     return q.fetch_all(conn, "list_api_keys")
 
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
-                               generate_latest)
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from app import queries as q
@@ -61,7 +60,8 @@ class DatabaseCollector:
                 jobs = q.fetch_all(conn, "job_metrics")
                 conn.rollback()
         except Exception as exc:  # a scrape must answer even when Postgres does not
-            log.warning("metrics from postgres unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else exc
+            log.warning("metrics from postgres unavailable: %s", first_line)
             up = GaugeMetricFamily("adaptrec_postgres_up", "1 when Postgres answered the scrape")
             up.add_metric([], 0)
             yield up

@@ -11,10 +11,15 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg2
 
+from app import queries as q
 from app.config import MIGRATIONS_DIR
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 # Arbitrary constant naming "adaptrec migrations" among advisory locks.
 MIGRATION_LOCK_KEY = 0x61647270  # "adrp"
@@ -53,25 +58,14 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-_CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)"""
+def applied(conn: Connection) -> dict[int, dict]:
+    if not q.fetch_one(conn, "schema_migrations_exists")["present"]:
+        return {}
+    return {r["version"]: {"name": r["name"], "checksum": r["checksum"], "applied_at": r["applied_at"]}
+            for r in q.fetch_all(conn, "applied_migrations")}
 
 
-def applied(conn) -> dict[int, dict]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        if not cur.fetchone()[0]:
-            return {}
-        cur.execute("SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY version")
-        return {v: {"name": n, "checksum": c, "applied_at": a} for v, n, c, a in cur.fetchall()}
-
-
-def status(conn, directory: Path = MIGRATIONS_DIR) -> list[dict]:
+def status(conn: Connection, directory: Path = MIGRATIONS_DIR) -> list[dict]:
     """One row per known migration: version, name, applied_at (None if pending), changed."""
     done = applied(conn)
     conn.rollback()
@@ -87,7 +81,7 @@ def status(conn, directory: Path = MIGRATIONS_DIR) -> list[dict]:
     return rows
 
 
-def migrate(conn, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_DIR,
+def migrate(conn: Connection, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_DIR,
             log=lambda msg: None) -> list[Migration]:
     """Apply every pending migration; returns those applied by this call."""
     # migrate owns this connection's transactions: one per file, so autocommit must be off.
@@ -105,8 +99,7 @@ def migrate(conn, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_
             ) from None
         conn.commit()
     try:
-        with conn.cursor() as cur:
-            cur.execute(_CREATE_TABLE)
+        q.execute(conn, "create_schema_migrations")
         conn.commit()
         done = applied(conn)
         for m in discover(directory):
@@ -116,10 +109,8 @@ def migrate(conn, *, lock_timeout_ms: int = 30000, directory: Path = MIGRATIONS_
             try:
                 with conn.cursor() as cur:
                     cur.execute(m.sql)
-                    cur.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                        (m.version, m.name, m.checksum),
-                    )
+                q.execute(conn, "record_migration", version=m.version, migration_name=m.name,
+                          checksum=m.checksum)
                 conn.commit()
             except psycopg2.errors.LockNotAvailable:
                 conn.rollback()

@@ -6,10 +6,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 from app import modelstore
 from app import queries as q
 from app.online.scoring import ServingModel
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 ACTIVE_TTL_S = 5.0
 MAX_MODELS = 32
@@ -21,7 +25,8 @@ class ModelCache:
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
 
-    def nearest(self, conn, unit_ids: list[str], objective: str, tag: str = "default") -> ServingModel | None:
+    def nearest(self, conn: Connection, unit_ids: list[str], objective: str,
+                tag: str = "default") -> ServingModel | None:
         """The active model of the nearest unit at or above `unit_ids`, or None."""
         key = (tuple(sorted(unit_ids)), objective, tag)
         now = time.monotonic()
@@ -32,7 +37,7 @@ class ModelCache:
             self._active[key] = hit
         return self.get(conn, hit[1]) if hit[1] is not None else None
 
-    def get(self, conn, model_id: int) -> ServingModel:
+    def get(self, conn: Connection, model_id: int) -> ServingModel:
         with self._lock:
             model = self._models.get(model_id)
             if model is not None:

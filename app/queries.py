@@ -11,9 +11,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app.config import SQL_DIR
 from app.db import dict_cursor
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
 
 _NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 # `:param` but not a `::cast`, and not inside a quoted string (our files keep params out of strings)
@@ -66,19 +70,19 @@ def sql(name: str) -> str:
         raise KeyError(f"no query named {name!r} in {SQL_DIR}") from None
 
 
-def fetch_all(conn, name: str, **params) -> list[dict]:
+def fetch_all(conn: Connection, name: str, **params) -> list[dict]:
     with dict_cursor(conn) as cur:
         cur.execute(sql(name), params)
         return cur.fetchall()
 
 
-def fetch_one(conn, name: str, **params) -> dict | None:
+def fetch_one(conn: Connection, name: str, **params) -> dict | None:
     with dict_cursor(conn) as cur:
         cur.execute(sql(name), params)
         return cur.fetchone()
 
 
-def execute(conn, name: str, **params) -> int:
+def execute(conn: Connection, name: str, **params) -> int:
     with conn.cursor() as cur:
         cur.execute(sql(name), params)
         return cur.rowcount

@@ -9,8 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import redis
+
+if TYPE_CHECKING:
+    from app.cache import Cache
 
 log = logging.getLogger("adaptrec.ratelimit")
 
@@ -24,7 +28,7 @@ class Decision:
     checked: bool = True  # False when Redis did not answer and the request was let through
 
 
-def check_rate(cache, key_id: str, limit_per_s: int, now: float | None = None) -> Decision:
+def check_rate(cache: Cache, key_id: str, limit_per_s: int, now: float | None = None) -> Decision:
     """Count one request of `key_id` in the current second; refuse it past `limit_per_s`.
     A limit of 0 means unlimited (no Redis call)."""
     if limit_per_s <= 0:

@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app import candidates as cand
-from app import experiments
+from app import experiments, metrics, strategies
 from app import history as hist
-from app import metrics
 from app import queries as q
-from app import strategies
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
+    from app.model_cache import ModelCache
 
 HALF_LIFE = None          # recency weighting of the live fit: on the replay every half-life tried
                           # (5 to 80 attempts) lowered AUC, so all attempts weigh the same
@@ -41,7 +46,7 @@ class RecommendationRequest:
     experiment: str | None = None
 
 
-def _variant(conn, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
+def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
     """(variant, strategy, params, model tag) after experiment routing."""
     strategy, params, tag, variant = req.strategy or "target", {}, "default", None
     if req.experiment:
@@ -70,7 +75,7 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def _fallback_scores(conn, items: list[str], probabilities: bool) -> np.ndarray:
+def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
     stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", item_ids=items)}
     attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
@@ -108,9 +113,9 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     return engagement_scores(model, p_rows, rows), len(positives), fallbacks
 
 
-def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
+def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, req)
     found = cand.resolve(conn, cache, local_candidates, req.units)
     items = found.items
@@ -151,7 +156,7 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
 
     for reason in fallbacks:
         metrics.FALLBACKS.labels(reason).inc()
-    is_probability = model is not None and model.objective == "practice" or (model is None and wants_probability)
+    is_probability = (model is not None and model.objective == "practice") or (model is None and wants_probability)
     answer_items = [{"item_id": items[i], ("p" if is_probability else "score"): round(float(scores[i]), 6)}
                     for i in chosen]
     answer = {
@@ -176,7 +181,8 @@ def recommend(conn, cache, models, req: RecommendationRequest, request_id: str,
     return answer
 
 
-def predict(conn, cache, models, user_id: str, units: list[str], item_ids: list[str], tag: str = "default") -> dict:
+def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str],
+            tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
     cand.check_units(conn, units)

@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints,
-                      TypeAdapter, ValidationError, WithJsonSchema, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from app.errors import InputError
 
@@ -219,17 +230,17 @@ class Interaction(Strict):
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
-            v = v.replace(tzinfo=timezone.utc)
+            v = v.replace(tzinfo=UTC)
         if v is not None:
             # 0001-01-01T00:00:00+01:00 is stored, but as year 0 in UTC it could never be read back.
             try:
-                v.astimezone(timezone.utc)
+                v.astimezone(UTC)
             except OverflowError:
                 raise ValueError("occurred_at must fall within the years 1 to 9999 in UTC") from None
         return v
 
     @model_validator(mode="after")
-    def _attempt_has_outcome(self) -> "Interaction":
+    def _attempt_has_outcome(self) -> Interaction:
         if self.kind == "attempt" and self.outcome is None:
             raise ValueError("an attempt needs an outcome (1 correct, 0 wrong)")
         return self

@@ -4,21 +4,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import redis
 
 from app import candidates as cand
-from app import catalog
-from app import metrics
+from app import catalog, metrics
 from app import queries as q
 from app.online.similar import most_similar
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
+    from app.model_cache import ModelCache
 
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
 
 
-def similar_items(conn, models, item_id: str, n: int) -> dict:
+def similar_items(conn: Connection, models: ModelCache, item_id: str, n: int) -> dict:
     """The n active items nearest to `item_id` by cosine similarity of the covering model's vectors."""
     item = catalog.get_item(conn, item_id)  # NotFound for an unknown item
     units = item["units"]
@@ -42,7 +48,7 @@ def similar_items(conn, models, item_id: str, n: int) -> dict:
             "fallback": None}
 
 
-def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
              now: datetime | None = None) -> dict:
     """Most-interacted active items in the last `days`, each event decayed by its age.
 
@@ -57,12 +63,12 @@ def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_
     except (redis.RedisError, OSError) as exc:
         log.warning("trending cache unavailable: %s", exc)
         metrics.CACHE_REQUESTS.labels("trending", "error").inc()
-        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
     if raw is not None:
         metrics.CACHE_REQUESTS.labels("trending", "hit").inc()
         return json.loads(raw)
     metrics.CACHE_REQUESTS.labels("trending", "miss").inc()
-    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(timezone.utc))
+    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
     try:
         cache.client.set(key, json.dumps(answer), ex=TRENDING_TTL_S)
     except (redis.RedisError, OSError) as exc:
@@ -70,7 +76,7 @@ def trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_
     return answer
 
 
-def _trending(conn, cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def _trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
               now: datetime) -> dict:
     items = cand.items_under(conn, cache, units)[0] if units else []
     rows = q.fetch_all(conn, "trending", now=now, days=days,

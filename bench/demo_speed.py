@@ -12,20 +12,17 @@ import argparse
 import os
 import sys
 import time
-from contextlib import closing
-from datetime import datetime, timezone
-
-import psycopg2
+from datetime import UTC, datetime
 
 from app.config import Settings
-from app.db import scratch_database
 from app.embedded import servers_for
 from bench.report import emit
+from harness.databases import connected_scratch_database
 from jobs.demo import DemoConfig, generate_demo
 
 
 def run(config: DemoConfig, database_url: str) -> dict:
-    with scratch_database(database_url, "adaptrec_bench") as url, closing(psycopg2.connect(url)) as conn:
+    with connected_scratch_database(database_url, "adaptrec_bench") as (_, conn):
         started = time.perf_counter()
         generate_demo(conn, config, progress=sys.stderr.isatty())
         seconds = time.perf_counter() - started
@@ -34,7 +31,7 @@ def run(config: DemoConfig, database_url: str) -> dict:
             interactions = cur.fetchone()[0]
     return {"attempts": config.attempts, "engagements": config.engagements, "learners": config.learners,
             "interactions": interactions, "seconds": round(seconds, 2),
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,34 +9,27 @@ it, imports twice and drops it again. Prints the figures as JSON (and writes the
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg2
-
 from app.config import Settings
-from app.db import scratch_database
 from app.embedded import servers_for
 from bench.report import emit
+from harness.databases import connected_scratch_database
+from harness.measure import machine
 from jobs.importers import FORMATS, ImportFailed, run_import
 
 
-def measure(database_url: str, fmt: str, data: Path) -> dict:
-    """Import `data` twice into `database_url`; the figures of both runs."""
-    conn = psycopg2.connect(database_url)
-    try:
-        first, = run_import(conn, fmt, [data], progress=False)
-        again, = run_import(conn, fmt, [data], progress=False)
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM interactions")
-            stored, = cur.fetchone()
-            cur.execute("SHOW server_version")
-            version, = cur.fetchone()
-    finally:
-        conn.close()
+def measure(conn, fmt: str, data: Path) -> dict:
+    """Import `data` twice through `conn`; the figures of both runs."""
+    first, = run_import(conn, fmt, [data], progress=False)
+    again, = run_import(conn, fmt, [data], progress=False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM interactions")
+        stored, = cur.fetchone()
+        cur.execute("SHOW server_version")
+        version, = cur.fetchone()
     return {
         "format": fmt,
         "data": str(data),
@@ -47,23 +40,10 @@ def measure(database_url: str, fmt: str, data: Path) -> dict:
         "interactions_stored": stored,
         "rerun_seconds": round(again.seconds, 2),
         "rerun_created": sum(again.created.values()),
-        "machine": _machine(),
+        "machine": machine(),
         "postgres": version,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-
-
-def _machine() -> str:
-    """CPU model and count, OS and Python: enough to compare figures between machines."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data}: no such file or folder")
 
     try:
-        with servers_for(Settings.from_env()) as settings, scratch_database(settings.database_url, "adaptrec_bench") as url:
-            result = measure(url, args.format, args.data)
+        with (servers_for(Settings.from_env()) as settings,
+              connected_scratch_database(settings.database_url, "adaptrec_bench") as (_, conn)):
+            result = measure(conn, args.format, args.data)
     except ImportFailed as exc:
         print(f"import_speed: {exc}", file=sys.stderr)
         return 2

@@ -37,28 +37,34 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
-import os
-import platform
 import random
 import shlex
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.load import send_times
 from bench.report import emit
+from harness.client import http_json
+from harness.measure import (
+    CpuMeter,
+    child_pids,
+    loadavg,
+    machine,
+    percentile,
+    pids_matching,
+    proc_rss_mb,
+    redis_pids,
+    settle,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -71,28 +77,6 @@ PHASES = ("recommend", "ingest_single", "ingest_batch", "similar")
 
 
 # ---- pure helpers (tested in tests/test_latency_bench.py) -------------------------------------
-def percentile(values, q: float) -> float | None:
-    """The q-th percentile (0-100) of `values`, linear interpolation between closest ranks
-    (numpy's default method); None for no values."""
-    data = sorted(values)
-    if not data:
-        return None
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {q}")
-    pos = (len(data) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
-
-
-def send_times(rate: float, seconds: float) -> list[float]:
-    """Open-loop schedule: offsets (s from the phase start) of every request at `rate` per second."""
-    if rate <= 0 or seconds <= 0:
-        return []
-    count = math.floor(rate * seconds + 1e-9)
-    return [i / rate for i in range(count)]
-
-
 def scheduled_latency(scheduled: float, done: float) -> float:
     """Latency in ms counted from when the request was due, not from when it left: a request
     that waited for a free client (the server being slow) carries that wait too."""
@@ -154,98 +138,6 @@ def search_max_rate(measure, start: float, step: float, limit: float, refine: bo
         if passes(s):
             best = mid
     return best, steps
-
-
-def proc_rss_mb(pid: int) -> float | None:
-    """VmRSS of a process in MB (Linux /proc), None if it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return round(int(line.split()[1]) / 1024.0, 1)
-    except OSError:
-        return None
-    return None
-
-
-def child_pids(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far (Linux /proc), None if it is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pids_matching(*needles: str) -> list[int]:
-    """Processes whose command line contains every one of `needles`."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if all(n in cmd for n in needles):
-            found.append(int(d.name))
-    return found
-
-
-class CpuMeter:
-    """CPU seconds used by groups of processes between start() and stop(); a group's pids are
-    looked up again at each end (Postgres backends come and go), so counts are approximate."""
-
-    def __init__(self, groups: dict):
-        self.groups = groups  # name -> callable returning pids
-        self._before: dict = {}
-
-    def _sample(self) -> dict:
-        return {name: {pid: cpu_seconds(pid) for pid in find()} for name, find in self.groups.items()}
-
-    def start(self) -> None:
-        self._before = self._sample()
-
-    def stop(self) -> dict:
-        after = self._sample()
-        used = {}
-        for name, pids in after.items():
-            before = self._before.get(name, {})
-            used[name] = sum((t or 0.0) - (before.get(pid) or 0.0) for pid, t in pids.items() if t is not None)
-        return used
-
-
-def loadavg() -> list[float]:
-    try:
-        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-    except OSError:
-        return []
-
-
-def machine() -> str:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 1024 / 1024:.0f} GB"
-    except (OSError, ValueError, IndexError):
-        pass
-    return (f"{platform.machine()}, {os.cpu_count()} cpus{(' (' + model + ')') if model else ''}{mem}, "
-            f"Linux {platform.release()}, Python {platform.python_version()}")
 
 
 # ---- requests of each phase -------------------------------------------------------------------
@@ -318,52 +210,6 @@ def _drive_in_child(kwargs: dict) -> dict:
     return drive(**kwargs)
 
 
-# ---- the service ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def service(database_url: str, redis_url: str, key: str, prefix: str, workers: int, log_path: Path,
-            extra: list[str] | None = None):
-    from cli.serve import gunicorn_command, wait_ready  # the command `adaptrec serve` runs
-
-    port = free_port()
-    env = dict(os.environ)
-    env.update({"ADAPTREC_DATABASE_URL": database_url, "ADAPTREC_REDIS_URL": redis_url,
-                "ADAPTREC_API_KEYS": key, "ADAPTREC_REDIS_PREFIX": prefix,
-                "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", workers, extra), env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        if not wait_ready(base + "/readyz", proc):
-            raise RuntimeError(f"gunicorn did not become ready; see {log_path}")
-        yield base, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()  # graceful stop of the process started here (and its workers)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def http_json(base: str, key: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
-
-
 # ---- setup: data, model, the 5k unit ---------------------------------------------------------
 def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
     """Import, train the root, build the 5k unit; returns the users and items of the benchmark."""
@@ -414,24 +260,7 @@ def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
             "model_auc": (root.metrics or {}).get("model", {}).get("auc")}
 
 
-def settle(threshold: float, max_wait_s: float, say) -> list[float]:
-    """Wait (up to max_wait_s) for the 1-minute load average to drop below threshold."""
-    deadline = time.monotonic() + max_wait_s
-    load = loadavg()
-    while load and load[0] >= threshold and time.monotonic() < deadline:
-        say(f"load {load[0]:.2f} >= {threshold}: waiting")
-        time.sleep(15)
-        load = loadavg()
-    return load
-
-
 # ---- the run ----------------------------------------------------------------------------------
-def redis_pids(redis_url: str) -> list[int]:
-    parts = urlsplit(redis_url)
-    where = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
-    return pids_matching("redis-server", where)
-
-
 def run_phases(args, base: str, key: str, users: list[str], items: list[str], unit: str, say,
                meter: CpuMeter | None = None) -> dict:
     run = uuid.uuid4().hex[:8]
@@ -485,7 +314,8 @@ def main(argv=None) -> int:
     parser.add_argument("--search-start", type=float, default=200.0)
     parser.add_argument("--search-step", type=float, default=100.0)
     parser.add_argument("--search-limit", type=float, default=2000.0, help="highest rate tried (0: no search)")
-    parser.add_argument("--search-seconds", type=float, default=None, help="seconds per search step (default --seconds)")
+    parser.add_argument("--search-seconds", type=float, default=None,
+                        help="seconds per search step (default --seconds)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the extra GET /healthz phase (the HTTP stack's own cost, for comparison)")
     parser.add_argument("--gunicorn-args", default="",
@@ -496,7 +326,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ASSISTments attempts file")
     parser.add_argument("--settle-load", type=float, default=0.6,
                         help="before measuring, wait for the 1-minute load to drop below this (default 0.6)")
-    parser.add_argument("--settle-max", type=float, default=180.0, help="... for at most this many seconds (0: do not wait)")
+    parser.add_argument("--settle-max", type=float, default=180.0,
+                        help="... for at most this many seconds (0: do not wait)")
     parser.add_argument("--url", help="benchmark a running service instead (no setup)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--unit", default=UNIT_ID, help="with --url: the unit to ask for")
@@ -525,21 +356,23 @@ def main(argv=None) -> int:
         else:
             from app.config import Settings
             from app.embedded import servers_for
-            from bench.train import scratch_database
+            from harness.databases import connected_scratch_database, scratch_redis_prefix
+            from harness.service import running_service
 
             settings = stack.enter_context(servers_for(Settings.from_env()))
-            url, conn = stack.enter_context(scratch_database(settings.database_url))
+            url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
             prepared = prepare(conn, url, args.data, args.users, say)
             users, items, unit = prepared["users"], prepared["items"], UNIT_ID
-            result["setup"] = {k: prepared[k] for k in ("import_seconds", "train_seconds", "model_auc", "user_attempts")}
+            result["setup"] = {k: prepared[k]
+                               for k in ("import_seconds", "train_seconds", "model_auc", "user_attempts")}
             result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
             key = "bench-" + uuid.uuid4().hex
-            prefix = f"adaptrec-bench-{uuid.uuid4().hex[:8]}:"
-            stack.callback(_drop_redis_prefix, settings.redis_url, prefix)
+            prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-latency-")))
-            base, proc = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers,
-                                                     tmp / "gunicorn.log", shlex.split(args.gunicorn_args)))
-            master_pid = proc.pid
+            service = stack.enter_context(running_service(
+                url, settings.redis_url, key, tmp / "gunicorn.log", redis_prefix=prefix, workers=args.workers,
+                gunicorn_args=shlex.split(args.gunicorn_args)))
+            base, master_pid = service.base_url, service.proc.pid
             from cli.serve import gunicorn_command
 
             shown = gunicorn_command("127.0.0.1:PORT", args.workers, shlex.split(args.gunicorn_args))
@@ -594,19 +427,6 @@ def main(argv=None) -> int:
         }
     emit(result, args.json)
     return 0
-
-
-def _drop_redis_prefix(redis_url: str, prefix: str) -> None:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i:i + 500])
-        client.close()
-    except (redis.RedisError, OSError):
-        pass
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import math
 import os
 import threading
 import time
@@ -41,6 +42,14 @@ class Outcome:
     def what(self) -> str:
         """The error's name as the reports count it: `http 429`, `ConnectionResetError`, ..."""
         return self.problem or f"http {self.status}"
+
+
+def send_times(rate: float, seconds: float) -> list[float]:
+    """Open-loop schedule: offsets (s from the phase start) of every request at `rate` per second."""
+    if rate <= 0 or seconds <= 0:
+        return []
+    count = math.floor(rate * seconds + 1e-9)
+    return [i / rate for i in range(count)]
 
 
 def open_loop(base_url: str, key: str, offsets: list[float], make, record, threads: int = 64,

@@ -86,7 +86,8 @@ def read_attempts(path: Path) -> pd.DataFrame:
     return df[COLUMNS].sort_values(["user_id", "seq"], kind="stable").reset_index(drop=True)
 
 
-def split_students(user_ids, seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION) -> tuple[list[str], list[str]]:
+def split_students(user_ids, seed: int = SPLIT_SEED,
+                   test_fraction: float = TEST_FRACTION) -> tuple[list[str], list[str]]:
     """(training ids sorted, test ids in permutation order): default_rng(seed).permutation of the
     sorted unique ids; the first round(test_fraction * n) are the test students."""
     unique = np.unique(np.asarray(list(user_ids), dtype=str))
@@ -251,8 +252,9 @@ def import_catalogue(conn, skills_of: dict[str, list[str]]) -> dict:
 
 
 def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, list[str]], config,
-                     units: list[str] | None, workdir: Path, name: str) -> dict:
-    """Import `rows` through the real importer, add the whole catalogue, run the training job."""
+                     units: list[str] | None, workdir: Path, name: str, on_result=None) -> dict:
+    """Import `rows` through the real importer, add the whole catalogue, run the training job
+    (`on_result` goes to run_training: it receives each unit's fitted arrays)."""
     from jobs.importers import run_import
     from jobs.train import run_training
 
@@ -263,7 +265,7 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
     catalogue = import_catalogue(conn, skills_of)
     import_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    report = run_training(url, config, units=units, progress=False)
+    report = run_training(url, config, units=units, progress=False, on_result=on_result)
     train_s = time.perf_counter() - t0
     if report.locked_out:
         raise RuntimeError("another training job holds the lock on the scratch database")
@@ -288,9 +290,9 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
 
 def replay_service(conn, cache, models, test: pd.DataFrame, progress: bool = False) -> tuple[np.ndarray, dict]:
     """p of every test attempt, predicted before it is ingested, through predict + ingest."""
-    from app.records import Interaction
     from app.ingest import record_interactions
     from app.recommend import predict
+    from app.records import Interaction
 
     users, items = test.user_id.tolist(), test.problem_id.tolist()
     seqs, ys = test.seq.tolist(), test.correct.tolist()
@@ -342,46 +344,22 @@ def live_fit_from(model, history: list[tuple[str, int]], items: list[str], at: d
     return score_candidates(model, items, events, None, practice=True)[0]
 
 
-class CaptureLightFM:
-    """While active, remember the last LightFM model the training job fitted (train_practice's final
-    refit on all rows) and the user ids of its rows: the job stores only item vectors, and a full
-    retrain predicts with the users' own. Train one unit under it (the root)."""
-
-    def __enter__(self):
-        import jobs.train as train_job
-        from jobs.training import practice
-
-        self._practice, self._job = practice, train_job
-        self._lightfm, self._train_practice = practice.LightFM, train_job.train_practice
-        self.user_ids, self.model, self._current = None, None, None
-        outer = self
-
-        class Recording(self._lightfm):
-            def fit(self, *args, **kwargs):
-                result = super().fit(*args, **kwargs)
-                outer._current = self
-                return result
-
-        def recording_train_practice(data, *args, **kwargs):
-            result = outer._train_practice(data, *args, **kwargs)
-            outer.user_ids, outer.model = list(data.user_ids), outer._current  # the final refit on all rows
-            return result
-
-        practice.LightFM = Recording
-        train_job.train_practice = recording_train_practice
-        return self
-
-    def __exit__(self, *exc):
-        self._practice.LightFM = self._lightfm
-        self._job.train_practice = self._train_practice
+def root_practice_result(into: dict):
+    """An on_result for run_training that keeps the root's practice UnitResult in `into["root"]`:
+    the job stores only item vectors, and a full retrain predicts with the users' own."""
+    def keep(result) -> None:
+        if result.outcome.unit_id == ROOT and result.outcome.objective == "practice":
+            into["root"] = result
+    return keep
 
 
-def full_retrain_predictions(capture: CaptureLightFM, model, users: list[str], items: list[str]) -> np.ndarray:
-    """Calibrated p from the retrained users' own LightFM vectors and the stored items."""
+def full_retrain_predictions(trained, model, users: list[str], items: list[str]) -> np.ndarray:
+    """Calibrated p from the retrained users' own LightFM vectors (`trained`: the root's practice
+    UnitResult, its final refit on all rows) and the stored items."""
     from app.online.scoring import calibrated
 
-    user_biases, user_vectors = capture.model.get_user_representations()
-    row_of = {u: k for k, u in enumerate(capture.user_ids)}
+    user_biases, user_vectors = trained.user_biases, trained.user_vectors
+    row_of = {u: k for k, u in enumerate(trained.user_ids)}
     u_rows = np.array([row_of[u] for u in users])
     i_rows = model.rows(items)
     if (i_rows < 0).any():
@@ -395,7 +373,7 @@ def first_half_live_fits(model, test: pd.DataFrame, second: np.ndarray) -> np.nd
     """For each second-half attempt: the live fit of `model` from the student's first half only."""
     out = np.empty(int(second.sum()))
     k = 0
-    for user, rows in test.groupby("user_id", sort=False):
+    for _, rows in test.groupby("user_id", sort=False):
         n = len(rows)
         if n < 2:
             continue
@@ -427,7 +405,7 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
     from app.config import Settings
     from app.embedded import servers_for
     from app.model_cache import ModelCache
-    from bench.train import scratch_database
+    from harness.databases import connected_scratch_database as scratch_database  # yields (url, conn)
     from jobs.train import TrainConfig
 
     started = time.perf_counter()
@@ -520,14 +498,16 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
         # -- full retrain on training students + test students' first halves --
         if retrain and second.any():
             half_rows = test[(test.n >= 2) & (test.pos < test.n // 2)][COLUMNS]
-            with scratch_database(settings.database_url) as (url, conn), CaptureLightFM() as capture:
+            retrained: dict = {}
+            with scratch_database(settings.database_url) as (url, conn):
                 log("full retrain: training students + test students' first halves (root unit) ...")
                 info = import_and_train(url, conn, pd.concat([train_df, half_rows], ignore_index=True), skills_of,
-                                        config, [ROOT], workdir, "retrain")
+                                        config, [ROOT], workdir, "retrain", on_result=root_practice_result(retrained))
                 with conn:
                     new_model = ModelCache().nearest(conn, [ROOT], "practice")
             sec = test[second]
-            p_retrain = full_retrain_predictions(capture, new_model, sec.user_id.tolist(), sec.problem_id.tolist())
+            p_retrain = full_retrain_predictions(retrained["root"], new_model, sec.user_id.tolist(),
+                                                 sec.problem_id.tolist())
             ys = y[second]
             result["full_retrain"] = {
                 "retrain": metrics(ys, p_retrain),

@@ -6,7 +6,7 @@ service still error-free, fast and the same size at the end?
 1. The service (skipped with --url): a scratch database on the configured (or embedded) servers,
    the demo data set (`adaptrec demo`, --demo-* sizes), the root unit `demo` trained
    (TrainConfig(max_trials=1): practice and engagement models), and gunicorn as `adaptrec serve`
-   runs it (--workers, default 2) through bench.latency.service (OPENBLAS_NUM_THREADS=1, its own
+   runs it (--workers, default 2) through harness.service (OPENBLAS_NUM_THREADS=1, its own
    Redis key prefix, a fresh API key). Real ids come from the database: learners with a history,
    every unit, every active item.
    With --url: --unit (default `demo`) and the units under it give the units and items, --user
@@ -48,8 +48,19 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from bench.latency import (CpuMeter, _drop_redis_prefix, child_pids, http_json, loadavg, machine, percentile,
-                           pids_matching, proc_rss_mb, redis_pids, send_times, service, settle)
+from bench.load import send_times
+from harness.client import http_json
+from harness.measure import (
+    CpuMeter,
+    child_pids,
+    loadavg,
+    machine,
+    percentile,
+    pids_matching,
+    proc_rss_mb,
+    redis_pids,
+    settle,
+)
 
 KINDS = ("recommend", "ingest", "similar", "trending")
 LABELS = ("recommend", "ingest", "ingest_retry", "similar", "trending")  # what the report counts
@@ -280,7 +291,8 @@ def soak_load(base_url: str, key: str, ids: dict, mix: dict, rate: float, warmup
     out["error_samples"] = samples
     out["client"] = {"threads": threads, "timeout_s": timeout_s, "start_late_s": round(late_s, 3),
                      "send_lag_p99_ms": latency_figures(lags)["p99_ms"],
-                     "cpu_ms_per_request": round((time.process_time() - cpu0) * 1000.0 / len(rows), 3) if rows else None}
+                     "cpu_ms_per_request": (round((time.process_time() - cpu0) * 1000.0 / len(rows), 3)
+                                            if rows else None)}
     return out
 
 
@@ -451,7 +463,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="measured minutes after the warm-up (default 10)")
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second, all kinds (default 200)")
-    parser.add_argument("--warmup-s", type=float, default=30.0, help="unmeasured seconds at the same rate first (default 30)")
+    parser.add_argument("--warmup-s", type=float, default=30.0,
+                        help="unmeasured seconds at the same rate first (default 30)")
     parser.add_argument("--mix", default=DEFAULT_MIX, help=f"weights of the kinds (default {DEFAULT_MIX})")
     parser.add_argument("--retry-share", type=float, default=0.05, help="share of ingests that resend an earlier one")
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between memory samples (default 5)")
@@ -471,7 +484,8 @@ def main(argv=None) -> int:
     parser.add_argument("--url", help="soak a running service instead (no setup)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--pid", type=int, help="with --url: the gunicorn master's pid (default: found by the port)")
-    parser.add_argument("--unit", action="append", default=[], help=f"with --url: a unit to draw from (default {DEMO_ROOT})")
+    parser.add_argument("--unit", action="append", default=[],
+                        help=f"with --url: a unit to draw from (default {DEMO_ROOT})")
     parser.add_argument("--user", action="append", default=[], help="with --url: a learner (repeatable)")
     args = parser.parse_args(argv)
     if args.url and not args.key:
@@ -509,26 +523,28 @@ def main(argv=None) -> int:
             cpu_groups = {"gunicorn_workers": lambda: child_pids(master)} if master else {}
         else:
             from app.config import Settings
-            from app.db import scratch_database
             from app.embedded import servers_for
+            from harness.databases import scratch_database, scratch_redis_prefix
+            from harness.service import running_service
 
             settings = stack.enter_context(servers_for(Settings.from_env()))
             url = stack.enter_context(scratch_database(settings.database_url, "adaptrec_soak"))
             ids = prepare_demo(url, args, say)
             result["setup"] = ids.pop("setup")
             key = "soak-" + uuid.uuid4().hex
-            prefix = f"adaptrec-soak-{uuid.uuid4().hex[:8]}:"
-            stack.callback(_drop_redis_prefix, settings.redis_url, prefix)
+            prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-soak"))
             log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-soak-"))) / "gunicorn.log"
-            base, proc = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers, log_path,
-                                                     shlex.split(args.gunicorn_args)))
-            master = proc.pid
+            service = stack.enter_context(running_service(
+                url, settings.redis_url, key, log_path, redis_prefix=prefix, workers=args.workers,
+                gunicorn_args=shlex.split(args.gunicorn_args)))
+            base, master = service.base_url, service.proc.pid
             dbname = urlsplit(url).path.lstrip("/")
             cpu_groups = {"gunicorn_workers": lambda: child_pids(master),
                           "postgres_backends": lambda: pids_matching("postgres:", dbname),
                           "redis": lambda: redis_pids(settings.redis_url)}
             config.update({"workers": args.workers, "gunicorn_args": args.gunicorn_args,
-                           "service": "bench.latency.service: adaptrec serve's gunicorn command, OPENBLAS_NUM_THREADS=1"})
+                           "service": "harness.service.running_service: adaptrec serve's gunicorn command, "
+                                      "OPENBLAS_NUM_THREADS=1"})
             say(f"gunicorn ready on {base} (pid {master})")
         result["ids"] = {"users": len(ids["users"]), "units": len(ids["units"]), "items": len(ids["items"])}
         status, answer = http_json(base, key, "POST", "/v1/recommendations",

@@ -43,16 +43,16 @@ import os
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
+from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
 from bench.report import emit
 from jobs.training import engagement, features
-from jobs.training.ease import blend_scores, ease_scores, fit_ease
+from jobs.training.ease import fit_ease
 from jobs.training.metrics import auc, ranking_metrics
-from jobs.training.topn import (TopNModel, WarpConfig, evaluate, fit_topn, fold_in, positives_matrix,
-                                tune_topn, warp_scores)
+from jobs.training.topn import WarpConfig, evaluate, fit_topn, tune_topn
 
 TARGET = {"precision_at_10": 0.37, "ndcg_at_10": 0.44}
 COLD_START_TARGET_AUC = 0.70
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     report["target"] = {**TARGET, "validation_selected": {k: chosen[k] for k in TARGET},
                         "met": all(chosen[k] >= v for k, v in TARGET.items())}
     report["seconds"] = round(time.perf_counter() - started, 1)
-    report["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     emit(report, args.json)
     return 0
 

@@ -10,34 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import sys
 import time
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import psycopg2
-
 from app.config import PROJECT_ROOT, Settings
-from app.db import scratch_database as db_scratch
 from app.embedded import servers_for
 from bench.report import emit
+from harness.databases import connected_scratch_database
+from harness.measure import machine
 from jobs.train import TrainConfig, run_training
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
-
-
-@contextmanager
-def scratch_database(server_url: str):
-    """A fresh migrated database (dropped afterwards): yields (url, an open connection)."""
-    with db_scratch(server_url, "adaptrec_bench") as url:
-        conn = psycopg2.connect(url)
-        try:
-            yield url, conn
-        finally:
-            conn.close()
 
 
 def peak_rss_mb() -> float:
@@ -55,7 +41,7 @@ def summarise(report, objective: str = "practice") -> dict:
 def bench_assistments(server_url: str, data: Path, config: TrainConfig) -> dict:
     from jobs.importers import run_import
 
-    with scratch_database(server_url) as (url, conn):
+    with connected_scratch_database(server_url) as (url, conn):
         t0 = time.perf_counter()
         run_import(conn, "assistments", [data], progress=False)
         import_s = time.perf_counter() - t0
@@ -81,7 +67,7 @@ def bench_assistments(server_url: str, data: Path, config: TrainConfig) -> dict:
 def bench_synthetic(server_url: str, attempts: int, config: TrainConfig) -> dict:
     from jobs.demo import DemoConfig, generate_demo
 
-    with scratch_database(server_url) as (url, conn):
+    with connected_scratch_database(server_url) as (url, conn):
         generate_demo(conn, DemoConfig(seed=0, learners=max(2000, attempts // 100), attempts=attempts, engagements=0))
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM interactions")
@@ -107,7 +93,7 @@ def main(argv=None) -> int:
     if not args.data.exists():
         parser.error(f"{args.data}: no such file")
     config = TrainConfig.from_env(max_trials=args.trials)
-    result = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cpus",
+    result = {"date": date.today().isoformat(), "machine": machine(),
               "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.threads}}
     with servers_for(Settings.from_env()) as settings:
         result["assistments"] = bench_assistments(settings.database_url, args.data, config)

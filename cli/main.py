@@ -57,9 +57,8 @@ def cmd_db_migrate(args) -> int:
 
 
 def cmd_db_status(args) -> int:
-    from app.migrations import status
-
     from app.config import Settings
+    from app.migrations import status
 
     configured = Settings.from_env()
     with _database(configured) as (settings, conn):
@@ -168,8 +167,9 @@ def cmd_calibrate(args) -> int:
 
 def cmd_models(args) -> int:
     from app import modelstore
+    from jobs.training.job import HEADLINE_METRIC
 
-    with _database() as (settings, conn):
+    with _database() as (_, conn):
         rows = modelstore.list_models(conn, include_retired=args.all)
     if not rows:
         print("no models yet; run `adaptrec train --all`")
@@ -178,7 +178,7 @@ def cmd_models(args) -> int:
           f"{'model':>7} {'baseline':>9} {'trained':<16}")
     for r in rows:
         m = r["metrics"] or {}
-        key = "auc" if r["objective"] == "practice" else "precision_at_10"
+        key = HEADLINE_METRIC[r["objective"]]
         model_v = (m.get("model") or {}).get(key)
         base_v = (m.get("baseline") or {}).get(key)
         base_name = m.get("baseline_name", "")
@@ -304,9 +304,11 @@ def build_parser() -> Parser:
     train.add_argument("--unit", action="append", metavar="U", help="train this unit (repeatable)")
     train.add_argument("--all", action="store_true", help="train every unit with enough data")
     train.add_argument("--mode", choices=["mf", "partial", "full"], default=None,
-                       help="mf: ids only; partial: + metadata; full: + TF-IDF of text (default ADAPTREC_TRAIN_MODE or mf)")
+                       help="mf: ids only; partial: + metadata; full: + TF-IDF of text "
+                            "(default ADAPTREC_TRAIN_MODE or mf)")
     train.add_argument("--tag", default="default", help="model tag (experiments can route to a tag)")
-    train.add_argument("--trials", type=_positive, default=None, help="hyperparameter trials per unit (default ADAPTREC_TRAIN_MAX_TRIALS or 3)")
+    train.add_argument("--trials", type=_positive, default=None,
+                       help="hyperparameter trials per unit (default ADAPTREC_TRAIN_MAX_TRIALS or 3)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
     train.set_defaults(func=cmd_train)
 

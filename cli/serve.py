@@ -18,10 +18,10 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
+from app import queries as q
 from app.config import PROJECT_ROOT, Settings
 from app.db import connect
 from app.embedded import servers_for
-from app import queries as q
 from app.migrations import migrate
 
 
@@ -52,17 +52,13 @@ def _detach_but_die_with_parent() -> None:
 
 
 def _database_is_empty(conn) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("SELECT NOT EXISTS (SELECT 1 FROM items) AND NOT EXISTS (SELECT 1 FROM interactions)")
-        empty = cur.fetchone()[0]
+    empty = q.fetch_one(conn, "database_is_empty")["empty"]
     conn.rollback()
     return empty
 
 
 def _no_active_models(conn) -> bool:
-    with conn.cursor() as cur:
-        cur.execute("SELECT NOT EXISTS (SELECT 1 FROM models WHERE status = 'active')")
-        none = cur.fetchone()[0]
+    none = q.fetch_one(conn, "no_active_models")["none_active"]
     conn.rollback()
     return none
 
@@ -81,14 +77,8 @@ def _train_bootstrap_models(database_url: str) -> None:
 def _sample_ids(conn) -> dict:
     """Ids for the printed examples: the most active learner, a small unit (a section when the
     catalogue has them, else a top unit) and an active item under it."""
-    with conn.cursor() as cur:
-        cur.execute("""
-            SELECT (SELECT user_id FROM interactions GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1),
-                   coalesce((SELECT unit_id FROM units WHERE kind = 'section' ORDER BY unit_id LIMIT 1),
-                            (SELECT u.unit_id FROM units u
-                              WHERE NOT EXISTS (SELECT 1 FROM unit_children c WHERE c.child = u.unit_id)
-                              ORDER BY u.unit_id LIMIT 1))""")
-        user_id, unit_id = cur.fetchone()
+    sample = q.fetch_one(conn, "sample_ids")
+    user_id, unit_id = sample["user_id"], sample["unit_id"]
     conn.rollback()
     items = q.fetch_all(conn, "items_under_units", unit_ids=[unit_id]) if unit_id else []
     conn.rollback()
@@ -189,7 +179,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         try:
             base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
             if wait_ready(base + "/readyz", proc):
-                where = "embedded servers under " + str(settings.var_dir) if configured.embedded else "configured servers"
+                where = (f"embedded servers under {settings.var_dir}" if configured.embedded
+                         else "configured servers")
                 print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
                       f"{_examples(base, api_keys[0], ids)}\n\nPress Ctrl-C to stop.\n", flush=True)
             elif proc.poll() is None:

@@ -3,7 +3,8 @@
 Each recommendation of a practice model logged in the window [start, end) is paired with the
 learner's first attempt at that item within HORIZON_HOURS after the answer; when several
 answers listed the item before that attempt only the latest one is paired, so every attempt
-counts once (the rule is spelled out in sql/calibration.sql). Per model and variant: BINS
+counts once (the rule is the SQL function prediction_outcomes of migration 006, which the
+variant_outcomes view shares; see sql/calibration.sql). Per model and variant: BINS
 equal-width buckets of predicted vs observed and the ECE, stored in calibration_reports (a
 re-run replaces the window's rows), and one reliability diagram PNG per model.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +28,14 @@ def window(until: str | None, days: int) -> tuple[datetime, datetime]:
     """[until - days, until) in UTC; until defaults to today's UTC midnight (the window is then
     the last `days` whole days). A time without a zone is UTC. ValueError on a bad `until`."""
     if until is None:
-        end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     else:
         try:
             end = datetime.fromisoformat(until.strip())
         except ValueError:
             raise ValueError(f"expected an ISO date or time such as 2026-11-24 or 2026-11-24T06:00Z, "
                              f"got {until!r}") from None
-        end = end.replace(tzinfo=timezone.utc) if end.tzinfo is None else end.astimezone(timezone.utc)
+        end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
     return end - timedelta(days=days), end
 
 

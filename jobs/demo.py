@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from app import queries as q
 from app.config import ConfigError
 from jobs.importers.common import Loader
 
@@ -221,17 +222,17 @@ def build_catalogue(rng: np.random.Generator) -> Catalogue:
                 section_size.append(n)
                 section_ids.append(uid)
                 topic = f"{section.lower()} in {chapter.lower()} ({subject.lower()})"
-                for q in range(1, n + 1):
-                    qid = f"{uid}.q{q}"
-                    bq = round(float(b[q - 1]), 4)
+                for number in range(1, n + 1):
+                    qid = f"{uid}.q{number}"
+                    bq = round(float(b[number - 1]), 4)
                     question_ids.append(qid)
                     question_section.append(len(section_ids) - 1)
                     difficulty.append(bq)
-                    items.append((qid, "question", f"{subject} {c}.{k} Q{q}",
-                                  f"Practice question {q} on {topic}.",
+                    items.append((qid, "question", f"{subject} {c}.{k} Q{number}",
+                                  f"Practice question {number} on {topic}.",
                                   {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
                                    "skill": uid, "subject": sid, "chapter": cid}, True))
-                    unit_items.append((uid, qid, q))
+                    unit_items.append((uid, qid, number))
                 for kind in LESSON_KINDS:
                     lid = f"{uid}.{kind}"
                     lesson_ids.append(lid)
@@ -489,13 +490,12 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
 
 
 def _check_not_other_demo(conn, config: DemoConfig) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT attrs -> 'generator' FROM units WHERE unit_id = %s", (ROOT_UNIT,))
-        row = cur.fetchone()
+    row = q.fetch_one(conn, "unit_generator", unit_id=ROOT_UNIT)
     if row is None:
         return
-    if row[0] != config.as_attrs():
-        held = f"a demo generated with {json.dumps(row[0])}" if row[0] else f"a unit {ROOT_UNIT!r} of its own"
+    generator = row["generator"]
+    if generator != config.as_attrs():
+        held = f"a demo generated with {json.dumps(generator)}" if generator else f"a unit {ROOT_UNIT!r} of its own"
         raise DemoError(f"the database already holds {held}; a demo with another configuration would "
                         "reuse its ids for different rows, so generate it into a fresh database "
                         "(point ADAPTREC_DATABASE_URL at one)")

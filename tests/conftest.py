@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 from contextlib import ExitStack
 
 import psycopg2
 import pytest
-import redis
 
 from app.config import PROJECT_ROOT, Settings
-from app.db import scratch_database
+from harness.databases import scratch_database, scratch_redis_prefix
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments", "interactions", "unit_items",
+TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments",
+          "interactions", "unit_items",
           "unit_children", "units", "items", "users")
 
 
@@ -81,12 +80,8 @@ def db_url(servers):
 
 @pytest.fixture(scope="session")
 def redis_prefix(servers):
-    prefix = f"adaptrec-test-{uuid.uuid4().hex[:10]}:"
-    yield prefix
-    client = redis.Redis.from_url(servers[1])
-    for key in client.scan_iter(match=prefix + "*"):
-        client.delete(key)
-    client.close()
+    with scratch_redis_prefix(servers[1], "adaptrec-test") as prefix:
+        yield prefix
 
 
 @pytest.fixture

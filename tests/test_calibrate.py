@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -11,7 +11,7 @@ from app import queries as q
 from cli.main import main
 from jobs import calibrate
 
-T0 = datetime(2026, 11, 23, tzinfo=timezone.utc)       # the window [T0, T0 + 1 day)
+T0 = datetime(2026, 11, 23, tzinfo=UTC)       # the window [T0, T0 + 1 day)
 T1 = T0 + timedelta(days=1)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -215,9 +215,9 @@ def test_a_bad_until_is_one_line_and_a_usage_error(cli_env, tmp_path, capsys, un
 
 def test_window_defaults_to_the_last_whole_utc_days_and_reads_zones():
     start, end = calibrate.window(None, 1)
-    assert (end.hour, end.minute, end.tzinfo) == (0, 0, timezone.utc) and end - start == timedelta(days=1)
-    assert calibrate.window("2026-11-24T02:00+02:00", 7) == (datetime(2026, 11, 17, tzinfo=timezone.utc),
-                                                               datetime(2026, 11, 24, tzinfo=timezone.utc))
+    assert (end.hour, end.minute, end.tzinfo) == (0, 0, UTC) and end - start == timedelta(days=1)
+    assert calibrate.window("2026-11-24T02:00+02:00", 7) == (datetime(2026, 11, 17, tzinfo=UTC),
+                                                               datetime(2026, 11, 24, tzinfo=UTC))
 
 
 # ---- the variant_outcomes view ------------------------------------------------------------

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from app import queries as q
-from tests.conftest import TABLES
 from jobs.demo import ROOT_UNIT, DemoConfig, DemoError, build, generate_demo
+from tests.conftest import TABLES
 
 SMALL = DemoConfig(seed=3, learners=300, attempts=40_000, engagements=5_000)
 OTHER_SEED = DemoConfig(seed=4, learners=300, attempts=40_000, engagements=5_000)
@@ -111,7 +111,7 @@ def test_sample_ids_exist(loaded):
 
 
 def test_second_run_adds_nothing(loaded):
-    conn, first = loaded
+    conn, _ = loaded
     before = checksum(conn)
     again = generate_demo(conn, SMALL)
     assert all(n == 0 for n in again.created.values()), again.created

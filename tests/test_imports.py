@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -96,7 +96,7 @@ def test_assistments_imports_attempts_problems_and_skills(conn, tmp_path, name):
                             "interactions": 5}
     assert one(conn, "SELECT user_id, item_id, kind, outcome, value, occurred_at FROM interactions "
                      "WHERE event_id = 'assist:14:1'") == (
-        "14", "93407", "attempt", 1, None, datetime(2009, 9, 1, 0, 1, tzinfo=timezone.utc))
+        "14", "93407", "attempt", 1, None, datetime(2009, 9, 1, 0, 1, tzinfo=UTC))
     assert one(conn, "SELECT kind, attrs FROM items WHERE item_id = '93383'") == (
         "question", {"skills": ["Circle Graph", "Percent Of"]})
     assert one(conn, "SELECT name, kind FROM units WHERE unit_id = 'assistments'") == ("ASSISTments 2009", "root")
@@ -228,7 +228,7 @@ def test_movielens_imports_movies_genres_users_and_ratings(conn, tmp_path):
         {"age": 53, "gender": "F", "occupation": "other", "zip": "94043"},)
     assert one(conn, "SELECT user_id, item_id, kind, value, outcome, occurred_at FROM interactions "
                      "WHERE event_id = 'ml:2:3:891717742'") == (
-        "2", "3", "rating", 4.0, 1, datetime.fromtimestamp(891717742, timezone.utc))
+        "2", "3", "rating", 4.0, 1, datetime.fromtimestamp(891717742, UTC))
     assert column(conn, "SELECT outcome FROM interactions WHERE user_id = '1' ORDER BY item_id") == [1, 0]
 
 
@@ -300,7 +300,7 @@ def test_totara_imports_topics_items_users_and_interactions(conn, tmp_path):
     assert one(conn, "SELECT attrs FROM users WHERE user_id = '4'") == ({},)
     assert one(conn, "SELECT user_id, item_id, kind, value, outcome, occurred_at FROM interactions "
                      "WHERE event_id = 'totara:2:engage_article1:1600000000'") == (
-        "2", "engage_article1", "interaction", 1.0, 1, datetime.fromtimestamp(1600000000, timezone.utc))
+        "2", "engage_article1", "interaction", 1.0, 1, datetime.fromtimestamp(1600000000, UTC))
 
 
 def test_totara_item_type_column_gives_the_kind(conn, tmp_path):
@@ -379,12 +379,12 @@ def test_jsonl_imports_every_type_and_links(conn, tmp_path, name):
     assert one(conn, "SELECT kind, active FROM items WHERE item_id = '3'") == ("video", False)
     assert one(conn, "SELECT attrs FROM users WHERE user_id = 'ann'") == ({"lang": "en"},)
     assert one(conn, "SELECT user_id, kind, outcome, duration_ms, occurred_at FROM interactions WHERE event_id = 'e-1'"
-               ) == ("ann", "attempt", 1, 5300, datetime(2024, 3, 1, 10, tzinfo=timezone.utc))
+               ) == ("ann", "attempt", 1, 5300, datetime(2024, 3, 1, 10, tzinfo=UTC))
     derived = derived_event_id(JSONL_OBJECTS[7])
     assert derived.startswith("jsonl:")
     assert one(conn, "SELECT user_id, item_id, kind, value, response, occurred_at FROM interactions "
                      "WHERE event_id = %s", derived) == (
-        "bob", "3", "view", 0.5, {"seconds_watched": 12}, datetime(2024, 3, 1, 10, tzinfo=timezone.utc))
+        "bob", "3", "view", 0.5, {"seconds_watched": 12}, datetime(2024, 3, 1, 10, tzinfo=UTC))
 
 
 def test_jsonl_example_of_the_docs_imports(conn, tmp_path):

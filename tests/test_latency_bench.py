@@ -9,12 +9,12 @@ import pytest
 from bench.latency import (
     Requests,
     passes,
-    percentile,
     scheduled_latency,
     search_max_rate,
-    send_times,
     summarise,
 )
+from bench.load import send_times
+from harness.measure import percentile
 
 
 def test_percentile_matches_numpy_linear():
@@ -88,13 +88,16 @@ def test_search_when_the_first_rate_fails_or_nothing_fails():
 
 
 def test_requests_of_each_phase():
-    make = lambda phase: Requests(phase, ["u1", "u2"], ["q1", "q2", "q3"], "bench-5k", "run1")
+    def make(phase):
+        return Requests(phase, ["u1", "u2"], ["q1", "q2", "q3"], "bench-5k", "run1")
+
     method, path, body = make("recommend")(3)
     assert (method, path) == ("POST", "/v1/recommendations")
     assert json.loads(body) == {"user_id": "u2", "units": ["bench-5k"], "n": 10}
     method, path, body = make("ingest_single")(7)
     event = json.loads(body)
-    assert path == "/v1/interactions" and event["event_id"] == "bench-run1-s7" and event["item_id"] in {"q1", "q2", "q3"}
+    assert path == "/v1/interactions" and event["event_id"] == "bench-run1-s7"
+    assert event["item_id"] in {"q1", "q2", "q3"}
     assert event["kind"] == "attempt" and event["outcome"] in (0, 1)
     events = json.loads(make("ingest_batch")(2)[2])["interactions"]
     assert len(events) == 100 and len({e["event_id"] for e in events}) == 100

@@ -8,7 +8,7 @@ import pytest
 
 from app import migrations
 from app.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
-from app.db import scratch_database
+from harness.databases import scratch_database
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(empty_db, tmp_path):
     (tmp_path / "001_ok.sql").write_text("CREATE TABLE good (id int);")
     (tmp_path / "002_bad.sql").write_text("CREATE TABLE half (id int);\nSELECT no_such_function();")
     conn = psycopg2.connect(empty_db)
-    with pytest.raises(MigrationError, match="002_bad.sql failed and was rolled back"):
+    with pytest.raises(MigrationError, match=r"002_bad\.sql failed and was rolled back"):
         migrate(conn, directory=tmp_path)
     assert "good" in tables(conn) and "half" not in tables(conn)
     assert [r["applied_at"] is not None for r in migrations.status(conn, directory=tmp_path)] == [True, False]
@@ -80,5 +80,5 @@ def test_a_failing_migration_rolls_back_and_is_not_recorded(empty_db, tmp_path):
 
 def test_misnamed_migration_file_is_refused(tmp_path):
     (tmp_path / "first.sql").write_text("SELECT 1;")
-    with pytest.raises(MigrationError, match="NNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"NNN_name\.sql"):
         migrations.discover(tmp_path)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
 import threading
 import time
 import urllib.request
@@ -18,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app import jobruns
 from app.logs import JsonFormatter, redact
-from cli.serve import gunicorn_command, wait_ready
+from harness.service import running_service
 from tests.conftest import TEST_API_KEY
 
 
@@ -149,12 +147,6 @@ def test_metrics_show_active_models_and_job_runs_from_postgres(client, auth, con
 
 
 # ---- the real service -----------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http(base: str, method: str, path: str, body=None, timeout=10) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method, headers={
@@ -169,22 +161,10 @@ def http(base: str, method: str, path: str, body=None, timeout=10) -> tuple[int,
 
 @pytest.fixture
 def gunicorn(settings, conn, tmp_path):
-    port = free_port()
-    env = dict(os.environ, ADAPTREC_DATABASE_URL=settings.database_url, ADAPTREC_REDIS_URL=settings.redis_url,
-               ADAPTREC_REDIS_PREFIX=settings.redis_prefix, ADAPTREC_API_KEYS=TEST_API_KEY,
-               PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"))
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen(gunicorn_command(f"127.0.0.1:{port}", 2), env=env, stdout=log, stderr=log,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_ready(base + "/readyz", proc), (tmp_path / "gunicorn.log").read_text()
-        yield base, proc, tmp_path / "gunicorn.log"
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        log.close()
+    with running_service(settings.database_url, settings.redis_url, TEST_API_KEY, tmp_path / "gunicorn.log",
+                         redis_prefix=settings.redis_prefix, workers=2,
+                         env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}) as service:
+        yield service.base_url, service.proc, service.log_path
 
 
 def test_metrics_add_up_over_gunicorn_workers_and_logs_are_json(gunicorn):

@@ -11,7 +11,7 @@ import pytest
 from app.factory import create_app
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
-from app.db import scratch_database
+from harness.databases import scratch_database
 from tests.conftest import TEST_API_KEY
 
 

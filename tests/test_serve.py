@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,12 +14,7 @@ import pytest
 
 from app.config import PROJECT_ROOT
 from app.embedded import EmbeddedServers
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness.service import free_port
 
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float) -> dict:
@@ -42,7 +36,8 @@ def ctrl_c(proc: subprocess.Popen) -> str:
 
 
 def printed_curl(output: str, path_fragment: str) -> str:
-    return next(line.strip() for line in output.splitlines() if line.strip().startswith("curl") and path_fragment in line)
+    return next(line.strip() for line in output.splitlines()
+                if line.strip().startswith("curl") and path_fragment in line)
 
 
 @pytest.mark.slow

@@ -107,7 +107,8 @@ def test_a_short_soak_of_a_real_service(servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
     monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
     out = tmp_path / "soak.json"
-    assert main(["--minutes", "0.1", "--rate", "20", "--warmup-s", "2", "--sample-s", "1", "--progress-s", "60", "--settle-max", "0",
+    assert main(["--minutes", "0.1", "--rate", "20", "--warmup-s", "2", "--sample-s", "1", "--progress-s", "60",
+                 "--settle-max", "0",
                  "--demo-learners", "100", "--demo-attempts", "5000", "--demo-engagements", "500",
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())

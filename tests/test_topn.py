@@ -1,15 +1,19 @@
 """The engagement top-N family without a database: EASE, the blend, WARP and its fold-in."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
+from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, standardise, warp_scores
 from bench.topn import genre_popularity
-from jobs.training.ease import blend_scores, ease_scores, fit_ease, standardise
-from jobs.training.topn import (TopNModel, WarpConfig, fit_topn, fold_in, positives_matrix, tune_topn,
-                                warp_scores)
+from jobs.training.ease import fit_ease
+from jobs.training.topn import WarpConfig, fit_topn, tune_topn
 
 SMALL_WARP = WarpConfig(no_components=8, learning_rate=0.05, alpha=1e-5, max_sampled=10, epochs=20)
 
@@ -166,3 +170,29 @@ def test_genre_popularity_scores_an_item_by_the_known_items_of_its_genres():
     known = np.array([True, True, True, False, False, False])
     # genre 0: known items 0, 1 -> mean 3; genre 1: known item 2 -> 10
     np.testing.assert_allclose(genre_popularity(genres, popularity, known), [3.0, 3.0, 10.0, 6.5, 0.0, 10.0])
+
+
+# Run in a fresh interpreter: this test process has already imported jobs/ and LightFM.
+SERVING_ONLY = """
+import sys
+import numpy as np
+import app.factory
+from app.online.scoring import ServingModel, engagement_scores
+
+rng = np.random.default_rng(0)
+n, d = 6, 3
+model = ServingModel(1, "unit", "engagement", "mf", "default", [str(i) for i in range(n)],
+                     rng.normal(size=(n, d)), rng.normal(size=n), np.zeros(d + 1), np.eye(d + 1), {},
+                     {"blend_weight": 0.5, "foldin_reg": 5.0}, rng.normal(size=(n, n)).astype(np.float32))
+scores = engagement_scores(model, np.array([0, 1]), np.array([2, 3, -1]))
+assert np.isfinite(scores).all() and scores[2] < scores[:2].min()
+print(sorted({m.split(".")[0] for m in sys.modules} & {"jobs", "lightfm", "bench", "cli"}))
+"""
+
+
+def test_serving_scores_engagement_without_importing_training_code():
+    # app/ never imports jobs/ (nor LightFM through it): a gunicorn worker carries only serving code.
+    done = subprocess.run([sys.executable, "-c", SERVING_ONLY], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -12,10 +12,10 @@ from scipy.stats import spearmanr
 from app import modelstore
 from app import queries as q
 from cli.main import main
-from jobs import train as train_job
+from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
-from app.db import scratch_database
+from jobs.training import practice_job
 
 FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
@@ -106,7 +106,7 @@ def test_a_crash_mid_training_leaves_the_previous_model_active(demo, db_url, mon
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash while training")
 
-    monkeypatch.setattr(train_job, "train_practice", crash)
+    monkeypatch.setattr(practice_job, "train_practice", crash)
     report = run_training(db_url, config, units=[unit], progress=False)
     failed = [o for o in report.outcomes if o.objective == "practice"]
     assert failed[0].status == "failed" and "simulated crash" in failed[0].reason
@@ -135,9 +135,26 @@ def test_a_worse_model_is_not_activated(demo, db_url):
                     (active["model_id"],))
     demo.commit()
     report = run_training(db_url, config, units=[unit], progress=False)
-    practice = [o for o in report.outcomes if o.objective == "practice"][0]
+    practice = next(o for o in report.outcomes if o.objective == "practice")
     assert practice.status == "kept_previous" and "worse than the active model" in practice.reason
     assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == active["model_id"]
+
+
+def test_the_job_hands_each_units_fitted_arrays_and_trained_learner_vectors_to_on_result(demo, db_url):
+    unit, config = chapter(demo), tagged()
+    results = []
+    report = run_training(db_url, config, units=[unit], progress=False, on_result=results.append)
+    assert [r.outcome for r in results] == report.outcomes
+    practice = next(r for r in results if r.outcome.objective == "practice")
+    stored = modelstore.load_model(demo, practice.outcome.model_id)
+    demo.rollback()
+    assert practice.item_ids == stored.item_ids and practice.calibration == stored.calibration
+    np.testing.assert_array_equal(practice.item_vectors, stored.item_vectors)
+    # One trained vector per learner of the final refit, whose [u, b_u] the stored prior averages.
+    n_users, dim = practice.counts["users"], stored.item_vectors.shape[1]
+    assert len(set(practice.user_ids)) == n_users and practice.user_vectors.shape == (n_users, dim)
+    learners_mean = np.r_[practice.user_vectors.mean(axis=0), practice.user_biases.mean()]
+    np.testing.assert_allclose(stored.prior_mean, learners_mean, rtol=1e-5, atol=1e-6)
 
 
 def test_only_one_training_job_runs_at_a_time(demo, db_url, redis_url, monkeypatch, capsys):
@@ -199,7 +216,7 @@ def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db
     config = replace(tagged(), prefer_parent=True)
     unit = chapter(demo)
     run_training(db_url, config, units=["demo", unit], progress=False)
-    monkeypatch.setattr(train_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
+    monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
     report = run_training(db_url, config, units=[unit], progress=False)
     outcome = next(o for o in report.outcomes if o.objective == "practice")
     assert outcome.status == "parent_serves" and "'demo'" in outcome.reason
@@ -214,7 +231,7 @@ def test_by_default_a_unit_keeps_its_own_model_and_records_the_parent_comparison
     config = tagged()
     unit = chapter(demo)
     run_training(db_url, config, units=["demo"], progress=False)
-    monkeypatch.setattr(train_job, "replay_auc", lambda *a, **k: 0.999)
+    monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)
     report = run_training(db_url, config, units=[unit], progress=False)
     outcome = next(o for o in report.outcomes if o.objective == "practice")
     assert outcome.status == "activated" and outcome.metrics["parent"]["auc"] == 0.999

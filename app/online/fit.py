@@ -65,7 +65,8 @@ def recency_weights(n: int, half_life: float | None) -> np.ndarray:
     return 0.5 ** (age / half_life)
 
 
-def prior_from_users(user_vectors: np.ndarray, user_biases: np.ndarray, shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def prior_from_users(user_vectors: np.ndarray, user_biases: np.ndarray,
+                     shrink: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance of the trained users' [u, b_u]; a little ridge keeps it invertible."""
     theta = np.hstack([user_vectors, user_biases[:, None]]).astype(np.float64)
     mean = theta.mean(axis=0)

@@ -9,6 +9,7 @@ import numpy as np
 
 from app.online.fit import fit_user, recency_weights, score
 from app.online.similar import normalised
+from app.online.topn import TopNModel
 
 
 @dataclass
@@ -32,7 +33,7 @@ class ServingModel:
     mean_bias: float = 0.0
 
     @classmethod
-    def from_stored(cls, stored) -> "ServingModel":
+    def from_stored(cls, stored) -> ServingModel:
         vectors = np.asarray(stored.item_vectors, dtype=np.float64)
         m = cls(stored.model_id, stored.unit_id, stored.objective, stored.mode, stored.tag, stored.item_ids,
                 vectors, np.asarray(stored.item_biases, dtype=np.float64),
@@ -74,8 +75,6 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
 
 def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
     """Ranking scores of candidates from the user's positives (EASE + folded-in WARP blend)."""
-    from jobs.training.topn import TopNModel
-
     topn = TopNModel(model.item_weights, model.item_vectors, model.item_biases,
                      foldin_reg=float(model.extra.get("foldin_reg") or 5.0),
                      weight=float(model.extra.get("blend_weight", 1.0)))

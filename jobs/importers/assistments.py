@@ -10,7 +10,7 @@ skills and timestamps are checked and formatted once per distinct value, not onc
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from jobs.importers.common import ImportFailed, Loader, check_id, column_positions, csv_rows
@@ -19,7 +19,7 @@ DESCRIPTION = "ASSISTments attempts CSV: user_id, seq, problem_id, correct, skil
 
 COLUMNS = ("user_id", "seq", "problem_id", "correct", "skills")
 ROOT_ID, ROOT_NAME = "assistments", "ASSISTments 2009"
-START = datetime(2009, 9, 1, tzinfo=timezone.utc)
+START = datetime(2009, 9, 1, tzinfo=UTC)
 OUTCOMES = {"0": 0, "1": 1}
 MAX_SEQ = 10_000_000  # minutes: 19 years of attempts keeps every date valid
 

@@ -1,6 +1,7 @@
 """What every import format shares: errors that name file, line and column; opening plain or
 gzip files with a byte-counting progress bar; and the Loader, which streams rows into temporary
-tables with COPY and merges them into the real tables in one transaction.
+tables with COPY and merges them into the real tables in one transaction (the SQL is in
+sql/imports.sql).
 
 Merging is idempotent: interactions are keyed by event_id (each format derives a stable one),
 catalogue rows are upserted and links inserted once, so a re-run adds nothing.
@@ -16,11 +17,12 @@ import time
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tqdm import tqdm
 
+from app import queries as q
 from app.records import id_problem
 
 
@@ -165,7 +167,7 @@ def unix_time(path, line: int, column, raw: str) -> str:
     """Whole seconds since 1970 (as text) -> an ISO 8601 UTC time, else ImportFailed."""
     try:
         if raw.isdecimal():
-            return datetime.fromtimestamp(int(raw), timezone.utc).isoformat()
+            return datetime.fromtimestamp(int(raw), UTC).isoformat()
     except (OverflowError, OSError, ValueError):
         pass  # beyond the year 9999
     raise ImportFailed(path, line, column, f"timestamp must be whole seconds since 1970 (unix time), got {raw[:50]!r}")
@@ -188,7 +190,8 @@ def check_id(path, line: int, column, raw: str, what: str, prefix: str = "") -> 
     return value
 
 
-# Columns staged per table, in the order rows are given to Loader.add().
+# Columns staged per table, in the order rows are given to Loader.add(); the stage tables of
+# create_import_stages (sql/imports.sql) have these columns.
 TABLES = {
     "users": ("user_id", "attrs"),
     "items": ("item_id", "kind", "title", "body", "attrs", "active"),
@@ -197,53 +200,6 @@ TABLES = {
     "unit_items": ("unit_id", "item_id", "position"),
     "interactions": ("event_id", "user_id", "item_id", "kind", "outcome", "value", "duration_ms",
                      "response", "occurred_at"),
-}
-
-# Merge statements, in dependency order. Each reports how many rows were new.
-_MERGE = {
-    "units": """
-        INSERT INTO units (unit_id, name, kind, attrs)
-        SELECT DISTINCT ON (unit_id) unit_id, name, coalesce(kind, 'unit'), coalesce(attrs, '{}')
-        FROM stage_units ORDER BY unit_id
-        ON CONFLICT (unit_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
-            attrs = units.attrs || EXCLUDED.attrs, updated_at = now()
-        WHERE (units.name, units.kind, units.attrs) IS DISTINCT FROM
-              (EXCLUDED.name, EXCLUDED.kind, units.attrs || EXCLUDED.attrs)""",
-    "unit_children": """
-        INSERT INTO unit_children (parent, child)
-        SELECT DISTINCT parent, child FROM stage_unit_children WHERE parent <> child
-        ON CONFLICT DO NOTHING""",
-    "items": """
-        INSERT INTO items (item_id, kind, title, body, attrs, active)
-        SELECT DISTINCT ON (item_id) item_id, coalesce(kind, 'question'), title, body,
-               coalesce(attrs, '{}'), coalesce(active, true)
-        FROM stage_items ORDER BY item_id
-        ON CONFLICT (item_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
-            body = EXCLUDED.body, attrs = items.attrs || EXCLUDED.attrs, active = EXCLUDED.active,
-            updated_at = now()
-        WHERE (items.kind, items.title, items.body, items.attrs, items.active) IS DISTINCT FROM
-              (EXCLUDED.kind, EXCLUDED.title, EXCLUDED.body, items.attrs || EXCLUDED.attrs, EXCLUDED.active)""",
-    "unit_items": """
-        INSERT INTO unit_items (unit_id, item_id, position)
-        SELECT DISTINCT ON (unit_id, item_id) unit_id, item_id, position FROM stage_unit_items
-        ORDER BY unit_id, item_id
-        ON CONFLICT DO NOTHING""",
-    "users": """
-        INSERT INTO users (user_id, attrs)
-        SELECT user_id, attrs FROM (
-            SELECT DISTINCT ON (user_id) user_id, coalesce(attrs, '{}') AS attrs
-            FROM (SELECT user_id, attrs, 0 AS pri FROM stage_users
-                  UNION ALL SELECT DISTINCT user_id, NULL::jsonb, 1 FROM stage_interactions) s
-            ORDER BY user_id, pri) u
-        ON CONFLICT (user_id) DO UPDATE SET attrs = users.attrs || EXCLUDED.attrs, updated_at = now()
-        WHERE users.attrs IS DISTINCT FROM users.attrs || EXCLUDED.attrs""",
-    "interactions": """
-        INSERT INTO interactions (event_id, user_id, item_id, kind, outcome, value, duration_ms,
-                                  response, occurred_at)
-        SELECT event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at
-        FROM stage_interactions
-        ORDER BY occurred_at
-        ON CONFLICT (event_id) DO NOTHING""",
 }
 
 
@@ -260,14 +216,10 @@ class Loader:
         self._buffers = {t: io.StringIO() for t in TABLES}
         self._writers = {t: csv.writer(b, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
                          for t, b in self._buffers.items()}
-        self._pending = {t: 0 for t in TABLES}
-        self.staged = {t: 0 for t in TABLES}
+        self._pending = dict.fromkeys(TABLES, 0)
+        self.staged = dict.fromkeys(TABLES, 0)
         self.item_lines: dict[str, tuple[str, int]] = {}  # item_id -> (file, line) of its first interaction
-        with conn.cursor() as cur:
-            for table, cols in TABLES.items():
-                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{table} ON COMMIT DROP AS "
-                            f"SELECT {', '.join(cols)} FROM {table} WITH NO DATA")
-                cur.execute(f"TRUNCATE stage_{table}")
+        q.execute(conn, "create_import_stages")
 
     def add(self, table: str, row: tuple) -> None:
         """Stage one row; dicts are stored as JSON, booleans as true/false, None as NULL."""
@@ -286,6 +238,7 @@ class Loader:
             return
         buffer.seek(0)
         with self.conn.cursor() as cur:
+            # COPY FROM STDIN is the driver's bulk path, not a query: its column list is TABLES.
             # QUOTE_NONNUMERIC writes None as "" (quoted), which COPY would load as an empty
             # string and reject for numbers, JSON and times: FORCE_NULL makes it NULL.
             cols = ", ".join(TABLES[table])
@@ -301,36 +254,24 @@ class Loader:
         for table in TABLES:
             self._flush(table)
         created = {}
-        with self.conn.cursor() as cur:
-            for table in ("units", "items", "users"):
-                cur.execute(_MERGE[table])
-                created[table] = cur.rowcount
-            self._check_references(cur)  # before the links, so a bad id is our message, not an FK error
-            for table in ("unit_children", "unit_items", "interactions"):
-                cur.execute(_MERGE[table])
-                created[table] = cur.rowcount
+        for table in ("units", "items", "users"):
+            created[table] = q.execute(self.conn, f"merge_stage_{table}")
+        self._check_references()  # before the links, so a bad id is our message, not an FK error
+        for table in ("unit_children", "unit_items", "interactions"):
+            created[table] = q.execute(self.conn, f"merge_stage_{table}")
         return created
 
-    def _check_references(self, cur) -> None:
-        cur.execute("""
-            SELECT DISTINCT s.item_id FROM stage_interactions s
-            WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = s.item_id) LIMIT 5""")
-        missing = [r[0] for r in cur.fetchall()]
+    def _check_references(self) -> None:
+        missing = [r["item_id"] for r in q.fetch_all(self.conn, "first_unknown_staged_items")]
         if missing:
             source, line = self.item_lines.get(missing[0], ("input", None))
             raise ImportFailed(source, line, "item_id",
                                f"unknown item {missing[0]!r}: it is neither in the database nor in this import")
-        for table, col, ref_table, ref_col in (("unit_items", "unit_id", "units", "unit_id"),
-                                               ("unit_items", "item_id", "items", "item_id"),
-                                               ("unit_children", "child", "units", "unit_id"),
-                                               ("unit_children", "parent", "units", "unit_id")):
-            cur.execute(f"SELECT s.{col} FROM stage_{table} s WHERE NOT EXISTS "
-                        f"(SELECT 1 FROM {ref_table} r WHERE r.{ref_col} = s.{col}) LIMIT 1")
-            row = cur.fetchone()
-            if row:
-                raise ImportFailed("input", None, None,
-                                   f"{table}.{col} names {ref_table[:-1]} {row[0]!r}, which is neither in the "
-                                   "database nor in this import")
+        link = q.fetch_one(self.conn, "first_dangling_staged_link")
+        if link:
+            raise ImportFailed("input", None, None,
+                               f"{link['link_table']}.{link['link_column']} names {link['target']} "
+                               f"{link['value']!r}, which is neither in the database nor in this import")
 
 
 def _cell(value):

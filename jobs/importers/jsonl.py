@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from app import queries as q
 from app.records import Interaction, Item, Unit, User
 from jobs.importers.common import READ_ERRORS, ImportFailed, Loader, check_id, open_text, read_failed
 
@@ -47,7 +48,7 @@ class _Batch:
     def __init__(self, path: Path, loader: Loader, prefix: str):
         self.path, self.source, self.loader, self.prefix = path, str(path), loader, prefix
         # Interactions without occurred_at happened "now", as in the API: one time for the whole file.
-        self.now = datetime.now(timezone.utc).isoformat()
+        self.now = datetime.now(UTC).isoformat()
         self.rows = {"users": {}, "items": {}, "units": {}}      # table -> id -> row
         self.named = {"units": {}, "items": {}}                   # id named by a link -> (line, field)
 
@@ -122,10 +123,7 @@ class _Batch:
         unknown = [i for i in self.named[table] if i not in self.rows[table]]
         if not unknown:
             return
-        key = "unit_id" if table == "units" else "item_id"
-        with self.loader.conn.cursor() as cur:
-            cur.execute(f"SELECT {key} FROM {table} WHERE {key} = ANY(%s)", (unknown,))
-            existing = {r[0] for r in cur.fetchall()}
+        existing = {r["id"] for r in q.fetch_all(self.loader.conn, f"existing_{table}", ids=unknown)}
         missing = [i for i in unknown if i not in existing]
         if missing:
             first = min(missing, key=lambda i: self.named[table][i])

@@ -117,7 +117,8 @@ def _date(path: Path, line: int, text: str) -> str | None:
         day, month, year = text.split("-")
         return date(int(year), MONTHS[month], int(day)).isoformat()
     except (ValueError, KeyError):
-        raise ImportFailed(path, line, 3, f"release date must look like 01-Jan-1995 or be empty, got {text!r}") from None
+        raise ImportFailed(path, line, 3,
+                           f"release date must look like 01-Jan-1995 or be empty, got {text!r}") from None
 
 
 def _number(text: str) -> float:

@@ -1,13 +1,13 @@
 """Engagement models (views, likes, completions, ratings; Totara's 0/1 values) for top-N.
 
-mf mode: the blend of jobs.training.topn: EASE (a closed-form item model) and WARP LightFM with
+mf mode: the blend of app.online.topn: EASE (a closed-form item model) and WARP LightFM with
 the user's vector folded in from their positives, mixed per user after standardising; EASE's
 penalty, WARP's epochs and the blend weight are tuned on a validation split. EASE keeps an
 n_items x n_items matrix, so above EASE_MAX_ITEMS items the model is WARP alone.
 partial / full modes: WARP LightFM with item and user features (so items known only by their
 metadata and text still get vectors), no EASE.
 Evaluation: a random 20 % of positive pairs held out (seed), precision/recall/NDCG@10 beside
-popularity, training items excluded.
+popularity, training items excluded. Pure numpy/scipy/LightFM: no SQL (that is engagement_job).
 """
 from __future__ import annotations
 
@@ -18,12 +18,10 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app import modelstore
-from app import queries as q
 from app.online.fit import prior_from_users
+from app.online.topn import TopNModel, fold_in, positives_matrix
 from jobs.training import features
-from jobs.training.topn import (TopNModel, WarpConfig, evaluate, fit_topn, fit_warp, fold_in, positives_matrix,
-                                tune_topn, warp_parts)
+from jobs.training.topn import WarpConfig, evaluate, fit_topn, fit_warp, tune_topn, warp_parts
 
 EASE_MAX_ITEMS = 5000
 # The nightly job's grid: a subset of bench.topn's full search that kept its winners on MovieLens.
@@ -125,45 +123,3 @@ def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refi
     uv = fold_in(X_all, model.item_vectors, model.item_biases, model.foldin_reg)
     mean, cov = prior_from_users(uv, np.zeros(len(uv)))
     return EngagementResult(model, mean, cov, params, metrics, search, time.perf_counter() - started)
-
-
-def load_engagement_data(conn, unit_id: str, mode: str) -> EngagementData:
-    items = q.fetch_all(conn, "unit_items_for_training", unit_id=unit_id)
-    item_ids = [i["item_id"] for i in items]
-    rows = q.fetch_all(conn, "positive_engagements_on_items", item_ids=item_ids, min_value=0)
-    conn.rollback()
-    item_pos = {item_id: i for i, item_id in enumerate(item_ids)}
-    user_col = np.array([r["user_id"] for r in rows], dtype=object)
-    user_ids, users = np.unique(user_col, return_inverse=True) if rows else (np.array([]), np.array([], int))
-    data = EngagementData([str(u) for u in user_ids], item_ids, users.astype(np.int32),
-                          np.array([item_pos[r["item_id"]] for r in rows], dtype=np.int32))
-    if mode != "mf":
-        data.item_features = features.item_features(items, mode)
-        attrs = {r["user_id"]: r["attrs"] for r in q.fetch_all(conn, "users_attrs", user_ids=data.user_ids)}
-        data.user_features = features.user_features(
-            [{"user_id": u, "attrs": attrs.get(u, {})} for u in data.user_ids], mode)
-        conn.rollback()
-    return data
-
-
-def train_engagement_unit(conn, unit_id: str, mode: str, config):
-    from jobs.train import UnitOutcome, _activate_if_sane
-
-    started = time.perf_counter()
-    data = load_engagement_data(conn, unit_id, mode)
-    if len(data.users) < 10:
-        return UnitOutcome(unit_id, "engagement", "skipped", reason="too few positive engagements")
-    result = train_engagement(data, seed=config.seed, threads=config.threads)
-    counts = {"users": len(data.user_ids), "items": len(data.item_ids), "positives": int(len(data.users))}
-    m = result.model
-    with conn:
-        model_id = modelstore.save_model(
-            conn, unit_id=unit_id, objective="engagement", mode=mode, tag=config.tag, item_ids=data.item_ids,
-            item_vectors=m.item_vectors, item_biases=m.item_biases, prior_mean=result.prior_mean,
-            prior_cov=result.prior_cov, calibration={"method": "none"},
-            hyperparams={**result.params, "search": result.search, "seed": config.seed},
-            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds,
-            extra={"blend_weight": m.weight, "foldin_reg": m.foldin_reg},
-            item_weights=m.B if m.B is not None and m.weight < 1 else None)
-    return _activate_if_sane(conn, unit_id, "engagement", model_id, result.metrics, "precision_at_10", config,
-                             started)

@@ -40,9 +40,7 @@ def _metadata_tokens(attrs: dict, extra: list[str]) -> list[str]:
             continue
         if key in _LIST_ATTRS and isinstance(value, list):
             tokens.extend(f"{key}:{v}" for v in value if isinstance(v, (str, int)))
-        elif isinstance(value, bool) or isinstance(value, int):
-            tokens.append(f"{key}:{value}")
-        elif isinstance(value, str) and 0 < len(value) <= _MAX_CATEGORY_LENGTH:
+        elif isinstance(value, (bool, int)) or (isinstance(value, str) and 0 < len(value) <= _MAX_CATEGORY_LENGTH):
             tokens.append(f"{key}:{value}")
     return tokens
 

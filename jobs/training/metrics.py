@@ -56,7 +56,7 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
 
 def probability_metrics(y: np.ndarray, p: np.ndarray) -> dict:
     return {"auc": auc(y, p), "logloss": logloss(y, p), "accuracy": accuracy(y, p), "ece": ece(y, p),
-            "n": int(len(y))}
+            "n": len(y)}
 
 
 def ranking_metrics(scores: np.ndarray, relevant: list[np.ndarray], exclude: list[np.ndarray] | None = None,

@@ -44,6 +44,8 @@ class FittedModel:
     prior_cov: np.ndarray        # (d + 1, d + 1)
     user_feature_vectors: np.ndarray | None = None   # (n_user_features, d) for hybrid new-user priors
     user_feature_biases: np.ndarray | None = None
+    user_vectors: np.ndarray | None = None   # (n_users, d) the trained learners' own, rows as data.user_ids
+    user_biases: np.ndarray | None = None    # (n_users,)
 
 
 @dataclass
@@ -102,7 +104,8 @@ def fit(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, thr
         item_biases[~trained_items] = item_biases[trained_items].mean()
     trained_users = np.unique(data.users[rows])
     mean, cov = prior_from_users(user_vectors[trained_users], user_biases[trained_users])
-    fitted = FittedModel(item_vectors.astype(np.float32), item_biases.astype(np.float32), mean, cov)
+    fitted = FittedModel(item_vectors.astype(np.float32), item_biases.astype(np.float32), mean, cov,
+                         user_vectors=user_vectors, user_biases=user_biases)
     if user_x is not None:
         # Per-feature embeddings let the service shift a new user's prior by their metadata.
         fitted.user_feature_vectors = model.user_embeddings.astype(np.float32)

@@ -1,0 +1,139 @@
+"""Measuring a machine and its processes (Linux /proc): percentiles, CPU seconds per group of
+processes, resident memory, the load average and a one-line machine description."""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+def percentile(values, q: float) -> float | None:
+    """The q-th percentile (0-100) of `values`, linear interpolation between closest ranks
+    (numpy's default method); None for no values."""
+    data = sorted(values)
+    if not data:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    pos = (len(data) - 1) * q / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def proc_rss_mb(pid: int) -> float | None:
+    """VmRSS of a process in MB, None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024.0, 1)
+    except OSError:
+        return None
+    return None
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (a gunicorn master's: its workers); [] if it is gone."""
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_matching(*needles: str) -> list[int]:
+    """Processes whose command line contains every one of `needles`."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if all(n in cmd for n in needles):
+            found.append(int(d.name))
+    return found
+
+
+def redis_pids(redis_url: str) -> list[int]:
+    """The redis-server serving `redis_url` (found by its port or socket path on this machine)."""
+    parts = urlsplit(redis_url)
+    where = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
+    return pids_matching("redis-server", where)
+
+
+class CpuMeter:
+    """CPU seconds used by groups of processes between start() and stop(); a group's pids are
+    looked up again at each end (Postgres backends come and go), so counts are approximate."""
+
+    def __init__(self, groups: dict):
+        self.groups = groups  # name -> callable returning pids
+        self._before: dict = {}
+
+    def _sample(self) -> dict:
+        return {name: {pid: cpu_seconds(pid) for pid in find()} for name, find in self.groups.items()}
+
+    def start(self) -> None:
+        self._before = self._sample()
+
+    def stop(self) -> dict:
+        after = self._sample()
+        used = {}
+        for name, pids in after.items():
+            before = self._before.get(name, {})
+            used[name] = sum((t or 0.0) - (before.get(pid) or 0.0) for pid, t in pids.items() if t is not None)
+        return used
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15-minute load averages; [] where /proc has none."""
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
+
+
+def settle(threshold: float, max_wait_s: float, say) -> list[float]:
+    """Wait (up to max_wait_s) for the 1-minute load average to drop below threshold: figures
+    taken on a busy machine measure the machine, not the service."""
+    deadline = time.monotonic() + max_wait_s
+    load = loadavg()
+    while load and load[0] >= threshold and time.monotonic() < deadline:
+        say(f"load {load[0]:.2f} >= {threshold}: waiting")
+        time.sleep(15)
+        load = loadavg()
+    return load
+
+
+def machine() -> str:
+    """Architecture, CPUs (and their model), memory, kernel and Python: enough to compare figures
+    between machines."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f", {kb / 1024 / 1024:.0f} GB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return (f"{platform.machine()}, {os.cpu_count()} cpus{(' (' + model + ')') if model else ''}{mem}, "
+            f"Linux {platform.release()}, Python {platform.python_version()}")

@@ -1,0 +1,61 @@
+"""The engagement objective's training step for one unit: read its users' positive engagements,
+train the top-N model (jobs.training.engagement), store it, and activate it if sane."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from app import modelstore
+from app import queries as q
+from jobs.training import features
+from jobs.training.activation import activate_if_sane
+from jobs.training.engagement import EngagementData, train_engagement
+from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
+
+OBJECTIVE = "engagement"
+MIN_POSITIVES = 10
+
+
+def load_engagement_data(conn, unit_id: str, mode: str) -> EngagementData:
+    items = q.fetch_all(conn, "unit_items_for_training", unit_id=unit_id)
+    item_ids = [i["item_id"] for i in items]
+    rows = q.fetch_all(conn, "positive_engagements_on_items", item_ids=item_ids, min_value=0)
+    conn.rollback()
+    item_pos = {item_id: i for i, item_id in enumerate(item_ids)}
+    user_col = np.array([r["user_id"] for r in rows], dtype=object)
+    user_ids, users = np.unique(user_col, return_inverse=True) if rows else (np.array([]), np.array([], int))
+    data = EngagementData([str(u) for u in user_ids], item_ids, users.astype(np.int32),
+                          np.array([item_pos[r["item_id"]] for r in rows], dtype=np.int32))
+    if mode != "mf":
+        data.item_features = features.item_features(items, mode)
+        attrs = {r["user_id"]: r["attrs"] for r in q.fetch_all(conn, "users_attrs", user_ids=data.user_ids)}
+        data.user_features = features.user_features(
+            [{"user_id": u, "attrs": attrs.get(u, {})} for u in data.user_ids], mode)
+        conn.rollback()
+    return data
+
+
+def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult:
+    """Train, store and (if sane) activate the unit's engagement model."""
+    started = time.perf_counter()
+    data = load_engagement_data(conn, unit_id, mode)
+    if len(data.users) < MIN_POSITIVES:
+        return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="too few positive engagements"))
+    result = train_engagement(data, seed=config.seed, threads=config.threads)
+    counts = {"users": len(data.user_ids), "items": len(data.item_ids), "positives": len(data.users)}
+    m = result.model
+    item_weights = m.B if m.B is not None and m.weight < 1 else None   # EASE only when the blend uses it
+    calibration = {"method": "none"}                                    # scores rank; they are not probabilities
+    with conn:
+        model_id = modelstore.save_model(
+            conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
+            item_vectors=m.item_vectors, item_biases=m.item_biases, prior_mean=result.prior_mean,
+            prior_cov=result.prior_cov, calibration=calibration,
+            hyperparams={**result.params, "search": result.search, "seed": config.seed},
+            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds,
+            extra={"blend_weight": m.weight, "foldin_reg": m.foldin_reg}, item_weights=item_weights)
+    outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
+    outcome.seconds = time.perf_counter() - started
+    return UnitResult(outcome, data.item_ids, m.item_vectors, m.item_biases, result.prior_mean, result.prior_cov,
+                      calibration, item_weights=item_weights, counts=counts)

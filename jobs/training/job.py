@@ -1,0 +1,115 @@
+"""The shapes of a training job, shared by the orchestrator (jobs.train) and each objective's
+`train_unit` (jobs.training.practice_job, jobs.training.engagement_job): the job's settings, what
+became of a unit, what an objective fitted, and the report."""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The held-out figure that decides activation and heads the report, per objective.
+HEADLINE_METRIC = {"practice": "auc", "engagement": "precision_at_10"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    mode: str = "mf"
+    tag: str = "default"
+    min_items: int = 5
+    min_interactions: int = 100
+    keep_versions: int = 3
+    margin: float = 0.02          # a new model may be at most this much worse (AUC / precision@10)
+    max_trials: int = 3
+    unit_time_budget_s: float = 30.0
+    max_eval_users: int = 1000    # validation / test learners replayed per unit (each costs a fit per attempt)
+    prefer_parent: bool = False   # leave a unit to its parent's model when that predicts it better
+    seed: int = 0
+    threads: int = 2
+
+    @classmethod
+    def from_env(cls, env=None, **overrides) -> TrainConfig:
+        env = os.environ if env is None else env
+        values = {
+            "mode": env.get("ADAPTREC_TRAIN_MODE", cls.mode),
+            "min_items": int(env.get("ADAPTREC_TRAIN_MIN_ITEMS", cls.min_items)),
+            "min_interactions": int(env.get("ADAPTREC_TRAIN_MIN_INTERACTIONS", cls.min_interactions)),
+            "keep_versions": int(env.get("ADAPTREC_TRAIN_KEEP_VERSIONS", cls.keep_versions)),
+            "margin": float(env.get("ADAPTREC_TRAIN_MARGIN", cls.margin)),
+            "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
+            "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
+            "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
+            "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "0").lower() in ("1", "true", "yes"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass
+class UnitOutcome:
+    unit_id: str
+    objective: str
+    # activated | kept_previous | parent_serves | failed | skipped; "stored" only inside an
+    # objective, between saving a model and deciding its activation
+    status: str
+    model_id: int | None = None
+    metrics: dict = field(default_factory=dict)
+    reason: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class UnitResult:
+    """What an objective's `train_unit` did (`outcome`) and, when it trained a model, what it fitted:
+    the arrays it stored and, for practice, the final refit's trained learner vectors (the service
+    folds learners in live, so those are not stored; benches compare against them).
+
+    item_vectors : (n_items, d); item_biases : (n_items,); prior_mean : (d + 1,) and prior_cov :
+    (d + 1, d + 1) over [user vector, user bias]; item_weights : EASE (n_items, n_items) when an
+    engagement blend uses it; user_vectors : (n_users, d) and user_biases : (n_users,), rows in
+    `user_ids` order.
+    """
+    outcome: UnitOutcome
+    item_ids: list[str] = field(default_factory=list)
+    item_vectors: np.ndarray | None = None
+    item_biases: np.ndarray | None = None
+    prior_mean: np.ndarray | None = None
+    prior_cov: np.ndarray | None = None
+    calibration: dict = field(default_factory=dict)
+    item_weights: np.ndarray | None = None
+    user_ids: list[str] = field(default_factory=list)
+    user_vectors: np.ndarray | None = None
+    user_biases: np.ndarray | None = None
+    counts: dict = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict:
+        return self.outcome.metrics
+
+
+@dataclass
+class TrainReport:
+    outcomes: list[UnitOutcome] = field(default_factory=list)
+    locked_out: bool = False
+
+    @property
+    def failed(self) -> list[UnitOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "kept_previous")]
+
+    def table(self) -> str:
+        lines = [f"{'unit':<40} {'objective':<10} {'status':<14} {'model':>6} {'auc/p@10':>9} {'baseline':>9} "
+                 f"{'secs':>6}"]
+        for o in self.outcomes:
+            m = o.metrics.get("model", {})
+            b = o.metrics.get("baseline", {})
+            key = HEADLINE_METRIC[o.objective]
+            lines.append(f"{o.unit_id[:40]:<40} {o.objective:<10} {o.status:<14} {o.model_id or '-':>6} "
+                         f"{_fmt(m.get(key)):>9} {_fmt(b.get(key)):>9} {o.seconds:>6.1f}")
+            if o.reason:
+                lines.append(f"    {o.reason}")
+        return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"

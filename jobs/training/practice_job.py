@@ -1,0 +1,95 @@
+"""The practice objective's training step for one unit: read its learners' first attempts, train
+(jobs.training.practice), compare with the parent unit's model, store, and activate if sane."""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from app import modelstore
+from app import queries as q
+from jobs.training import features
+from jobs.training.activation import activate_if_sane
+from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
+from jobs.training.practice import PracticeData, PracticeResult, replay_auc, train_practice
+
+OBJECTIVE = "practice"
+
+
+def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
+    items = q.fetch_all(conn, "unit_items_for_training", unit_id=unit_id)
+    item_ids = [i["item_id"] for i in items]
+    with conn.cursor() as cur:
+        cur.execute(q.sql("first_attempts_on_items"), {"item_ids": item_ids})
+        rows = cur.fetchall()
+    conn.rollback()  # a long read: do not hold its snapshot while training
+    user_col = np.array([r[0] for r in rows], dtype=object)
+    item_pos = {item_id: i for i, item_id in enumerate(item_ids)}
+    user_ids, users = np.unique(user_col, return_inverse=True) if len(rows) else (np.array([]), np.array([], int))
+    data = PracticeData(
+        user_ids=[str(u) for u in user_ids], item_ids=item_ids,
+        users=users.astype(np.int32), items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
+        outcomes=np.array([r[2] for r in rows], dtype=np.int8))
+    if mode != "mf":
+        data.item_features = features.item_features(items, mode)
+        attrs = {r["user_id"]: r["attrs"] for r in q.fetch_all(conn, "users_attrs", user_ids=data.user_ids)}
+        data.user_features = features.user_features(
+            [{"user_id": u, "attrs": attrs.get(u, {})} for u in data.user_ids], mode)
+        conn.rollback()
+    return data
+
+
+def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult:
+    """Train, store and (if sane, and not better served by its parent) activate the unit's practice model."""
+    started = time.perf_counter()
+    data = load_practice_data(conn, unit_id, mode)
+    if len(data.outcomes) == 0:
+        return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="no attempts under this unit"))
+    result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
+                            seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users)
+    fitted = result.fitted
+    extra = {}
+    if data.user_features is not None and fitted.user_feature_vectors is not None:
+        extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
+    counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
+              "items_attempted": len(np.unique(data.items))}
+    parent = parent_comparison(conn, unit_id, config, data, result)
+    if parent:
+        result.metrics["parent"] = parent
+    with conn:
+        model_id = modelstore.save_model(
+            conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
+            item_vectors=fitted.item_vectors, item_biases=fitted.item_biases, prior_mean=fitted.prior_mean,
+            prior_cov=fitted.prior_cov, calibration=result.calibration,
+            hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed},
+            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
+    own = result.metrics["model"].get("auc")
+    if config.prefer_parent and parent and own is not None and not math.isnan(own) and parent["auc"] > own:
+        # The unit above predicts this unit's learners better: serve that one here.
+        reason = (f"the model of {parent['unit_id']!r} predicts this unit better "
+                  f"(held-out AUC {parent['auc']:.3f} vs {own:.3f}); it serves this unit")
+        with conn:
+            modelstore.mark_failed(conn, model_id, reason)
+            q.execute(conn, "retire_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
+        outcome = UnitOutcome(unit_id, OBJECTIVE, "parent_serves", model_id, result.metrics, reason)
+    else:
+        outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
+    outcome.seconds = time.perf_counter() - started
+    return UnitResult(outcome, data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
+                      fitted.prior_cov, result.calibration, user_ids=data.user_ids,
+                      user_vectors=fitted.user_vectors, user_biases=fitted.user_biases, counts=counts)
+
+
+def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeData, result: PracticeResult
+                      ) -> dict | None:
+    """Held-out AUC, on this unit's test learners, of the active model of the nearest unit above."""
+    row = q.fetch_one(conn, "nearest_ancestor_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
+    conn.rollback()
+    if row is None or result.test_users is None or not len(result.test_users):
+        return None
+    other = modelstore.load_model(conn, row["model_id"])
+    conn.rollback()
+    auc = replay_auc(other.item_ids, other.item_vectors, other.item_biases, other.prior_mean, other.prior_cov,
+                     data, result.test_users)
+    return None if math.isnan(auc) else {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc}

@@ -1,0 +1,1 @@
+"""Numbered SQL migrations applied by app.migrations; a package so that installs ship them."""
