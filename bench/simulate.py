@@ -15,7 +15,7 @@ whole sessions; the report says how near the target the served items really were
    catalogue (a root unit `sim` with one child unit per section), and the nightly job trains the
    root unit (jobs.train.run_training, TrainConfig.from_env; --trials tuning trials). Only the
    root is trained: the sessions ask for `sim`, so a section's model would never serve.
-3. The service: gunicorn as `adaptrec serve` runs it (bench.latency.service: --workers sync
+3. The service: gunicorn as `adaptrec serve` runs it (harness.service.running_service: --workers sync
    workers, OPENBLAS_NUM_THREADS=1, its own Redis prefix and API key). For every setting (each
    --targets value, and an A/B experiment whose variants are the --ab-targets, played by the
    first --ab-learners of each kind) the same learners, as fresh copies under their own user
@@ -103,7 +103,7 @@ class Client:
         self.recommend_ms: list[float] = []
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        from bench.latency import http_json
+        from harness.client import http_json
 
         t0 = time.perf_counter()
         try:
@@ -209,12 +209,12 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
     """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn."""
     from app.config import Settings
     from app.embedded import servers_for
-    from bench.latency import _drop_redis_prefix, service
-    from bench.train import scratch_database
+    from harness.databases import connected_scratch_database, scratch_redis_prefix
+    from harness.service import running_service
     from jobs.train import TrainConfig, run_training
 
     settings = stack.enter_context(servers_for(Settings.from_env()))
-    url, conn = stack.enter_context(scratch_database(settings.database_url))
+    url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
     folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-simulate-")))
     now = datetime.now(UTC).replace(microsecond=0)
     setup: dict = {"history_attempts": len(world.history)}
@@ -238,11 +238,11 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
         setup["arm_history_import_seconds"] = round(import_lines(conn, copies, folder, "arms"), 2)
 
     key = "sim-" + uuid.uuid4().hex
-    prefix = f"adaptrec-sim-{uuid.uuid4().hex[:8]}:"
-    stack.callback(_drop_redis_prefix, settings.redis_url, prefix)
-    base, _ = stack.enter_context(service(url, settings.redis_url, key, prefix, args.workers, folder / "gunicorn.log"))
-    say(f"gunicorn ready on {base}")
-    return Client(base, key), setup
+    prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-sim"))
+    service = stack.enter_context(running_service(url, settings.redis_url, key, folder / "gunicorn.log",
+                                                  redis_prefix=prefix, workers=args.workers))
+    say(f"gunicorn ready on {service.base_url}")
+    return Client(service.base_url, key), setup
 
 
 def _r(x, digits: int = 4):
@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     def say(message: str) -> None:
         print(f"bench.simulate: {message}", file=sys.stderr, flush=True)
 
-    from bench.latency import loadavg, machine
+    from harness.measure import loadavg, machine
 
     started = time.perf_counter()
     run = uuid.uuid4().hex[:8]
