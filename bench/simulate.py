@@ -1,0 +1,391 @@
+"""Closed-loop learner simulation: `python -m bench.simulate [--quick] [--json OUT]`.
+
+Adaptivity as a platform lives it: simulated learners with a known truth ask the running
+service for their next item, answer it as the truth says, post the attempt, and ask again, for
+whole sessions; the report says how near the target the served items really were.
+
+1. The truth (bench.simulation.truth): --items items in --skills sections with a difficulty and
+   a discrimination (2PL); learners with a general ability and a per-skill offset, who learn as
+   they practise (ability on the skill += --learn-rate * 4 p (1 - p) per attempt) and forget a
+   fraction (--forget) of what they learned between sessions.
+2. History: --returning-learners learners had --history-sessions earlier sessions of
+   --session-length attempts, simulated offline with the same truth and learning, served by the
+   random policy (the platform before adaptivity; it also covers the catalogue evenly), two days
+   apart. They are imported with the JSONL importer into a scratch database, together with the
+   catalogue (a root unit `sim` with one child unit per section), and the nightly job trains the
+   root unit (jobs.train.run_training, TrainConfig.from_env; --trials tuning trials). Only the
+   root is trained: the sessions ask for `sim`, so a section's model would never serve.
+3. The service: gunicorn as `adaptrec serve` runs it (harness.service.running_service: --workers sync
+   workers, OPENBLAS_NUM_THREADS=1, its own Redis prefix and API key). For every setting (each
+   --targets value, and an A/B experiment whose variants are the --ab-targets, played by the
+   first --ab-learners of each kind) the same learners, as fresh copies under their own user
+   ids (the returning ones' history is imported again under those ids after training, so every
+   setting starts from the same state), each play --sessions sessions of
+   POST /v1/recommendations {user_id, units: ["sim"], n: 1, target} (or {experiment}), the
+   outcome drawn from the truth, POST /v1/interactions; --clients learners at a time. New
+   learners have no history.
+4. Baselines, in-process on the same learners with the same draws (attempt k succeeds when
+   draw[k] < its true p, so policies differ only by the items they serve): random (uniform over
+   unsolved items) and, per target, oracle (the unsolved item whose true p is nearest the
+   target). Both skip items answered wrongly earlier in the sitting, as the service's
+   cool-down does. They need no HTTP.
+5. The report, per target and policy: gap = mean |true p - target| (all, new learners, new
+   learners after their first 5 attempts, returning learners); realised success rate; the
+   service's predicted p minus true p (MAE and bias, new vs returning, and MAE by attempt-number
+   band 1-5, 6-10, 11-20, 21-40: how fast a new learner's error falls); learning gain per
+   session (true ability after minus before); per A/B variant the realised success rate.
+   JSON via bench.report.emit, a markdown table on stderr.
+
+Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
+at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
+the targets are there to set. All --sessions of a run are played in one sitting (no wall time
+passes between them), so they share the cool-down; the default is one session.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field, fields
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+
+from bench.report import emit
+from bench.simulation.figures import Attempt, Gain, policy_figures, variant_figures
+from bench.simulation.policies import oracle_chooser, random_chooser
+from bench.simulation.truth import Learners, ability, forget, practise, probabilities
+from bench.simulation.world import (
+    ROOT,
+    Plan,
+    World,
+    build_world,
+    catalogue_lines,
+    history_lines,
+    item_id,
+    run_baseline,
+    user_id,
+)
+
+EXPERIMENT = "sim-ab"
+QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
+         "trials": 1}
+
+
+def import_lines(conn, lines: list[dict], folder: Path, name: str) -> float:
+    from jobs.importers import run_import
+
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    t0 = time.perf_counter()
+    run_import(conn, "jsonl", [path], progress=False)
+    return time.perf_counter() - t0
+
+
+# ---- the learners over HTTP --------------------------------------------------------------------
+class Client:
+    """JSON over HTTP with one API key; counts requests, errors and the recommendation latency."""
+
+    def __init__(self, base: str, key: str):
+        self.base, self.key = base, key
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.errors: list[str] = []
+        self.recommend_ms: list[float] = []
+
+    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        from harness.client import http_json
+
+        t0 = time.perf_counter()
+        try:
+            status, answer = http_json(self.base, self.key, method, path, body)
+        except OSError as exc:
+            status, answer = 0, {"detail": f"{type(exc).__name__}: {exc}"}
+        ms = (time.perf_counter() - t0) * 1000.0
+        with self.lock:
+            self.requests += 1
+            if path == "/v1/recommendations":
+                self.recommend_ms.append(ms)
+            if status not in (200, 201):
+                self.errors.append(f"{method} {path}: {status} {str(answer)[:200]}")
+        return status, answer
+
+
+@dataclass
+class Arm:
+    """One setting served over HTTP: a fixed target, or the A/B experiment."""
+    name: str
+    target: float | None = None
+    experiment: str | None = None
+    variant_targets: dict = field(default_factory=dict)
+    learners: int | None = None    # only the first this many of each kind (None: all)
+
+
+def drive_learner(client: Client, world: World, learners: Learners, arm: Arm, returning: bool, u: int,
+                  args, run: str, positions: dict) -> tuple[list[Attempt], list[Gain], list[str]]:
+    """One learner's sessions against the service; their truth (`learners`, a copy) is updated."""
+    uid = user_id(arm.name, returning, u)
+    draws = world.draws(returning)[u]
+    attempts, gains, fallbacks = [], [], []
+    index = 0
+    for s in range(args.sessions):
+        if s:
+            forget(learners, args.forget, u)
+        before = ability(learners, u)
+        for _ in range(args.session_length):
+            body = {"user_id": uid, "units": [ROOT], "n": 1}
+            body.update({"experiment": arm.experiment} if arm.experiment else {"target": arm.target})
+            status, answer = client.call("POST", "/v1/recommendations", body)
+            if status != 200 or not answer.get("items"):
+                continue
+            served = answer["items"][0]
+            fallbacks.append(answer.get("fallback") or "none")
+            item = positions[served["item_id"]]
+            p = float(probabilities(world.catalogue, learners, u, [item])[0])
+            outcome = int(draws[index] < p)
+            practise(world.catalogue, learners, u, item, p, outcome, args.learn_rate)
+            index += 1
+            variant = answer.get("variant")
+            target = arm.variant_targets.get(variant, math.nan) if arm.experiment else arm.target
+            attempts.append(Attempt(u, returning, index, target, p, float(served.get("p", math.nan)), outcome,
+                                    variant))
+            client.call("POST", "/v1/interactions", {"event_id": f"sim:{run}:{uid}:{index}", "user_id": uid,
+                                                     "item_id": served["item_id"], "kind": "attempt",
+                                                     "outcome": outcome})
+        gains.append(Gain(u, returning, s, float(ability(learners, u) - before),
+                          attempts[-1].variant if attempts else None))
+    return attempts, gains, fallbacks
+
+
+def drive_arm(client: Client, world: World, arm: Arm, args, run: str, say) -> tuple[list, list, dict]:
+    positions = {item_id(i): i for i in range(world.catalogue.size)}
+    copies = {False: world.new.copy(), True: world.returning.copy()}
+    limit = arm.learners if arm.learners is not None else max(len(world.new), len(world.returning))
+    jobs = [(returning, u) for u in range(limit) for returning in (False, True) if u < len(copies[returning])]
+    attempts, gains, fallbacks = [], [], {}
+    t0, cpu0, requests0 = time.perf_counter(), time.process_time(), client.requests
+    with ThreadPoolExecutor(max_workers=args.clients) as pool:
+        done = pool.map(lambda job: drive_learner(client, world, copies[job[0]], arm, job[0], job[1], args, run,
+                                                  positions), jobs)
+        for a, g, f in done:
+            attempts += a
+            gains += g
+            for reason in f:
+                fallbacks[reason] = fallbacks.get(reason, 0) + 1
+    seconds = time.perf_counter() - t0
+    say(f"{arm.name}: {len(attempts)} attempts of {len(jobs)} learners in {seconds:.1f} s")
+    requests = client.requests - requests0
+    cpu_ms = (time.process_time() - cpu0) * 1000.0
+    return attempts, gains, {"seconds": round(seconds, 1), "requests": requests,
+                             "attempts_per_s": round(len(attempts) / seconds, 1) if seconds > 0 else None,
+                             "client_cpu_ms_per_request": round(cpu_ms / max(requests, 1), 2), "fallbacks": fallbacks}
+
+
+# ---- the run -----------------------------------------------------------------------------------
+def parse_targets(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"targets are numbers separated by commas, got {text!r}") from None
+    if not values or any(not 0.01 <= t <= 0.99 for t in values):
+        raise argparse.ArgumentTypeError(f"targets must be between 0.01 and 0.99, got {text!r}")
+    return list(dict.fromkeys(round(t, 2) for t in values))  # arms are named by the target in percent
+
+
+def arm_name(target: float) -> str:
+    return f"t{round(target * 100):02d}"
+
+
+def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: str, say) -> tuple[Client, dict]:
+    """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn."""
+    from app.config import Settings
+    from app.embedded import servers_for
+    from harness.databases import connected_scratch_database, scratch_redis_prefix
+    from harness.service import running_service
+    from jobs.train import TrainConfig, run_training
+
+    settings = stack.enter_context(servers_for(Settings.from_env()))
+    url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-simulate-")))
+    now = datetime.now(UTC).replace(microsecond=0)
+    setup: dict = {"history_attempts": len(world.history)}
+    lines = catalogue_lines(world.catalogue) + history_lines(world, None, now, run)
+    setup["import_seconds"] = round(import_lines(conn, lines, folder, "catalogue"), 2)
+
+    config = TrainConfig.from_env(max_trials=args.trials)
+    t0 = time.perf_counter()
+    report = run_training(url, config, units=[ROOT], progress=False)
+    setup["train_seconds"] = round(time.perf_counter() - t0, 1)
+    root = next((o for o in report.outcomes if o.unit_id == ROOT and o.objective == "practice"), None)
+    if root is None or root.status != "activated":
+        raise RuntimeError(f"training {ROOT!r} did not activate a model: {root}")
+    model, baseline = root.metrics.get("model", {}), root.metrics.get("baseline", {})
+    setup["model"] = {"status": root.status, "max_trials": config.max_trials, "auc": _r(model.get("auc")),
+                      "baseline_auc": _r(baseline.get("auc")), "ece": _r(model.get("ece"))}
+    say(f"trained {ROOT!r} on {len(world.history)} attempts in {setup['train_seconds']} s: {setup['model']}")
+
+    copies = [line for arm in arms for line in history_lines(world, arm.name, now, run)]
+    if copies:
+        setup["arm_history_import_seconds"] = round(import_lines(conn, copies, folder, "arms"), 2)
+
+    key = "sim-" + uuid.uuid4().hex
+    prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-sim"))
+    service = stack.enter_context(running_service(url, settings.redis_url, key, folder / "gunicorn.log",
+                                                  redis_prefix=prefix, workers=args.workers))
+    say(f"gunicorn ready on {service.base_url}")
+    return Client(service.base_url, key), setup
+
+
+def _r(x, digits: int = 4):
+    return None if x is None or not math.isfinite(x) else round(float(x), digits)
+
+
+def table(results: dict, ab: dict | None) -> str:
+    """The headline figures as a markdown table."""
+    rows = ["| target | policy | gap all | gap new after 5 | gap returning | success | pred MAE new / ret "
+            "| pred bias new / ret | gain / session |", "|---|---|---|---|---|---|---|---|---|"]
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+    for target, policies in results.items():
+        for name, fig in policies.items():
+            pred = fig.get("prediction")
+            mae = f"{f(pred['new']['mae'])} / {f(pred['returning']['mae'])}" if pred else "-"
+            bias = f"{f(pred['new']['bias'])} / {f(pred['returning']['bias'])}" if pred else "-"
+            rows.append(f"| {target} | {name} | {f(fig['gap']['all'])} | {f(fig['gap']['new_after_5'])} | "
+                        f"{f(fig['gap']['returning'])} | {f(fig['success_rate']['all'])} | {mae} | {bias} | "
+                        f"{f(fig['learning_gain']['all'])} |")
+    if ab:
+        for name, v in ab["variants"].items():
+            rows.append(f"| {v['target']} | A/B variant {name} ({v['learners']} learners) | {f(v['gap'])} | - | - | "
+                        f"{f(v['success_rate'])} | - | - | {f(v['learning_gain'])} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument("--quick", action="store_true",
+                        help="a small run (under a minute): " + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
+    parser.add_argument("--learners", type=int, default=200, help="new learners (no history; default 200)")
+    parser.add_argument("--returning-learners", type=int, default=200,
+                        help="learners with earlier sessions the model was trained on (default 200)")
+    parser.add_argument("--items", type=int, default=600, help="items in the catalogue (default 600)")
+    parser.add_argument("--skills", "--sections", type=int, default=6, help="sections (skills) of the catalogue")
+    parser.add_argument("--history-sessions", type=int, default=3, help="earlier sessions per returning learner")
+    parser.add_argument("--sessions", type=int, default=1, help="measured sessions per learner and setting")
+    parser.add_argument("--session-length", type=int, default=40, help="attempts per session (default 40)")
+    parser.add_argument("--targets", type=parse_targets, default=[0.5, 0.7], help="targets served (default 0.5,0.7)")
+    parser.add_argument("--ab-targets", type=parse_targets, default=[0.6, 0.8],
+                        help="targets of the A/B experiment's two or more variants (default 0.6,0.8)")
+    parser.add_argument("--ab-learners", type=int, default=100,
+                        help="new and returning learners (each) of the A/B experiment: the first N (default 100)")
+    parser.add_argument("--no-ab", dest="ab", action="store_false", help="skip the A/B experiment")
+    parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")
+    parser.add_argument("--forget", type=float, default=0.2, help="share of the learned ability lost between sessions")
+    parser.add_argument("--trials", type=int, default=None, help="tuning trials of the nightly job (default: its own)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    parser.add_argument("--clients", type=int, default=4, help="learners driven at a time (default 4)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    for name in ("learners", "returning_learners", "items", "skills", "sessions", "session_length", "workers",
+                 "clients", "ab_learners"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.history_sessions < 1:
+        parser.error("--history-sessions must be at least 1 (the model is trained on the returning learners)")
+    if not 0 <= args.forget <= 1 or args.learn_rate < 0:
+        parser.error("--forget must be within 0..1 and --learn-rate at least 0")
+    if args.items < args.skills:
+        parser.error("--items must be at least --skills")
+
+    def say(message: str) -> None:
+        print(f"bench.simulate: {message}", file=sys.stderr, flush=True)
+
+    from harness.measure import loadavg, machine
+
+    started = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+    result: dict = {"date": date.today().isoformat(), "machine": machine(), "load_at_start": loadavg(),
+                    "command": "python -m bench.simulate " + shlex.join(sys.argv[1:] if argv is None else argv),
+                    "config": {k: v for k, v in vars(args).items() if k != "json"},
+                    "seeds": {"seed": args.seed, "streams": "SeedSequence(seed).spawn(6): catalogue, new learners, "
+                              "returning learners, history policy and draws, measured draws, random baseline"}}
+    t0 = time.perf_counter()
+    world = build_world(Plan(**{f.name: getattr(args, f.name) for f in fields(Plan)}))
+    result["truth"] = {"items": world.catalogue.size, "skills": world.catalogue.skills,
+                       "difficulty_mean": _r(world.catalogue.difficulty.mean()),
+                       "difficulty_sd": _r(world.catalogue.difficulty.std()),
+                       "discrimination_range": [_r(world.catalogue.discrimination.min()),
+                                                _r(world.catalogue.discrimination.max())],
+                       "learn_rate": args.learn_rate, "forget": args.forget,
+                       "history_gain_per_session": _r(np.mean([g.gain for g in world.gains_history])),
+                       "returning_items_solved": _r(world.returning.solved.sum(axis=1).mean(), 1)}
+    say(f"truth and history built in {time.perf_counter() - t0:.1f} s")
+
+    arms = [Arm(arm_name(t), target=t) for t in args.targets]
+    variants = {f"t{round(t * 100):02d}": t for t in args.ab_targets} if args.ab else {}
+    if args.ab:
+        arms.append(Arm("ab", experiment=EXPERIMENT, variant_targets=variants, learners=args.ab_learners))
+    results: dict = {}
+    http: dict = {}
+    ab = None
+    with ExitStack() as stack:
+        client, result["setup"] = setup_service(stack, world, args, arms, run, say)
+        if args.ab:
+            status, body = client.call("PUT", f"/v1/experiments/{EXPERIMENT}", {
+                "description": "bench.simulate: two targets",
+                "variants": [{"name": name, "weight": 1, "strategy": "target", "params": {"target": t}}
+                             for name, t in variants.items()]})
+            if status != 200:
+                raise SystemExit(f"bench.simulate: creating the experiment failed: {status} {body}")
+        served = {}
+        for arm in arms:
+            served[arm.name] = drive_arm(client, world, arm, args, run, say)
+        latency = np.percentile(client.recommend_ms, [50, 99]) if client.recommend_ms else [math.nan] * 2
+        http = {"requests": client.requests, "errors": len(client.errors), "error_samples": client.errors[:5],
+                "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2),
+                "arms": {name: info for name, (_, _, info) in served.items()}}
+
+    length = args.sessions * args.session_length
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(world.random_seed)
+    rand_attempts, rand_gains = run_baseline(world, lambda returning, u: random_chooser(rng))
+    for t in args.targets:
+        attempts, gains, _ = served[arm_name(t)]
+        o_attempts, o_gains = run_baseline(world, lambda returning, u, t=t: oracle_chooser(t))
+        results[f"{t:g}"] = {"service": policy_figures(attempts, gains, length, predicts=True),
+                             "random": policy_figures(rand_attempts, rand_gains, length, target=t),
+                             "oracle": policy_figures(o_attempts, o_gains, length, target=t)}
+    if args.ab:
+        attempts, gains, _ = served["ab"]
+        ab = {"experiment": EXPERIMENT, "variants": variant_figures(attempts, gains),
+              "service": policy_figures(attempts, gains, length, predicts=True)}
+    say(f"baselines and figures in {time.perf_counter() - t0:.1f} s")
+
+    result["results"] = results
+    result["ab"] = ab
+    result["http"] = http
+    result["load_after"] = loadavg()
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["table"] = table(results, ab)
+    say("\n" + result["table"])
+    emit(result, args.json)
+    return 1 if http["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
