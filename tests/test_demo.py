@@ -10,6 +10,8 @@ from app import queries as q
 from jobs.demo import ROOT_UNIT, DemoConfig, DemoError, build, generate_demo
 from tests.conftest import TABLES
 
+pytestmark = pytest.mark.slow  # generates whole demo data sets
+
 SMALL = DemoConfig(seed=3, learners=300, attempts=40_000, engagements=5_000)
 OTHER_SEED = DemoConfig(seed=4, learners=300, attempts=40_000, engagements=5_000)
 

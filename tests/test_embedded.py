@@ -6,9 +6,12 @@ import sys
 import textwrap
 
 import psycopg2
+import pytest
 import redis
 
 from app.embedded import EmbeddedServers
+
+pytestmark = pytest.mark.slow  # starts and stops embedded servers
 
 
 def test_servers_are_shared_and_stop_with_the_last_holder(tmp_path):

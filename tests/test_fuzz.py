@@ -22,6 +22,8 @@ from app.api.spec import ENDPOINTS
 from app.config import Settings
 from tests.conftest import TEST_API_KEY
 
+pytestmark = pytest.mark.slow  # fuzzes every operation (thousands of requests)
+
 EXAMPLES = 25
 SEQUENCES = 40
 STEPS = 6

@@ -177,6 +177,7 @@ def test_a_failed_file_leaves_earlier_files_of_the_run_imported(conn, tmp_path):
     assert column(conn, "SELECT user_id FROM users ORDER BY 1") == ["14", "21"]
 
 
+@pytest.mark.slow
 def test_real_assistments_file_imports_completely(conn):
     path = DATA / "assist2009" / "attempts.csv.gz"
     if not path.exists():

@@ -167,6 +167,7 @@ def gunicorn(settings, conn, tmp_path):
         yield service.base_url, service.proc, service.log_path
 
 
+@pytest.mark.slow
 def test_metrics_add_up_over_gunicorn_workers_and_logs_are_json(gunicorn):
     base, proc, log_path = gunicorn
     for _ in range(40):
@@ -185,6 +186,7 @@ def test_metrics_add_up_over_gunicorn_workers_and_logs_are_json(gunicorn):
     assert len(access_ids) == len(set(access_ids)) >= 44  # one line per request, none twice
 
 
+@pytest.mark.slow
 def test_sigterm_lets_an_in_flight_request_finish(gunicorn, settings):
     base, proc, _ = gunicorn
     for i in ("i1", "i2"):
@@ -223,6 +225,7 @@ def raw_exchange(base: str, head: bytes) -> tuple[int, dict, bytes]:
     return int(status_line.split()[1]), headers, body
 
 
+@pytest.mark.slow
 def test_requests_gunicorn_refuses_are_answered_as_problems(gunicorn):
     base, proc, log_path = gunicorn
     long_query = "/v1/trending?units=" + ",".join(f"unit-{i:04d}" for i in range(500))

@@ -14,6 +14,8 @@ from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
 from tests.conftest import TEST_API_KEY
 
+pytestmark = pytest.mark.slow  # trains the models it serves
+
 
 @pytest.fixture(scope="module")
 def served_db(servers):

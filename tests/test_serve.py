@@ -16,6 +16,8 @@ from app.config import PROJECT_ROOT
 from app.embedded import EmbeddedServers
 from harness.service import free_port
 
+pytestmark = pytest.mark.slow  # starts `adaptrec serve` processes
+
 
 def wait_for(url: str, proc: subprocess.Popen, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
@@ -40,7 +42,6 @@ def printed_curl(output: str, path_fragment: str) -> str:
                 if line.strip().startswith("curl") and path_fragment in line)
 
 
-@pytest.mark.slow
 def test_make_run_serves_the_demo_on_embedded_servers_and_stops_cleanly(tmp_path):
     port = free_port()
     env = {**os.environ, "ADAPTREC_HOME": str(tmp_path), "ADAPTREC_PORT": str(port)}

@@ -145,6 +145,7 @@ def _finite_numbers(node):
         yield node
 
 
+@pytest.mark.slow
 def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
     monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])

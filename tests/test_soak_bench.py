@@ -102,6 +102,7 @@ def test_the_gunicorn_master_is_found_by_its_listening_port():
         assert find_gunicorn_master(s.getsockname()[1]) == os.getpid()
 
 
+@pytest.mark.slow
 def test_a_short_soak_of_a_real_service(servers, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
     monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])

@@ -17,6 +17,8 @@ from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
 from jobs.training import practice_job
 
+pytestmark = pytest.mark.slow  # trains models (make test-fast leaves it out)
+
 FAST = TrainConfig(max_trials=1, min_interactions=200, max_eval_users=120)
 
 

@@ -15,6 +15,15 @@ from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
 from tests.faults.stack import API_KEY, PREFIX, ROOT, Stack
 
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    # Every fault test stops or kills real processes: none is in make test-fast.
+    for item in items:
+        if Path(item.path).is_relative_to(HERE):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="package")
 def stack():
