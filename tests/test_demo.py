@@ -4,9 +4,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import psycopg2
 import pytest
 
 from app import queries as q
+from harness.databases import scratch_database
 from jobs.demo import ROOT_UNIT, DemoConfig, DemoError, build, generate_demo
 from tests.conftest import TABLES
 
@@ -41,10 +43,24 @@ def empty(conn) -> None:
         cur.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
 
 
+@pytest.fixture(scope="module")
+def loaded_db(servers):
+    """One database holding the SMALL demo, generated once for the tests that only read it (or
+    check that nothing changes); tests that write make their own."""
+    with scratch_database(servers[0], "adaptrec_demo") as url:
+        conn = psycopg2.connect(url)
+        report = generate_demo(conn, SMALL)
+        conn.close()
+        yield url, report
+
+
 @pytest.fixture
-def loaded(conn):
-    report = generate_demo(conn, SMALL)
-    return conn, report
+def loaded(loaded_db):
+    url, report = loaded_db
+    conn = psycopg2.connect(url)
+    yield conn, report
+    conn.rollback()
+    conn.close()
 
 
 # ---- in memory ------------------------------------------------------------------------------

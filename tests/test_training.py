@@ -49,6 +49,14 @@ def tagged(config: TrainConfig = FAST) -> TrainConfig:
     return replace(config, tag=f"t-{uuid.uuid4().hex[:6]}")
 
 
+@pytest.fixture(scope="module")
+def root_trained(demo_db):
+    """The demo's root unit trained once (both objectives) under a tag of its own, for the tests
+    that read its models or train a unit beneath it (training the root takes the longest)."""
+    config = tagged()
+    return config, run_training(demo_db, config, units=["demo"], progress=False)
+
+
 def subject(conn) -> str:
     return _first(conn, "SELECT unit_id FROM units WHERE kind = 'subject' ORDER BY unit_id LIMIT 1")
 
@@ -194,16 +202,14 @@ def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mo
     assert model.item_vectors.shape == (len(expected), model.dim)
 
 
-def test_calibration_lowers_held_out_ece(demo, db_url):
-    unit, config = "demo", tagged()
-    run_training(db_url, config, units=[unit], progress=False)
+def test_calibration_lowers_held_out_ece(demo, root_trained):
+    unit, (config, _) = "demo", root_trained
     metrics = modelstore.active_model_summary(demo, unit, "practice", config.tag)["metrics"]
     assert metrics["model"]["ece"] < metrics["model_uncalibrated_ece"]
 
 
-def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
-    config = tagged()
-    report = run_training(db_url, config, units=["demo"], progress=False)
+def test_engagement_model_stores_the_blend_and_beats_popularity(demo, root_trained):
+    config, report = root_trained
     engagement = next(o for o in report.outcomes if o.objective == "engagement")
     assert engagement.status == "activated", report.table()
     model = modelstore.load_active(demo, "demo", "engagement", config.tag)
@@ -214,10 +220,10 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, db_url):
         assert model.item_weights.shape == (len(model.item_ids), len(model.item_ids))
 
 
-def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db_url, monkeypatch):
-    config = replace(tagged(), prefer_parent=True)
+def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db_url, root_trained, monkeypatch):
+    config = replace(root_trained[0], prefer_parent=True)
     unit = chapter(demo)
-    run_training(db_url, config, units=["demo", unit], progress=False)
+    run_training(db_url, config, units=[unit], progress=False)
     monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
     report = run_training(db_url, config, units=[unit], progress=False)
     outcome = next(o for o in report.outcomes if o.objective == "practice")
@@ -229,10 +235,10 @@ def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db
     assert not report.failed  # a decision, not a failure: the job exits 0
 
 
-def test_by_default_a_unit_keeps_its_own_model_and_records_the_parent_comparison(demo, db_url, monkeypatch):
-    config = tagged()
+def test_by_default_a_unit_keeps_its_own_model_and_records_the_parent_comparison(demo, db_url, root_trained,
+                                                                                 monkeypatch):
+    config = root_trained[0]
     unit = chapter(demo)
-    run_training(db_url, config, units=["demo"], progress=False)
     monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)
     report = run_training(db_url, config, units=[unit], progress=False)
     outcome = next(o for o in report.outcomes if o.objective == "practice")
