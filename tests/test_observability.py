@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -266,3 +269,19 @@ def test_more_secret_shapes_are_masked():
                          ("Authorization: Basic dXNlcjpwdw==", "dXNlcjpwdw"),
                          ("postgresql://app:hunter2@db/x", "hunter2")]:
         assert secret not in redact(text)
+
+
+TERMINAL_FORMAT = ("import sys; from app.config import Settings; "
+                   "print(Settings.from_env({}).log_format, file=sys.stderr)")
+
+
+def test_logs_are_readable_text_in_a_terminal_and_json_otherwise():
+    main, child = pty.openpty()  # stderr a terminal, as under `make run`
+    try:
+        subprocess.run([sys.executable, "-c", TERMINAL_FORMAT], stderr=child, check=True, timeout=60)
+        assert os.read(main, 100).decode().strip() == "text"
+    finally:
+        os.close(main)
+        os.close(child)
+    piped = subprocess.run([sys.executable, "-c", TERMINAL_FORMAT], capture_output=True, text=True, timeout=60)
+    assert piped.stderr.strip() == "json"
