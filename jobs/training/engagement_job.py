@@ -8,10 +8,10 @@ import numpy as np
 
 from app import modelstore
 from app import queries as q
-from jobs.training import features
 from jobs.training.activation import activate_if_sane
 from jobs.training.engagement import EngagementData, train_engagement
 from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
+from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "engagement"
 MIN_POSITIVES = 10
@@ -27,12 +27,7 @@ def load_engagement_data(conn, unit_id: str, mode: str) -> EngagementData:
     user_ids, users = np.unique(user_col, return_inverse=True) if rows else (np.array([]), np.array([], int))
     data = EngagementData([str(u) for u in user_ids], item_ids, users.astype(np.int32),
                           np.array([item_pos[r["item_id"]] for r in rows], dtype=np.int32))
-    if mode != "mf":
-        data.item_features = features.item_features(items, mode)
-        attrs = {r["user_id"]: r["attrs"] for r in q.fetch_all(conn, "users_attrs", user_ids=data.user_ids)}
-        data.user_features = features.user_features(
-            [{"user_id": u, "attrs": attrs.get(u, {})} for u in data.user_ids], mode)
-        conn.rollback()
+    data.item_features, data.user_features = hybrid_features(conn, items, data.user_ids, mode)
     return data
 
 

@@ -9,10 +9,10 @@ import numpy as np
 
 from app import modelstore
 from app import queries as q
-from jobs.training import features
 from jobs.training.activation import activate_if_sane
 from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
 from jobs.training.practice import PracticeData, PracticeResult, replay_auc, train_practice
+from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "practice"
 
@@ -31,12 +31,7 @@ def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
         user_ids=[str(u) for u in user_ids], item_ids=item_ids,
         users=users.astype(np.int32), items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
         outcomes=np.array([r[2] for r in rows], dtype=np.int8))
-    if mode != "mf":
-        data.item_features = features.item_features(items, mode)
-        attrs = {r["user_id"]: r["attrs"] for r in q.fetch_all(conn, "users_attrs", user_ids=data.user_ids)}
-        data.user_features = features.user_features(
-            [{"user_id": u, "attrs": attrs.get(u, {})} for u in data.user_ids], mode)
-        conn.rollback()
+    data.item_features, data.user_features = hybrid_features(conn, items, data.user_ids, mode)
     return data
 
 
