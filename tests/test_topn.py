@@ -10,9 +10,15 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
+from app.modelstore import StoredModel
+from app.online.scoring import ServingModel
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, standardise, warp_scores
-from bench.topn import genre_popularity
+from bench.topn import genre_popularity, read_ratings
+from bench.topn_job import held_out_positives, serving_scores, write_ratings
+from jobs.importers import movielens
+from jobs.importers.common import csv_rows
 from jobs.training.ease import fit_ease
+from jobs.training.engagement import split_pairs
 from jobs.training.topn import WarpConfig, fit_topn, tune_topn
 
 SMALL_WARP = WarpConfig(no_components=8, learning_rate=0.05, alpha=1e-5, max_sampled=10, epochs=20)
@@ -196,3 +202,50 @@ def test_serving_scores_engagement_without_importing_training_code():
                           cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def some_ratings(n=400, seed=0) -> np.ndarray:
+    """(n, 4) rows of u.data: user, item, stars 1-5, timestamp."""
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.integers(1, 30, n), rng.integers(1, 50, n), rng.integers(1, 6, n),
+                            874_000_000 + rng.integers(0, 10**6, n)]).astype(np.int64)
+
+
+def test_held_out_positives_are_ratings_of_4_or_more_drawn_like_the_random_split():
+    ratings = some_ratings()
+    positive, held = held_out_positives(ratings, seed=3)
+    np.testing.assert_array_equal(positive, ratings[:, 2] >= 4)
+    assert held.sum() == round(0.2 * positive.sum()) and not (held & ~positive).any()
+    # the same draw as bench.topn's random split of the filtered pairs, so the two rows share test pairs
+    np.testing.assert_array_equal(held[positive], split_pairs(int(positive.sum()), 3, 0.2))
+    again, other = held_out_positives(ratings, seed=3)[1], held_out_positives(ratings, seed=4)[1]
+    np.testing.assert_array_equal(held, again)
+    assert not np.array_equal(held, other)
+    every, held_any = held_out_positives(ratings, seed=3, min_rating=1)
+    assert every.all() and held_any.sum() == round(0.2 * len(ratings))
+
+
+def test_written_ratings_read_back_in_the_layout_the_movielens_importer_parses(tmp_path):
+    ratings = some_ratings(n=20)
+    path = tmp_path / "train.data"
+    write_ratings(path, ratings)
+    np.testing.assert_array_equal(read_ratings(str(path)), ratings)
+    rows = [row for _, row in csv_rows(path, False, movielens.ENCODING, 4, **movielens.TABS)]
+    assert rows == [[str(v) for v in r] for r in ratings]
+
+
+def test_serving_scores_come_in_the_callers_item_order_whatever_the_models_order():
+    rng = np.random.default_rng(2)
+    model_ids, d = ["f", "c", "a", "e", "b", "d"], 3
+    V, b = rng.normal(size=(6, d)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    B = rng.normal(size=(6, 6)).astype(np.float32)
+    stored = StoredModel(1, "unit", "engagement", "mf", "default", model_ids, V, b, np.zeros(d + 1), np.eye(d + 1),
+                         {}, {"blend_weight": 0.4, "foldin_reg": 5.0}, B)
+    caller_ids = ["a", "b", "c", "d", "e", "f", "g"]          # "g" is not in the model
+    scores = serving_scores(ServingModel.from_stored(stored), [np.array([0, 2]), np.array([6])], caller_ids)
+    topn = TopNModel(B, V, b, foldin_reg=5.0, weight=0.4)
+    in_model_order = [2, 4, 1, 5, 3, 0]                        # a, b, c, d, e, f
+    np.testing.assert_allclose(scores[0, :6], topn.score(np.array([2, 1]))[in_model_order], rtol=1e-6)
+    # an uncovered positive is left out of the history, an uncovered candidate ranks last
+    np.testing.assert_allclose(scores[1, :6], topn.score(np.array([], dtype=np.int64))[in_model_order], rtol=1e-6)
+    assert (scores[:, 6] < scores[:, :6].min(axis=1)).all()
