@@ -9,7 +9,6 @@ import numpy as np
 
 from app.online.fit import fit_user, recency_weights, score
 from app.online.similar import normalised
-from app.online.topn import TopNModel
 
 
 @dataclass
@@ -75,6 +74,10 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
 
 def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
     """Ranking scores of candidates from the user's positives (EASE + folded-in WARP blend)."""
+    # Imported on first use: scipy (sparse matrices, L-BFGS) costs a worker about 40 MB, and a
+    # service with practice models only never needs it.
+    from app.online.topn import TopNModel
+
     topn = TopNModel(model.item_weights, model.item_vectors, model.item_biases,
                      foldin_reg=float(model.extra.get("foldin_reg") or 5.0),
                      weight=float(model.extra.get("blend_weight", 1.0)))

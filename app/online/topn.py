@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import minimize
 
 
 @dataclass
@@ -119,6 +118,8 @@ def fold_in(X: sp.csr_matrix, item_vectors: np.ndarray, item_biases: np.ndarray,
     X : (n_users, n_items) binary CSR; item_vectors : (n_items, d); item_biases : (n_items,).
     Returns (n_users, d) float32.
     """
+    from scipy.optimize import minimize  # on first use: see app.online.scoring.engagement_scores
+
     V = np.asarray(item_vectors, dtype=np.float64)
     b = np.asarray(item_biases, dtype=np.float64)
     X = sp.csr_matrix(X)
