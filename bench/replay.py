@@ -3,44 +3,59 @@
     python -m bench.replay --format assistments --data PATH [--json OUT] [--max-test-students N]
                            [--predictions OUT.csv.gz] [--root-only] [--no-retrain]
 
-Protocol (split by student, question level, every attempt of a test student predicted before it
-is revealed):
+Protocol (split by student, question level, every attempt of a replayed student predicted before
+it is revealed; every figure for dev and for test side by side):
 
 1. Read the attempts file (`user_id, seq, problem_id, correct, skills`, .csv or .csv.gz). User
-   ids are text; the sorted unique ids are permuted with numpy `default_rng(0)`; the first 20 %
-   (rounded) of the permutation are the test students, in that order, the rest train.
+   ids are text. Students take their role from the training job's own learner split
+   (jobs.training.split, seed SPLIT_SEED): sha256(f"{seed}:{user_id}") as a number in [0, 1),
+   below 0.8 train, below 0.9 dev, else test; so a student is dev or test here exactly when the
+   job would hold them out. Dev and test students are replayed in split-key order
+   (`--max-test-students N`: the first N of each). Anything this bench or a person chooses
+   (windows, constants, model choice) is chosen on dev; test is reported beside it, never tuned on.
 2. In a scratch database (created and dropped here) the training students' rows are written to
    a temporary .csv.gz of the same format and imported by the real importer. The catalogue of
    the whole file (every problem with its skills, every skill unit under the root) is staged by
    the importer's own catalogue code (`assistments._stage_catalogue` through a `Loader`), so
-   problems only test students attempt exist as items, as a platform's catalogue would, but no
-   test attempt is in the database. Then the real nightly job trains every model unit:
-   `run_training(url, TrainConfig.from_env())`. Predictions ask for the root unit `assistments`,
-   so the root's practice model is the one that predicts.
-3. Each test student's attempts are replayed in `seq` order through the functions behind the
-   API: `predict(conn, cache, models, user, ["assistments"], [item])` for p (before the outcome
-   is known), then `record_interactions` (the API's ingest: one transaction, then the history
-   cache; event id and time as the importer makes them). Real Redis (a key prefix of its own, deleted
-   at the end), a fresh `ModelCache`. All attempts count, repeated ones included.
+   problems only dev / test students attempt exist as items, as a platform's catalogue would, but
+   no replayed attempt is in the database. Then the real nightly job trains every model unit:
+   `run_training(url, TrainConfig.from_env())` with one change: it is given only training
+   students, all "train" under SPLIT_SEED, so it splits them again with JOB_SPLIT_SEED for its
+   grid, calibration and own held-out figures (`training.root_job_metrics`). Predictions ask for
+   the root unit `assistments`, so the root's practice model is the one that predicts.
+3. Each dev, then each test student's attempts are replayed in `seq` order through the functions
+   behind the API: `predict(conn, cache, models, user, ["assistments"], [item])` for p (before the
+   outcome is known), then `record_interactions` (the API's ingest: one transaction, then the
+   history cache; event id and time as the importer makes them). Real Redis (a key prefix of its
+   own, deleted at the end), a fresh `ModelCache`. All attempts count, repeated ones included. A
+   prediction reads only the model and that student's history, so the roles do not interact.
 4. Baselines on the same attempts: `item_difficulty` (training students' smoothed success rate
    per item, unseen items the global rate), `elo` (Pelanek 2016: p = sigmoid(skill - difficulty),
    uncertainty function U(n) = ELO_ALPHA / (1 + ELO_BETA n) for students and items; one pass over
-   the training students, then online through the replay), `irt_live` (1PL: c + ability -
-   difficulty, difficulties and c by joint MAP on the training students with N(0, 1) abilities
-   and N(0, IRT_ITEM_SD^2) difficulties; each test student's ability by MAP from their earlier
-   attempts only).
-5. `full_retrain`: a second scratch database with the training students plus each test student's
-   first half of attempts (floor(n / 2), students with n >= 2), the root trained again through
-   `run_training`; its predictions for the second halves use the test students' trained LightFM
-   user vectors (taken from the job's final refit) with the stored item vectors and calibration.
-   Beside it on the same attempts: the service's replay predictions (which saw every earlier
-   attempt), and two like-for-like live fits from the first half only (old model; retrained
-   items, as the service would serve these students after the nightly job).
+   the training students, then online through each role's replay from that state), `irt_live`
+   (1PL: c + ability - difficulty, difficulties and c by joint MAP on the training students with
+   N(0, 1) abilities and N(0, IRT_ITEM_SD^2) difficulties; each replayed student's ability by MAP
+   from their earlier attempts only). Their constants are fixed, not tuned.
+5. `full_retrain`: a second scratch database with the training students plus each dev and test
+   student's first half of attempts (floor(n / 2), students with n >= 2), the root trained again
+   through `run_training` (hold-out of its test learners off, so every replayed student is
+   trained on, as the nightly job trains the learners it serves); its predictions for the second
+   halves use those students' trained LightFM user vectors (the job's final refit) with the stored
+   item vectors and calibration. Beside it on the same attempts: the service's replay predictions
+   (which saw every earlier attempt), and two like-for-like live fits from the first half only
+   (old model; retrained items, as the service would serve these students after the nightly job).
 Metrics: AUC, log-loss, accuracy, ECE (10 bins) from jobs.training.metrics.probability_metrics.
+
+Report: `dev` and `test` blocks (each: service, baselines, service_slices, service_reliability,
+replay timing, full_retrain) and `dev_test_table` (each method's metrics on dev beside test). The
+keys of the earlier 80/20 report (`service`, `baselines`, `service_slices`, `service_reliability`,
+`replay`, `full_retrain`) keep their meaning, the held-out students' figures: they are the test
+block's. `targets` are judged on test.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import gzip
 import itertools
@@ -52,7 +67,7 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -61,13 +76,17 @@ import pandas as pd
 
 from app.config import PROJECT_ROOT
 from bench.report import emit
+from jobs.training import split
 from jobs.training.metrics import probability_metrics
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
 ROOT = "assistments"
 COLUMNS = ["user_id", "seq", "problem_id", "correct", "skills"]
-SPLIT_SEED = 0
-TEST_FRACTION = 0.2
+SPLIT_SEED = split.SEED          # students' roles: the training job's own split of learners
+# The job run here is given only the training students, all "train" under SPLIT_SEED; it splits
+# them again (for its grid, calibration and own held-out figures) with this seed.
+JOB_SPLIT_SEED = SPLIT_SEED + 1
+ROLES = ("dev", "test")         # the replayed roles, reported side by side
 START = datetime(2009, 9, 1, tzinfo=UTC)   # the importer's clock: START + seq minutes
 
 ELO_ALPHA, ELO_BETA = 1.0, 0.05      # U(n) = alpha / (1 + beta n)
@@ -86,16 +105,11 @@ def read_attempts(path: Path) -> pd.DataFrame:
     return df[COLUMNS].sort_values(["user_id", "seq"], kind="stable").reset_index(drop=True)
 
 
-def split_students(user_ids, seed: int = SPLIT_SEED,
-                   test_fraction: float = TEST_FRACTION) -> tuple[list[str], list[str]]:
-    """(training ids sorted, test ids in permutation order): default_rng(seed).permutation of the
-    sorted unique ids; the first round(test_fraction * n) are the test students."""
-    unique = np.unique(np.asarray(list(user_ids), dtype=str))
-    order = np.random.default_rng(seed).permutation(len(unique))
-    n_test = round(test_fraction * len(unique))
-    test = [str(u) for u in unique[order[:n_test]]]
-    train = sorted(str(u) for u in unique[order[n_test:]])
-    return train, test
+def split_students(user_ids, seed: int = SPLIT_SEED) -> dict[str, list[str]]:
+    """{"train": [...], "dev": [...], "test": [...]}: the unique ids of each role under the learner
+    split of the training job (jobs.training.split: sha256 of f"{seed}:{user_id}", 80 / 10 / 10),
+    each in split-key order (the replay order; a cap keeps the first)."""
+    return split.ids_by_role(user_ids, seed)
 
 
 def replay_frame(df: pd.DataFrame, test_ids: list[str]) -> pd.DataFrame:
@@ -134,6 +148,8 @@ def write_attempts(df: pd.DataFrame, path: Path) -> None:
 
 
 def metrics(y, p) -> dict:
+    if len(y) == 0:                   # an empty slice (e.g. no history of 50 with few students)
+        return {"n": 0}
     m = probability_metrics(np.asarray(y), np.asarray(p, dtype=np.float64))
     return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in m.items()}
 
@@ -399,6 +415,57 @@ def delete_prefix(cache, prefix: str) -> int:
 
 
 # ---- the run ----------------------------------------------------------------------------------
+def baseline_predictions(train_df: pd.DataFrame, frames: dict[str, pd.DataFrame], item_codes: dict[str, int],
+                         user_codes: dict[str, int]) -> dict[str, dict[str, np.ndarray]]:
+    """{role: {baseline: p of each replayed attempt}}: fitted on the training students only; Elo
+    continues online from its trained state through each role's replay separately."""
+    n_items = len(item_codes)
+    tr_items = train_df.problem_id.map(item_codes).to_numpy()
+    tr_users = train_df.user_id.map(user_codes).to_numpy()
+    tr_y = train_df.correct.to_numpy().astype(np.float64)
+    elo = Elo(len(user_codes), n_items)
+    elo.run(tr_users, tr_items, tr_y)            # training students, in user order then seq
+    n_train = int(train_df.user_id.nunique())
+    _, b, c = fit_irt(tr_users, tr_items, tr_y, n_train, n_items)
+    out = {}
+    for role, frame in frames.items():
+        items, users = frame.problem_id.map(item_codes).to_numpy(), frame.user_id.map(user_codes).to_numpy()
+        y = frame.correct.to_numpy()
+        out[role] = {"item_difficulty": item_difficulty(tr_items, tr_y, n_items, items),
+                     "elo": copy.deepcopy(elo).run(users, items, y.astype(np.float64)),
+                     "irt_live": irt_live(b, c, items, y, frame.pos.to_numpy() == 0)}
+    return out
+
+
+def service_slices(frame: pd.DataFrame, p: np.ndarray) -> dict:
+    """The service's metrics on slices of one role's replay: first / repeated attempts, history length."""
+    y = frame.correct.to_numpy()
+    first = ~frame.duplicated(["user_id", "problem_id"]).to_numpy()
+    pos = frame.pos.to_numpy()
+    return {
+        "first_attempts_only": metrics(y[first], p[first]),
+        "repeated_attempts": metrics(y[~first], p[~first]),
+        "no_history (pos 0)": metrics(y[pos == 0], p[pos == 0]),
+        "pos 1-9": metrics(y[(pos >= 1) & (pos < 10)], p[(pos >= 1) & (pos < 10)]),
+        "pos 10-49": metrics(y[(pos >= 10) & (pos < 50)], p[(pos >= 10) & (pos < 50)]),
+        "pos >= 50": metrics(y[pos >= 50], p[pos >= 50]),
+    }
+
+
+def dev_test_table(blocks: dict[str, dict]) -> list[dict]:
+    """One row per method: each metric on dev beside test (`blocks`: {role: report block})."""
+    rows = []
+    for method in ("service", "item_difficulty", "elo", "irt_live"):
+        row: dict = {"method": method}
+        for key in ("auc", "logloss", "accuracy", "ece", "n"):
+            for role in ROLES:
+                block = blocks[role]
+                m = block["service"] if method == "service" else block["baselines"][method]
+                row[f"{key}_{role}"] = m.get(key)
+        rows.append(row)
+    return rows
+
+
 def run(data: Path, max_test_students: int | None = None, retrain: bool = True, progress: bool = False,
         train_all_units: bool = True, predictions: Path | None = None) -> dict:
     from app.cache import Cache
@@ -410,56 +477,44 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
 
     started = time.perf_counter()
     df = read_attempts(data)
-    train_ids, test_ids = split_students(df.user_id)
-    n_test_all = len(test_ids)
-    if max_test_students is not None:
-        test_ids = test_ids[:max_test_students]
-    train_set = set(train_ids)
-    train_df = df[df.user_id.isin(train_set)]
-    test = replay_frame(df, test_ids)
-    y = test.correct.to_numpy()
+    ids = split_students(df.user_id)
+    replayed = {role: ids[role][:max_test_students] for role in ROLES}
+    train_df = df[df.user_id.isin(set(ids["train"]))]
+    frames = {role: replay_frame(df, replayed[role]) for role in ROLES}
     skills_of = skills_by_problem(df)
-    config = TrainConfig.from_env()
+    config = replace(TrainConfig.from_env(), split_seed=JOB_SPLIT_SEED)
     log = (lambda msg: print(msg, file=sys.stderr)) if progress else (lambda msg: None)
-    log(f"{len(df)} attempts; {len(train_ids)} training students ({len(train_df)} attempts), "
-        f"{len(test_ids)} test students ({len(test)} attempts)")
+    log(f"{len(df)} attempts; {len(ids['train'])} training students ({len(train_df)} attempts), "
+        + ", ".join(f"{len(replayed[r])} {r} students ({len(frames[r])} attempts)" for r in ROLES))
 
     result: dict = {"data": str(data), "date": date.today().isoformat(),
                     "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-                    "split": {"seed": SPLIT_SEED, "train_students": len(train_ids), "train_attempts": len(train_df),
-                              "test_students": len(test_ids), "test_students_in_split": n_test_all,
-                              "test_attempts": len(test)},
+                    "split": {"seed": SPLIT_SEED, "job_split_seed": JOB_SPLIT_SEED,
+                              "train_students": len(ids["train"]), "train_attempts": len(train_df)}
+                    | {f"{r}_{k}": v for r in ROLES for k, v in (("students", len(replayed[r])),
+                                                                 ("students_in_split", len(ids[r])),
+                                                                 ("attempts", len(frames[r])))},
                     "config": {"mode": config.mode, "max_trials": config.max_trials, "threads": config.threads,
                                "units_trained": "all model units" if train_all_units else [ROOT],
                                "predicting_unit": ROOT}}
+    blocks: dict[str, dict] = {role: {} for role in ROLES}
 
     # -- baselines (no servers) --
     t0 = time.perf_counter()
     item_codes = {p: k for k, p in enumerate(sorted(skills_of))}
-    n_items = len(item_codes)
-    tr_items = train_df.problem_id.map(item_codes).to_numpy()
-    tr_y = train_df.correct.to_numpy().astype(np.float64)
-    te_items = test.problem_id.map(item_codes).to_numpy()
-    starts = (test.pos.to_numpy() == 0)
-    user_codes = {u: k for k, u in enumerate(train_ids + test_ids)}
-    tr_users = train_df.user_id.map(user_codes).to_numpy()
-    te_users = test.user_id.map(user_codes).to_numpy()
-
-    p_diff = item_difficulty(tr_items, tr_y, n_items, te_items)
-    elo = Elo(len(user_codes), n_items)
-    elo.run(tr_users, tr_items, tr_y)            # training students, in user order then seq
-    p_elo = elo.run(te_users, te_items, y.astype(np.float64))
-    _, b, c = fit_irt(tr_users, tr_items, tr_y, len(train_ids), n_items)
-    p_irt = irt_live(b, c, te_items, y, starts)
-    baselines = {"item_difficulty": metrics(y, p_diff), "elo": metrics(y, p_elo), "irt_live": metrics(y, p_irt)}
-    result["baselines"] = baselines
+    user_codes = {u: k for k, u in enumerate(ids["train"] + replayed["dev"] + replayed["test"])}
+    p_base = baseline_predictions(train_df, frames, item_codes, user_codes)
+    for role in ROLES:
+        y = frames[role].correct.to_numpy()
+        blocks[role]["baselines"] = {name: metrics(y, p) for name, p in p_base[role].items()}
+        log(f"baselines ({role}): {json.dumps(blocks[role]['baselines'])}")
     result["baseline_seconds"] = round(time.perf_counter() - t0, 1)
-    log(f"baselines: {json.dumps(baselines)}")
 
-    second = second_half_mask(test.pos.to_numpy(), test.n.to_numpy())
+    p_service: dict[str, np.ndarray] = {}
     with servers_for(Settings.from_env()) as settings, tempfile.TemporaryDirectory(prefix="adaptrec-replay-") as tmp:
         workdir = Path(tmp)
-        # -- the service --
+        # -- the service: trained once, each role replayed through it (a role's attempts touch
+        #    only its own students' histories, so the order of the roles does not matter) --
         with scratch_database(settings.database_url) as (url, conn):
             log("importing the training students and training every model unit ...")
             result["training"] = import_and_train(url, conn, train_df, skills_of, config,
@@ -469,62 +524,84 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
             cache = Cache(settings.redis_url, prefix=prefix)
             models = ModelCache()
             try:
-                p_service, timing = replay_service(conn, cache, models, test, progress)
+                for role in ROLES:
+                    p_service[role], blocks[role]["replay"] = replay_service(conn, cache, models, frames[role],
+                                                                             progress)
                 with conn:
                     old_model = models.nearest(conn, [ROOT], "practice")
             finally:
                 result["redis_keys_deleted"] = delete_prefix(cache, prefix)
                 cache.close()
+        for role in ROLES:
+            frame, p, block = frames[role], p_service[role], blocks[role]
+            y = frame.correct.to_numpy()
+            block["service"] = metrics(y, p)
+            block["service_slices"] = service_slices(frame, p)
+            block["service_reliability"] = _reliability(y, p)
+            log(f"service ({role}): {json.dumps(block['service'])} {json.dumps(block['replay'])}")
         if predictions is not None:
-            out = test[COLUMNS].assign(service=p_service, item_difficulty=p_diff, elo=p_elo, irt_live=p_irt)
-            out.to_csv(predictions, index=False, float_format="%.6f")
-        result["service"] = metrics(y, p_service)
-        result["replay"] = timing
-        log(f"service: {json.dumps(result['service'])} {json.dumps(timing)}")
+            pd.concat([frames[r][COLUMNS].assign(role=r, service=p_service[r], **p_base[r]) for r in ROLES],
+                      ignore_index=True).to_csv(predictions, index=False, float_format="%.6f")
 
-        # -- diagnostics of the service's predictions on slices --
-        first = ~test.duplicated(["user_id", "problem_id"]).to_numpy()
-        pos = test.pos.to_numpy()
-        result["service_slices"] = {
-            "first_attempts_only": metrics(y[first], p_service[first]),
-            "repeated_attempts": metrics(y[~first], p_service[~first]),
-            "no_history (pos 0)": metrics(y[pos == 0], p_service[pos == 0]),
-            "pos 1-9": metrics(y[(pos >= 1) & (pos < 10)], p_service[(pos >= 1) & (pos < 10)]),
-            "pos 10-49": metrics(y[(pos >= 10) & (pos < 50)], p_service[(pos >= 10) & (pos < 50)]),
-            "pos >= 50": metrics(y[pos >= 50], p_service[pos >= 50]),
-        }
-        result["service_reliability"] = _reliability(y, p_service)
-
-        # -- full retrain on training students + test students' first halves --
-        if retrain and second.any():
-            half_rows = test[(test.n >= 2) & (test.pos < test.n // 2)][COLUMNS]
+        # -- full retrain on training students + the dev and test students' first halves --
+        second = {r: second_half_mask(frames[r].pos.to_numpy(), frames[r].n.to_numpy()) for r in ROLES}
+        if retrain and any(m.any() for m in second.values()):
+            half_rows = pd.concat([f[(f.n >= 2) & (f.pos < f.n // 2)][COLUMNS] for f in frames.values()])
             retrained: dict = {}
+            # Here the job must train the replayed students (it holds out its own test learners otherwise).
+            retrain_config = replace(config, hold_out_test_learners=False)
             with scratch_database(settings.database_url) as (url, conn):
-                log("full retrain: training students + test students' first halves (root unit) ...")
+                log("full retrain: training students + dev and test students' first halves (root unit) ...")
                 info = import_and_train(url, conn, pd.concat([train_df, half_rows], ignore_index=True), skills_of,
-                                        config, [ROOT], workdir, "retrain", on_result=root_practice_result(retrained))
+                                        retrain_config, [ROOT], workdir, "retrain",
+                                        on_result=root_practice_result(retrained))
                 with conn:
                     new_model = ModelCache().nearest(conn, [ROOT], "practice")
-            sec = test[second]
-            p_retrain = full_retrain_predictions(retrained["root"], new_model, sec.user_id.tolist(),
-                                                 sec.problem_id.tolist())
-            ys = y[second]
-            result["full_retrain"] = {
-                "retrain": metrics(ys, p_retrain),
-                "service_same_attempts": metrics(ys, p_service[second]),
-                "service_first_half_only": metrics(ys, first_half_live_fits(old_model, test, second)),
-                "retrained_items_live_fit_first_half": metrics(ys, first_half_live_fits(new_model, test, second)),
-                "training": info,
-            }
-            log(f"full_retrain: {json.dumps(result['full_retrain'])}")
+            for role in ROLES:
+                frame, sec = frames[role], second[role]
+                if not sec.any():
+                    continue
+                ys, halves = frame.correct.to_numpy()[sec], frame[sec]
+                p_retrain = full_retrain_predictions(retrained["root"], new_model, halves.user_id.tolist(),
+                                                     halves.problem_id.tolist())
+                blocks[role]["full_retrain"] = {
+                    "retrain": metrics(ys, p_retrain),
+                    "service_same_attempts": metrics(ys, p_service[role][sec]),
+                    "service_first_half_only": metrics(ys, first_half_live_fits(old_model, frame, sec)),
+                    "retrained_items_live_fit_first_half": metrics(ys, first_half_live_fits(new_model, frame, sec)),
+                }
+                log(f"full_retrain ({role}): {json.dumps(blocks[role]['full_retrain'])}")
+            result["full_retrain_training"] = info
 
+    result.update(blocks)
+    result["dev_test_table"] = dev_test_table(blocks)
+    # The keys of the 80/20 report, kept with their meaning: the held-out (now: test) students' figures.
+    result.update(blocks["test"])
+    if "full_retrain" in result:
+        result["full_retrain"] = {**result["full_retrain"], "training": result["full_retrain_training"]}
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["protocol"] = protocol_text(train_all_units)
     result["published_auc_on_this_data"] = PUBLISHED_AUC
     result["targets"] = {"service_auc_at_least": TARGETS["auc"], "service_ece_at_most": TARGETS["ece"],
+                         "judged_on": "test",
                          "met": bool(result["service"]["auc"] >= TARGETS["auc"]
                                      and result["service"]["ece"] <= TARGETS["ece"])}
+    log(format_table(result["dev_test_table"]))
     return result
+
+
+def format_table(rows: list[dict]) -> str:
+    """The dev / test table as text, for the log."""
+    head = f"{'method':<16}" + "".join(f"{k + ' ' + r:>14}" for k in ("auc", "logloss", "ece") for r in ROLES)
+    lines = [head]
+    for row in rows:
+        cells = "".join(f"{_cell(row[f'{k}_{r}']):>14}" for k in ("auc", "logloss", "ece") for r in ROLES)
+        lines.append(f"{row['method']:<16}{cells}")
+    return "\n".join(lines)
+
+
+def _cell(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4f}"
 
 
 def _reliability(y, p) -> list[dict]:
@@ -537,20 +614,24 @@ def _reliability(y, p) -> list[dict]:
 
 
 def protocol_text(train_all_units: bool = True) -> str:
-    return (f"Students split 80/20: numpy default_rng({SPLIT_SEED}).permutation of the sorted unique user ids "
-            f"(as text); the first round(0.2 n) are test students. Training students' rows imported by the "
-            f"assistments importer; the whole file's catalogue (items and skill units, no attempts) staged by the "
-            f"importer's catalogue code; {'every model unit' if train_all_units else 'the root unit'} trained by "
-            f"run_training (TrainConfig.from_env()); the root model '{ROOT}' predicts. Each test student's attempts "
-            f"(all, repeats included) replayed in seq order: predict() before the outcome, then "
-            f"record_interactions (real Postgres and Redis). Metrics over all replayed attempts. "
-            f"Baselines on the same attempts: item_difficulty (training success rate, {DIFFICULTY_PRIOR_WEIGHT:g} "
-            f"pseudo-attempts at the global rate), elo (Pelanek 2016, U(n) = {ELO_ALPHA:g}/(1 + {ELO_BETA:g} n), "
-            f"one pass over training students then online through the replay), irt_live (1PL joint MAP on training "
-            f"students, N(0,1) abilities, N(0,{IRT_ITEM_SD:g}^2) difficulties; test abilities by MAP on earlier "
-            f"attempts). full_retrain: root retrained by run_training on training students + each test student's "
-            f"first floor(n/2) attempts, second halves predicted with the retrained LightFM user vectors and the "
-            f"stored calibration, compared on the same attempts with the replay's predictions.")
+    return (f"Students split by the training job's learner split (jobs.training.split, seed {SPLIT_SEED}): "
+            f"sha256('<seed>:<user_id>') as a number in [0, 1), below 0.8 train, below 0.9 dev, else test; dev "
+            f"and test students replayed in split-key order, every figure reported for both; settings are chosen on "
+            f"dev, test is never tuned on. Training students' rows imported by the assistments importer; the whole "
+            f"file's catalogue (items and skill units, no attempts) staged by the importer's catalogue code; "
+            f"{'every model unit' if train_all_units else 'the root unit'} trained by run_training "
+            f"(TrainConfig.from_env(), split seed {JOB_SPLIT_SEED}: the job splits the training students it is "
+            f"given for its own grid, calibration and held-out figures); the root model '{ROOT}' predicts. Each dev "
+            f"and test student's attempts (all, repeats included) replayed in seq order: predict() before the "
+            f"outcome, then record_interactions (real Postgres and Redis). Metrics over all replayed attempts of a "
+            f"role. Baselines on the same attempts, constants fixed: item_difficulty (training success rate, "
+            f"{DIFFICULTY_PRIOR_WEIGHT:g} pseudo-attempts at the global rate), elo (Pelanek 2016, U(n) = "
+            f"{ELO_ALPHA:g}/(1 + {ELO_BETA:g} n), one pass over training students then online through each role's "
+            f"replay), irt_live (1PL joint MAP on training students, N(0,1) abilities, N(0,{IRT_ITEM_SD:g}^2) "
+            f"difficulties; replayed abilities by MAP on earlier attempts). full_retrain: root retrained by "
+            f"run_training (test hold-out off) on training students + each dev and test student's first floor(n/2) "
+            f"attempts, second halves predicted with the retrained LightFM user vectors and the stored "
+            f"calibration, compared on the same attempts with the replay's predictions.")
 
 
 def main(argv=None) -> int:
@@ -559,7 +640,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="attempts file (.csv or .csv.gz)")
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--max-test-students", type=int, default=None,
-                        help="replay only the first N test students of the split (default: all)")
+                        help="replay only the first N dev and the first N test students (split-key order; "
+                             "default: all)")
     parser.add_argument("--root-only", action="store_true",
                         help="train only the root unit (it is the one that predicts) instead of every model unit")
     parser.add_argument("--no-retrain", action="store_true", help="skip the full_retrain comparison")

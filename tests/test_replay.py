@@ -1,4 +1,5 @@
-"""The replay benchmark's pure parts (bench/replay.py): split, halves, and the baselines."""
+"""The replay benchmark's pure parts (bench/replay.py): the split, halves, the baselines, the dev /
+test report."""
 from __future__ import annotations
 
 import math
@@ -8,17 +9,23 @@ import pandas as pd
 import pytest
 
 from bench.replay import (
+    ROLES,
     Elo,
+    baseline_predictions,
+    dev_test_table,
     fit_irt,
+    format_table,
     irt_live,
     item_difficulty,
     read_attempts,
     replay_frame,
     second_half_mask,
+    service_slices,
     skills_by_problem,
     split_students,
     write_attempts,
 )
+from jobs.training import split
 from jobs.training.metrics import auc
 
 
@@ -27,14 +34,18 @@ def _frame(rows):
         {"seq": np.int64, "correct": np.int8})
 
 
-def test_split_is_a_seeded_permutation_of_the_sorted_ids_and_a_partition():
-    ids = [str(i) for i in range(100, 0, -1)] * 3          # repeats, unsorted
-    train, test = split_students(ids)
-    assert len(test) == 20 and len(train) == 80
-    assert set(train) | set(test) == {str(i) for i in range(1, 101)} and not set(train) & set(test)
-    unique = np.unique(np.array(ids))
-    assert test == [str(u) for u in unique[np.random.default_rng(0).permutation(100)[:20]]]
-    assert split_students(list(reversed(ids))) == (train, test)
+def test_students_take_their_role_from_the_training_jobs_learner_split():
+    ids = [str(i) for i in range(1000, 0, -1)] * 2          # repeats, unsorted
+    roles = split_students(ids)
+    assert list(roles) == ["train", "dev", "test"]
+    members = [u for name in roles for u in roles[name]]
+    assert sorted(members) == sorted(set(ids)) and len(members) == 1000          # a partition
+    assert all(split.role(u) == name for name in roles for u in roles[name])      # the job's roles
+    assert [len(roles[name]) / 1000 for name in roles] == pytest.approx([0.8, 0.1, 0.1], abs=0.04)
+    for name in roles:                                       # replay order: split-key order
+        assert np.all(np.diff(split.split_keys(roles[name])) > 0)
+    assert split_students(list(reversed(ids))) == roles
+    assert split_students(ids, seed=1) != roles
 
 
 def test_test_frame_orders_students_as_given_and_attempts_by_seq():
@@ -117,3 +128,44 @@ def test_irt_fit_recovers_difficulties_and_live_ability_uses_only_earlier_attemp
     z = c - b[t_items[:3]]
     theta3 = math.log(p[3] / (1 - p[3])) - (c - b[t_items[3]])
     assert np.sum(t_y[:3] - 1 / (1 + np.exp(-(theta3 + z)))) == pytest.approx(theta3, abs=1e-6)
+
+
+def _replay(rows):
+    return replay_frame(_frame(rows), list(dict.fromkeys(r[0] for r in rows)))
+
+
+def test_baselines_replay_each_role_from_the_trained_state_alone():
+    train = _frame([("t1", 0, "p1", 1, ""), ("t1", 1, "p2", 0, ""), ("t2", 0, "p1", 1, ""), ("t2", 1, "p2", 1, "")])
+    dev = _replay([("d1", 0, "p1", 0, ""), ("d1", 1, "p1", 0, ""), ("d1", 2, "p2", 0, "")])
+    test = _replay([("s1", 0, "p2", 1, ""), ("s1", 1, "p1", 1, "")])
+    items = {"p1": 0, "p2": 1}
+    both = baseline_predictions(train, {"dev": dev, "test": test}, items, {u: k for k, u in enumerate(
+        ["t1", "t2", "d1", "s1"])})
+    alone = baseline_predictions(train, {"test": test}, items, {u: k for k, u in enumerate(["t1", "t2", "s1"])})
+    assert set(both) == {"dev", "test"} and set(both["test"]) == {"item_difficulty", "elo", "irt_live"}
+    for name, p in alone["test"].items():                    # the dev replay leaves test untouched
+        np.testing.assert_allclose(both["test"][name], p)
+    assert both["dev"]["elo"][1] < both["dev"]["elo"][0]     # Elo still learns online within a role
+
+
+def test_service_slices_split_first_and_repeated_attempts_and_history_length():
+    frame = _replay([("a", k, f"p{k % 3}", k % 2, "") for k in range(12)])
+    p = np.linspace(0.2, 0.8, 12)
+    slices = service_slices(frame, p)
+    assert slices["first_attempts_only"]["n"] == 3 and slices["repeated_attempts"]["n"] == 9
+    assert slices["no_history (pos 0)"]["n"] == 1 and slices["pos 1-9"]["n"] == 9 and slices["pos 10-49"]["n"] == 2
+    assert slices["pos >= 50"] == {"n": 0}
+
+
+def test_the_dev_test_table_puts_each_metric_on_dev_beside_test():
+    def block(shift):
+        m = {"auc": 0.7 + shift, "logloss": 0.5, "accuracy": 0.7, "ece": 0.01, "n": 10}
+        return {"service": m, "baselines": {b: {**m, "auc": 0.6 + shift} for b in ("item_difficulty", "elo",
+                                                                                    "irt_live")}}
+    rows = dev_test_table({"dev": block(0.0), "test": block(0.1)})
+    assert ROLES == ("dev", "test") and [r["method"] for r in rows] == ["service", "item_difficulty", "elo",
+                                                                         "irt_live"]
+    assert rows[0]["auc_dev"] == pytest.approx(0.7) and rows[0]["auc_test"] == pytest.approx(0.8)
+    assert rows[2]["auc_dev"] == pytest.approx(0.6) and rows[2]["n_test"] == 10
+    text = format_table(rows)
+    assert "auc dev" in text and "0.8000" in text and len(text.splitlines()) == 5

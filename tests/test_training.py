@@ -15,7 +15,7 @@ from cli.main import main
 from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TRAIN_LOCK_KEY, TrainConfig, run_training
-from jobs.training import practice_job
+from jobs.training import practice_job, split
 
 pytestmark = pytest.mark.slow  # trains models (make test-fast leaves it out)
 
@@ -160,9 +160,12 @@ def test_the_job_hands_each_units_fitted_arrays_and_trained_learner_vectors_to_o
     demo.rollback()
     assert practice.item_ids == stored.item_ids and practice.calibration == stored.calibration
     np.testing.assert_array_equal(practice.item_vectors, stored.item_vectors)
-    # One trained vector per learner of the final refit, whose [u, b_u] the stored prior averages.
-    n_users, dim = practice.counts["users"], stored.item_vectors.shape[1]
+    # One trained vector per learner of the final refit, whose [u, b_u] the stored prior averages:
+    # the unit's train and dev learners (its test learners are held out of the stored model).
+    n_users, dim = practice.counts["trained_users"], stored.item_vectors.shape[1]
     assert len(set(practice.user_ids)) == n_users and practice.user_vectors.shape == (n_users, dim)
+    assert n_users == practice.counts["train_users"] + practice.counts["dev_users"] < practice.counts["users"]
+    assert (split.roles(practice.user_ids) != split.TEST).all()
     learners_mean = np.r_[practice.user_vectors.mean(axis=0), practice.user_biases.mean()]
     np.testing.assert_allclose(stored.prior_mean, learners_mean, rtol=1e-5, atol=1e-6)
 

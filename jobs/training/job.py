@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jobs.training import split
+
 # The held-out figure that decides activation and heads the report, per objective.
 HEADLINE_METRIC = {"practice": "auc", "engagement": "precision_at_10"}
 
@@ -25,7 +27,9 @@ class TrainConfig:
     unit_time_budget_s: float = 30.0
     max_eval_users: int = 1000    # validation / test learners replayed per unit (each costs a fit per attempt)
     prefer_parent: bool = False   # leave a unit to its parent's model when that predicts it better
-    seed: int = 0
+    seed: int = 0                 # the model's random start
+    split_seed: int = split.SEED  # learners' roles (jobs.training.split); a new seed reshuffles them all
+    hold_out_test_learners: bool = True   # the stored model never trains on the split's test learners
     threads: int = 2
 
     @classmethod
@@ -68,7 +72,9 @@ class UnitResult:
     item_vectors : (n_items, d); item_biases : (n_items,); prior_mean : (d + 1,) and prior_cov :
     (d + 1, d + 1) over [user vector, user bias]; item_weights : EASE (n_items, n_items) when an
     engagement blend uses it; user_vectors : (n_users, d) and user_biases : (n_users,), rows in
-    `user_ids` order.
+    `user_ids` order: for practice, the learners the stored model was trained on (the unit's
+    train and dev learners; its test learners too only without hold-out). test_user_ids : the
+    held-out learners its metrics (and the parent comparison) were computed on.
     """
     outcome: UnitOutcome
     item_ids: list[str] = field(default_factory=list)
@@ -82,6 +88,7 @@ class UnitResult:
     user_vectors: np.ndarray | None = None
     user_biases: np.ndarray | None = None
     counts: dict = field(default_factory=dict)
+    test_user_ids: list[str] = field(default_factory=list)
 
     @property
     def metrics(self) -> dict:

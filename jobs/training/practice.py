@@ -1,6 +1,7 @@
 """Practice models: LightFM with logistic loss on each learner's first attempt per item,
-evaluated the way the service will use them (a live fit of held-out learners), tuned on a
-validation split of learners, and Platt-calibrated on it. Pure numpy/scipy/LightFM: no SQL."""
+evaluated the way the service will use them (a live fit of held-out learners), tuned on the dev
+learners of the id split (jobs.training.split), Platt-calibrated on them, and reported on its test
+learners, whom the stored model never trains on. Pure numpy/scipy/LightFM: no SQL."""
 from __future__ import annotations
 
 import time
@@ -12,6 +13,7 @@ from lightfm import LightFM
 
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users
 from jobs.training import calibration as cal
+from jobs.training import split
 from jobs.training.features import FeatureSet
 from jobs.training.metrics import probability_metrics
 
@@ -44,7 +46,7 @@ class FittedModel:
     prior_cov: np.ndarray        # (d + 1, d + 1)
     user_feature_vectors: np.ndarray | None = None   # (n_user_features, d) for hybrid new-user priors
     user_feature_biases: np.ndarray | None = None
-    user_vectors: np.ndarray | None = None   # (n_users, d) the trained learners' own, rows as data.user_ids
+    user_vectors: np.ndarray | None = None   # (n_users, d) rows as data.user_ids; only trained rows mean anything
     user_biases: np.ndarray | None = None    # (n_users,)
 
 
@@ -56,7 +58,9 @@ class PracticeResult:
     metrics: dict                # held-out test learners: the model, uncalibrated ECE, the baseline
     search: list[dict] = field(default_factory=list)
     seconds: float = 0.0
-    test_users: np.ndarray | None = None   # the held-out learners the metrics describe
+    test_users: np.ndarray | None = None      # user indices: the test learners the metrics describe
+    dev_users: np.ndarray | None = None       # user indices: the dev learners tuning and calibration used
+    trained_users: np.ndarray | None = None   # user indices: the learners `fitted` was trained on
 
 
 # A small grid, ordered so the first trials are the likeliest winners: the tuner stops at the
@@ -69,17 +73,6 @@ DEFAULT_GRID = (
     Params(32, 15, 1e-6, 0.1), Params(48, 20, 1e-6, 0.08), Params(16, 15, 1e-6, 0.1),
     Params(32, 30, 1e-6, 0.05), Params(64, 20, 1e-6, 0.08), Params(32, 15, 1e-5, 0.1),
 )
-
-
-def split_users(n_users: int, seed: int = 0, val: float = 0.1, test: float = 0.1) -> np.ndarray:
-    """Assign each user to 0 train, 1 validation or 2 test, at random with a fixed seed."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n_users)
-    n_val, n_test = int(round(n_users * val)), int(round(n_users * test))
-    role = np.zeros(n_users, dtype=np.int8)
-    role[order[:n_val]] = 1
-    role[order[n_val:n_val + n_test]] = 2
-    return role
 
 
 def fit(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, threads: int = 2) -> FittedModel:
@@ -156,20 +149,25 @@ def difficulty_baseline(data: PracticeData, train_rows: np.ndarray, prior_weight
 
 
 def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, time_budget_s: float = 60.0,
-                   seed: int = 0, threads: int = 2, refit_all: bool = True, max_eval_users: int = 1000
-                   ) -> PracticeResult:
-    """Tune on validation learners, calibrate on them, report on test learners, then refit on all.
+                   seed: int = 0, threads: int = 2, refit_all: bool = True, max_eval_users: int = 1000,
+                   split_seed: int = split.SEED, hold_out_test: bool = True) -> PracticeResult:
+    """Tune on dev learners, calibrate on them, report on test learners, then refit.
 
-    Validation and test learners are replayed attempt by attempt (fold_in_predictions), so the
-    calibration is fitted on, and the metrics describe, the predictions the service makes.
+    Roles come from the learner ids (jobs.training.split with `split_seed`), so they agree with
+    every other unit and with the benches. Trials fit the train learners; the final refit
+    (`refit_all`) adds the dev learners and, unless `hold_out_test`, the test learners too: held
+    out, they stay unseen by every stored model, which keeps comparisons between models honest.
+    Dev and test learners are replayed attempt by attempt (fold_in_predictions), so the
+    calibration is fitted on, and the metrics describe, the predictions the service makes; at most
+    `max_eval_users` of each, the ones with the smallest split keys.
     """
     started = time.perf_counter()
-    role = split_users(len(data.user_ids), seed)
-    row_role = role[data.users]
-    train_rows = row_role == 0
+    keys = split.split_keys(data.user_ids, split_seed)
+    role = split.roles_of_keys(keys)
+    train_rows = role[data.users] == split.TRAIN
     # Replaying learners costs a live fit per attempt: bound it on very large units.
-    rng = np.random.default_rng(seed)
-    val_users, test_users = (np.sort(rng.permutation(np.flatnonzero(role == r))[:max_eval_users]) for r in (1, 2))
+    val_users, test_users = (split.first_by_key(np.flatnonzero(role == r), keys, max_eval_users)
+                             for r in (split.DEV, split.TEST))
 
     search, best = [], None
     for i, params in enumerate(grid[:max_trials]):
@@ -195,9 +193,12 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         "baseline": probability_metrics(data.outcomes[test_rows], baseline_p[data.items[test_rows]]),
         "baseline_name": "item_difficulty",
     }
+    trained = role == split.TRAIN
     if refit_all:
-        fitted = fit(data, params, np.ones(len(data.users), dtype=bool), seed, threads)
-    return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users)
+        trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)
+        fitted = fit(data, params, trained[data.users], seed, threads)
+    return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
+                          val_users, np.flatnonzero(trained))
 
 
 def replay_auc(item_ids: list[str], item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,

@@ -1,5 +1,6 @@
 """The practice objective's training step for one unit: read its learners' first attempts, train
-(jobs.training.practice), compare with the parent unit's model, store, and activate if sane."""
+(jobs.training.practice), compare with the parent unit's model on learners neither has trained on,
+store, and activate if sane."""
 from __future__ import annotations
 
 import math
@@ -9,6 +10,7 @@ import numpy as np
 
 from app import modelstore
 from app import queries as q
+from jobs.training import split
 from jobs.training.activation import activate_if_sane
 from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
 from jobs.training.practice import PracticeData, PracticeResult, replay_auc, train_practice
@@ -41,14 +43,20 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
     data = load_practice_data(conn, unit_id, mode)
     if len(data.outcomes) == 0:
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="no attempts under this unit"))
+    roles = split.roles(data.user_ids, config.split_seed)
+    if not (roles == split.TRAIN).any():
+        return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason=(
+            f"none of its {len(data.user_ids)} learners is a training learner (all are dev or test learners)")))
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
-                            seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users)
+                            seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
+                            split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners)
     fitted = result.fitted
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:
         extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
-              "items_attempted": len(np.unique(data.items))}
+              "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
+              **{f"{name}_users": int((roles == code).sum()) for code, name in enumerate(split.ROLE_NAMES)}}
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
         result.metrics["parent"] = parent
@@ -57,10 +65,12 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
             conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
             item_vectors=fitted.item_vectors, item_biases=fitted.item_biases, prior_mean=fitted.prior_mean,
             prior_cov=fitted.prior_cov, calibration=result.calibration,
-            hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed},
+            hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
+                         "split_seed": config.split_seed, "hold_out_test_learners": config.hold_out_test_learners},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
     own = result.metrics["model"].get("auc")
-    if config.prefer_parent and parent and own is not None and not math.isnan(own) and parent["auc"] > own:
+    if (config.prefer_parent and parent and parent["held_out_from_both"] and own is not None
+            and not math.isnan(own) and parent["auc"] > own):
         # The unit above predicts this unit's learners better: serve that one here.
         reason = (f"the model of {parent['unit_id']!r} predicts this unit better "
                   f"(held-out AUC {parent['auc']:.3f} vs {own:.3f}); it serves this unit")
@@ -71,20 +81,39 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
     else:
         outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
     outcome.seconds = time.perf_counter() - started
+    trained = result.trained_users
     return UnitResult(outcome, data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
-                      fitted.prior_cov, result.calibration, user_ids=data.user_ids,
-                      user_vectors=fitted.user_vectors, user_biases=fitted.user_biases, counts=counts)
+                      fitted.prior_cov, result.calibration, user_ids=[data.user_ids[u] for u in trained],
+                      user_vectors=fitted.user_vectors[trained], user_biases=fitted.user_biases[trained],
+                      counts=counts, test_user_ids=[data.user_ids[u] for u in result.test_users])
 
 
 def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeData, result: PracticeResult
                       ) -> dict | None:
-    """Held-out AUC, on this unit's test learners, of the active model of the nearest unit above."""
+    """Held-out AUC of the active model of the nearest unit above, on this unit's test learners.
+
+    Honest when both models hold the split's test learners out: roles follow the learner id, so
+    this unit's test learners are the parent's test learners too, and neither model trained on
+    them (the child's figure, metrics["model"], comes from a fit on its train learners alone).
+    `held_out_from_both` says whether that holds (same split seed, the parent stored with its test
+    learners held out); the parent may take over a unit (prefer_parent) only when it does.
+    """
     row = q.fetch_one(conn, "nearest_ancestor_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
     conn.rollback()
     if row is None or result.test_users is None or not len(result.test_users):
         return None
+    users = result.test_users
+    if (split.roles([data.user_ids[u] for u in users], config.split_seed) != split.TEST).any():
+        raise AssertionError("the parent comparison must use test learners of the split only")
     other = modelstore.load_model(conn, row["model_id"])
+    summary = modelstore.active_model_summary(conn, row["unit_id"], OBJECTIVE, config.tag) or {}
     conn.rollback()
+    hyper = (summary.get("hyperparams") or {}) if summary.get("model_id") == row["model_id"] else {}
+    held_out = hyper.get("split_seed") == config.split_seed and hyper.get("hold_out_test_learners") is True
     auc = replay_auc(other.item_ids, other.item_vectors, other.item_biases, other.prior_mean, other.prior_cov,
-                     data, result.test_users)
-    return None if math.isnan(auc) else {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc}
+                     data, users)
+    if math.isnan(auc):
+        return None
+    return {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc,
+            "learners": len(users), "attempts": int(np.isin(data.users, users).sum()),
+            "split_seed": config.split_seed, "held_out_from_both": bool(held_out)}
