@@ -8,7 +8,7 @@ from scipy.optimize import minimize
 from app.online.fit import fit_user, prior_from_users, recency_weights, score, sigmoid
 from app.online.similar import most_similar, normalised
 from jobs.training import calibration as cal
-from jobs.training.metrics import auc, ece, ranking_metrics
+from jobs.training.metrics import auc, ece, probability_metrics, ranking_metrics
 
 
 def test_auc_matches_the_pairwise_definition():
@@ -85,3 +85,9 @@ def test_ranking_metrics_on_a_hand_checked_case():
     # top-2 after excluding item 0: items 1 and 3; one hit of two relevant
     assert m["precision_at_2"] == 0.5 and m["recall_at_2"] == 0.5
     assert m["ndcg_at_2"] == pytest.approx(1.0 / (1.0 + 1.0 / np.log2(3)))
+
+
+def test_metrics_of_no_predictions_are_nan_not_a_warning():
+    # A small unit can have no test learner under the id split: its held-out figures are unknown.
+    m = probability_metrics(np.array([], dtype=int), np.array([], dtype=float))
+    assert m["n"] == 0 and all(np.isnan(m[k]) for k in ("auc", "logloss", "accuracy", "ece"))

@@ -22,12 +22,16 @@ def auc(y: np.ndarray, score: np.ndarray) -> float:
 
 
 def logloss(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) == 0:  # e.g. a small unit whose learners include no test learner
+        return float("nan")
     p = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
     y = np.asarray(y, dtype=np.float64)
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
 def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+    if len(y) == 0:
+        return float("nan")
     return float(np.mean((np.asarray(p) >= 0.5) == np.asarray(y, dtype=bool)))
 
 
