@@ -105,13 +105,6 @@ def read_attempts(path: Path) -> pd.DataFrame:
     return df[COLUMNS].sort_values(["user_id", "seq"], kind="stable").reset_index(drop=True)
 
 
-def split_students(user_ids, seed: int = SPLIT_SEED) -> dict[str, list[str]]:
-    """{"train": [...], "dev": [...], "test": [...]}: the unique ids of each role under the learner
-    split of the training job (jobs.training.split: sha256 of f"{seed}:{user_id}", 80 / 10 / 10),
-    each in split-key order (the replay order; a cap keeps the first)."""
-    return split.ids_by_role(user_ids, seed)
-
-
 def replay_frame(df: pd.DataFrame, test_ids: list[str]) -> pd.DataFrame:
     """The test students' rows in replay order: students in `test_ids` order, attempts by seq;
     `pos` is the attempt's 0-based position in the student's history and `n` their count."""
@@ -472,12 +465,12 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
     from app.config import Settings
     from app.embedded import servers_for
     from app.model_cache import ModelCache
-    from harness.databases import connected_scratch_database as scratch_database  # yields (url, conn)
+    from harness.databases import connected_scratch_database
     from jobs.train import TrainConfig
 
     started = time.perf_counter()
     df = read_attempts(data)
-    ids = split_students(df.user_id)
+    ids = split.ids_by_role(df.user_id, SPLIT_SEED)  # the training job's learner roles, in key order
     replayed = {role: ids[role][:max_test_students] for role in ROLES}
     train_df = df[df.user_id.isin(set(ids["train"]))]
     frames = {role: replay_frame(df, replayed[role]) for role in ROLES}
@@ -515,7 +508,7 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
         workdir = Path(tmp)
         # -- the service: trained once, each role replayed through it (a role's attempts touch
         #    only its own students' histories, so the order of the roles does not matter) --
-        with scratch_database(settings.database_url) as (url, conn):
+        with connected_scratch_database(settings.database_url) as (url, conn):
             log("importing the training students and training every model unit ...")
             result["training"] = import_and_train(url, conn, train_df, skills_of, config,
                                                   None if train_all_units else [ROOT], workdir, "train")
@@ -550,7 +543,7 @@ def run(data: Path, max_test_students: int | None = None, retrain: bool = True, 
             retrained: dict = {}
             # Here the job must train the replayed students (it holds out its own test learners otherwise).
             retrain_config = replace(config, hold_out_test_learners=False)
-            with scratch_database(settings.database_url) as (url, conn):
+            with connected_scratch_database(settings.database_url) as (url, conn):
                 log("full retrain: training students + dev and test students' first halves (root unit) ...")
                 info = import_and_train(url, conn, pd.concat([train_df, half_rows], ignore_index=True), skills_of,
                                         retrain_config, [ROOT], workdir, "retrain",

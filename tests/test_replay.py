@@ -22,7 +22,6 @@ from bench.replay import (
     second_half_mask,
     service_slices,
     skills_by_problem,
-    split_students,
     write_attempts,
 )
 from jobs.training import split
@@ -36,7 +35,7 @@ def _frame(rows):
 
 def test_students_take_their_role_from_the_training_jobs_learner_split():
     ids = [str(i) for i in range(1000, 0, -1)] * 2          # repeats, unsorted
-    roles = split_students(ids)
+    roles = split.ids_by_role(ids)
     assert list(roles) == ["train", "dev", "test"]
     members = [u for name in roles for u in roles[name]]
     assert sorted(members) == sorted(set(ids)) and len(members) == 1000          # a partition
@@ -44,8 +43,8 @@ def test_students_take_their_role_from_the_training_jobs_learner_split():
     assert [len(roles[name]) / 1000 for name in roles] == pytest.approx([0.8, 0.1, 0.1], abs=0.04)
     for name in roles:                                       # replay order: split-key order
         assert np.all(np.diff(split.split_keys(roles[name])) > 0)
-    assert split_students(list(reversed(ids))) == roles
-    assert split_students(ids, seed=1) != roles
+    assert split.ids_by_role(list(reversed(ids))) == roles
+    assert split.ids_by_role(ids, seed=1) != roles
 
 
 def test_test_frame_orders_students_as_given_and_attempts_by_seq():
