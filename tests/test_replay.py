@@ -1,5 +1,6 @@
-"""The replay benchmark's pure parts (bench/replay.py): the split, halves, the baselines, the dev /
-test report."""
+"""The replay benchmark's pure parts (bench.attempts, bench.baselines, bench.compare, bench.replay):
+the split, regimes, the production cut, halves, the baselines, slices, intervals, the dev / test
+report."""
 from __future__ import annotations
 
 import math
@@ -8,22 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.replay import (
-    ROLES,
-    Elo,
-    baseline_predictions,
-    dev_test_table,
-    fit_irt,
-    format_table,
-    irt_live,
-    item_difficulty,
+from bench.attempts import (
+    REGIMES,
+    annotate,
+    demo_attempts,
+    describe,
+    production_cut,
     read_attempts,
+    regime_attempts,
     replay_frame,
     second_half_mask,
-    service_slices,
     skills_by_problem,
+    slice_masks,
     write_attempts,
 )
+from bench.baselines import Elo, baseline_predictions, fit_irt, irt_live, item_difficulty, tune_elo
+from bench.compare import ROLES, bootstrap_difference, dev_test_table, format_table, slice_table
+from bench.replay import learner_rows, parent_summary
 from jobs.training import split
 from jobs.training.metrics import auc
 
@@ -130,7 +132,7 @@ def test_irt_fit_recovers_difficulties_and_live_ability_uses_only_earlier_attemp
 
 
 def _replay(rows):
-    return replay_frame(_frame(rows), list(dict.fromkeys(r[0] for r in rows)))
+    return replay_frame(_frame(rows), list(dict.fromkeys(r[0] for r in rows))).assign(replayed=True)
 
 
 def test_baselines_replay_each_role_from_the_trained_state_alone():
@@ -138,22 +140,132 @@ def test_baselines_replay_each_role_from_the_trained_state_alone():
     dev = _replay([("d1", 0, "p1", 0, ""), ("d1", 1, "p1", 0, ""), ("d1", 2, "p2", 0, "")])
     test = _replay([("s1", 0, "p2", 1, ""), ("s1", 1, "p1", 1, "")])
     items = {"p1": 0, "p2": 1}
-    both = baseline_predictions(train, {"dev": dev, "test": test}, items, {u: k for k, u in enumerate(
+    both, info = baseline_predictions(train, {"dev": dev, "test": test}, items, {u: k for k, u in enumerate(
         ["t1", "t2", "d1", "s1"])})
-    alone = baseline_predictions(train, {"test": test}, items, {u: k for k, u in enumerate(["t1", "t2", "s1"])})
-    assert set(both) == {"dev", "test"} and set(both["test"]) == {"item_difficulty", "elo", "irt_live"}
+    alone, _ = baseline_predictions(train, {"dev": dev, "test": test}, items, {u: k for k, u in enumerate(
+        ["t1", "t2", "s1", "d1"])})
+    assert set(both) == {"dev", "test"} and set(both["test"]) == {"item_difficulty", "elo", "elo_tuned", "irt_live"}
     for name, p in alone["test"].items():                    # the dev replay leaves test untouched
         np.testing.assert_allclose(both["test"][name], p)
     assert both["dev"]["elo"][1] < both["dev"]["elo"][0]     # Elo still learns online within a role
+    assert info["elo_tuned"]["chosen_on"] == "dev" and len(info["elo_tuned"]["grid"]) >= 25
+    chosen = min(info["elo_tuned"]["grid"], key=lambda r: r["dev_logloss"])
+    assert (info["elo_tuned"]["alpha"], info["elo_tuned"]["beta"]) == (chosen["alpha"], chosen["beta"])
 
 
-def test_service_slices_split_first_and_repeated_attempts_and_history_length():
+def test_baselines_predict_only_replayed_rows_and_earlier_rows_inform_the_live_ability():
+    """Production protocol: a returning learner's attempts before the cut are training rows and
+    history, never predicted; the live 1PL's ability already knows them at the first replayed row."""
+    rows = [("r", k, f"p{k % 2}", 1, "") for k in range(6)]
+    full = _replay(rows)
+    full["replayed"] = full.pos >= 3
+    train = pd.concat([_frame([("t", k, f"p{k % 2}", k % 2, "") for k in range(6)]), _frame(rows[:3])])
+    out, _ = baseline_predictions(train, {"dev": full, "test": full}, {"p0": 0, "p1": 1}, {"t": 0, "r": 1},
+                                  tune_on=None)
+    assert all(len(p) == 3 for p in out["dev"].values())
+    fresh, _ = baseline_predictions(train, {"dev": full.assign(replayed=True), "test": full}, {"p0": 0, "p1": 1},
+                                    {"t": 0, "r": 1}, tune_on=None)
+    np.testing.assert_allclose(out["dev"]["irt_live"], fresh["dev"]["irt_live"][3:])
+    assert out["dev"]["irt_live"][0] > fresh["dev"]["irt_live"][1]   # three successes already seen
+
+
+def test_elo_tuning_picks_the_lowest_dev_logloss():
+    users, items = np.zeros(30, dtype=int), np.arange(30) % 3
+    y = np.ones(30)                                    # one learner who always succeeds
+    trained = {(a, 0.05): Elo(1, 3, a, 0.05) for a in (0.1, 2.0)}
+    (alpha, beta), table = tune_elo(trained, users, items, y)
+    assert alpha == 2.0 and beta == 0.05 and len(table) == 2     # the faster learner fits a streak better
+    assert trained[(2.0, 0.05)].user_n.tolist() == [0]           # tuning leaves the trained state alone
+
+
+def test_slices_split_attempts_by_item_history_and_history_length():
     frame = _replay([("a", k, f"p{k % 3}", k % 2, "") for k in range(12)])
     p = np.linspace(0.2, 0.8, 12)
-    slices = service_slices(frame, p)
-    assert slices["first_attempts_only"]["n"] == 3 and slices["repeated_attempts"]["n"] == 9
-    assert slices["no_history (pos 0)"]["n"] == 1 and slices["pos 1-9"]["n"] == 9 and slices["pos 10-49"]["n"] == 2
-    assert slices["pos >= 50"] == {"n": 0}
+    masks = slice_masks(frame)
+    assert masks["first attempt at the item"].sum() == 3
+    # p0 at 0 (y0), 3 (y1), 6 (y0), 9 (y1): repeats at 3 and 9 follow a mistake, 6 follows a success
+    after_mistake = np.flatnonzero(masks["repeat after a mistake"])
+    assert frame.problem_id[3] == "p0" and 3 in after_mistake and 6 not in after_mistake
+    assert masks["repeat after a mistake"].sum() + masks["repeat after a success"].sum() == 9
+    assert masks["history 0"].sum() == 1 and masks["history 1-9"].sum() == 9 and masks["history 10-49"].sum() == 2
+    assert masks["history 200+"].sum() == 0 and "returning learners" not in masks
+    table = slice_table(frame, {"service": p, "skill": np.where(np.arange(12) < 6, np.nan, p)})
+    assert table["history 200+"]["service"] == {"n": 0}
+    assert table["history 1-9"]["service"]["n"] == 9 and table["history 1-9"]["skill"]["n"] == 4
+
+
+def test_the_production_cut_puts_new_learners_after_it_and_halves_the_others():
+    df = annotate(_frame([(f"u{u}", k, f"p{k}", 1, "") for u in range(200) for k in range(u % 7 + 1)]))
+    cut = production_cut(df)
+    per_user = cut.groupby("user_id").agg(n=("n", "first"), before=("before", "sum"), returning=("returning", "first"))
+    new = per_user.before == 0
+    assert (per_user.before[~new] == per_user.n[~new] // 2).all()
+    assert not per_user.returning[new].any() and per_user.returning[~new].all()
+    assert 0.2 < (new & (per_user.n >= 2)).sum() / (per_user.n >= 2).sum() < 0.35     # about a fifth join later
+    # each learner's attempts: those before the cut, then those after it
+    assert cut.groupby("user_id").before.apply(lambda b: not (b.astype(int).diff() > 0).any()).all()
+    assert production_cut(df).equals(cut)
+    assert {"returning learners", "new learners"} <= set(slice_masks(cut))
+
+
+def test_learner_rows_follow_the_protocol():
+    df = annotate(_frame([(f"u{u}", k, f"p{k}", 1, "") for u in range(300) for k in range(4)]))
+    ids = split.ids_by_role(df.user_id)
+    train, frames = learner_rows(df, "learner", ids, ids)
+    assert set(train.user_id) == set(ids["train"]) and all(f.replayed.all() for f in frames.values())
+    train, frames = learner_rows(df, "production", ids, ids)
+    assert set(train.user_id) - set(ids["train"])              # returning dev / test learners are trained on
+    for role in ROLES:
+        f = frames[role]
+        assert set(f.user_id) == set(ids[role]) and (f.replayed == ~f.before).all()
+        assert not train.merge(f[f.replayed], on=["user_id", "seq"]).shape[0]   # no replayed row is trained on
+
+
+def test_regimes_subsample_filter_and_generate(tmp_path):
+    rows = [(f"u{u}", k, f"p{k % 9}", (u + k) % 2, "s") for u in range(400) for k in range(u % 5 + 1)]
+    rows += [("long", k, "p1", 1, "s") for k in range(300)]
+    path = tmp_path / "a.csv.gz"
+    write_attempts(_frame(rows), path)
+    few = regime_attempts(REGIMES["250-learners"], path)
+    assert few.user_id.nunique() == 250 and regime_attempts(REGIMES["250-learners"], path).equals(few)
+    assert set(regime_attempts(REGIMES["300-attempts"], path).user_id) == {"long"}
+    demo = demo_attempts(40, 4000, first_chapters=True)
+    assert set(demo.columns) >= {"user_id", "seq", "problem_id", "correct", "skills", "p_true"}
+    assert demo.problem_id.str.split(".").str[2].eq("1").all()          # <root>.<subject>.1.<section>.q<n>
+    assert (demo.groupby("user_id").seq.apply(lambda s: list(s) == list(range(len(s))))).all()
+    assert demo.skills.str.count(r"\.").eq(3).all() and demo.p_true.between(0, 1).all()
+    shape = describe(demo)
+    assert shape["attempts"] == len(demo) and shape["items"] <= 12 * 30 and 0 < shape["repeat_share"] < 1
+
+
+def test_bootstrap_intervals_cover_the_difference_and_resample_learners():
+    rng = np.random.default_rng(0)
+    frame = _frame([(f"u{u}", k, "p", int(rng.random() < 0.6), "") for u in range(60) for k in range(20)])
+    y = frame.correct.to_numpy()
+    good = np.clip(0.6 + 0.3 * (y - 0.6) + rng.normal(0, 0.1, len(y)), 0.01, 0.99)
+    flat = np.full(len(y), 0.6)
+    out = bootstrap_difference(frame, good, flat, resamples=50)
+    assert out["learners"] == 60 and out["auc"]["difference"] > 0.2
+    assert out["auc"]["ci95"][0] <= out["auc"]["difference"] <= out["auc"]["ci95"][1]
+    assert out["logloss"]["ci95"][1] < 0                                 # clearly better: the interval excludes 0
+    same = bootstrap_difference(frame, good, good, resamples=20)
+    assert same["auc"] == {"difference": 0.0, "ci95": [0.0, 0.0]}
+
+
+def test_parent_summary_counts_only_honest_comparisons_it_can_read():
+    from jobs.training.job import UnitOutcome
+
+    def outcome(unit, own, parent, honest=True, objective="practice"):
+        metrics = {"model": {"auc": own}}
+        if parent is not None:
+            metrics["parent"] = {"auc": parent, "attempts": 100, "learners": 5, "held_out_from_both": honest}
+        return UnitOutcome(unit, objective, "activated", 1, metrics)
+
+    out = parent_summary([outcome("a", 0.7, 0.8), outcome("b", 0.9, 0.8, honest=False), outcome("root", 0.8, None),
+                          outcome("c", float("nan"), 0.8), outcome("e", 0.5, 0.9, objective="engagement")])
+    assert out["units_compared"] == 2 and out["held_out_from_both"] == 1
+    assert out["child_better"] == 1 and out["parent_better"] == 1 and out["median_auc_child_minus_parent"] == 0.0
+    assert parent_summary([]) == {"units_compared": 0}
 
 
 def test_the_dev_test_table_puts_each_metric_on_dev_beside_test():
@@ -168,3 +280,42 @@ def test_the_dev_test_table_puts_each_metric_on_dev_beside_test():
     assert rows[2]["auc_dev"] == pytest.approx(0.6) and rows[2]["n_test"] == 10
     text = format_table(rows)
     assert "auc dev" in text and "0.8000" in text and len(text.splitlines()) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["learner", "production"])
+def test_a_tiny_replay_through_the_real_import_job_and_service(servers, tmp_path, monkeypatch, protocol):
+    """The whole bench on a small demo file: both protocols run end to end against real Postgres and
+    Redis, every method is scored on the same replayed attempts, and nothing is left in Redis."""
+    import json
+
+    from bench.replay import main
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
+    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
+    data, out, preds = tmp_path / "demo.csv.gz", tmp_path / "replay.json", tmp_path / "p.csv.gz"
+    write_attempts(demo_attempts(80, 6000), data)
+    assert main(["--data", str(data), "--protocol", protocol, "--max-test-students", "4", "--quiet",
+                 "--json", str(out), "--predictions", str(preds)]) == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"] == protocol and report["training"]["models_activated"] >= 2
+    for role in ROLES:
+        block = report[role]
+        n = report["split"][f"{role}_attempts"]
+        assert block["service"]["n"] == n and block["replay"]["attempts"] == n
+        assert all(m["n"] == n for m in block["baselines"].values())
+        assert block["service_skill_requests"]["n"] == n                # every demo question has a skill
+        assert {"first attempt at the item", "repeat after a mistake", "history 0"} <= set(block["slices"])
+        assert "service - elo_tuned" in block["service_vs_baselines"]
+    assert [r["method"] for r in report["dev_test_table"]][:2] == ["service", "service_skill_requests"]
+    assert report["redis_keys_deleted"] > 0 and report["training"]["parent_comparison"]["units_compared"] >= 1
+    written = pd.read_csv(preds)
+    assert len(written) == sum(report["split"][f"{r}_attempts"] for r in ROLES)
+    if protocol == "production":
+        cut = report["production_cut"]
+        assert sum(cut[f"{r}_returning_attempts"] + cut[f"{r}_new_attempts"] for r in ROLES) == len(written)
+        assert {"returning learners", "new learners"} <= set(report["test"]["slices"])
+        assert report["config"]["hold_out_test_learners"] is False and "full_retrain" not in report
+    else:
+        assert "full_retrain" in report["test"]
