@@ -112,3 +112,18 @@ def modelstore_search(conn, model_id: int) -> list[dict]:
         hyper = cur.fetchone()[0]
     conn.rollback()
     return hyper["search"]
+
+
+def test_the_calibration_learns_retry_offsets_from_every_dev_attempt(small_demo):
+    """Demo learners retry at once after a mistake: the chosen model replays all its dev learners'
+    attempts, repeats included, and the calibration gains the two retry offsets."""
+    config = replace(CONFIG, tag="retry")
+    result = practice_job.train_unit(small_demo, "demo", "mf", config)
+    info = result.metrics["dev_all_attempts"]
+    assert info["retries"] >= 20 and info["attempts"] > info["retries"]
+    assert info["logloss"] <= info["platt_logloss"] + 1e-9           # the fit nests the Platt pair
+    with small_demo.cursor() as cur:
+        cur.execute("SELECT a.calibration FROM model_arrays a WHERE a.model_id = %s", (result.outcome.model_id,))
+        stored = cur.fetchone()[0]
+    small_demo.rollback()
+    assert set(stored["retry"]) == {"after_mistake", "after_success"} and stored["method"] == "platt"

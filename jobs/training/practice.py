@@ -7,6 +7,7 @@ one with the lowest calibrated dev log-loss serves. Pure numpy/scipy/LightFM: no
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -14,11 +15,13 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users
+from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
 from jobs.training.features import FeatureSet
 from jobs.training.irt import ABILITY_SD, fit_1pl
 from jobs.training.metrics import probability_metrics
+from jobs.training.retry import fit_retry_calibration, last_outcomes
 
 
 @dataclass
@@ -199,7 +202,8 @@ def difficulty_baseline(data: PracticeData, train_rows: np.ndarray, prior_weight
 def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, time_budget_s: float = 60.0,
                    seed: int = 0, threads: int = 2, refit_all: bool = True, max_eval_users: int = 1000,
                    split_seed: int = split.SEED, hold_out_test: bool = True,
-                   one_pl_grid=ONE_PL_GRID) -> PracticeResult:
+                   one_pl_grid=ONE_PL_GRID, dev_sequences: Callable[[list[str]], PracticeData] | None = None
+                   ) -> PracticeResult:
     """Choose a candidate on dev learners, calibrate it on them, report on test learners, then refit.
 
     Roles come from the learner ids (jobs.training.split with `split_seed`), so they agree with
@@ -210,7 +214,9 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     too: held out, they stay unseen by every stored model, which keeps comparisons between models
     honest. Dev and test learners are replayed attempt by attempt (fold_in_predictions), so the
     calibration is fitted on, and the metrics describe, the predictions the service makes; at most
-    `max_eval_users` of each, the ones with the smallest split keys.
+    `max_eval_users` of each, the ones with the smallest split keys. `dev_sequences`, given the
+    dev learners' ids, returns all their attempts (repeats included); the chosen candidate then
+    replays those and the calibration gains retry offsets (jobs.training.retry).
     """
     started = time.perf_counter()
     keys = split.split_keys(data.user_ids, split_seed)
@@ -239,6 +245,10 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
             best = (score if np.isfinite(score) else np.inf, params, fitted, calibration, raw, rows, trial)
     _, params, fitted, calibration, val_raw, val_rows, chosen = best
     chosen["chosen"] = True
+    retry_info = None
+    if dev_sequences is not None and len(val_users):
+        calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
+                                                    calibration)
 
     test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users)
     baseline_p = difficulty_baseline(data, train_rows)
@@ -250,6 +260,8 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         "candidate": params.kind,
         "dev": candidate_summary(search),
     }
+    if retry_info:
+        metrics["dev_all_attempts"] = retry_info
     dev = DevPredictions(data.users[val_rows], data.items[val_rows], cal.apply(calibration, val_raw),
                          data.outcomes[val_rows])
     trained = role == split.TRAIN
@@ -258,6 +270,30 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         fitted = fit(data, params, trained[data.users], seed, threads)
     return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
                           val_users, np.flatnonzero(trained), dev)
+
+
+MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
+
+
+def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict) -> tuple[dict, dict]:
+    """The calibration with retry offsets, fitted on the replay of every dev attempt in
+    `sequences` (repeats included, as the service sees them), and its dev figures beside the
+    Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged."""
+    raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users))
+    starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
+    previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
+    retries = int((previous >= 0).sum())
+    info = {"attempts": len(y), "retries": retries, "platt_logloss": None, "logloss": None}
+    if retries < MIN_RETRIES:
+        return platt, info
+    calibration = fit_retry_calibration(raw, previous, y)
+    info["platt_logloss"] = probability_metrics(y, cal.apply(platt, raw))["logloss"]
+    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous))["logloss"]
+    is_retry = previous >= 0
+    info["retries_platt_logloss"] = probability_metrics(y[is_retry], cal.apply(platt, raw[is_retry]))["logloss"]
+    info["retries_logloss"] = probability_metrics(
+        y[is_retry], calibrated(calibration, raw[is_retry], previous[is_retry]))["logloss"]
+    return calibration, info
 
 
 def candidate_summary(search: list[dict]) -> dict:

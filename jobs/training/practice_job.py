@@ -40,6 +40,20 @@ def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
     return data
 
 
+def load_sequences(conn, data: PracticeData, user_ids: list[str]) -> PracticeData:
+    """Every attempt (repeats included) of `user_ids` at the unit's items, in `data`'s index space."""
+    with conn.cursor() as cur:
+        cur.execute(q.sql("attempts_of_users_on_items"), {"user_ids": list(user_ids), "item_ids": data.item_ids})
+        rows = cur.fetchall()
+    conn.rollback()
+    user_pos = {u: k for k, u in enumerate(data.user_ids)}
+    item_pos = {item_id: i for i, item_id in enumerate(data.item_ids)}
+    return PracticeData(data.user_ids, data.item_ids,
+                        users=np.array([user_pos[r[0]] for r in rows], dtype=np.int32),
+                        items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
+                        outcomes=np.array([r[2] for r in rows], dtype=np.int8))
+
+
 def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
     """Train, store and (if sane, and not better served by an ancestor's) activate the unit's
     practice model. `state` carries this run's dev predictions of the units above (parents first)."""
@@ -53,7 +67,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
             f"none of its {len(data.user_ids)} learners is a training learner (all are dev or test learners)")))
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
                             seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
-                            split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners)
+                            split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners,
+                            dev_sequences=lambda users: load_sequences(conn, data, users))
     fitted = result.fitted
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:
