@@ -28,8 +28,9 @@ def test_the_fit_recovers_known_retry_offsets():
     assert fitted["retry"]["after_mistake"] == pytest.approx(1.5, abs=0.1)
     assert fitted["retry"]["after_success"] == pytest.approx(-0.5, abs=0.1)
     p = calibrated(fitted, raw, previous)
-    assert np.allclose(p, 1 / (1 + np.exp(-(fitted["a"] * raw + fitted["b"] + np.where(
-        previous == 0, fitted["retry"]["after_mistake"], np.where(previous == 1, fitted["retry"]["after_success"], 0))))))
+    retry = fitted["retry"]
+    offsets = np.where(previous == 0, retry["after_mistake"], np.where(previous == 1, retry["after_success"], 0))
+    assert np.allclose(p, 1 / (1 + np.exp(-(fitted["a"] * raw + fitted["b"] + offsets))))
 
 
 def test_without_retries_in_the_data_the_offsets_stay_at_zero_and_small_data_gets_identity():
