@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.online.fit import fit_user, recency_weights, score
+from app.online.fit import fit_user, posterior_sample, recency_weights, score
 from app.online.similar import normalised
 
 
@@ -79,15 +79,20 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
-                           candidate_rows: np.ndarray, half_life: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                           candidate_rows: np.ndarray, half_life: float | None = None,
+                           explore: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
 
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
+    explore : when given, the learner vector is a draw from the live fit's posterior
+    (posterior_sample: Thompson sampling) instead of its estimate.
     Returns (p, theta).
     """
     weights = recency_weights(len(history_rows), half_life)
-    theta = fit_user(model.item_vectors[history_rows], model.item_biases[history_rows], history_outcomes,
-                     model.prior_mean, model.prior_precision, weights=weights)
+    V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
+    theta = fit_user(V, b, history_outcomes, model.prior_mean, model.prior_precision, weights=weights)
+    if explore is not None:
+        theta = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
     covered = candidate_rows >= 0
     raw = np.empty(len(candidate_rows))
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
