@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,12 @@ class RecommendationRequest:
     band: tuple[float, float] | None = None
     exclude: list[str] = field(default_factory=list)
     experiment: str | None = None
+    explore: bool | None = None     # Thompson sampling (None: the variant's setting, else off)
+
+
+def explore_rng(request_id: str) -> np.random.Generator:
+    """The draw of an exploring request, fixed by its id."""
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big"))
 
 
 def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
@@ -60,6 +67,8 @@ def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None,
         params["target"] = req.target
     if req.band is not None:
         params["band"] = req.band
+    if req.explore is not None:
+        params["explore"] = req.explore
     if strategy not in strategies.REGISTRY:
         raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
                          [{"field": "strategy", "message": "unknown strategy"}])
@@ -87,10 +96,12 @@ def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) ->
 
 
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
-                     practice: bool, rows: np.ndarray | None = None) -> tuple[np.ndarray, int, list[str]]:
+                     practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None
+                     ) -> tuple[np.ndarray, int, list[str]]:
     """Scores of `items` for this learner: (scores, history rows used, fallbacks).
 
     rows : each item's row in the model (-1 when not covered), if already known.
+    explore : practice models only: p under a learner vector drawn from the live fit's posterior.
     """
     if model is None:
         return _fallback_scores(conn, items, practice), 0, ["no_model"]
@@ -103,7 +114,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
             fallbacks.append("no_history")
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
-        p, _ = practice_probabilities(model, h_rows, h_out, rows, HALF_LIFE)
+        p, _ = practice_probabilities(model, h_rows, h_out, rows, HALF_LIFE, explore)
         return p, len(attempts), fallbacks
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]
@@ -117,6 +128,7 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
     now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, req)
+    explore = bool(params.pop("explore", False))
     found = cand.resolve(conn, cache, local_candidates, req.units)
     items = found.items
     wants_probability = strategy.needs == strategies.PROBABILITY
@@ -143,9 +155,14 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
                 rows = found.rows[model.model_id] = model.rows(items)
         started = time.perf_counter()
         scores, history_rows, fallbacks = score_candidates(model, items, events, conn, wants_probability, rows)
+        choose_by = scores
+        if explore and model is not None and model.objective == "practice":
+            # Thompson sampling: choose as if the learner were a draw from the posterior; the answer
+            # still reports the estimate. Seeded by the request id, so a request is reproducible.
+            choose_by = score_candidates(model, items, events, conn, True, rows, explore_rng(request_id))[0]
         metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
         metrics.CANDIDATES_SCORED.observe(len(items) - len(excluded))
-        scored = strategies.Scored(items, scores, found.positions, model.unit_vectors if model else None, rows,
+        scored = strategies.Scored(items, choose_by, found.positions, model.unit_vectors if model else None, rows,
                                    probabilities=wants_probability or model is None)
         if excluded:  # never returned, not even when a strategy relaxes its rules
             scored.allowed = ~scored.mask(excluded)
@@ -171,6 +188,7 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
         "fallback": "+".join(fallbacks) if fallbacks else None,
         "history_rows": history_rows,
         "candidates": len(items),
+        "explored": explore and model is not None and model.objective == "practice",
     }
     if log:
         q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,

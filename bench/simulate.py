@@ -128,6 +128,7 @@ class Arm:
     experiment: str | None = None
     variant_targets: dict = field(default_factory=dict)
     learners: int | None = None    # only the first this many of each kind (None: all)
+    explore: bool = False          # ask with `explore: true` (Thompson sampling)
 
 
 def drive_learner(client: Client, world: World, learners: Learners, arm: Arm, returning: bool, u: int,
@@ -144,6 +145,8 @@ def drive_learner(client: Client, world: World, learners: Learners, arm: Arm, re
         for _ in range(args.session_length):
             body = {"user_id": uid, "units": [ROOT], "n": 1}
             body.update({"experiment": arm.experiment} if arm.experiment else {"target": arm.target})
+            if arm.explore:
+                body["explore"] = True
             status, answer = client.call("POST", "/v1/recommendations", body)
             if status != 200 or not answer.get("items"):
                 continue
@@ -290,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ab-learners", type=int, default=100,
                         help="new and returning learners (each) of the A/B experiment: the first N (default 100)")
     parser.add_argument("--no-ab", dest="ab", action="store_false", help="skip the A/B experiment")
+    parser.add_argument("--explore", action="store_true",
+                        help="also serve every target with explore: true (Thompson sampling), as its own policy")
     parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")
     parser.add_argument("--forget", type=float, default=0.2, help="share of the learned ability lost between sessions")
     parser.add_argument("--trials", type=int, default=None, help="tuning trials of the nightly job (default: its own)")
@@ -337,6 +342,8 @@ def main(argv=None) -> int:
     say(f"truth and history built in {time.perf_counter() - t0:.1f} s")
 
     arms = [Arm(arm_name(t), target=t) for t in args.targets]
+    if args.explore:   # the same targets again, exploring (other learner ids, the same truth and draws)
+        arms += [Arm(arm_name(t) + "x", target=t, explore=True) for t in args.targets]
     variants = {f"t{round(t * 100):02d}": t for t in args.ab_targets} if args.ab else {}
     if args.ab:
         arms.append(Arm("ab", experiment=EXPERIMENT, variant_targets=variants, learners=args.ab_learners))
@@ -370,6 +377,9 @@ def main(argv=None) -> int:
         results[f"{t:g}"] = {"service": policy_figures(attempts, gains, length, predicts=True),
                              "random": policy_figures(rand_attempts, rand_gains, length, target=t),
                              "oracle": policy_figures(o_attempts, o_gains, length, target=t)}
+        if args.explore:
+            x_attempts, x_gains, _ = served[arm_name(t) + "x"]
+            results[f"{t:g}"]["service, explore"] = policy_figures(x_attempts, x_gains, length, predicts=True)
     if args.ab:
         attempts, gains, _ = served["ab"]
         ab = {"experiment": EXPERIMENT, "variants": variant_figures(attempts, gains),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from app import queries as q
 from app.db import connect
 from jobs.training import engagement_job, practice_job
-from jobs.training.job import TrainConfig, TrainReport, UnitOutcome, UnitResult
+from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
 
 __all__ = ["TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "model_units",
            "run_training", "unit_settings"]
@@ -83,6 +83,7 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
         try:
             # Units nearer the top first, so a unit is compared with tonight's model of its parent.
             todo = sorted(model_units(conn, config, units), key=lambda t: (_ancestors(conn, t[0]), t[0], t[1]))
+            state = JobState()
             conn.rollback()
             from tqdm import tqdm
 
@@ -91,7 +92,7 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
                 bar.set_postfix_str(unit_id[:30])
                 t0 = time.perf_counter()
                 try:
-                    result = OBJECTIVES[objective](conn, unit_id, mode, config)
+                    result = OBJECTIVES[objective](conn, unit_id, mode, config, state)
                 except Exception as exc:  # one unit's failure must not stop the others
                     conn.rollback()
                     log.exception("training %s (%s) failed", unit_id, objective)

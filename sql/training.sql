@@ -54,6 +54,14 @@ FROM (
 ) first
 ORDER BY user_id, occurred_at, id;
 
+-- name: attempts_of_users_on_items
+-- Every attempt (repeats included) of :user_ids at :item_ids, grouped by user, in time order: the
+-- sequences the service sees, replayed to fit the retry terms of a practice model's calibration.
+SELECT user_id, item_id, outcome
+FROM interactions
+WHERE kind = 'attempt' AND user_id = ANY(:user_ids) AND item_id = ANY(:item_ids) AND outcome IS NOT NULL
+ORDER BY user_id, occurred_at, id;
+
 -- name: positive_engagements_on_items
 -- (user, item) pairs with a positive engagement on any of :item_ids: any event except attempts
 -- whose outcome is not 0 and whose value, if given, is above :min_value.

@@ -11,6 +11,7 @@ from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig
 from jobs.training import practice_job, split
+from jobs.training.job import JobState
 
 pytestmark = pytest.mark.slow  # trains models
 
@@ -64,3 +65,65 @@ def test_a_parent_that_trained_on_the_test_learners_cannot_take_over_a_unit(smal
     assert set(child.test_user_ids) <= set(parent.user_ids)          # the parent has seen them
     assert child.metrics["parent"]["held_out_from_both"] is False
     assert child.outcome.status == "activated"          # a leaky comparison decides nothing
+
+
+def test_the_ancestor_serves_a_unit_only_when_it_predicts_the_units_dev_attempts_better(small_demo):
+    """The decision is made on dev learners, from this run's predictions of the unit above."""
+    config = replace(CONFIG, tag="dev-choice")
+    state = JobState()
+    root = practice_job.train_unit(small_demo, "demo", "mf", config, state)
+    assert root.outcome.status == "activated"
+    predicted = state.dev_predictions["demo"]
+    assert predicted and all(split.role(user) == "dev" for user, _ in predicted)   # dev learners only
+    data = practice_job.load_practice_data(small_demo, "demo", "mf")
+    outcome_of = {(data.user_ids[u], data.item_ids[i]): int(y)
+                  for u, i, y in zip(data.users.tolist(), data.items.tolist(), data.outcomes.tolist())}
+    unit = _subject(small_demo)
+
+    state.dev_predictions["demo"] = {k: 0.999 if outcome_of[k] else 0.001 for k in predicted}  # knew every answer
+    child = practice_job.train_unit(small_demo, unit, "mf", config, state)
+    assert child.outcome.status == "parent_serves", child.outcome
+    ancestor = child.metrics["ancestor_dev"]
+    assert ancestor["unit_id"] == "demo" and ancestor["logloss"] < ancestor["own_logloss"]
+    assert state.dev_predictions[unit] is state.dev_predictions["demo"]    # its children meet the root
+
+    state.dev_predictions = {"demo": dict.fromkeys(predicted, 0.5)}       # knows nothing
+    child = practice_job.train_unit(small_demo, unit, "mf", config, state)
+    assert child.outcome.status == "activated", child.outcome
+    assert child.metrics["ancestor_dev"]["own_logloss"] < child.metrics["ancestor_dev"]["logloss"]
+    assert set(state.dev_predictions[unit]) <= {k for k in outcome_of if k[1] in set(child.item_ids)}
+
+
+def test_every_unit_tries_the_1pl_and_records_the_candidates_it_chose_between(small_demo):
+    config = replace(CONFIG, tag="candidates")
+    result = practice_job.train_unit(small_demo, _subject(small_demo), "mf", config)
+    search = result.metrics and modelstore_search(small_demo, result.outcome.model_id)
+    kinds = {t["kind"] for t in search}
+    assert kinds == {"embedding", "1pl"} and sum(t["chosen"] for t in search) == 1
+    chosen = next(t for t in search if t["chosen"])
+    assert chosen["val_logloss"] == min(t["val_logloss"] for t in search)
+    assert result.metrics["candidate"] == chosen["kind"]
+    assert set(result.metrics["dev"]) == {"embedding", "1pl"}
+
+
+def modelstore_search(conn, model_id: int) -> list[dict]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT hyperparams FROM models WHERE model_id = %s", (model_id,))
+        hyper = cur.fetchone()[0]
+    conn.rollback()
+    return hyper["search"]
+
+
+def test_the_calibration_learns_retry_offsets_from_every_dev_attempt(small_demo):
+    """Demo learners retry at once after a mistake: the chosen model replays all its dev learners'
+    attempts, repeats included, and the calibration gains the two retry offsets."""
+    config = replace(CONFIG, tag="retry")
+    result = practice_job.train_unit(small_demo, "demo", "mf", config)
+    info = result.metrics["dev_all_attempts"]
+    assert info["retries"] >= 20 and info["attempts"] > info["retries"]
+    assert info["logloss"] <= info["platt_logloss"] + 1e-9           # the fit nests the Platt pair
+    with small_demo.cursor() as cur:
+        cur.execute("SELECT a.calibration FROM model_arrays a WHERE a.model_id = %s", (result.outcome.model_id,))
+        stored = cur.fetchone()[0]
+    small_demo.rollback()
+    assert set(stored["retry"]) == {"after_mistake", "after_success"} and stored["method"] == "platt"

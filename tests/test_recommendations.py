@@ -252,3 +252,49 @@ def test_predictions_move_after_an_attempt_is_ingested(api, served_db):
     api.post("/v1/interactions", {"event_id": f"{user}-p", "user_id": user, "item_id": item, "outcome": 1})
     after = api.post("/v1/predictions", {"user_id": user, "units": [unit], "item_ids": [item]}).json
     assert after["history_rows"] == 1 and after["items"][0]["p"] > before["items"][0]["p"]
+
+
+def test_exploration_draws_the_learner_from_the_posterior_and_reports_the_estimate(api, served_db):
+    """explore: the choice comes from a posterior draw seeded by the request id (the same id, the
+    same answer; different ids, different answers for an unknown learner), while the p returned
+    for each item is the live fit's estimate, as without exploring."""
+    unit, user = a_section(served_db), fresh_user()
+    body = {"user_id": user, "units": [unit], "n": 3, "target": 0.7}
+    plain = api.post("/v1/recommendations", {**body, "n": 100}).json
+    estimate = {it["item_id"]: it["p"] for it in plain["items"]}
+    assert plain["explored"] is False
+    answers = []
+    for k in range(12):
+        r = api.post("/v1/recommendations", {**body, "explore": True}, headers={"X-Request-Id": f"{user}-x{k}"})
+        assert r.status_code == 200 and r.json["explored"] is True
+        assert all(it["p"] == estimate[it["item_id"]] for it in r.json["items"])   # the estimate, not the draw
+        answers.append(tuple(it["item_id"] for it in r.json["items"]))
+    again = api.post("/v1/recommendations", {**body, "explore": True}, headers={"X-Request-Id": f"{user}-x0"}).json
+    assert tuple(it["item_id"] for it in again["items"]) == answers[0]                # reproducible
+    assert len(set(answers)) > 1                                                      # a new learner is explored
+    bad = api.post("/v1/recommendations", {**body, "explore": "yes"})
+    assert bad.status_code == 422 and "explore" in str(bad.json)
+
+
+def test_posterior_draws_narrow_as_attempts_accumulate():
+    from app.online.fit import fit_user, posterior_sample
+
+    rng = np.random.default_rng(0)
+    d = 3
+    vectors = rng.normal(size=(400, d))
+    biases = rng.normal(size=400)
+    truth = np.array([0.5, -0.3, 0.2, 0.4])
+    y = (rng.random(400) < 1 / (1 + np.exp(-(vectors @ truth[:-1] + truth[-1] + biases)))).astype(float)
+    prior_mean, prior_precision = np.zeros(d + 1), np.eye(d + 1)
+
+    def spread(n):
+        theta = fit_user(vectors[:n], biases[:n], y[:n], prior_mean, prior_precision)
+        draws = np.array([posterior_sample(theta, vectors[:n], biases[:n], y[:n], prior_precision, rng)
+                          for _ in range(400)])
+        return theta, draws
+
+    theta0, draws0 = spread(0)
+    assert np.allclose(theta0, prior_mean) and np.allclose(np.cov(draws0, rowvar=False), np.eye(d + 1), atol=0.2)
+    theta, draws = spread(400)
+    assert np.allclose(draws.mean(axis=0), theta, atol=0.05)
+    assert np.trace(np.cov(draws, rowvar=False)) < 0.2 * np.trace(np.cov(draws0, rowvar=False))

@@ -153,13 +153,14 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
     out = tmp_path / "simulate.json"
     assert main(["--learners", "6", "--returning-learners", "8", "--items", "60", "--skills", "3",
                  "--history-sessions", "2", "--session-length", "8", "--targets", "0.7", "--ab-learners", "4",
-                 "--trials", "1", "--clients", "2", "--json", str(out)]) == 0
+                 "--trials", "1", "--clients", "2", "--explore", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert {"date", "machine", "command", "config", "seeds", "truth", "setup", "results", "ab", "http",
             "table"} <= set(report)
     assert report["http"]["errors"] == 0 and report["setup"]["model"]["status"] == "activated"
     figures = report["results"]["0.7"]
-    assert set(figures) == {"service", "random", "oracle"}
+    assert set(figures) == {"service", "service, explore", "random", "oracle"}
+    assert figures["service, explore"]["attempts"] == 14 * 8
     service = figures["service"]
     assert service["attempts"] == 14 * 8 and service["learners"] == 14
     assert set(service["prediction"]) == {"all", "new", "returning"}

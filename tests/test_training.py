@@ -223,26 +223,33 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, root_train
         assert model.item_weights.shape == (len(model.item_ids), len(model.item_ids))
 
 
-def test_a_unit_whose_parent_predicts_it_better_is_served_by_the_parent(demo, db_url, root_trained, monkeypatch):
-    config = replace(root_trained[0], prefer_parent=True)
+def test_a_unit_is_served_by_its_ancestor_when_that_predicts_its_dev_learners_better(demo, db_url, root_trained):
+    """One run trains the root, then a chapter under it: the chapter's model and the root's are
+    compared on the chapter's dev attempts, and the better one serves the chapter."""
+    config = root_trained[0]
     unit = chapter(demo)
-    run_training(db_url, config, units=[unit], progress=False)
-    monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)  # the parent: unbeatable
-    report = run_training(db_url, config, units=[unit], progress=False)
-    outcome = next(o for o in report.outcomes if o.objective == "practice")
-    assert outcome.status == "parent_serves" and "'demo'" in outcome.reason
-    assert outcome.metrics["parent"]["unit_id"] == "demo"
-    assert modelstore.active_model_summary(demo, unit, "practice", config.tag) is None
+    report = run_training(db_url, config, units=["demo", unit], progress=False)
+    outcome = next(o for o in report.outcomes if o.objective == "practice" and o.unit_id == unit)
+    ancestor = outcome.metrics["ancestor_dev"]
+    assert ancestor["unit_id"] == "demo" and ancestor["attempts"] >= practice_job.MIN_DEV_ATTEMPTS
+    assert 0 < ancestor["learners"] <= ancestor["attempts"]
     nearest = q.fetch_one(demo, "nearest_active_models", unit_ids=[unit], objective="practice", tag=config.tag)
-    assert nearest["unit_id"] == "demo"
+    if ancestor["logloss"] < ancestor["own_logloss"]:
+        assert outcome.status == "parent_serves" and "'demo'" in outcome.reason and nearest["unit_id"] == "demo"
+        assert modelstore.active_model_summary(demo, unit, "practice", config.tag) is None
+    else:
+        assert outcome.status == "activated" and nearest["unit_id"] == unit
     assert not report.failed  # a decision, not a failure: the job exits 0
+    assert outcome.metrics["parent"]["unit_id"] == "demo"    # the test-learner comparison, for the record
 
 
-def test_by_default_a_unit_keeps_its_own_model_and_records_the_parent_comparison(demo, db_url, root_trained,
-                                                                                 monkeypatch):
+def test_a_unit_trained_alone_keeps_its_own_model(demo, db_url, root_trained, monkeypatch):
+    """Without tonight's dev predictions of the unit above, nothing decides against the unit's own
+    model: the test-learner comparison is recorded, never used to choose."""
     config = root_trained[0]
     unit = chapter(demo)
     monkeypatch.setattr(practice_job, "replay_auc", lambda *a, **k: 0.999)
     report = run_training(db_url, config, units=[unit], progress=False)
     outcome = next(o for o in report.outcomes if o.objective == "practice")
     assert outcome.status == "activated" and outcome.metrics["parent"]["auc"] == 0.999
+    assert "ancestor_dev" not in outcome.metrics

@@ -59,7 +59,7 @@ def post_recommendations():
     body = parse_body(RecommendationQuery)
     req = RecommendationRequest(user_id=body.user_id, units=list(dict.fromkeys(body.units)), n=body.n,
                                 strategy=body.strategy, target=body.target, band=body.band,
-                                exclude=body.exclude, experiment=body.experiment)
+                                exclude=body.exclude, experiment=body.experiment, explore=body.explore)
     conn = get_conn()
     with conn:
         return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())

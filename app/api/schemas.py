@@ -110,6 +110,12 @@ class RecommendationQuery(Strict):
     exclude: list[Identifier] = Field(default_factory=list, max_length=1000, description="Items never to return.")
     experiment: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] | None = Field(
         default=None, description="Route the learner to a variant of this experiment.")
+    explore: bool | None = Field(
+        default=None, strict=True,
+        description="Thompson sampling (practice models): choose with a learner vector drawn from the posterior of "
+                    "the live fit, seeded by the request id, so a learner the model knows little about gets the "
+                    "items that teach it most; the p returned stays the estimate. Default: off, or the variant's "
+                    "`explore` parameter.")
 
     @field_validator("band")
     @classmethod
@@ -145,6 +151,8 @@ class Recommendations(BaseModel):
     fallback: str | None = Field(description="no_model, no_history, too_few_candidates, no_candidates (joined by +).")
     history_rows: int
     candidates: int
+    explored: bool = Field(default=False, description="The choice was made by Thompson sampling (`explore`); "
+                                                      "each item's p is still the estimate.")
 
 
 class SimilarItem(BaseModel):

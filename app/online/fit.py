@@ -52,6 +52,23 @@ def fit_user(item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.nda
     return theta
 
 
+def posterior_sample(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.ndarray,
+                     prior_precision: np.ndarray, rng: np.random.Generator, weights: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """A draw from the Laplace approximation of the live fit's posterior, N(theta, H^-1), H the
+    negative Hessian of the log posterior at the MAP `theta` (the same data as fit_user): few or
+    uninformative attempts leave it wide, so a learner the model knows little about is explored."""
+    n = len(outcomes)
+    X = np.empty((n, item_vectors.shape[1] + 1))
+    X[:, :-1] = item_vectors
+    X[:, -1] = 1.0
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    p = sigmoid(X @ theta + np.asarray(item_biases, dtype=np.float64))
+    hess = (X * (w * p * (1.0 - p))[:, None]).T @ X + prior_precision
+    chol = np.linalg.cholesky(hess)
+    return theta + np.linalg.solve(chol.T, rng.standard_normal(len(theta)))
+
+
 def score(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray) -> np.ndarray:
     """Raw logits u . v_i + b_u + b_i for all items (vectorised): (n_items,)."""
     return item_vectors @ theta[:-1] + theta[-1] + item_biases

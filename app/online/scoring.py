@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.online.fit import fit_user, recency_weights, score
+from app.online.fit import fit_user, posterior_sample, recency_weights, score
 from app.online.similar import normalised
 
 
@@ -50,26 +50,56 @@ class ServingModel:
         return np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
 
 
-def calibrated(calibration: dict, raw: np.ndarray) -> np.ndarray:
+def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    """p = sigmoid(a * raw + b), plus the calibration's retry offsets (if it has them) for candidates
+    the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right)."""
     a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
-    return 0.5 * (1.0 + np.tanh(0.5 * (a * raw + b)))
+    z = a * raw + b
+    retry = calibration.get("retry")
+    if retry and previous is not None:
+        z = z + np.where(previous == 0, retry["after_mistake"], np.where(previous == 1, retry["after_success"], 0.0))
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, candidate_rows: np.ndarray
+                      ) -> np.ndarray:
+    """For each candidate row, the outcome of the learner's last attempt at it in the history
+    (rows oldest first), -1 when none (or the candidate is not covered)."""
+    out = np.full(len(candidate_rows), -1, dtype=np.int8)
+    if not len(history_rows):
+        return out
+    newest_first = history_rows[::-1]
+    rows, first = np.unique(newest_first, return_index=True)   # each row's most recent attempt
+    last = np.asarray(history_outcomes, dtype=np.int8)[::-1][first]
+    where = np.searchsorted(rows, candidate_rows)
+    where[where >= len(rows)] = 0
+    hit = (candidate_rows >= 0) & (rows[where] == candidate_rows)
+    out[hit] = last[where[hit]]
+    return out
 
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
-                           candidate_rows: np.ndarray, half_life: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                           candidate_rows: np.ndarray, half_life: float | None = None,
+                           explore: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
 
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
+    explore : when given, the learner vector is a draw from the live fit's posterior
+    (posterior_sample: Thompson sampling) instead of its estimate.
     Returns (p, theta).
     """
     weights = recency_weights(len(history_rows), half_life)
-    theta = fit_user(model.item_vectors[history_rows], model.item_biases[history_rows], history_outcomes,
-                     model.prior_mean, model.prior_precision, weights=weights)
+    V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
+    theta = fit_user(V, b, history_outcomes, model.prior_mean, model.prior_precision, weights=weights)
+    if explore is not None:
+        theta = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
     covered = candidate_rows >= 0
     raw = np.empty(len(candidate_rows))
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
     raw[~covered] = model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias
-    return calibrated(model.calibration, raw), theta
+    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
+        if model.calibration.get("retry") else None
+    return calibrated(model.calibration, raw, previous), theta
 
 
 def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:

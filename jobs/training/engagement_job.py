@@ -10,7 +10,7 @@ from app import modelstore
 from app import queries as q
 from jobs.training.activation import activate_if_sane
 from jobs.training.engagement import EngagementData, train_engagement
-from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
+from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
 from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "engagement"
@@ -31,8 +31,9 @@ def load_engagement_data(conn, unit_id: str, mode: str) -> EngagementData:
     return data
 
 
-def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult:
-    """Train, store and (if sane) activate the unit's engagement model."""
+def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
+    """Train, store and (if sane) activate the unit's engagement model (`state` unused: top-N
+    models are not compared with their ancestors)."""
     started = time.perf_counter()
     data = load_engagement_data(conn, unit_id, mode)
     if len(data.users) < MIN_POSITIVES:

@@ -26,7 +26,7 @@ class TrainConfig:
     max_trials: int = 3
     unit_time_budget_s: float = 30.0
     max_eval_users: int = 1000    # validation / test learners replayed per unit (each costs a fit per attempt)
-    prefer_parent: bool = False   # leave a unit to its parent's model when that predicts it better
+    prefer_parent: bool = True    # leave a unit to its ancestor's model when that predicts its dev learners better
     seed: int = 0                 # the model's random start
     split_seed: int = split.SEED  # learners' roles (jobs.training.split); a new seed reshuffles them all
     hold_out_test_learners: bool = True   # the stored model never trains on the split's test learners
@@ -44,10 +44,20 @@ class TrainConfig:
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
             "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
             "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
-            "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "0").lower() in ("1", "true", "yes"),
+            "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "1").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+@dataclass
+class JobState:
+    """What one run of the job shares between units, parents first: for each practice unit, the
+    calibrated dev predictions of the model that serves it (its own, or an ancestor's when that
+    serves it), keyed by (learner id, item id), from fits on train learners only. A child unit is
+    compared with its nearest ancestor's on the same dev attempts, the ancestor predicting from the
+    learner's whole history under it, as it would serve a request for the child."""
+    dev_predictions: dict[str, dict[tuple[str, str], float]] = field(default_factory=dict)
 
 
 @dataclass

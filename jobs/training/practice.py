@@ -1,10 +1,13 @@
-"""Practice models: LightFM with logistic loss on each learner's first attempt per item,
-evaluated the way the service will use them (a live fit of held-out learners), tuned on the dev
-learners of the id split (jobs.training.split), Platt-calibrated on them, and reported on its test
-learners, whom the stored model never trains on. Pure numpy/scipy/LightFM: no SQL."""
+"""Practice models: candidates fitted on each learner's first attempt per item, evaluated the way
+the service will use them (a live fit of held-out learners), chosen on the dev learners of the id
+split (jobs.training.split), Platt-calibrated on them, and reported on its test learners, whom the
+stored model never trains on. The candidates: LightFM embeddings with logistic loss (a small grid)
+and the 1PL (jobs.training.irt), the simple model the service must never predict worse than; the
+one with the lowest calibrated dev log-loss serves. Pure numpy/scipy/LightFM: no SQL."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -12,10 +15,13 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users
+from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
 from jobs.training.features import FeatureSet
+from jobs.training.irt import ABILITY_SD, fit_1pl
 from jobs.training.metrics import probability_metrics
+from jobs.training.retry import fit_retry_calibration, last_outcomes
 
 
 @dataclass
@@ -32,10 +38,23 @@ class PracticeData:
 
 @dataclass(frozen=True)
 class Params:
+    """An embedding candidate (LightFM, logistic loss)."""
     no_components: int = 16
     epochs: int = 20
     alpha: float = 1e-5          # item_alpha and user_alpha (L2 per sample)
     learning_rate: float = 0.05
+    kind: str = "embedding"
+
+
+@dataclass(frozen=True)
+class OnePL:
+    """A 1PL candidate: logit = ability + easiness; item difficulties ~ N(0, item_sd^2)."""
+    item_sd: float = 1.0
+    kind: str = "1pl"
+
+
+# Tried in every unit beside the embedding grid (cheap: one L-BFGS fit and a 2-parameter replay).
+ONE_PL_GRID = (OnePL(1.0), OnePL(2.0))
 
 
 @dataclass
@@ -61,6 +80,17 @@ class PracticeResult:
     test_users: np.ndarray | None = None      # user indices: the test learners the metrics describe
     dev_users: np.ndarray | None = None       # user indices: the dev learners tuning and calibration used
     trained_users: np.ndarray | None = None   # user indices: the learners `fitted` was trained on
+    dev: DevPredictions | None = None         # the chosen candidate's calibrated dev predictions
+
+
+@dataclass
+class DevPredictions:
+    """Calibrated p of each replayed dev attempt of the chosen candidate (fitted on train learners
+    only), by user and item index: what a child unit's model is compared with."""
+    users: np.ndarray
+    items: np.ndarray
+    p: np.ndarray
+    y: np.ndarray
 
 
 # A small grid, ordered so the first trials are the likeliest winners: the tuner stops at the
@@ -75,7 +105,28 @@ DEFAULT_GRID = (
 )
 
 
-def fit(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, threads: int = 2) -> FittedModel:
+def fit(data: PracticeData, params: Params | OnePL, rows: np.ndarray, seed: int = 0, threads: int = 2
+        ) -> FittedModel:
+    """Fit the candidate `params` on the attempts selected by the boolean mask `rows`."""
+    if isinstance(params, OnePL):
+        return fit_one_pl(data, params, rows)
+    return fit_embedding(data, params, rows, seed, threads)
+
+
+def fit_one_pl(data: PracticeData, params: OnePL, rows: np.ndarray) -> FittedModel:
+    """The 1PL as a FittedModel the service serves unchanged: one zero item dimension, item bias
+    c - difficulty, the learner's bias their ability with the fit's own prior N(0, ABILITY_SD^2)."""
+    n_users, n_items = len(data.user_ids), len(data.item_ids)
+    theta, difficulty, c = fit_1pl(data.users[rows], data.items[rows], data.outcomes[rows], n_users, n_items,
+                                   item_sd=params.item_sd)
+    prior_cov = np.diag([1.0, ABILITY_SD ** 2])     # [unused vector dimension, ability]
+    return FittedModel(np.zeros((n_items, 1), dtype=np.float32), (c - difficulty).astype(np.float32),
+                       np.zeros(2), prior_cov, user_vectors=np.zeros((n_users, 1), dtype=np.float32),
+                       user_biases=theta.astype(np.float32))
+
+
+def fit_embedding(data: PracticeData, params: Params, rows: np.ndarray, seed: int = 0, threads: int = 2
+                  ) -> FittedModel:
     """Train LightFM on the attempts selected by the boolean mask `rows`."""
     n_users, n_items = len(data.user_ids), len(data.item_ids)
     labels = np.where(data.outcomes[rows] > 0, 1.0, -1.0).astype(np.float32)
@@ -150,16 +201,22 @@ def difficulty_baseline(data: PracticeData, train_rows: np.ndarray, prior_weight
 
 def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, time_budget_s: float = 60.0,
                    seed: int = 0, threads: int = 2, refit_all: bool = True, max_eval_users: int = 1000,
-                   split_seed: int = split.SEED, hold_out_test: bool = True) -> PracticeResult:
-    """Tune on dev learners, calibrate on them, report on test learners, then refit.
+                   split_seed: int = split.SEED, hold_out_test: bool = True,
+                   one_pl_grid=ONE_PL_GRID, dev_sequences: Callable[[list[str]], PracticeData] | None = None
+                   ) -> PracticeResult:
+    """Choose a candidate on dev learners, calibrate it on them, report on test learners, then refit.
 
     Roles come from the learner ids (jobs.training.split with `split_seed`), so they agree with
-    every other unit and with the benches. Trials fit the train learners; the final refit
-    (`refit_all`) adds the dev learners and, unless `hold_out_test`, the test learners too: held
-    out, they stay unseen by every stored model, which keeps comparisons between models honest.
-    Dev and test learners are replayed attempt by attempt (fold_in_predictions), so the
+    every other unit and with the benches. Candidates (the first `max_trials` of the embedding
+    `grid` within the time budget, then every 1PL of `one_pl_grid`) fit the train learners; each is
+    Platt-calibrated on the dev learners' replay and the lowest calibrated dev log-loss wins. The
+    final refit (`refit_all`) adds the dev learners and, unless `hold_out_test`, the test learners
+    too: held out, they stay unseen by every stored model, which keeps comparisons between models
+    honest. Dev and test learners are replayed attempt by attempt (fold_in_predictions), so the
     calibration is fitted on, and the metrics describe, the predictions the service makes; at most
-    `max_eval_users` of each, the ones with the smallest split keys.
+    `max_eval_users` of each, the ones with the smallest split keys. `dev_sequences`, given the
+    dev learners' ids, returns all their attempts (repeats included); the chosen candidate then
+    replays those and the calibration gains retry offsets (jobs.training.retry).
     """
     started = time.perf_counter()
     keys = split.split_keys(data.user_ids, split_seed)
@@ -169,21 +226,29 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     val_users, test_users = (split.first_by_key(np.flatnonzero(role == r), keys, max_eval_users)
                              for r in (split.DEV, split.TEST))
 
+    candidates = [*grid[:max_trials], *one_pl_grid]
     search, best = [], None
-    for i, params in enumerate(grid[:max_trials]):
-        if i and time.perf_counter() - started > time_budget_s:
-            break
+    for i, params in enumerate(candidates):
+        if i and isinstance(params, Params) and time.perf_counter() - started > time_budget_s:
+            continue            # out of time for embeddings; the 1PL candidates still run
         t0 = time.perf_counter()
         fitted = fit(data, params, train_rows, seed, threads)
-        raw, y, _ = fold_in_predictions(fitted, data, val_users)
-        m = probability_metrics(y, cal.sigmoid(raw)) if len(y) else {"auc": float("nan")}
+        raw, y, rows = fold_in_predictions(fitted, data, val_users)
+        calibration = cal.fit_platt(raw, y)
+        m = probability_metrics(y, cal.apply(calibration, raw)) if len(y) else {"auc": float("nan")}
         trial = {**asdict(params), "val_auc": m["auc"], "val_logloss": m.get("logloss"),
                  "seconds": round(time.perf_counter() - t0, 3)}
         search.append(trial)
-        if best is None or (np.nan_to_num(m["auc"]) > np.nan_to_num(best[0]["val_auc"])):
-            best = (trial, params, fitted, raw, y)
-    _, params, fitted, val_raw, val_y = best
-    calibration = cal.fit_platt(val_raw, val_y)
+        score = m.get("logloss", float("nan"))
+        trial["chosen"] = False
+        if best is None or (np.isfinite(score) and not score >= best[0]):
+            best = (score if np.isfinite(score) else np.inf, params, fitted, calibration, raw, rows, trial)
+    _, params, fitted, calibration, val_raw, val_rows, chosen = best
+    chosen["chosen"] = True
+    retry_info = None
+    if dev_sequences is not None and len(val_users):
+        calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
+                                                    calibration)
 
     test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users)
     baseline_p = difficulty_baseline(data, train_rows)
@@ -192,13 +257,56 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         "model_uncalibrated_ece": probability_metrics(test_y, cal.sigmoid(test_raw))["ece"],
         "baseline": probability_metrics(data.outcomes[test_rows], baseline_p[data.items[test_rows]]),
         "baseline_name": "item_difficulty",
+        "candidate": params.kind,
+        "dev": candidate_summary(search),
     }
+    if retry_info:
+        metrics["dev_all_attempts"] = retry_info
+    dev = DevPredictions(data.users[val_rows], data.items[val_rows], cal.apply(calibration, val_raw),
+                         data.outcomes[val_rows])
     trained = role == split.TRAIN
     if refit_all:
         trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)
         fitted = fit(data, params, trained[data.users], seed, threads)
     return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
-                          val_users, np.flatnonzero(trained))
+                          val_users, np.flatnonzero(trained), dev)
+
+
+MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
+
+
+def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict) -> tuple[dict, dict]:
+    """The calibration with retry offsets, fitted on the replay of every dev attempt in
+    `sequences` (repeats included, as the service sees them), and its dev figures beside the
+    Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged."""
+    raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users))
+    starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
+    previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
+    retries = int((previous >= 0).sum())
+    info = {"attempts": len(y), "retries": retries, "platt_logloss": None, "logloss": None}
+    if retries < MIN_RETRIES:
+        return platt, info
+    calibration = fit_retry_calibration(raw, previous, y)
+    info["platt_logloss"] = probability_metrics(y, cal.apply(platt, raw))["logloss"]
+    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous))["logloss"]
+    is_retry = previous >= 0
+    info["retries_platt_logloss"] = probability_metrics(y[is_retry], cal.apply(platt, raw[is_retry]))["logloss"]
+    info["retries_logloss"] = probability_metrics(
+        y[is_retry], calibrated(calibration, raw[is_retry], previous[is_retry]))["logloss"]
+    return calibration, info
+
+
+def candidate_summary(search: list[dict]) -> dict:
+    """The best embedding and the best 1PL on dev (calibrated log-loss and AUC), for the model's
+    metrics: what `adaptrec models` shows as the comparison behind the choice."""
+    out = {}
+    for kind in ("embedding", "1pl"):
+        tried = [t for t in search if t["kind"] == kind and t["val_logloss"] is not None
+                 and np.isfinite(t["val_logloss"])]
+        if tried:
+            top = min(tried, key=lambda t: t["val_logloss"])
+            out[kind] = {"logloss": top["val_logloss"], "auc": top["val_auc"]}
+    return out
 
 
 def replay_auc(item_ids: list[str], item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,

@@ -1,6 +1,7 @@
 """The practice objective's training step for one unit: read its learners' first attempts, train
-(jobs.training.practice), compare with the parent unit's model on learners neither has trained on,
-store, and activate if sane."""
+(jobs.training.practice: the candidate that predicts its dev learners best), compare with the
+nearest ancestor's model on the same dev attempts (that decides who serves the unit) and, for the
+record, on test learners neither has trained on; store, and activate if sane."""
 from __future__ import annotations
 
 import math
@@ -12,11 +13,13 @@ from app import modelstore
 from app import queries as q
 from jobs.training import split
 from jobs.training.activation import activate_if_sane
-from jobs.training.job import TrainConfig, UnitOutcome, UnitResult
+from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
+from jobs.training.metrics import probability_metrics
 from jobs.training.practice import PracticeData, PracticeResult, replay_auc, train_practice
 from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "practice"
+MIN_DEV_ATTEMPTS = 20     # fewer dev attempts in common with the ancestor decide nothing
 
 
 def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
@@ -37,8 +40,23 @@ def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
     return data
 
 
-def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult:
-    """Train, store and (if sane, and not better served by its parent) activate the unit's practice model."""
+def load_sequences(conn, data: PracticeData, user_ids: list[str]) -> PracticeData:
+    """Every attempt (repeats included) of `user_ids` at the unit's items, in `data`'s index space."""
+    with conn.cursor() as cur:
+        cur.execute(q.sql("attempts_of_users_on_items"), {"user_ids": list(user_ids), "item_ids": data.item_ids})
+        rows = cur.fetchall()
+    conn.rollback()
+    user_pos = {u: k for k, u in enumerate(data.user_ids)}
+    item_pos = {item_id: i for i, item_id in enumerate(data.item_ids)}
+    return PracticeData(data.user_ids, data.item_ids,
+                        users=np.array([user_pos[r[0]] for r in rows], dtype=np.int32),
+                        items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
+                        outcomes=np.array([r[2] for r in rows], dtype=np.int8))
+
+
+def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
+    """Train, store and (if sane, and not better served by an ancestor's) activate the unit's
+    practice model. `state` carries this run's dev predictions of the units above (parents first)."""
     started = time.perf_counter()
     data = load_practice_data(conn, unit_id, mode)
     if len(data.outcomes) == 0:
@@ -49,7 +67,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
             f"none of its {len(data.user_ids)} learners is a training learner (all are dev or test learners)")))
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
                             seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
-                            split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners)
+                            split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners,
+                            dev_sequences=lambda users: load_sequences(conn, data, users))
     fitted = result.fitted
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:
@@ -60,6 +79,9 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
         result.metrics["parent"] = parent
+    ancestor = ancestor_on_dev(conn, unit_id, state, data, result)
+    if ancestor:
+        result.metrics["ancestor_dev"] = ancestor
     with conn:
         model_id = modelstore.save_model(
             conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
@@ -68,18 +90,23 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> UnitResult
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
                          "split_seed": config.split_seed, "hold_out_test_learners": config.hold_out_test_learners},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
-    own = result.metrics["model"].get("auc")
-    if (config.prefer_parent and parent and parent["held_out_from_both"] and own is not None
-            and not math.isnan(own) and parent["auc"] > own):
-        # The unit above predicts this unit's learners better: serve that one here.
-        reason = (f"the model of {parent['unit_id']!r} predicts this unit better "
-                  f"(held-out AUC {parent['auc']:.3f} vs {own:.3f}); it serves this unit")
+    if config.prefer_parent and ancestor and ancestor["logloss"] < ancestor["own_logloss"]:
+        # The unit above predicts this unit's dev learners better: serve that one here.
+        reason = (f"the model of {ancestor['unit_id']!r} predicts this unit's dev learners better "
+                  f"(log-loss {ancestor['logloss']:.4f} vs {ancestor['own_logloss']:.4f} on "
+                  f"{ancestor['attempts']} attempts); it serves this unit")
         with conn:
             modelstore.mark_failed(conn, model_id, reason)
             q.execute(conn, "retire_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
         outcome = UnitOutcome(unit_id, OBJECTIVE, "parent_serves", model_id, result.metrics, reason)
+        if state is not None:
+            state.dev_predictions[unit_id] = state.dev_predictions[ancestor["unit_id"]]
     else:
         outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
+        if state is not None and outcome.status == "activated" and result.dev is not None:
+            state.dev_predictions[unit_id] = {
+                (data.user_ids[u], data.item_ids[i]): float(p)
+                for u, i, p in zip(result.dev.users.tolist(), result.dev.items.tolist(), result.dev.p.tolist())}
     outcome.seconds = time.perf_counter() - started
     trained = result.trained_users
     return UnitResult(outcome, data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
@@ -117,3 +144,31 @@ def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeDat
     return {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc,
             "learners": len(users), "attempts": int(np.isin(data.users, users).sum()),
             "split_seed": config.split_seed, "held_out_from_both": bool(held_out)}
+
+
+def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeData, result: PracticeResult
+                    ) -> dict | None:
+    """This unit's chosen model against the model that serves its nearest ancestor, on the dev
+    attempts both predicted in this run (fits on train learners only, calibrated on dev): the
+    comparison that decides who serves the unit. The ancestor's p came from its own replay, with
+    the learner's whole history under it, as it would answer a request for this unit."""
+    if state is None or result.dev is None or not len(result.dev.p):
+        return None
+    above = [r["unit_id"] for r in sorted(q.fetch_all(conn, "units_above_unit", unit_id=unit_id),
+                                          key=lambda r: r["depth"]) if r["depth"] > 0]
+    conn.rollback()
+    nearest = next((u for u in above if u in state.dev_predictions), None)
+    if nearest is None:
+        return None
+    theirs = state.dev_predictions[nearest]
+    pairs = [(k, theirs.get((data.user_ids[u], data.item_ids[i])))
+             for k, (u, i) in enumerate(zip(result.dev.users.tolist(), result.dev.items.tolist()))]
+    both = np.array([k for k, p in pairs if p is not None], dtype=np.int64)
+    if len(both) < MIN_DEV_ATTEMPTS:
+        return None
+    own, y = result.dev.p[both], result.dev.y[both]
+    ancestor_p = np.array([pairs[k][1] for k in both])
+    mine, other = probability_metrics(y, own), probability_metrics(y, ancestor_p)
+    return {"unit_id": nearest, "attempts": len(both), "learners": len(np.unique(result.dev.users[both])),
+            "logloss": other["logloss"], "auc": other["auc"],
+            "own_logloss": mine["logloss"], "own_auc": mine["auc"]}

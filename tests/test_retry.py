@@ -1,0 +1,54 @@
+"""Retry terms of a practice model's calibration: fitting them (jobs.training.retry) and serving
+them (app.online.scoring), on synthetic data with a known answer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.online.scoring import calibrated, previous_outcomes
+from jobs.training.retry import fit_retry_calibration, last_outcomes
+
+
+def test_last_outcomes_are_per_learner_and_item_and_only_from_earlier_attempts():
+    items = np.array([1, 2, 1, 1, 2, 1])
+    y = np.array([0, 1, 1, 0, 0, 1])
+    starts = np.array([True, False, False, False, True, False])     # learner A: rows 0-3, B: rows 4-5
+    assert last_outcomes(items, y, starts).tolist() == [-1, -1, 0, 1, -1, -1]
+
+
+def test_the_fit_recovers_known_retry_offsets():
+    rng = np.random.default_rng(0)
+    n = 40_000
+    raw = rng.normal(0, 1.5, n)
+    previous = rng.choice([-1, 0, 1], n, p=[0.6, 0.2, 0.2])
+    z = 0.9 * raw - 0.2 + np.where(previous == 0, 1.5, np.where(previous == 1, -0.5, 0.0))
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    fitted = fit_retry_calibration(raw, previous, y)
+    assert fitted["a"] == pytest.approx(0.9, abs=0.05) and fitted["b"] == pytest.approx(-0.2, abs=0.05)
+    assert fitted["retry"]["after_mistake"] == pytest.approx(1.5, abs=0.1)
+    assert fitted["retry"]["after_success"] == pytest.approx(-0.5, abs=0.1)
+    p = calibrated(fitted, raw, previous)
+    retry = fitted["retry"]
+    offsets = np.where(previous == 0, retry["after_mistake"], np.where(previous == 1, retry["after_success"], 0))
+    assert np.allclose(p, 1 / (1 + np.exp(-(fitted["a"] * raw + fitted["b"] + offsets))))
+
+
+def test_without_retries_in_the_data_the_offsets_stay_at_zero_and_small_data_gets_identity():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(size=500)
+    y = (rng.random(500) < 1 / (1 + np.exp(-raw))).astype(float)
+    fitted = fit_retry_calibration(raw, np.full(500, -1), y)
+    assert fitted["retry"] == {"after_mistake": 0.0, "after_success": 0.0}
+    assert fit_retry_calibration(raw[:10], np.full(10, -1), y[:10]) == {"method": "platt", "a": 1.0, "b": 0.0}
+
+
+def test_the_service_applies_offsets_from_the_last_attempt_at_each_candidate():
+    history_rows = np.array([3, 5, 3, 7])            # oldest first: 3 wrong, 5 right, 3 right, 7 wrong
+    history_y = np.array([0, 1, 1, 0])
+    candidates = np.array([3, 5, 7, 9, -1])
+    assert previous_outcomes(history_rows, history_y, candidates).tolist() == [1, 1, 0, -1, -1]
+    assert previous_outcomes(np.empty(0, np.int64), np.empty(0), candidates).tolist() == [-1] * 5
+    calibration = {"a": 1.0, "b": 0.0, "retry": {"after_mistake": 2.0, "after_success": -1.0}}
+    p = calibrated(calibration, np.zeros(5), previous_outcomes(history_rows, history_y, candidates))
+    assert p == pytest.approx([1 / (1 + np.e), 1 / (1 + np.e), 1 / (1 + np.exp(-2)), 0.5, 0.5])
+    assert calibrated({"a": 1.0, "b": 0.0}, np.zeros(2), np.array([0, 1])) == pytest.approx([0.5, 0.5])
