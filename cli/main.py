@@ -174,7 +174,7 @@ def cmd_models(args) -> int:
     if not rows:
         print("no models yet; run `adaptrec train --all`")
         return 0
-    print(f"{'model':>6} {'unit':<36} {'objective':<10} {'mode':<7} {'status':<8} {'metric':<15} "
+    print(f"{'model':>6} {'unit':<36} {'objective':<10} {'mode':<7} {'kind':<9} {'status':<8} {'metric':<15} "
           f"{'model':>7} {'baseline':>9} {'trained':<16}")
     for r in rows:
         m = r["metrics"] or {}
@@ -182,10 +182,33 @@ def cmd_models(args) -> int:
         model_v = (m.get("model") or {}).get(key)
         base_v = (m.get("baseline") or {}).get(key)
         base_name = m.get("baseline_name", "")
-        print(f"{r['model_id']:>6} {r['unit_id'][:36]:<36} {r['objective']:<10} {r['mode']:<7} {r['status']:<8} "
+        print(f"{r['model_id']:>6} {r['unit_id'][:36]:<36} {r['objective']:<10} {r['mode']:<7} "
+              f"{m.get('candidate', '-'):<9} {r['status']:<8} "
               f"{key:<15} {_num(model_v):>7} {_num(base_v):>9} {r['trained_at']:%Y-%m-%d %H:%M}"
               + (f"  (baseline: {base_name})" if args.verbose and base_name else ""))
+        if args.verbose:
+            for line in _choice_lines(m):
+                print(f"{'':>8}{line}")
     return 0
+
+
+def _choice_lines(metrics: dict) -> list[str]:
+    """How a practice model was chosen, from its metrics: the candidates on dev, the ancestor."""
+    lines = []
+    dev = metrics.get("dev") or {}
+    if dev:
+        lines.append("dev log-loss / AUC: " + ", ".join(
+            f"{kind} {_num(v.get('logloss'))} / {_num(v.get('auc'))}" for kind, v in dev.items()))
+    ancestor = metrics.get("ancestor_dev")
+    if ancestor:
+        lines.append(f"vs {ancestor['unit_id']} on {ancestor['attempts']} dev attempts: log-loss "
+                     f"{_num(ancestor['logloss'])} (own {_num(ancestor['own_logloss'])})")
+    retries = metrics.get("dev_all_attempts")
+    if retries and retries.get("logloss") is not None:
+        lines.append(f"retry terms: dev log-loss {_num(retries['logloss'])} (Platt alone "
+                     f"{_num(retries['platt_logloss'])}) over {retries['attempts']} attempts, "
+                     f"{retries['retries']} retries")
+    return lines
 
 
 def _num(v) -> str:

@@ -100,9 +100,10 @@ def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url,
     assert main(["train", "--all", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "activated" in out
-    assert main(["models"]) == 0
+    assert main(["models", "--verbose"]) == 0
     listing = capsys.readouterr().out
     assert "practice" in listing and "engagement" in listing and "demo" in listing
+    assert "dev log-loss / AUC: embedding" in listing and "1pl" in listing   # how each practice model was chosen
     active = q.fetch_all(demo, "list_models", include_retired=False)
     assert all(r["status"] == "active" for r in active)
     assert {"demo"} <= {r["unit_id"] for r in active}
