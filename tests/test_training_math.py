@@ -91,3 +91,34 @@ def test_metrics_of_no_predictions_are_nan_not_a_warning():
     # A small unit can have no test learner under the id split: its held-out figures are unknown.
     m = probability_metrics(np.array([], dtype=int), np.array([], dtype=float))
     assert m["n"] == 0 and all(np.isnan(m[k]) for k in ("auc", "logloss", "accuracy", "ece"))
+
+
+def _drifting_learners(n_users: int, n_items: int, length: int, drift: float, seed: int = 0):
+    """1PL learners whose ability moves by `drift` per attempt (a random walk), first attempts only."""
+    from jobs.training.practice import PracticeData
+
+    rng = np.random.default_rng(seed)
+    easiness = rng.normal(0, 1, n_items)
+    users, items, y = [], [], []
+    for u in range(n_users):
+        ability = rng.normal()
+        for i in rng.permutation(n_items)[:length]:
+            ability += drift * rng.normal()
+            users.append(u)
+            items.append(i)
+            y.append(rng.random() < 1 / (1 + np.exp(-(ability + easiness[i]))))
+    return PracticeData([f"u{u}" for u in range(n_users)], [f"i{i}" for i in range(n_items)],
+                        np.array(users, np.int32), np.array(items, np.int32), np.array(y, np.int8))
+
+
+@pytest.mark.parametrize("drift, recency_wins", [(0.0, False), (0.35, True)])
+def test_the_job_weighs_recent_attempts_only_when_that_predicts_its_dev_learners_better(drift, recency_wins):
+    from jobs.training.practice import HALF_LIVES, RECENCY_MARGIN, train_practice
+
+    data = _drifting_learners(400, 120, 100, drift)
+    result = train_practice(data, max_trials=0, threads=1, max_eval_users=40)    # the 1PL candidates only
+    tried = {r["half_life"]: r["val_logloss"] for r in result.metrics["recency"]}
+    assert set(tried) == set(HALF_LIVES)
+    chosen = result.calibration.get("half_life")
+    assert tried[chosen] <= min(tried.values()) + RECENCY_MARGIN     # the best, or equal weights within the margin
+    assert (chosen is not None) == recency_wins, tried

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.fit import HISTORY_MAX, fit_user, prior_from_users
+from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
@@ -53,6 +53,9 @@ class OnePL:
     kind: str = "1pl"
 
 
+# Recency half-lives (in attempts) the dev replay chooses from; None: no recency weighting.
+HALF_LIVES = (None, 30, 150)
+RECENCY_MARGIN = 0.001     # dev log-loss recency must gain over equal weights to be used
 # Tried in every unit beside the embedding grid (cheap: one L-BFGS fit and a 2-parameter replay).
 ONE_PL_GRID = (OnePL(1.0), OnePL(2.0))
 
@@ -157,10 +160,11 @@ def fit_embedding(data: PracticeData, params: Params, rows: np.ndarray, seed: in
     return fitted
 
 
-def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX,
+                        half_life: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay each user's attempts in order as the service would: predict attempt t from a live
-    fit of the attempts before it (the most recent `history_max`), then reveal it.
+    fit of the attempts before it (the most recent `history_max`, weighted by recency with
+    `half_life` attempts when given), then reveal it.
 
     Returns (raw logits, outcomes, row index) of every predicted attempt.
     """
@@ -182,8 +186,9 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
             lo = max(s, t + 1 - history_max)
             seen = data.items[lo:t + 1]
             # warm start from the previous estimate: one attempt moves it little, 3 steps suffice
+            weights = recency_weights(len(seen), half_life) if half_life else None
             theta = fit_user(V[seen], b[seen], data.outcomes[lo:t + 1], fitted.prior_mean, precision,
-                             steps=3, start=theta)
+                             weights=weights, steps=3, start=theta)
     if not raws:
         return np.empty(0), np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64)
     rows = np.array(rows, dtype=np.int64)
@@ -245,12 +250,30 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
             best = (score if np.isfinite(score) else np.inf, params, fitted, calibration, raw, rows, trial)
     _, params, fitted, calibration, val_raw, val_rows, chosen = best
     chosen["chosen"] = True
+    # Recency: the live fit may weigh recent attempts more (learners learn and forget); the
+    # half-life, in attempts, is chosen on the same dev replay (None: all attempts weigh the same).
+    half_life, recency, recency_best = None, [], np.inf
+    for candidate_half_life in HALF_LIVES:
+        if candidate_half_life is None:
+            raw, rows, platt = val_raw, val_rows, calibration
+        else:
+            raw, _, rows = fold_in_predictions(fitted, data, val_users, half_life=candidate_half_life)
+            platt = cal.fit_platt(raw, data.outcomes[rows])
+        loss = probability_metrics(data.outcomes[rows], cal.apply(platt, raw))["logloss"] if len(rows) else np.nan
+        recency.append({"half_life": candidate_half_life, "val_logloss": loss})
+        # recency must beat equal weights by a margin: a difference in the noise decides nothing
+        margin = 0.0 if candidate_half_life is None or half_life is not None else RECENCY_MARGIN
+        if candidate_half_life is None or (np.isfinite(loss) and loss < recency_best - margin):
+            recency_best = loss if np.isfinite(loss) else np.inf
+            half_life, val_raw, val_rows, calibration = candidate_half_life, raw, rows, platt
     retry_info = None
     if dev_sequences is not None and len(val_users):
         calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
-                                                    calibration)
+                                                    calibration, half_life)
+    if half_life:
+        calibration = {**calibration, "half_life": half_life}
 
-    test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users)
+    test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users, half_life=half_life)
     baseline_p = difficulty_baseline(data, train_rows)
     metrics = {
         "model": probability_metrics(test_y, cal.apply(calibration, test_raw)),
@@ -259,6 +282,7 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         "baseline_name": "item_difficulty",
         "candidate": params.kind,
         "dev": candidate_summary(search),
+        "recency": recency,
     }
     if retry_info:
         metrics["dev_all_attempts"] = retry_info
@@ -275,11 +299,12 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
 
 
-def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict) -> tuple[dict, dict]:
+def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict, half_life: float | None = None
+                      ) -> tuple[dict, dict]:
     """The calibration with retry offsets, fitted on the replay of every dev attempt in
     `sequences` (repeats included, as the service sees them), and its dev figures beside the
     Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged."""
-    raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users))
+    raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users), half_life=half_life)
     starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
     previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
     retries = int((previous >= 0).sum())
