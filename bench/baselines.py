@@ -4,8 +4,9 @@
 - `elo`: Elo for learners and items (Pelanek 2016) with the usual constants, U(n) = 1 / (1 + 0.05 n).
 - `elo_tuned`: the same with (alpha, beta) chosen on the dev learners' log-loss from ELO_GRID, so
   the service is compared with the best Elo, not a strawman; test uses dev's choice.
-- `irt_live`: 1PL, difficulties by joint MAP on the training rows, each replayed learner's ability
-  by MAP from their earlier attempts only (as the service fits its learners live).
+- `irt_live`: 1PL, difficulties by joint MAP on the training rows (jobs.training.irt.fit_1pl, the
+  job's own 1PL fit), each replayed learner's ability by MAP from their earlier attempts only
+  (as the service fits its learners live).
 - `truth`: the generator's true probability, when the data has one (demo regimes): the ceiling.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from jobs.training.irt import fit_1pl
 from jobs.training.metrics import logloss
 
 ELO_ALPHA, ELO_BETA = 1.0, 0.05      # U(n) = alpha / (1 + beta n)
@@ -74,31 +76,6 @@ class Elo:
         return out
 
 
-def fit_irt(users: np.ndarray, items: np.ndarray, y: np.ndarray, n_users: int, n_items: int,
-            item_sd: float = IRT_ITEM_SD) -> tuple[np.ndarray, np.ndarray, float]:
-    """Joint MAP of the 1PL logit p = c + theta_u - b_i with theta ~ N(0, 1), b ~ N(0, item_sd^2),
-    c flat. Returns (theta, b, c)."""
-    from scipy.optimize import minimize
-
-    y = np.asarray(y, dtype=np.float64)
-    item_precision = 1.0 / item_sd ** 2
-
-    def objective(x):
-        theta, b, c = x[:n_users], x[n_users:n_users + n_items], x[-1]
-        z = c + theta[users] - b[items]
-        g = sigmoid(z) - y
-        value = np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * theta @ theta + 0.5 * item_precision * b @ b
-        grad = np.concatenate([np.bincount(users, weights=g, minlength=n_users) + theta,
-                               -np.bincount(items, weights=g, minlength=n_items) + item_precision * b,
-                               [g.sum()]])
-        return value, grad
-
-    x0 = np.zeros(n_users + n_items + 1)
-    result = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-6})
-    x = result.x
-    return x[:n_users], x[n_users:n_users + n_items], float(x[-1])
-
-
 def irt_live(b: np.ndarray, c: float, items: np.ndarray, y: np.ndarray, starts: np.ndarray,
              steps: int = 20, tol: float = 1e-8) -> np.ndarray:
     """Predictions of each attempt from the ability fitted (MAP, N(0, 1) prior, Newton) on the
@@ -152,7 +129,8 @@ def baseline_predictions(train_df: pd.DataFrame, frames: dict[str, pd.DataFrame]
     tr_y = train_df.correct.to_numpy().astype(np.float64)
     n_train = int(train_df.user_id.nunique())
     train_codes = {u: k for k, u in enumerate(train_df.user_id.unique())}
-    _, b, c = fit_irt(train_df.user_id.map(train_codes).to_numpy(), tr_items, tr_y, n_train, n_items)
+    _, b, c = fit_1pl(train_df.user_id.map(train_codes).to_numpy(), tr_items, tr_y, n_train, n_items,
+                      item_sd=IRT_ITEM_SD)
 
     grid = {(ELO_ALPHA, ELO_BETA), *ELO_GRID} if tune_on else {(ELO_ALPHA, ELO_BETA)}
     trained = {}

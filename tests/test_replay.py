@@ -23,10 +23,11 @@ from bench.attempts import (
     slice_masks,
     write_attempts,
 )
-from bench.baselines import Elo, baseline_predictions, fit_irt, irt_live, item_difficulty, tune_elo
+from bench.baselines import Elo, baseline_predictions, irt_live, item_difficulty, tune_elo
 from bench.compare import ROLES, bootstrap_difference, dev_test_table, format_table, slice_table
 from bench.replay import learner_rows, parent_summary
 from jobs.training import split
+from jobs.training.irt import fit_1pl
 from jobs.training.metrics import auc
 
 
@@ -112,7 +113,7 @@ def test_irt_fit_recovers_difficulties_and_live_ability_uses_only_earlier_attemp
     users = np.repeat(np.arange(n_users), 30)
     items = rng.integers(0, n_items, len(users))
     y = (rng.random(len(users)) < 1 / (1 + np.exp(-(0.5 + ability[users] - difficulty[items])))).astype(float)
-    theta, b, c = fit_irt(users, items, y, n_users, n_items, item_sd=3.0)
+    theta, b, c = fit_1pl(users, items, y, n_users, n_items, item_sd=3.0)
     assert np.corrcoef(b, difficulty)[0, 1] > 0.97 and np.corrcoef(theta, ability)[0, 1] > 0.8
     assert c - b.mean() == pytest.approx(0.5, abs=0.25)
 

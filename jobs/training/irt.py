@@ -39,5 +39,5 @@ def fit_1pl(users: np.ndarray, items: np.ndarray, y: np.ndarray, n_users: int, n
     if len(y):
         rate = float(np.clip(y.mean(), 0.01, 0.99))
         x0[-1] = np.log(rate / (1 - rate))
-    x = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 1000, "gtol": 1e-5}).x
+    x = minimize(objective, x0, jac=True, method="L-BFGS-B", options={"maxiter": 2000, "gtol": 1e-6}).x
     return x[:n_users], x[n_users:n_users + n_items], float(x[-1])
