@@ -250,22 +250,8 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
             best = (score if np.isfinite(score) else np.inf, params, fitted, calibration, raw, rows, trial)
     _, params, fitted, calibration, val_raw, val_rows, chosen = best
     chosen["chosen"] = True
-    # Recency: the live fit may weigh recent attempts more (learners learn and forget); the
-    # half-life, in attempts, is chosen on the same dev replay (None: all attempts weigh the same).
-    half_life, recency, recency_best = None, [], np.inf
-    for candidate_half_life in HALF_LIVES:
-        if candidate_half_life is None:
-            raw, rows, platt = val_raw, val_rows, calibration
-        else:
-            raw, _, rows = fold_in_predictions(fitted, data, val_users, half_life=candidate_half_life)
-            platt = cal.fit_platt(raw, data.outcomes[rows])
-        loss = probability_metrics(data.outcomes[rows], cal.apply(platt, raw))["logloss"] if len(rows) else np.nan
-        recency.append({"half_life": candidate_half_life, "val_logloss": loss})
-        # recency must beat equal weights by a margin: a difference in the noise decides nothing
-        margin = 0.0 if candidate_half_life is None or half_life is not None else RECENCY_MARGIN
-        if candidate_half_life is None or (np.isfinite(loss) and loss < recency_best - margin):
-            recency_best = loss if np.isfinite(loss) else np.inf
-            half_life, val_raw, val_rows, calibration = candidate_half_life, raw, rows, platt
+    half_life, recency, replays = choose_recency(fitted, data, val_users, (val_raw, val_rows, calibration))
+    val_raw, val_rows, calibration = replays[half_life]
     retry_info = None
     if dev_sequences is not None and len(val_users):
         calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
@@ -294,6 +280,27 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         fitted = fit(data, params, trained[data.users], seed, threads)
     return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
                           val_users, np.flatnonzero(trained), dev)
+
+
+def choose_recency(fitted: FittedModel, data: PracticeData, users: np.ndarray, equal_weights: tuple
+                   ) -> tuple[float | None, list[dict], dict]:
+    """The live fit may weigh recent attempts more (learners learn and forget): replay the dev
+    `users` with each half-life of HALF_LIVES (in attempts), Platt-calibrate each, and keep the
+    lowest dev log-loss if it beats equal weights (`equal_weights`: their (raw, rows, calibration),
+    already replayed) by more than RECENCY_MARGIN: a difference in the noise decides nothing.
+    Returns (half-life or None, each one's dev log-loss, {half-life: (raw, rows, calibration)})."""
+    replays = {None: equal_weights}
+    for half_life in HALF_LIVES:
+        if half_life is not None:
+            raw, _, rows = fold_in_predictions(fitted, data, users, half_life=half_life)
+            replays[half_life] = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
+    losses = {h: probability_metrics(data.outcomes[rows], cal.apply(platt, raw))["logloss"] if len(rows) else np.nan
+              for h, (raw, rows, platt) in replays.items()}
+    table = [{"half_life": h, "val_logloss": losses[h]} for h in replays]
+    tried = {h: v for h, v in losses.items() if h is not None and np.isfinite(v)}
+    best = min(tried, key=tried.get, default=None)
+    bar = losses[None] if np.isfinite(losses[None]) else np.inf
+    return (best if best is not None and tried[best] < bar - RECENCY_MARGIN else None), table, replays
 
 
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
