@@ -13,7 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -95,16 +95,23 @@ def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) ->
     return (correct + 5.0 * overall) / (attempts + 5.0)
 
 
+class CandidateScores(NamedTuple):
+    scores: np.ndarray                 # p(correct) (practice, or no model) or a ranking score
+    history_rows: int                  # history entries the model used
+    fallbacks: list[str]
+    explored: np.ndarray | None = None  # p under a posterior draw, when asked to explore (practice)
+
+
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
                      practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None
-                     ) -> tuple[np.ndarray, int, list[str]]:
-    """Scores of `items` for this learner: (scores, history rows used, fallbacks).
+                     ) -> CandidateScores:
+    """Scores of `items` for this learner.
 
     rows : each item's row in the model (-1 when not covered), if already known.
-    explore : practice models only: p under a learner vector drawn from the live fit's posterior.
+    explore : practice models only: also p under a learner vector drawn from the live fit's posterior.
     """
     if model is None:
-        return _fallback_scores(conn, items, practice), 0, ["no_model"]
+        return CandidateScores(_fallback_scores(conn, items, practice), 0, ["no_model"])
     rows = model.rows(items) if rows is None else rows
     fallbacks = []
     if model.objective == "practice":
@@ -114,15 +121,15 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
             fallbacks.append("no_history")
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
-        p, _ = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life", HALF_LIFE),
-                                      explore)
-        return p, len(attempts), fallbacks
+        p, _, explored = practice_probabilities(model, h_rows, h_out, rows,
+                                                model.calibration.get("half_life", HALF_LIFE), explore)
+        return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]
     if not positives:
         fallbacks.append("no_history")
     p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
-    return engagement_scores(model, p_rows, rows), len(positives), fallbacks
+    return CandidateScores(engagement_scores(model, p_rows, rows), len(positives), fallbacks)
 
 
 def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
@@ -155,12 +162,12 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
             if rows is None:  # an item's row in this model: computed once per candidate list
                 rows = found.rows[model.model_id] = model.rows(items)
         started = time.perf_counter()
-        scores, history_rows, fallbacks = score_candidates(model, items, events, conn, wants_probability, rows)
-        choose_by = scores
-        if explore and model is not None and model.objective == "practice":
-            # Thompson sampling: choose as if the learner were a draw from the posterior; the answer
-            # still reports the estimate. Seeded by the request id, so a request is reproducible.
-            choose_by = score_candidates(model, items, events, conn, True, rows, explore_rng(request_id))[0]
+        # Exploring (Thompson sampling): choose as if the learner were a draw from the posterior; the
+        # answer still reports the estimate. Seeded by the request id, so a request is reproducible.
+        scored_now = score_candidates(model, items, events, conn, wants_probability, rows,
+                                      explore_rng(request_id) if explore else None)
+        scores, history_rows, fallbacks = scored_now.scores, scored_now.history_rows, scored_now.fallbacks
+        choose_by = scores if scored_now.explored is None else scored_now.explored
         metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
         metrics.CANDIDATES_SCORED.observe(len(items) - len(excluded))
         scored = strategies.Scored(items, choose_by, found.positions, model.unit_vectors if model else None, rows,
@@ -207,7 +214,7 @@ def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, un
     cand.check_units(conn, units)
     model = models.nearest(conn, units, "practice", tag)
     events, _ = hist.recent(conn, cache, user_id)
-    p, history_rows, fallbacks = score_candidates(model, list(item_ids), events, conn, practice=True)
+    p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, practice=True)
     return {"user_id": user_id,
             "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],
             "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,

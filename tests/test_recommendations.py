@@ -298,3 +298,57 @@ def test_posterior_draws_narrow_as_attempts_accumulate():
     theta, draws = spread(400)
     assert np.allclose(draws.mean(axis=0), theta, atol=0.05)
     assert np.trace(np.cov(draws, rowvar=False)) < 0.2 * np.trace(np.cov(draws0, rowvar=False))
+
+
+def test_the_service_applies_the_stored_half_life_and_retry_terms(served_db, settings):
+    """What the nightly job stores in a model's calibration changes the live answer: a half-life
+    makes recent attempts count more, retry offsets move only items the learner attempted before."""
+    import json
+
+    conn = psycopg2.connect(served_db)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT m.model_id, a.calibration FROM models m JOIN model_arrays a USING (model_id) "
+                    "WHERE m.unit_id = 'demo' AND m.objective = 'practice' AND m.status = 'active'")
+        model_id, stored = cur.fetchone()
+    base = {k: v for k, v in stored.items() if k not in ("half_life", "retry")}
+    unit, user = a_section(served_db), fresh_user()
+
+    def served(calibration: dict, calls):
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE model_arrays SET calibration = %s WHERE model_id = %s",
+                        (json.dumps(calibration), model_id))
+        application = create_app(replace(settings, database_url=served_db))   # a fresh model cache
+        try:
+            client = application.test_client()
+            return calls(lambda path, body: client.post(path, json=body,
+                                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
+        finally:
+            application.extensions["adaptrec.pool"].closeall()
+            application.extensions["adaptrec.cache"].close()
+
+    try:
+        items = served(base, lambda post: [it["item_id"] for it in post(
+            "/v1/recommendations", {"user_id": user, "units": [unit], "n": 13})["items"]])
+        right, wrong, fresh = items[:8], items[8:12], items[12]
+        history = [(i, 1) for i in right] + [(i, 0) for i in wrong]        # 8 old successes, 4 recent mistakes
+        served(base, lambda post: [post("/v1/interactions", {"event_id": f"{user}-{k}", "user_id": user,
+                                                             "item_id": i, "outcome": y})
+                                   for k, (i, y) in enumerate(history)])
+        asked = [right[0], wrong[-1], fresh]
+
+        def p(calibration):
+            answer = served(calibration, lambda post: post("/v1/predictions", {"user_id": user, "units": [unit],
+                                                                               "item_ids": asked}))
+            assert answer["history_rows"] == 12
+            return [it["p"] for it in answer["items"]]
+
+        plain = p(base)
+        recent = p({**base, "half_life": 2})
+        retry = p({**base, "retry": {"after_mistake": 2.0, "after_success": -2.0}})
+        assert recent[2] < plain[2] - 0.01                    # the recent mistakes weigh more
+        assert retry[1] > plain[1] + 0.1 and retry[0] < plain[0] - 0.1   # after a mistake up, after a success down
+        assert retry[2] == pytest.approx(plain[2])            # an item never attempted: no retry term
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE model_arrays SET calibration = %s WHERE model_id = %s", (json.dumps(stored), model_id))
+        conn.close()

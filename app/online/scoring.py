@@ -80,26 +80,35 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
                            candidate_rows: np.ndarray, half_life: float | None = None,
-                           explore: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+                           explore: np.random.Generator | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
 
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
-    explore : when given, the learner vector is a draw from the live fit's posterior
-    (posterior_sample: Thompson sampling) instead of its estimate.
-    Returns (p, theta).
+    explore : when given, also p under a learner vector drawn from the live fit's posterior
+    (posterior_sample: Thompson sampling), from the same fit.
+    Returns (p, theta, explored p or None).
     """
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     theta = fit_user(V, b, history_outcomes, model.prior_mean, model.prior_precision, weights=weights)
+    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
+        if model.calibration.get("retry") else None
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows), previous)
+    explored = None
     if explore is not None:
-        theta = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
+        draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
+        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows), previous)
+    return p, theta, explored
+
+
+def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
+    """Logits of the candidates for learner vector `theta`; an uncovered one (-1) is the average item."""
     covered = candidate_rows >= 0
     raw = np.empty(len(candidate_rows))
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
     raw[~covered] = model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias
-    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
-        if model.calibration.get("retry") else None
-    return calibrated(model.calibration, raw, previous), theta
+    return raw
 
 
 def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
