@@ -31,9 +31,6 @@ if TYPE_CHECKING:
     from app.cache import Cache
     from app.model_cache import ModelCache
 
-HALF_LIFE = None          # recency weighting of the live fit when the model does not choose one: the
-                          # job picks a half-life per unit on its dev learners (calibration["half_life"])
-
 
 @dataclass
 class RecommendationRequest:
@@ -121,8 +118,9 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
             fallbacks.append("no_history")
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
+        # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         p, _, explored = practice_probabilities(model, h_rows, h_out, rows,
-                                                model.calibration.get("half_life", HALF_LIFE), explore)
+                                                model.calibration.get("half_life"), explore)
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]

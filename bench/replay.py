@@ -208,7 +208,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     fallbacks: dict[str, int] = {}
     history_rows = np.empty(len(test), dtype=np.int64)
     p_skill = None if skill_of is None else np.full(len(test), np.nan)
-    served = {True: 0, False: 0, "none": 0}
+    served = {"own": 0, "ancestor": 0, "none": 0}    # which model answered each skill request
     t_report = time.perf_counter()
     for k in range(len(test)):
         t0 = time.perf_counter()
@@ -225,7 +225,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
                 with conn:
                     answer = predict(conn, cache, models, users[k], [unit], [items[k]])
                 p_skill[k] = answer["items"][0]["p"]
-                served[answer["model"]["unit_id"] == unit if answer["model"] else "none"] += 1
+                model = answer["model"]
+                served["none" if model is None else "own" if model["unit_id"] == unit else "ancestor"] += 1
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
         record_interactions(conn, cache, [event])
@@ -240,8 +241,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
               "history_rows_mean": round(float(history_rows.mean()), 1) if len(test) else None,
               "fallbacks": fallbacks}
     if p_skill is not None:    # predict_ms then times both requests
-        timing["skill_requests"] = {"served_by_the_skills_own_model": served[True],
-                                    "served_by_an_ancestors_model": served[False], "no_model": served["none"],
+        timing["skill_requests"] = {"served_by_the_skills_own_model": served["own"],
+                                    "served_by_an_ancestors_model": served["ancestor"], "no_model": served["none"],
                                     "item_without_a_skill": int(np.isnan(p_skill).sum())}
     return p, p_skill, timing
 

@@ -104,9 +104,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     else:
         outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
         if state is not None and outcome.status == "activated" and result.dev is not None:
-            state.dev_predictions[unit_id] = {
-                (data.user_ids[u], data.item_ids[i]): float(p)
-                for u, i, p in zip(result.dev.users.tolist(), result.dev.items.tolist(), result.dev.p.tolist())}
+            state.dev_predictions[unit_id] = dict(zip(dev_keys(data, result), result.dev.p.tolist()))
     outcome.seconds = time.perf_counter() - started
     trained = result.trained_users
     return UnitResult(outcome, data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
@@ -146,6 +144,11 @@ def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeDat
             "split_seed": config.split_seed, "held_out_from_both": bool(held_out)}
 
 
+def dev_keys(data: PracticeData, result: PracticeResult) -> list[tuple[str, str]]:
+    """(learner id, item id) of each of the chosen model's dev predictions: how units share them."""
+    return [(data.user_ids[u], data.item_ids[i]) for u, i in zip(result.dev.users.tolist(), result.dev.items.tolist())]
+
+
 def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeData, result: PracticeResult
                     ) -> dict | None:
     """This unit's chosen model against the model that serves its nearest ancestor, on the dev
@@ -161,13 +164,11 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
     if nearest is None:
         return None
     theirs = state.dev_predictions[nearest]
-    pairs = [(k, theirs.get((data.user_ids[u], data.item_ids[i])))
-             for k, (u, i) in enumerate(zip(result.dev.users.tolist(), result.dev.items.tolist()))]
-    both = np.array([k for k, p in pairs if p is not None], dtype=np.int64)
+    ancestor_p = np.array([theirs.get(key, np.nan) for key in dev_keys(data, result)])
+    both = np.flatnonzero(~np.isnan(ancestor_p))    # the dev attempts the ancestor predicted too
     if len(both) < MIN_DEV_ATTEMPTS:
         return None
-    own, y = result.dev.p[both], result.dev.y[both]
-    ancestor_p = np.array([pairs[k][1] for k in both])
+    own, y, ancestor_p = result.dev.p[both], result.dev.y[both], ancestor_p[both]
     mine, other = probability_metrics(y, own), probability_metrics(y, ancestor_p)
     return {"unit_id": nearest, "attempts": len(both), "learners": len(np.unique(result.dev.users[both])),
             "logloss": other["logloss"], "auc": other["auc"],
