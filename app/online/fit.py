@@ -90,3 +90,41 @@ def prior_from_users(user_vectors: np.ndarray, user_biases: np.ndarray,
     cov = np.cov(theta, rowvar=False) if len(theta) > 1 else np.eye(theta.shape[1])
     cov = np.atleast_2d(cov) + shrink * np.eye(theta.shape[1])
     return mean, cov
+
+
+def within_group_age(groups: np.ndarray) -> np.ndarray:
+    """For rows ordered oldest first, how many later rows share each row's group (0: its newest)."""
+    n = len(groups)
+    if n == 0:
+        return np.zeros(0)
+    newest_first = groups[::-1]
+    order = np.argsort(newest_first, kind="stable")
+    sorted_groups = newest_first[order]
+    starts = np.r_[0, np.flatnonzero(sorted_groups[1:] != sorted_groups[:-1]) + 1]
+    rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+    age = np.empty(n)
+    age[order] = rank
+    return age[::-1]
+
+
+def skill_offsets(raw: np.ndarray, outcomes: np.ndarray, skills: np.ndarray, n_skills: int, sd: float,
+                  half_life: float | None = None, steps: int = 4) -> np.ndarray:
+    """Per-skill learner offsets around the overall fit (knowledge tracing's per-skill ability):
+    delta_s = MAP of sum_t w_t log p(y_t | raw_t + delta_s) with prior N(0, sd^2), over the history
+    attempts t in skill s (raw: their logits under the overall fit; skills: their skill index, -1
+    none). Recent attempts in a skill weigh more (halving every `half_life` attempts in that skill):
+    what the learner did in this skill lately says most about the next attempt in it.
+    Returns (n_skills,) offsets; 0 for a skill without attempts. Vectorised over skills."""
+    delta = np.zeros(n_skills)
+    keep = skills >= 0
+    if not keep.any() or sd <= 0:
+        return delta
+    raw, y, s = np.asarray(raw, np.float64)[keep], np.asarray(outcomes, np.float64)[keep], skills[keep]
+    w = 0.5 ** (within_group_age(s) / half_life) if half_life else np.ones(len(s))
+    precision = 1.0 / (sd * sd)
+    for _ in range(steps):
+        p = sigmoid(raw + delta[s])
+        grad = np.bincount(s, w * (p - y), n_skills) + precision * delta
+        hess = np.bincount(s, w * p * (1.0 - p), n_skills) + precision
+        delta -= grad / hess
+    return delta

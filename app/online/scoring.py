@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.online.fit import fit_user, posterior_sample, recency_weights, score
+from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.similar import normalised
 
 
@@ -30,6 +30,8 @@ class ServingModel:
     unit_vectors: np.ndarray | None = None          # rows of unit length, for similar items
     mean_vector: np.ndarray | None = None           # the population's average item
     mean_bias: float = 0.0
+    item_skills: np.ndarray | None = None           # each row's skill index (-1 none), for skill offsets
+    n_skills: int = 0
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -43,6 +45,10 @@ class ServingModel:
         m.unit_vectors = normalised(vectors)
         m.mean_vector = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
         m.mean_bias = float(m.item_biases.mean()) if len(vectors) else 0.0
+        skills = m.extra.get("item_skills")
+        if skills is not None and len(skills) == len(vectors):
+            m.item_skills = np.asarray(skills, dtype=np.int64)
+            m.n_skills = int(m.item_skills.max()) + 1 if len(skills) else 0
         return m
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
@@ -87,6 +93,8 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
     explore : when given, also p under a learner vector drawn from the live fit's posterior
     (posterior_sample: Thompson sampling), from the same fit.
+    When the calibration has skill terms (chosen on dev by the job), each candidate's logit also
+    gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
     Returns (p, theta, explored p or None).
     """
     weights = recency_weights(len(history_rows), half_life)
@@ -94,12 +102,25 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     theta = fit_user(V, b, history_outcomes, model.prior_mean, model.prior_precision, weights=weights)
     previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
         if model.calibration.get("retry") else None
-    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows), previous)
+    offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows)
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows) + offsets, previous)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
-        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows), previous)
+        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows) + offsets, previous)
     return p, theta, explored
+
+
+def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.ndarray, history_rows: np.ndarray,
+                 history_outcomes: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray | float:
+    """Each candidate's skill offset for this learner (0 without skill terms or skill)."""
+    terms = model.calibration.get("skill")
+    if not terms or model.item_skills is None or not len(history_rows):
+        return 0.0
+    delta = skill_offsets(score(theta, V, b), history_outcomes, model.item_skills[history_rows], model.n_skills,
+                          terms["sd"], terms.get("half_life"))
+    skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
+    return np.where(skills >= 0, delta[skills], 0.0)
 
 
 def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:

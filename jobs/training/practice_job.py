@@ -15,7 +15,7 @@ from jobs.training import split
 from jobs.training.activation import activate_if_sane
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
 from jobs.training.metrics import probability_metrics
-from jobs.training.practice import PracticeData, PracticeResult, replay_auc, train_practice
+from jobs.training.practice import PracticeData, PracticeResult, replay_auc, skill_index, train_practice
 from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "practice"
@@ -37,6 +37,7 @@ def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
         users=users.astype(np.int32), items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
         outcomes=np.array([r[2] for r in rows], dtype=np.int8))
     data.item_features, data.user_features = hybrid_features(conn, items, data.user_ids, mode)
+    data.item_skills, _ = skill_index(items)
     return data
 
 
@@ -51,7 +52,7 @@ def load_sequences(conn, data: PracticeData, user_ids: list[str]) -> PracticeDat
     return PracticeData(data.user_ids, data.item_ids,
                         users=np.array([user_pos[r[0]] for r in rows], dtype=np.int32),
                         items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
-                        outcomes=np.array([r[2] for r in rows], dtype=np.int8))
+                        outcomes=np.array([r[2] for r in rows], dtype=np.int8), item_skills=data.item_skills)
 
 
 def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
@@ -73,6 +74,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     extra = {}
     if data.user_features is not None and fitted.user_feature_vectors is not None:
         extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
+    if "skill" in result.calibration:   # the service's skill offsets need each item's skill
+        extra["item_skills"] = data.item_skills.tolist()
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
               **{f"{name}_users": int((roles == code).sum()) for code, name in enumerate(split.ROLE_NAMES)}}
