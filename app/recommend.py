@@ -99,13 +99,33 @@ class CandidateScores(NamedTuple):
     explored: np.ndarray | None = None  # p under a posterior draw, when asked to explore (practice)
 
 
+def cover_new_items(conn: Connection, model: ServingModel | None, items: list[str]) -> None:
+    """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
+    and model: ServingModel.add_items), so a new question is scored as what it is, not as the
+    average item."""
+    if model is None or model.feature_vectors is None:
+        return
+    missing = [i for i in items if i not in model.index]
+    if missing:
+        model.add_items(q.fetch_all(conn, "items_metadata", item_ids=missing))
+
+
+def learner_prior(conn: Connection, model: ServingModel, user_id: str | None) -> np.ndarray | None:
+    """The learner's prior mean from their metadata, when the model has metadata shifts."""
+    if model.user_prior_shifts is None or user_id is None:
+        return None
+    row = q.fetch_one(conn, "user_attrs", user_id=user_id)
+    return model.prior_mean_for(row["attrs"] if row else None)
+
+
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
-                     practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None
-                     ) -> CandidateScores:
+                     practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None,
+                     user_id: str | None = None) -> CandidateScores:
     """Scores of `items` for this learner.
 
     rows : each item's row in the model (-1 when not covered), if already known.
     explore : practice models only: also p under a learner vector drawn from the live fit's posterior.
+    user_id : whose metadata shifts the prior (hybrid models that learned shifts).
     """
     if model is None:
         return CandidateScores(_fallback_scores(conn, items, practice), 0, ["no_model"])
@@ -119,8 +139,8 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
-        p, _, explored = practice_probabilities(model, h_rows, h_out, rows,
-                                                model.calibration.get("half_life"), explore)
+        p, _, explored = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life"),
+                                                explore, learner_prior(conn, model, user_id))
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]
@@ -158,12 +178,13 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
         if model is not None:
             rows = found.rows.get(model.model_id)
             if rows is None:  # an item's row in this model: computed once per candidate list
+                cover_new_items(conn, model, items)
                 rows = found.rows[model.model_id] = model.rows(items)
         started = time.perf_counter()
         # Exploring (Thompson sampling): choose as if the learner were a draw from the posterior; the
         # answer still reports the estimate. Seeded by the request id, so a request is reproducible.
         scored_now = score_candidates(model, items, events, conn, wants_probability, rows,
-                                      explore_rng(request_id) if explore else None)
+                                      explore_rng(request_id) if explore else None, req.user_id)
         scores, history_rows, fallbacks = scored_now.scores, scored_now.history_rows, scored_now.fallbacks
         choose_by = scores if scored_now.explored is None else scored_now.explored
         metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
@@ -212,7 +233,9 @@ def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, un
     cand.check_units(conn, units)
     model = models.nearest(conn, units, "practice", tag)
     events, _ = hist.recent(conn, cache, user_id)
-    p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, practice=True)
+    cover_new_items(conn, model, list(item_ids))
+    p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, practice=True,
+                                                     user_id=user_id)
     return {"user_id": user_id,
             "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],
             "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,

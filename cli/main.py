@@ -96,7 +96,7 @@ def cmd_demo(args) -> int:
     from jobs.demo import DemoConfig, generate_demo
 
     config = DemoConfig(seed=args.seed, learners=args.learners, attempts=args.attempts,
-                        engagements=args.engagements)
+                        engagements=args.engagements, grade_effect=args.grade_effect)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
         report = generate_demo(conn, config, progress=not args.quiet)
@@ -306,6 +306,9 @@ def build_parser() -> Parser:
     demo.add_argument("--attempts", type=_positive, default=200_000, help="question attempts (default 200000)")
     demo.add_argument("--engagements", type=_non_negative, default=50_000,
                       help="views, likes and completions of lessons (default 50000)")
+    demo.add_argument("--grade-effect", type=float, default=0.0,
+                      help="logits of ability per school grade (default 0: learners' metadata says nothing "
+                           "of their ability)")
     demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
 

@@ -10,7 +10,9 @@ Ground truth, stored so later tests can check what training recovers:
   items.attrs = {"true_difficulty", "difficulty_label", "skill" (the section), ...}
 - learner u has an ability theta_{u,s} per subject s: a general component shared by all subjects
   plus a subject component, each N(0, 1/2), so abilities are N(0, 1) with correlation 0.5.
-  users.attrs = {"true_ability": {subject unit id: theta}, "grade", "country"}
+  users.attrs = {"true_ability": {subject unit id: theta}, "grade", "country"}. By default grade
+  and country say nothing of ability; `grade_effect` g (option --grade-effect) adds g * (grade -
+  10.5) to every ability, so metadata carries signal (what a cold-start prior can learn).
 - every attempt succeeds with probability sigmoid(theta_{u,subject(i)} - b_i), independently.
   There is deliberately no learning effect: abilities do not change with practice, so the
   logistic model is exactly right and a trained model can be checked against it.
@@ -104,17 +106,21 @@ class DemoConfig:
     learners: int = 2000
     attempts: int = 200_000
     engagements: int = 50_000
+    grade_effect: float = 0.0     # logits of ability per school grade (0: metadata says nothing)
 
     def validate(self) -> None:
         if self.seed < 0:
             raise DemoError(f"the demo seed must be 0 or more, got {self.seed}")
         if self.learners < 1 or self.attempts < 1 or self.engagements < 0:
             raise DemoError("the demo needs at least 1 learner and 1 attempt, and 0 or more engagements")
+        if not -3.0 <= self.grade_effect <= 3.0:
+            raise DemoError(f"the grade effect must be between -3 and 3 logits per grade, got {self.grade_effect}")
 
     def as_attrs(self) -> dict:
         return {"version": GENERATOR_VERSION, "seed": self.seed, "learners": self.learners,
                 "attempts": self.attempts, "engagements": self.engagements,
-                "reference_time": REFERENCE_TIME + "Z"}
+                "reference_time": REFERENCE_TIME + "Z"} | (
+            {"grade_effect": self.grade_effect} if self.grade_effect else {})   # absent: as before it existed
 
 
 # ---- the generated data (pure numpy; nothing here touches the database) ----------------------
@@ -174,7 +180,7 @@ def build(config: DemoConfig) -> DemoData:
     config.validate()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)]
     catalogue = build_catalogue(streams[0])
-    learners = build_learners(streams[1], config.learners)
+    learners = build_learners(streams[1], config.learners, config.grade_effect)
     attempts = build_attempts(streams[2], catalogue, learners, config.attempts)
     engagements = build_engagements(streams[3], catalogue, learners, config.engagements)
     return DemoData(config, catalogue, learners, attempts, engagements)
@@ -249,7 +255,7 @@ def build_catalogue(rng: np.random.Generator) -> Catalogue:
                      np.array(lesson_kind))
 
 
-def build_learners(rng: np.random.Generator, n: int) -> Learners:
+def build_learners(rng: np.random.Generator, n: int, grade_effect: float = 0.0) -> Learners:
     general = rng.normal(0, 1, (n, 1))
     specific = rng.normal(0, 1, (n, N_SUBJECTS))
     ability = np.round(np.sqrt(0.5) * general + np.sqrt(0.5) * specific, 4)
@@ -260,6 +266,8 @@ def build_learners(rng: np.random.Generator, n: int) -> Learners:
     start_day = rng.uniform(0, 0.6 * WINDOW_DAYS, n)      # later learners join during the window
     grade = rng.integers(9, 13, n)
     country = rng.choice(len(COUNTRIES), n, p=COUNTRY_WEIGHTS)
+    if grade_effect:    # after every draw, so the other arrays stay those of grade_effect 0
+        ability = np.round(ability + grade_effect * (grade - 10.5)[:, None], 4)
     width = max(4, len(str(n)))
     ids = np.array([f"{ROOT_UNIT}.u{i:0{width}d}" for i in range(1, n + 1)])
     subject_ids = [f"{ROOT_UNIT}.{code}" for code, _, _ in SUBJECTS]

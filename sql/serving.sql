@@ -81,3 +81,14 @@ SELECT name, description, variants, active, created_at, stopped_at FROM experime
 -- Stop routing users to an experiment's variants.
 UPDATE experiments SET active = false, stopped_at = coalesce(stopped_at, now()) WHERE name = :experiment
 RETURNING name, description, variants, active, created_at, stopped_at;
+
+-- name: user_attrs
+-- The learner's metadata (a hybrid model's prior for a learner it has not trained on).
+SELECT attrs FROM users WHERE user_id = :user_id;
+
+-- name: items_metadata
+-- Kind, attrs and direct units of :item_ids (a hybrid model builds vectors for items newer than it).
+SELECT i.item_id, i.kind, i.attrs,
+       array(SELECT ui.unit_id FROM unit_items ui WHERE ui.item_id = i.item_id ORDER BY ui.unit_id) AS units
+FROM items i
+WHERE i.item_id = ANY(:item_ids);

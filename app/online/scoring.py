@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
+from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vector_from_features
 from app.online.similar import normalised
 
 
@@ -32,6 +33,11 @@ class ServingModel:
     mean_bias: float = 0.0
     item_skills: np.ndarray | None = None           # each row's skill index (-1 none), for skill offsets
     n_skills: int = 0
+    user_prior_index: dict = field(default_factory=dict)    # metadata token -> row of user_prior_shifts
+    user_prior_shifts: np.ndarray | None = None              # (T, d + 1) prior-mean shift per token
+    feature_index: dict = field(default_factory=dict)       # metadata token -> row of feature_vectors
+    feature_vectors: np.ndarray | None = None                # (F, d) hybrid item-feature embeddings
+    feature_biases: np.ndarray | None = None
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -49,7 +55,48 @@ class ServingModel:
         if skills is not None and len(skills) == len(vectors):
             m.item_skills = np.asarray(skills, dtype=np.int64)
             m.n_skills = int(m.item_skills.max()) + 1 if len(skills) else 0
+        prior = m.extra.get("user_prior")
+        if prior:
+            m.user_prior_index = {t: k for k, t in enumerate(prior["tokens"])}
+            m.user_prior_shifts = np.asarray(prior["shifts"], dtype=np.float64)
+        features = m.extra.get("item_features")
+        if features:
+            m.feature_index = {t: k for k, t in enumerate(features["tokens"])}
+            m.feature_vectors = np.asarray(features["vectors"], dtype=np.float64)
+            m.feature_biases = np.asarray(features["biases"], dtype=np.float64)
         return m
+
+    def prior_mean_for(self, attrs: dict | None) -> np.ndarray:
+        """The learner's prior mean: the population's, shifted by their metadata when the model
+        learned shifts (hybrid modes, when that predicted the job's dev learners better)."""
+        if self.user_prior_shifts is None or not attrs:
+            return self.prior_mean
+        shift = prior_shift(metadata_tokens(attrs), self.user_prior_index, self.user_prior_shifts)
+        return self.prior_mean if shift is None else self.prior_mean + shift
+
+    def add_items(self, items: list[dict]) -> int:
+        """Give items newer than the model (dicts of item_id, kind, units, attrs) rows built from
+        their metadata tokens' embeddings (hybrid modes); an item none of whose tokens the model
+        knows stays uncovered (scored as the average item). Returns how many were added. Arrays
+        are replaced before the index, so a concurrent reader never sees a row without data."""
+        if self.feature_vectors is None:
+            return 0
+        built = [(i["item_id"], vector_from_features(item_tokens(i.get("kind"), i.get("units"), i.get("attrs")),
+                                                     self.feature_index, self.feature_vectors, self.feature_biases))
+                 for i in items if i["item_id"] not in self.index]
+        built = [(item_id, vb) for item_id, vb in built if vb is not None]
+        if not built:
+            return 0
+        vectors = np.array([vb[0] for _, vb in built])
+        self.item_vectors = np.vstack([self.item_vectors, vectors])
+        self.item_biases = np.r_[self.item_biases, [vb[1] for _, vb in built]]
+        self.unit_vectors = np.vstack([self.unit_vectors, normalised(vectors)])
+        if self.item_skills is not None:
+            self.item_skills = np.r_[self.item_skills, np.full(len(built), -1, dtype=np.int64)]
+        start = len(self.item_ids)
+        self.item_ids = [*self.item_ids, *(item_id for item_id, _ in built)]
+        self.index = {**self.index, **{item_id: start + k for k, (item_id, _) in enumerate(built)}}
+        return len(built)
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
         """Row of each item in this model, -1 when the model does not cover it."""
@@ -86,20 +133,22 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
                            candidate_rows: np.ndarray, half_life: float | None = None,
-                           explore: np.random.Generator | None = None
+                           explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
 
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
     explore : when given, also p under a learner vector drawn from the live fit's posterior
     (posterior_sample: Thompson sampling), from the same fit.
+    prior_mean : the learner's own prior mean (ServingModel.prior_mean_for), else the population's.
     When the calibration has skill terms (chosen on dev by the job), each candidate's logit also
     gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
     Returns (p, theta, explored p or None).
     """
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
-    theta = fit_user(V, b, history_outcomes, model.prior_mean, model.prior_precision, weights=weights)
+    mean = model.prior_mean if prior_mean is None else prior_mean
+    theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
     previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
         if model.calibration.get("retry") else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows)

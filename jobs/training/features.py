@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from app.online.metadata import MAX_CATEGORY_LENGTH, item_tokens, metadata_tokens
+
 MODES = ("mf", "partial", "full")
-_LIST_ATTRS = ("skills", "topics", "genres", "tags")
-_MAX_CATEGORY_LENGTH = 64
 
 
 @dataclass
@@ -33,21 +33,9 @@ def _normalise_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / sums).dot(m).tocsr().astype(np.float32)
 
 
-def _metadata_tokens(attrs: dict, extra: list[str]) -> list[str]:
-    tokens = list(extra)
-    for key, value in (attrs or {}).items():
-        if key.startswith("true_"):  # ground truth of synthetic data must never leak into features
-            continue
-        if key in _LIST_ATTRS and isinstance(value, list):
-            tokens.extend(f"{key}:{v}" for v in value if isinstance(v, (str, int)))
-        elif isinstance(value, (bool, int)) or (isinstance(value, str) and 0 < len(value) <= _MAX_CATEGORY_LENGTH):
-            tokens.append(f"{key}:{value}")
-    return tokens
-
-
 def _text(attrs: dict, *parts: str | None) -> str:
     long_strings = [v for k, v in (attrs or {}).items()
-                    if isinstance(v, str) and len(v) > _MAX_CATEGORY_LENGTH and not k.startswith("true_")]
+                    if isinstance(v, str) and len(v) > MAX_CATEGORY_LENGTH and not k.startswith("true_")]
     return " ".join(p for p in (*parts, *long_strings) if p)
 
 
@@ -70,7 +58,7 @@ def build_features(ids: list[str], attrs: list[dict], mode: str, extra_tokens: l
     vocab: dict[str, int] = {}
     rows, cols = [], []
     for r, (a, extra) in enumerate(zip(attrs, extra_tokens)):
-        for token in dict.fromkeys(_metadata_tokens(a, extra)):
+        for token in dict.fromkeys(metadata_tokens(a, extra)):
             rows.append(r)
             cols.append(vocab.setdefault(token, len(vocab)))
     if vocab:
@@ -96,7 +84,7 @@ def item_features(items: list[dict], mode: str) -> FeatureSet:
     """items: dicts with item_id, kind, title, body, attrs, units (list of direct unit ids)."""
     return build_features(
         [i["item_id"] for i in items], [i.get("attrs") or {} for i in items], mode,
-        extra_tokens=[[f"kind:{i.get('kind')}"] + [f"unit:{u}" for u in i.get("units") or []] for i in items],
+        extra_tokens=[item_tokens(i.get("kind"), i.get("units"), None) for i in items],
         texts=[_text(i.get("attrs"), i.get("title"), i.get("body")) for i in items])
 
 

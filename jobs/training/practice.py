@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights, skill_offsets
+from app.online.metadata import fit_metadata_prior
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
@@ -83,8 +84,8 @@ class FittedModel:
     item_biases: np.ndarray      # (n_items,) float32
     prior_mean: np.ndarray       # (d + 1,) over [u, b_u]
     prior_cov: np.ndarray        # (d + 1, d + 1)
-    user_feature_vectors: np.ndarray | None = None   # (n_user_features, d) for hybrid new-user priors
-    user_feature_biases: np.ndarray | None = None
+    item_feature_vectors: np.ndarray | None = None   # (n_item_features, d): hybrid modes, for new items
+    item_feature_biases: np.ndarray | None = None
     user_vectors: np.ndarray | None = None   # (n_users, d) rows as data.user_ids; only trained rows mean anything
     user_biases: np.ndarray | None = None    # (n_users,)
 
@@ -101,6 +102,7 @@ class PracticeResult:
     dev_users: np.ndarray | None = None       # user indices: the dev learners tuning and calibration used
     trained_users: np.ndarray | None = None   # user indices: the learners `fitted` was trained on
     dev: DevPredictions | None = None         # the chosen candidate's calibrated dev predictions
+    metadata_prior: dict | None = None        # {"tokens", "shifts"}: a learner's prior from their metadata
 
 
 @dataclass
@@ -170,21 +172,22 @@ def fit_embedding(data: PracticeData, params: Params, rows: np.ndarray, seed: in
     mean, cov = prior_from_users(user_vectors[trained_users], user_biases[trained_users])
     fitted = FittedModel(item_vectors.astype(np.float32), item_biases.astype(np.float32), mean, cov,
                          user_vectors=user_vectors, user_biases=user_biases)
-    if user_x is not None:
-        # Per-feature embeddings let the service shift a new user's prior by their metadata.
-        fitted.user_feature_vectors = model.user_embeddings.astype(np.float32)
-        fitted.user_feature_biases = model.user_biases.astype(np.float32)
+    if item_x is not None:
+        # Per-feature embeddings give an item added after this training its vector from its metadata.
+        fitted.item_feature_vectors = model.item_embeddings.astype(np.float32)
+        fitted.item_feature_biases = model.item_biases.astype(np.float32)
     return fitted
 
 
 def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX,
-                        half_life: float | None = None, skill: dict | None = None
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        half_life: float | None = None, skill: dict | None = None,
+                        prior_means: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay each user's attempts in order as the service would: predict attempt t from a live
     fit of the attempts before it (the most recent `history_max`, weighted by recency with
     `half_life` attempts when given), then reveal it. With `skill` terms ({"sd", "half_life"})
     and `data.item_skills`, the prediction adds the learner's offset in the item's skill, fitted
-    on the same window as the service does (fit.skill_offsets).
+    on the same window as the service does (fit.skill_offsets). `prior_means` ((n_users, d + 1)):
+    each learner's own prior mean (their metadata's, choose_metadata_prior) instead of the model's.
 
     Returns (raw logits, outcomes, row index) of every predicted attempt.
     """
@@ -199,7 +202,8 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
     for s, e in zip(starts, ends):
         if not wanted[data.users[s]]:
             continue
-        theta = fitted.prior_mean
+        mean = fitted.prior_mean if prior_means is None else prior_means[data.users[s]]
+        theta = mean
         for t in range(s, e):
             item = data.items[t]
             raw = float(V[item] @ theta[:-1] + theta[-1] + b[item])
@@ -216,7 +220,7 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
             seen = data.items[lo:t + 1]
             # warm start from the previous estimate: one attempt moves it little, 3 steps suffice
             weights = recency_weights(len(seen), half_life) if half_life else None
-            theta = fit_user(V[seen], b[seen], data.outcomes[lo:t + 1], fitted.prior_mean, precision,
+            theta = fit_user(V[seen], b[seen], data.outcomes[lo:t + 1], mean, precision,
                              weights=weights, steps=3, start=theta)
     if not raws:
         return np.empty(0), np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64)
@@ -283,16 +287,20 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     val_raw, val_rows, calibration = replays[half_life]
     skill, skill_table, (val_raw, val_rows, calibration) = choose_skill_terms(
         fitted, data, val_users, half_life, (val_raw, val_rows, calibration))
+    metadata, metadata_info, (val_raw, val_rows, calibration) = choose_metadata_prior(
+        fitted, data, train_rows, val_users, half_life, skill, (val_raw, val_rows, calibration))
+    means = prior_means(fitted, data, metadata)
     retry_info = None
     if dev_sequences is not None and len(val_users):
         calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
-                                                    calibration, half_life, skill)
+                                                    calibration, half_life, skill, means)
     if half_life:
         calibration = {**calibration, "half_life": half_life}
     if skill:
         calibration = {**calibration, "skill": skill}
 
-    test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users, half_life=half_life, skill=skill)
+    test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users, half_life=half_life, skill=skill,
+                                                      prior_means=means)
     baseline_p = difficulty_baseline(data, train_rows)
     metrics = {
         "model": probability_metrics(test_y, cal.apply(calibration, test_raw)),
@@ -305,6 +313,8 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     }
     if skill_table:
         metrics["skill_terms"] = skill_table
+    if metadata_info:
+        metrics["metadata_prior"] = metadata_info
     if retry_info:
         metrics["dev_all_attempts"] = retry_info
     dev = DevPredictions(data.users[val_rows], data.items[val_rows], cal.apply(calibration, val_raw),
@@ -313,8 +323,10 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     if refit_all:
         trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)
         fitted = fit(data, params, trained[data.users], seed, threads)
+    if metadata is not None:   # the shifts of the model that serves, regressed on the learners it trained on
+        metadata["shifts"] = metadata_shifts(fitted, metadata_indicators(data)[1], trained)
     return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
-                          val_users, np.flatnonzero(trained), dev)
+                          val_users, np.flatnonzero(trained), dev, metadata)
 
 
 def choose_recency(fitted: FittedModel, data: PracticeData, users: np.ndarray, equal_weights: tuple
@@ -362,16 +374,82 @@ def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarra
     return dict(SKILL_TERMS[best]), table, replays[best]
 
 
+def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
+    """The metadata tokens' embeddings of a hybrid embedding model (ids and text left out), for the
+    service to build a vector for an item that joined the catalogue after this training."""
+    if fitted.item_feature_vectors is None or data.item_features is None:
+        return None
+    n = len(data.item_ids)
+    cols = [k for k, name in enumerate(data.item_features.names) if k >= n and not name.startswith("text:")]
+    if not cols:
+        return None
+    return {"tokens": [data.item_features.names[k] for k in cols],
+            "vectors": fitted.item_feature_vectors[cols].tolist(), "biases": fitted.item_feature_biases[cols].tolist()}
+
+
+def metadata_indicators(data: PracticeData) -> tuple[list[str], np.ndarray] | None:
+    """The learners' categorical metadata tokens (the hybrid modes' user features, without ids and
+    text) as 0/1 indicators (n_users, T); None in mf mode or when no learner has any."""
+    features = data.user_features
+    if features is None:
+        return None
+    n = len(data.user_ids)
+    cols = [k for k, name in enumerate(features.names) if k >= n and not name.startswith("text:")]
+    if not cols:
+        return None
+    return [features.names[k] for k in cols], (features.matrix[:, cols] > 0).toarray().astype(np.float64)
+
+
+def metadata_shifts(fitted: FittedModel, indicators: np.ndarray, users: np.ndarray) -> np.ndarray:
+    """Each token's shift of the prior mean, regressed on the fitted [u, b_u] of `users` (a mask)."""
+    theta = np.hstack([fitted.user_vectors, fitted.user_biases[:, None]]).astype(np.float64)
+    return fit_metadata_prior(theta[users], indicators[users])
+
+
+def prior_means(fitted: FittedModel, data: PracticeData, metadata: dict | None) -> np.ndarray | None:
+    """Each learner's prior mean under `metadata` ({"tokens", "shifts"}), None without it."""
+    if metadata is None:
+        return None
+    _, indicators = metadata_indicators(data)
+    return fitted.prior_mean + indicators @ metadata["shifts"]
+
+
+def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: np.ndarray, users: np.ndarray,
+                          half_life: float | None, skill: dict | None, without: tuple
+                          ) -> tuple[dict | None, dict | None, tuple]:
+    """Cold start from metadata (hybrid modes): a learner's prior mean shifted by their tokens
+    (a ridge regression of the train learners' fitted vectors on their tokens). Used when the dev
+    `users`, replayed from their own prior, beat the population prior (`without`) by more than
+    RECENCY_MARGIN in log-loss. Returns (the shifts or None, the comparison, the chosen replay)."""
+    found = metadata_indicators(data)
+    if found is None or not len(users):
+        return None, None, without
+    tokens, indicators = found
+    trained = np.zeros(len(data.user_ids), dtype=bool)
+    trained[data.users[train_rows]] = True
+    metadata = {"tokens": tokens, "shifts": metadata_shifts(fitted, indicators, trained)}
+    raw, _, rows = fold_in_predictions(fitted, data, users, half_life=half_life, skill=skill,
+                                       prior_means=prior_means(fitted, data, metadata))
+    replay = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
+    loss = probability_metrics(data.outcomes[rows], cal.apply(replay[2], raw))["logloss"] if len(rows) else np.nan
+    base_raw, base_rows, base_platt = without
+    base = probability_metrics(data.outcomes[base_rows], cal.apply(base_platt, base_raw))["logloss"] \
+        if len(base_rows) else np.nan
+    used = bool(np.isfinite(loss) and loss < (base if np.isfinite(base) else np.inf) - RECENCY_MARGIN)
+    info = {"tokens": len(tokens), "val_logloss": loss, "population_val_logloss": base, "used": used}
+    return (metadata, info, replay) if used else (None, info, without)
+
+
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
 
 
 def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict, half_life: float | None = None,
-                      skill: dict | None = None) -> tuple[dict, dict]:
+                      skill: dict | None = None, means: np.ndarray | None = None) -> tuple[dict, dict]:
     """The calibration with retry offsets, fitted on the replay of every dev attempt in
     `sequences` (repeats included, as the service sees them), and its dev figures beside the
     Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged."""
     raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users), half_life=half_life,
-                                       skill=skill)
+                                       skill=skill, prior_means=means)
     starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
     previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
     retries = int((previous >= 0).sum())

@@ -15,7 +15,14 @@ from jobs.training import split
 from jobs.training.activation import activate_if_sane
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
 from jobs.training.metrics import probability_metrics
-from jobs.training.practice import PracticeData, PracticeResult, replay_auc, skill_index, train_practice
+from jobs.training.practice import (
+    PracticeData,
+    PracticeResult,
+    item_feature_table,
+    replay_auc,
+    skill_index,
+    train_practice,
+)
 from jobs.training.unit_data import hybrid_features
 
 OBJECTIVE = "practice"
@@ -72,8 +79,12 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
                             dev_sequences=lambda users: load_sequences(conn, data, users))
     fitted = result.fitted
     extra = {}
-    if data.user_features is not None and fitted.user_feature_vectors is not None:
-        extra = {"user_feature_names": data.user_features.names[len(data.user_ids):]}
+    if result.metadata_prior is not None:   # a new learner's prior from their metadata
+        extra["user_prior"] = {"tokens": result.metadata_prior["tokens"],
+                               "shifts": result.metadata_prior["shifts"].tolist()}
+    item_features = item_feature_table(fitted, data)
+    if item_features is not None:
+        extra["item_features"] = item_features
     if "skill" in result.calibration:   # the service's skill offsets need each item's skill
         extra["item_skills"] = data.item_skills.tolist()
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),

@@ -1,0 +1,211 @@
+"""Cold-start benchmark: new learners with metadata, and questions newer than the model, through
+the service, in a hybrid mode, on demo data whose metadata carries a known signal.
+
+    python -m bench.cold_start [--learners 3000] [--attempts 240000] [--grade-effect 0.4]
+                               [--new-items 0.1] [--mode partial] [--json OUT] [--quiet]
+
+Data: the demo generator (`jobs.demo`) with `grade_effect` logits of ability per school grade
+(`adaptrec demo --grade-effect`; the default demo has none, so there the job declines a metadata
+prior on dev, as it should). Learners take roles from the replay benchmark's split (bench.replay
+SPLIT_SEED): train learners are imported; dev and test learners are not, they arrive after the
+nightly job and are replayed. A seeded `--new-items` share of the questions (NEW_ITEM_SEED) is
+left out of the catalogue and of every imported attempt, then added through the catalogue API
+after training: questions written after the last training.
+
+The real job trains the root unit (`run_training`, mode `--mode`, its own split seed
+JOB_SPLIT_SEED, as bench.replay). Every dev and test attempt is then predicted, before it is
+ingested, by `predict(...)` of the root through two model caches on the same database:
+- `service`: the model as stored: a learner's prior from their metadata (when the job chose it on
+  its dev learners) and new questions' vectors from their metadata tokens (hybrid embedding
+  models);
+- `population_prior`: the same model with both switched off: every learner starts at the
+  population prior and a new question is the average item (the service before this change).
+`truth` is the generator's own probability. Slices: each learner's first 10 attempts (the
+cold-start target), attempts at new questions, everything. Figures for dev and test side by side;
+nothing here is tuned on either.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+import uuid
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+
+from bench.compare import bootstrap_difference, metrics
+from bench.replay import JOB_SPLIT_SEED, SPLIT_SEED, delete_prefix
+from jobs import demo
+from jobs.training import split
+
+NEW_ITEM_SEED = 13
+FIRST_ATTEMPTS = 10         # the cold-start slice: each learner's first attempts
+METHODS = ("service", "population_prior", "truth")
+
+
+def new_questions(question_ids: np.ndarray, share: float, seed: int = NEW_ITEM_SEED) -> set[str]:
+    """A seeded `share` of the questions, by a hash of the id (stable when the catalogue grows)."""
+    def key(q: str) -> float:
+        return int.from_bytes(hashlib.sha256(f"{seed}:{q}".encode()).digest()[:8], "big") / 2 ** 64
+    return {q for q in question_ids.tolist() if key(q) < share}
+
+
+def without(data: demo.DemoData, keep_attempts: np.ndarray, dropped_items: set[str]) -> demo.DemoData:
+    """The demo data with only the attempts of mask `keep_attempts` and without `dropped_items`
+    (generated with no engagement events)."""
+    cat, ev = data.catalogue, data.attempts
+    catalogue = dataclasses.replace(cat, items=[r for r in cat.items if r[0] not in dropped_items],
+                                    unit_items=[r for r in cat.unit_items if r[1] not in dropped_items])
+    attempts = demo.Events(*(getattr(ev, f.name)[keep_attempts] for f in dataclasses.fields(demo.Events)))
+    return dataclasses.replace(data, catalogue=catalogue, attempts=attempts)
+
+
+def replay(conn, cache, caches: dict, users: list[str], items: list[str], outcomes: list[int], times: list
+           ) -> dict[str, np.ndarray]:
+    """p of each attempt from each model cache, predicted before the attempt is ingested (the API's
+    ingest, then the history cache)."""
+    from app.ingest import record_interactions
+    from app.recommend import predict
+    from app.records import Interaction
+
+    out = {name: np.empty(len(users)) for name in caches}
+    for k, (user, item, y, at) in enumerate(zip(users, items, outcomes, times)):
+        for name, models in caches.items():
+            with conn:
+                out[name][k] = predict(conn, cache, models, user, [demo.ROOT_UNIT], [item])["items"][0]["p"]
+        record_interactions(conn, cache, [Interaction(event_id=f"cold:{user}:{k}", user_id=user, item_id=item,
+                                                      kind="attempt", outcome=int(y), occurred_at=at)])
+    return out
+
+
+def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4, new_share: float = 0.1,
+        mode: str = "partial", seed: int = 0, progress: bool = False) -> dict:
+    from app import catalog
+    from app.cache import Cache
+    from app.config import Settings
+    from app.embedded import servers_for
+    from app.model_cache import ModelCache
+    from app.records import Item
+    from harness.databases import connected_scratch_database
+    from jobs.importers.common import Loader
+    from jobs.train import TrainConfig, run_training
+
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    started = time.perf_counter()
+    data = demo.build(demo.DemoConfig(seed=seed, learners=learners, attempts=attempts, engagements=0,
+                                      grade_effect=grade_effect))
+    ev, ids = data.attempts, data.learners.ids
+    role = split.roles(ids.tolist(), SPLIT_SEED)
+    fresh = set(new_questions(data.catalogue.question_ids, new_share))
+    is_new_item = np.isin(ev.item_ids, list(fresh))
+    replayed = role[ev.user] != split.TRAIN
+    staged = without(data, ~replayed & ~is_new_item, fresh)
+    config = dataclasses.replace(TrainConfig.from_env(), mode=mode, split_seed=JOB_SPLIT_SEED)
+    result: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+                    "demo": data.config.as_attrs(), "mode": mode, "new_item_share": new_share,
+                    "new_items": len(fresh), "split_seed": SPLIT_SEED, "job_split_seed": JOB_SPLIT_SEED,
+                    "imported_attempts": len(staged.attempts)}
+    log(f"{len(ev)} attempts; {len(staged.attempts)} imported; {len(fresh)} new questions; replaying "
+        + ", ".join(f"{r} {int((replayed & (role[ev.user] == code)).sum())}" for r, code in
+                    (("dev", split.DEV), ("test", split.TEST))))
+    with servers_for(Settings.from_env()) as settings, connected_scratch_database(settings.database_url) as (url, conn):
+        loader = Loader(conn)
+        demo._stage(loader, staged, False)
+        loader.finish()
+        conn.commit()
+        t0 = time.perf_counter()
+        report = run_training(url, config, units=[demo.ROOT_UNIT], progress=False)
+        root = next(o for o in report.outcomes if o.unit_id == demo.ROOT_UNIT and o.objective == "practice")
+        if root.status != "activated":
+            raise RuntimeError(f"the root model was not activated: {root.status} {root.reason}")
+        result["training"] = {"seconds": round(time.perf_counter() - t0, 1), "candidate": root.metrics["candidate"],
+                              "metadata_prior": root.metrics.get("metadata_prior"),
+                              "skill_terms": root.metrics.get("skill_terms"),
+                              "job_test": {k: round(root.metrics["model"][k], 4) for k in ("auc", "logloss", "ece")}}
+        log(f"training: {json.dumps(result['training'])}")
+        rows = {r[0]: r for r in data.catalogue.items}
+        units_of: dict[str, list[str]] = {}
+        for unit_id, item_id, _ in data.catalogue.unit_items:
+            units_of.setdefault(item_id, []).append(unit_id)
+        with conn:      # the questions written after the last training, through the catalogue API
+            catalog.upsert_items(conn, [Item(item_id=i, kind=rows[i][1], title=rows[i][2], body=rows[i][3],
+                                             attrs=rows[i][4], units=units_of[i]) for i in sorted(fresh)])
+        prefix = f"adaptrec-cold-{uuid.uuid4().hex[:10]}:"
+        cache = Cache(settings.redis_url, prefix=prefix)
+        caches = {"service": ModelCache(), "population_prior": ModelCache()}
+        with conn:
+            plain = caches["population_prior"].nearest(conn, [demo.ROOT_UNIT], "practice")
+        plain.user_prior_shifts, plain.feature_vectors = None, None     # the service before this change
+        result["served_model"] = {"user_prior": "user_prior" in plain.extra,
+                                  "item_features": "item_features" in plain.extra}
+        try:
+            for name, code in (("dev", split.DEV), ("test", split.TEST)):
+                take = np.flatnonzero(replayed & (role[ev.user] == code))
+                take = take[np.lexsort((ev.occurred[take], ev.user[take]))]    # by learner, in time order
+                users = ids[ev.user[take]].tolist()
+                t0 = time.perf_counter()
+                p = replay(conn, cache, caches, users, ev.item_ids[take].tolist(), ev.outcome[take].tolist(),
+                           [datetime.fromtimestamp(t / 1000, UTC) for t in ev.occurred[take].astype(np.int64).tolist()])
+                p["truth"] = ev.p_correct[take]
+                y = ev.outcome[take]
+                starts = np.r_[True, np.diff(ev.user[take]) != 0] if len(take) else np.empty(0, bool)
+                position = np.arange(len(take)) - np.maximum.accumulate(np.where(starts, np.arange(len(take)), 0))
+                slices = {"first_10_attempts": position < FIRST_ATTEMPTS, "new_questions": is_new_item[take],
+                          "all": np.ones(len(take), bool)}
+                frame = _frame(users, y)
+                result[name] = {
+                    "learners": len(set(users)), "attempts": len(take),
+                    "replay_seconds": round(time.perf_counter() - t0, 1),
+                    "slices": {s: {m: metrics(y[mask], p[m][mask]) for m in METHODS} for s, mask in slices.items()},
+                    "service_minus_population_prior": {
+                        s: bootstrap_difference(frame[mask].reset_index(drop=True), p["service"][mask],
+                                                p["population_prior"][mask])
+                        for s, mask in slices.items() if mask.sum() >= 20}}
+                log(f"{name}: {json.dumps(result[name]['slices'])}")
+        finally:
+            delete_prefix(cache, prefix)
+            cache.close()
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    first = result["test"]["slices"]["first_10_attempts"]
+    gain = first["service"].get("auc", math.nan) - first["population_prior"].get("auc", math.nan)
+    result["targets"] = {"test_first_10_auc_gain_over_population_prior": round(gain, 4),
+                         "target_gain": 0.02, "met": bool(gain >= 0.02)}
+    return result
+
+
+def _frame(users: list[str], y: np.ndarray):
+    import pandas as pd
+    return pd.DataFrame({"user_id": users, "correct": y})
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.split("\n")[0])
+    ap.add_argument("--learners", type=int, default=3000)
+    ap.add_argument("--attempts", type=int, default=240_000)
+    ap.add_argument("--grade-effect", type=float, default=0.4, help="logits of ability per school grade")
+    ap.add_argument("--new-items", type=float, default=0.1, help="share of questions added after training")
+    ap.add_argument("--mode", choices=["partial", "full"], default="partial")
+    ap.add_argument("--json", type=Path, help="write the report here")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    if not 0.0 <= args.new_items < 1.0:
+        ap.error("--new-items is a share of the questions: 0 or more and below 1")
+    out = run(args.learners, args.attempts, args.grade_effect, args.new_items, args.mode, progress=not args.quiet)
+    text = json.dumps(out, indent=2, default=str)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text)
+    print(json.dumps(out["targets"]) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

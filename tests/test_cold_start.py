@@ -1,0 +1,185 @@
+"""Cold start in the hybrid modes: a new learner's prior from their metadata, a question newer than
+the model scored from its metadata. The maths without a database, then the service on a trained
+demo against real Postgres and Redis."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from types import SimpleNamespace
+
+import numpy as np
+import psycopg2
+import pytest
+
+from app.online.fit import sigmoid
+from app.online.metadata import fit_metadata_prior, item_tokens, prior_shift, vector_from_features
+from app.online.scoring import ServingModel
+from jobs.training.features import user_features
+from jobs.training.practice import PracticeData
+
+
+def test_the_metadata_prior_recovers_known_shifts_and_ignores_unknown_tokens():
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 3, 3000)
+    indicators = np.eye(3)[groups]
+    true_shift = np.array([[-0.5, -1.0], [0.0, 0.0], [0.5, 1.0]])      # (token, [u, b_u])
+    theta = true_shift[groups] + rng.normal(0, 0.3, (3000, 2))
+    shifts = fit_metadata_prior(theta, indicators, ridge=1.0)
+    centred = true_shift - true_shift[groups].mean(axis=0)
+    assert shifts == pytest.approx(centred, abs=0.05)
+    index = {"grade:9": 0, "grade:10": 1, "grade:12": 2}
+    assert prior_shift(["grade:12", "country:x"], index, shifts) == pytest.approx(shifts[2])
+    assert prior_shift(["country:x"], index, shifts) is None
+
+
+def test_a_new_items_vector_is_its_known_tokens_as_lightfm_weighs_them():
+    index = {"kind:question": 0, "unit:s1": 1}
+    vectors, biases = np.array([[1.0, 0.0], [0.0, 2.0]]), np.array([0.3, -0.6])
+    tokens = item_tokens("question", ["s1"], {"difficulty_label": "hard", "true_difficulty": 1.2})
+    assert tokens == ["kind:question", "unit:s1", "difficulty_label:hard"]          # ground truth never a token
+    vector, bias = vector_from_features(tokens, index, vectors, biases)
+    assert vector == pytest.approx([0.25, 0.5]) and bias == pytest.approx(-0.075)   # 4 features with its own id
+    assert vector_from_features(["unit:other"], index, vectors, biases) is None
+
+
+def _serving(extra: dict) -> ServingModel:
+    stored = SimpleNamespace(model_id=1, unit_id="u", objective="practice", mode="partial", tag="default",
+                             item_ids=["a", "b"], item_vectors=np.array([[1.0], [-1.0]]),
+                             item_biases=np.array([0.0, 0.5]), prior_mean=np.zeros(2), prior_cov=np.eye(2),
+                             calibration={"a": 1.0, "b": 0.0}, extra=extra, item_weights=None)
+    return ServingModel.from_stored(stored)
+
+
+def test_the_serving_model_shifts_a_learners_prior_and_adds_new_items_from_features():
+    model = _serving({"user_prior": {"tokens": ["grade:12"], "shifts": [[0.0, 0.8]]},
+                      "item_features": {"tokens": ["unit:s1"], "vectors": [[2.0]], "biases": [1.0]}})
+    assert model.prior_mean_for({"grade": 12}) == pytest.approx([0.0, 0.8])
+    assert model.prior_mean_for({"grade": 9}) == pytest.approx([0.0, 0.0])
+    assert model.prior_mean_for(None) == pytest.approx([0.0, 0.0])
+    added = model.add_items([{"item_id": "new", "kind": "question", "units": ["s1"], "attrs": {}},
+                             {"item_id": "stranger", "kind": "video", "units": ["s9"], "attrs": {}},
+                             {"item_id": "a", "kind": "question", "units": ["s1"], "attrs": {}}])
+    assert added == 1 and model.rows(["new", "stranger", "a"]).tolist() == [2, -1, 0]
+    assert model.item_vectors[2] == pytest.approx([2.0 / 3]) and model.item_biases[2] == pytest.approx(1.0 / 3)
+    assert len(model.unit_vectors) == len(model.item_ids) == 3
+    plain = _serving({})
+    assert plain.add_items([{"item_id": "new", "kind": "question", "units": ["s1"], "attrs": {}}]) == 0
+    assert plain.prior_mean_for({"grade": 12}) == pytest.approx([0.0, 0.0])
+
+
+def _learners_with_grades(n_users: int, n_items: int, length: int, grade_effect: float, seed: int = 0):
+    """1PL learners whose ability moves with their grade, first attempts only, with user features."""
+    rng = np.random.default_rng(seed)
+    easiness = rng.normal(0, 1, n_items)
+    grades = rng.integers(9, 13, n_users)
+    users, items, y = [], [], []
+    for u in range(n_users):
+        ability = rng.normal() + grade_effect * (grades[u] - 10.5)
+        for i in rng.permutation(n_items)[:length]:
+            users.append(u)
+            items.append(i)
+            y.append(rng.random() < sigmoid(ability + easiness[i]))
+    ids = [f"u{u}" for u in range(n_users)]
+    data = PracticeData(ids, [f"i{i}" for i in range(n_items)], np.array(users, np.int32),
+                        np.array(items, np.int32), np.array(y, np.int8))
+    data.user_features = user_features([{"user_id": u, "attrs": {"grade": int(g)}} for u, g in zip(ids, grades)],
+                                       "partial")
+    return data
+
+
+@pytest.mark.parametrize("grade_effect, used", [(0.0, False), (1.0, True)])
+def test_the_job_uses_a_metadata_prior_only_when_it_predicts_its_dev_learners_better(grade_effect, used):
+    from jobs.training.practice import train_practice
+
+    data = _learners_with_grades(500, 80, 12, grade_effect)   # short histories: the prior matters
+    result = train_practice(data, max_trials=0, threads=1, max_eval_users=60)    # the 1PL candidates only
+    info = result.metrics["metadata_prior"]
+    assert info["used"] is used, info
+    assert (result.metadata_prior is not None) is used
+    if used:
+        shifts = dict(zip(result.metadata_prior["tokens"], result.metadata_prior["shifts"][:, -1]))
+        assert shifts["grade:12"] > shifts["grade:9"] + 1.5          # ability bias: 3 grades x 1.0
+
+
+# ---- the service, on a trained hybrid demo ---------------------------------------------------
+GRADE_EFFECT = 0.8
+
+
+@pytest.fixture(scope="module")
+def cold_db(servers):
+    """A partial-mode demo root model trained without a few questions, which are then added."""
+    from app import catalog
+    from app.records import Item
+    from bench.cold_start import new_questions, without
+    from harness.databases import scratch_database
+    from jobs import demo
+    from jobs.importers.common import Loader
+    from jobs.train import TrainConfig, run_training
+
+    data = demo.build(demo.DemoConfig(seed=3, learners=600, attempts=50_000, engagements=0,
+                                      grade_effect=GRADE_EFFECT))
+    fresh = new_questions(data.catalogue.question_ids, 0.05)
+    with scratch_database(servers[0], "adaptrec_cold") as url:
+        conn = psycopg2.connect(url)
+        loader = Loader(conn)
+        demo._stage(loader, without(data, ~np.isin(data.attempts.item_ids, list(fresh)), fresh), False)
+        loader.finish()
+        conn.commit()
+        report = run_training(url, TrainConfig(mode="partial", max_trials=1, max_eval_users=80), units=["demo"],
+                              progress=False)
+        assert {o.status for o in report.outcomes} == {"activated"}, report.table()
+        rows = {r[0]: r for r in data.catalogue.items}
+        units = {}
+        for unit_id, item_id, _ in data.catalogue.unit_items:
+            units.setdefault(item_id, []).append(unit_id)
+        with conn:
+            catalog.upsert_items(conn, [Item(item_id=i, kind="question", title=rows[i][2], attrs=rows[i][4],
+                                             units=units[i]) for i in sorted(fresh)])
+        labels = {i: rows[i][4]["difficulty_label"] for i in fresh}
+        conn.close()
+        yield SimpleNamespace(url=url, fresh=sorted(fresh), labels=labels, metrics=report.outcomes[0].metrics)
+
+
+@pytest.fixture
+def cold_api(cold_db, settings):
+    from app.api.factory import create_app
+    from tests.conftest import TEST_API_KEY
+
+    application = create_app(replace(settings, database_url=cold_db.url))
+    client = application.test_client()
+    headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
+    yield SimpleNamespace(post=lambda path, body: client.post(path, json=body, headers=headers),
+                          put=lambda path, body: client.put(path, json=body, headers=headers))
+    application.extensions["adaptrec.pool"].closeall()
+    application.extensions["adaptrec.cache"].close()
+
+
+@pytest.mark.slow
+def test_a_new_learners_grade_moves_their_first_predictions(cold_db, cold_api):
+    assert cold_db.metrics["metadata_prior"]["used"] is True, cold_db.metrics["metadata_prior"]
+    items = ["demo.math.1.1.q1", "demo.phys.3.2.q2", "demo.chem.5.4.q3"]
+    p = {}
+    for grade in (9, 12, None):
+        user = f"learner-{uuid.uuid4().hex[:8]}"
+        if grade is not None:
+            assert cold_api.put(f"/v1/users/{user}", {"attrs": {"grade": grade}}).status_code in (200, 201)
+        answer = cold_api.post("/v1/predictions", {"user_id": user, "units": ["demo"], "item_ids": items}).json
+        assert answer["history_rows"] == 0
+        p[grade] = np.array([it["p"] for it in answer["items"]])
+    assert (p[12] > p[None] + 0.03).all() and (p[None] > p[9] + 0.03).all(), p
+
+
+@pytest.mark.slow
+def test_a_question_added_after_training_is_scored_from_its_metadata(cold_db, cold_api):
+    easy = [i for i in cold_db.fresh if cold_db.labels[i] == "easy"]
+    hard = [i for i in cold_db.fresh if cold_db.labels[i] == "hard"]
+    assert easy and hard
+    user = f"learner-{uuid.uuid4().hex[:8]}"
+    answer = cold_api.post("/v1/predictions", {"user_id": user, "units": ["demo"], "item_ids": easy + hard}).json
+    p = np.array([it["p"] for it in answer["items"]])
+    assert p[:len(easy)].mean() > p[len(easy):].mean() + 0.1, p        # the label says what the model learned
+    assert len(set(np.round(p, 6))) > 2                                 # not all the one average item
+    section = easy[0].rsplit(".", 1)[0]                                 # ids are <section unit>.q<n>
+    recs = cold_api.post("/v1/recommendations", {"user_id": user, "units": [section], "n": 100}).json
+    served = {it["item_id"]: it["p"] for it in recs["items"]}
+    assert served[easy[0]] == pytest.approx(p[0], abs=1e-6)            # a candidate, scored the same way
