@@ -203,6 +203,16 @@ def _choice_lines(metrics: dict) -> list[str]:
     if ancestor:
         lines.append(f"vs {ancestor['unit_id']} on {ancestor['attempts']} dev attempts: log-loss "
                      f"{_num(ancestor['logloss'])} (own {_num(ancestor['own_logloss'])})")
+    skill = metrics.get("skill_terms")
+    if skill:
+        lines.append("skill offsets (sd, half-life): dev log-loss " + ", ".join(
+            f"{t['sd']}/{t.get('half_life', '-')} {_num(t['val_logloss'])}" for t in skill)
+            + " (sd 0: none)")
+    prior = metrics.get("metadata_prior")
+    if prior:
+        lines.append(f"metadata prior ({prior['tokens']} tokens): dev log-loss {_num(prior['val_logloss'])} vs "
+                     f"population prior {_num(prior['population_val_logloss'])}: "
+                     + ("used" if prior["used"] else "not used"))
     retries = metrics.get("dev_all_attempts")
     if retries and retries.get("logloss") is not None:
         lines.append(f"retry terms: dev log-loss {_num(retries['logloss'])} (Platt alone "

@@ -105,6 +105,7 @@ def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url,
     assert "practice" in listing and "engagement" in listing and "demo" in listing
     # how each practice model was chosen: its candidates on dev (in jsonb's key order)
     assert "dev log-loss / AUC: " in listing and "embedding 0." in listing and "1pl 0." in listing
+    assert "skill offsets (sd, half-life): dev log-loss " in listing     # the demo root spans many sections
     active = q.fetch_all(demo, "list_models", include_retired=False)
     assert all(r["status"] == "active" for r in active)
     assert {"demo"} <= {r["unit_id"] for r in active}
