@@ -210,9 +210,10 @@ def _choice_lines(metrics: dict) -> list[str]:
             + " (sd 0: none)")
     prior = metrics.get("metadata_prior")
     if prior:
-        lines.append(f"metadata prior ({prior['tokens']} tokens): dev log-loss {_num(prior['val_logloss'])} vs "
-                     f"population prior {_num(prior['population_val_logloss'])}: "
-                     + ("used" if prior["used"] else "not used"))
+        lines.append(f"metadata prior ({prior['tokens']} tokens): dev log-loss on first {prior['first_attempts']} "
+                     f"attempts {_num(prior['val_logloss_first'])} vs population prior "
+                     f"{_num(prior['population_val_logloss_first'])}, on all {_num(prior['val_logloss'])} vs "
+                     f"{_num(prior['population_val_logloss'])}: " + ("used" if prior["used"] else "not used"))
     retries = metrics.get("dev_all_attempts")
     if retries and retries.get("logloss") is not None:
         lines.append(f"retry terms: dev log-loss {_num(retries['logloss'])} (Platt alone "

@@ -74,6 +74,7 @@ RECENCY_MARGIN = 0.001     # dev log-loss recency or skill terms must gain to be
 # dev learners (all attempts, root model) sd 0.6 / half-life 5 cut log-loss 0.434 -> 0.427 and
 # raised AUC 0.850 -> 0.856; sd 1.0 / half-life 10 came close; without recency, less.
 SKILL_TERMS = ({"sd": 0.6, "half_life": 5}, {"sd": 1.0, "half_life": 10})
+COLD_ATTEMPTS = 10     # a metadata prior is judged on each dev learner's first attempts, where it matters
 # Tried in every unit beside the embedding grid (cheap: one L-BFGS fit and a 2-parameter replay).
 ONE_PL_GRID = (OnePL(1.0), OnePL(2.0))
 
@@ -418,9 +419,11 @@ def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: n
                           half_life: float | None, skill: dict | None, without: tuple
                           ) -> tuple[dict | None, dict | None, tuple]:
     """Cold start from metadata (hybrid modes): a learner's prior mean shifted by their tokens
-    (a ridge regression of the train learners' fitted vectors on their tokens). Used when the dev
-    `users`, replayed from their own prior, beat the population prior (`without`) by more than
-    RECENCY_MARGIN in log-loss. Returns (the shifts or None, the comparison, the chosen replay)."""
+    (a ridge regression of the train learners' fitted vectors on their tokens). A prior matters
+    while a learner has few attempts, so it is judged there: used when the dev `users`, replayed
+    from their own prior, beat the population prior (`without`) on their first COLD_ATTEMPTS
+    attempts by more than RECENCY_MARGIN in log-loss, and are no worse over all their attempts.
+    Returns (the shifts or None, the comparison, the chosen replay)."""
     found = metadata_indicators(data)
     if found is None or not len(users):
         return None, None, without
@@ -431,13 +434,32 @@ def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: n
     raw, _, rows = fold_in_predictions(fitted, data, users, half_life=half_life, skill=skill,
                                        prior_means=prior_means(fitted, data, metadata))
     replay = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
-    loss = probability_metrics(data.outcomes[rows], cal.apply(replay[2], raw))["logloss"] if len(rows) else np.nan
-    base_raw, base_rows, base_platt = without
-    base = probability_metrics(data.outcomes[base_rows], cal.apply(base_platt, base_raw))["logloss"] \
-        if len(base_rows) else np.nan
-    used = bool(np.isfinite(loss) and loss < (base if np.isfinite(base) else np.inf) - RECENCY_MARGIN)
-    info = {"tokens": len(tokens), "val_logloss": loss, "population_val_logloss": base, "used": used}
+    position = attempt_positions(data.users)
+
+    def losses(raw, rows, platt):
+        if not len(rows):
+            return np.nan, np.nan
+        y, p = data.outcomes[rows], cal.apply(platt, raw)
+        early = position[rows] < COLD_ATTEMPTS
+        return probability_metrics(y, p)["logloss"], probability_metrics(y[early], p[early])["logloss"]
+
+    (loss, early), (base, base_early) = losses(*replay), losses(*without)
+    used = bool(np.isfinite(early) and np.isfinite(base_early) and early < base_early - RECENCY_MARGIN
+                and loss <= base)
+    info = {"tokens": len(tokens), "val_logloss": loss, "population_val_logloss": base,
+            "first_attempts": COLD_ATTEMPTS, "val_logloss_first": early, "population_val_logloss_first": base_early,
+            "used": used}
     return (metadata, info, replay) if used else (None, info, without)
+
+
+def attempt_positions(users: np.ndarray) -> np.ndarray:
+    """Each row's position in its learner's sequence (rows grouped by learner, in order): 0, 1, ..."""
+    n = len(users)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    index = np.arange(n)
+    starts = np.r_[True, users[1:] != users[:-1]]
+    return index - np.maximum.accumulate(np.where(starts, index, 0))
 
 
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
