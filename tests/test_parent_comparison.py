@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import psycopg2
 import pytest
 
@@ -127,3 +128,21 @@ def test_the_calibration_learns_retry_offsets_from_every_dev_attempt(small_demo)
         stored = cur.fetchone()[0]
     small_demo.rollback()
     assert set(stored["retry"]) == {"after_mistake", "after_success"} and stored["method"] == "platt"
+
+
+def test_a_units_own_model_must_beat_its_ancestor_by_two_learner_clustered_standard_errors():
+    rng = np.random.default_rng(0)
+    learners = np.repeat(np.arange(40), 25)
+    y = (rng.random(1000) < 0.6).astype(float)
+    p_b = np.full(1000, 0.6)
+    noise = 0.05 * rng.standard_normal(40)[learners]            # per-learner noise: clustered
+    d, se = practice_job.paired_logloss_difference(y, np.clip(p_b + noise, 0.01, 0.99), p_b, learners)
+    loss = lambda p: -(y * np.log(p) + (1 - y) * np.log(1 - p))  # noqa: E731
+    per_learner = np.bincount(learners, loss(np.clip(p_b + noise, 0.01, 0.99)) - loss(p_b))
+    assert d == pytest.approx(per_learner.sum() / 1000)
+    assert se == pytest.approx(np.sqrt(40 / 39 * np.sum((per_learner - d * 25) ** 2)) / 1000)
+    assert not d + 2 * se < 0                                   # noise: the ancestor keeps the unit
+    knows = np.where(y == 1, 0.9, 0.1)
+    d, se = practice_job.paired_logloss_difference(y, knows, p_b, learners)
+    assert d + 2 * se < 0                                       # clearly better: its own model serves
+    assert practice_job.paired_logloss_difference(y[:25], knows[:25], p_b[:25], learners[:25])[1] == np.inf

@@ -237,7 +237,7 @@ def test_a_unit_is_served_by_its_ancestor_when_that_predicts_its_dev_learners_be
     assert ancestor["unit_id"] == "demo" and ancestor["attempts"] >= practice_job.MIN_DEV_ATTEMPTS
     assert 0 < ancestor["learners"] <= ancestor["attempts"]
     nearest = q.fetch_one(demo, "nearest_active_models", unit_ids=[unit], objective="practice", tag=config.tag)
-    if ancestor["logloss"] < ancestor["own_logloss"]:
+    if not ancestor["own_serves"]:
         assert outcome.status == "parent_serves" and "'demo'" in outcome.reason and nearest["unit_id"] == "demo"
         assert modelstore.active_model_summary(demo, unit, "practice", config.tag) is None
     else:

@@ -104,11 +104,13 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
                          "split_seed": config.split_seed, "hold_out_test_learners": config.hold_out_test_learners},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
-    if config.prefer_parent and ancestor and ancestor["logloss"] < ancestor["own_logloss"]:
-        # The unit above predicts this unit's dev learners better: serve that one here.
-        reason = (f"the model of {ancestor['unit_id']!r} predicts this unit's dev learners better "
-                  f"(log-loss {ancestor['logloss']:.4f} vs {ancestor['own_logloss']:.4f} on "
-                  f"{ancestor['attempts']} attempts); it serves this unit")
+    if config.prefer_parent and ancestor and not ancestor["own_serves"]:
+        # This unit's model does not predict its dev learners clearly better than the unit above's
+        # (which learned from more data): serve that one here.
+        reason = (f"its own model does not predict this unit's dev learners significantly better than the "
+                  f"model of {ancestor['unit_id']!r} (log-loss {ancestor['own_logloss']:.4f} vs "
+                  f"{ancestor['logloss']:.4f} on {ancestor['attempts']} attempts, difference "
+                  f"{ancestor['difference']:+.4f} ± {2 * ancestor['se']:.4f}); that one serves this unit")
         with conn:
             modelstore.mark_failed(conn, model_id, reason)
             q.execute(conn, "retire_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
@@ -184,6 +186,30 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
         return None
     own, y, ancestor_p = result.dev.p[both], result.dev.y[both], ancestor_p[both]
     mine, other = probability_metrics(y, own), probability_metrics(y, ancestor_p)
+    difference, se = paired_logloss_difference(y, own, ancestor_p, result.dev.users[both])
     return {"unit_id": nearest, "attempts": len(both), "learners": len(np.unique(result.dev.users[both])),
             "logloss": other["logloss"], "auc": other["auc"],
-            "own_logloss": mine["logloss"], "own_auc": mine["auc"]}
+            "own_logloss": mine["logloss"], "own_auc": mine["auc"],
+            "difference": difference, "se": se, "own_serves": bool(difference + 2 * se < 0)}
+
+
+def paired_logloss_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, learners: np.ndarray
+                              ) -> tuple[float, float]:
+    """Mean per-attempt log-loss of a minus b on the same attempts, and its standard error with
+    attempts clustered by learner (one learner's attempts are not independent). A unit's own model
+    serves only when it is better by two standard errors: with a few dev learners, a difference
+    in the noise would hand the unit to the model fitted on less data."""
+    y = np.asarray(y, dtype=np.float64)
+
+    def loss(p):
+        p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1 - 1e-12)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p))
+
+    d = loss(p_a) - loss(p_b)
+    _, codes = np.unique(learners, return_inverse=True)
+    sums, counts = np.bincount(codes, d), np.bincount(codes)
+    n, clusters, mean = len(d), len(sums), float(d.mean())
+    if clusters < 2:
+        return mean, float("inf")
+    se = math.sqrt(clusters / (clusters - 1) * float(np.sum((sums - mean * counts) ** 2))) / n
+    return mean, se
