@@ -202,7 +202,8 @@ def _choice_lines(metrics: dict) -> list[str]:
     ancestor = metrics.get("ancestor_dev")
     if ancestor:
         lines.append(f"vs {ancestor['unit_id']} on {ancestor['attempts']} dev attempts: log-loss "
-                     f"{_num(ancestor['logloss'])} (own {_num(ancestor['own_logloss'])})")
+                     f"{_num(ancestor.get('logloss'))} (own {_num(ancestor.get('own_logloss'))}): "
+                     + ("own model serves" if ancestor.get("own_serves") else "the ancestor serves"))
     skill = metrics.get("skill_terms")
     if skill:
         lines.append("skill offsets (sd, half-life): dev log-loss " + ", ".join(

@@ -107,10 +107,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     if config.prefer_parent and ancestor and not ancestor["own_serves"]:
         # This unit's model does not predict its dev learners clearly better than the unit above's
         # (which learned from more data): serve that one here.
-        reason = (f"its own model does not predict this unit's dev learners significantly better than the "
-                  f"model of {ancestor['unit_id']!r} (log-loss {ancestor['own_logloss']:.4f} vs "
-                  f"{ancestor['logloss']:.4f} on {ancestor['attempts']} attempts, difference "
-                  f"{ancestor['difference']:+.4f} ± {2 * ancestor['se']:.4f}); that one serves this unit")
+        reason = ancestor_reason(ancestor)
         with conn:
             modelstore.mark_failed(conn, model_id, reason)
             q.execute(conn, "retire_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
@@ -170,8 +167,10 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
     """This unit's chosen model against the model that serves its nearest ancestor, on the dev
     attempts both predicted in this run (fits on train learners only, calibrated on dev): the
     comparison that decides who serves the unit. The ancestor's p came from its own replay, with
-    the learner's whole history under it, as it would answer a request for this unit."""
-    if state is None or result.dev is None or not len(result.dev.p):
+    the learner's whole history under it, as it would answer a request for this unit. Fewer than
+    MIN_DEV_ATTEMPTS in common decide nothing in the unit's favour: its own model must show it
+    is better, so then the ancestor serves (`own_serves` False, `too_few` True)."""
+    if state is None:
         return None
     above = [r["unit_id"] for r in sorted(q.fetch_all(conn, "units_above_unit", unit_id=unit_id),
                                           key=lambda r: r["depth"]) if r["depth"] > 0]
@@ -180,10 +179,11 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
     if nearest is None:
         return None
     theirs = state.dev_predictions[nearest]
-    ancestor_p = np.array([theirs.get(key, np.nan) for key in dev_keys(data, result)])
+    has_dev = result.dev is not None and len(result.dev.p) > 0
+    ancestor_p = np.array([theirs.get(key, np.nan) for key in dev_keys(data, result)]) if has_dev else np.empty(0)
     both = np.flatnonzero(~np.isnan(ancestor_p))    # the dev attempts the ancestor predicted too
     if len(both) < MIN_DEV_ATTEMPTS:
-        return None
+        return {"unit_id": nearest, "attempts": len(both), "too_few": True, "own_serves": False}
     own, y, ancestor_p = result.dev.p[both], result.dev.y[both], ancestor_p[both]
     mine, other = probability_metrics(y, own), probability_metrics(y, ancestor_p)
     difference, se = paired_logloss_difference(y, own, ancestor_p, result.dev.users[both])
@@ -191,6 +191,18 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
             "logloss": other["logloss"], "auc": other["auc"],
             "own_logloss": mine["logloss"], "own_auc": mine["auc"],
             "difference": difference, "se": se, "own_serves": bool(difference + 2 * se < 0)}
+
+
+def ancestor_reason(ancestor: dict) -> str:
+    """Why the ancestor serves a unit, for the model's status and the job's report."""
+    if ancestor.get("too_few"):
+        return (f"only {ancestor['attempts']} of this unit's dev attempts were predicted by the model of "
+                f"{ancestor['unit_id']!r} too, fewer than {MIN_DEV_ATTEMPTS}: too few to prefer its own model; "
+                "that one serves this unit")
+    return (f"its own model does not predict this unit's dev learners significantly better than the model of "
+            f"{ancestor['unit_id']!r} (log-loss {ancestor['own_logloss']:.4f} vs {ancestor['logloss']:.4f} on "
+            f"{ancestor['attempts']} attempts, difference {ancestor['difference']:+.4f} ± {2 * ancestor['se']:.4f}); "
+            "that one serves this unit")
 
 
 def paired_logloss_difference(y: np.ndarray, p_a: np.ndarray, p_b: np.ndarray, learners: np.ndarray
