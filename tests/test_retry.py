@@ -16,21 +16,30 @@ def test_last_outcomes_are_per_learner_and_item_and_only_from_earlier_attempts()
     assert last_outcomes(items, y, starts).tolist() == [-1, -1, 0, 1, -1, -1]
 
 
-def test_the_fit_recovers_known_retry_offsets():
+def test_the_fit_recovers_known_retry_offsets_and_slopes():
     rng = np.random.default_rng(0)
-    n = 40_000
+    n = 60_000
     raw = rng.normal(0, 1.5, n)
     previous = rng.choice([-1, 0, 1], n, p=[0.6, 0.2, 0.2])
-    z = 0.9 * raw - 0.2 + np.where(previous == 0, 1.5, np.where(previous == 1, -0.5, 0.0))
+    z = 0.9 * raw - 0.2 + np.where(previous == 0, 1.5 - 0.6 * raw, np.where(previous == 1, -0.5 + 0.3 * raw, 0.0))
     y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
     fitted = fit_retry_calibration(raw, previous, y)
     assert fitted["a"] == pytest.approx(0.9, abs=0.05) and fitted["b"] == pytest.approx(-0.2, abs=0.05)
-    assert fitted["retry"]["after_mistake"] == pytest.approx(1.5, abs=0.1)
-    assert fitted["retry"]["after_success"] == pytest.approx(-0.5, abs=0.1)
-    p = calibrated(fitted, raw, previous)
     retry = fitted["retry"]
-    offsets = np.where(previous == 0, retry["after_mistake"], np.where(previous == 1, retry["after_success"], 0))
-    assert np.allclose(p, 1 / (1 + np.exp(-(fitted["a"] * raw + fitted["b"] + offsets))))
+    assert retry["after_mistake"] == pytest.approx(1.5, abs=0.1)
+    assert retry["after_success"] == pytest.approx(-0.5, abs=0.1)
+    assert retry["slope_after_mistake"] == pytest.approx(-0.6, abs=0.1)
+    assert retry["slope_after_success"] == pytest.approx(0.3, abs=0.1)
+    p = calibrated(fitted, raw, previous)
+    terms = np.where(previous == 0, retry["after_mistake"] + retry["slope_after_mistake"] * raw,
+                     np.where(previous == 1, retry["after_success"] + retry["slope_after_success"] * raw, 0))
+    assert np.allclose(p, 1 / (1 + np.exp(-(fitted["a"] * raw + fitted["b"] + terms))))
+
+
+def test_a_calibration_stored_before_the_slopes_still_serves_its_offsets():
+    old = {"a": 1.0, "b": 0.0, "retry": {"after_mistake": 2.0, "after_success": -1.0}}
+    p = calibrated(old, np.array([0.5, 0.5, 0.5]), np.array([0, 1, -1]))
+    assert p == pytest.approx(1 / (1 + np.exp(-np.array([2.5, -0.5, 0.5]))))
 
 
 def test_without_retries_in_the_data_the_offsets_stay_at_zero_and_small_data_gets_identity():
@@ -38,7 +47,8 @@ def test_without_retries_in_the_data_the_offsets_stay_at_zero_and_small_data_get
     raw = rng.normal(size=500)
     y = (rng.random(500) < 1 / (1 + np.exp(-raw))).astype(float)
     fitted = fit_retry_calibration(raw, np.full(500, -1), y)
-    assert fitted["retry"] == {"after_mistake": 0.0, "after_success": 0.0}
+    assert fitted["retry"] == {"after_mistake": 0.0, "after_success": 0.0, "slope_after_mistake": 0.0,
+                               "slope_after_success": 0.0}
     assert fit_retry_calibration(raw[:10], np.full(10, -1), y[:10]) == {"method": "platt", "a": 1.0, "b": 0.0}
 
 

@@ -104,14 +104,24 @@ class ServingModel:
 
 
 def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """p = sigmoid(a * raw + b), plus the calibration's retry offsets (if it has them) for candidates
+    """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right)."""
     a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
     z = a * raw + b
-    retry = calibration.get("retry")
-    if retry and previous is not None:
-        z = z + np.where(previous == 0, retry["after_mistake"], np.where(previous == 1, retry["after_success"], 0.0))
+    if calibration.get("retry") and previous is not None:
+        z = z + retry_terms(calibration["retry"], raw, previous)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """The logit terms of a calibration's `retry` block (jobs.training.retry) for candidates with
+    logits `raw` whose previous outcome at the item is `previous` (-1 none, 0, 1): an offset and a
+    slope per kind of retry; zeros without a block. A model stored before the slopes has offsets only."""
+    if not retry:
+        return np.zeros(len(previous))
+    mistake = retry["after_mistake"] + retry.get("slope_after_mistake", 0.0) * raw
+    success = retry["after_success"] + retry.get("slope_after_success", 0.0) * raw
+    return np.where(previous == 0, mistake, np.where(previous == 1, success, 0.0))
 
 
 def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, candidate_rows: np.ndarray
