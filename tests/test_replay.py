@@ -300,13 +300,16 @@ def test_a_tiny_replay_through_the_real_import_job_and_service(servers, tmp_path
     assert main(["--data", str(data), "--protocol", protocol, "--max-test-students", "4", "--quiet",
                  "--json", str(out), "--predictions", str(preds)]) == 0
     report = json.loads(out.read_text())
-    assert report["protocol"] == protocol and report["training"]["models_activated"] >= 2
+    # the root, at least: on so little data the skill units' own models rarely beat it on dev
+    assert report["protocol"] == protocol and report["training"]["models_activated"] >= 1
     for role in ROLES:
         block = report[role]
         n = report["split"][f"{role}_attempts"]
         assert block["service"]["n"] == n and block["replay"]["attempts"] == n
         assert all(m["n"] == n for m in block["baselines"].values())
         assert block["service_skill_requests"]["n"] == n                # every demo question has a skill
+        served = block["replay"]["skill_requests"]                        # each by its unit's or an ancestor's model
+        assert served["served_by_the_skills_own_model"] + served["served_by_an_ancestors_model"] == n
         assert {"first attempt at the item", "repeat after a mistake", "history 0"} <= set(block["slices"])
         assert "service - elo_tuned" in block["service_vs_baselines"]
     assert [r["method"] for r in report["dev_test_table"]][:2] == ["service", "service_skill_requests"]

@@ -73,7 +73,9 @@ def test_make_run_serves_the_demo_on_embedded_servers_and_stops_cleanly(tmp_path
         assert first["model"] is not None and all(0 < it["p"] < 1 for it in first["items"])
         assert json.loads(subprocess.run(["bash", "-c", post], capture_output=True, text=True, timeout=30).stdout)
         second = json.loads(subprocess.run(["bash", "-c", ask], capture_output=True, text=True, timeout=30).stdout)
-        assert second["history_rows"] == first["history_rows"] + 1
+        # one more attempt; the busiest demo learner's history is at the window's cap (the most recent
+        # events), so the oldest attempt may leave as the new one enters
+        assert second["history_rows"] in (first["history_rows"], first["history_rows"] + 1)
         assert [it["p"] for it in second["items"]] != [it["p"] for it in first["items"]]  # they moved
     finally:
         output = ctrl_c(proc)
