@@ -121,3 +121,14 @@ def test_the_job_uses_skill_offsets_only_when_they_predict_its_dev_learners_bett
     assert ("skill" in result.calibration) == traced, tried
     if chosen:
         assert tried[chosen["sd"]] < tried[0] - RECENCY_MARGIN
+
+
+def test_the_live_fit_bench_times_every_variant_side_by_side():
+    from bench.live_fit import run
+
+    report = run(dim=4, items=60, skills=5, history=20, candidates=30, repeats=15)
+    variants = report["variants"]
+    assert set(variants) == {"plain", "retry", "skill", "retry+skill", "retry+skill+metadata prior",
+                             "retry+skill, exploring"}
+    assert all(v["p50_ms"] > 0 and v["p99_ms"] >= v["p50_ms"] for v in variants.values())
+    assert variants["plain"]["p50_vs_plain"] == 1.0
