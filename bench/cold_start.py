@@ -21,7 +21,8 @@ ingested, by `predict(...)` of the root through two model caches on the same dat
 - `population_prior`: the same model with both switched off: every learner starts at the
   population prior and a new question is the average item (the service before this change).
 `truth` is the generator's own probability. Slices: each learner's first 10 attempts (the
-cold-start target), attempts at new questions, everything. Figures for dev and test side by side;
+cold-start target), those of them at questions the model was trained with (the metadata prior
+alone), attempts at new questions, everything. Figures for dev and test side by side;
 nothing here is tuned on either.
 """
 from __future__ import annotations
@@ -158,8 +159,10 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
                 y = ev.outcome[take]
                 starts = np.r_[True, np.diff(ev.user[take]) != 0] if len(take) else np.empty(0, bool)
                 position = np.arange(len(take)) - np.maximum.accumulate(np.where(starts, np.arange(len(take)), 0))
-                slices = {"first_10_attempts": position < FIRST_ATTEMPTS, "new_questions": is_new_item[take],
-                          "all": np.ones(len(take), bool)}
+                first = position < FIRST_ATTEMPTS
+                slices = {"first_10_attempts": first,
+                          "first_10_attempts_at_known_questions": first & ~is_new_item[take],   # the prior alone
+                          "new_questions": is_new_item[take], "all": np.ones(len(take), bool)}
                 frame = _frame(users, y)
                 result[name] = {
                     "learners": len(set(users)), "attempts": len(take),
@@ -174,10 +177,13 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
             delete_prefix(cache, prefix)
             cache.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
-    first = result["test"]["slices"]["first_10_attempts"]
-    gain = first["service"].get("auc", math.nan) - first["population_prior"].get("auc", math.nan)
-    result["targets"] = {"test_first_10_auc_gain_over_population_prior": round(gain, 4),
-                         "target_gain": 0.02, "met": bool(gain >= 0.02)}
+    result["targets"] = {}
+    for name in ("first_10_attempts", "first_10_attempts_at_known_questions"):
+        first = result["test"]["slices"][name]
+        gain = first["service"].get("auc", math.nan) - first["population_prior"].get("auc", math.nan)
+        result["targets"][f"test_{name}_auc_gain_over_population_prior"] = round(gain, 4)
+    result["targets"] |= {"target_gain": 0.02,
+                          "met": bool(result["targets"]["test_first_10_attempts_auc_gain_over_population_prior"] >= 0.02)}
     return result
 
 
