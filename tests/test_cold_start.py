@@ -183,3 +183,23 @@ def test_a_question_added_after_training_is_scored_from_its_metadata(cold_db, co
     recs = cold_api.post("/v1/recommendations", {"user_id": user, "units": [section], "n": 100}).json
     served = {it["item_id"]: it["p"] for it in recs["items"]}
     assert served[easy[0]] == pytest.approx(p[0], abs=1e-6)            # a candidate, scored the same way
+
+
+@pytest.mark.slow
+def test_the_cold_start_bench_runs_end_to_end_on_a_small_demo(servers, monkeypatch, tmp_path):
+    from bench.cold_start import run
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
+    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
+    monkeypatch.setenv("ADAPTREC_TRAIN_MAX_TRIALS", "1")
+    report = run(learners=300, attempts=15_000, grade_effect=0.8, new_share=0.1)
+    assert report["new_items"] > 0 and report["served_model"]["item_features"] is True
+    for role in ("dev", "test"):
+        slices = report[role]["slices"]
+        assert set(slices) == {"first_10_attempts", "first_10_attempts_at_known_questions", "new_questions", "all"}
+        assert all(set(s) == {"service", "population_prior", "truth"} for s in slices.values())
+        assert slices["all"]["service"]["n"] == report[role]["attempts"] > 0
+        new = slices["new_questions"]
+        assert new["service"]["logloss"] != new["population_prior"]["logloss"]     # the two arms differ
+    assert set(report["targets"]) >= {"test_first_10_attempts_auc_gain_over_population_prior", "met"}
