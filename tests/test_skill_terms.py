@@ -132,3 +132,33 @@ def test_the_live_fit_bench_times_every_variant_side_by_side():
                              "retry+skill, exploring"}
     assert all(v["p50_ms"] > 0 and v["p99_ms"] >= v["p50_ms"] for v in variants.values())
     assert variants["plain"]["p50_vs_plain"] == 1.0
+
+
+def test_the_replays_single_skill_offset_is_the_services_vectorised_one():
+    from app.online.fit import one_skill_offset
+
+    rng = np.random.default_rng(3)
+    raw, y = rng.normal(0, 1, 17), (rng.random(17) < 0.4).astype(float)
+    for sd, half_life in ((0.6, 5), (1.0, None)):
+        assert one_skill_offset(raw, y, sd, half_life) == pytest.approx(
+            skill_offsets(raw, y, np.zeros(17, np.int64), 1, sd, half_life)[0], abs=1e-12)
+    assert one_skill_offset(np.empty(0), np.empty(0), 0.6, 5) == 0.0
+
+
+def test_one_replay_scores_every_skill_setting_as_separate_replays_would():
+    from jobs.training.practice import SKILL_TERMS, FittedModel, skill_replays
+
+    data = _skilled_learners(30, 40, 4, 25, 1.0)
+    rng = np.random.default_rng(0)
+    fitted = FittedModel(rng.normal(0, 0.3, (40, 3)), rng.normal(0, 1, 40), np.zeros(4), np.eye(4))
+    users = np.arange(10)
+    raws, rows = skill_replays(fitted, data, users, SKILL_TERMS)
+    plain, _, plain_rows = fold_in_predictions(fitted, data, users)
+    assert np.array_equal(rows, plain_rows) and np.allclose(raws[0], plain)
+    for k, terms in enumerate(SKILL_TERMS, start=1):
+        alone, _, _ = fold_in_predictions(fitted, data, users, skill=terms)
+        assert np.allclose(raws[k], alone) and not np.allclose(raws[k], plain)
+    data.item_skills = None                                   # one skill: the settings add nothing
+    raws, _ = skill_replays(fitted, data, users, SKILL_TERMS)
+    assert all(np.allclose(r, plain) for r in raws)
+    assert np.allclose(fold_in_predictions(fitted, data, users, skill=SKILL_TERMS[0])[0], plain)

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights, skill_offsets
+from app.online.fit import HISTORY_MAX, fit_user, one_skill_offset, prior_from_users, recency_weights
 from app.online.metadata import fit_metadata_prior
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
@@ -192,14 +192,25 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
 
     Returns (raw logits, outcomes, row index) of every predicted attempt.
     """
-    skills = data.item_skills if skill else None
+    raws, rows = skill_replays(fitted, data, users, (skill,) if skill else (), history_max, half_life, prior_means)
+    return raws[-1], data.outcomes[rows].astype(np.int8), rows
+
+
+def skill_replays(fitted: FittedModel, data: PracticeData, users: np.ndarray, grid: tuple = (),
+                  history_max: int = HISTORY_MAX, half_life: float | None = None,
+                  prior_means: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """One replay (fold_in_predictions) scored without skill terms and with each of `grid`: the skill
+    offsets add to a prediction but do not move the live fit, so one pass of fits serves them all.
+    Returns ([raw logits without, then with each of grid], row index of every predicted attempt)."""
+    skills = data.item_skills if grid else None
     precision = np.linalg.inv(fitted.prior_cov)
     wanted = np.zeros(len(data.user_ids), dtype=bool)
     wanted[users] = True
     starts = np.flatnonzero(np.r_[True, data.users[1:] != data.users[:-1]])
     ends = np.r_[starts[1:], len(data.users)]
     V, b = fitted.item_vectors.astype(np.float64), fitted.item_biases.astype(np.float64)
-    raws, rows = [], []
+    raws: list[list[float]] = [[] for _ in range(1 + len(grid))]
+    rows = []
     for s, e in zip(starts, ends):
         if not wanted[data.users[s]]:
             continue
@@ -208,14 +219,17 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
         for t in range(s, e):
             item = data.items[t]
             raw = float(V[item] @ theta[:-1] + theta[-1] + b[item])
-            if skills is not None and skills[item] >= 0:
-                window = max(s, t - history_max)     # the attempts the service would see
-                same = np.flatnonzero(skills[data.items[window:t]] == skills[item]) + window
-                if len(same):
-                    seen = data.items[same]
-                    raw += skill_offsets(V[seen] @ theta[:-1] + theta[-1] + b[seen], data.outcomes[same],
-                                         np.zeros(len(same), dtype=np.int64), 1, skill["sd"], skill.get("half_life"))[0]
-            raws.append(raw)
+            raws[0].append(raw)
+            if skills is not None:
+                same = np.empty(0, dtype=np.int64)
+                if skills[item] >= 0:
+                    window = max(s, t - history_max)     # the attempts the service would see
+                    same = np.flatnonzero(skills[data.items[window:t]] == skills[item]) + window
+                seen = data.items[same]
+                seen_raw = V[seen] @ theta[:-1] + theta[-1] + b[seen]
+                for k, terms in enumerate(grid, start=1):
+                    raws[k].append(raw + one_skill_offset(seen_raw, data.outcomes[same], terms["sd"],
+                                                          terms.get("half_life")))
             rows.append(t)
             lo = max(s, t + 1 - history_max)
             seen = data.items[lo:t + 1]
@@ -223,10 +237,9 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
             weights = recency_weights(len(seen), half_life) if half_life else None
             theta = fit_user(V[seen], b[seen], data.outcomes[lo:t + 1], mean, precision,
                              weights=weights, steps=3, start=theta)
-    if not raws:
-        return np.empty(0), np.empty(0, dtype=np.int8), np.empty(0, dtype=np.int64)
-    rows = np.array(rows, dtype=np.int64)
-    return np.array(raws), data.outcomes[rows].astype(np.int8), rows
+    if skills is None:      # a unit of one skill: nothing to add
+        raws[1:] = [raws[0]] * len(grid)
+    return [np.array(r, dtype=np.float64) for r in raws], np.array(rows, dtype=np.int64)
 
 
 def difficulty_baseline(data: PracticeData, train_rows: np.ndarray, prior_weight: float = 5.0) -> np.ndarray:
@@ -361,8 +374,8 @@ def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarra
     if data.item_skills is None or not len(users):
         return None, [], without
     replays = {None: without}
-    for k, terms in enumerate(SKILL_TERMS):
-        raw, _, rows = fold_in_predictions(fitted, data, users, half_life=half_life, skill=terms)
+    raws, rows = skill_replays(fitted, data, users, SKILL_TERMS, half_life=half_life)
+    for k, raw in enumerate(raws[1:]):
         replays[k] = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
     losses = {k: probability_metrics(data.outcomes[rows], cal.apply(platt, raw))["logloss"] if len(rows) else np.nan
               for k, (raw, rows, platt) in replays.items()}
