@@ -102,10 +102,10 @@ class CandidateScores(NamedTuple):
 def cover_new_items(conn: Connection, model: ServingModel | None, items: list[str]) -> None:
     """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
     and model: ServingModel.add_items), so a new question is scored as what it is, not as the
-    average item."""
+    average item. An item none of whose tokens the model knows is remembered, not read again."""
     if model is None or model.feature_vectors is None:
         return
-    missing = [i for i in items if i not in model.index]
+    missing = [i for i in items if i not in model.index and i not in model.unbuildable]
     if missing:
         model.add_items(q.fetch_all(conn, "items_metadata", item_ids=missing))
 

@@ -60,6 +60,7 @@ def test_the_serving_model_shifts_a_learners_prior_and_adds_new_items_from_featu
                              {"item_id": "stranger", "kind": "video", "units": ["s9"], "attrs": {}},
                              {"item_id": "a", "kind": "question", "units": ["s1"], "attrs": {}}])
     assert added == 1 and model.rows(["new", "stranger", "a"]).tolist() == [2, -1, 0]
+    assert model.unbuildable == {"stranger"}                       # not read again for this model
     assert model.item_vectors[2] == pytest.approx([2.0 / 3]) and model.item_biases[2] == pytest.approx(1.0 / 3)
     assert len(model.unit_vectors) == len(model.item_ids) == 3
     plain = _serving({})

@@ -38,6 +38,7 @@ class ServingModel:
     feature_index: dict = field(default_factory=dict)       # metadata token -> row of feature_vectors
     feature_vectors: np.ndarray | None = None                # (F, d) hybrid item-feature embeddings
     feature_biases: np.ndarray | None = None
+    unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -84,6 +85,7 @@ class ServingModel:
         built = [(i["item_id"], vector_from_features(item_tokens(i.get("kind"), i.get("units"), i.get("attrs")),
                                                      self.feature_index, self.feature_vectors, self.feature_biases))
                  for i in items if i["item_id"] not in self.index]
+        self.unbuildable.update(item_id for item_id, vb in built if vb is None)   # not asked again
         built = [(item_id, vb) for item_id, vb in built if vb is not None]
         if not built:
             return 0
