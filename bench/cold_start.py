@@ -41,11 +41,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from bench.compare import bootstrap_difference, metrics
 from bench.replay import JOB_SPLIT_SEED, SPLIT_SEED, delete_prefix
 from jobs import demo
 from jobs.training import split
+from jobs.training.practice import attempt_positions
 
 NEW_ITEM_SEED = 13
 FIRST_ATTEMPTS = 10         # the cold-start slice: each learner's first attempts
@@ -157,13 +159,11 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
                            [datetime.fromtimestamp(t / 1000, UTC) for t in ev.occurred[take].astype(np.int64).tolist()])
                 p["truth"] = ev.p_correct[take]
                 y = ev.outcome[take]
-                starts = np.r_[True, np.diff(ev.user[take]) != 0] if len(take) else np.empty(0, bool)
-                position = np.arange(len(take)) - np.maximum.accumulate(np.where(starts, np.arange(len(take)), 0))
-                first = position < FIRST_ATTEMPTS
+                first = attempt_positions(ev.user[take]) < FIRST_ATTEMPTS
                 slices = {"first_10_attempts": first,
                           "first_10_attempts_at_known_questions": first & ~is_new_item[take],   # the prior alone
                           "new_questions": is_new_item[take], "all": np.ones(len(take), bool)}
-                frame = _frame(users, y)
+                frame = pd.DataFrame({"user_id": users, "correct": y})
                 result[name] = {
                     "learners": len(set(users)), "attempts": len(take),
                     "replay_seconds": round(time.perf_counter() - t0, 1),
@@ -184,11 +184,6 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
     result["targets"] = {f"test_{name}_auc_gain_over_population_prior": round(g, 4) for name, g in gains.items()}
     result["targets"] |= {"target_gain": 0.02, "met": bool(gains["first_10_attempts"] >= 0.02)}
     return result
-
-
-def _frame(users: list[str], y: np.ndarray):
-    import pandas as pd
-    return pd.DataFrame({"user_id": users, "correct": y})
 
 
 def main(argv=None) -> int:

@@ -134,15 +134,13 @@ def test_the_live_fit_bench_times_every_variant_side_by_side():
     assert variants["plain"]["p50_vs_plain"] == 1.0
 
 
-def test_the_replays_single_skill_offset_is_the_services_vectorised_one():
-    from app.online.fit import one_skill_offset
-
+def test_the_replays_single_skill_offset_is_the_services_grouped_one():
     rng = np.random.default_rng(3)
     raw, y = rng.normal(0, 1, 17), (rng.random(17) < 0.4).astype(float)
-    for sd, half_life in ((0.6, 5), (1.0, None)):
-        assert one_skill_offset(raw, y, sd, half_life) == pytest.approx(
-            skill_offsets(raw, y, np.zeros(17, np.int64), 1, sd, half_life)[0], abs=1e-12)
-    assert one_skill_offset(np.empty(0), np.empty(0), 0.6, 5) == 0.0
+    for sd, half_life in ((0.6, 5), (1.0, None)):     # one skill (the shortcut) vs skill 1 of 2 (the grouping)
+        assert skill_offsets(raw, y, np.zeros(17, np.int64), 1, sd, half_life)[0] == pytest.approx(
+            skill_offsets(raw, y, np.ones(17, np.int64), 2, sd, half_life)[1], abs=1e-12)
+    assert skill_offsets(np.empty(0), np.empty(0), np.empty(0, np.int64), 1, 0.6, 5).tolist() == [0.0]
 
 
 def test_one_replay_scores_every_skill_setting_as_separate_replays_would():

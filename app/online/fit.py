@@ -120,7 +120,9 @@ def skill_offsets(raw: np.ndarray, outcomes: np.ndarray, skills: np.ndarray, n_s
     if not keep.any() or sd <= 0:
         return delta
     raw, y, s = np.asarray(raw, np.float64)[keep], np.asarray(outcomes, np.float64)[keep], skills[keep]
-    w = 0.5 ** (within_group_age(s) / half_life) if half_life else np.ones(len(s))
+    # one skill (the training job's replay asks for one at a time): its age is its distance from the end
+    age = np.arange(len(s) - 1, -1, -1) if n_skills == 1 else within_group_age(s)
+    w = 0.5 ** (age / half_life) if half_life else np.ones(len(s))
     precision = 1.0 / (sd * sd)
     for _ in range(steps):
         p = sigmoid(raw + delta[s])
@@ -129,19 +131,3 @@ def skill_offsets(raw: np.ndarray, outcomes: np.ndarray, skills: np.ndarray, n_s
         delta -= grad / hess
     return delta
 
-
-def one_skill_offset(raw: np.ndarray, outcomes: np.ndarray, sd: float, half_life: float | None = None,
-                     steps: int = 4) -> float:
-    """skill_offsets for the attempts of one skill (oldest first): the same MAP with the same recency
-    weights, without the grouping work, for the training job's replay, which needs one skill's
-    offset per replayed attempt."""
-    n = len(raw)
-    if n == 0 or sd <= 0:
-        return 0.0
-    raw, y = np.asarray(raw, np.float64), np.asarray(outcomes, np.float64)
-    w = 0.5 ** (np.arange(n - 1, -1, -1) / half_life) if half_life else np.ones(n)
-    precision, delta = 1.0 / (sd * sd), 0.0
-    for _ in range(steps):
-        p = sigmoid(raw + delta)
-        delta -= (w @ (p - y) + precision * delta) / (w @ (p * (1.0 - p)) + precision)
-    return float(delta)

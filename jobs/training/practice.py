@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.fit import HISTORY_MAX, fit_user, one_skill_offset, prior_from_users, recency_weights
+from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights, skill_offsets
 from app.online.metadata import fit_metadata_prior
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
@@ -103,7 +103,7 @@ class PracticeResult:
     dev_users: np.ndarray | None = None       # user indices: the dev learners tuning and calibration used
     trained_users: np.ndarray | None = None   # user indices: the learners `fitted` was trained on
     dev: DevPredictions | None = None         # the chosen candidate's calibrated dev predictions
-    metadata_prior: dict | None = None        # {"tokens", "shifts"}: a learner's prior from their metadata
+    metadata_prior: dict | None = None        # {"tokens", "shifts", "indicators"}: a learner's prior from metadata
 
 
 @dataclass
@@ -227,9 +227,10 @@ def skill_replays(fitted: FittedModel, data: PracticeData, users: np.ndarray, gr
                     same = np.flatnonzero(skills[data.items[window:t]] == skills[item]) + window
                 seen = data.items[same]
                 seen_raw = V[seen] @ theta[:-1] + theta[-1] + b[seen]
+                one_skill = np.zeros(len(same), dtype=np.int64)
                 for k, terms in enumerate(grid, start=1):
-                    raws[k].append(raw + one_skill_offset(seen_raw, data.outcomes[same], terms["sd"],
-                                                          terms.get("half_life")))
+                    raws[k].append(raw + skill_offsets(seen_raw, data.outcomes[same], one_skill, 1, terms["sd"],
+                                                       terms.get("half_life"))[0])
             rows.append(t)
             lo = max(s, t + 1 - history_max)
             seen = data.items[lo:t + 1]
@@ -303,7 +304,7 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         fitted, data, val_users, half_life, (val_raw, val_rows, calibration))
     metadata, metadata_info, (val_raw, val_rows, calibration) = choose_metadata_prior(
         fitted, data, train_rows, val_users, half_life, skill, (val_raw, val_rows, calibration))
-    means = prior_means(fitted, data, metadata)
+    means = prior_means(fitted, metadata)
     retry_info = None
     if dev_sequences is not None and len(val_users):
         calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
@@ -338,7 +339,7 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)
         fitted = fit(data, params, trained[data.users], seed, threads)
     if metadata is not None:   # the shifts of the model that serves, regressed on the learners it trained on
-        metadata["shifts"] = metadata_shifts(fitted, metadata_indicators(data)[1], trained)
+        metadata["shifts"] = metadata_shifts(fitted, metadata["indicators"], trained)
     return PracticeResult(fitted, params, calibration, metrics, search, time.perf_counter() - started, test_users,
                           val_users, np.flatnonzero(trained), dev, metadata)
 
@@ -388,13 +389,18 @@ def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarra
     return dict(SKILL_TERMS[best]), table, replays[best]
 
 
+def token_columns(features: FeatureSet, n_ids: int) -> list[int]:
+    """The columns of a hybrid feature set that are metadata tokens: after the `n_ids` identity
+    features, without the TF-IDF text."""
+    return [k for k, name in enumerate(features.names) if k >= n_ids and not name.startswith("text:")]
+
+
 def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
     """The metadata tokens' embeddings of a hybrid embedding model (ids and text left out), for the
     service to build a vector for an item that joined the catalogue after this training."""
     if fitted.item_feature_vectors is None or data.item_features is None:
         return None
-    n = len(data.item_ids)
-    cols = [k for k, name in enumerate(data.item_features.names) if k >= n and not name.startswith("text:")]
+    cols = token_columns(data.item_features, len(data.item_ids))
     if not cols:
         return None
     return {"tokens": [data.item_features.names[k] for k in cols],
@@ -407,8 +413,7 @@ def metadata_indicators(data: PracticeData) -> tuple[list[str], np.ndarray] | No
     features = data.user_features
     if features is None:
         return None
-    n = len(data.user_ids)
-    cols = [k for k, name in enumerate(features.names) if k >= n and not name.startswith("text:")]
+    cols = token_columns(features, len(data.user_ids))
     if not cols:
         return None
     return [features.names[k] for k in cols], (features.matrix[:, cols] > 0).toarray().astype(np.float64)
@@ -420,12 +425,11 @@ def metadata_shifts(fitted: FittedModel, indicators: np.ndarray, users: np.ndarr
     return fit_metadata_prior(theta[users], indicators[users])
 
 
-def prior_means(fitted: FittedModel, data: PracticeData, metadata: dict | None) -> np.ndarray | None:
-    """Each learner's prior mean under `metadata` ({"tokens", "shifts"}), None without it."""
+def prior_means(fitted: FittedModel, metadata: dict | None) -> np.ndarray | None:
+    """Each learner's prior mean under `metadata` ({"tokens", "shifts", "indicators"}), None without it."""
     if metadata is None:
         return None
-    _, indicators = metadata_indicators(data)
-    return fitted.prior_mean + indicators @ metadata["shifts"]
+    return fitted.prior_mean + metadata["indicators"] @ metadata["shifts"]
 
 
 def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: np.ndarray, users: np.ndarray,
@@ -443,9 +447,9 @@ def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: n
     tokens, indicators = found
     trained = np.zeros(len(data.user_ids), dtype=bool)
     trained[data.users[train_rows]] = True
-    metadata = {"tokens": tokens, "shifts": metadata_shifts(fitted, indicators, trained)}
+    metadata = {"tokens": tokens, "shifts": metadata_shifts(fitted, indicators, trained), "indicators": indicators}
     raw, _, rows = fold_in_predictions(fitted, data, users, half_life=half_life, skill=skill,
-                                       prior_means=prior_means(fitted, data, metadata))
+                                       prior_means=prior_means(fitted, metadata))
     replay = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
     position = attempt_positions(data.users)
 
