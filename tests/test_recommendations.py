@@ -352,3 +352,67 @@ def test_the_service_applies_the_stored_half_life_and_retry_terms(served_db, set
         with conn, conn.cursor() as cur:
             cur.execute("UPDATE model_arrays SET calibration = %s WHERE model_id = %s", (json.dumps(stored), model_id))
         conn.close()
+
+
+def test_the_service_applies_stored_skill_offsets_and_retry_slopes(served_db, settings):
+    """The second part of what the job may store: per-skill offsets (with each item's skill in
+    extra.item_skills) move only the candidates of skills the learner has attempted, and a retry
+    slope changes an item the learner retried, through the API on real Postgres and Redis."""
+    import json
+
+    conn = psycopg2.connect(served_db)
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT m.model_id, a.calibration, a.extra, a.item_ids FROM models m JOIN model_arrays a "
+                    "USING (model_id) WHERE m.unit_id = 'demo' AND m.objective = 'practice' AND m.status = 'active'")
+        model_id, stored_cal, stored_extra, item_ids = cur.fetchone()
+        cur.execute("SELECT item_id, min(unit_id) FROM unit_items WHERE item_id = ANY(%s) GROUP BY item_id",
+                    (item_ids,))
+        section_of = dict(cur.fetchall())
+    sections = sorted(set(section_of.values()))
+    item_skills = [sections.index(section_of[i]) for i in item_ids]
+    base = {k: v for k, v in stored_cal.items() if k not in ("half_life", "retry", "skill")}
+    unit, user = a_section(served_db), fresh_user()
+
+    def served(calibration: dict, extra: dict, calls):
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE model_arrays SET calibration = %s, extra = %s WHERE model_id = %s",
+                        (json.dumps(calibration), json.dumps(extra), model_id))
+        application = create_app(replace(settings, database_url=served_db))   # a fresh model cache
+        try:
+            client = application.test_client()
+            return calls(lambda path, body: client.post(path, json=body,
+                                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
+        finally:
+            application.extensions["adaptrec.pool"].closeall()
+            application.extensions["adaptrec.cache"].close()
+
+    extra = {**stored_extra, "item_skills": item_skills}
+    try:
+        items = served(base, extra, lambda post: [it["item_id"] for it in post(
+            "/v1/recommendations", {"user_id": user, "units": [unit], "n": 6})["items"]])
+        other = next(i for i in item_ids if section_of[i] != unit)         # a skill the learner never tried
+        history = [(i, 0) for i in items[:5]] + [(items[0], 0)]             # five mistakes in this skill, one retry
+        served(base, extra, lambda post: [post("/v1/interactions", {"event_id": f"{user}-{k}", "user_id": user,
+                                                                    "item_id": i, "outcome": y})
+                                          for k, (i, y) in enumerate(history)])
+        asked = [items[5], other, items[0]]
+
+        def p(calibration):
+            answer = served(calibration, extra, lambda post: post("/v1/predictions", {
+                "user_id": user, "units": ["demo"], "item_ids": asked}))
+            return [it["p"] for it in answer["items"]]
+
+        plain = p(base)
+        traced = p({**base, "skill": {"sd": 1.0, "half_life": 5}})
+        assert traced[0] < plain[0] - 0.02                     # its skill went badly: lower than the overall fit
+        assert traced[1] == pytest.approx(plain[1])            # a skill without attempts: no offset
+        offsets = {"after_mistake": 1.0, "after_success": 0.0}
+        sloped = p({**base, "retry": {**offsets, "slope_after_mistake": -1.0, "slope_after_success": 0.0}})
+        flat = p({**base, "retry": offsets})
+        assert sloped[2] != pytest.approx(flat[2], abs=1e-4)   # the retried item: the slope counts
+        assert sloped[0] == pytest.approx(flat[0]) == pytest.approx(plain[0])   # never attempted: no retry term
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("UPDATE model_arrays SET calibration = %s, extra = %s WHERE model_id = %s",
+                        (json.dumps(stored_cal), json.dumps(stored_extra), model_id))
+        conn.close()
