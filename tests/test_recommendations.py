@@ -1,6 +1,7 @@
 """Online recommendations on the demo data with trained models, against real Postgres and Redis."""
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 
@@ -300,11 +301,26 @@ def test_posterior_draws_narrow_as_attempts_accumulate():
     assert np.trace(np.cov(draws, rowvar=False)) < 0.2 * np.trace(np.cov(draws0, rowvar=False))
 
 
+def serve_stored(served_db, settings, conn, model_id: int, calls, **columns):
+    """Store `columns` (calibration and / or extra, the JSON columns of model_arrays) on the model,
+    then run `calls(post)` against a fresh app (so a fresh model cache) and return its result."""
+    assert set(columns) <= {"calibration", "extra"}
+    with conn, conn.cursor() as cur:
+        for column, value in columns.items():
+            cur.execute(f"UPDATE model_arrays SET {column} = %s WHERE model_id = %s", (json.dumps(value), model_id))
+    application = create_app(replace(settings, database_url=served_db))
+    try:
+        client = application.test_client()
+        return calls(lambda path, body: client.post(path, json=body,
+                                                    headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
+    finally:
+        application.extensions["adaptrec.pool"].closeall()
+        application.extensions["adaptrec.cache"].close()
+
+
 def test_the_service_applies_the_stored_half_life_and_retry_terms(served_db, settings):
     """What the nightly job stores in a model's calibration changes the live answer: a half-life
     makes recent attempts count more, retry offsets move only items the learner attempted before."""
-    import json
-
     conn = psycopg2.connect(served_db)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT m.model_id, a.calibration FROM models m JOIN model_arrays a USING (model_id) "
@@ -314,17 +330,7 @@ def test_the_service_applies_the_stored_half_life_and_retry_terms(served_db, set
     unit, user = a_section(served_db), fresh_user()
 
     def served(calibration: dict, calls):
-        with conn, conn.cursor() as cur:
-            cur.execute("UPDATE model_arrays SET calibration = %s WHERE model_id = %s",
-                        (json.dumps(calibration), model_id))
-        application = create_app(replace(settings, database_url=served_db))   # a fresh model cache
-        try:
-            client = application.test_client()
-            return calls(lambda path, body: client.post(path, json=body,
-                                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
-        finally:
-            application.extensions["adaptrec.pool"].closeall()
-            application.extensions["adaptrec.cache"].close()
+        return serve_stored(served_db, settings, conn, model_id, calls, calibration=calibration)
 
     try:
         items = served(base, lambda post: [it["item_id"] for it in post(
@@ -358,8 +364,6 @@ def test_the_service_applies_stored_skill_offsets_and_retry_slopes(served_db, se
     """The second part of what the job may store: per-skill offsets (with each item's skill in
     extra.item_skills) move only the candidates of skills the learner has attempted, and a retry
     slope changes an item the learner retried, through the API on real Postgres and Redis."""
-    import json
-
     conn = psycopg2.connect(served_db)
     with conn, conn.cursor() as cur:
         cur.execute("SELECT m.model_id, a.calibration, a.extra, a.item_ids FROM models m JOIN model_arrays a "
@@ -374,17 +378,7 @@ def test_the_service_applies_stored_skill_offsets_and_retry_slopes(served_db, se
     unit, user = a_section(served_db), fresh_user()
 
     def served(calibration: dict, extra: dict, calls):
-        with conn, conn.cursor() as cur:
-            cur.execute("UPDATE model_arrays SET calibration = %s, extra = %s WHERE model_id = %s",
-                        (json.dumps(calibration), json.dumps(extra), model_id))
-        application = create_app(replace(settings, database_url=served_db))   # a fresh model cache
-        try:
-            client = application.test_client()
-            return calls(lambda path, body: client.post(path, json=body,
-                                                        headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
-        finally:
-            application.extensions["adaptrec.pool"].closeall()
-            application.extensions["adaptrec.cache"].close()
+        return serve_stored(served_db, settings, conn, model_id, calls, calibration=calibration, extra=extra)
 
     extra = {**stored_extra, "item_skills": item_skills}
     try:
