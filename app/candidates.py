@@ -41,7 +41,7 @@ class Candidates:
 
 
 class CandidateCache:
-    """Per-worker memory of recent candidate lists, keyed by (catalogue version, units)."""
+    """Per-worker memory of recent candidate lists, keyed by (tenant, catalogue version, units)."""
 
     def __init__(self):
         self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
@@ -61,38 +61,40 @@ class CandidateCache:
                 self._lists.popitem(last=False)
 
 
-def catalog_version(conn: Connection) -> int:
-    return q.fetch_one(conn, "catalog_version")["version"]
+def catalog_version(conn: Connection, tenant: str) -> int:
+    row = q.fetch_one(conn, "catalog_version", tenant=tenant)
+    return row["version"] if row else 0
 
 
-def check_units(conn: Connection, unit_ids: list[str]) -> None:
+def check_units(conn: Connection, tenant: str, unit_ids: list[str]) -> None:
     """UnknownIds naming any of `unit_ids` that is not a unit."""
-    found = {r["id"] for r in q.fetch_all(conn, "existing_units", ids=list(unit_ids))}
+    found = {r["id"] for r in q.fetch_all(conn, "existing_units", tenant=tenant, ids=list(unit_ids))}
     missing = [u for u in unit_ids if u not in found]
     if missing:
         raise UnknownIds("units", missing)
 
 
-def resolve(conn: Connection, cache: Cache, local: CandidateCache | None, unit_ids: list[str]) -> Candidates:
+def resolve(conn: Connection, tenant: str, cache: Cache, local: CandidateCache | None,
+            unit_ids: list[str]) -> Candidates:
     """The candidates under `unit_ids`; UnknownIds if a unit does not exist."""
-    version = catalog_version(conn)
+    version = catalog_version(conn, tenant)
     units = tuple(sorted(set(unit_ids)))
-    key = (version, units)
+    key = (tenant, version, units)
     found = local.get(key) if local is not None else None
     if found is not None:
         metrics.CACHE_REQUESTS.labels("candidates", "hit").inc()
         return found
-    check_units(conn, list(units))
-    items = _shared(conn, cache, version, units)
+    check_units(conn, tenant, list(units))
+    items = _shared(conn, tenant, cache, version, units)
     found = Candidates(version, items, {item_id: i for i, item_id in enumerate(items)})
     if local is not None:
         local.put(key, found)
     return found
 
 
-def _shared(conn: Connection, cache: Cache, version: int, units: tuple) -> list[str]:
+def _shared(conn: Connection, tenant: str, cache: Cache, version: int, units: tuple) -> list[str]:
     digest = hashlib.sha1(json.dumps(units).encode()).hexdigest()
-    key = cache.key("cand", str(version), digest)
+    key = cache.key("cand", tenant, str(version), digest)
     try:
         raw = cache.client.get(key)
         if raw is not None:
@@ -101,9 +103,9 @@ def _shared(conn: Connection, cache: Cache, version: int, units: tuple) -> list[
     except (redis.RedisError, OSError) as exc:
         log.warning("candidate cache unavailable: %s", exc)
         metrics.CACHE_REQUESTS.labels("candidates", "error").inc()
-        return catalog.items_under_units(conn, list(units))
+        return catalog.items_under_units(conn, tenant, list(units))
     metrics.CACHE_REQUESTS.labels("candidates", "miss").inc()
-    items = catalog.items_under_units(conn, list(units))
+    items = catalog.items_under_units(conn, tenant, list(units))
     try:
         cache.client.set(key, json.dumps(items), ex=TTL_S)
     except (redis.RedisError, OSError) as exc:
@@ -111,7 +113,7 @@ def _shared(conn: Connection, cache: Cache, version: int, units: tuple) -> list[
     return items
 
 
-def items_under(conn: Connection, cache: Cache, unit_ids: list[str]) -> tuple[list[str], int]:
+def items_under(conn: Connection, tenant: str, cache: Cache, unit_ids: list[str]) -> tuple[list[str], int]:
     """Active item ids under the units (no per-worker memory); and the catalogue version."""
-    found = resolve(conn, cache, None, unit_ids)
+    found = resolve(conn, tenant, cache, None, unit_ids)
     return found.items, found.version

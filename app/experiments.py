@@ -29,7 +29,7 @@ def assign(experiment: str, user_id: str, variants: list[dict]) -> dict:
     return variants[-1]
 
 
-def save(conn: Connection, name: str, description: str | None, variants: list[dict]) -> dict:
+def save(conn: Connection, tenant: str, name: str, description: str | None, variants: list[dict]) -> dict:
     names = [v["name"] for v in variants]
     if len(set(names)) != len(names):
         raise InputError("variant names must be unique within an experiment",
@@ -38,23 +38,23 @@ def save(conn: Connection, name: str, description: str | None, variants: list[di
     if unknown:  # refused here, not later on every recommendation routed to the variant
         raise InputError(f"unknown strategy {unknown[0]!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
                          [{"field": "variants", "message": f"unknown strategy {s!r}"} for s in unknown])
-    return q.fetch_one(conn, "upsert_experiment", experiment=name, description=description,
+    return q.fetch_one(conn, "upsert_experiment", tenant=tenant, experiment=name, description=description,
                        variants=json.dumps(variants))
 
 
-def get(conn: Connection, name: str) -> dict:
-    row = q.fetch_one(conn, "get_experiment", experiment=name)
+def get(conn: Connection, tenant: str, name: str) -> dict:
+    row = q.fetch_one(conn, "get_experiment", tenant=tenant, experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def stop(conn: Connection, name: str) -> dict:
-    row = q.fetch_one(conn, "stop_experiment", experiment=name)
+def stop(conn: Connection, tenant: str, name: str) -> dict:
+    row = q.fetch_one(conn, "stop_experiment", tenant=tenant, experiment=name)
     if row is None:
         raise NotFound(f"no experiment {name!r}")
     return row
 
 
-def list_all(conn: Connection) -> list[dict]:
-    return q.fetch_all(conn, "list_experiments")
+def list_all(conn: Connection, tenant: str) -> list[dict]:
+    return q.fetch_all(conn, "list_experiments", tenant=tenant)

@@ -30,7 +30,7 @@ STALE_MAX = 100_000   # users whose cached list this worker must drop once Redis
 
 # Users whose ingest could not reach Redis: their cached lists (if Redis kept them) lack events,
 # so they are dropped at the next Redis call that works. Per worker process.
-_stale: set[tuple[str, str]] = set()
+_stale: set[tuple[str, str, str]] = set()   # (cache prefix, tenant, user)
 _stale_lock = threading.Lock()
 
 
@@ -54,14 +54,14 @@ def _decode_all(raw: list[bytes]) -> list[Event]:
     return [Event(i, k, o, v, fromiso(at)) for i, k, o, v, at in json.loads(b"[" + b",".join(raw) + b"]")]
 
 
-def _keys(cache: Cache, user_id: str) -> tuple[str, str]:
-    return cache.key("hist", user_id), cache.key("histgen", user_id)
+def _keys(cache: Cache, tenant: str, user_id: str) -> tuple[str, str]:
+    return cache.key("hist", tenant, user_id), cache.key("histgen", tenant, user_id)
 
 
-def recent(conn: Connection, cache: Cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
+def recent(conn: Connection, tenant: str, cache: Cache, user_id: str, limit: int = KEEP) -> tuple[list[Event], str]:
     """Up to `limit` most recent events, newest first, and where they came from: redis, postgres
     (a cache miss, now filled) or unavailable (Redis did not answer; read from Postgres)."""
-    list_key, gen_key = _keys(cache, user_id)
+    list_key, gen_key = _keys(cache, tenant, user_id)
     try:
         if _stale:
             _drop_stale(cache)
@@ -72,14 +72,14 @@ def recent(conn: Connection, cache: Cache, user_id: str, limit: int = KEEP) -> t
             return [], "redis"
     except (redis.RedisError, OSError) as exc:
         log.warning("history cache unavailable: %s", exc)
-        return _from_postgres(conn, user_id, limit), "unavailable"
-    events = _from_postgres(conn, user_id, limit)
+        return _from_postgres(conn, tenant, user_id, limit), "unavailable"
+    events = _from_postgres(conn, tenant, user_id, limit)
     _fill(cache, list_key, gen_key, events)
     return events, "postgres"
 
 
-def _from_postgres(conn: Connection, user_id: str, limit: int) -> list[Event]:
-    rows = q.fetch_all(conn, "user_recent_interactions", user_id=user_id, limit=limit)
+def _from_postgres(conn: Connection, tenant: str, user_id: str, limit: int) -> list[Event]:
+    rows = q.fetch_all(conn, "user_recent_interactions", tenant=tenant, user_id=user_id, limit=limit)
     return [Event(r["item_id"], r["kind"], r["outcome"], r["value"], r["occurred_at"]) for r in rows]
 
 
@@ -101,14 +101,14 @@ def _fill(cache: Cache, list_key: str, gen_key: str, events: list[Event]) -> Non
         log.warning("history cache fill failed: %s", exc)
 
 
-def record(cache: Cache, user_events: dict[str, list[Event]]) -> None:
+def record(cache: Cache, tenant: str, user_events: dict[str, list[Event]]) -> None:
     """After an ingest commits: bump each user's generation and append to their cached list."""
     try:
         if _stale:
             _drop_stale(cache)
         with cache.client.pipeline(transaction=False) as pipe:
             for user_id, events in user_events.items():
-                list_key, gen_key = _keys(cache, user_id)
+                list_key, gen_key = _keys(cache, tenant, user_id)
                 pipe.incr(gen_key)
                 pipe.expire(gen_key, TTL_S)
                 pipe.delete(list_key + ":empty")
@@ -118,24 +118,24 @@ def record(cache: Cache, user_events: dict[str, list[Event]]) -> None:
             pipe.execute()
     except (redis.RedisError, OSError) as exc:
         log.warning("history cache update failed, dropping the users' cached lists: %s", exc)
-        _forget(cache, list(user_events))
+        _forget(cache, tenant, list(user_events))
 
 
-def _invalidate(cache: Cache, user_ids: list[str]) -> None:
+def _invalidate(cache: Cache, tenant: str, user_ids: list[str]) -> None:
     """Drop the users' cached lists and "no history" markers, and bump their generation so a
     fill that read Postgres before now cannot write an old list afterwards."""
     with cache.client.pipeline(transaction=False) as pipe:
         for user_id in user_ids:
-            list_key, gen_key = _keys(cache, user_id)
+            list_key, gen_key = _keys(cache, tenant, user_id)
             pipe.delete(list_key, list_key + ":empty")
             pipe.incr(gen_key)
             pipe.expire(gen_key, TTL_S)
         pipe.execute()
 
 
-def _forget(cache: Cache, user_ids: list[str]) -> None:
+def _forget(cache: Cache, tenant: str, user_ids: list[str]) -> None:
     try:
-        _invalidate(cache, user_ids)
+        _invalidate(cache, tenant, user_ids)
     except (redis.RedisError, OSError):
         # Redis is unreachable: drop the lists as soon as it answers again (a Redis that kept its
         # data would otherwise serve these learners a history without the new events).
@@ -144,14 +144,15 @@ def _forget(cache: Cache, user_ids: list[str]) -> None:
                 log.error("too many learners with possibly stale cached histories; "
                           "run FLUSHDB on the cache Redis to be sure")
                 _stale.clear()
-            _stale.update((cache.prefix, u) for u in user_ids)
+            _stale.update((cache.prefix, tenant, u) for u in user_ids)
 
 
 def _drop_stale(cache: Cache) -> None:
     """Invalidate the users remembered by _forget (raises if Redis still does not answer)."""
     with _stale_lock:
-        pending = [u for prefix, u in _stale if prefix == cache.prefix]
-    if pending:
-        _invalidate(cache, pending)
+        pending = [(t, u) for prefix, t, u in _stale if prefix == cache.prefix]
+    for tenant in {t for t, _ in pending}:
+        users = [u for t, u in pending if t == tenant]
+        _invalidate(cache, tenant, users)
         with _stale_lock:
-            _stale.difference_update((cache.prefix, u) for u in pending)
+            _stale.difference_update((cache.prefix, tenant, u) for u in users)

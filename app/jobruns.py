@@ -24,12 +24,12 @@ class JobRun:
 
 
 @contextmanager
-def recorded(database_url: str, job: str, **detail):
-    """`with recorded(url, "train", units=...) as run:` ... set run.outcome / run.detail."""
+def recorded(database_url: str, job: str, tenant: str, **detail):
+    """`with recorded(url, "train", tenant, units=...) as run:` ... set run.outcome / run.detail."""
     conn = connect(database_url, application_name=f"adaptrec-{job}")
     conn.autocommit = True
     try:
-        run_id = q.fetch_one(conn, "start_job_run", job=job, detail=Json(detail))["run_id"]
+        run_id = q.fetch_one(conn, "start_job_run", tenant=tenant, job=job, detail=Json(detail))["run_id"]
         run = JobRun(run_id)
         try:
             yield run

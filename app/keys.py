@@ -2,7 +2,8 @@
 
 A key looks like `ar_<key_id>_<secret>`: key_id (12 hex digits) is public and finds the row in
 `api_keys`; only the SHA-256 of the whole key is stored. Keys from ADAPTREC_API_KEYS (bootstrap
-keys, any text) hold every scope; they are hashed in memory when the process starts.
+keys, any text) hold every scope for every tenant (operator keys); they are hashed in memory when
+the process starts. Every other key belongs to one tenant, or is an operator key (tenant NULL).
 
 Each worker caches looked-up rows for `ttl_s` seconds, so a revoked key stops working within
 that time everywhere without a restart, and a request costs no extra Postgres round trip.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from app import queries as q
+from app.tenants import DEFAULT
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -31,11 +33,13 @@ _CACHE_MAX = 10_000  # bounds memory when someone sprays random key ids
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's public id, its name, scopes and rate limit (None: the default)."""
+    """Who is calling: the key's public id, its name, scopes, rate limit (None: the default) and
+    tenant (None: an operator key, which names the tenant per request)."""
     key_id: str
     name: str
     scopes: frozenset[str]
     rate_limit_per_s: int | None = None
+    tenant: str | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -55,12 +59,14 @@ def parse_scopes(text: str) -> list[str]:
     return list(dict.fromkeys(scopes))
 
 
-def create_key(conn: Connection, name: str, scopes: list[str], rate_limit_per_s: int | None = None) -> tuple[str, str]:
-    """Store a new key; returns (key_id, key). The key is shown once: it cannot be recovered."""
+def create_key(conn: Connection, name: str, scopes: list[str], rate_limit_per_s: int | None = None,
+               tenant: str | None = DEFAULT) -> tuple[str, str]:
+    """Store a new key of `tenant` (None: an operator key, acting for any tenant); returns (key_id,
+    key). The key is shown once: it cannot be recovered."""
     key_id = secrets.token_hex(6)
     key = f"ar_{key_id}_{secrets.token_urlsafe(32)}"
     q.execute(conn, "insert_api_key", key_id=key_id, key_name=name, scopes=list(scopes),
-              key_hash=hash_key(key), rate_limit_per_s=rate_limit_per_s)
+              key_hash=hash_key(key), rate_limit_per_s=rate_limit_per_s, tenant=tenant)
     return key_id, key
 
 
@@ -70,6 +76,7 @@ def revoke_key(conn: Connection, key_id: str) -> bool:
 
 
 def list_keys(conn: Connection) -> list[dict]:
+    """Every key; `tenant` is '*' for operator keys."""
     return q.fetch_all(conn, "list_api_keys")
 
 
@@ -101,7 +108,8 @@ class Keyring:
         row = self._row(match.group(1), conn_factory)
         if row is None or not hmac.compare_digest(presented, row["key_hash"]) or row["revoked_at"] is not None:
             return None
-        return Principal(row["key_id"], row["name"], frozenset(row["scopes"]), row["rate_limit_per_s"])
+        return Principal(row["key_id"], row["name"], frozenset(row["scopes"]), row["rate_limit_per_s"],
+                         row["tenant"])
 
     def _row(self, key_id: str, conn_factory) -> dict | None:
         now = time.monotonic()

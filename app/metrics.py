@@ -35,7 +35,7 @@ CACHE_REQUESTS = Counter(
 FALLBACKS = Counter("adaptrec_fallbacks_total", "Fallbacks taken by recommendation requests", ["reason"])
 INGESTED = Counter("adaptrec_ingested_events_total", "Interactions received, by result (created, duplicate)",
                    ["status"])
-AUTH_FAILURES = Counter("adaptrec_auth_failures_total", "Refused requests by reason (missing, invalid, scope)",
+AUTH_FAILURES = Counter("adaptrec_auth_failures_total", "Refused requests by reason (missing, invalid, scope, tenant)",
                         ["reason"])
 RATE_LIMITED = Counter("adaptrec_rate_limited_total", "Requests refused with 429, by key id", ["key_id"])
 RATE_UNCHECKED = Counter("adaptrec_rate_limit_unchecked_total",
@@ -48,7 +48,7 @@ def observe_request(endpoint: str, method: str, status: int, seconds: float) -> 
 
 
 class DatabaseCollector:
-    """Active model version and age per unit, and job runs, read from Postgres at scrape time."""
+    """Active model version and age per tenant and unit, and job runs, read from Postgres at scrape time."""
 
     def __init__(self, pool):
         self.pool = pool
@@ -69,11 +69,11 @@ class DatabaseCollector:
         up = GaugeMetricFamily("adaptrec_postgres_up", "1 when Postgres answered the scrape")
         up.add_metric([], 1)
         yield up
-        labels = ["unit", "objective", "tag"]
+        labels = ["tenant", "unit", "objective", "tag"]
         version = GaugeMetricFamily("adaptrec_model_version", "model_id of the active model", labels=labels)
         age = GaugeMetricFamily("adaptrec_model_age_seconds", "Age of the active model (since training)", labels=labels)
         for m in models:
-            key = [m["unit_id"], m["objective"], m["tag"]]
+            key = [m["tenant"], m["unit_id"], m["objective"], m["tag"]]
             version.add_metric(key, m["model_id"])
             age.add_metric(key, float(m["age_s"]))
         yield version

@@ -21,31 +21,33 @@ MAX_MODELS = 32
 
 class ModelCache:
     def __init__(self):
-        self._models: OrderedDict[int, ServingModel] = OrderedDict()
+        self._models: OrderedDict[tuple[str, int], ServingModel] = OrderedDict()   # (tenant, model id)
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
 
-    def nearest(self, conn: Connection, unit_ids: list[str], objective: str,
+    def nearest(self, conn: Connection, tenant: str, unit_ids: list[str], objective: str,
                 tag: str = "default") -> ServingModel | None:
         """The active model of the nearest unit at or above `unit_ids`, or None."""
-        key = (tuple(sorted(unit_ids)), objective, tag)
+        key = (tenant, tuple(sorted(unit_ids)), objective, tag)
         now = time.monotonic()
         hit = self._active.get(key)
         if hit is None or now - hit[0] > ACTIVE_TTL_S:
-            row = q.fetch_one(conn, "nearest_active_models", unit_ids=list(unit_ids), objective=objective, tag=tag)
+            row = q.fetch_one(conn, "nearest_active_models", tenant=tenant, unit_ids=list(unit_ids),
+                              objective=objective, tag=tag)
             hit = (now, row["model_id"] if row else None)
             self._active[key] = hit
-        return self.get(conn, hit[1]) if hit[1] is not None else None
+        return self.get(conn, tenant, hit[1]) if hit[1] is not None else None
 
-    def get(self, conn: Connection, model_id: int) -> ServingModel:
+    def get(self, conn: Connection, tenant: str, model_id: int) -> ServingModel:
+        key = (tenant, model_id)
         with self._lock:
-            model = self._models.get(model_id)
+            model = self._models.get(key)
             if model is not None:
-                self._models.move_to_end(model_id)
+                self._models.move_to_end(key)
                 return model
-        model = ServingModel.from_stored(modelstore.load_model(conn, model_id))
+        model = ServingModel.from_stored(modelstore.load_model(conn, tenant, model_id))
         with self._lock:
-            self._models[model_id] = model
+            self._models[key] = model
             while len(self._models) > MAX_MODELS:
                 self._models.popitem(last=False)
         return model

@@ -66,7 +66,7 @@ class StoredModel:
         return self.item_vectors.shape[1]
 
 
-def save_model(conn: Connection, *, unit_id: str, objective: str, mode: str, tag: str, item_ids: list[str],
+def save_model(conn: Connection, *, tenant: str, unit_id: str, objective: str, mode: str, tag: str, item_ids: list[str],
                item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
                prior_cov: np.ndarray, calibration: dict, hyperparams: dict, metrics: dict,
                data_counts: dict, training_seconds: float, extra: dict | None = None,
@@ -76,7 +76,7 @@ def save_model(conn: Connection, *, unit_id: str, objective: str, mode: str, tag
     if len(item_ids) != n or item_biases.shape != (n,) or prior_mean.shape != (dim + 1,) \
             or prior_cov.shape != (dim + 1, dim + 1):
         raise ValueError("model arrays have inconsistent shapes")
-    row = q.fetch_one(conn, "insert_model", unit_id=unit_id, tag=tag, objective=objective, mode=mode,
+    row = q.fetch_one(conn, "insert_model", tenant=tenant, unit_id=unit_id, tag=tag, objective=objective, mode=mode,
                       hyperparams=json.dumps(json_safe(hyperparams)), metrics=json.dumps(json_safe(metrics)),
                       data_counts=json.dumps(json_safe(data_counts)), training_seconds=training_seconds)
     model_id = row["model_id"]
@@ -88,19 +88,20 @@ def save_model(conn: Connection, *, unit_id: str, objective: str, mode: str, tag
     return model_id
 
 
-def activate(conn: Connection, model_id: int) -> None:
+def activate(conn: Connection, tenant: str, model_id: int) -> None:
     """Make `model_id` the active model of its (unit, objective, tag), retiring the previous one."""
     q.execute(conn, "retire_active_model_like", model_id=model_id)
-    if not q.fetch_one(conn, "activate_model", model_id=model_id):
+    if not q.fetch_one(conn, "activate_model", tenant=tenant, model_id=model_id):
         raise LookupError(f"model {model_id} does not exist or is not ready")
 
 
-def active_model_summary(conn: Connection, unit_id: str, objective: str, tag: str = "default") -> dict | None:
-    return q.fetch_one(conn, "active_model_summary", unit_id=unit_id, objective=objective, tag=tag)
+def active_model_summary(conn: Connection, tenant: str, unit_id: str, objective: str,
+                         tag: str = "default") -> dict | None:
+    return q.fetch_one(conn, "active_model_summary", tenant=tenant, unit_id=unit_id, objective=objective, tag=tag)
 
 
-def load_model(conn: Connection, model_id: int) -> StoredModel:
-    row = q.fetch_one(conn, "load_model", model_id=model_id)
+def load_model(conn: Connection, tenant: str, model_id: int) -> StoredModel:
+    row = q.fetch_one(conn, "load_model", tenant=tenant, model_id=model_id)
     if row is None:
         raise LookupError(f"no model {model_id}")
     n, dim = len(row["item_ids"]), row["dim"]
@@ -113,19 +114,20 @@ def load_model(conn: Connection, model_id: int) -> StoredModel:
         item_weights=unpack(row["item_weights"], (n, n)) if row["item_weights"] is not None else None)
 
 
-def load_active(conn: Connection, unit_id: str, objective: str, tag: str = "default") -> StoredModel | None:
-    summary = active_model_summary(conn, unit_id, objective, tag)
-    return load_model(conn, summary["model_id"]) if summary else None
+def load_active(conn: Connection, tenant: str, unit_id: str, objective: str,
+                tag: str = "default") -> StoredModel | None:
+    summary = active_model_summary(conn, tenant, unit_id, objective, tag)
+    return load_model(conn, tenant, summary["model_id"]) if summary else None
 
 
 def mark_failed(conn: Connection, model_id: int, reason: str) -> None:
     q.execute(conn, "fail_model", model_id=model_id, reason=reason)
 
 
-def prune(conn: Connection, unit_id: str, objective: str, tag: str, keep: int) -> int:
+def prune(conn: Connection, tenant: str, unit_id: str, objective: str, tag: str, keep: int) -> int:
     """Delete all but the newest `keep` non-active versions; returns how many were deleted."""
-    return q.execute(conn, "prune_models", unit_id=unit_id, objective=objective, tag=tag, keep=keep)
+    return q.execute(conn, "prune_models", tenant=tenant, unit_id=unit_id, objective=objective, tag=tag, keep=keep)
 
 
-def list_models(conn: Connection, include_retired: bool = False) -> list[dict]:
-    return q.fetch_all(conn, "list_models", include_retired=include_retired)
+def list_models(conn: Connection, tenant: str, include_retired: bool = False) -> list[dict]:
+    return q.fetch_all(conn, "list_models", tenant=tenant, include_retired=include_retired)

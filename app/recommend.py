@@ -50,11 +50,12 @@ def explore_rng(request_id: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(hashlib.sha256(request_id.encode()).digest()[:8], "big"))
 
 
-def _variant(conn: Connection, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy, dict, str]:
+def _variant(conn: Connection, tenant: str, req: RecommendationRequest) -> tuple[dict | None, strategies.Strategy,
+                                                                                 dict, str]:
     """(variant, strategy, params, model tag) after experiment routing."""
     strategy, params, tag, variant = req.strategy or "target", {}, "default", None
     if req.experiment:
-        exp = experiments.get(conn, req.experiment)
+        exp = experiments.get(conn, tenant, req.experiment)
         if exp["active"]:
             variant = experiments.assign(exp["name"], req.user_id, exp["variants"])
             strategy = variant["strategy"]
@@ -81,9 +82,9 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def _fallback_scores(conn: Connection, items: list[str], probabilities: bool) -> np.ndarray:
+def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
-    stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", item_ids=items)}
+    stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", tenant=tenant, item_ids=items)}
     attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
     if not probabilities:
         return attempts
@@ -99,7 +100,7 @@ class CandidateScores(NamedTuple):
     explored: np.ndarray | None = None  # p under a posterior draw, when asked to explore (practice)
 
 
-def cover_new_items(conn: Connection, model: ServingModel | None, items: list[str]) -> None:
+def cover_new_items(conn: Connection, tenant: str, model: ServingModel | None, items: list[str]) -> None:
     """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
     and model: ServingModel.add_items), so a new question is scored as what it is, not as the
     average item. An item none of whose tokens the model knows is remembered, not read again."""
@@ -107,18 +108,18 @@ def cover_new_items(conn: Connection, model: ServingModel | None, items: list[st
         return
     missing = [i for i in items if i not in model.index and i not in model.unbuildable]
     if missing:
-        model.add_items(q.fetch_all(conn, "items_metadata", item_ids=missing))
+        model.add_items(q.fetch_all(conn, "items_metadata", tenant=tenant, item_ids=missing))
 
 
-def learner_prior(conn: Connection, model: ServingModel, user_id: str | None) -> np.ndarray | None:
+def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: str | None) -> np.ndarray | None:
     """The learner's prior mean from their metadata, when the model has metadata shifts."""
     if model.user_prior_shifts is None or user_id is None:
         return None
-    row = q.fetch_one(conn, "user_attrs", user_id=user_id)
+    row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id)
     return model.prior_mean_for(row["attrs"] if row else None)
 
 
-def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn,
+def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn, tenant: str,
                      practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None,
                      user_id: str | None = None) -> CandidateScores:
     """Scores of `items` for this learner.
@@ -128,7 +129,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     user_id : whose metadata shifts the prior (hybrid models that learned shifts).
     """
     if model is None:
-        return CandidateScores(_fallback_scores(conn, items, practice), 0, ["no_model"])
+        return CandidateScores(_fallback_scores(conn, tenant, items, practice), 0, ["no_model"])
     rows = model.rows(items) if rows is None else rows
     fallbacks = []
     if model.objective == "practice":
@@ -140,7 +141,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         p, _, explored = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life"),
-                                                explore, learner_prior(conn, model, user_id))
+                                                explore, learner_prior(conn, tenant, model, user_id))
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
                  and e.item_id in model.index]
@@ -150,20 +151,21 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     return CandidateScores(engagement_scores(model, p_rows, rows), len(positives), fallbacks)
 
 
-def recommend(conn: Connection, cache: Cache, models: ModelCache, req: RecommendationRequest, request_id: str,
+def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: RecommendationRequest,
+              request_id: str,
               now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
     now = now or datetime.now(UTC)
-    variant, strategy, params, tag = _variant(conn, req)
+    variant, strategy, params, tag = _variant(conn, tenant, req)
     explore = bool(params.pop("explore", False))
-    found = cand.resolve(conn, cache, local_candidates, req.units)
+    found = cand.resolve(conn, tenant, cache, local_candidates, req.units)
     items = found.items
     wants_probability = strategy.needs == strategies.PROBABILITY
     model = None
     for objective in strategy.objectives:  # the first kind of model that gives what it needs
-        model = models.nearest(conn, req.units, objective, tag)
+        model = models.nearest(conn, tenant, req.units, objective, tag)
         if model is not None:
             break
-    events, source = hist.recent(conn, cache, req.user_id)
+    events, source = hist.recent(conn, tenant, cache, req.user_id)
     metrics.CACHE_REQUESTS.labels("history", {"redis": "hit", "postgres": "miss"}.get(source, "error")).inc()
 
     fallbacks: list[str] = []
@@ -178,12 +180,12 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
         if model is not None:
             rows = found.rows.get(model.model_id)
             if rows is None:  # an item's row in this model: computed once per candidate list
-                cover_new_items(conn, model, items)
+                cover_new_items(conn, tenant, model, items)
                 rows = found.rows[model.model_id] = model.rows(items)
         started = time.perf_counter()
         # Exploring (Thompson sampling): choose as if the learner were a draw from the posterior; the
         # answer still reports the estimate. Seeded by the request id, so a request is reproducible.
-        scored_now = score_candidates(model, items, events, conn, wants_probability, rows,
+        scored_now = score_candidates(model, items, events, conn, tenant, wants_probability, rows,
                                       explore_rng(request_id) if explore else None, req.user_id)
         scores, history_rows, fallbacks = scored_now.scores, scored_now.history_rows, scored_now.fallbacks
         choose_by = scores if scored_now.explored is None else scored_now.explored
@@ -218,7 +220,7 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
         "explored": explore and model is not None and model.objective == "practice",
     }
     if log:
-        q.execute(conn, "insert_recommendation_log", request_id=request_id, user_id=req.user_id,
+        q.execute(conn, "insert_recommendation_log", tenant=tenant, request_id=request_id, user_id=req.user_id,
                   units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
                   strategy=strategy.name, model_id=model.model_id if model else None, fallback=answer["fallback"],
                   history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
@@ -226,15 +228,16 @@ def recommend(conn: Connection, cache: Cache, models: ModelCache, req: Recommend
     return answer
 
 
-def predict(conn: Connection, cache: Cache, models: ModelCache, user_id: str, units: list[str], item_ids: list[str],
+def predict(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
+            item_ids: list[str],
             tag: str = "default") -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
     nearest unit at or above `units` fitted live to the learner's current history."""
-    cand.check_units(conn, units)
-    model = models.nearest(conn, units, "practice", tag)
-    events, _ = hist.recent(conn, cache, user_id)
-    cover_new_items(conn, model, list(item_ids))
-    p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, practice=True,
+    cand.check_units(conn, tenant, units)
+    model = models.nearest(conn, tenant, units, "practice", tag)
+    events, _ = hist.recent(conn, tenant, cache, user_id)
+    cover_new_items(conn, tenant, model, list(item_ids))
+    p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, tenant, practice=True,
                                                      user_id=user_id)
     return {"user_id": user_id,
             "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],

@@ -24,23 +24,23 @@ log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
 
 
-def similar_items(conn: Connection, models: ModelCache, item_id: str, n: int) -> dict:
+def similar_items(conn: Connection, tenant: str, models: ModelCache, item_id: str, n: int) -> dict:
     """The n active items nearest to `item_id` by cosine similarity of the covering model's vectors."""
-    item = catalog.get_item(conn, item_id)  # NotFound for an unknown item
+    item = catalog.get_item(conn, tenant, item_id)  # NotFound for an unknown item
     units = item["units"]
     model = None
     for objective in ("engagement", "practice"):
-        model = models.nearest(conn, units, objective) if units else None
+        model = models.nearest(conn, tenant, units, objective) if units else None
         if model is not None and item_id in model.index:
             break
         model = None
     if model is None:
-        same_unit = [i for i in catalog.items_under_units(conn, units) if i != item_id][:n] if units else []
+        same_unit = [i for i in catalog.items_under_units(conn, tenant, units) if i != item_id][:n] if units else []
         return {"item_id": item_id, "items": [{"item_id": i, "similarity": 0.0} for i in same_unit],
                 "model": None, "fallback": "no_model"}
     top, sims = most_similar(model.unit_vectors, model.index[item_id], n + 20)
     ids = [model.item_ids[i] for i in top]
-    active = {r["id"] for r in q.fetch_all(conn, "active_items", ids=ids)}
+    active = {r["id"] for r in q.fetch_all(conn, "active_items", tenant=tenant, ids=ids)}
     chosen = [(i, float(s)) for i, s in zip(ids, sims) if i in active][:n]
     return {"item_id": item_id, "items": [{"item_id": i, "similarity": round(s, 6)} for i, s in chosen],
             "model": {"model_id": model.model_id, "unit_id": model.unit_id, "objective": model.objective,
@@ -48,27 +48,28 @@ def similar_items(conn: Connection, models: ModelCache, item_id: str, n: int) ->
             "fallback": None}
 
 
-def trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[str] | None, days: int,
+             half_life_days: float,
              now: datetime | None = None) -> dict:
     """Most-interacted active items in the last `days`, each event decayed by its age.
 
     Live answers (no `now`) are shared through Redis for TRENDING_TTL_S seconds: the query scans
     a window of interactions and its answer hardly moves within a minute."""
     if now is not None:
-        return _trending(conn, cache, n, units, days, half_life_days, now)
+        return _trending(conn, tenant, cache, n, units, days, half_life_days, now)
     params = json.dumps([n, sorted(set(units or [])), days, half_life_days])
-    key = cache.key("trend", hashlib.sha1(params.encode()).hexdigest())
+    key = cache.key("trend", tenant, hashlib.sha1(params.encode()).hexdigest())
     try:
         raw = cache.client.get(key)
     except (redis.RedisError, OSError) as exc:
         log.warning("trending cache unavailable: %s", exc)
         metrics.CACHE_REQUESTS.labels("trending", "error").inc()
-        return _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
+        return _trending(conn, tenant, cache, n, units, days, half_life_days, datetime.now(UTC))
     if raw is not None:
         metrics.CACHE_REQUESTS.labels("trending", "hit").inc()
         return json.loads(raw)
     metrics.CACHE_REQUESTS.labels("trending", "miss").inc()
-    answer = _trending(conn, cache, n, units, days, half_life_days, datetime.now(UTC))
+    answer = _trending(conn, tenant, cache, n, units, days, half_life_days, datetime.now(UTC))
     try:
         cache.client.set(key, json.dumps(answer), ex=TRENDING_TTL_S)
     except (redis.RedisError, OSError) as exc:
@@ -76,10 +77,11 @@ def trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, da
     return answer
 
 
-def _trending(conn: Connection, cache: Cache, n: int, units: list[str] | None, days: int, half_life_days: float,
+def _trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[str] | None, days: int,
+              half_life_days: float,
               now: datetime) -> dict:
-    items = cand.items_under(conn, cache, units)[0] if units else []
-    rows = q.fetch_all(conn, "trending", now=now, days=days,
+    items = cand.items_under(conn, tenant, cache, units)[0] if units else []
+    rows = q.fetch_all(conn, "trending", tenant=tenant, now=now, days=days,
                        half_life_days=half_life_days, all_items=not units, item_ids=items, n=n)
     return {"items": [{"item_id": r["item_id"], "score": round(float(r["score"]), 6),
                        "interactions": r["interactions"], "users": r["users"]} for r in rows],

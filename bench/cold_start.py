@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.tenants import DEFAULT
 from bench.compare import bootstrap_difference, metrics
 from bench.replay import JOB_SPLIT_SEED, SPLIT_SEED, delete_prefix
 from jobs import demo
@@ -83,8 +84,8 @@ def replay(conn, cache, caches: dict, users: list[str], items: list[str], outcom
     for k, (user, item, y, at) in enumerate(zip(users, items, outcomes, times)):
         for name, models in caches.items():
             with conn:
-                out[name][k] = predict(conn, cache, models, user, [demo.ROOT_UNIT], [item])["items"][0]["p"]
-        record_interactions(conn, cache, [Interaction(event_id=f"cold:{user}:{k}", user_id=user, item_id=item,
+                out[name][k] = predict(conn, DEFAULT, cache, models, user, [demo.ROOT_UNIT], [item])["items"][0]["p"]
+        record_interactions(conn, DEFAULT, cache, [Interaction(event_id=f"cold:{user}:{k}", user_id=user, item_id=item,
                                                       kind="attempt", outcome=int(y), occurred_at=at)])
     return out
 
@@ -120,7 +121,7 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
         + ", ".join(f"{r} {int((replayed & (role[ev.user] == code)).sum())}" for r, code in
                     (("dev", split.DEV), ("test", split.TEST))))
     with servers_for(Settings.from_env()) as settings, connected_scratch_database(settings.database_url) as (url, conn):
-        loader = Loader(conn)
+        loader = Loader(conn, tenant=DEFAULT)
         demo._stage(loader, staged, False)
         loader.finish()
         conn.commit()
@@ -139,13 +140,13 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
         for unit_id, item_id, _ in data.catalogue.unit_items:
             units_of.setdefault(item_id, []).append(unit_id)
         with conn:      # the questions written after the last training, through the catalogue API
-            catalog.upsert_items(conn, [Item(item_id=i, kind=rows[i][1], title=rows[i][2], body=rows[i][3],
+            catalog.upsert_items(conn, DEFAULT, [Item(item_id=i, kind=rows[i][1], title=rows[i][2], body=rows[i][3],
                                              attrs=rows[i][4], units=units_of[i]) for i in sorted(fresh)])
         prefix = f"adaptrec-cold-{uuid.uuid4().hex[:10]}:"
         cache = Cache(settings.redis_url, prefix=prefix)
         caches = {"service": ModelCache(), "population_prior": ModelCache()}
         with conn:
-            plain = caches["population_prior"].nearest(conn, [demo.ROOT_UNIT], "practice")
+            plain = caches["population_prior"].nearest(conn, DEFAULT, [demo.ROOT_UNIT], "practice")
         plain.user_prior_shifts, plain.feature_vectors = None, None     # the service before this change
         result["served_model"] = {"user_prior": "user_prior" in plain.extra,
                                   "item_features": "item_features" in plain.extra}

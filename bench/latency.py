@@ -216,6 +216,7 @@ def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
     from app import catalog
     from app import queries as q
     from app.records import Unit
+    from app.tenants import DEFAULT
     from jobs.importers import run_import
     from jobs.train import TrainConfig, run_training
 
@@ -250,8 +251,8 @@ def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
         if item_id not in chosen:
             chosen.add(item_id)
             items.append(item_id)
-    catalog.upsert_units(conn, [Unit(unit_id=UNIT_ID, name="latency benchmark: 5,000 items", items=items)])
-    q.execute(conn, "insert_children", parents=["assistments"], children=[UNIT_ID])
+    catalog.upsert_units(conn, DEFAULT, [Unit(unit_id=UNIT_ID, name="latency benchmark: 5,000 items", items=items)])
+    q.execute(conn, "insert_children", tenant=DEFAULT, parents=["assistments"], children=[UNIT_ID])
     conn.commit()
     say(f"unit {UNIT_ID}: {len(items)} items ({len(theirs)} attempted by {len(users)} learners with "
         f"{', '.join(str(c) for _, c in users)} attempts), child of `assistments`")

@@ -75,6 +75,7 @@ import numpy as np
 import pandas as pd
 
 from app.config import PROJECT_ROOT
+from app.tenants import DEFAULT
 from bench.attempts import (
     COLUMNS,
     CUT_QUANTILE,
@@ -127,7 +128,7 @@ def import_catalogue(conn, skills_of: dict[str, list[str]]) -> dict:
     from jobs.importers.common import Loader
 
     with conn:
-        loader = Loader(conn)
+        loader = Loader(conn, tenant=DEFAULT)
         assistments._stage_catalogue(loader, skills_of, "")
         return loader.finish()
 
@@ -213,7 +214,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     for k in range(len(test)):
         t0 = time.perf_counter()
         with conn:
-            answer = predict(conn, cache, models, users[k], [ROOT], [items[k]])
+            answer = predict(conn, DEFAULT, cache, models, users[k], [ROOT], [items[k]])
         t1 = time.perf_counter()
         p[k] = answer["items"][0]["p"]
         history_rows[k] = answer["history_rows"]
@@ -223,13 +224,13 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
             unit = skill_of.get(items[k])
             if unit is not None:
                 with conn:
-                    answer = predict(conn, cache, models, users[k], [unit], [items[k]])
+                    answer = predict(conn, DEFAULT, cache, models, users[k], [unit], [items[k]])
                 p_skill[k] = answer["items"][0]["p"]
                 model = answer["model"]
                 served["none" if model is None else "own" if model["unit_id"] == unit else "ancestor"] += 1
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
-        record_interactions(conn, cache, [event])
+        record_interactions(conn, DEFAULT, cache, [event])
         t2 = time.perf_counter()
         predict_s[k], ingest_s[k] = t1 - t0, t2 - t1
         if progress and t2 - t_report > 15:
@@ -261,7 +262,7 @@ def live_fit_from(model, history: list[tuple[str, int]], items: list[str], at: d
     from app.recommend import score_candidates
 
     events = [hist.Event(i, "attempt", int(o), None, at) for i, o in reversed(history)]  # newest first
-    return score_candidates(model, items, events, None, practice=True)[0]
+    return score_candidates(model, items, events, None, DEFAULT, practice=True)[0]
 
 
 def root_practice_result(into: dict):
@@ -425,7 +426,7 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
                     p_service[role], p_skill[role], blocks[role]["replay"] = replay_service(
                         conn, cache, models, rows[role], skill_of, progress)
                 with conn:
-                    old_model = models.nearest(conn, [ROOT], "practice")
+                    old_model = models.nearest(conn, DEFAULT, [ROOT], "practice")
             finally:
                 result["redis_keys_deleted"] = delete_prefix(cache, prefix)
                 cache.close()
@@ -460,7 +461,7 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
                                         retrain_config, [ROOT], workdir, "retrain",
                                         on_result=root_practice_result(retrained))
                 with conn:
-                    new_model = ModelCache().nearest(conn, [ROOT], "practice")
+                    new_model = ModelCache().nearest(conn, DEFAULT, [ROOT], "practice")
             for role in ROLES:
                 frame, sec = rows[role], second[role]
                 if not sec.any():

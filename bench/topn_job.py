@@ -15,6 +15,7 @@ import numpy as np
 from app import modelstore
 from app.db import connect
 from app.online.scoring import ServingModel, engagement_scores
+from app.tenants import DEFAULT
 from harness.databases import scratch_database
 from jobs.importers import movielens, run_import
 from jobs.train import TrainConfig, run_training
@@ -84,8 +85,8 @@ def train_through_job(data: str, ratings: np.ndarray, server_url: str, seed: int
             raise RuntimeError(f"the nightly job stored no engagement model for {movielens.ROOT_ID}: "
                                f"{result.outcome if result else 'no engagement result'}")
         with closing(connect(url, application_name="bench-topn")) as conn:
-            stored = modelstore.load_model(conn, result.outcome.model_id)
-            listed = {m["model_id"]: m for m in modelstore.list_models(conn, include_retired=True)}
+            stored = modelstore.load_model(conn, DEFAULT, result.outcome.model_id)
+            listed = {m["model_id"]: m for m in modelstore.list_models(conn, DEFAULT, include_retired=True)}
             conn.rollback()
     return {"model": ServingModel.from_stored(stored), "outcome": result.outcome, "counts": result.counts,
             "hyperparams": listed[stored.model_id]["hyperparams"], "import_seconds": imported.seconds,

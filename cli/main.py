@@ -84,9 +84,9 @@ def cmd_import(args) -> int:
 
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
-        with recorded(settings.database_url, "import", format=args.format, files=len(args.paths)):
+        with recorded(settings.database_url, "import", args.tenant, format=args.format, files=len(args.paths)):
             reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, tenant=args.tenant)
     for r in reports:
         print(r.summary())
     return 0
@@ -99,7 +99,9 @@ def cmd_demo(args) -> int:
                         engagements=args.engagements, grade_effect=args.grade_effect)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
-        report = generate_demo(conn, config, progress=not args.quiet)
+        with conn:
+            _ensure_tenant(conn, args.tenant)
+        report = generate_demo(conn, config, progress=not args.quiet, tenant=args.tenant)
     print(report.summary())
     return 0
 
@@ -107,7 +109,7 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     import logging
 
-    from app.jobruns import recorded
+    from app.tenants import DEFAULT
     from jobs.train import TrainConfig, run_training
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
@@ -115,24 +117,24 @@ def cmd_train(args) -> int:
     if not args.all and not args.unit:
         raise CliError("adaptrec train: name units with --unit U (repeatable) or train every model unit with --all",
                        EXIT_USAGE)
-    config = TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials)
+    if args.unit and not args.tenant:
+        args.tenant = DEFAULT  # units are named within one tenant
+    # --all without --tenant: every tenant, one after another (each its own job run)
+    config = TrainConfig.from_env(tenant=args.tenant, mode=args.mode, tag=args.tag, max_trials=args.trials)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
-        with recorded(settings.database_url, "train", units=args.unit or "all", mode=args.mode) as run:
-            try:
-                report = run_training(settings.database_url, config, units=args.unit or None,
-                                      progress=not args.quiet)
-            except ValueError as exc:
-                raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
-            run.outcome = "skipped" if report.locked_out else ("failed" if report.failed else "succeeded")
-            run.detail = {s: sum(1 for o in report.outcomes if o.status == s)
-                          for s in ("activated", "kept_previous", "failed", "skipped")}
+        if args.tenant:
+            _known_tenant(conn, args.tenant, "train")
+        try:
+            report = run_training(settings.database_url, config, units=args.unit or None, progress=not args.quiet)
+        except ValueError as exc:
+            raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
     if report.locked_out:
         print("adaptrec train: another training job is running; nothing to do", file=sys.stderr)
         return 0
     print(report.table())
     if report.failed:
-        names = ", ".join(f"{o.unit_id} ({o.objective})" for o in report.failed)
+        names = ", ".join(f"{o.tenant}/{o.unit_id} ({o.objective})" for o in report.failed)
         print(f"adaptrec train: {len(report.failed)} model(s) not activated, previous kept: {names}", file=sys.stderr)
         return EXIT_FAILURE
     return 0
@@ -154,8 +156,9 @@ def cmd_calibrate(args) -> int:
         _migrate(conn, settings, quiet=True)
         from app.jobruns import recorded
 
-        with recorded(settings.database_url, "calibrate", days=args.days) as run:
-            report = calibrate.run(conn, start, end, out)
+        _known_tenant(conn, args.tenant, "calibrate")
+        with recorded(settings.database_url, "calibrate", args.tenant, days=args.days) as run:
+            report = calibrate.run(conn, start, end, out, tenant=args.tenant)
             run.detail = {"groups": len(report.groups)}
     if not report.groups:
         print(f"adaptrec calibrate: nothing to calibrate: no recommendation of a practice model logged "
@@ -170,9 +173,10 @@ def cmd_models(args) -> int:
     from jobs.training.job import HEADLINE_METRIC
 
     with _database() as (_, conn):
-        rows = modelstore.list_models(conn, include_retired=args.all)
+        _known_tenant(conn, args.tenant, "models")
+        rows = modelstore.list_models(conn, args.tenant, include_retired=args.all)
     if not rows:
-        print("no models yet; run `adaptrec train --all`")
+        print(f"no models yet in tenant {args.tenant!r}; run `adaptrec train --all`")
         return 0
     print(f"{'model':>6} {'unit':<36} {'objective':<10} {'mode':<7} {'kind':<9} {'status':<8} {'metric':<15} "
           f"{'model':>7} {'baseline':>9} {'trained':<16}")
@@ -243,10 +247,15 @@ def cmd_keys(args) -> int:
                 scopes = keys.parse_scopes(args.scopes)
             except ValueError as exc:
                 raise CliError(f"adaptrec keys add: --scopes: {exc}", EXIT_USAGE) from None
+            tenant = None if args.operator else args.tenant
             with conn:
-                key_id, key = keys.create_key(conn, args.name, scopes, args.rate_limit)
+                if tenant is not None:
+                    _known_tenant(conn, tenant, "keys add")
+                key_id, key = keys.create_key(conn, args.name, scopes, args.rate_limit, tenant=tenant)
             print(key)
-            print(f"key {key_id} ({args.name}): scopes {', '.join(scopes)}; rate limit "
+            whose = "operator key (any tenant, named per request in X-Adaptrec-Tenant)" if tenant is None \
+                else f"tenant {tenant}"
+            print(f"key {key_id} ({args.name}): {whose}; scopes {', '.join(scopes)}; rate limit "
                   f"{args.rate_limit or 'default (ADAPTREC_RATE_LIMIT_PER_S)'} per second. "
                   "The key is shown only now: store it in the caller's secrets.", file=sys.stderr)
         elif args.action == "revoke":
@@ -262,8 +271,65 @@ def cmd_keys(args) -> int:
                 print("no keys yet; add one with `adaptrec keys add --name NAME --scopes serve,ingest`")
             for r in rows:
                 state = f"revoked {r['revoked_at']:%Y-%m-%d %H:%M}" if r["revoked_at"] else "live"
-                print(f"{r['key_id']}  {r['name'][:30]:<30} {','.join(r['scopes']):<20} "
+                print(f"{r['key_id']}  {r['name'][:30]:<30} {r['tenant'][:16]:<16} {','.join(r['scopes']):<20} "
                       f"{r['rate_limit_per_s'] or 'default':>8}/s  created {r['created_at']:%Y-%m-%d %H:%M}  {state}")
+    return 0
+
+
+def _ensure_tenant(conn, tenant: str) -> None:
+    from app import tenants
+
+    if tenants.ensure(conn, tenant):
+        print(f"created tenant {tenant!r}", file=sys.stderr)
+
+
+def _known_tenant(conn, tenant: str, command: str) -> None:
+    from app import tenants
+
+    row = tenants.get(conn, tenant)
+    conn.rollback()
+    if row is None:
+        raise CliError(f"adaptrec {command}: no tenant {tenant!r}; see `adaptrec tenants list`", EXIT_USAGE)
+
+
+def cmd_tenants(args) -> int:
+    from app import tenants
+
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        if args.action == "add":
+            with conn:
+                created = tenants.ensure(conn, args.tenant, args.name)
+            if not created:
+                raise CliError(f"adaptrec tenants add: tenant {args.tenant!r} exists already", EXIT_USAGE)
+            print(f"created tenant {args.tenant!r}; give it a key with "
+                  f"`adaptrec keys add --tenant {args.tenant} --name NAME --scopes serve,ingest`")
+        elif args.action == "list":
+            rows = tenants.list_all(conn)
+            print(f"{'tenant':<24} {'users':>8} {'items':>8} {'interactions':>13} {'models':>7}  created")
+            for r in rows:
+                print(f"{r['tenant'][:24]:<24} {r['users']:>8} {r['items']:>8} {r['interactions']:>13} "
+                      f"{r['active_models']:>7}  {r['created_at']:%Y-%m-%d %H:%M}"
+                      + (f"  ({r['name']})" if r["name"] else ""))
+        else:
+            counts = tenants.counts(conn, args.tenant) if tenants.get(conn, args.tenant) else None
+            conn.rollback()
+            if counts is None:
+                raise CliError(f"adaptrec tenants remove: no tenant {args.tenant!r}; see `adaptrec tenants list`",
+                               EXIT_USAGE)
+            what = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items())
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise CliError(f"adaptrec tenants remove: this deletes tenant {args.tenant!r} and all its data "
+                                   f"({what}); add --yes to confirm", EXIT_USAGE)
+                answer = input(f"Delete tenant {args.tenant!r} and all its data ({what})? "
+                               f"Type the tenant's id to confirm: ")
+                if answer.strip() != args.tenant:
+                    raise CliError("adaptrec tenants remove: not confirmed; nothing deleted")
+            with conn:
+                tenants.remove(conn, args.tenant)
+            print(f"removed tenant {args.tenant!r}: {what}"
+                  + ("; the default tenant is back, empty" if args.tenant == tenants.DEFAULT else ""))
     return 0
 
 
@@ -306,6 +372,8 @@ def build_parser() -> Parser:
     imp.add_argument("--format", "-f", required=True, choices=sorted(FORMATS), help="input format")
     imp.add_argument("--id-prefix", default="", help="prefix every user, item and unit id (keeps data sets apart)")
     imp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _tenant_option(imp, "the tenant to import into, created if new (default: default). A Totara export "
+                        "folder with tenants.csv imports each of its tenants into its own")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files (or a folder, for movielens and totara)")
     imp.set_defaults(func=cmd_import)
 
@@ -322,6 +390,7 @@ def build_parser() -> Parser:
                       help="logits of ability per school grade (default 0: learners' metadata says nothing "
                            "of their ability)")
     demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _tenant_option(demo, "the tenant to fill, created if new (default: default)")
     demo.set_defaults(func=cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn",
@@ -348,11 +417,15 @@ def build_parser() -> Parser:
     train.add_argument("--trials", type=_positive, default=None,
                        help="hyperparameter trials per unit (default ADAPTREC_TRAIN_MAX_TRIALS or 3)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
+    train.add_argument("--tenant", type=_tenant, default=None,
+                       help="train this tenant only (default: with --all every tenant, with --unit the default "
+                            "tenant)")
     train.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="list trained models with their metrics beside the baseline's")
     models.add_argument("--all", action="store_true", help="include retired and failed versions")
     models.add_argument("--verbose", "-v", action="store_true", help="name the baseline")
+    _tenant_option(models, "whose models (default: default)")
     models.set_defaults(func=cmd_models)
 
     calibrate = sub.add_parser(
@@ -368,6 +441,7 @@ def build_parser() -> Parser:
                            help="end of the window, e.g. 2026-11-24 or 2026-11-24T06:00Z; UTC when no zone "
                                 "(default: today 00:00 UTC)")
     calibrate.add_argument("--out", default=None, metavar="DIR", help="folder of the PNGs (default var/reports)")
+    _tenant_option(calibrate, "whose models (default: default)")
     calibrate.set_defaults(func=cmd_calibrate)
 
     keys = sub.add_parser("keys", help="API keys: add, list, revoke (no restart needed)",
@@ -382,16 +456,52 @@ def build_parser() -> Parser:
     add.add_argument("--scopes", required=True, help="comma-separated: serve, ingest, admin")
     add.add_argument("--rate-limit", type=_positive, default=None, metavar="N",
                      help="requests per second for this key (default ADAPTREC_RATE_LIMIT_PER_S)")
+    whose = add.add_mutually_exclusive_group()
+    _tenant_option(whose, "the tenant the key belongs to (default: default)")
+    whose.add_argument("--operator", action="store_true",
+                       help="a key for every tenant: each request names one in X-Adaptrec-Tenant (default tenant "
+                            "when it does not)")
     add.set_defaults(func=cmd_keys)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id (the 12 hex digits after 'ar_')")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=cmd_keys)
     keys_sub.add_parser("list", help="list keys (ids, names, scopes; never the keys)").set_defaults(func=cmd_keys)
 
+    tenants = sub.add_parser("tenants", help="tenants: add, list, remove",
+                             description="Every user, item, unit, interaction, model, experiment, key and log row "
+                                         "belongs to one tenant; the same id in two tenants is two different "
+                                         "things. A single-tenant deployment uses the tenant 'default' and never "
+                                         "names it.")
+    tenants_sub = tenants.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    tenants_sub.required = True
+    t_add = tenants_sub.add_parser("add", help="create a tenant")
+    t_add.add_argument("tenant", type=_tenant, metavar="TENANT", help="its id: letters, digits, '_', '.', '-'")
+    t_add.add_argument("--name", type=_name, default=None, help="a readable name, e.g. 'North High School'")
+    t_add.set_defaults(func=cmd_tenants)
+    tenants_sub.add_parser("list", help="tenants with their users, items, interactions and models").set_defaults(
+        func=cmd_tenants)
+    t_rm = tenants_sub.add_parser("remove", help="delete a tenant and ALL its data (asks to confirm)")
+    t_rm.add_argument("tenant", type=_tenant, metavar="TENANT")
+    t_rm.add_argument("--yes", action="store_true", help="do not ask: delete at once (for scripts)")
+    t_rm.set_defaults(func=cmd_tenants)
+
     servers = sub.add_parser("servers", help="status or stop of the embedded Postgres and Redis under ./var/")
     servers.add_argument("action", choices=["status", "stop"])
     servers.set_defaults(func=cmd_servers)
     return parser
+
+
+def _tenant(text: str) -> str:
+    from app.tenants import check_name
+
+    try:
+        return check_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _tenant_option(parser, help_text: str) -> None:
+    parser.add_argument("--tenant", type=_tenant, default="default", help=help_text)
 
 
 def _positive(text: str) -> int:

@@ -23,6 +23,7 @@ from app.config import PROJECT_ROOT, Settings
 from app.db import connect
 from app.embedded import servers_for
 from app.migrations import migrate
+from app.tenants import DEFAULT
 
 
 def _say(message: str) -> None:
@@ -52,13 +53,13 @@ def _detach_but_die_with_parent() -> None:
 
 
 def _database_is_empty(conn) -> bool:
-    empty = q.fetch_one(conn, "database_is_empty")["empty"]
+    empty = q.fetch_one(conn, "database_is_empty", tenant=DEFAULT)["empty"]
     conn.rollback()
     return empty
 
 
 def _no_active_models(conn) -> bool:
-    none = q.fetch_one(conn, "no_active_models")["none_active"]
+    none = q.fetch_one(conn, "no_active_models", tenant=DEFAULT)["none_active"]
     conn.rollback()
     return none
 
@@ -77,10 +78,10 @@ def _train_bootstrap_models(database_url: str) -> None:
 def _sample_ids(conn) -> dict:
     """Ids for the printed examples: the most active learner, a small unit (a section when the
     catalogue has them, else a top unit) and an active item under it."""
-    sample = q.fetch_one(conn, "sample_ids")
+    sample = q.fetch_one(conn, "sample_ids", tenant=DEFAULT)
     user_id, unit_id = sample["user_id"], sample["unit_id"]
     conn.rollback()
-    items = q.fetch_all(conn, "items_under_units", unit_ids=[unit_id]) if unit_id else []
+    items = q.fetch_all(conn, "items_under_units", tenant=DEFAULT, unit_ids=[unit_id]) if unit_id else []
     conn.rollback()
     return {"user_id": user_id, "unit_id": unit_id, "item_id": items[0]["item_id"] if items else None}
 

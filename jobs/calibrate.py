@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from app import queries as q
+from app.tenants import DEFAULT
 from jobs.training import metrics
 
 HORIZON_HOURS = 24
@@ -141,9 +142,9 @@ def render(path: Path, model_id: int, unit_id: str, groups: list[Group], report:
     return path
 
 
-def store(conn, report: CalibrationReport) -> None:
+def store(conn, tenant: str, report: CalibrationReport) -> None:
     """Replace the window's rows with this report's, in one transaction."""
-    window = {"window_start": report.window_start, "window_end": report.window_end}
+    window = {"tenant": tenant, "window_start": report.window_start, "window_end": report.window_end}
     try:
         q.execute(conn, "delete_calibration_window", **window)
         for g in report.groups:
@@ -155,13 +156,16 @@ def store(conn, report: CalibrationReport) -> None:
         raise
 
 
-def run(conn, start: datetime, end: datetime, out_dir: Path, horizon_hours: int = HORIZON_HOURS) -> CalibrationReport:
-    """Calibrate every practice model that served in [start, end): store, draw, and report."""
-    rows = q.fetch_all(conn, "calibration_outcomes", window_start=start, window_end=end, horizon_hours=horizon_hours)
+def run(conn, start: datetime, end: datetime, out_dir: Path, horizon_hours: int = HORIZON_HOURS,
+        tenant: str = DEFAULT) -> CalibrationReport:
+    """Calibrate every practice model of `tenant` that served in [start, end): store, draw, and report."""
+    rows = q.fetch_all(conn, "calibration_outcomes", tenant=tenant, window_start=start, window_end=end,
+                       horizon_hours=horizon_hours)
     report = CalibrationReport(start, end, group_outcomes(rows))
     model_ids = sorted({g.model_id for g in report.groups})
-    report.models = {r["model_id"]: r for r in q.fetch_all(conn, "calibration_models", model_ids=model_ids)}
-    store(conn, report)
+    report.models = {r["model_id"]: r for r in q.fetch_all(conn, "calibration_models", tenant=tenant,
+                                                           model_ids=model_ids)}
+    store(conn, tenant, report)
     for model_id in model_ids:
         unit_id = report.models.get(model_id, {}).get("unit_id", "(pruned model)")
         groups = [g for g in report.groups if g.model_id == model_id]

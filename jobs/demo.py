@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from app import queries as q
 from app.config import ConfigError
+from app.tenants import DEFAULT
 from jobs.importers.common import Loader
 
 ROOT_UNIT = "demo"
@@ -462,7 +463,8 @@ class DemoReport:
                 f"written in {self.seconds:.1f}s; new: {new or 'nothing (already loaded)'}")
 
 
-def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = False) -> DemoReport:
+def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = False,
+                  tenant: str = DEFAULT) -> DemoReport:
     """Generate the demo and merge it into the database in one transaction (all or nothing).
 
     Idempotent: ids are deterministic, so a second run with the same config adds nothing. A
@@ -477,7 +479,7 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
             print(f"adaptrec demo: {message}", file=sys.stderr, flush=True)
 
     with conn:
-        _check_not_other_demo(conn, config)
+        _check_not_other_demo(conn, tenant, config)
         say("generating")
         data = build(config)
         report = DemoReport(config)
@@ -487,7 +489,7 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
         with conn.cursor() as cur:
             # A bulk job in its own transaction: larger sort memory speeds the merge's ORDER BY.
             cur.execute("SET LOCAL work_mem = '256MB'")
-        loader = Loader(conn)
+        loader = Loader(conn, tenant=tenant)
         _stage(loader, data, progress)
         say(f"merging {report.generated['attempts'] + report.generated['engagements']} events into the "
             "database (about 30 s per million)")
@@ -497,8 +499,8 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
     return report
 
 
-def _check_not_other_demo(conn, config: DemoConfig) -> None:
-    row = q.fetch_one(conn, "unit_generator", unit_id=ROOT_UNIT)
+def _check_not_other_demo(conn, tenant: str, config: DemoConfig) -> None:
+    row = q.fetch_one(conn, "unit_generator", tenant=tenant, unit_id=ROOT_UNIT)
     if row is None:
         return
     generator = row["generator"]

@@ -5,10 +5,10 @@
 -- For :unit_id and every unit below it: items under it (the whole sub-DAG), attempts at them and success rate, hardest first.
 WITH RECURSIVE below (unit_id) AS (
     -- seed: the requested unit
-    SELECT unit_id FROM units WHERE unit_id = :unit_id
+    SELECT unit_id FROM units WHERE tenant = :tenant AND unit_id = :unit_id
     UNION
     -- step: the children of every unit reached so far
-    SELECT c.child FROM below b JOIN unit_children c ON c.parent = b.unit_id
+    SELECT c.child FROM below b JOIN unit_children c ON c.tenant = :tenant AND c.parent = b.unit_id
     -- cycle guard: UNION (not UNION ALL) drops a unit already reached, so a cycle or a diamond
     -- adds no row; the walk stops when a step finds nothing new (finitely many units).
 ),
@@ -18,18 +18,18 @@ reach (top_id, unit_id) AS (
     UNION
     -- step: and the children of whatever it reaches; UNION drops pairs already found, so this
     -- stops too (at most one row per pair of units)
-    SELECT r.top_id, c.child FROM reach r JOIN unit_children c ON c.parent = r.unit_id
+    SELECT r.top_id, c.child FROM reach r JOIN unit_children c ON c.tenant = :tenant AND c.parent = r.unit_id
 ),
 top_items AS (
     -- each item once per unit above it, however many routes lead there (inactive items too:
     -- their history still counts)
-    SELECT DISTINCT r.top_id, ui.item_id FROM reach r JOIN unit_items ui ON ui.unit_id = r.unit_id
+    SELECT DISTINCT r.top_id, ui.item_id FROM reach r JOIN unit_items ui ON ui.tenant = :tenant AND ui.unit_id = r.unit_id
 ),
 per_item AS (
     -- attempts summed per item once, before fanning out to every unit above the item
     SELECT item_id, count(*) AS attempts, sum(outcome) AS correct
     FROM interactions
-    WHERE kind = 'attempt' AND item_id IN (SELECT item_id FROM top_items)
+    WHERE tenant = :tenant AND kind = 'attempt' AND item_id IN (SELECT item_id FROM top_items)
     GROUP BY item_id
 )
 SELECT u.unit_id, u.name, u.kind,
@@ -37,7 +37,7 @@ SELECT u.unit_id, u.name, u.kind,
        coalesce(sum(p.attempts), 0) AS attempts,
        round(sum(p.correct)::numeric / nullif(sum(p.attempts), 0), 4) AS success_rate
 FROM below b
-JOIN units u ON u.unit_id = b.unit_id
+JOIN units u ON u.tenant = :tenant AND u.unit_id = b.unit_id
 LEFT JOIN top_items ti ON ti.top_id = b.unit_id
 LEFT JOIN per_item p ON p.item_id = ti.item_id
 GROUP BY u.unit_id, u.name, u.kind
@@ -47,7 +47,7 @@ ORDER BY success_rate NULLS LAST, u.unit_id;
 -- The user :user_id's latest :limit attempts, newest first, with each item's unit paths.
 SELECT occurred_at, item_id, item_title, outcome, duration_ms, unit_paths
 FROM attempt_history
-WHERE user_id = :user_id
+WHERE tenant = :tenant AND user_id = :user_id
 ORDER BY occurred_at DESC, id DESC
 LIMIT :limit;
 
@@ -55,18 +55,19 @@ LIMIT :limit;
 -- The :limit items under :unit_id (whole sub-DAG) with the lowest success rate among those with at least :min_attempts attempts.
 WITH RECURSIVE below (unit_id) AS (
     -- seed: the requested unit
-    SELECT unit_id FROM units WHERE unit_id = :unit_id
+    SELECT unit_id FROM units WHERE tenant = :tenant AND unit_id = :unit_id
     UNION
     -- step: children of units reached so far; UNION drops repeats, so cycles end the walk
-    SELECT c.child FROM below b JOIN unit_children c ON c.parent = b.unit_id
+    SELECT c.child FROM below b JOIN unit_children c ON c.tenant = :tenant AND c.parent = b.unit_id
 )
 SELECT it.item_id, it.title, it.kind,
        count(*) AS attempts,
        count(DISTINCT a.user_id) AS learners,
        round(avg(a.outcome), 4) AS success_rate
 FROM items it
-JOIN interactions a ON a.item_id = it.item_id AND a.kind = 'attempt'
-WHERE it.item_id IN (SELECT ui.item_id FROM below b JOIN unit_items ui ON ui.unit_id = b.unit_id)
+JOIN interactions a ON a.tenant = it.tenant AND a.item_id = it.item_id AND a.kind = 'attempt'
+WHERE it.tenant = :tenant
+  AND it.item_id IN (SELECT ui.item_id FROM below b JOIN unit_items ui ON ui.tenant = :tenant AND ui.unit_id = b.unit_id)
 GROUP BY it.item_id, it.title, it.kind
 HAVING count(*) >= :min_attempts
 ORDER BY success_rate, attempts DESC, it.item_id
@@ -76,6 +77,6 @@ LIMIT :limit;
 -- Every root-to-unit path above the item :item_id (one per route through the DAG).
 SELECT ui.unit_id, up.depth, up.path_ids, up.path
 FROM unit_items ui
-JOIN unit_paths up ON up.unit_id = ui.unit_id
-WHERE ui.item_id = :item_id
+JOIN unit_paths up ON up.tenant = ui.tenant AND up.unit_id = ui.unit_id
+WHERE ui.tenant = :tenant AND ui.item_id = :item_id
 ORDER BY up.path;

@@ -15,27 +15,27 @@ SELECT o.model_id,
        CASE WHEN o.experiment IS NOT NULL THEN o.experiment || '/' || coalesce(o.variant, '') END AS variant,
        o.p, o.outcome
 FROM prediction_outcomes(:window_start, :window_end, make_interval(hours => :horizon_hours)) o
-WHERE o.model_id IS NOT NULL
+WHERE o.tenant = :tenant AND o.model_id IS NOT NULL
   -- a practice model's probability: p is NULL for ranking scores (and Postgres sorts NaN above 1)
   AND o.p BETWEEN 0 AND 1
 ORDER BY o.model_id, variant NULLS FIRST;
 
 -- name: calibration_models
 -- Unit, tag and mode of the models :model_ids (a pruned model has no row).
-SELECT model_id, unit_id, tag, mode FROM models WHERE model_id = ANY(:model_ids);
+SELECT model_id, unit_id, tag, mode FROM models WHERE tenant = :tenant AND model_id = ANY(:model_ids);
 
 -- name: delete_calibration_window
 -- Remove the reports of exactly the window [:window_start, :window_end), so a re-run replaces them.
-DELETE FROM calibration_reports WHERE window_start = :window_start AND window_end = :window_end;
+DELETE FROM calibration_reports WHERE tenant = :tenant AND window_start = :window_start AND window_end = :window_end;
 
 -- name: insert_calibration_report
 -- One report row: a model and variant (NULL: no experiment; else 'experiment/variant') over a window.
-INSERT INTO calibration_reports (model_id, variant, window_start, window_end, n, ece, buckets)
-VALUES (:model_id, :variant, :window_start, :window_end, :n, :ece, :buckets::jsonb);
+INSERT INTO calibration_reports (tenant, model_id, variant, window_start, window_end, n, ece, buckets)
+VALUES (:tenant, :model_id, :variant, :window_start, :window_end, :n, :ece, :buckets::jsonb);
 
 -- name: calibration_reports_for_window
 -- The stored reports of the window [:window_start, :window_end), by model and variant.
 SELECT model_id, variant, window_start, window_end, n, ece, buckets, created_at
 FROM calibration_reports
-WHERE window_start = :window_start AND window_end = :window_end
+WHERE tenant = :tenant AND window_start = :window_start AND window_end = :window_end
 ORDER BY model_id, variant NULLS FIRST;

@@ -23,24 +23,24 @@ CREATE TEMP TABLE IF NOT EXISTS stage_interactions ON COMMIT DROP AS
 TRUNCATE stage_users, stage_items, stage_units, stage_unit_children, stage_unit_items, stage_interactions;
 
 -- name: merge_stage_units
--- Upsert the staged units (one staged row per id); the row count is the units new or changed.
+-- Upsert the staged units into tenant :tenant (one staged row per id); the row count is the units new or changed.
 -- attrs are merged, not replaced, so keys set by other tools survive a re-import; an unchanged
 -- row is not rewritten (no dead tuple, updated_at kept).
-INSERT INTO units (unit_id, name, kind, attrs)
-SELECT DISTINCT ON (unit_id) unit_id, name, coalesce(kind, 'unit'), coalesce(attrs, '{}')
+INSERT INTO units (tenant, unit_id, name, kind, attrs)
+SELECT DISTINCT ON (unit_id) :tenant, unit_id, name, coalesce(kind, 'unit'), coalesce(attrs, '{}')
 FROM stage_units ORDER BY unit_id
-ON CONFLICT (unit_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
+ON CONFLICT (tenant, unit_id) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind,
     attrs = units.attrs || EXCLUDED.attrs, updated_at = now()
 WHERE (units.name, units.kind, units.attrs) IS DISTINCT FROM
       (EXCLUDED.name, EXCLUDED.kind, units.attrs || EXCLUDED.attrs);
 
 -- name: merge_stage_items
 -- Upsert the staged items like merge_stage_units; the row count is the items new or changed.
-INSERT INTO items (item_id, kind, title, body, attrs, active)
-SELECT DISTINCT ON (item_id) item_id, coalesce(kind, 'question'), title, body,
+INSERT INTO items (tenant, item_id, kind, title, body, attrs, active)
+SELECT DISTINCT ON (item_id) :tenant, item_id, coalesce(kind, 'question'), title, body,
        coalesce(attrs, '{}'), coalesce(active, true)
 FROM stage_items ORDER BY item_id
-ON CONFLICT (item_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
+ON CONFLICT (tenant, item_id) DO UPDATE SET kind = EXCLUDED.kind, title = EXCLUDED.title,
     body = EXCLUDED.body, attrs = items.attrs || EXCLUDED.attrs, active = EXCLUDED.active,
     updated_at = now()
 WHERE (items.kind, items.title, items.body, items.attrs, items.active) IS DISTINCT FROM
@@ -49,19 +49,19 @@ WHERE (items.kind, items.title, items.body, items.attrs, items.active) IS DISTIN
 -- name: merge_stage_users
 -- Upsert the staged users and every user the staged interactions name; the row count is the users new or changed.
 -- A staged user row (pri 0) beats a bare id from the interactions (pri 1), whose attrs are {}.
-INSERT INTO users (user_id, attrs)
-SELECT user_id, attrs FROM (
+INSERT INTO users (tenant, user_id, attrs)
+SELECT :tenant, user_id, attrs FROM (
     SELECT DISTINCT ON (user_id) user_id, coalesce(attrs, '{}') AS attrs
     FROM (SELECT user_id, attrs, 0 AS pri FROM stage_users
           UNION ALL SELECT DISTINCT user_id, NULL::jsonb, 1 FROM stage_interactions) s
     ORDER BY user_id, pri) u
-ON CONFLICT (user_id) DO UPDATE SET attrs = users.attrs || EXCLUDED.attrs, updated_at = now()
+ON CONFLICT (tenant, user_id) DO UPDATE SET attrs = users.attrs || EXCLUDED.attrs, updated_at = now()
 WHERE users.attrs IS DISTINCT FROM users.attrs || EXCLUDED.attrs;
 
 -- name: first_unknown_staged_items
 -- Up to 5 items the staged interactions name that are not in items (run after merge_stage_items).
 SELECT DISTINCT s.item_id FROM stage_interactions s
-WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = s.item_id) LIMIT 5;
+WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.tenant = :tenant AND i.item_id = s.item_id) LIMIT 5;
 
 -- name: first_dangling_staged_link
 -- The first staged link that names a unit or item in neither the database nor the import (run after the catalogue merges).
@@ -69,44 +69,44 @@ WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.item_id = s.item_id) LIMIT 5;
 -- keep their order (n), and each stops at its first hit.
 SELECT link_table, link_column, target, value FROM (
     (SELECT 1 AS n, 'unit_items' AS link_table, 'unit_id' AS link_column, 'unit' AS target, s.unit_id AS value
-     FROM stage_unit_items s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.unit_id = s.unit_id) LIMIT 1)
+     FROM stage_unit_items s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.tenant = :tenant AND r.unit_id = s.unit_id) LIMIT 1)
     UNION ALL
     (SELECT 2, 'unit_items', 'item_id', 'item', s.item_id
-     FROM stage_unit_items s WHERE NOT EXISTS (SELECT 1 FROM items r WHERE r.item_id = s.item_id) LIMIT 1)
+     FROM stage_unit_items s WHERE NOT EXISTS (SELECT 1 FROM items r WHERE r.tenant = :tenant AND r.item_id = s.item_id) LIMIT 1)
     UNION ALL
     (SELECT 3, 'unit_children', 'child', 'unit', s.child
-     FROM stage_unit_children s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.unit_id = s.child) LIMIT 1)
+     FROM stage_unit_children s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.tenant = :tenant AND r.unit_id = s.child) LIMIT 1)
     UNION ALL
     (SELECT 4, 'unit_children', 'parent', 'unit', s.parent
-     FROM stage_unit_children s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.unit_id = s.parent) LIMIT 1)
+     FROM stage_unit_children s WHERE NOT EXISTS (SELECT 1 FROM units r WHERE r.tenant = :tenant AND r.unit_id = s.parent) LIMIT 1)
 ) dangling
 ORDER BY n
 LIMIT 1;
 
 -- name: merge_stage_unit_children
 -- Add the staged parent-child links not stored yet (a unit is never its own child); the row count is the links new.
-INSERT INTO unit_children (parent, child)
-SELECT DISTINCT parent, child FROM stage_unit_children WHERE parent <> child
+INSERT INTO unit_children (tenant, parent, child)
+SELECT DISTINCT :tenant, parent, child FROM stage_unit_children WHERE parent <> child
 ON CONFLICT DO NOTHING;
 
 -- name: merge_stage_unit_items
 -- Add the staged unit-item links not stored yet (one staged position per link); the row count is the links new.
 -- A stored link keeps its position: an import adds links, it does not reorder units.
-INSERT INTO unit_items (unit_id, item_id, position)
-SELECT DISTINCT ON (unit_id, item_id) unit_id, item_id, position FROM stage_unit_items
+INSERT INTO unit_items (tenant, unit_id, item_id, position)
+SELECT DISTINCT ON (unit_id, item_id) :tenant, unit_id, item_id, position FROM stage_unit_items
 ORDER BY unit_id, item_id
 ON CONFLICT DO NOTHING;
 
 -- name: merge_stage_interactions
 -- Add the staged interactions whose event_id is not stored yet; the row count is the interactions new.
 -- In time order, so ids grow with time as they do from live ingest (queries break time ties by id).
-INSERT INTO interactions (event_id, user_id, item_id, kind, outcome, value, duration_ms,
+INSERT INTO interactions (tenant, event_id, user_id, item_id, kind, outcome, value, duration_ms,
                           response, occurred_at)
-SELECT event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at
+SELECT :tenant, event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at
 FROM stage_interactions
 ORDER BY occurred_at
-ON CONFLICT (event_id) DO NOTHING;
+ON CONFLICT (tenant, user_id, event_id) DO NOTHING;
 
 -- name: unit_generator
 -- The `generator` attribute of unit :unit_id (NULL when it has none, no row when there is no such unit): which demo made it.
-SELECT attrs -> 'generator' AS generator FROM units WHERE unit_id = :unit_id;
+SELECT attrs -> 'generator' AS generator FROM units WHERE tenant = :tenant AND unit_id = :unit_id;

@@ -2,14 +2,14 @@
 
 -- name: api_key_by_id
 -- The key row for an id from a presented key (revoked keys included: the caller refuses them).
-SELECT key_id, name, scopes, key_hash, rate_limit_per_s, revoked_at
+SELECT key_id, name, scopes, key_hash, rate_limit_per_s, revoked_at, tenant, operator
 FROM api_keys
 WHERE key_id = :key_id;
 
 -- name: insert_api_key
 -- A new key (the hash only; the key itself is never stored).
-INSERT INTO api_keys (key_id, name, scopes, key_hash, rate_limit_per_s)
-VALUES (:key_id, :key_name, :scopes, :key_hash, :rate_limit_per_s);
+INSERT INTO api_keys (key_id, name, scopes, key_hash, rate_limit_per_s, tenant, operator)
+VALUES (:key_id, :key_name, :scopes, :key_hash, :rate_limit_per_s, :tenant, :tenant IS NULL);
 
 -- name: revoke_api_key
 -- Revoke a key; its holders get 401 once the workers' key cache expires (seconds).
@@ -18,14 +18,14 @@ WHERE key_id = :key_id AND revoked_at IS NULL;
 
 -- name: list_api_keys
 -- Every key, newest first, without hashes.
-SELECT key_id, name, scopes, rate_limit_per_s, created_at, revoked_at
+SELECT key_id, name, coalesce(tenant, '*') AS tenant, scopes, rate_limit_per_s, created_at, revoked_at
 FROM api_keys
 ORDER BY created_at DESC, key_id;
 
 -- name: start_job_run
 -- Record the start of a job run held by this session (backend_pid tells running from abandoned).
-INSERT INTO job_runs (job, backend_pid, detail)
-VALUES (:job, pg_backend_pid(), :detail)
+INSERT INTO job_runs (tenant, job, backend_pid, detail)
+VALUES (:tenant, :job, pg_backend_pid(), :detail)
 RETURNING run_id;
 
 -- name: finish_job_run
@@ -34,7 +34,7 @@ UPDATE job_runs SET finished_at = now(), outcome = :outcome, detail = detail || 
 WHERE run_id = :run_id;
 
 -- name: job_metrics
--- Per job: runs by state, and the duration and end of the last finished run, for /metrics.
+-- Per job (over all tenants): runs by state, and the duration and end of the last finished run, for /metrics.
 WITH last_finished AS (
     SELECT DISTINCT ON (job) job, state, duration_s, finished_at
     FROM job_status
@@ -52,8 +52,8 @@ GROUP BY s.job, s.state, l.state, l.duration_s, l.finished_at
 ORDER BY s.job, s.state;
 
 -- name: active_model_metrics
--- Active models per unit, objective and tag with their age, for /metrics.
-SELECT unit_id, objective, tag, model_id, extract(epoch FROM now() - trained_at) AS age_s
+-- Active models per tenant, unit, objective and tag with their age, for /metrics.
+SELECT tenant, unit_id, objective, tag, model_id, extract(epoch FROM now() - trained_at) AS age_s
 FROM models
 WHERE status = 'active'
-ORDER BY unit_id, objective, tag;
+ORDER BY tenant, unit_id, objective, tag;

@@ -1,22 +1,22 @@
 -- The request path: catalogue version, model choice, history, the log, trending, experiments.
 
 -- name: catalog_version
--- The version of the catalogue, bumped by any change to items or the unit hierarchy.
-SELECT version FROM catalog_state;
+-- The version of the tenant's catalogue, bumped by any change to its items or unit hierarchy.
+SELECT version FROM catalog_state WHERE tenant = :tenant;
 
 -- name: nearest_active_models
 -- Active models of :objective / :tag on :unit_ids or any unit above them, nearest first.
 WITH RECURSIVE above (unit_id, depth) AS (
     -- seed: the requested units themselves (depth 0)
-    SELECT unit_id, 0 FROM units WHERE unit_id = ANY(:unit_ids)
+    SELECT unit_id, 0 FROM units WHERE tenant = :tenant AND unit_id = ANY(:unit_ids)
     UNION
     -- step: the parents of units reached so far, one level up
-    SELECT c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.child = a.unit_id
+    SELECT c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.tenant = :tenant AND c.child = a.unit_id
     -- cycle guard: a cycle revisits units at growing depths; no useful path is longer than 64
     WHERE a.depth < 64
 )
 SELECT m.model_id, m.unit_id, min(a.depth) AS depth
-FROM above a JOIN models m ON m.unit_id = a.unit_id
+FROM above a JOIN models m ON m.tenant = :tenant AND m.unit_id = a.unit_id
 WHERE m.status = 'active' AND m.objective = :objective AND m.tag = :tag
 GROUP BY m.model_id, m.unit_id
 ORDER BY min(a.depth), m.unit_id
@@ -26,7 +26,7 @@ LIMIT 1;
 -- The user's most recent :limit interactions, newest first (the history cache's source).
 SELECT item_id, kind, outcome, value, occurred_at
 FROM interactions
-WHERE user_id = :user_id
+WHERE tenant = :tenant AND user_id = :user_id
 ORDER BY occurred_at DESC, id DESC
 LIMIT :limit;
 
@@ -34,16 +34,16 @@ LIMIT :limit;
 -- Attempts and correct answers per item among :item_ids (the no-model fallback's estimate).
 SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) AS correct
 FROM interactions
-WHERE item_id = ANY(:item_ids) AND kind = 'attempt'
+WHERE tenant = :tenant AND item_id = ANY(:item_ids) AND kind = 'attempt'
 GROUP BY item_id;
 
 -- name: insert_recommendation_log
 -- Record one answer. The row is for analysis, not an acknowledged write: its transaction commits
 -- without waiting for the WAL flush (both statements go in one round trip).
 SET LOCAL synchronous_commit = off;
-INSERT INTO recommendation_log (request_id, user_id, units, experiment, variant, strategy, model_id, fallback,
+INSERT INTO recommendation_log (tenant, request_id, user_id, units, experiment, variant, strategy, model_id, fallback,
                                 history_rows, item_ids, scores)
-VALUES (:request_id, :user_id, :units, :experiment, :variant, :strategy, :model_id, :fallback, :history_rows,
+VALUES (:tenant, :request_id, :user_id, :units, :experiment, :variant, :strategy, :model_id, :fallback, :history_rows,
         :item_ids, :scores);
 
 -- name: trending
@@ -54,8 +54,8 @@ SELECT i.item_id,
        count(*) AS interactions,
        count(DISTINCT i.user_id) AS users
 FROM interactions i
-JOIN items it ON it.item_id = i.item_id AND it.active
-WHERE i.occurred_at > :now - make_interval(days => :days) AND i.occurred_at <= :now
+JOIN items it ON it.tenant = i.tenant AND it.item_id = i.item_id AND it.active
+WHERE i.tenant = :tenant AND i.occurred_at > :now - make_interval(days => :days) AND i.occurred_at <= :now
   AND (:all_items OR i.item_id = ANY(:item_ids))
 GROUP BY i.item_id
 ORDER BY score DESC, i.item_id
@@ -63,32 +63,36 @@ LIMIT :n;
 
 -- name: upsert_experiment
 -- Create an experiment, or replace the variants of an existing one (and reactivate it).
-INSERT INTO experiments (name, description, variants, active)
-VALUES (:experiment, :description, :variants::jsonb, true)
-ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, variants = EXCLUDED.variants,
+INSERT INTO experiments (tenant, name, description, variants, active)
+VALUES (:tenant, :experiment, :description, :variants::jsonb, true)
+ON CONFLICT (tenant, name) DO UPDATE SET description = EXCLUDED.description, variants = EXCLUDED.variants,
     active = true, stopped_at = NULL
 RETURNING name, description, variants, active, created_at, stopped_at;
 
 -- name: get_experiment
 -- One experiment.
-SELECT name, description, variants, active, created_at, stopped_at FROM experiments WHERE name = :experiment;
+SELECT name, description, variants, active, created_at, stopped_at FROM experiments
+WHERE tenant = :tenant AND name = :experiment;
 
 -- name: list_experiments
 -- All experiments, newest first.
-SELECT name, description, variants, active, created_at, stopped_at FROM experiments ORDER BY created_at DESC;
+SELECT name, description, variants, active, created_at, stopped_at FROM experiments
+WHERE tenant = :tenant ORDER BY created_at DESC;
 
 -- name: stop_experiment
 -- Stop routing users to an experiment's variants.
-UPDATE experiments SET active = false, stopped_at = coalesce(stopped_at, now()) WHERE name = :experiment
+UPDATE experiments SET active = false, stopped_at = coalesce(stopped_at, now())
+WHERE tenant = :tenant AND name = :experiment
 RETURNING name, description, variants, active, created_at, stopped_at;
 
 -- name: user_attrs
 -- The learner's metadata (a hybrid model's prior for a learner it has not trained on).
-SELECT attrs FROM users WHERE user_id = :user_id;
+SELECT attrs FROM users WHERE tenant = :tenant AND user_id = :user_id;
 
 -- name: items_metadata
 -- Kind, attrs and direct units of :item_ids (a hybrid model builds vectors for items newer than it).
 SELECT i.item_id, i.kind, i.attrs,
-       array(SELECT ui.unit_id FROM unit_items ui WHERE ui.item_id = i.item_id ORDER BY ui.unit_id) AS units
+       array(SELECT ui.unit_id FROM unit_items ui WHERE ui.tenant = i.tenant AND ui.item_id = i.item_id
+             ORDER BY ui.unit_id) AS units
 FROM items i
-WHERE i.item_id = ANY(:item_ids);
+WHERE i.tenant = :tenant AND i.item_id = ANY(:item_ids);

@@ -59,14 +59,14 @@ def attempt(conn, user, item, at, outcome, kind="attempt"):
 
 
 def outcomes(conn, start=T0, end=T1):
-    rows = q.fetch_all(conn, "calibration_outcomes", window_start=start, window_end=end,
+    rows = q.fetch_all(conn, "calibration_outcomes", tenant="default", window_start=start, window_end=end,
                        horizon_hours=calibrate.HORIZON_HOURS)
     conn.rollback()
     return sorted((r["model_id"], r["variant"], round(r["p"], 4), r["outcome"]) for r in rows)
 
 
 def reports(conn, start=T0, end=T1):
-    rows = q.fetch_all(conn, "calibration_reports_for_window", window_start=start, window_end=end)
+    rows = q.fetch_all(conn, "calibration_reports_for_window", tenant="default", window_start=start, window_end=end)
     conn.rollback()
     return rows
 

@@ -122,7 +122,7 @@ def cold_db(servers):
     fresh = new_questions(data.catalogue.question_ids, 0.05)
     with scratch_database(servers[0], "adaptrec_cold") as url:
         conn = psycopg2.connect(url)
-        loader = Loader(conn)
+        loader = Loader(conn, tenant="default")
         demo._stage(loader, without(data, ~np.isin(data.attempts.item_ids, list(fresh)), fresh), False)
         loader.finish()
         conn.commit()
@@ -134,7 +134,7 @@ def cold_db(servers):
         for unit_id, item_id, _ in data.catalogue.unit_items:
             units.setdefault(item_id, []).append(unit_id)
         with conn:
-            catalog.upsert_items(conn, [Item(item_id=i, kind="question", title=rows[i][2], attrs=rows[i][4],
+            catalog.upsert_items(conn, "default", [Item(item_id=i, kind="question", title=rows[i][2], attrs=rows[i][4],
                                              units=units[i]) for i in sorted(fresh)])
         labels = {i: rows[i][4]["difficulty_label"] for i in fresh}
         conn.close()

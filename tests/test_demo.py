@@ -159,15 +159,15 @@ def test_another_config_is_refused_and_changes_nothing(loaded):
 def test_hierarchy_is_a_dag_with_a_diamond_and_every_question_under_the_root(loaded):
     conn, _ = loaded
     units = [r[0] for r in q_rows(conn, "SELECT unit_id FROM units")]
-    assert q.fetch_all(conn, "cycle_through_units", unit_ids=units) == []
+    assert q.fetch_all(conn, "cycle_through_units", tenant="default", unit_ids=units) == []
     # a diamond: a section with two parents (its chapter and the subject's Review chapter)
     section = f"{ROOT_UNIT}.math.1.4"
     parents = [r[0] for r in q_rows(conn, "SELECT parent FROM unit_children WHERE child = %s ORDER BY 1",
                                      (section,))]
     assert parents == [f"{ROOT_UNIT}.math.1", f"{ROOT_UNIT}.math.review"]
-    above = {r["unit_id"] for r in q.fetch_all(conn, "units_above_unit", unit_id=section)}
+    above = {r["unit_id"] for r in q.fetch_all(conn, "units_above_unit", tenant="default", unit_id=section)}
     assert {ROOT_UNIT, f"{ROOT_UNIT}.math"} <= above
-    under_root = {r["item_id"] for r in q.fetch_all(conn, "items_under_units", unit_ids=[ROOT_UNIT])}
+    under_root = {r["item_id"] for r in q.fetch_all(conn, "items_under_units", tenant="default", unit_ids=[ROOT_UNIT])}
     questions = {r[0] for r in q_rows(conn, "SELECT item_id FROM items WHERE kind = 'question'")}
     assert questions <= under_root
     assert scalar(conn, "SELECT count(*) FROM items") == len(under_root)

@@ -124,18 +124,19 @@ def test_metrics_show_active_models_and_job_runs_from_postgres(client, auth, con
         model_id = cur.fetchone()[0]
         # a run whose process died: no outcome, and its session (pid 0) does not exist
         cur.execute("INSERT INTO job_runs (job, backend_pid) VALUES ('train', 0)")
-    with jobruns.recorded(settings.database_url, "train") as run:
+    with jobruns.recorded(settings.database_url, "train", "default") as run:
         run.detail = {"activated": 1}
         with conn.cursor() as cur:
             cur.execute("SELECT state FROM job_status WHERE run_id = %s", (run.run_id,))
             assert cur.fetchone()[0] == "running"
         conn.rollback()
-    with pytest.raises(RuntimeError), jobruns.recorded(settings.database_url, "calibrate"):
+    with pytest.raises(RuntimeError), jobruns.recorded(settings.database_url, "calibrate", "default"):
         raise RuntimeError("boom at postgresql://u:pw@h/db")
 
     text = client.get("/metrics").text
-    assert value(text, "adaptrec_model_version", unit="root", objective="practice", tag="default") == model_id
-    age = value(text, "adaptrec_model_age_seconds", unit="root", objective="practice", tag="default")
+    assert value(text, "adaptrec_model_version", tenant="default", unit="root", objective="practice",
+                 tag="default") == model_id
+    age = value(text, "adaptrec_model_age_seconds", tenant="default", unit="root", objective="practice", tag="default")
     assert 7100 < age < 7300
     assert value(text, "adaptrec_job_runs", job="train", state="succeeded") == 1
     assert value(text, "adaptrec_job_runs", job="train", state="abandoned") == 1

@@ -76,7 +76,7 @@ def test_the_ancestor_serves_a_unit_only_when_it_predicts_the_units_dev_attempts
     assert root.outcome.status == "activated"
     predicted = state.dev_predictions["demo"]
     assert predicted and all(split.role(user) == "dev" for user, _ in predicted)   # dev learners only
-    data = practice_job.load_practice_data(small_demo, "demo", "mf")
+    data = practice_job.load_practice_data(small_demo, "default", "demo", "mf")
     outcome_of = {(data.user_ids[u], data.item_ids[i]): int(y)
                   for u, i, y in zip(data.users.tolist(), data.items.tolist(), data.outcomes.tolist())}
     unit = _subject(small_demo)

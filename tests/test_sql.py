@@ -45,7 +45,7 @@ def dag(db):
 
 
 def under(conn, *units) -> list[str]:
-    return [r["item_id"] for r in q.fetch_all(conn, "items_under_units", unit_ids=list(units))]
+    return [r["item_id"] for r in q.fetch_all(conn, "items_under_units", tenant="default", unit_ids=list(units))]
 
 
 def test_items_under_a_diamond_come_once_and_inactive_ones_not_at_all(dag):
@@ -62,9 +62,9 @@ def test_items_under_a_cycle_terminate(dag):
 
 
 def test_units_above_a_unit_terminate_on_a_cycle_nearest_first(dag):
-    rows = [(r["unit_id"], r["depth"]) for r in q.fetch_all(dag, "units_above_unit", unit_id="C")]
+    rows = [(r["unit_id"], r["depth"]) for r in q.fetch_all(dag, "units_above_unit", tenant="default", unit_id="C")]
     assert rows == [("C", 0), ("B", 1), ("A", 2)]
-    rows = [(r["unit_id"], r["depth"]) for r in q.fetch_all(dag, "units_above_unit", unit_id="Z")]
+    rows = [(r["unit_id"], r["depth"]) for r in q.fetch_all(dag, "units_above_unit", tenant="default", unit_id="Z")]
     assert rows == [("Z", 0), ("X", 1), ("Y", 1), ("R", 2)]
 
 
@@ -179,7 +179,7 @@ def test_daily_volume(history):
 # ---- the named queries in sql/analyst.sql ---------------------------------------------------
 def test_unit_success_rates_count_each_item_once_per_unit(history):
     rows = [(r["unit_id"], r["items"], r["attempts"], r["success_rate"])
-            for r in q.fetch_all(history, "unit_success_rates", unit_id="R")]
+            for r in q.fetch_all(history, "unit_success_rates", tenant="default", unit_id="R")]
     assert rows == [
         ("X", 2, 3, Decimal("0.6667")),   # z1 z2: 3 attempts at z1, 2 right
         ("Y", 3, 3, Decimal("0.6667")),   # z1 z2 via Z, and v1 (no attempts)
@@ -190,28 +190,30 @@ def test_unit_success_rates_count_each_item_once_per_unit(history):
         ("C", 1, 1, Decimal("1.0000")),
     ]
     # starting inside the cycle terminates too, and a unit with nothing under it has no rate
-    assert [(r["unit_id"], r["items"]) for r in q.fetch_all(history, "unit_success_rates", unit_id="C")] == [
+    assert [(r["unit_id"], r["items"]) for r in q.fetch_all(history, "unit_success_rates", tenant="default",
+                                                            unit_id="C")] == [
         ("A", 1), ("B", 1), ("C", 1)]
     assert [(r["unit_id"], r["attempts"], r["success_rate"])
-            for r in q.fetch_all(history, "unit_success_rates", unit_id="P")] == [("P", 0, None), ("Q", 0, None)]
+            for r in q.fetch_all(history, "unit_success_rates", tenant="default", unit_id="P")] == [("P", 0, None),
+                                                                                                    ("Q", 0, None)]
 
 
 def test_user_history_newest_first(history):
-    rows = q.fetch_all(history, "user_history", user_id="u1", limit=2)
+    rows = q.fetch_all(history, "user_history", tenant="default", user_id="u1", limit=2)
     assert [(r["item_id"], r["outcome"], r["unit_paths"]) for r in rows] == [
         ("b1", 1, ["Root > Ay > Bee"]), ("z1", 0, ["Root > Ex > Zed", "Root > Why > Zed"])]
 
 
 def test_hardest_items_under_unit(history):
-    rows = q.fetch_all(history, "hardest_items_under_unit", unit_id="R", min_attempts=1, limit=10)
+    rows = q.fetch_all(history, "hardest_items_under_unit", tenant="default", unit_id="R", min_attempts=1, limit=10)
     assert [(r["item_id"], r["attempts"], r["learners"], r["success_rate"]) for r in rows] == [
         ("z1", 3, 2, Decimal("0.6667")), ("b1", 1, 1, Decimal("1.0000"))]
-    rows = q.fetch_all(history, "hardest_items_under_unit", unit_id="A", min_attempts=2, limit=10)
+    rows = q.fetch_all(history, "hardest_items_under_unit", tenant="default", unit_id="A", min_attempts=2, limit=10)
     assert rows == []
 
 
 def test_item_paths(history):
-    rows = q.fetch_all(history, "item_paths", item_id="z1")
+    rows = q.fetch_all(history, "item_paths", tenant="default", item_id="z1")
     assert [(r["unit_id"], r["path"]) for r in rows] == [("Z", "Root > Ex > Zed"), ("Z", "Root > Why > Zed")]
 
 
@@ -228,7 +230,7 @@ def test_every_analyst_query_runs(history):
     names = set(q._parse((SQL_DIR / "analyst.sql").read_text(), "analyst.sql"))
     assert names == set(ANALYST_PARAMS)
     for name, params in ANALYST_PARAMS.items():
-        assert q.fetch_all(history, name, **params), name
+        assert q.fetch_all(history, name, tenant="default", **params), name
         assert q.all_queries()[name].doc, f"{name} has no description"
 
 

@@ -78,7 +78,7 @@ def test_training_recovers_the_known_item_difficulties(demo, db_url):
     report = run_training(db_url, FAST, units=[unit], progress=False)
     practice = [o for o in report.outcomes if o.objective == "practice"]
     assert [o.status for o in practice] == ["activated"], report.table()
-    model = modelstore.load_active(demo, unit, "practice")
+    model = modelstore.load_active(demo, "default", unit, "practice")
     with demo.cursor() as cur:
         cur.execute("SELECT item_id, (attrs->>'true_difficulty')::float FROM items WHERE item_id = ANY(%s)",
                     (model.item_ids,))
@@ -106,7 +106,7 @@ def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url,
     # how each practice model was chosen: its candidates on dev (in jsonb's key order)
     assert "dev log-loss / AUC: " in listing and "embedding 0." in listing and "1pl 0." in listing
     assert "skill offsets (sd, half-life): dev log-loss " in listing     # the demo root spans many sections
-    active = q.fetch_all(demo, "list_models", include_retired=False)
+    active = q.fetch_all(demo, "list_models", tenant="default", include_retired=False)
     assert all(r["status"] == "active" for r in active)
     assert {"demo"} <= {r["unit_id"] for r in active}
 
@@ -114,7 +114,7 @@ def test_all_units_train_and_models_lists_them_beside_the_baseline(demo, db_url,
 def test_a_crash_mid_training_leaves_the_previous_model_active(demo, db_url, monkeypatch):
     unit, config = chapter(demo), tagged()
     run_training(db_url, config, units=[unit], progress=False)
-    before = modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"]
+    before = modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"]
 
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash while training")
@@ -123,26 +123,26 @@ def test_a_crash_mid_training_leaves_the_previous_model_active(demo, db_url, mon
     report = run_training(db_url, config, units=[unit], progress=False)
     failed = [o for o in report.outcomes if o.objective == "practice"]
     assert failed[0].status == "failed" and "simulated crash" in failed[0].reason
-    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == before
+    assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] == before
 
 
 def test_a_crash_between_storing_and_activating_serves_the_old_model(demo, db_url, monkeypatch):
     unit, config = chapter(demo), tagged()
     run_training(db_url, config, units=[unit], progress=False)
-    before = modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"]
+    before = modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"]
     monkeypatch.setattr(modelstore, "activate", lambda conn, model_id: (_ for _ in ()).throw(OSError("killed")))
     report = run_training(db_url, config, units=[unit], progress=False)
     assert any(o.status == "failed" for o in report.outcomes)
-    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == before
+    assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] == before
     monkeypatch.undo()
     run_training(db_url, config, units=[unit], progress=False)  # the next run succeeds
-    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] != before
+    assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] != before
 
 
 def test_a_worse_model_is_not_activated(demo, db_url):
     unit, config = chapter(demo), tagged()
     run_training(db_url, config, units=[unit], progress=False)
-    active = modelstore.active_model_summary(demo, unit, "practice", config.tag)
+    active = modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)
     with demo.cursor() as cur:  # pretend the active model was excellent
         cur.execute("UPDATE models SET metrics = jsonb_set(metrics, '{model,auc}', '0.999') WHERE model_id = %s",
                     (active["model_id"],))
@@ -150,7 +150,8 @@ def test_a_worse_model_is_not_activated(demo, db_url):
     report = run_training(db_url, config, units=[unit], progress=False)
     practice = next(o for o in report.outcomes if o.objective == "practice")
     assert practice.status == "kept_previous" and "worse than the active model" in practice.reason
-    assert modelstore.active_model_summary(demo, unit, "practice", config.tag)["model_id"] == active["model_id"]
+    assert modelstore.active_model_summary(demo, "default", unit, "practice",
+                                           config.tag)["model_id"] == active["model_id"]
 
 
 def test_the_job_hands_each_units_fitted_arrays_and_trained_learner_vectors_to_on_result(demo, db_url):
@@ -159,7 +160,7 @@ def test_the_job_hands_each_units_fitted_arrays_and_trained_learner_vectors_to_o
     report = run_training(db_url, config, units=[unit], progress=False, on_result=results.append)
     assert [r.outcome for r in results] == report.outcomes
     practice = next(r for r in results if r.outcome.objective == "practice")
-    stored = modelstore.load_model(demo, practice.outcome.model_id)
+    stored = modelstore.load_model(demo, "default", practice.outcome.model_id)
     demo.rollback()
     assert practice.item_ids == stored.item_ids and practice.calibration == stored.calibration
     np.testing.assert_array_equal(practice.item_vectors, stored.item_vectors)
@@ -201,8 +202,8 @@ def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mo
     config = tagged(TrainConfig(max_trials=1, mode=mode, max_eval_users=60))
     report = run_training(db_url, config, units=[unit], progress=False)
     assert {o.status for o in report.outcomes} == {"activated"}, report.table()
-    model = modelstore.load_active(demo, unit, "practice", config.tag)
-    expected = [r["item_id"] for r in q.fetch_all(demo, "unit_items_for_training", unit_id=unit)]
+    model = modelstore.load_active(demo, "default", unit, "practice", config.tag)
+    expected = [r["item_id"] for r in q.fetch_all(demo, "unit_items_for_training", tenant="default", unit_id=unit)]
     assert model.item_ids == expected and "fresh-q" in model.item_ids
     assert model.mode == mode and np.isfinite(model.item_vectors).all() and np.isfinite(model.item_biases).all()
     assert model.item_vectors.shape == (len(expected), model.dim)
@@ -210,7 +211,7 @@ def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mo
 
 def test_calibration_lowers_held_out_ece(demo, root_trained):
     unit, (config, _) = "demo", root_trained
-    metrics = modelstore.active_model_summary(demo, unit, "practice", config.tag)["metrics"]
+    metrics = modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["metrics"]
     assert metrics["model"]["ece"] < metrics["model_uncalibrated_ece"]
 
 
@@ -218,7 +219,7 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, root_train
     config, report = root_trained
     engagement = next(o for o in report.outcomes if o.objective == "engagement")
     assert engagement.status == "activated", report.table()
-    model = modelstore.load_active(demo, "demo", "engagement", config.tag)
+    model = modelstore.load_active(demo, "default", "demo", "engagement", config.tag)
     m = model.metrics
     assert m["model"]["precision_at_10"] >= m["baseline"]["precision_at_10"]
     assert 0.0 <= model.extra["blend_weight"] <= 1.0
@@ -236,10 +237,11 @@ def test_a_unit_is_served_by_its_ancestor_when_that_predicts_its_dev_learners_be
     ancestor = outcome.metrics["ancestor_dev"]
     assert ancestor["unit_id"] == "demo" and ancestor["attempts"] >= practice_job.MIN_DEV_ATTEMPTS
     assert 0 < ancestor["learners"] <= ancestor["attempts"]
-    nearest = q.fetch_one(demo, "nearest_active_models", unit_ids=[unit], objective="practice", tag=config.tag)
+    nearest = q.fetch_one(demo, "nearest_active_models", tenant="default", unit_ids=[unit], objective="practice",
+                          tag=config.tag)
     if not ancestor["own_serves"]:
         assert outcome.status == "parent_serves" and "'demo'" in outcome.reason and nearest["unit_id"] == "demo"
-        assert modelstore.active_model_summary(demo, unit, "practice", config.tag) is None
+        assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag) is None
     else:
         assert outcome.status == "activated" and nearest["unit_id"] == unit
     assert not report.failed  # a decision, not a failure: the job exits 0

@@ -1,7 +1,8 @@
-"""The gate in front of every protected operation: API key, scope, rate limit.
+"""The gate in front of every protected operation: API key, tenant, scope, rate limit.
 
 `Authorization: Bearer <key>`; 401 without a valid key, 403 when the key lacks the operation's
-scope (serve, ingest or admin; admin includes the others), 429 past the key's rate limit.
+scope (serve, ingest or admin; admin includes the others) or names a tenant not its own, 404 when
+an operator key names a tenant that does not exist, 429 past the key's rate limit.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app import metrics
 from app.api.context import get_conn
 from app.api.errors import problem
 from app.ratelimit import check_rate
+from app.tenants import DEFAULT, TENANT_HEADER
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
 
@@ -30,6 +32,9 @@ def check_api_key():
         metrics.AUTH_FAILURES.labels("invalid").inc()
         return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
     g.principal = principal
+    refused = _choose_tenant(principal)
+    if refused is not None:
+        return refused
     scope = getattr(view, "scope", "admin")
     if not principal.allows(scope):
         metrics.AUTH_FAILURES.labels("scope").inc()
@@ -47,4 +52,22 @@ def check_api_key():
                        f"{decision.retry_after_s} s or ask for a higher limit",
                        headers={"Retry-After": str(decision.retry_after_s),
                                 "RateLimit-Limit": str(decision.limit), "RateLimit-Remaining": "0"})
+    return None
+
+
+def _choose_tenant(principal):
+    """Set g.tenant: the key's own tenant, or for an operator key the one named in the header
+    (the default tenant when none is named). None when the request may go on."""
+    named = request.headers.get(TENANT_HEADER, "").strip()
+    if principal.tenant is not None:
+        if named and named != principal.tenant:
+            metrics.AUTH_FAILURES.labels("tenant").inc()
+            return problem(403, "Forbidden", f"this key belongs to tenant {principal.tenant!r}; it cannot act "
+                                             f"for another (drop the {TENANT_HEADER} header or use that tenant's key)")
+        g.tenant = principal.tenant
+        return None
+    g.tenant = named or DEFAULT
+    if not current_app.extensions["adaptrec.tenants"].exists(g.tenant, get_conn):
+        return problem(404, "Not Found", f"no tenant {g.tenant!r} (header {TENANT_HEADER}); create it with "
+                                         f"`adaptrec tenants add {g.tenant}` or name an existing one")
     return None

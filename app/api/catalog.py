@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from app import catalog
-from app.api.context import get_conn
+from app.api.context import current_tenant, get_conn
 from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
 from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier
@@ -31,8 +31,8 @@ def put_user(user_id: str):
     fields = parse_body(UserFields)
     conn = get_conn()
     with conn:
-        catalog.upsert_users(conn, [User(user_id=user_id, **fields.model_dump())])
-        return catalog.get_user(conn, user_id)
+        catalog.upsert_users(conn, current_tenant(), [User(user_id=user_id, **fields.model_dump())])
+        return catalog.get_user(conn, current_tenant(), user_id)
 
 
 @bp.post("/v1/users")
@@ -42,14 +42,14 @@ def post_users():
     batch = parse_body(UserBatch)
     conn = get_conn()
     with conn:
-        return {"upserted": catalog.upsert_users(conn, batch.users)}
+        return {"upserted": catalog.upsert_users(conn, current_tenant(), batch.users)}
 
 
 @bp.get("/v1/users/<user_id>")
 @documented("get", "/v1/users/{user_id}", "Read a user", tag="catalog", responses={200: UserOut, **_ERRORS},
             params=[_path_param("user_id")])
 def get_user(user_id: str):
-    return catalog.get_user(get_conn(), identifier("user_id", user_id))
+    return catalog.get_user(get_conn(), current_tenant(), identifier("user_id", user_id))
 
 
 # ---- items ------------------------------------------------------------------------------
@@ -62,8 +62,8 @@ def put_item(item_id: str):
     fields = parse_body(ItemFields)
     conn = get_conn()
     with conn:
-        catalog.upsert_items(conn, [Item(item_id=item_id, **fields.model_dump())])
-        return catalog.get_item(conn, item_id)
+        catalog.upsert_items(conn, current_tenant(), [Item(item_id=item_id, **fields.model_dump())])
+        return catalog.get_item(conn, current_tenant(), item_id)
 
 
 @bp.post("/v1/items")
@@ -73,14 +73,14 @@ def post_items():
     batch = parse_body(ItemBatch)
     conn = get_conn()
     with conn:
-        return {"upserted": catalog.upsert_items(conn, batch.items)}
+        return {"upserted": catalog.upsert_items(conn, current_tenant(), batch.items)}
 
 
 @bp.get("/v1/items/<item_id>")
 @documented("get", "/v1/items/{item_id}", "Read an item", tag="catalog", responses={200: ItemOut, **_ERRORS},
             params=[_path_param("item_id")])
 def get_item(item_id: str):
-    return catalog.get_item(get_conn(), identifier("item_id", item_id))
+    return catalog.get_item(get_conn(), current_tenant(), identifier("item_id", item_id))
 
 
 @bp.delete("/v1/items/<item_id>")
@@ -92,8 +92,8 @@ def deactivate_item(item_id: str):
     item_id = identifier("item_id", item_id)
     conn = get_conn()
     with conn:
-        catalog.deactivate_item(conn, item_id)
-        return catalog.get_item(conn, item_id)
+        catalog.deactivate_item(conn, current_tenant(), item_id)
+        return catalog.get_item(conn, current_tenant(), item_id)
 
 
 # ---- units ------------------------------------------------------------------------------
@@ -106,8 +106,8 @@ def put_unit(unit_id: str):
     fields = parse_body(UnitFields)
     conn = get_conn()
     with conn:
-        catalog.upsert_units(conn, [Unit(unit_id=unit_id, **fields.model_dump())])
-        return catalog.get_unit(conn, unit_id)
+        catalog.upsert_units(conn, current_tenant(), [Unit(unit_id=unit_id, **fields.model_dump())])
+        return catalog.get_unit(conn, current_tenant(), unit_id)
 
 
 @bp.post("/v1/units")
@@ -117,11 +117,11 @@ def post_units():
     batch = parse_body(UnitBatch)
     conn = get_conn()
     with conn:
-        return {"upserted": catalog.upsert_units(conn, batch.units)}
+        return {"upserted": catalog.upsert_units(conn, current_tenant(), batch.units)}
 
 
 @bp.get("/v1/units/<unit_id>")
 @documented("get", "/v1/units/{unit_id}", "Read a unit: parents, children, items, items under it",
             tag="catalog", responses={200: UnitOut, **_ERRORS}, params=[_path_param("unit_id")])
 def get_unit(unit_id: str):
-    return catalog.get_unit(get_conn(), identifier("unit_id", unit_id))
+    return catalog.get_unit(get_conn(), current_tenant(), identifier("unit_id", unit_id))

@@ -12,5 +12,10 @@ def get_conn():
     return g.db_conn
 
 
+def current_tenant() -> str:
+    """The tenant the request acts for, set by the auth gate (app.api.auth) from the key."""
+    return g.tenant
+
+
 def get_cache():
     return current_app.extensions["adaptrec.cache"]

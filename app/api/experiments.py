@@ -6,7 +6,7 @@ import re
 from flask import Blueprint
 
 from app import experiments, strategies
-from app.api.context import get_conn
+from app.api.context import current_tenant, get_conn
 from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
@@ -40,21 +40,22 @@ def put_experiment(name: str):
     body = parse_body(ExperimentFields)
     conn = get_conn()
     with conn:
-        return _out(experiments.save(conn, name, body.description, [v.model_dump() for v in body.variants]))
+        return _out(experiments.save(conn, current_tenant(), name, body.description,
+                                     [v.model_dump() for v in body.variants]))
 
 
 @bp.get("/v1/experiments/<name>")
 @documented("get", "/v1/experiments/{name}", "Read an experiment", tag="experiments",
             responses={200: ExperimentOut, **_ERRORS}, params=[_NAME])
 def get_experiment(name: str):
-    return _out(experiments.get(get_conn(), _name(name)))
+    return _out(experiments.get(get_conn(), current_tenant(), _name(name)))
 
 
 @bp.get("/v1/experiments")
 @documented("get", "/v1/experiments", "List experiments", tag="experiments",
             responses={200: ExperimentList, 401: Problem})
 def list_experiments():
-    return {"experiments": [_out(row) for row in experiments.list_all(get_conn())]}
+    return {"experiments": [_out(row) for row in experiments.list_all(get_conn(), current_tenant())]}
 
 
 @bp.post("/v1/experiments/<name>/stop")
@@ -64,4 +65,4 @@ def stop_experiment(name: str):
     name = _name(name)
     conn = get_conn()
     with conn:
-        return _out(experiments.stop(conn, name))
+        return _out(experiments.stop(conn, current_tenant(), name))

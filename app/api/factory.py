@@ -18,6 +18,7 @@ from app.config import Settings
 from app.db import ConnectionPool
 from app.keys import Keyring
 from app.model_cache import ModelCache
+from app.tenants import TenantDirectory
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["adaptrec.models"] = ModelCache()
     app.extensions["adaptrec.candidates"] = CandidateCache()
     app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=settings.key_cache_s)
+    app.extensions["adaptrec.tenants"] = TenantDirectory(ttl_s=settings.key_cache_s)
 
     register(app)
 

@@ -5,7 +5,7 @@ from flask import Blueprint
 from pydantic import ValidationError
 
 from app import metrics
-from app.api.context import get_cache, get_conn
+from app.api.context import current_tenant, get_cache, get_conn
 from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.errors import InputError
@@ -32,7 +32,7 @@ def post_interactions():
             events = [Interaction.model_validate(data)]
     except ValidationError as exc:
         raise validation_problem(exc) from None
-    results = record_interactions(get_conn(), get_cache(), events)
+    results = record_interactions(get_conn(), current_tenant(), get_cache(), events)
     created = sum(1 for _, status in results if status == "created")
     metrics.INGESTED.labels("created").inc(created)
     metrics.INGESTED.labels("duplicate").inc(len(results) - created)

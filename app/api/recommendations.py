@@ -5,7 +5,7 @@ from flask import Blueprint, current_app
 
 from app import queries as q
 from app import related, strategies
-from app.api.context import get_cache, get_conn
+from app.api.context import current_tenant, get_cache, get_conn
 from app.api.observe import request_id
 from app.api.query import ids_arg, int_arg
 from app.api.schemas import (
@@ -62,7 +62,8 @@ def post_recommendations():
                                 exclude=body.exclude, experiment=body.experiment, explore=body.explore)
     conn = get_conn()
     with conn:
-        return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
+        return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
+                         local_candidates=_candidates())
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -75,12 +76,14 @@ def get_user_recommendations(user_id: str):
     n = int_arg("n", 10, 1, 100)
     conn = get_conn()
     with conn:
-        units = ids_arg("units", 100) or [r["unit_id"] for r in q.fetch_all(conn, "root_units")]
+        units = ids_arg("units", 100) or [r["unit_id"] for r in q.fetch_all(conn, "root_units",
+                                                                            tenant=current_tenant())]
         if not units:
             raise InputError("the catalogue has no units yet; create units first",
                              [{"field": "units", "message": "no units to recommend from"}])
         req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
-        return recommend(conn, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
+        return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
+                         local_candidates=_candidates())
 
 
 @bp.get("/v1/items/<item_id>/similar")
@@ -92,7 +95,7 @@ def get_user_recommendations(user_id: str):
             params=[{"name": "item_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N])
 def get_similar(item_id: str):
     n = int_arg("n", 10, 1, 100)
-    return related.similar_items(get_conn(), _models(), identifier("item_id", item_id), n)
+    return related.similar_items(get_conn(), current_tenant(), _models(), identifier("item_id", item_id), n)
 
 
 @bp.get("/v1/trending")
@@ -107,7 +110,7 @@ def get_trending():
     n = int_arg("n", 10, 1, 100)
     days = int_arg("days", 7, 1, 365)
     half_life = int_arg("half_life_days", 3, 1, 365)
-    return related.trending(get_conn(), get_cache(), n, ids_arg("units", 100), days, float(half_life))
+    return related.trending(get_conn(), current_tenant(), get_cache(), n, ids_arg("units", 100), days, float(half_life))
 
 
 @bp.post("/v1/predictions")
@@ -119,4 +122,5 @@ def post_predictions():
     body = parse_body(PredictionQuery)
     conn = get_conn()
     with conn:
-        return predict(conn, get_cache(), _models(), body.user_id, list(dict.fromkeys(body.units)), body.item_ids)
+        return predict(conn, current_tenant(), get_cache(), _models(), body.user_id,
+                       list(dict.fromkeys(body.units)), body.item_ids)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app import tenants
+from app.tenants import DEFAULT
 from jobs.importers import assistments, jsonl, movielens, totara
 from jobs.importers.common import ImportFailed, ImportReport, Loader, Timer
 
@@ -18,8 +20,11 @@ FORMATS = {
 }
 
 
-def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress: bool = True) -> list[ImportReport]:
-    """Import each path in its own transaction: all of it or, on any error, none of it."""
+def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress: bool = True,
+               tenant: str = DEFAULT) -> list[ImportReport]:
+    """Import each path into `tenant` (created if new), each in its own transaction: all of it or, on
+    any error, none of it. A Totara export folder with tenants.csv imports each of its tenants into
+    its own adaptrec tenant instead (jobs.importers.totara_tenants)."""
     try:
         module = FORMATS[fmt]
     except KeyError:
@@ -28,7 +33,8 @@ def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress:
     for path in paths:
         report = ImportReport(str(path), fmt)
         with Timer() as timer, conn:  # `with conn`: commit on success, roll back on any error
-            loader = Loader(conn)
+            tenants.ensure(conn, tenant)
+            loader = Loader(conn, tenant=tenant)
             report.rows_read = module.read(Path(path), loader, id_prefix=id_prefix, progress=progress)
             report.created = loader.finish()
         report.seconds = timer.seconds

@@ -210,8 +210,9 @@ class Loader:
     nothing behind. Temporary tables are dropped at commit or rollback.
     """
 
-    def __init__(self, conn, chunk_rows: int = 100_000):
+    def __init__(self, conn, *, tenant: str, chunk_rows: int = 100_000):
         self.conn = conn
+        self.tenant = tenant   # everything staged is merged into this tenant
         self.chunk_rows = chunk_rows
         self._buffers = {t: io.StringIO() for t in TABLES}
         self._writers = {t: csv.writer(b, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
@@ -255,19 +256,19 @@ class Loader:
             self._flush(table)
         created = {}
         for table in ("units", "items", "users"):
-            created[table] = q.execute(self.conn, f"merge_stage_{table}")
+            created[table] = q.execute(self.conn, f"merge_stage_{table}", tenant=self.tenant)
         self._check_references()  # before the links, so a bad id is our message, not an FK error
         for table in ("unit_children", "unit_items", "interactions"):
-            created[table] = q.execute(self.conn, f"merge_stage_{table}")
+            created[table] = q.execute(self.conn, f"merge_stage_{table}", tenant=self.tenant)
         return created
 
     def _check_references(self) -> None:
-        missing = [r["item_id"] for r in q.fetch_all(self.conn, "first_unknown_staged_items")]
+        missing = [r["item_id"] for r in q.fetch_all(self.conn, "first_unknown_staged_items", tenant=self.tenant)]
         if missing:
             source, line = self.item_lines.get(missing[0], ("input", None))
             raise ImportFailed(source, line, "item_id",
                                f"unknown item {missing[0]!r}: it is neither in the database nor in this import")
-        link = q.fetch_one(self.conn, "first_dangling_staged_link")
+        link = q.fetch_one(self.conn, "first_dangling_staged_link", tenant=self.tenant)
         if link:
             raise ImportFailed("input", None, None,
                                f"{link['link_table']}.{link['link_column']} names {link['target']} "

@@ -123,7 +123,8 @@ class _Batch:
         unknown = [i for i in self.named[table] if i not in self.rows[table]]
         if not unknown:
             return
-        existing = {r["id"] for r in q.fetch_all(self.loader.conn, f"existing_{table}", ids=unknown)}
+        existing = {r["id"] for r in q.fetch_all(self.loader.conn, f"existing_{table}", tenant=self.loader.tenant,
+                                                 ids=unknown)}
         missing = [i for i in unknown if i not in existing]
         if missing:
             first = min(missing, key=lambda i: self.named[table][i])

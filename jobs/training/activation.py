@@ -25,11 +25,11 @@ def activate_if_sane(conn, stored: UnitOutcome, config: TrainConfig) -> UnitOutc
     sane against the active one; otherwise mark it failed and keep the active one. Returns the
     outcome with its status (activated | kept_previous) and reason."""
     with conn:
-        active = modelstore.active_model_summary(conn, stored.unit_id, stored.objective, config.tag)
+        active = modelstore.active_model_summary(conn, config.tenant, stored.unit_id, stored.objective, config.tag)
         ok, reason = sane(stored.metrics, active, HEADLINE_METRIC[stored.objective], config.margin)
         if ok:
-            modelstore.activate(conn, stored.model_id)
-            modelstore.prune(conn, stored.unit_id, stored.objective, config.tag, config.keep_versions)
+            modelstore.activate(conn, config.tenant, stored.model_id)
+            modelstore.prune(conn, config.tenant, stored.unit_id, stored.objective, config.tag, config.keep_versions)
             status = "activated"
         else:
             modelstore.mark_failed(conn, stored.model_id, reason)

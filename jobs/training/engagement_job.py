@@ -17,17 +17,17 @@ OBJECTIVE = "engagement"
 MIN_POSITIVES = 10
 
 
-def load_engagement_data(conn, unit_id: str, mode: str) -> EngagementData:
-    items = q.fetch_all(conn, "unit_items_for_training", unit_id=unit_id)
+def load_engagement_data(conn, tenant: str, unit_id: str, mode: str) -> EngagementData:
+    items = q.fetch_all(conn, "unit_items_for_training", tenant=tenant, unit_id=unit_id)
     item_ids = [i["item_id"] for i in items]
-    rows = q.fetch_all(conn, "positive_engagements_on_items", item_ids=item_ids, min_value=0)
+    rows = q.fetch_all(conn, "positive_engagements_on_items", tenant=tenant, item_ids=item_ids, min_value=0)
     conn.rollback()
     item_pos = {item_id: i for i, item_id in enumerate(item_ids)}
     user_col = np.array([r["user_id"] for r in rows], dtype=object)
     user_ids, users = np.unique(user_col, return_inverse=True) if rows else (np.array([]), np.array([], int))
     data = EngagementData([str(u) for u in user_ids], item_ids, users.astype(np.int32),
                           np.array([item_pos[r["item_id"]] for r in rows], dtype=np.int32))
-    data.item_features, data.user_features = hybrid_features(conn, items, data.user_ids, mode)
+    data.item_features, data.user_features = hybrid_features(conn, tenant, items, data.user_ids, mode)
     return data
 
 
@@ -35,7 +35,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     """Train, store and (if sane) activate the unit's engagement model (`state` unused: top-N
     models are not compared with their ancestors)."""
     started = time.perf_counter()
-    data = load_engagement_data(conn, unit_id, mode)
+    data = load_engagement_data(conn, config.tenant, unit_id, mode)
     if len(data.users) < MIN_POSITIVES:
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="too few positive engagements"))
     result = train_engagement(data, seed=config.seed, threads=config.threads)
@@ -45,7 +45,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     calibration = {"method": "none"}                                    # scores rank; they are not probabilities
     with conn:
         model_id = modelstore.save_model(
-            conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
+            conn, tenant=config.tenant, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag,
+            item_ids=data.item_ids,
             item_vectors=m.item_vectors, item_biases=m.item_biases, prior_mean=result.prior_mean,
             prior_cov=result.prior_cov, calibration=calibration,
             hyperparams={**result.params, "search": result.search, "seed": config.seed},

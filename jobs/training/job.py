@@ -17,6 +17,7 @@ HEADLINE_METRIC = {"practice": "auc", "engagement": "precision_at_10"}
 
 @dataclass(frozen=True)
 class TrainConfig:
+    tenant: str | None = "default"   # whose units; None: every tenant, one after another (train --all)
     mode: str = "mf"
     tag: str = "default"
     min_items: int = 5
@@ -71,6 +72,7 @@ class UnitOutcome:
     metrics: dict = field(default_factory=dict)
     reason: str = ""
     seconds: float = 0.0
+    tenant: str = "default"
 
 
 @dataclass
@@ -115,13 +117,15 @@ class TrainReport:
         return [o for o in self.outcomes if o.status in ("failed", "kept_previous")]
 
     def table(self) -> str:
+        several = len({o.tenant for o in self.outcomes}) > 1
         lines = [f"{'unit':<40} {'objective':<10} {'status':<14} {'model':>6} {'auc/p@10':>9} {'baseline':>9} "
                  f"{'secs':>6}"]
         for o in self.outcomes:
             m = o.metrics.get("model", {})
             b = o.metrics.get("baseline", {})
             key = HEADLINE_METRIC[o.objective]
-            lines.append(f"{o.unit_id[:40]:<40} {o.objective:<10} {o.status:<14} {o.model_id or '-':>6} "
+            unit = f"{o.tenant}/{o.unit_id}" if several else o.unit_id
+            lines.append(f"{unit[:40]:<40} {o.objective:<10} {o.status:<14} {o.model_id or '-':>6} "
                          f"{_fmt(m.get(key)):>9} {_fmt(b.get(key)):>9} {o.seconds:>6.1f}")
             if o.reason:
                 lines.append(f"    {o.reason}")

@@ -29,11 +29,11 @@ OBJECTIVE = "practice"
 MIN_DEV_ATTEMPTS = 20     # fewer dev attempts in common with the ancestor decide nothing
 
 
-def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
-    items = q.fetch_all(conn, "unit_items_for_training", unit_id=unit_id)
+def load_practice_data(conn, tenant: str, unit_id: str, mode: str) -> PracticeData:
+    items = q.fetch_all(conn, "unit_items_for_training", tenant=tenant, unit_id=unit_id)
     item_ids = [i["item_id"] for i in items]
     with conn.cursor() as cur:
-        cur.execute(q.sql("first_attempts_on_items"), {"item_ids": item_ids})
+        cur.execute(q.sql("first_attempts_on_items"), {"tenant": tenant, "item_ids": item_ids})
         rows = cur.fetchall()
     conn.rollback()  # a long read: do not hold its snapshot while training
     user_col = np.array([r[0] for r in rows], dtype=object)
@@ -43,15 +43,16 @@ def load_practice_data(conn, unit_id: str, mode: str) -> PracticeData:
         user_ids=[str(u) for u in user_ids], item_ids=item_ids,
         users=users.astype(np.int32), items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
         outcomes=np.array([r[2] for r in rows], dtype=np.int8))
-    data.item_features, data.user_features = hybrid_features(conn, items, data.user_ids, mode)
+    data.item_features, data.user_features = hybrid_features(conn, tenant, items, data.user_ids, mode)
     data.item_skills, _ = skill_index(items)
     return data
 
 
-def load_sequences(conn, data: PracticeData, user_ids: list[str]) -> PracticeData:
+def load_sequences(conn, tenant: str, data: PracticeData, user_ids: list[str]) -> PracticeData:
     """Every attempt (repeats included) of `user_ids` at the unit's items, in `data`'s index space."""
     with conn.cursor() as cur:
-        cur.execute(q.sql("attempts_of_users_on_items"), {"user_ids": list(user_ids), "item_ids": data.item_ids})
+        cur.execute(q.sql("attempts_of_users_on_items"), {"tenant": tenant, "user_ids": list(user_ids),
+                                                          "item_ids": data.item_ids})
         rows = cur.fetchall()
     conn.rollback()
     user_pos = {u: k for k, u in enumerate(data.user_ids)}
@@ -66,7 +67,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     """Train, store and (if sane, and not better served by an ancestor's) activate the unit's
     practice model. `state` carries this run's dev predictions of the units above (parents first)."""
     started = time.perf_counter()
-    data = load_practice_data(conn, unit_id, mode)
+    data = load_practice_data(conn, config.tenant, unit_id, mode)
     if len(data.outcomes) == 0:
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="no attempts under this unit"))
     roles = split.roles(data.user_ids, config.split_seed)
@@ -76,7 +77,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
                             seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
                             split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners,
-                            dev_sequences=lambda users: load_sequences(conn, data, users))
+                            dev_sequences=lambda users: load_sequences(conn, config.tenant, data, users))
     fitted = result.fitted
     extra = {}
     if result.metadata_prior is not None:   # a new learner's prior from their metadata
@@ -93,12 +94,13 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
         result.metrics["parent"] = parent
-    ancestor = ancestor_on_dev(conn, unit_id, state, data, result)
+    ancestor = ancestor_on_dev(conn, config.tenant, unit_id, state, data, result)
     if ancestor:
         result.metrics["ancestor_dev"] = ancestor
     with conn:
         model_id = modelstore.save_model(
-            conn, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag, item_ids=data.item_ids,
+            conn, tenant=config.tenant, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag,
+            item_ids=data.item_ids,
             item_vectors=fitted.item_vectors, item_biases=fitted.item_biases, prior_mean=fitted.prior_mean,
             prior_cov=fitted.prior_cov, calibration=result.calibration,
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
@@ -110,7 +112,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
         reason = ancestor_reason(ancestor)
         with conn:
             modelstore.mark_failed(conn, model_id, reason)
-            q.execute(conn, "retire_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
+            q.execute(conn, "retire_active_model", tenant=config.tenant, unit_id=unit_id, objective=OBJECTIVE,
+                      tag=config.tag)
         outcome = UnitOutcome(unit_id, OBJECTIVE, "parent_serves", model_id, result.metrics, reason)
         if state is not None:
             state.dev_predictions[unit_id] = state.dev_predictions[ancestor["unit_id"]]
@@ -136,15 +139,16 @@ def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeDat
     `held_out_from_both` says whether that holds (same split seed, the parent stored with its test
     learners held out); the parent may take over a unit (prefer_parent) only when it does.
     """
-    row = q.fetch_one(conn, "nearest_ancestor_active_model", unit_id=unit_id, objective=OBJECTIVE, tag=config.tag)
+    row = q.fetch_one(conn, "nearest_ancestor_active_model", tenant=config.tenant, unit_id=unit_id,
+                      objective=OBJECTIVE, tag=config.tag)
     conn.rollback()
     if row is None or result.test_users is None or not len(result.test_users):
         return None
     users = result.test_users
     if (split.roles([data.user_ids[u] for u in users], config.split_seed) != split.TEST).any():
         raise AssertionError("the parent comparison must use test learners of the split only")
-    other = modelstore.load_model(conn, row["model_id"])
-    summary = modelstore.active_model_summary(conn, row["unit_id"], OBJECTIVE, config.tag) or {}
+    other = modelstore.load_model(conn, config.tenant, row["model_id"])
+    summary = modelstore.active_model_summary(conn, config.tenant, row["unit_id"], OBJECTIVE, config.tag) or {}
     conn.rollback()
     hyper = (summary.get("hyperparams") or {}) if summary.get("model_id") == row["model_id"] else {}
     held_out = hyper.get("split_seed") == config.split_seed and hyper.get("hold_out_test_learners") is True
@@ -162,7 +166,7 @@ def dev_keys(data: PracticeData, result: PracticeResult) -> list[tuple[str, str]
     return [(data.user_ids[u], data.item_ids[i]) for u, i in zip(result.dev.users.tolist(), result.dev.items.tolist())]
 
 
-def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeData, result: PracticeResult
+def ancestor_on_dev(conn, tenant: str, unit_id: str, state: JobState | None, data: PracticeData, result: PracticeResult
                     ) -> dict | None:
     """This unit's chosen model against the model that serves its nearest ancestor, on the dev
     attempts both predicted in this run (fits on train learners only, calibrated on dev): the
@@ -172,7 +176,7 @@ def ancestor_on_dev(conn, unit_id: str, state: JobState | None, data: PracticeDa
     is better, so then the ancestor serves (`own_serves` False, `too_few` True)."""
     if state is None:
         return None
-    above = [r["unit_id"] for r in sorted(q.fetch_all(conn, "units_above_unit", unit_id=unit_id),
+    above = [r["unit_id"] for r in sorted(q.fetch_all(conn, "units_above_unit", tenant=tenant, unit_id=unit_id),
                                           key=lambda r: r["depth"]) if r["depth"] > 0]
     conn.rollback()
     nearest = next((u for u in above if u in state.dev_predictions), None)

@@ -1,0 +1,90 @@
+"""Tenants: every row of adaptrec belongs to one (migration 007). A single-tenant deployment lives
+in DEFAULT and never names it. `adaptrec tenants` and the Totara import create them; removing one
+deletes all its data through the foreign keys' ON DELETE CASCADE.
+
+The API learns a request's tenant from its key (app.api.auth); an operator key names it in the
+TENANT_HEADER. `TenantDirectory` remembers for a few seconds which tenants exist, per worker,
+so that check costs no Postgres round trip per request.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from app import queries as q
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+DEFAULT = "default"
+TENANT_HEADER = "X-Adaptrec-Tenant"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")   # as the tenants table's CHECK
+
+
+def check_name(name: str) -> str:
+    """The name, or a ValueError saying what a tenant name may hold."""
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValueError(f"a tenant name is 1-64 letters, digits, '_', '.' or '-', starting with a letter "
+                         f"or digit; got {name!r}")
+    return name
+
+
+def ensure(conn: Connection, tenant: str, name: str | None = None) -> bool:
+    """Create the tenant unless it exists; True when it was created."""
+    return q.fetch_one(conn, "ensure_tenant", tenant=check_name(tenant), display_name=name) is not None
+
+
+def get(conn: Connection, tenant: str) -> dict | None:
+    return q.fetch_one(conn, "get_tenant", tenant=tenant)
+
+
+def list_all(conn: Connection) -> list[dict]:
+    return q.fetch_all(conn, "list_tenants")
+
+
+def names(conn: Connection) -> list[str]:
+    return [r["tenant"] for r in q.fetch_all(conn, "tenant_names")]
+
+
+def counts(conn: Connection, tenant: str) -> dict:
+    return q.fetch_one(conn, "tenant_counts", tenant=tenant)
+
+
+def remove(conn: Connection, tenant: str) -> dict:
+    """Delete the tenant and all its data; returns what was deleted, table by table. The default
+    tenant can be emptied this way too: it is created again, empty, at once."""
+    if get(conn, tenant) is None:
+        raise LookupError(f"no tenant {tenant!r}")
+    deleted = counts(conn, tenant)
+    q.execute(conn, "delete_tenant", tenant=tenant)
+    if tenant == DEFAULT:
+        ensure(conn, DEFAULT, "the default tenant")
+    return deleted
+
+
+class TenantDirectory:
+    """Which tenants exist, as seen by one worker within the last `ttl_s` seconds."""
+
+    def __init__(self, ttl_s: float = 5.0):
+        self.ttl_s = ttl_s
+        self._seen: dict[str, tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def exists(self, tenant: str, conn_factory) -> bool:
+        if not NAME.match(tenant):
+            return False
+        now = time.monotonic()
+        with self._lock:
+            hit = self._seen.get(tenant)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        conn = conn_factory()
+        found = get(conn, tenant) is not None
+        conn.rollback()  # a read: end the transaction so the request starts its own
+        with self._lock:
+            if len(self._seen) > 10_000:   # names sprayed by a caller must not grow memory forever
+                self._seen.clear()
+            self._seen[tenant] = (now, found)
+        return found

@@ -1,0 +1,55 @@
+-- Tenants (migration 007): `adaptrec tenants`, the Totara import, the API's tenant check.
+
+-- name: list_tenants
+-- Every tenant with what it holds (the counts use the tenant-leading indexes).
+SELECT t.tenant, t.name, t.settings, t.created_at,
+       (SELECT count(*) FROM users u WHERE u.tenant = t.tenant) AS users,
+       (SELECT count(*) FROM items i WHERE i.tenant = t.tenant) AS items,
+       (SELECT count(*) FROM interactions i WHERE i.tenant = t.tenant) AS interactions,
+       (SELECT count(*) FROM models m WHERE m.tenant = t.tenant AND m.status = 'active') AS active_models
+FROM tenants t
+ORDER BY t.tenant;
+
+-- name: get_tenant
+-- One tenant's row.
+SELECT tenant, name, settings, created_at FROM tenants WHERE tenant = :tenant;
+
+-- name: tenant_names
+-- The names of all tenants.
+SELECT tenant FROM tenants ORDER BY tenant;
+
+-- name: ensure_tenant
+-- Create tenant :tenant unless it exists (with its catalogue version); the row count is 1 when created.
+WITH created AS (
+    INSERT INTO tenants (tenant, name) VALUES (:tenant, :display_name)
+    ON CONFLICT (tenant) DO NOTHING
+    RETURNING tenant
+), version AS (
+    INSERT INTO catalog_state (tenant) SELECT tenant FROM created
+)
+SELECT tenant FROM created;
+
+-- name: set_tenant_settings
+-- Merge :settings (JSON) into the tenant's settings.
+UPDATE tenants SET settings = settings || :settings::jsonb WHERE tenant = :tenant RETURNING settings;
+
+-- name: tenant_counts
+-- What removing tenant :tenant deletes, table by table.
+SELECT (SELECT count(*) FROM users WHERE tenant = :tenant) AS users,
+       (SELECT count(*) FROM items WHERE tenant = :tenant) AS items,
+       (SELECT count(*) FROM units WHERE tenant = :tenant) AS units,
+       (SELECT count(*) FROM interactions WHERE tenant = :tenant) AS interactions,
+       (SELECT count(*) FROM models WHERE tenant = :tenant) AS models,
+       (SELECT count(*) FROM experiments WHERE tenant = :tenant) AS experiments,
+       (SELECT count(*) FROM recommendation_log WHERE tenant = :tenant) AS logged_answers,
+       (SELECT count(*) FROM api_keys WHERE tenant = :tenant) AS api_keys,
+       (SELECT count(*) FROM job_runs WHERE tenant = :tenant) AS job_runs;
+
+-- name: delete_tenant
+-- Delete tenant :tenant and, through the foreign keys' ON DELETE CASCADE, every row of it in every table.
+DELETE FROM tenants WHERE tenant = :tenant;
+
+-- name: tenant_size
+-- Users with any interaction, and items, of tenant :tenant (Totara's minimum for a model).
+SELECT (SELECT count(DISTINCT user_id) FROM interactions WHERE tenant = :tenant) AS users,
+       (SELECT count(*) FROM items WHERE tenant = :tenant) AS items;
