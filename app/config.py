@@ -84,6 +84,11 @@ class Settings:
     log_format: str = "json"          # json (one object per line) or text; from_env: text in a terminal
     rate_limit_per_s: int = 1000      # per key, unless the key has its own; 0: unlimited
     key_cache_s: float = 5.0          # a revoked key stops working within this time
+    # Totara's ML-service endpoints (app/api/totara.py): the shared key Totara signs with (unset:
+    # the endpoints refuse every request), the clock skew allowed, the mode new Totara tenants train in.
+    totara_key: str | None = field(default=None, repr=False)
+    totara_skew_s: int = 300
+    totara_mode: str = "full"
 
     @property
     def var_dir(self) -> Path:
@@ -123,6 +128,9 @@ class Settings:
             log_format=_choice(env, "ADAPTREC_LOG_FORMAT", default_log_format(), ("json", "text")),
             rate_limit_per_s=_int(env, "ADAPTREC_RATE_LIMIT_PER_S", 1000, 0),
             key_cache_s=float(_int(env, "ADAPTREC_KEY_CACHE_S", 5, 0)),
+            totara_key=env.get("ADAPTREC_TOTARA_KEY") or None,
+            totara_skew_s=_int(env, "ADAPTREC_TOTARA_SKEW_S", 300, 1),
+            totara_mode=_choice(env, "ADAPTREC_TOTARA_MODE", "full", ("mf", "partial", "full")),
         )
 
     def with_servers(self, database_url: str, redis_url: str) -> Settings:

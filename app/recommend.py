@@ -43,6 +43,7 @@ class RecommendationRequest:
     exclude: list[str] = field(default_factory=list)
     experiment: str | None = None
     explore: bool | None = None     # Thompson sampling (None: the variant's setting, else off)
+    exclude_positive: bool = False  # never return items of the learner's positive engagements (Totara)
 
 
 def explore_rng(request_id: str) -> np.random.Generator:
@@ -91,6 +92,11 @@ def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilit
     correct = np.array([stats[i]["correct"] if i in stats else 0 for i in items], dtype=np.float64)
     overall = (correct.sum() + 1.0) / (attempts.sum() + 2.0)
     return (correct + 5.0 * overall) / (attempts + 5.0)
+
+
+def positive(e: hist.Event) -> bool:
+    """A positive engagement: any event but an attempt, not marked 0, with no value or one above 0."""
+    return e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
 
 
 class CandidateScores(NamedTuple):
@@ -143,8 +149,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         p, _, explored = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life"),
                                                 explore, learner_prior(conn, tenant, model, user_id))
         return CandidateScores(p, len(attempts), fallbacks, explored)
-    positives = [e for e in events if e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
-                 and e.item_id in model.index]
+    positives = [e for e in events if positive(e) and e.item_id in model.index]
     if not positives:
         fallbacks.append("no_history")
     p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
@@ -173,6 +178,9 @@ def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, r
     scores = np.empty(0)
     history_rows = 0
     excluded = list(dict.fromkeys(i for i in req.exclude if i in found.positions))
+    if req.exclude_positive:
+        excluded += [i for i in dict.fromkeys(e.item_id for e in events if positive(e))
+                     if i in found.positions and i not in excluded]
     if len(excluded) == len(items):
         fallbacks.append("no_candidates")
     else:

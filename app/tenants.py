@@ -8,6 +8,7 @@ so that check costs no Postgres round trip per request.
 """
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -34,6 +35,11 @@ def check_name(name: str) -> str:
 def ensure(conn: Connection, tenant: str, name: str | None = None) -> bool:
     """Create the tenant unless it exists; True when it was created."""
     return q.fetch_one(conn, "ensure_tenant", tenant=check_name(tenant), display_name=name) is not None
+
+
+def set_settings(conn: Connection, tenant: str, settings: dict) -> dict:
+    """Merge `settings` into the tenant's (top-level keys replace)."""
+    return q.fetch_one(conn, "set_tenant_settings", tenant=tenant, settings=json.dumps(settings))["settings"]
 
 
 def get(conn: Connection, tenant: str) -> dict | None:

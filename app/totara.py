@@ -28,6 +28,11 @@ COMPONENT = re.compile(r"[a-z][a-z0-9_]{0,30}[a-z]", re.ASCII)
 _ITEM_ID = re.compile(r"([a-z][a-z0-9_]{0,30}[a-z])([0-9]+)", re.ASCII)
 _DIGITS = re.compile(r"[0-9]{1,15}", re.ASCII)  # 15 digits: far past any clock, short of int() limits
 
+# The unit holding one item type's items in a Totara tenant (jobs/importers/totara.py): the
+# candidates of `item_type`. The tenant's root unit `totara` holds them all and trains its model.
+COMPONENT_UNIT = "component:"
+ROOT_UNIT = "totara"
+
 # Totara's ids are 64-bit database ids (BIGINT); a larger number names nothing there.
 MAX_ID = 2**63 - 1
 

@@ -86,7 +86,7 @@ def cmd_import(args) -> int:
         _migrate(conn, settings, quiet=True)
         with recorded(settings.database_url, "import", args.tenant, format=args.format, files=len(args.paths)):
             reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
-                                 progress=not args.quiet, tenant=args.tenant)
+                                 progress=not args.quiet, tenant=args.tenant, totara_mode=settings.totara_mode)
     for r in reports:
         print(r.summary())
     return 0

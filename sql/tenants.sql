@@ -53,3 +53,14 @@ DELETE FROM tenants WHERE tenant = :tenant;
 -- Users with any interaction, and items, of tenant :tenant (Totara's minimum for a model).
 SELECT (SELECT count(DISTINCT user_id) FROM interactions WHERE tenant = :tenant) AS users,
        (SELECT count(*) FROM items WHERE tenant = :tenant) AS items;
+
+-- name: totara_health
+-- Per tenant: settings, users with interactions, items, and the age of its newest active model (Totara's health check).
+SELECT t.tenant, t.settings,
+       (SELECT count(DISTINCT user_id) FROM interactions i WHERE i.tenant = t.tenant) AS users,
+       (SELECT count(*) FROM items i WHERE i.tenant = t.tenant) AS items,
+       (SELECT extract(epoch FROM now() - max(m.trained_at)) FROM models m
+         WHERE m.tenant = t.tenant AND m.status = 'active') AS model_age_s
+FROM tenants t
+WHERE t.tenant <> 'default' OR EXISTS (SELECT 1 FROM items i WHERE i.tenant = t.tenant)
+ORDER BY t.tenant;

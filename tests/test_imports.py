@@ -288,13 +288,15 @@ def totara_folder(root: Path, items=TOTARA_ITEMS, users=TOTARA_USERS, interactio
 def test_totara_imports_topics_items_users_and_interactions(conn, tmp_path):
     report = import_twice(conn, "totara", totara_folder(tmp_path))
     assert report.rows_read == 3 + 2 + 4
-    assert counts(conn) == {"users": 3, "items": 3, "units": 3, "unit_children": 2, "unit_items": 3,
+    # units: the root, two topics, one component unit (kind content); every item is in the root and
+    # its component unit too
+    assert counts(conn) == {"users": 3, "items": 3, "units": 4, "unit_children": 3, "unit_items": 9,
                             "interactions": 4}
     assert one(conn, "SELECT kind, body, attrs FROM items WHERE item_id = 'engage_article2'") == (
         "content", "querying data, with joins", {"topics": ["python", "sql"]})
     assert one(conn, "SELECT body, attrs FROM items WHERE item_id = 'totara_playlist3'") == ("misc", {"topics": []})
     assert column(conn, "SELECT child FROM unit_children WHERE parent = 'totara' ORDER BY 1") == [
-        "topic:python", "topic:sql"]
+        "component:content", "topic:python", "topic:sql"]
     assert column(conn, "SELECT item_id FROM unit_items WHERE unit_id = 'topic:python' ORDER BY 1") == [
         "engage_article1", "engage_article2"]
     assert one(conn, "SELECT attrs FROM users WHERE user_id = '3'") == ({"lang": "fr"},)

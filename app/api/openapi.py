@@ -93,6 +93,8 @@ def build_document(max_body_bytes: int) -> dict:
             else:
                 media = "application/problem+json" if model.__name__ == "Problem" else "application/json"
                 content = {media: {"schema": ref(model)}}
+                if status in _PROTOCOL_ERRORS and model is not Problem:  # gunicorn's own answer too
+                    content["application/problem+json"] = {"schema": ref(Problem)}
             op["responses"][str(status)] = {"description": _description(ep, status), "content": content}
         notes = [ep.description] if ep.description else []
         if not ep.public:

@@ -226,3 +226,21 @@ class Predictions(BaseModel):
     model: ModelRef | None
     fallback: str | None
     history_rows: int
+
+
+# ---- Totara's ML-service endpoints (app/api/totara.py) -----------------------------------------
+class TotaraItems(BaseModel):
+    success: bool
+    items: list[tuple[int, float]] = Field(description="[numeric item id, score], best first")
+
+
+class TotaraFailure(BaseModel):
+    success: Literal[False]
+    message: str = Field(description="what went wrong")
+    items: list[Any] = Field(default_factory=list, max_length=0)
+
+
+class TotaraHealth(BaseModel):
+    success: bool
+    totara: dict[str, str] = Field(description="what Totara's health check prints, as key: value lines")
+    errors: list[str]

@@ -20,25 +20,43 @@ FORMATS = {
 }
 
 
+# What Totara's service does with a tenant (its config: min_data 10 users and 10 items, one
+# model per tenant, trained in the mode the site configures), as settings of a tenant the Totara
+# import creates (jobs.train.tenant_config reads them).
+TOTARA_MINIMUM = 10
+
+
+def totara_training(mode: str) -> dict:
+    return {"training": {"mode": mode, "min_tenant_users": TOTARA_MINIMUM, "min_tenant_items": TOTARA_MINIMUM,
+                         "min_items": 1, "min_interactions": 1}}
+
+
 def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress: bool = True,
-               tenant: str = DEFAULT) -> list[ImportReport]:
+               tenant: str = DEFAULT, totara_mode: str = "full") -> list[ImportReport]:
     """Import each path into `tenant` (created if new), each in its own transaction: all of it or, on
-    any error, none of it. A Totara export folder with tenants.csv imports each of its tenants into
-    its own adaptrec tenant instead (jobs.importers.totara_tenants)."""
+    any error, none of it. A Totara export folder with tenants.csv instead imports each of its
+    tenants into the adaptrec tenant of the same id (created if new, trained in `totara_mode`),
+    each in its own transaction; a failing tenant stops the run, earlier ones stay imported."""
     try:
         module = FORMATS[fmt]
     except KeyError:
         raise ImportFailed(fmt, None, None, f"unknown format; choose one of {', '.join(FORMATS)}") from None
     reports = []
     for path in paths:
-        report = ImportReport(str(path), fmt)
-        with Timer() as timer, conn:  # `with conn`: commit on success, roll back on any error
-            tenants.ensure(conn, tenant)
-            loader = Loader(conn, tenant=tenant)
-            report.rows_read = module.read(Path(path), loader, id_prefix=id_prefix, progress=progress)
-            report.created = loader.finish()
-        report.seconds = timer.seconds
-        reports.append(report)
+        listed = totara.tenant_ids(Path(path)) if fmt == "totara" and Path(path).is_dir() else None
+        for target, suffix in ([(t, f"_{t}") for t in listed] if listed else [(tenant, "")]):
+            report = ImportReport(str(path) + (f" (tenant {target})" if listed else ""), fmt)
+            with Timer() as timer, conn:  # `with conn`: commit on success, roll back on any error
+                if tenants.ensure(conn, target) and listed:
+                    tenants.set_settings(conn, target, totara_training(totara_mode))
+                loader = Loader(conn, tenant=target)
+                if listed:
+                    report.rows_read = totara.read(Path(path), loader, id_prefix, progress, suffix=suffix)
+                else:
+                    report.rows_read = module.read(Path(path), loader, id_prefix=id_prefix, progress=progress)
+                report.created = loader.finish()
+            report.seconds = timer.seconds
+            reports.append(report)
     return reports
 
 

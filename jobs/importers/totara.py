@@ -1,43 +1,77 @@
 """Totara Engage's recommender export: a folder with user_interactions.csv and, optionally,
-item_data.csv and user_data.csv. The folder is imported as one unit.
+item_data.csv and user_data.csv, imported as one unit; or Totara's nightly multi-tenant export,
+tenants.csv with user_interactions_{tenant}.csv, item_data_{tenant}.csv and user_data_{tenant}.csv
+per tenant (`tenant_ids`, `read(..., suffix="_3")`; jobs.importers.run_import imports each tenant
+into its own adaptrec tenant).
 
-- user_interactions.csv: user_id, item_id, rating (0 leisurely, 1 positive), timestamp (unix).
-- item_data.csv: item_id, one-hot topic columns, then free text. A column is a topic when all
-  its values are 0 or 1; the other columns are text, joined into items.body (for TF-IDF). A
-  `type` or `item_type` column gives the item kind (else 'content'). Topics become units
-  `topic:<name>` under a root unit `totara`, and the item's topics are also kept in attrs.
-- user_data.csv: user_id and metadata columns (lang, ...), stored in users.attrs.
+- user_interactions: user_id, item_id, rating (0 leisurely, 1 positive), timestamp (unix).
+- item_data: item_id, one-hot columns, then free text. One-hot columns named after Totara's
+  components (engage_article, container_course, ...: ITEM_TYPES) give the item's kind; the
+  other one-hot columns are topics (`topic_Leadership` is topic Leadership). The other columns
+  are text, joined into items.body (for TF-IDF). A `type` or `item_type` column gives the kind
+  too (else 'content'). Every item sits in a root unit `totara` (which trains the tenant's
+  model), in a unit `component:<kind>` (the candidates of Totara's `item_type`; never trained
+  itself) and in a unit `topic:<name>` per topic; the topics are also kept in attrs.
+- user_data: user_id and metadata columns (lang, city, interests, description, ...), stored in
+  users.attrs.
 
-Interactions may name items already in the database instead of item_data.csv.
+Interactions may name items already in the database instead of item_data.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from app.totara import COMPONENT_UNIT, ITEM_TYPES
 from jobs.importers.common import ImportFailed, Loader, check_id, column_positions, csv_rows, unix_time
 
 DESCRIPTION = "Totara Engage export folder: user_interactions.csv, optional item_data.csv and user_data.csv"
 
 ROOT_ID, ROOT_NAME = "totara", "Totara"
-INTERACTIONS, ITEMS, USERS = "user_interactions.csv", "item_data.csv", "user_data.csv"
+INTERACTIONS, ITEMS, USERS, TENANTS = "user_interactions", "item_data", "user_data", "tenants.csv"
 TYPE_COLUMNS = ("type", "item_type")
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # as the schema's interactions.kind and the API's Kind
 RATINGS = {"0": 0, "1": 1}
 
 
-def read(path: Path, loader: Loader, id_prefix: str = "", progress: bool = True) -> int:
-    """Stage items, users and interactions of the export folder; returns the rows read from all files."""
+def tenant_ids(folder: Path) -> list[str] | None:
+    """The tenants of a multi-tenant export (tenants.csv, column `tenants` as Totara writes it, or
+    `tenant`), or None for a single-folder export."""
+    path = folder / TENANTS
+    if not path.is_file():
+        return None
+    rows = csv_rows(path, False)
+    _, header = next(rows, (1, None))
+    names = [h.strip().lower() for h in header or []]
+    col = next((c for c, n in enumerate(names) if n in ("tenants", "tenant")), None)
+    if col is None:
+        raise ImportFailed(path, 1, None, "the header must name a 'tenants' column (Totara's tenants.csv)")
+    found = []
+    for line, row in rows:
+        raw = row[col].strip() if col < len(row) else ""
+        if not raw.isdigit() or len(raw) > 18:
+            raise ImportFailed(path, line, col + 1, f"a tenant id is a whole number (0: the site without tenants), "
+                               f"got {raw!r}")
+        found.append(str(int(raw)))
+    if not found:
+        raise ImportFailed(path, None, None, "lists no tenant")
+    return list(dict.fromkeys(found))
+
+
+def read(path: Path, loader: Loader, id_prefix: str = "", progress: bool = True, suffix: str = "") -> int:
+    """Stage items, users and interactions of the export folder (files named with `suffix`, e.g.
+    user_interactions_3.csv for "_3"); returns the rows read from all files."""
     folder = path.parent if path.is_file() else path
-    if not (folder / INTERACTIONS).is_file():
-        raise ImportFailed(folder / INTERACTIONS, None, None, f"missing: PATH must be a Totara export folder "
-                           f"with {INTERACTIONS} (and optionally {ITEMS}, {USERS})")
+    interactions, items, users = (folder / f"{name}{suffix}.csv" for name in (INTERACTIONS, ITEMS, USERS))
+    if not interactions.is_file():
+        raise ImportFailed(interactions, None, None, f"missing: PATH must be a Totara export folder with "
+                           f"{interactions.name} (and optionally {items.name}, {users.name})")
     count = 0
-    if (folder / ITEMS).exists():
-        count += _read_items(folder / ITEMS, loader, id_prefix, progress)
-    if (folder / USERS).exists():
-        count += _read_users(folder / USERS, loader, id_prefix, progress)
-    return count + _read_interactions(folder / INTERACTIONS, loader, id_prefix, progress)
+    if items.exists():
+        count += _read_items(items, loader, id_prefix, progress, one_model=bool(suffix))
+    if users.exists():
+        count += _read_users(users, loader, id_prefix, progress)
+    return count + _read_interactions(interactions, loader, id_prefix, progress)
 
 
 def _read_interactions(path: Path, loader: Loader, prefix: str, progress: bool) -> int:
@@ -66,7 +100,7 @@ def _read_interactions(path: Path, loader: Loader, prefix: str, progress: bool) 
     return count
 
 
-def _read_items(path: Path, loader: Loader, prefix: str, progress: bool) -> int:
+def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_model: bool = False) -> int:
     # Which columns are topics is known only after the last row, so rows are held in memory:
     # a catalogue is thousands of rows, not millions.
     rows = csv_rows(path, progress)
@@ -76,28 +110,44 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool) -> int:
     type_col = next((c for c, n in enumerate(names) if n.lower() in TYPE_COLUMNS), None)
     items = list(rows)
     others = [c for c in range(len(names)) if c not in (id_col, type_col)]
-    topics = [c for c in others if items and all(row[c] in ("0", "1") for _, row in items)]
-    texts = [c for c in others if c not in topics]
+    flags = [c for c in others if items and all(row[c] in ("0", "1") for _, row in items)]
+    components = [c for c in flags if names[c] in ITEM_TYPES]   # Totara's one-hot item type
+    topics = [c for c in flags if c not in components]
+    texts = [c for c in others if c not in flags]
+
+    def topic_name(c: int) -> str:
+        return names[c][len("topic_"):] if names[c].startswith("topic_") and len(names[c]) > 6 else names[c]
 
     root = prefix + ROOT_ID
     loader.add("units", (root, ROOT_NAME, "root", {}))
     for c in topics:
         if not names[c]:
             raise ImportFailed(path, 1, c + 1, f"column {c + 1} holds topic flags (0/1) but has no name in the header")
-        unit_id = check_id(path, 1, c + 1, f"topic:{names[c]}", "the topic's unit id", prefix)
-        loader.add("units", (unit_id, names[c], "topic", {}))
+        unit_id = check_id(path, 1, c + 1, f"topic:{topic_name(c)}", "the topic's unit id", prefix)
+        # in a multi-tenant export the tenant's root model serves its topics too (Totara: one model a tenant)
+        loader.add("units", (unit_id, topic_name(c), "topic", {"training": {"enabled": False}} if one_model else {}))
         loader.add("unit_children", (root, unit_id))
+    kinds_seen = set()
     for line, row in items:
         item_id = check_id(path, line, id_col + 1, row[id_col], "item_id", prefix)
-        kind = row[type_col].strip().lower() if type_col is not None else "content"
+        flagged = [names[c] for c in components if row[c] == "1"]
+        kind = row[type_col].strip().lower() if type_col is not None else (flagged[0] if flagged else "content")
         if not KIND.match(kind):
             raise ImportFailed(path, line, type_col + 1, "the item type must be a lower-case word (letters, digits, "
                                f"underscore; up to 32 characters), got {row[type_col]!r}")
-        own = [names[c] for c in topics if row[c] == "1"]
+        own = [topic_name(c) for c in topics if row[c] == "1"]
         body = " ".join(row[c].strip() for c in texts if row[c].strip()) or None
         loader.add("items", (item_id, kind, None, body, {"topics": own}, True))
+        loader.add("unit_items", (root, item_id, None))
+        loader.add("unit_items", (f"{prefix}{COMPONENT_UNIT}{kind}", item_id, None))
+        kinds_seen.add(kind)
         for name in own:
             loader.add("unit_items", (f"{prefix}topic:{name}", item_id, None))
+    for kind in sorted(kinds_seen):
+        # the candidates of one item type: the root's model serves them; no model of their own
+        unit_id = f"{prefix}{COMPONENT_UNIT}{kind}"
+        loader.add("units", (unit_id, kind, "component", {"training": {"enabled": False}}))
+        loader.add("unit_children", (root, unit_id))
     return len(items)
 
 

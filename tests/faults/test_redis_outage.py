@@ -22,7 +22,8 @@ def _redis_outage(stack: Stack, cache: redis.Redis) -> None:
     learner, newcomer = "fault-redis-learner", f"fault-redis-new-{uuid.uuid4().hex[:6]}"
     item = some_items(stack, 1)[0]
     assert recommend(stack, learner).status == 200
-    assert cache.exists(PREFIX + "hist:" + learner) or cache.exists(PREFIX + "hist:" + learner + ":empty")
+    key = PREFIX + "hist:default:" + learner   # the history of tenant default's learner
+    assert cache.exists(key) or cache.exists(key + ":empty")
 
     stack.servers.stop_redis()
     try:
@@ -41,7 +42,7 @@ def _redis_outage(stack: Stack, cache: redis.Redis) -> None:
     assert slowest < 1.0, f"a request took {slowest:.2f} s while Redis was down"
 
     assert not list(cache.scan_iter(match=PREFIX + "hist:*"))  # a new Redis starts empty
-    key = PREFIX + "hist:" + newcomer
+    key = PREFIX + "hist:default:" + newcomer
 
     def refilled() -> bool:
         answer = recommend(stack, newcomer)
