@@ -109,6 +109,8 @@ def cmd_demo(args) -> int:
 def cmd_train(args) -> int:
     import logging
 
+    from dataclasses import replace
+
     from app.tenants import DEFAULT
     from jobs.train import TrainConfig, run_training
 
@@ -120,7 +122,7 @@ def cmd_train(args) -> int:
     if args.unit and not args.tenant:
         args.tenant = DEFAULT  # units are named within one tenant
     # --all without --tenant: every tenant, one after another (each its own job run)
-    config = TrainConfig.from_env(tenant=args.tenant, mode=args.mode, tag=args.tag, max_trials=args.trials)
+    config = replace(TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials), tenant=args.tenant)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
         if args.tenant:

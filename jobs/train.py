@@ -130,7 +130,7 @@ def _train_tenant(conn, tenant: str, config: TrainConfig, units: list[str] | Non
     config, too_small = tenant_config(conn, config, tenant)
     if too_small:
         conn.rollback()
-        report.outcomes.append(UnitOutcome("*", "practice", "skipped", reason=too_small, tenant=tenant))
+        report.outcomes.append(UnitOutcome("*", "engagement", "skipped", reason=too_small, tenant=tenant))
         log.info("%s", too_small)
         return
     # Units nearer the top first, so a unit is compared with tonight's model of its parent.

@@ -31,7 +31,7 @@ from app.recommend import RecommendationRequest, recommend
 log = logging.getLogger("adaptrec.totara")
 bp = Blueprint("totara", __name__)
 N_ITEMS_MAX = 1000
-POPULAR_DAYS, POPULAR_HALF_LIFE = 365, 30.0   # the cold-start answer: popularity over a year, recent first
+POPULAR_DAYS, POPULAR_HALF_LIFE = 36500, 90.0   # the cold-start answer: popularity, recent events first
 
 _SIGNED = ("Signed as Totara signs: `X-Totara-Time` (unix seconds) and `X-Totara-Ml-Key` (hex SHA-256 of that time "
            "followed by ADAPTREC_TOTARA_KEY), within ADAPTREC_TOTARA_SKEW_S (default 300 s) of the server clock; "
