@@ -58,6 +58,25 @@ def counts(conn: Connection, tenant: str) -> dict:
     return q.fetch_one(conn, "tenant_counts", tenant=tenant)
 
 
+CACHED = ("hist", "histgen", "cand", "trend")   # Redis key kinds that name the tenant (app.history, ...)
+
+
+def forget_cached(cache, tenant: str) -> int:
+    """Delete the tenant's Redis keys (cached histories, candidate lists, trending), so a tenant
+    created again under the same name starts empty. Returns how many were deleted."""
+    deleted = 0
+    for kind in CACHED:
+        batch = []
+        for key in cache.client.scan_iter(match=cache.key(kind, tenant, "*"), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += cache.client.delete(*batch)
+                batch = []
+        if batch:
+            deleted += cache.client.delete(*batch)
+    return deleted
+
+
 def remove(conn: Connection, tenant: str) -> dict:
     """Delete the tenant and all its data; returns what was deleted, table by table. The default
     tenant can be emptied this way too: it is created again, empty, at once."""

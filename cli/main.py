@@ -108,7 +108,6 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     import logging
-
     from dataclasses import replace
 
     from app.tenants import DEFAULT
@@ -294,6 +293,22 @@ def _known_tenant(conn, tenant: str, command: str) -> None:
         raise CliError(f"adaptrec {command}: no tenant {tenant!r}; see `adaptrec tenants list`", EXIT_USAGE)
 
 
+def _forget_cached(settings, tenant: str) -> None:
+    import redis
+
+    from app import tenants
+    from app.cache import Cache
+
+    cache = Cache(settings.redis_url, settings.redis_prefix, timeout_s=5.0)
+    try:
+        tenants.forget_cached(cache, tenant)
+    except (redis.RedisError, OSError) as exc:
+        print(f"adaptrec tenants remove: Redis did not answer ({exc}); the tenant's cached histories expire "
+              "within 24 h: flush them before creating a tenant of the same name", file=sys.stderr)
+    finally:
+        cache.close()
+
+
 def cmd_tenants(args) -> int:
     from app import tenants
 
@@ -330,6 +345,7 @@ def cmd_tenants(args) -> int:
                     raise CliError("adaptrec tenants remove: not confirmed; nothing deleted")
             with conn:
                 tenants.remove(conn, args.tenant)
+            _forget_cached(settings, args.tenant)
             print(f"removed tenant {args.tenant!r}: {what}"
                   + ("; the default tenant is back, empty" if args.tenant == tenants.DEFAULT else ""))
     return 0

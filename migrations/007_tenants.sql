@@ -116,9 +116,8 @@ BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE catalog_state SET version = version + 1;
     ELSE
-        INSERT INTO catalog_state AS s (tenant, version)
-        SELECT DISTINCT tenant, 2 FROM changed ORDER BY tenant
-        ON CONFLICT (tenant) DO UPDATE SET version = s.version + 1;
+        -- every tenant has its row (sql/tenants.sql ensure_tenant); a tenant being deleted has none left
+        UPDATE catalog_state SET version = version + 1 WHERE tenant IN (SELECT tenant FROM changed);
     END IF;
     RETURN NULL;
 END $$;

@@ -20,12 +20,15 @@ SELECT tenant FROM tenants ORDER BY tenant;
 
 -- name: ensure_tenant
 -- Create tenant :tenant unless it exists (with its catalogue version); the row count is 1 when created.
+-- The version starts at the clock in microseconds, so a tenant removed and created again under the
+-- same name never meets candidate lists cached for its earlier self.
 WITH created AS (
     INSERT INTO tenants (tenant, name) VALUES (:tenant, :display_name)
     ON CONFLICT (tenant) DO NOTHING
     RETURNING tenant
 ), version AS (
-    INSERT INTO catalog_state (tenant) SELECT tenant FROM created
+    INSERT INTO catalog_state (tenant, version)
+    SELECT tenant, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint FROM created
 )
 SELECT tenant FROM created;
 

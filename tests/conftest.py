@@ -97,6 +97,7 @@ def conn(db_url):
     connection.rollback()
     with connection.cursor() as cur:
         cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+        cur.execute("DELETE FROM tenants WHERE tenant <> 'default'")
     connection.commit()
     connection.close()
 

@@ -1,0 +1,157 @@
+"""Tenants: every query names its tenant, and a key of one tenant can never read, change or count
+anything of another, for every operation of /openapi.json (walked, so a new one cannot skip it)."""
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from app import keys, tenants
+from app import queries as q
+
+# Queries over tenant tables that rightly span tenants or address rows by a global id.
+SPANNING = {
+    "list_tenants", "get_tenant", "tenant_names", "ensure_tenant", "set_tenant_settings", "tenant_counts",
+    "delete_tenant", "tenant_size", "totara_health",                     # about tenants themselves
+    "api_key_by_id", "revoke_api_key", "list_api_keys", "insert_api_key",  # keys: operator's, by key id
+    "finish_job_run", "job_metrics", "active_model_metrics",             # a run by id; /metrics for operators
+    "fail_model", "retire_active_model_like", "insert_model_arrays",     # a model by its (global) id
+    "create_import_stages",                                              # temporary tables, no tenant
+}
+TENANT_TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions", "models",
+                 "experiments", "recommendation_log", "calibration_reports", "job_runs", "catalog_state",
+                 "attempt_history", "unit_paths", "prediction_outcomes")
+
+
+def test_every_query_over_a_tenant_table_names_the_tenant():
+    for name, query in q.all_queries().items():
+        touches = [t for t in TENANT_TABLES if re.search(rf"\b{t}\b", query.sql)]
+        if touches and name not in SPANNING:
+            assert "%(tenant)s" in query.sql, f"query {name} reads {touches} without naming the tenant"
+
+
+SECRET = "B-ONLY-SECRET"
+TENANT = {"a": "a", "b": "b"}
+IDS = {"user_id": "shared-user", "item_id": "shared-item", "unit_id": "shared-unit", "name": "shared-exp"}
+BODIES = {   # a valid body for every operation that takes one, naming the ids tenant B holds too
+    ("put", "/v1/users/{user_id}"): {"attrs": {"grade": 3}},
+    ("post", "/v1/users"): {"users": [{"user_id": "shared-user", "attrs": {}}]},
+    ("put", "/v1/items/{item_id}"): {"title": "A's item", "units": ["shared-unit"]},
+    ("post", "/v1/items"): {"items": [{"item_id": "shared-item", "title": "A's item"}]},
+    ("put", "/v1/units/{unit_id}"): {"name": "A's unit", "items": ["shared-item"]},
+    ("post", "/v1/units"): {"units": [{"unit_id": "shared-unit", "name": "A's unit"}]},
+    ("put", "/v1/experiments/{name}"): {"variants": [{"name": "a", "weight": 1, "strategy": "top"}]},
+    ("post", "/v1/interactions"): {"event_id": "e1", "user_id": "shared-user", "item_id": "shared-item",
+                                   "outcome": 1},
+    ("post", "/v1/recommendations"): {"user_id": "shared-user", "units": ["shared-unit"], "n": 5},
+    ("post", "/v1/predictions"): {"user_id": "shared-user", "units": ["shared-unit"], "item_ids": ["shared-item"]},
+}
+
+
+def seed(client, headers: dict, label: str) -> None:
+    """The same ids in each tenant, with content that says whose it is."""
+    for method, path, body in [
+        ("post", "/v1/units", {"units": [{"unit_id": "shared-unit", "name": label}]}),
+        ("post", "/v1/items", {"items": [{"item_id": "shared-item", "title": label, "units": ["shared-unit"]},
+                                         {"item_id": f"{label}-item", "title": label, "units": ["shared-unit"]}]}),
+        ("put", "/v1/users/shared-user", {"attrs": {"secret": label}}),
+        ("post", "/v1/interactions", {"interactions": [{"event_id": f"{label}-{k}", "user_id": "shared-user",
+                                       "item_id": f"{label}-item", "kind": "view"} for k in range(3)]}),
+        ("put", "/v1/experiments/shared-exp", {"description": label,
+                                               "variants": [{"name": label, "weight": 1, "strategy": "top"}]}),
+    ]:
+        answer = client.open(path, method=method.upper(), json=body, headers=headers)
+        assert answer.status_code < 300, (path, answer.json)
+
+
+def snapshot(conn, tenant: str) -> dict:
+    out = {}
+    with conn.cursor() as cur:
+        for table in ("users", "items", "units", "unit_items", "unit_children", "interactions", "experiments",
+                      "recommendation_log", "models"):
+            cur.execute(f"SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')), count(*) "
+                        f"FROM {table} t WHERE tenant = %s", (tenant,))
+            out[table] = cur.fetchone()
+    conn.rollback()
+    return out
+
+
+@pytest.fixture
+def two_tenants(client, conn):
+    """Tenants A and B (names fresh per test: Redis outlives a test's database rows)."""
+    run = uuid.uuid4().hex[:8]
+    TENANT["a"], TENANT["b"] = f"a{run}", f"b{run}"
+    with conn:
+        tenants.ensure(conn, TENANT["a"])
+        tenants.ensure(conn, TENANT["b"])
+        _, key_a = keys.create_key(conn, "a-admin", ["admin"], tenant=TENANT["a"])
+        _, key_b = keys.create_key(conn, "b-admin", ["admin"], tenant=TENANT["b"])
+    a = {"Authorization": f"Bearer {key_a}"}
+    b = {"Authorization": f"Bearer {key_b}"}
+    seed(client, b, SECRET)
+    seed(client, a, "tenant-a")
+    return a, b
+
+
+def test_a_key_of_one_tenant_never_reads_changes_or_counts_another(client, conn, two_tenants):
+    a, _ = two_tenants
+    before = snapshot(conn, TENANT["b"])
+    doc = client.get("/openapi.json").json
+    walked = 0
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if not op.get("security"):
+                continue  # public: health, metrics, the document, Totara's signed endpoints (own tests)
+            url = path.format(**IDS)
+            body = BODIES.get((method, path))
+            assert body is not None or "requestBody" not in op, f"add a body for {method} {path} to BODIES"
+            # Asking for tenant B by name with A's key is refused outright ...
+            named = client.open(url, method=method.upper(), json=body, headers={**a, "X-Adaptrec-Tenant": TENANT["b"]})
+            assert named.status_code == 403, (method, path, named.json)
+            # ... and the same ids, unnamed, are A's: nothing of B comes back.
+            answer = client.open(url, method=method.upper(), json=body, headers=a)
+            assert answer.status_code < 500, (method, path, answer.json)
+            assert SECRET not in answer.get_data(as_text=True), (method, path)
+            walked += 1
+    assert walked >= 20
+    assert snapshot(conn, TENANT["b"]) == before
+
+
+def test_the_same_ids_are_different_things_in_two_tenants(client, two_tenants):
+    a, b = two_tenants
+    assert client.get("/v1/items/shared-item", headers=a).json["title"] == "tenant-a"
+    assert client.get("/v1/items/shared-item", headers=b).json["title"] == SECRET
+    assert client.get("/v1/users/shared-user", headers=a).json["interactions"] == 3
+    assert client.get("/v1/items/B-ONLY-SECRET-item", headers=a).status_code == 404
+    trending = client.get("/v1/trending", headers=a).json["items"]
+    assert [t["item_id"] for t in trending] == ["tenant-a-item"]
+    rec = client.post("/v1/recommendations", json={"user_id": "shared-user", "units": ["shared-unit"], "n": 5},
+                      headers=a).json
+    assert {i["item_id"] for i in rec["items"]} <= {"shared-item", "tenant-a-item"}
+    assert [e["name"] for e in client.get("/v1/experiments", headers=a).json["experiments"]] == ["shared-exp"]
+
+
+def test_an_operator_key_names_the_tenant_and_an_unknown_one_is_404(client, auth, two_tenants):
+    def title(tenant: str) -> str:
+        return client.get("/v1/items/shared-item", headers={**auth, "X-Adaptrec-Tenant": tenant}).json["title"]
+
+    assert title(TENANT["b"]) == SECRET and title(TENANT["a"]) == "tenant-a"
+    assert client.get("/v1/items/shared-item", headers=auth).status_code == 404   # the default tenant is empty
+    missing = client.get("/v1/items/shared-item", headers={**auth, "X-Adaptrec-Tenant": "nope"})
+    assert missing.status_code == 404 and "adaptrec tenants add nope" in missing.json["detail"]
+
+
+def test_removing_a_tenant_deletes_all_its_data_and_nothing_else(client, conn, two_tenants):
+    before_a = snapshot(conn, TENANT["a"])
+    with conn:
+        deleted = tenants.remove(conn, TENANT["b"])
+    assert deleted["items"] == 2 and deleted["interactions"] == 3 and deleted["api_keys"] == 1
+    assert all(count == 0 for _, count in snapshot(conn, TENANT["b"]).values())
+    assert snapshot(conn, TENANT["a"]) == before_a
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM api_keys WHERE tenant = %s", (TENANT["b"],))
+        assert cur.fetchone()[0] == 0
+    conn.rollback()
+    with pytest.raises(LookupError):
+        tenants.remove(conn, TENANT["b"])
