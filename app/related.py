@@ -11,8 +11,10 @@ import redis
 
 from app import candidates as cand
 from app import catalog, metrics
+from app import history as hist
 from app import queries as q
 from app.online.similar import most_similar
+from app.recommend import RecommendationRequest, positive, recommend
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -86,3 +88,23 @@ def _trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[s
     return {"items": [{"item_id": r["item_id"], "score": round(float(r["score"]), 6),
                        "interactions": r["interactions"], "users": r["users"]} for r in rows],
             "days": days, "half_life_days": half_life_days}
+
+
+POPULAR_DAYS, POPULAR_HALF_LIFE = 36500, 90.0   # the cold-start answer: all-time popularity, recent events first
+
+
+def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
+                   n: int, request_id: str, log: bool = True, local_candidates=None) -> list[tuple[str, float]]:
+    """Totara's personalised top-N (GET /user-items, the legacy i2u file): the top strategy without
+    the user's positive items; a user the model knows nothing of (or a unit without a model) gets
+    the most popular items, then the untouched ones."""
+    req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top", exclude_positive=True)
+    answer = recommend(conn, tenant, cache, models, req, request_id, log=log, local_candidates=local_candidates)
+    fallback = answer["fallback"] or ""
+    if "no_history" not in fallback and "no_model" not in fallback:
+        return [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
+    liked = {e.item_id for e in hist.recent(conn, tenant, cache, user_id)[0] if positive(e)}
+    popular = trending(conn, tenant, cache, n + len(liked), units, POPULAR_DAYS, POPULAR_HALF_LIFE)
+    ranked = [(i["item_id"], i["score"]) for i in popular["items"] if i["item_id"] not in liked]
+    chosen = {i for i, _ in ranked}
+    return (ranked + [(i["item_id"], 0.0) for i in answer["items"] if i["item_id"] not in chosen])[:n]

@@ -92,6 +92,29 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from app.cache import Cache
+    from jobs.export_totara import export_totara
+
+    out = Path(args.dir)
+    if out.exists() and not out.is_dir():
+        raise CliError(f"adaptrec export: {out} exists and is not a folder", EXIT_USAGE)
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        if args.tenant:
+            _known_tenant(conn, args.tenant, "export")
+        cache = Cache(settings.redis_url, settings.redis_prefix)
+        try:
+            report = export_totara(conn, cache, out, [args.tenant] if args.tenant else None, n=args.n)
+        except OSError as exc:
+            raise CliError(f"adaptrec export: {out}: {exc.strerror or exc}", EXIT_USAGE) from None
+        finally:
+            cache.close()
+    print(report.summary() or "adaptrec export: no tenant to export (only the default tenant exists; "
+                              "name it with --tenant default)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from jobs.demo import DemoConfig, generate_demo
 
@@ -394,6 +417,17 @@ def build_parser() -> Parser:
                         "folder with tenants.csv imports each of its tenants into its own")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files (or a folder, for movielens and totara)")
     imp.set_defaults(func=cmd_import)
+
+    export = sub.add_parser("export", help="write Totara 13-14's recommendation files (i2u, i2i) per tenant",
+                            description="Write, per tenant, i2u_{tenant}.csv (uid,iid,ranking: each user's top N "
+                                        "items) and i2i_{tenant}.csv (target_iid,similar_iid,ranking: each item's N "
+                                        "most similar), from the active models, for Totara sites that upload files "
+                                        "instead of calling the service.")
+    export.add_argument("--format", "-f", required=True, choices=["totara"], help="output format")
+    export.add_argument("--tenant", type=_tenant, default=None, help="one tenant (default: every tenant but default)")
+    export.add_argument("--n", type=_positive, default=10, help="items per user and per item (default 10)")
+    export.add_argument("dir", metavar="DIR", help="the folder to write into (created if missing)")
+    export.set_defaults(func=cmd_export)
 
     demo = sub.add_parser("demo", help="generate the synthetic demo catalogue and learners",
                           description="Generate a deterministic synthetic data set: subjects > chapters > "

@@ -67,3 +67,7 @@ SELECT t.tenant, t.settings,
 FROM tenants t
 WHERE t.tenant <> 'default' OR EXISTS (SELECT 1 FROM items i WHERE i.tenant = t.tenant)
 ORDER BY t.tenant;
+
+-- name: users_with_interactions
+-- The users of tenant :tenant with at least one interaction (the legacy Totara export's users).
+SELECT DISTINCT user_id FROM interactions WHERE tenant = :tenant ORDER BY user_id;

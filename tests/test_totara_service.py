@@ -63,6 +63,9 @@ def adaptrec(env: dict, *args: str) -> str:
     return done.stdout + done.stderr
 
 
+ENV: dict = {}
+
+
 @pytest.fixture(scope="module")
 def service(servers, tmp_path_factory):
     from harness.databases import scratch_database
@@ -72,6 +75,7 @@ def service(servers, tmp_path_factory):
         env = {**os.environ, "ADAPTREC_HOME": str(tmp_path_factory.mktemp("home")), "ADAPTREC_PORT": str(port),
                "ADAPTREC_DATABASE_URL": db_url, "ADAPTREC_REDIS_URL": servers[1],
                "ADAPTREC_REDIS_PREFIX": f"totara-{port}:", "ADAPTREC_TOTARA_KEY": KEY, "ADAPTREC_API_KEYS": "k1"}
+        ENV.update(env)
         imported = adaptrec(env, "import", "--format", "totara", "-q", str(FIXTURE))
         assert "(tenant 2)" in imported
         trained = adaptrec(env, "train", "--all", "--quiet")
@@ -150,3 +154,33 @@ def test_a_wrong_or_stale_signature_is_refused(service, key, skew):
     with pytest.raises(TotaraFailure) as failed:
         TotaraClient(service, key, clock=lambda: time.time() + skew).get("/health-check")
     assert failed.value.args[0] == 401 and failed.value.args[1]["success"] is False
+
+
+def test_the_legacy_files_rank_each_users_and_items_neighbours(service, tmp_path):
+    out = adaptrec(ENV, "export", "--format", "totara", "--n", "3", str(tmp_path))
+    assert "i2u_0.csv" in out and "i2i_2.csv" in out and "default" not in out
+    i2u = (tmp_path / "i2u_0.csv").read_text().splitlines()
+    assert i2u[0] == "uid,iid,ranking"
+    rows = [line.split(",") for line in i2u[1:]]
+    assert {r[0] for r in rows} == {str(u) for u in range(101, 140)}   # every user with interactions
+    assert all(totara.split_item_id(r[1]) and len([x for x in rows if x[0] == r[0]]) == 3 for r in rows)
+    lines = (FIXTURE / "user_interactions_0.csv").read_text().splitlines()[1:]
+    liked = {(user, item) for user, item, rating, _ in (line.split(",") for line in lines) if rating == "1"}
+    assert liked
+    assert not liked & {(r[0], r[1]) for r in rows}
+    i2i = [line.split(",") for line in (tmp_path / "i2i_1.csv").read_text().splitlines()]
+    assert i2i[0] == ["target_iid", "similar_iid", "ranking"] and all(a != b for a, b, _ in i2i[1:])
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_tenants_are_listed_and_removed_only_when_confirmed(service):
+    adaptrec(ENV, "tenants", "add", "scratch", "--name", "Scratch school")
+    assert "scratch" in adaptrec(ENV, "tenants", "list") and "Scratch school" in adaptrec(ENV, "tenants", "list")
+    refused = subprocess.run([sys.executable, "-m", "cli", "tenants", "remove", "scratch"], cwd=PROJECT_ROOT,
+                             env=ENV, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert "removed tenant 'scratch'" in adaptrec(ENV, "tenants", "remove", "scratch", "--yes")
+    assert "scratch" not in adaptrec(ENV, "tenants", "list")
+    unknown = subprocess.run([sys.executable, "-m", "cli", "tenants", "remove", "nope", "--yes"], cwd=PROJECT_ROOT,
+                             env=ENV, capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and "no tenant 'nope'" in unknown.stderr

@@ -26,12 +26,10 @@ from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
 from app.api.spec import documented
 from app.db import DatabaseUnavailable
 from app.errors import InputError, NotFound
-from app.recommend import RecommendationRequest, recommend
 
 log = logging.getLogger("adaptrec.totara")
 bp = Blueprint("totara", __name__)
 N_ITEMS_MAX = 1000
-POPULAR_DAYS, POPULAR_HALF_LIFE = 36500, 90.0   # the cold-start answer: popularity, recent events first
 
 _SIGNED = ("Signed as Totara signs: `X-Totara-Time` (unix seconds) and `X-Totara-Ml-Key` (hex SHA-256 of that time "
            "followed by ADAPTREC_TOTARA_KEY), within ADAPTREC_TOTARA_SKEW_S (default 300 s) of the server clock; "
@@ -149,17 +147,8 @@ def user_items():
         unit = totara.COMPONENT_UNIT + component
         if not q.fetch_all(conn, "existing_units", tenant=tenant, ids=[unit]):
             return totara.items_body([])  # the tenant has no item of this type
-        req = RecommendationRequest(user_id=user, units=[unit], n=n, strategy="top", exclude_positive=True)
-        answer = recommend(conn, tenant, get_cache(), _models(), req, request_id(), local_candidates=_candidates())
-        cold = answer["fallback"] and ("no_history" in answer["fallback"] or "no_model" in answer["fallback"])
-        if cold:  # no model, or a user it knows nothing of: popularity among the type's items
-            popular = related.trending(conn, tenant, get_cache(), n, [unit], POPULAR_DAYS, POPULAR_HALF_LIFE)
-            ranked = [(i["item_id"], i["score"]) for i in popular["items"]]
-            chosen = {i for i, _ in ranked}
-            # items nobody engaged with yet still fill the list, after the popular ones
-            ranked += [(i["item_id"], 0.0) for i in answer["items"] if i["item_id"] not in chosen]
-        else:
-            ranked = [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
+        ranked = related.user_top_items(conn, tenant, get_cache(), _models(), user, [unit], n, request_id(),
+                                        local_candidates=_candidates())
     return totara.items_body(_numbered(ranked, component)[:n])
 
 

@@ -1,0 +1,72 @@
+"""`adaptrec export --format totara DIR`: the files Totara 13-14 sites upload instead of calling a
+service. Per tenant, `i2u_{tenant}.csv` (`uid,iid,ranking`: each user's top N items, best first) and
+`i2i_{tenant}.csv` (`target_iid,similar_iid,ranking`: each item's N most similar items), item ids in
+Totara's component-prefixed form (`engage_article12`, as the Totara import stores them).
+
+Both come from the same engine as the service: each user's list is what /user-items would answer
+over all the tenant's items (app.recommend with strategy top, without the user's positive items,
+not logged), each item's what /similar-items would answer (app.related) without the type filter.
+Each file is written to a temporary name and renamed, so Totara never uploads half a file.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app import catalog, related, tenants
+from app import queries as q
+from app.errors import NotFound
+from app.model_cache import ModelCache
+
+
+@dataclass
+class ExportReport:
+    files: list[Path] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return "\n".join(f"{path}: {self.rows[path.name]} rows" for path in self.files)
+
+
+def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = None, n: int = 10) -> ExportReport:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = ExportReport()
+    models = ModelCache()
+    for tenant in tenant_ids or [t for t in tenants.names(conn) if t != tenants.DEFAULT]:
+        roots = [r["unit_id"] for r in q.fetch_all(conn, "root_units", tenant=tenant)]
+        users = [r["user_id"] for r in q.fetch_all(conn, "users_with_interactions", tenant=tenant)]
+        items = catalog.items_under_units(conn, tenant, roots) if roots else []
+        i2u = []
+        for user in users:
+            if not roots:
+                break
+            top = related.user_top_items(conn, tenant, cache, models, user, roots, n, f"export-{uuid.uuid4().hex}",
+                                         log=False)
+            i2u += [(user, item, score) for item, score in top]
+        i2i = []
+        for item in items:
+            try:
+                similar = related.similar_items(conn, tenant, models, item, n)
+            except NotFound:
+                continue
+            i2i += [(item, s["item_id"], s["similarity"]) for s in similar["items"] if s["item_id"] != item]
+        conn.rollback()
+        for name, header, rows in ((f"i2u_{tenant}.csv", ("uid", "iid", "ranking"), i2u),
+                                   (f"i2i_{tenant}.csv", ("target_iid", "similar_iid", "ranking"), i2i)):
+            path = out_dir / name
+            _write(path, header, rows)
+            report.files.append(path)
+            report.rows[name] = len(rows)
+    return report
+
+
+def _write(path: Path, header: tuple, rows: list[tuple]) -> None:
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows((a, b, f"{float(score):.6f}") for a, b, score in rows)
+    os.replace(partial, path)
