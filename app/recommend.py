@@ -23,7 +23,7 @@ from app import history as hist
 from app import queries as q
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
-from app.online.scoring import ServingModel, engagement_scores, practice_probabilities
+from app.online.scoring import ServingModel, cold_user_scores, engagement_scores, practice_probabilities
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -151,6 +151,12 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e for e in events if positive(e) and e.item_id in model.index]
     if not positives:
+        # a hybrid model builds the user from their metadata; else only the item biases rank
+        row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id) \
+            if model.user_token_vectors is not None and user_id else None
+        cold = cold_user_scores(model, row["attrs"] if row else None, rows)
+        if cold is not None:
+            return CandidateScores(cold, 0, ["metadata"])
         fallbacks.append("no_history")
     p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
     return CandidateScores(engagement_scores(model, p_rows, rows), len(positives), fallbacks)

@@ -115,6 +115,18 @@ def test_positive_items_are_excluded_and_unknown_users_get_an_answer(service):
         assert client.items("/user-items", totara_user_id=user, item_type="totara_playlist", tenant=0, n_items=3)
 
 
+def test_a_new_user_is_answered_from_their_metadata_in_the_full_mode(service):
+    """User 140 has no interactions; their language (de) and description point to Coding, which the
+    fixture's German speakers prefer: the model's metadata embeddings put Coding articles first."""
+    header, *rows = (FIXTURE / "item_data_0.csv").read_text().splitlines()
+    coding = header.split(",").index("topic_Coding")
+    coding_articles = {int(r.split(",")[0].removeprefix("engage_article")) for r in rows
+                       if r.startswith("engage_article") and r.split(",")[coding] == "1"}
+    top = TotaraClient(service, KEY).items("/user-items", totara_user_id=140, item_type="engage_article", tenant=0,
+                                           n_items=2)
+    assert {i for i, _ in top} <= coding_articles, (top, coding_articles)
+
+
 def test_similar_items_are_of_the_same_type_and_an_item_seen_by_nobody_has_neighbours(service):
     client = TotaraClient(service, KEY)
     similar = client.items("/similar-items", totara_item_id="engage_article1", tenant=0, n_items=5)

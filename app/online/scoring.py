@@ -37,6 +37,9 @@ class ServingModel:
     user_prior_shifts: np.ndarray | None = None              # (T, d + 1) prior-mean shift per token
     feature_index: dict = field(default_factory=dict)       # metadata token -> row of feature_vectors
     feature_vectors: np.ndarray | None = None                # (F, d) hybrid item-feature embeddings
+    user_token_index: dict = field(default_factory=dict)     # engagement: metadata token -> row below
+    user_token_vectors: np.ndarray | None = None             # (T, d) hybrid user-token embeddings
+    user_token_biases: np.ndarray | None = None
     feature_biases: np.ndarray | None = None
     unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
 
@@ -60,6 +63,11 @@ class ServingModel:
         if prior:
             m.user_prior_index = {t: k for k, t in enumerate(prior["tokens"])}
             m.user_prior_shifts = np.asarray(prior["shifts"], dtype=np.float64)
+        tokens = m.extra.get("user_tokens")
+        if tokens:
+            m.user_token_index = {t: k for k, t in enumerate(tokens["tokens"])}
+            m.user_token_vectors = np.asarray(tokens["vectors"], dtype=np.float64)
+            m.user_token_biases = np.asarray(tokens["biases"], dtype=np.float64)
         features = m.extra.get("item_features")
         if features:
             m.feature_index = {t: k for k, t in enumerate(features["tokens"])}
@@ -191,6 +199,23 @@ def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarr
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
     raw[~covered] = model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias
     return raw
+
+
+def cold_user_scores(model: ServingModel, attrs: dict | None, candidate_rows: np.ndarray) -> np.ndarray | None:
+    """Ranking scores for a user with no positives, from their metadata tokens (a hybrid engagement
+    model's user-token embeddings, summed as LightFM sums a user's features); None when the model
+    has none or knows none of the user's tokens."""
+    if model.user_token_vectors is None or not attrs:
+        return None
+    user = vector_from_features(metadata_tokens(attrs), model.user_token_index, model.user_token_vectors,
+                                model.user_token_biases)
+    if user is None:
+        return None
+    all_scores = model.item_vectors.astype(np.float64) @ user[0] + model.item_biases
+    out = np.full(len(candidate_rows), all_scores.min() - 1.0)   # uncovered candidates rank last
+    covered = candidate_rows >= 0
+    out[covered] = all_scores[candidate_rows[covered]]
+    return out
 
 
 def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:

@@ -73,7 +73,22 @@ def _fit_hybrid_warp(data: EngagementData, X: sp.csr_matrix, config: WarpConfig,
               num_threads=threads)
     ib, iv = model.get_item_representations(item_x)
     return TopNModel(None, iv.astype(np.float32), ib.astype(np.float32), foldin_reg=5.0, weight=1.0,
-                     params={"warp": asdict(config), "weight": 1.0})
+                     params={"warp": asdict(config), "weight": 1.0},
+                     user_tokens=user_token_table(model, data.user_features))
+
+
+def user_token_table(model: LightFM, user_features) -> dict | None:
+    """The embeddings of the users' metadata tokens (lang:fr, country:DE, ...; not ids, not text), so
+    the service can build a user it has no positives for from their metadata, as LightFM builds a
+    hybrid user (app.online.metadata.vector_from_features). None without metadata tokens."""
+    if user_features is None:
+        return None
+    columns = [c for c, name in enumerate(user_features.names) if not name.startswith(("id:", "text:"))]
+    if not columns:
+        return None
+    return {"tokens": [user_features.names[c] for c in columns],
+            "vectors": model.user_embeddings[columns].astype(np.float32).round(6).tolist(),
+            "biases": model.user_biases[columns].astype(np.float32).round(6).tolist()}
 
 
 def _fit(data: EngagementData, X: sp.csr_matrix, params: dict, seed: int, threads: int) -> TopNModel:

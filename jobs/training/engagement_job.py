@@ -51,7 +51,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
             prior_cov=result.prior_cov, calibration=calibration,
             hyperparams={**result.params, "search": result.search, "seed": config.seed},
             metrics=result.metrics, data_counts=counts, training_seconds=result.seconds,
-            extra={"blend_weight": m.weight, "foldin_reg": m.foldin_reg}, item_weights=item_weights)
+            extra={"blend_weight": m.weight, "foldin_reg": m.foldin_reg,
+                   **({"user_tokens": m.user_tokens} if m.user_tokens else {})}, item_weights=item_weights)
     outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
     outcome.seconds = time.perf_counter() - started
     return UnitResult(outcome, data.item_ids, m.item_vectors, m.item_biases, result.prior_mean, result.prior_cov,
