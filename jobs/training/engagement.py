@@ -5,7 +5,8 @@ the user's vector folded in from their positives, mixed per user after standardi
 penalty, WARP's epochs and the blend weight are tuned on a validation split. EASE keeps an
 n_items x n_items matrix, so above EASE_MAX_ITEMS items the model is WARP alone.
 partial / full modes: WARP LightFM with item and user features (so items known only by their
-metadata and text still get vectors), no EASE.
+metadata and text still get vectors), no EASE; its dimension and epochs tuned on validation, as
+Totara's engine tunes them (HYBRID_GRID).
 Evaluation: a random 20 % of positive pairs held out (seed), precision/recall/NDCG@10 beside
 popularity, training items excluded. Pure numpy/scipy/LightFM: no SQL (that is engagement_job).
 """
@@ -27,6 +28,8 @@ EASE_MAX_ITEMS = 5000
 # The nightly job's grid: a subset of bench.topn's full search that kept its winners on MovieLens.
 JOB_GRID = {"l2": (100.0, 300.0, 800.0), "warp": (WarpConfig(48, 0.03),), "epochs": (10, 20, 30),
             "foldin_reg": (5.0,), "weight": (0.0, 0.3, 0.5, 0.7, 0.9)}
+# The hybrid modes' grid: Totara's engine tunes "the lateral dimension and the number of epochs".
+HYBRID_GRID = {"no_components": (16, 32, 48), "epochs": (10, 20, 30)}
 
 
 @dataclass
@@ -91,6 +94,33 @@ def user_token_table(model: LightFM, user_features) -> dict | None:
             "biases": model.user_biases[columns].astype(np.float32).round(6).tolist()}
 
 
+def tune_hybrid(data: EngagementData, X_fit: sp.csr_matrix, X_val: sp.csr_matrix, base: WarpConfig, seed: int,
+                threads: int, grid: dict = HYBRID_GRID, k: int = 10) -> tuple[WarpConfig, list[dict]]:
+    """The hybrid WARP's dimension and epoch count with the best validation precision@k (NDCG@k
+    breaks ties), users scored as the service scores them (folded in from their X_fit positives).
+    Epochs are tried by continuing one fit, so each dimension costs one fit of max(epochs)."""
+    item_x = data.item_features.matrix if data.item_features else None
+    user_x = data.user_features.matrix if data.user_features else None
+    coo, search, best = sp.coo_matrix(X_fit), [], None
+    for dim in grid["no_components"]:
+        config = WarpConfig(dim, base.learning_rate, base.alpha, base.max_sampled, max(grid["epochs"]))
+        model = LightFM(loss="warp", no_components=dim, learning_rate=config.learning_rate, item_alpha=config.alpha,
+                        user_alpha=config.alpha, max_sampled=config.max_sampled, random_state=seed)
+        done = 0
+        for epochs in sorted(grid["epochs"]):
+            model.fit_partial(coo, user_features=user_x, item_features=item_x, epochs=epochs - done,
+                              num_threads=threads)
+            done = epochs
+            ib, iv = model.get_item_representations(item_x)
+            scores = TopNModel(None, iv.astype(np.float32), ib.astype(np.float32), weight=1.0).score_rows(X_fit)
+            m = evaluate(scores, X_fit, X_val, k)
+            search.append({"model": "hybrid_warp", "no_components": dim, "epochs": epochs, **m})
+            key = (m[f"precision_at_{k}"], m[f"ndcg_at_{k}"])
+            if best is None or key > best[0]:
+                best = (key, WarpConfig(dim, config.learning_rate, config.alpha, config.max_sampled, epochs))
+    return best[1], search
+
+
 def _fit(data: EngagementData, X: sp.csr_matrix, params: dict, seed: int, threads: int) -> TopNModel:
     warp = WarpConfig(**params["warp"])
     if data.item_features is not None:
@@ -118,7 +148,12 @@ def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refi
     X_rest, X_test = data.matrix(rest), data.matrix(test)
 
     search: list[dict] = []
-    if data.item_features is not None or len(data.item_ids) > EASE_MAX_ITEMS:
+    if data.item_features is not None:
+        params = _default_params(grid, weight=1.0)  # hybrid WARP alone: its dimension and epochs tuned
+        warp, search = tune_hybrid(data, data.matrix(rest & ~val), data.matrix(val), WarpConfig(**params["warp"]),
+                                   seed, threads)
+        params["warp"] = asdict(warp)
+    elif len(data.item_ids) > EASE_MAX_ITEMS:
         params = _default_params(grid, weight=1.0)  # WARP alone, at the grid's default settings
     else:
         tuned = tune_topn(data.matrix(rest & ~val), data.matrix(val), grid, seed, threads)
