@@ -178,17 +178,27 @@ def cmd_calibrate(args) -> int:
         except OSError as exc:
             raise CliError(f"adaptrec calibrate: --out {out}: {exc.strerror or exc}", EXIT_USAGE) from None
         _migrate(conn, settings, quiet=True)
+        from app import tenants
         from app.jobruns import recorded
 
-        _known_tenant(conn, args.tenant, "calibrate")
-        with recorded(settings.database_url, "calibrate", args.tenant, days=args.days) as run:
-            report = calibrate.run(conn, start, end, out, tenant=args.tenant)
-            run.detail = {"groups": len(report.groups)}
-    if not report.groups:
-        print(f"adaptrec calibrate: nothing to calibrate: no recommendation of a practice model logged "
-              f"{report.window()} was attempted within {calibrate.HORIZON_HOURS} h")
-        return 0
-    print(report.table())
+        if args.tenant:
+            _known_tenant(conn, args.tenant, "calibrate")
+        reports = []
+        for tenant in [args.tenant] if args.tenant else tenants.names(conn):   # each tenant its own job run
+            with recorded(settings.database_url, "calibrate", tenant, days=args.days) as run:
+                reports.append((tenant, calibrate.run(conn, start, end, out, tenant=tenant)))
+                run.detail = {"groups": len(reports[-1][1].groups)}
+    several = len(reports) > 1
+    for tenant, report in reports:
+        if not report.groups:
+            if not several:
+                print(f"adaptrec calibrate: nothing to calibrate: no recommendation of a practice model logged "
+                      f"{report.window()} was attempted within {calibrate.HORIZON_HOURS} h")
+            continue
+        print((f"tenant {tenant}\n" if several else "") + report.table())
+    if several and not any(r.groups for _, r in reports):
+        print(f"adaptrec calibrate: nothing to calibrate in any tenant: no recommendation of a practice model "
+              f"logged {reports[0][1].window()} was attempted within {calibrate.HORIZON_HOURS} h")
     return 0
 
 
@@ -493,7 +503,7 @@ def build_parser() -> Parser:
                            help="end of the window, e.g. 2026-11-24 or 2026-11-24T06:00Z; UTC when no zone "
                                 "(default: today 00:00 UTC)")
     calibrate.add_argument("--out", default=None, metavar="DIR", help="folder of the PNGs (default var/reports)")
-    _tenant_option(calibrate, "whose models (default: default)")
+    calibrate.add_argument("--tenant", type=_tenant, default=None, help="one tenant (default: every tenant)")
     calibrate.set_defaults(func=cmd_calibrate)
 
     keys = sub.add_parser("keys", help="API keys: add, list, revoke (no restart needed)",
