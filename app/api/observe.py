@@ -38,6 +38,7 @@ def finish(response: Response) -> Response:
     access_log.info("%s %s %d", request.method, endpoint, response.status_code, extra={
         "event": "request", "method": request.method, "path": request.path, "endpoint": endpoint,
         "status": response.status_code, "duration_ms": round(seconds * 1000, 2),
-        "key_id": principal.key_id if principal else None, "bytes": response.calculate_content_length(),
+        "key_id": principal.key_id if principal else None, "tenant": g.get("tenant"),
+        "bytes": response.calculate_content_length(),
     })
     return response

@@ -14,7 +14,7 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 
 import psycopg2
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from app import queries as q
@@ -103,6 +103,7 @@ def _tenant(conn) -> str:
     tenant = str(_arg(totara.parse_id, "tenant", "tenant"))
     if not current_app.extensions["adaptrec.tenants"].exists(tenant, get_conn):
         raise NotFound(f"no such tenant {tenant}: import its export first (adaptrec import --format totara)")
+    g.tenant = tenant   # for the access log, as the auth gate sets it for /v1
     return tenant
 
 
