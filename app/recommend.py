@@ -83,6 +83,14 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
+def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.LearnerState, items: list[str]) -> None:
+    """Complete `state` with the candidates the learner touched before their cached history."""
+    for r in q.fetch_all(conn, "user_items_touched", tenant=tenant, user_id=user_id, item_ids=list(items)):
+        state.last.setdefault(r["item_id"], (r["kind"], r["outcome"], r["occurred_at"]))
+        if r["solved"]:
+            state.solved.add(r["item_id"])
+
+
 def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
     stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", tenant=tenant, item_ids=items)}
@@ -97,6 +105,17 @@ def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilit
 def positive(e: hist.Event) -> bool:
     """A positive engagement: any event but an attempt, not marked 0, with no value or one above 0."""
     return e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
+
+
+def positive_items(conn: Connection, tenant: str, user_id: str, events: list[hist.Event],
+                   items: list[str] | None) -> set[str]:
+    """The items among `items` (None: any) the user engaged with positively: from the cached
+    history, and from Postgres too when that history is cut at its cap (a learner with a long past)."""
+    liked = {e.item_id for e in events if positive(e)}
+    if len(events) >= hist.KEEP:
+        liked |= {r["item_id"] for r in q.fetch_all(conn, "user_positive_items", tenant=tenant, user_id=user_id,
+                                                    all_items=items is None, item_ids=list(items or []))}
+    return liked
 
 
 class CandidateScores(NamedTuple):
@@ -149,16 +168,18 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         p, _, explored = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life"),
                                                 explore, learner_prior(conn, tenant, model, user_id))
         return CandidateScores(p, len(attempts), fallbacks, explored)
-    positives = [e for e in events if positive(e) and e.item_id in model.index]
+    positives = [e.item_id for e in events if positive(e) and e.item_id in model.index]
+    if len(events) >= hist.KEEP and user_id:  # a long past: every positive, as the nightly model saw them
+        positives = [i for i in positive_items(conn, tenant, user_id, events, None) if i in model.index]
     if not positives:
         # a hybrid model builds the user from their metadata; else only the item biases rank
         row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id) \
-            if model.user_token_vectors is not None and user_id else None
+            if model.user_token_shifts is not None and user_id else None
         cold = cold_user_scores(model, row["attrs"] if row else None, rows)
         if cold is not None:
             return CandidateScores(cold, 0, ["metadata"])
         fallbacks.append("no_history")
-    p_rows = np.array([model.index[e.item_id] for e in positives], dtype=np.int64)
+    p_rows = np.array([model.index[i] for i in positives], dtype=np.int64)
     return CandidateScores(engagement_scores(model, p_rows, rows), len(positives), fallbacks)
 
 
@@ -185,8 +206,8 @@ def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, r
     history_rows = 0
     excluded = list(dict.fromkeys(i for i in req.exclude if i in found.positions))
     if req.exclude_positive:
-        excluded += [i for i in dict.fromkeys(e.item_id for e in events if positive(e))
-                     if i in found.positions and i not in excluded]
+        liked = positive_items(conn, tenant, req.user_id, events, items)
+        excluded += [i for i in items if i in liked and i not in excluded]
     if len(excluded) == len(items):
         fallbacks.append("no_candidates")
     else:
@@ -209,7 +230,10 @@ def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, r
                                    probabilities=wants_probability or model is None)
         if excluded:  # never returned, not even when a strategy relaxes its rules
             scored.allowed = ~scored.mask(excluded)
-        choice = strategy(scored, learner_state(events, now), req.n, params)
+        state = learner_state(events, now)
+        if len(events) >= hist.KEEP:  # a long past: what the learner did before the cached window counts too
+            add_older(conn, tenant, req.user_id, state, items)
+        choice = strategy(scored, state, req.n, params)
         chosen = choice.positions
         if choice.fallback:
             fallbacks.append(choice.fallback)

@@ -14,7 +14,7 @@ from app import catalog, metrics
 from app import history as hist
 from app import queries as q
 from app.online.similar import most_similar
-from app.recommend import RecommendationRequest, positive, recommend
+from app.recommend import RecommendationRequest, positive_items, recommend
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -90,7 +90,7 @@ def _trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[s
             "days": days, "half_life_days": half_life_days}
 
 
-POPULAR_DAYS, POPULAR_HALF_LIFE = 36500, 90.0   # the cold-start answer: all-time popularity, recent events first
+POPULAR_TTL_S = 300   # the cold-start answer moves slowly: one query per tenant and units every 5 minutes
 
 
 def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
@@ -103,8 +103,31 @@ def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCac
     fallback = answer["fallback"] or ""
     if "no_history" not in fallback and "no_model" not in fallback:
         return [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
-    liked = {e.item_id for e in hist.recent(conn, tenant, cache, user_id)[0] if positive(e)}
-    popular = trending(conn, tenant, cache, n + len(liked), units, POPULAR_DAYS, POPULAR_HALF_LIFE)
-    ranked = [(i["item_id"], i["score"]) for i in popular["items"] if i["item_id"] not in liked]
+    candidates = cand.items_under(conn, tenant, cache, units)[0]
+    liked = positive_items(conn, tenant, user_id, hist.recent(conn, tenant, cache, user_id)[0], candidates)
+    ranked = [(i, s) for i, s in popular(conn, tenant, cache, units, n + len(liked)) if i not in liked]
     chosen = {i for i, _ in ranked}
     return (ranked + [(i["item_id"], 0.0) for i in answer["items"] if i["item_id"] not in chosen])[:n]
+
+
+def popular(conn: Connection, tenant: str, cache: Cache, units: list[str], n: int) -> list[tuple[str, float]]:
+    """The n active items under `units` with the most positive engagements (all time), shared
+    through Redis for POPULAR_TTL_S seconds."""
+    key = cache.key("popular", tenant, hashlib.sha1(json.dumps([sorted(set(units)), n]).encode()).hexdigest())
+    try:
+        raw = cache.client.get(key)
+        if raw is not None:
+            metrics.CACHE_REQUESTS.labels("popular", "hit").inc()
+            return [tuple(x) for x in json.loads(raw)]
+    except (redis.RedisError, OSError) as exc:
+        log.warning("popularity cache unavailable: %s", exc)
+    metrics.CACHE_REQUESTS.labels("popular", "miss").inc()
+    items = cand.items_under(conn, tenant, cache, units)[0]
+    rows = q.fetch_all(conn, "popular_items", tenant=tenant, all_items=False, item_ids=items, n=n)
+    answer = [(r["item_id"], float(r["score"])) for r in rows]
+    try:
+        cache.client.set(key, json.dumps(answer), ex=POPULAR_TTL_S)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("popularity cache write failed: %s", exc)
+    return answer
+

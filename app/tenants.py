@@ -58,7 +58,7 @@ def counts(conn: Connection, tenant: str) -> dict:
     return q.fetch_one(conn, "tenant_counts", tenant=tenant)
 
 
-CACHED = ("hist", "histgen", "cand", "trend")   # Redis key kinds that name the tenant (app.history, ...)
+CACHED = ("hist", "histgen", "cand", "trend", "popular")   # Redis key kinds that name the tenant (app.history, ...)
 
 
 def forget_cached(cache, tenant: str) -> int:

@@ -38,8 +38,8 @@ class ServingModel:
     feature_index: dict = field(default_factory=dict)       # metadata token -> row of feature_vectors
     feature_vectors: np.ndarray | None = None                # (F, d) hybrid item-feature embeddings
     user_token_index: dict = field(default_factory=dict)     # engagement: metadata token -> row below
-    user_token_vectors: np.ndarray | None = None             # (T, d) hybrid user-token embeddings
-    user_token_biases: np.ndarray | None = None
+    user_token_shifts: np.ndarray | None = None              # (T, d) engagement: a token's shift of the mean user
+    user_token_mean: np.ndarray | None = None                # (d,) the mean folded-in user
     feature_biases: np.ndarray | None = None
     unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
 
@@ -66,8 +66,8 @@ class ServingModel:
         tokens = m.extra.get("user_tokens")
         if tokens:
             m.user_token_index = {t: k for k, t in enumerate(tokens["tokens"])}
-            m.user_token_vectors = np.asarray(tokens["vectors"], dtype=np.float64)
-            m.user_token_biases = np.asarray(tokens["biases"], dtype=np.float64)
+            m.user_token_shifts = np.asarray(tokens["shifts"], dtype=np.float64)
+            m.user_token_mean = np.asarray(tokens["mean"], dtype=np.float64)
         features = m.extra.get("item_features")
         if features:
             m.feature_index = {t: k for k, t in enumerate(features["tokens"])}
@@ -202,16 +202,15 @@ def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarr
 
 
 def cold_user_scores(model: ServingModel, attrs: dict | None, candidate_rows: np.ndarray) -> np.ndarray | None:
-    """Ranking scores for a user with no positives, from their metadata tokens (a hybrid engagement
-    model's user-token embeddings, summed as LightFM sums a user's features); None when the model
-    has none or knows none of the user's tokens."""
-    if model.user_token_vectors is None or not attrs:
+    """Ranking scores for a user with no positives, from their metadata tokens: the mean folded-in
+    user moved by their tokens' shifts (a hybrid engagement model's `user_tokens`, jobs.training.
+    engagement.cold_user_shifts); None when the model has none or knows none of the user's tokens."""
+    if model.user_token_shifts is None or not attrs:
         return None
-    user = vector_from_features(metadata_tokens(attrs), model.user_token_index, model.user_token_vectors,
-                                model.user_token_biases)
-    if user is None:
+    shift = prior_shift(metadata_tokens(attrs), model.user_token_index, model.user_token_shifts)
+    if shift is None:
         return None
-    all_scores = model.item_vectors.astype(np.float64) @ user[0] + model.item_biases
+    all_scores = model.item_vectors.astype(np.float64) @ (model.user_token_mean + shift) + model.item_biases
     out = np.full(len(candidate_rows), all_scores.min() - 1.0)   # uncovered candidates rank last
     covered = candidate_rows >= 0
     out[covered] = all_scores[candidate_rows[covered]]

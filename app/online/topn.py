@@ -36,7 +36,7 @@ class TopNModel:
     foldin_reg: float = 5.0
     weight: float = 0.0
     params: dict = field(default_factory=dict)
-    user_tokens: dict | None = None   # hybrid WARP: {tokens, vectors, biases} of users' metadata tokens
+    user_tokens: dict | None = None   # hybrid: {tokens, shifts, mean}, a user without positives from metadata
 
     @property
     def n_items(self) -> int:
