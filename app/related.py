@@ -103,7 +103,7 @@ def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCac
     fallback = answer["fallback"] or ""
     if "no_history" not in fallback and "no_model" not in fallback:
         return [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
-    candidates = cand.items_under(conn, tenant, cache, units)[0]
+    candidates = cand.resolve(conn, tenant, cache, local_candidates, units).items
     liked = positive_items(conn, tenant, user_id, hist.recent(conn, tenant, cache, user_id)[0], candidates)
     ranked = [(i, s) for i, s in popular(conn, tenant, cache, units, n + len(liked)) if i not in liked]
     chosen = {i for i, _ in ranked}
