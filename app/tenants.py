@@ -90,24 +90,29 @@ def remove(conn: Connection, tenant: str) -> dict:
 
 
 class TenantDirectory:
-    """Which tenants exist, as seen by one worker within the last `ttl_s` seconds."""
+    """Which tenants exist, with their settings, as seen by one worker within the last `ttl_s` seconds."""
 
     def __init__(self, ttl_s: float = 5.0):
         self.ttl_s = ttl_s
-        self._seen: dict[str, tuple[float, bool]] = {}
+        self._seen: dict[str, tuple[float, dict | None]] = {}
         self._lock = threading.Lock()
 
     def exists(self, tenant: str, conn_factory) -> bool:
+        return self.settings(tenant, conn_factory) is not None
+
+    def settings(self, tenant: str, conn_factory) -> dict | None:
+        """The tenant's settings, None when there is no such tenant."""
         if not NAME.match(tenant):
-            return False
+            return None
         now = time.monotonic()
         with self._lock:
             hit = self._seen.get(tenant)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
         conn = conn_factory()
-        found = get(conn, tenant) is not None
+        row = get(conn, tenant)
         conn.rollback()  # a read: end the transaction so the request starts its own
+        found = (row["settings"] or {}) if row is not None else None
         with self._lock:
             if len(self._seen) > 10_000:   # names sprayed by a caller must not grow memory forever
                 self._seen.clear()

@@ -137,17 +137,15 @@ def parse_id(text: str | None, name: str) -> int:
 
 
 def parse_n_items(text: str | None, maximum: int, default: int = 10) -> int:
-    """The `n_items` query parameter: 1 or more, at most `maximum`.
-
-    Totara sends its configured result count, which an administrator may set above our limit;
-    a larger request is served with `maximum` items rather than failed, since failing would
-    leave Totara's blocks empty.
-    """
+    """The `n_items` query parameter: 1 or more, at most `maximum` (a larger one is refused with a
+    message naming the maximum: Totara's blocks ask for a handful, so a huge count is a mistake)."""
     if text is None or text == "":
         return min(default, maximum)
     if not _DIGITS.fullmatch(text) or int(text) < 1:
         raise ValueError(f"n_items must be a positive integer, got {text[:40]!r}")
-    return min(int(text), maximum)
+    if int(text) > maximum:
+        raise ValueError(f"n_items must be at most {maximum}, got {text[:20]}")
+    return int(text)
 
 
 def items_body(items: list[tuple[int, float]]) -> dict:

@@ -81,9 +81,19 @@ def cmd_import(args) -> int:
         if not Path(path).exists():
             raise CliError(f"adaptrec import: {path}: no such file or folder", EXIT_USAGE)
     from app.jobruns import recorded
+    from app.tenants import ensure as tenants_ensure
+    from jobs.importers import prepare_tenant, totara
 
+    # Totara's multi-tenant export names its own tenants (created by run_import); the run is recorded
+    # under --tenant, which must exist first.
+    multi = args.format == "totara" and any(Path(p).is_dir() and totara.tenant_ids(Path(p)) for p in args.paths)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
+        with conn:
+            created = tenants_ensure(conn, args.tenant) if multi else \
+                prepare_tenant(conn, args.tenant, args.format, settings.totara_mode)
+            if created:
+                print(f"created tenant {args.tenant!r}", file=sys.stderr)
         with recorded(settings.database_url, "import", args.tenant, format=args.format, files=len(args.paths)):
             reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
                                  progress=not args.quiet, tenant=args.tenant, totara_mode=settings.totara_mode)

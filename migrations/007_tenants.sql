@@ -111,12 +111,24 @@ CREATE TABLE catalog_state (
 );
 INSERT INTO catalog_state (tenant) SELECT tenant FROM tenants;
 
+-- Every tenant has its catalogue version from its first moment, however it is created (adaptrec,
+-- or an INSERT in psql). The version starts at the clock in microseconds, so a tenant removed and
+-- created again under the same name never meets candidate lists cached for its earlier self.
+CREATE FUNCTION start_catalog_version() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO catalog_state (tenant, version)
+    VALUES (NEW.tenant, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint)
+    ON CONFLICT (tenant) DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tenant_created AFTER INSERT ON tenants FOR EACH ROW EXECUTE FUNCTION start_catalog_version();
+
 CREATE FUNCTION bump_catalog_version() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
         UPDATE catalog_state SET version = version + 1;
     ELSE
-        -- every tenant has its row (sql/tenants.sql ensure_tenant); a tenant being deleted has none left
+        -- every tenant has its row (tenant_created, below); a tenant being deleted has none left
         UPDATE catalog_state SET version = version + 1 WHERE tenant IN (SELECT tenant FROM changed);
     END IF;
     RETURN NULL;
@@ -289,7 +301,7 @@ WITH shown AS (
     SELECT r.tenant, r.id AS log_id, r.user_id, r.experiment, r.variant, r.model_id, r.created_at, s.item_id,
            CASE WHEN coalesce(m.objective = 'practice', r.strategy = 'target') THEN s.score::float8 END AS p
     FROM recommendation_log r
-    LEFT JOIN models m ON m.model_id = r.model_id
+    LEFT JOIN models m ON m.tenant = r.tenant AND m.model_id = r.model_id
     CROSS JOIN LATERAL unnest(r.item_ids, r.scores) AS s (item_id, score)
     WHERE r.created_at >= window_start AND r.created_at < window_end
 ),
@@ -374,3 +386,6 @@ SELECT a.tenant,
 FROM answered a
 LEFT JOIN outcomes o USING (tenant, experiment, variant)
 LEFT JOIN sessions s USING (tenant, experiment, variant);
+
+COMMENT ON VIEW variant_outcomes IS 'Per tenant, experiment and variant: learners, answers, recommended items attempted within 24 h (each attempt once), their success rate and mean predicted p, attempts per 30-minute-gap session.';
+COMMENT ON VIEW job_status IS 'Every job run (per tenant) with its state: running, abandoned, succeeded, failed or skipped.';

@@ -19,18 +19,10 @@ SELECT tenant, name, settings, created_at FROM tenants WHERE tenant = :tenant;
 SELECT tenant FROM tenants ORDER BY tenant;
 
 -- name: ensure_tenant
--- Create tenant :tenant unless it exists (with its catalogue version); the row count is 1 when created.
--- The version starts at the clock in microseconds, so a tenant removed and created again under the
--- same name never meets candidate lists cached for its earlier self.
-WITH created AS (
-    INSERT INTO tenants (tenant, name) VALUES (:tenant, :display_name)
-    ON CONFLICT (tenant) DO NOTHING
-    RETURNING tenant
-), version AS (
-    INSERT INTO catalog_state (tenant, version)
-    SELECT tenant, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint FROM created
-)
-SELECT tenant FROM created;
+-- Create tenant :tenant unless it exists (its catalogue version comes with it: migration 007's trigger); a row when created.
+INSERT INTO tenants (tenant, name) VALUES (:tenant, :display_name)
+ON CONFLICT (tenant) DO NOTHING
+RETURNING tenant;
 
 -- name: set_tenant_settings
 -- Merge :settings (JSON) into the tenant's settings.
@@ -58,14 +50,14 @@ SELECT (SELECT count(DISTINCT user_id) FROM interactions WHERE tenant = :tenant)
        (SELECT count(*) FROM items WHERE tenant = :tenant) AS items;
 
 -- name: totara_health
--- Per tenant: settings, users with interactions, items, and the age of its newest active model (Totara's health check).
+-- Per Totara tenant: settings, users with interactions, items, and the age of its newest active model (Totara's health check).
 SELECT t.tenant, t.settings,
        (SELECT count(DISTINCT user_id) FROM interactions i WHERE i.tenant = t.tenant) AS users,
        (SELECT count(*) FROM items i WHERE i.tenant = t.tenant) AS items,
        (SELECT extract(epoch FROM now() - max(m.trained_at)) FROM models m
          WHERE m.tenant = t.tenant AND m.status = 'active') AS model_age_s
 FROM tenants t
-WHERE t.tenant <> 'default' OR EXISTS (SELECT 1 FROM items i WHERE i.tenant = t.tenant)
+WHERE (t.settings ->> 'totara')::boolean   -- the tenants Totara's export filled, not a platform's own
 ORDER BY t.tenant;
 
 -- name: users_with_interactions

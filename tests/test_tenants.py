@@ -155,3 +155,25 @@ def test_removing_a_tenant_deletes_all_its_data_and_nothing_else(client, conn, t
     conn.rollback()
     with pytest.raises(LookupError):
         tenants.remove(conn, TENANT["b"])
+
+
+def test_an_import_into_a_new_tenant_creates_it_and_a_totara_folder_marks_it(conn, db_url, redis_url, monkeypatch,
+                                                                             tmp_path, capsys):
+    from cli.main import main
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    folder = tmp_path / "site"
+    folder.mkdir()
+    (folder / "item_data.csv").write_text("item_id,engage_article,topic_Sales,document\nengage_article1,1,1,deals\n")
+    (folder / "user_interactions.csv").write_text("user_id,item_id,rating,timestamp\n5,engage_article1,1,1700000000\n")
+    assert main(["import", "--format", "totara", "--tenant", "7", "-q", str(folder)]) == 0
+    assert "created tenant '7'" in capsys.readouterr().err
+    row = tenants.get(conn, "7")
+    assert row["settings"]["totara"] is True and row["settings"]["training"]["mode"] == "full"
+    with conn.cursor() as cur:
+        cur.execute("SELECT tenant FROM job_runs WHERE job = 'import'")
+        assert cur.fetchall() == [("7",)]
+        cur.execute("SELECT kind FROM items WHERE tenant = '7'")
+        assert cur.fetchall() == [("engage_article",)]
+    conn.rollback()

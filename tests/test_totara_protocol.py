@@ -227,14 +227,16 @@ def test_parse_id():
             parse_id(bad, "totara_user_id")
 
 
-def test_parse_n_items_caps_rather_than_fails():
+def test_parse_n_items_refuses_what_it_cannot_serve():
     assert parse_n_items("5", maximum=50) == 5
-    assert parse_n_items("500", maximum=50) == 50
+    assert parse_n_items("50", maximum=50) == 50
     assert parse_n_items(None, maximum=50) == 10
     assert parse_n_items("", maximum=5) == 5
-    for bad in ("0", "-3", "ten", "2.5"):
+    for bad in ("0", "-3", "ten", "2.5", "²", "١٢"):
         with pytest.raises(ValueError, match="n_items must be a positive integer"):
             parse_n_items(bad, maximum=50)
+    with pytest.raises(ValueError, match="at most 50"):
+        parse_n_items("51", maximum=50)
 
 
 def test_items_body_is_what_totara_reads():

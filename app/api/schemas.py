@@ -242,5 +242,6 @@ class TotaraFailure(BaseModel):
 
 class TotaraHealth(BaseModel):
     success: bool
+    message: str | None = Field(default=None, description="why success is false")
     totara: dict[str, str] = Field(description="what Totara's health check prints, as key: value lines")
     errors: list[str]

@@ -31,6 +31,16 @@ def totara_training(mode: str) -> dict:
                          "min_items": 1, "min_interactions": 1}}
 
 
+def prepare_tenant(conn, tenant: str, fmt: str, totara_mode: str = "full") -> bool:
+    """Create the tenant an import writes into unless it exists (True when created). A tenant
+    Totara's export fills is marked `totara` (its endpoints answer only for those) and, when new,
+    trains as Totara's service does."""
+    created = tenants.ensure(conn, tenant)
+    if fmt == "totara":
+        tenants.set_settings(conn, tenant, {"totara": True, **(totara_training(totara_mode) if created else {})})
+    return created
+
+
 def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress: bool = True,
                tenant: str = DEFAULT, totara_mode: str = "full") -> list[ImportReport]:
     """Import each path into `tenant` (created if new), each in its own transaction: all of it or, on
@@ -47,8 +57,7 @@ def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress:
         for target, suffix in ([(t, f"_{t}") for t in listed] if listed else [(tenant, "")]):
             report = ImportReport(str(path) + (f" (tenant {target})" if listed else ""), fmt)
             with Timer() as timer, conn:  # `with conn`: commit on success, roll back on any error
-                if tenants.ensure(conn, target) and listed:
-                    tenants.set_settings(conn, target, totara_training(totara_mode))
+                prepare_tenant(conn, target, fmt, totara_mode)
                 loader = Loader(conn, tenant=target)
                 if listed:
                     report.rows_read = totara.read(Path(path), loader, id_prefix, progress, suffix=suffix)
