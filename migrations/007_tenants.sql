@@ -109,7 +109,10 @@ CREATE TABLE catalog_state (
     tenant   text PRIMARY KEY REFERENCES tenants (tenant) ON DELETE CASCADE,
     version  bigint NOT NULL DEFAULT 1
 );
-INSERT INTO catalog_state (tenant) SELECT tenant FROM tenants;
+-- Versions start at the clock in microseconds (as for every tenant created later): two databases
+-- sharing a Redis (a restore beside the original, test databases) never meet each other's lists.
+INSERT INTO catalog_state (tenant, version)
+SELECT tenant, (extract(epoch FROM clock_timestamp()) * 1e6)::bigint FROM tenants;
 
 -- Every tenant has its catalogue version from its first moment, however it is created (adaptrec,
 -- or an INSERT in psql). The version starts at the clock in microseconds, so a tenant removed and
