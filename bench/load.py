@@ -52,15 +52,17 @@ def send_times(rate: float, seconds: float) -> list[float]:
     return [i / rate for i in range(count)]
 
 
-def open_loop(base_url: str, key: str, offsets: list[float], make, record, threads: int = 64,
-              timeout_s: float = 10.0, start: float | None = None) -> float:
+def open_loop(base_url: str, key: str | None, offsets: list[float], make, record, threads: int = 64,
+              timeout_s: float = 10.0, start: float | None = None, sign=None) -> float:
     """Send request i (`make(i)` -> (method, path, body bytes or None)) at start + offsets[i] and
     call `record(Outcome)` when it is answered; `make` and `record` are called from the client
     threads. `start` is a perf_counter time (default: 0.2 s from now, to let the threads get
-    going). Returns `start`; returns when every request is answered."""
+    going). `key`: the API key (None: no Authorization header); `sign()`: more headers made at the
+    moment each request is sent (Totara's time-stamped signature). Returns `start`; returns when
+    every request is answered."""
     parts = urlsplit(base_url)
     host, port = parts.hostname, parts.port or 80
-    headers_base = {"Authorization": f"Bearer {key}", "Connection": "keep-alive"}
+    headers_base = {"Connection": "keep-alive", **({"Authorization": f"Bearer {key}"} if key else {})}
     counter = itertools.count()
     start = time.perf_counter() + 0.2 if start is None else start
 
@@ -79,6 +81,8 @@ def open_loop(base_url: str, key: str, offsets: list[float], make, record, threa
                 wait = due - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
+                if sign is not None:
+                    headers.update(sign())
                 sent = time.perf_counter()
                 status, problem, payload = None, None, b""
                 try:

@@ -62,7 +62,7 @@ import numpy as np
 
 from app.totara import ITEM_TYPES, sign
 from bench.latency import scheduled_latency, summarise
-from bench.load import Outcome, send_times
+from bench.load import Outcome, open_loop, send_times
 from bench.report import emit
 from harness.measure import CpuMeter, child_pids, loadavg, machine, percentile, pids_matching, proc_rss_mb, redis_pids
 
@@ -413,39 +413,8 @@ def signed_open_loop(base_url: str, totara_key: str, offsets: list[float], paths
                      threads: int = 64, timeout_s: float = 10.0) -> float:
     """bench.load.open_loop for Totara's GET requests: request i (paths[i % len(paths)]) is due at
     start + offsets[i] and carries a signature made when it is sent. Returns the start time."""
-    parts = urlsplit(base_url)
-    counter = itertools.count()
-    start = time.perf_counter() + 0.2
-
-    def client():
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
-        try:
-            while (i := next(counter)) < len(offsets):
-                due = start + offsets[i]
-                if (wait := due - time.perf_counter()) > 0:
-                    time.sleep(wait)
-                sent = time.perf_counter()
-                status, problem, payload = None, None, b""
-                try:
-                    conn.request("GET", paths[i % len(paths)], headers=signed_headers(totara_key))
-                    resp = conn.getresponse()
-                    payload, status = resp.read(), resp.status
-                    if resp.will_close:
-                        conn.close()
-                except (OSError, http.client.HTTPException) as exc:
-                    problem = type(exc).__name__
-                    conn.close()
-                    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
-                record(Outcome(i, due, sent, time.perf_counter(), status, problem, payload))
-        finally:
-            conn.close()
-
-    pool = [threading.Thread(target=client, daemon=True) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return start
+    return open_loop(base_url, None, offsets, lambda i: ("GET", paths[i % len(paths)], None), record, threads,
+                     timeout_s, sign=lambda: signed_headers(totara_key))
 
 
 def drive(base_url: str, totara_key: str, paths: list[str], rate: float, seconds: float, threads: int = 64) -> dict:
