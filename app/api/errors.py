@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import psycopg2
+import psycopg2.errors
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -52,6 +53,13 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return problem(503, "Service Unavailable", "the database is not answering; retry shortly",
                        headers={"Retry-After": "1"})
+
+    @app.errorhandler(psycopg2.errors.ForeignKeyViolation)
+    def _vanished(exc: Exception):
+        # A row the request refers to was deleted while it ran (a tenant removed seconds ago, whose
+        # key the worker still trusts for ADAPTREC_KEY_CACHE_S; an item deleted meanwhile).
+        return problem(409, "Conflict", "something this request refers to was deleted while it ran (a removed "
+                                        "tenant, item or user); check it exists, then retry")
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):

@@ -17,7 +17,7 @@ REF = "#/components/schemas/{model}"
 
 # Answers any operation can give besides its own: the auth and rate-limit gate and a database
 # outage on every protected operation; body parsing on every operation that takes a body.
-_PROTECTED_ERRORS = (401, 403, 429, 503)
+_PROTECTED_ERRORS = (401, 403, 409, 429, 503)
 _BODY_ERRORS = (400, 413, 415, 422)
 # Answered by the HTTP server (gunicorn) before the application sees the request, on any
 # operation; app/gunicorn_worker.py makes them problem+json like the rest.
@@ -47,6 +47,9 @@ def _description(ep: Endpoint, status: int) -> str:
         return f"{text}: " + "; ".join(reasons) + "."
     if status in _PROTOCOL_ERRORS:
         return f"{text}: {_PROTOCOL_ERRORS[status]}."
+    if status == 409:
+        return (f"{text}: something the request refers to was deleted while it ran (a tenant removed seconds "
+                "ago, an item); check it exists, then retry.")
     return text
 
 
