@@ -42,6 +42,13 @@ def set_settings(conn: Connection, tenant: str, settings: dict) -> dict:
     return q.fetch_one(conn, "set_tenant_settings", tenant=tenant, settings=json.dumps(settings))["settings"]
 
 
+def set_training(conn: Connection, tenant: str, **training) -> dict:
+    """Merge `training` (mode, min_items, ...) into the tenant's settings.training (jobs.train reads it)."""
+    row = get(conn, tenant)
+    current = ((row or {}).get("settings") or {}).get("training") or {}
+    return set_settings(conn, tenant, {"training": {**current, **training}})
+
+
 def get(conn: Connection, tenant: str) -> dict | None:
     return q.fetch_one(conn, "get_tenant", tenant=tenant)
 

@@ -360,16 +360,24 @@ def cmd_tenants(args) -> int:
         if args.action == "add":
             with conn:
                 created = tenants.ensure(conn, args.tenant, args.name)
+                if created and args.mode:
+                    tenants.set_training(conn, args.tenant, mode=args.mode)
             if not created:
                 raise CliError(f"adaptrec tenants add: tenant {args.tenant!r} exists already", EXIT_USAGE)
             print(f"created tenant {args.tenant!r}; give it a key with "
                   f"`adaptrec keys add --tenant {args.tenant} --name NAME --scopes serve,ingest`")
+        elif args.action == "set":
+            _known_tenant(conn, args.tenant, "tenants set")
+            with conn:
+                tenants.set_training(conn, args.tenant, mode=args.mode)
+            print(f"tenant {args.tenant!r} trains in mode {args.mode} from the next `adaptrec train`")
         elif args.action == "list":
             rows = tenants.list_all(conn)
-            print(f"{'tenant':<24} {'users':>8} {'items':>8} {'interactions':>13} {'models':>7}  created")
+            print(f"{'tenant':<24} {'users':>8} {'items':>8} {'interactions':>13} {'models':>7} {'mode':<8} created")
             for r in rows:
+                mode = ((r["settings"] or {}).get("training") or {}).get("mode", "-")
                 print(f"{r['tenant'][:24]:<24} {r['users']:>8} {r['items']:>8} {r['interactions']:>13} "
-                      f"{r['active_models']:>7}  {r['created_at']:%Y-%m-%d %H:%M}"
+                      f"{r['active_models']:>7} {mode:<8} {r['created_at']:%Y-%m-%d %H:%M}"
                       + (f"  ({r['name']})" if r["name"] else ""))
         else:
             counts = tenants.counts(conn, args.tenant) if tenants.get(conn, args.tenant) else None
@@ -539,7 +547,7 @@ def build_parser() -> Parser:
     revoke.set_defaults(func=cmd_keys)
     keys_sub.add_parser("list", help="list keys (ids, names, scopes; never the keys)").set_defaults(func=cmd_keys)
 
-    tenants = sub.add_parser("tenants", help="tenants: add, list, remove",
+    tenants = sub.add_parser("tenants", help="tenants: add, list, set, remove",
                              description="Every user, item, unit, interaction, model, experiment, key and log row "
                                          "belongs to one tenant; the same id in two tenants is two different "
                                          "things. A single-tenant deployment uses the tenant 'default' and never "
@@ -549,7 +557,14 @@ def build_parser() -> Parser:
     t_add = tenants_sub.add_parser("add", help="create a tenant")
     t_add.add_argument("tenant", type=_tenant, metavar="TENANT", help="its id: letters, digits, '_', '.', '-'")
     t_add.add_argument("--name", type=_name, default=None, help="a readable name, e.g. 'North High School'")
+    t_add.add_argument("--mode", choices=["mf", "partial", "full"], default=None,
+                       help="the mode its models train in (default: the job's, ADAPTREC_TRAIN_MODE)")
     t_add.set_defaults(func=cmd_tenants)
+    t_set = tenants_sub.add_parser("set", help="change a tenant's training mode (e.g. as its Totara site's)")
+    t_set.add_argument("tenant", type=_tenant, metavar="TENANT")
+    t_set.add_argument("--mode", choices=["mf", "partial", "full"], required=True,
+                       help="the mode its models train in from the next `adaptrec train`")
+    t_set.set_defaults(func=cmd_tenants)
     tenants_sub.add_parser("list", help="tenants with their users, items, interactions and models").set_defaults(
         func=cmd_tenants)
     t_rm = tenants_sub.add_parser("remove", help="delete a tenant and ALL its data (asks to confirm)")

@@ -191,8 +191,12 @@ def test_the_legacy_files_rank_each_users_and_items_neighbours(service, tmp_path
 
 
 def test_tenants_are_listed_and_removed_only_when_confirmed(service):
-    adaptrec(ENV, "tenants", "add", "scratch", "--name", "Scratch school")
-    assert "scratch" in adaptrec(ENV, "tenants", "list") and "Scratch school" in adaptrec(ENV, "tenants", "list")
+    adaptrec(ENV, "tenants", "add", "scratch", "--name", "Scratch school", "--mode", "partial")
+    listed = adaptrec(ENV, "tenants", "list")
+    assert "Scratch school" in listed and "partial" in listed
+    assert "mode mf" in adaptrec(ENV, "tenants", "set", "scratch", "--mode", "mf")
+    row = next(line for line in adaptrec(ENV, "tenants", "list").splitlines() if line.startswith("scratch "))
+    assert row.split()[5] == "mf"   # tenant, users, items, interactions, models, mode
     refused = subprocess.run([sys.executable, "-m", "cli", "tenants", "remove", "scratch"], cwd=PROJECT_ROOT,
                              env=ENV, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert refused.returncode == 2 and "--yes" in refused.stderr
