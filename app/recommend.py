@@ -183,9 +183,21 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     return CandidateScores(engagement_scores(model, p_rows, rows), len(positives), fallbacks)
 
 
+class Served(NamedTuple):
+    answer: dict                # what the API returns
+    candidates: list[str]       # the items under the request's units
+    liked: set[str]             # the learner's positive items among them (only with exclude_positive)
+
+
 def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: RecommendationRequest,
-              request_id: str,
-              now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
+              request_id: str, now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
+    return serve(conn, tenant, cache, models, req, request_id, now, log, local_candidates).answer
+
+
+def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: RecommendationRequest,
+          request_id: str, now: datetime | None = None, log: bool = True, local_candidates=None) -> Served:
+    """`recommend`, and what it learned on the way that a caller building on the answer needs
+    (app.related.user_top_items), so it is not read twice."""
     now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, tenant, req)
     explore = bool(params.pop("explore", False))
@@ -205,8 +217,8 @@ def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, r
     scores = np.empty(0)
     history_rows = 0
     excluded = list(dict.fromkeys(i for i in req.exclude if i in found.positions))
-    if req.exclude_positive:
-        liked = positive_items(conn, tenant, req.user_id, events, items)
+    liked = positive_items(conn, tenant, req.user_id, events, items) if req.exclude_positive else set()
+    if liked:  # not a pass over every candidate on the /v1 path, where nothing is excluded this way
         excluded += [i for i in items if i in liked and i not in excluded]
     if len(excluded) == len(items):
         fallbacks.append("no_candidates")
@@ -263,7 +275,7 @@ def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, r
                   strategy=strategy.name, model_id=model.model_id if model else None, fallback=answer["fallback"],
                   history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
                   scores=[float(scores[i]) for i in chosen])
-    return answer
+    return Served(answer, items, liked)
 
 
 def predict(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],

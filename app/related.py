@@ -11,10 +11,9 @@ import redis
 
 from app import candidates as cand
 from app import catalog, metrics
-from app import history as hist
 from app import queries as q
 from app.online.similar import most_similar
-from app.recommend import RecommendationRequest, positive_items, recommend
+from app.recommend import RecommendationRequest, serve
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -99,20 +98,20 @@ def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCac
     the user's positive items; a user the model knows nothing of (or a unit without a model) gets
     the most popular items, then the untouched ones."""
     req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top", exclude_positive=True)
-    answer = recommend(conn, tenant, cache, models, req, request_id, log=log, local_candidates=local_candidates)
+    answer, candidates, liked = serve(conn, tenant, cache, models, req, request_id, log=log,
+                                      local_candidates=local_candidates)
     fallback = answer["fallback"] or ""
     if "no_history" not in fallback and "no_model" not in fallback:
         return [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
-    candidates = cand.resolve(conn, tenant, cache, local_candidates, units).items
-    liked = positive_items(conn, tenant, user_id, hist.recent(conn, tenant, cache, user_id)[0], candidates)
-    ranked = [(i, s) for i, s in popular(conn, tenant, cache, units, n + len(liked)) if i not in liked]
+    ranked = [(i, s) for i, s in popular(conn, tenant, cache, candidates, units, n + len(liked)) if i not in liked]
     chosen = {i for i, _ in ranked}
     return (ranked + [(i["item_id"], 0.0) for i in answer["items"] if i["item_id"] not in chosen])[:n]
 
 
-def popular(conn: Connection, tenant: str, cache: Cache, units: list[str], n: int) -> list[tuple[str, float]]:
-    """The n active items under `units` with the most positive engagements (all time), shared
-    through Redis for POPULAR_TTL_S seconds."""
+def popular(conn: Connection, tenant: str, cache: Cache, items: list[str], units: list[str], n: int
+            ) -> list[tuple[str, float]]:
+    """The n active items among `items` (those under `units`) with the most positive engagements
+    (all time), shared through Redis for POPULAR_TTL_S seconds under the units."""
     key = cache.key("popular", tenant, hashlib.sha1(json.dumps([sorted(set(units)), n]).encode()).hexdigest())
     try:
         raw = cache.client.get(key)
@@ -122,7 +121,6 @@ def popular(conn: Connection, tenant: str, cache: Cache, units: list[str], n: in
     except (redis.RedisError, OSError) as exc:
         log.warning("popularity cache unavailable: %s", exc)
     metrics.CACHE_REQUESTS.labels("popular", "miss").inc()
-    items = cand.items_under(conn, tenant, cache, units)[0]
     rows = q.fetch_all(conn, "popular_items", tenant=tenant, all_items=False, item_ids=items, n=n)
     answer = [(r["item_id"], float(r["score"])) for r in rows]
     try:

@@ -25,7 +25,7 @@ from app.api.recommendations import _candidates, _models
 from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
 from app.api.spec import documented
 from app.db import DatabaseUnavailable
-from app.errors import InputError, NotFound
+from app.errors import InputError, NotFound, UnknownIds
 
 log = logging.getLogger("adaptrec.totara")
 bp = Blueprint("totara", __name__)
@@ -99,7 +99,7 @@ def _arg(parse, name: str, *args):
         raise InputError(str(exc), [{"field": name, "message": str(exc)}]) from None
 
 
-def _tenant(conn) -> str:
+def _tenant() -> str:
     tenant = str(_arg(totara.parse_id, "tenant", "tenant"))
     settings = current_app.extensions["adaptrec.tenants"].settings(tenant, get_conn)
     if not (settings or {}).get("totara"):   # only tenants Totara's export filled: never a platform's own
@@ -140,14 +140,15 @@ def user_items():
     user = str(_arg(totara.parse_id, "totara_user_id", "totara_user_id"))
     component = _arg(totara.parse_item_type, "item_type")
     n = _n_items()
+    tenant = _tenant()
     conn = get_conn()
-    with conn:
-        tenant = _tenant(conn)
-        unit = totara.COMPONENT_UNIT + component
-        if not q.fetch_all(conn, "existing_units", tenant=tenant, ids=[unit]):
-            return totara.items_body([])  # the tenant has no item of this type
-        ranked = related.user_top_items(conn, tenant, get_cache(), _models(), user, [unit], n, request_id(),
-                                        local_candidates=_candidates())
+    try:
+        with conn:
+            ranked = related.user_top_items(conn, tenant, get_cache(), _models(), user,
+                                            [totara.COMPONENT_UNIT + component], n, request_id(),
+                                            local_candidates=_candidates())
+    except UnknownIds:
+        return totara.items_body([])  # the tenant has no item of this type (no unit for it)
     return totara.items_body(_numbered(ranked, component)[:n])
 
 
@@ -163,13 +164,13 @@ def user_items():
             unprocessable={**_BAD, "totara_item_id": "must be a component name followed by a number"})
 def similar_items():
     item_id = request.args.get("totara_item_id")
-    component, number = _arg(totara.split_item_id, "totara_item_id") if item_id is not None else (None, None)
     if item_id is None:
         raise InputError("totara_item_id is required, e.g. engage_article12", [{"field": "totara_item_id"}])
+    component, number = _arg(totara.split_item_id, "totara_item_id")
     n = _n_items()
+    tenant = _tenant()
     conn = get_conn()
     with conn:
-        tenant = _tenant(conn)
         names = [item_id] + ([totara.join_item_id("engage_microlearning", number)]
                              if component == "engage_article" else [])
         for name in names:

@@ -82,20 +82,14 @@ def _fit_hybrid_warp(data: EngagementData, X: sp.csr_matrix, config: WarpConfig,
                      params={"warp": asdict(config), "weight": 1.0})
 
 
-def cold_user_shifts(user_vectors: np.ndarray, user_features, ridge: float = 10.0) -> dict | None:
-    """How each metadata token (lang:fr, occupation:writer, ...; not ids, not text) moves a user's
-    vector from the mean: ridge regression of the users' folded-in vectors on their 0/1 tokens
-    (app.online.metadata.fit_metadata_prior, as the practice models' prior). The service scores a
-    user without positives with mean + the shifts of their tokens. None without tokens."""
-    if user_features is None:
-        return None
-    columns = [c for c, name in enumerate(user_features.names) if not name.startswith(("id:", "text:"))]
-    if not columns:
-        return None
-    indicators = (user_features.matrix[:, columns] > 0).toarray().astype(np.float64)
+def cold_user_shifts(user_vectors: np.ndarray, tokens: tuple[list[str], np.ndarray], ridge: float = 10.0) -> dict:
+    """How each metadata token (lang:fr, occupation:writer, ...; `tokens`: features.token_indicators
+    of the users) moves a user's vector from the mean: ridge regression of the users' folded-in
+    vectors on their 0/1 tokens (app.online.metadata.fit_metadata_prior, as the practice models'
+    prior). The service scores a user without positives with mean + the shifts of their tokens."""
+    names, indicators = tokens
     shifts = fit_metadata_prior(user_vectors.astype(np.float64), indicators, ridge)
-    return {"tokens": [user_features.names[c] for c in columns], "shifts": shifts.round(6).tolist(),
-            "mean": user_vectors.mean(axis=0).round(6).tolist()}
+    return {"tokens": names, "shifts": shifts.round(6).tolist(), "mean": user_vectors.mean(axis=0).round(6).tolist()}
 
 
 COLD_RIDGES = (1.0, 10.0, 100.0, 1000.0)
@@ -110,7 +104,8 @@ def choose_cold_users(model: TopNModel, data: EngagementData, X: sp.csr_matrix, 
     when its best ridge beats popularity's precision@k by two standard errors of the paired per-user
     difference: a tie, or a gain within noise, leaves those users to popularity. None without
     metadata tokens."""
-    if cold_user_shifts(np.zeros((len(data.user_ids), 1)), data.user_features) is None:
+    tokens = features.token_indicators(data.user_features, len(data.user_ids))
+    if tokens is None:
         return None
     active = np.flatnonzero(np.diff(X.indptr) > 0)
     rng = np.random.default_rng(seed + 2)
@@ -121,10 +116,7 @@ def choose_cold_users(model: TopNModel, data: EngagementData, X: sp.csr_matrix, 
     held, nothing = X[cold], sp.csr_matrix((int(cold.sum()), X.shape[1]), dtype=X.dtype)
     popularity = np.asarray(X[known].sum(axis=0)).ravel().astype(np.float64)
     base = evaluate(np.tile(popularity, (held.shape[0], 1)), nothing, held, k)
-    tried = []
-    names = data.user_features.names
-    columns = [c for c, name in enumerate(names) if not name.startswith(("id:", "text:"))]
-    indicators = (data.user_features.matrix[:, columns] > 0).toarray().astype(np.float64)
+    tried, indicators = [], tokens[1]
     base_hits = _hits(np.tile(popularity, (held.shape[0], 1)), held, k)
     best = None
     for ridge in COLD_RIDGES:
@@ -227,6 +219,7 @@ def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refi
     # The population prior over [user vector, bias]: folded-in vectors of every known user.
     uv = fold_in(X_all, model.item_vectors, model.item_biases, model.foldin_reg)
     if cold and cold["used"]:
-        model.user_tokens = cold_user_shifts(uv, data.user_features, ridge=cold["ridge"])
+        model.user_tokens = cold_user_shifts(uv, features.token_indicators(data.user_features, len(data.user_ids)),
+                                             ridge=cold["ridge"])
     mean, cov = prior_from_users(uv, np.zeros(len(uv)))
     return EngagementResult(model, mean, cov, params, metrics, search, time.perf_counter() - started)

@@ -92,3 +92,20 @@ def user_features(users: list[dict], mode: str) -> FeatureSet:
     """users: dicts with user_id and attrs."""
     return build_features([u["user_id"] for u in users], [u.get("attrs") or {} for u in users], mode,
                           texts=[_text(u.get("attrs")) for u in users])
+
+
+def token_columns(features: FeatureSet, n_ids: int) -> list[int]:
+    """The columns of a hybrid feature set that are metadata tokens: after the `n_ids` identity
+    features, without the TF-IDF text."""
+    return [k for k, name in enumerate(features.names) if k >= n_ids and not name.startswith("text:")]
+
+
+def token_indicators(features: FeatureSet | None, n_ids: int) -> tuple[list[str], np.ndarray] | None:
+    """The rows' categorical metadata tokens (no ids, no text) as 0/1 indicators (n_rows, T), with
+    their names; None in mf mode or when no row has any."""
+    if features is None:
+        return None
+    cols = token_columns(features, n_ids)
+    if not cols:
+        return None
+    return [features.names[k] for k in cols], (features.matrix[:, cols] > 0).toarray().astype(np.float64)

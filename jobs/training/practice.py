@@ -19,7 +19,7 @@ from app.online.metadata import fit_metadata_prior
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
-from jobs.training.features import FeatureSet
+from jobs.training.features import FeatureSet, token_columns, token_indicators
 from jobs.training.irt import ABILITY_SD, fit_1pl
 from jobs.training.metrics import probability_metrics
 from jobs.training.retry import fit_retry_calibration, last_outcomes
@@ -389,12 +389,6 @@ def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarra
     return dict(SKILL_TERMS[best]), table, replays[best]
 
 
-def token_columns(features: FeatureSet, n_ids: int) -> list[int]:
-    """The columns of a hybrid feature set that are metadata tokens: after the `n_ids` identity
-    features, without the TF-IDF text."""
-    return [k for k, name in enumerate(features.names) if k >= n_ids and not name.startswith("text:")]
-
-
 def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
     """The metadata tokens' embeddings of a hybrid embedding model (ids and text left out), for the
     service to build a vector for an item that joined the catalogue after this training."""
@@ -410,13 +404,7 @@ def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
 def metadata_indicators(data: PracticeData) -> tuple[list[str], np.ndarray] | None:
     """The learners' categorical metadata tokens (the hybrid modes' user features, without ids and
     text) as 0/1 indicators (n_users, T); None in mf mode or when no learner has any."""
-    features = data.user_features
-    if features is None:
-        return None
-    cols = token_columns(features, len(data.user_ids))
-    if not cols:
-        return None
-    return [features.names[k] for k in cols], (features.matrix[:, cols] > 0).toarray().astype(np.float64)
+    return token_indicators(data.user_features, len(data.user_ids))
 
 
 def metadata_shifts(fitted: FittedModel, indicators: np.ndarray, users: np.ndarray) -> np.ndarray:
