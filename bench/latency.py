@@ -3,35 +3,46 @@
 1. Setup (skipped with --url): a scratch database on the configured (or embedded) servers; the
    ASSISTments 2009 attempts imported; the root unit `assistments` trained (practice model,
    TrainConfig(max_trials=1): one hyperparameter trial, for speed; the serving cost does not
-   depend on the trial count). A unit `bench-5k` of 5,000 of the root's items is created as a
-   child of `assistments` (so the root model, the nearest unit above, serves it): every item
-   attempted by a few real learners with at least 200 attempts, filled up with the most
-   attempted other items. Those learners (the ones whose attempt count is nearest above 200)
-   are the recommendation users: the live fit uses their 200 most recent attempts.
-2. The service: the same gunicorn command `adaptrec serve` builds (2 sync workers, access log
-   to a file), started as a separate process on a free port with OPENBLAS_NUM_THREADS=1 and
-   OMP_NUM_THREADS=1 (BLAS threads would make 2 workers fight over 2 cores), a Redis key prefix
-   of its own; then /readyz is awaited.
+   depend on the trial count). A unit `bench-5k` of the 5,000 most attempted items is created
+   as a child of `assistments` (so the root model, the nearest unit above, serves it). The
+   learners of the mix (bench/request_mix.py): 10,000 by default, every real learner plus copies
+   of real histories, 5 % with no history; histories of 0 to 500 attempts, most short, a tail at
+   the cap. MovieLens 100K is imported as tenant `movies` and trained: the top-N phase's data.
+   The in-process floor: the live fit + scores of the 5,000 candidates on histories of the mix.
+2. The service: the same gunicorn command `adaptrec serve` builds (workers, worker class and
+   access log as configured there, logs to a file), started as a separate process on a free
+   port with OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1 (BLAS threads would make 2 workers
+   fight over 2 cores), a Redis key prefix of its own; then /readyz is awaited and every
+   learner's history is cached in Redis.
 3. The load: a SEPARATE process (multiprocessing, spawn) sends requests open-loop at a fixed
    rate: request i is scheduled at start + i / rate and its latency is measured from that
    scheduled time, not from when it was actually sent (no coordinated omission); a pool of
-   client threads, each with its own http.client connection (keep-alive is asked for, but
-   gunicorn's sync worker closes every connection, so each request pays a localhost connect).
-   Phases, each after a short unmeasured warm-up at the same rate:
-     recommend      POST /v1/recommendations {user_id, units: [bench-5k], n: 10}, the users rotating
+   client threads, each with its own http.client connection, kept alive between requests as a
+   backend's connection pool does (when the server keeps it open), or a new connection per
+   request in the `_new_connection` phases. Phases, each after a short unmeasured warm-up:
+     recommend      POST /v1/recommendations {user_id, units: [bench-5k], n: 10, strategy: target},
+                    a learner of the mix drawn uniformly; 20 % of requests (--miss) first delete
+                    that learner's history from Redis, so the service reads it from Postgres
+     recommend_new_connection   the same, a new connection per request
+     topn           GET /v1/users/{id}/recommendations?units=movielens&n=10 on tenant `movies`
+                    (the engagement model's top-N), MovieLens users, 20 % evicted likewise
      ingest_single  POST /v1/interactions, one attempt of a synthetic learner on a bench-5k item
      ingest_batch   POST /v1/interactions, {"interactions": [100 attempts]} (--batch-rate, default 20/s)
      similar        GET /v1/items/{id}/similar?n=10 for random bench-5k items
-     healthz        GET /healthz (extra, --no-baseline skips it): the HTTP stack's and client's own cost
+     healthz, healthz_new_connection   GET /healthz: the HTTP stack's own cost (--no-baseline skips)
    then a search for the highest recommend rate whose p99 stays under 25 ms without errors
    (--search-start, --search-step: 200, 300, 400, ... until a step fails; the highest passing).
    Each measured phase also reports the CPU time per request of the gunicorn workers, of the
    Postgres backends of the scratch database and of the Redis server (from /proc), and of the
    load generator itself.
 4. The resident memory (VmRSS) of each gunicorn worker at the end.
-5. One JSON object (printed, and written to --json).
+5. One JSON object (printed, and written to --json), with `ratios` (the service over its floors)
+   and `targets`.
 
-Targets: recommendations p50 <= 5 ms and p99 <= 25 ms at 200 requests/s; under 300 MB per worker.
+Targets (issue 13): recommendations p50 <= 3 ms and p99 <= 15 ms at 400 requests/s; highest rate
+with p99 < 25 ms >= 500/s; worker CPU per recommendation <= 2 ms; and within the same run:
+recommendation p50 <= 1.3 x /healthz p50, worker CPU <= 2 x the in-process fit + score, /healthz
+<= 0.5 ms of worker CPU, highest rate >= 2 x --before-max-rate; under 300 MB per worker.
 """
 from __future__ import annotations
 
@@ -70,10 +81,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
 UNIT_ID = "bench-5k"
 UNIT_ITEMS = 5000
-HISTORY = 200
 P99_LIMIT_MS = 25.0
-TARGETS = {"recommend_p50_ms": 5.0, "recommend_p99_ms": 25.0, "worker_rss_mb": 300.0}
-PHASES = ("recommend", "ingest_single", "ingest_batch", "similar")
+TARGETS = {"recommend_p50_ms": 3.0, "recommend_p99_ms": 15.0, "max_rps": 500.0, "worker_cpu_ms": 2.0,
+           "healthz_worker_cpu_ms": 0.5, "worker_rss_mb": 300.0}
+PHASES = ("recommend", "recommend_new_connection", "topn", "ingest_single", "ingest_batch", "similar")
+BASELINES = ("healthz", "healthz_new_connection")
+DEFAULT_MOVIELENS = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k"
 
 
 # ---- pure helpers (tested in tests/test_latency_bench.py) -------------------------------------
@@ -173,9 +186,24 @@ class Requests:
 
 
 # ---- the load generator (runs in its own process) ----------------------------------------------
-def drive(base_url: str, key: str, phase: str, rate: float, seconds: float, users: list[str], items: list[str],
-          unit: str, run: str, threads: int = 64, timeout_s: float = 10.0, tag: str = "") -> dict:
-    """Open-loop load: `rate` requests per second for `seconds`; returns the phase summary."""
+def _maker(phase: str, spec: dict):
+    """The request builder of `phase`, built in the load process from plain data (`spec`)."""
+    mix = spec.get("mix")
+    if mix is not None and phase in ("recommend", "topn"):
+        from bench.request_mix import Evictor, MixRequests
+
+        evict = Evictor(mix["redis_url"], mix["redis_prefix"]) if mix.get("redis_url") else None
+        learners = mix["learners"] if phase == "recommend" else mix["topn_learners"]
+        unit = spec["unit"] if phase == "recommend" else mix["topn_unit"]
+        tenant = mix["tenant"] if phase == "recommend" else mix["topn_tenant"]
+        return MixRequests(phase, learners, unit, tenant, mix["miss"], evict, seed=spec.get("seed", 0))
+    return Requests(phase, spec["users"], spec["items"], spec["unit"], spec["run"])
+
+
+def drive(base_url: str, key: str, phase: str, rate: float, seconds: float, spec: dict, threads: int = 64,
+          timeout_s: float = 10.0, tag: str = "", keepalive: bool = True) -> dict:
+    """Open-loop load: `rate` requests per second for `seconds`; returns the phase summary.
+    `spec`: users, items, unit, run, and `mix` (bench.request_mix) for the recommend/topn phases."""
     from bench.load import open_loop
 
     latencies, lags, errors, error_kinds = [], [], [0], {}
@@ -193,11 +221,16 @@ def drive(base_url: str, key: str, phase: str, rate: float, seconds: float, user
                 errors[0] += 1
                 error_kinds[o.what] = error_kinds.get(o.what, 0) + 1
 
-    start = open_loop(base_url, key, send_times(rate, seconds), Requests(phase, users, items, unit, f"{run}{tag}"),
-                      record, threads, timeout_s)
+    make = _maker(phase, {**spec, "run": f"{spec['run']}{tag}"})
+    headers = {"X-Adaptrec-Tenant": spec["mix"]["topn_tenant"]} if phase == "topn" else None
+    start = open_loop(base_url, key, send_times(rate, seconds), make, record, threads, timeout_s,
+                      keepalive=keepalive, headers=headers)
     elapsed = max(last_done[0] - start, seconds) if (latencies or errors[0]) else seconds
     out = summarise(latencies, errors[0], elapsed, rate, lags)
     out["seconds"] = seconds
+    out["connection"] = "keep-alive" if keepalive else "new per request"
+    if getattr(make, "misses", None) is not None and out["requests"]:
+        out["history_not_in_redis"] = round(make.misses / out["requests"], 3)
     done_requests = out["requests"]
     if done_requests:
         out["client_cpu_ms_per_request"] = round((time.process_time() - cpu0) * 1000.0 / done_requests, 3)
@@ -210,13 +243,15 @@ def _drive_in_child(kwargs: dict) -> dict:
     return drive(**kwargs)
 
 
-# ---- setup: data, model, the 5k unit ---------------------------------------------------------
-def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
-    """Import, train the root, build the 5k unit; returns the users and items of the benchmark."""
+# ---- setup: data, models, the 5k unit, the learners --------------------------------------------
+def prepare(conn, url: str, data: Path, movielens: Path | None, learners: int, new_share: float, say) -> dict:
+    """Import, train the root, build the 5k unit and the learners of the mix; MovieLens as the
+    tenant of the top-N phase. Returns what the phases need."""
     from app import catalog
     from app import queries as q
     from app.records import Unit
     from app.tenants import DEFAULT
+    from bench.request_mix import TOPN_TENANT, TOPN_UNIT, build_learners, history_lengths
     from jobs.importers import run_import
     from jobs.train import TrainConfig, run_training
 
@@ -232,61 +267,78 @@ def prepare(conn, url: str, data: Path, n_users: int, say) -> dict:
         raise RuntimeError(f"training the root unit failed: {root}")
     say(f"trained `assistments` (max_trials=1) in {train_s:.1f} s")
 
-    with conn.cursor() as cur:
-        # learners with at least HISTORY attempts, those nearest above HISTORY first
-        cur.execute("""SELECT user_id, count(*) FROM interactions WHERE kind = 'attempt' AND outcome IS NOT NULL
-                       GROUP BY user_id HAVING count(*) >= %s ORDER BY count(*), user_id LIMIT %s""",
-                    (HISTORY, n_users))
-        users = [(r[0], r[1]) for r in cur.fetchall()]
-        cur.execute("SELECT DISTINCT item_id FROM interactions WHERE user_id = ANY(%s)", ([u for u, _ in users],))
-        theirs = sorted(r[0] for r in cur.fetchall())
-        cur.execute("""SELECT i.item_id FROM items i LEFT JOIN interactions x ON x.item_id = i.item_id
-                       WHERE i.active GROUP BY i.item_id ORDER BY count(x.id) DESC, i.item_id""")
-        popular = [r[0] for r in cur.fetchall()]
-    chosen = set(theirs)
-    items = list(theirs)
-    for item_id in popular:
-        if len(items) >= UNIT_ITEMS:
-            break
-        if item_id not in chosen:
-            chosen.add(item_id)
-            items.append(item_id)
+    with conn.cursor() as cur:  # the most attempted items: the ones learners' histories touch most
+        cur.execute("""SELECT i.item_id FROM items i LEFT JOIN interactions x ON x.tenant = i.tenant
+                       AND x.item_id = i.item_id WHERE i.tenant = %s AND i.active
+                       GROUP BY i.item_id ORDER BY count(x.id) DESC, i.item_id LIMIT %s""", (DEFAULT, UNIT_ITEMS))
+        items = [r[0] for r in cur.fetchall()]
     catalog.upsert_units(conn, DEFAULT, [Unit(unit_id=UNIT_ID, name="latency benchmark: 5,000 items", items=items)])
     q.execute(conn, "insert_children", tenant=DEFAULT, parents=["assistments"], children=[UNIT_ID])
     conn.commit()
-    say(f"unit {UNIT_ID}: {len(items)} items ({len(theirs)} attempted by {len(users)} learners with "
-        f"{', '.join(str(c) for _, c in users)} attempts), child of `assistments`")
-    return {"users": [u for u, _ in users], "user_attempts": [c for _, c in users], "items": items,
-            "import_seconds": round(import_s, 1), "train_seconds": round(train_s, 1),
-            "model_auc": (root.metrics or {}).get("model", {}).get("auc")}
+    new = round(learners * new_share)
+    t0 = time.perf_counter()
+    mix = build_learners(conn, DEFAULT, learners - new, new)
+    lengths = history_lengths(conn, DEFAULT, mix)
+    say(f"unit {UNIT_ID}: {len(items)} items, child of `assistments`; {len(mix)} learners "
+        f"({time.perf_counter() - t0:.1f} s): {lengths}")
+    out = {"users": mix[:5], "learners": mix, "history_lengths": lengths, "items": items,
+           "import_seconds": round(import_s, 1), "train_seconds": round(train_s, 1),
+           "model_auc": (root.metrics or {}).get("model", {}).get("auc"), "topn_learners": []}
+    if movielens is not None:
+        t0 = time.perf_counter()
+        run_import(conn, "movielens", [movielens], progress=False, tenant=TOPN_TENANT)
+        report = run_training(url, TrainConfig(tenant=TOPN_TENANT, max_trials=1), units=[TOPN_UNIT], progress=False)
+        outcome = next((o for o in report.outcomes if o.unit_id == TOPN_UNIT), None)
+        if outcome is None or outcome.status != "activated":
+            raise RuntimeError(f"training MovieLens failed: {outcome}")
+        with conn.cursor() as cur:
+            cur.execute("SELECT user_id FROM users WHERE tenant = %s ORDER BY user_id", (TOPN_TENANT,))
+            out["topn_learners"] = [r[0] for r in cur.fetchall()]
+        conn.rollback()
+        out["topn_setup_seconds"] = round(time.perf_counter() - t0, 1)
+        say(f"tenant {TOPN_TENANT}: MovieLens imported and `{TOPN_UNIT}` trained in {out['topn_setup_seconds']} s "
+            f"({len(out['topn_learners'])} users)")
+    return out
 
 
 # ---- the run ----------------------------------------------------------------------------------
-def run_phases(args, base: str, key: str, users: list[str], items: list[str], unit: str, say,
-               meter: CpuMeter | None = None) -> dict:
-    run = uuid.uuid4().hex[:8]
-    common = {"base_url": base, "key": key, "users": users, "items": items, "unit": unit, "run": run,
-              "threads": args.threads}
-    rates = {"recommend": args.rate, "ingest_single": args.rate, "ingest_batch": args.batch_rate,
-             "similar": args.rate}
+PHASE_SPECS = {  # phase: (requests of, keep-alive)
+    "recommend": ("recommend", True),
+    "recommend_new_connection": ("recommend", False),
+    "topn": ("topn", True),
+    "ingest_single": ("ingest_single", True),
+    "ingest_batch": ("ingest_batch", True),
+    "similar": ("similar", True),
+    "healthz": ("healthz", True),
+    "healthz_new_connection": ("healthz", False),
+}
+
+
+def run_phases(args, base: str, key: str, spec: dict, say, meter: CpuMeter | None = None) -> dict:
+    spec = {**spec, "run": uuid.uuid4().hex[:8]}
+    common = {"base_url": base, "key": key, "spec": spec, "threads": args.threads}
+    names = [p for p in PHASES if p != "topn" or spec.get("mix", {}).get("topn_learners")]
+    if args.baseline:
+        names += list(BASELINES)
     results: dict = {}
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
         def phase(name: str, rate: float, seconds: float, tag: str, measure_cpu: bool = False) -> dict:
+            requests_of, keepalive = PHASE_SPECS[name]
             if meter and measure_cpu:
                 meter.start()
-            out = ex.submit(_drive_in_child, {**common, "phase": name, "rate": rate, "seconds": seconds,
-                                              "tag": tag}).result()
+            out = ex.submit(_drive_in_child, {**common, "phase": requests_of, "rate": rate, "seconds": seconds,
+                                              "tag": tag, "keepalive": keepalive}).result()
             if meter and measure_cpu and out["requests"]:
                 used = meter.stop()
                 out["server_cpu_ms_per_request"] = {k: round(v * 1000.0 / out["requests"], 2) for k, v in used.items()}
             return out
 
-        rates["healthz"] = args.rate
-        for name in PHASES + (("healthz",) if args.baseline else ()):
+        for name in names:
+            rate = args.batch_rate if name == "ingest_batch" else args.rate
             if args.warmup > 0:
-                phase(name, rates[name], args.warmup, f"w-{name}")
-            results[name] = phase(name, rates[name], args.seconds, f"m-{name}", measure_cpu=True)
-            say(f"{name} at {rates[name]}/s: {json.dumps(results[name])}")
+                phase(name, rate, args.warmup, f"w-{name}")
+            results[name] = phase(name, rate, args.seconds, f"m-{name}", measure_cpu=True)
+            say(f"{name} at {rate}/s: {json.dumps(results[name])}")
 
         if args.search_limit >= args.search_start:
             def measure(rate: float) -> dict:
@@ -305,12 +357,58 @@ def run_phases(args, base: str, key: str, users: list[str], items: list[str], un
     return results
 
 
+def _worker_cpu(phase: dict | None) -> float | None:
+    return ((phase or {}).get("server_cpu_ms_per_request") or {}).get("gunicorn_workers")
+
+
+def targets(result: dict, before_max_rate: float | None = None) -> dict:
+    """Every target of the request path (absolute, and as ratios within this run); None: not measured."""
+    rec, health = result.get("recommend") or {}, result.get("healthz") or {}
+    floor = (result.get("floor") or {}).get("mean_ms")
+    cpu, health_cpu = _worker_cpu(rec), _worker_cpu(health)
+    best = result.get("max_rps_p99_under_25ms")
+
+    def check(value, limit, higher=False):
+        if value is None or limit is None:
+            return None
+        return value >= limit if higher else value <= limit
+
+    return {
+        "recommend_p50_ms<=3": check(rec.get("p50_ms"), TARGETS["recommend_p50_ms"]),
+        "recommend_p99_ms<=15": check(rec.get("p99_ms"), TARGETS["recommend_p99_ms"]),
+        "max_rps_p99_under_25ms>=500": check(best, TARGETS["max_rps"], higher=True),
+        "worker_cpu_ms_per_recommendation<=2": check(cpu, TARGETS["worker_cpu_ms"]),
+        "recommend_p50<=1.3x_healthz_p50": check(rec.get("p50_ms"),
+                                                  1.3 * health["p50_ms"] if health.get("p50_ms") else None),
+        "worker_cpu<=2x_in_process_fit_score": check(cpu, 2 * floor if floor else None),
+        "healthz_worker_cpu_ms<=0.5": check(health_cpu, TARGETS["healthz_worker_cpu_ms"]),
+        "max_rps>=2x_before": check(best, 2 * before_max_rate if before_max_rate else None, higher=True),
+        "worker_rss_mb<300": check(result.get("worker_rss_max_mb"), TARGETS["worker_rss_mb"]),
+    }
+
+
+def ratios(result: dict) -> dict:
+    """The service beside its floors: HTTP alone (/healthz) and the numbers alone (in-process fit + score)."""
+    rec, health = result.get("recommend") or {}, result.get("healthz") or {}
+    floor = (result.get("floor") or {}).get("mean_ms")
+    cpu = _worker_cpu(rec)
+    out = {}
+    if rec.get("p50_ms") and health.get("p50_ms"):
+        out["recommend_p50/healthz_p50"] = round(rec["p50_ms"] / health["p50_ms"], 2)
+    if cpu and floor:
+        out["worker_cpu/in_process_fit_score"] = round(cpu / floor, 2)
+    if cpu and _worker_cpu(health):
+        out["worker_cpu_recommend-healthz_ms"] = round(cpu - _worker_cpu(health), 2)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each phase (default 3)")
-    parser.add_argument("--rate", type=float, default=200.0, help="requests/s of recommend, ingest_single, similar")
+    parser.add_argument("--rate", type=float, default=400.0, help="requests/s of every phase but ingest_batch "
+                                                                   "(default 400)")
     parser.add_argument("--batch-rate", type=float, default=20.0, help="requests/s of ingest_batch (100 events each)")
     parser.add_argument("--search-start", type=float, default=200.0)
     parser.add_argument("--search-step", type=float, default=100.0)
@@ -318,18 +416,28 @@ def main(argv=None) -> int:
     parser.add_argument("--search-seconds", type=float, default=None,
                         help="seconds per search step (default --seconds)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the extra GET /healthz phase (the HTTP stack's own cost, for comparison)")
+                        help="skip the /healthz phases (the HTTP stack's own cost, for comparison)")
     parser.add_argument("--gunicorn-args", default="",
                         help="extra gunicorn arguments, for experiments (e.g. \"--worker-class gthread --threads 2\")")
     parser.add_argument("--threads", type=int, default=64, help="client threads of the load process")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--users", type=int, default=5, help="recommendation users (learners with >= 200 attempts)")
+    parser.add_argument("--learners", type=int, default=10_000, help="learners of the mix (default 10,000)")
+    parser.add_argument("--new-share", type=float, default=0.05, help="share of learners with no history (0.05)")
+    parser.add_argument("--miss", type=float, default=0.2,
+                        help="share of recommendations whose history is first evicted from Redis (0.2)")
+    parser.add_argument("--floor-samples", type=int, default=2000, help="histories of the in-process floor")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ASSISTments attempts file")
+    parser.add_argument("--movielens", type=Path, default=DEFAULT_MOVIELENS,
+                        help="MovieLens 100K folder: the tenant of the top-N phase")
+    parser.add_argument("--no-topn", dest="topn", action="store_false", help="skip the top-N (engagement) phase")
+    parser.add_argument("--before-max-rate", type=float,
+                        help="the highest passing rate of the code before a change, measured the same day: "
+                             "the target is twice that")
     parser.add_argument("--settle-load", type=float, default=0.6,
                         help="before measuring, wait for the 1-minute load to drop below this (default 0.6)")
     parser.add_argument("--settle-max", type=float, default=180.0,
                         help="... for at most this many seconds (0: do not wait)")
-    parser.add_argument("--url", help="benchmark a running service instead (no setup)")
+    parser.add_argument("--url", help="benchmark a running service instead (no setup, no history evictions)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--unit", default=UNIT_ID, help="with --url: the unit to ask for")
     parser.add_argument("--user", action="append", default=[], help="with --url: a user with a history (repeatable)")
@@ -341,6 +449,10 @@ def main(argv=None) -> int:
         parser.error("--url needs --key and at least one --user")
     if not args.url and not args.data.exists():
         parser.error(f"{args.data}: no such file")
+    if not args.url and args.topn and not (args.movielens / "u.data").exists():
+        parser.error(f"{args.movielens}: no MovieLens 100K folder (u.data); give --movielens DIR or --no-topn")
+    if not 0 <= args.miss <= 1 or not 0 <= args.new_share < 1:
+        parser.error("--miss must be in [0, 1] and --new-share in [0, 1)")
 
     def say(message: str) -> None:
         print(f"bench.latency: {message}", file=sys.stderr, flush=True)
@@ -354,21 +466,31 @@ def main(argv=None) -> int:
             if status != 200 or not body.get("items"):
                 raise SystemExit(f"bench.latency: GET /v1/units/{unit}: {status} {body}")
             items = body["items"]
+            mix = {"learners": users, "miss": 0.0, "tenant": "default", "topn_learners": []}
         else:
             from app.config import Settings
             from app.embedded import servers_for
+            from app.tenants import DEFAULT
+            from bench.request_mix import TOPN_TENANT, TOPN_UNIT, in_process_floor, warm_histories
             from harness.databases import connected_scratch_database, scratch_redis_prefix
             from harness.service import running_service
 
             settings = stack.enter_context(servers_for(Settings.from_env()))
             url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
-            prepared = prepare(conn, url, args.data, args.users, say)
+            prepared = prepare(conn, url, args.data, args.movielens if args.topn else None, args.learners,
+                               args.new_share, say)
             users, items, unit = prepared["users"], prepared["items"], UNIT_ID
-            result["setup"] = {k: prepared[k]
-                               for k in ("import_seconds", "train_seconds", "model_auc", "user_attempts")}
+            result["setup"] = {k: prepared.get(k) for k in ("import_seconds", "train_seconds", "model_auc",
+                                                            "history_lengths", "topn_setup_seconds")}
             result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
+            say(f"in-process floor on {args.floor_samples} histories of the mix ...")
+            result["floor"] = in_process_floor(url, DEFAULT, UNIT_ID, prepared["learners"], args.floor_samples)
+            say(f"floor: {result['floor']}")
             key = "bench-" + uuid.uuid4().hex
             prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))
+            mix = {"learners": prepared["learners"], "miss": args.miss, "tenant": DEFAULT,
+                   "redis_url": settings.redis_url, "redis_prefix": prefix,
+                   "topn_learners": prepared["topn_learners"], "topn_tenant": TOPN_TENANT, "topn_unit": TOPN_UNIT}
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-latency-")))
             service = stack.enter_context(running_service(
                 url, settings.redis_url, key, tmp / "gunicorn.log", redis_prefix=prefix, workers=args.workers,
@@ -380,36 +502,39 @@ def main(argv=None) -> int:
             result["service"] = {"command": " ".join(["python"] + shown[1:]) + " (cli.serve.gunicorn_command; "
                                             "JSON logs to a file)",
                                  "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
-                                 "worker_class": "sync (gunicorn's default; closes each connection)"
-                                 if "worker-class" not in args.gunicorn_args else args.gunicorn_args}
+                                 "gunicorn_args": args.gunicorn_args or None}
             say(f"gunicorn ready on {base} (pid {master_pid})")
+            warmed = warm_histories(url, settings.redis_url, prefix, DEFAULT, prepared["learners"])
+            if prepared["topn_learners"]:
+                warmed += warm_histories(url, settings.redis_url, prefix, TOPN_TENANT, prepared["topn_learners"])
+            say(f"histories of every learner cached in Redis in {warmed:.1f} s")
 
         status, answer = http_json(base, key, "POST", "/v1/recommendations",
                                    {"user_id": users[0], "units": [unit], "n": 10})
         if status != 200:
             raise SystemExit(f"bench.latency: the first recommendation failed: {status} {answer}")
         result["candidates"] = answer["candidates"]
-        result["history_rows"] = answer["history_rows"]
         result["model_unit"] = (answer.get("model") or {}).get("unit_id")
-        result["fallback"] = answer.get("fallback")
-        result["users"] = len(users)
-        say(f"first answer: {answer['candidates']} candidates, {answer['history_rows']} history rows, "
-            f"model of {result['model_unit']}, fallback {answer.get('fallback')}")
+        result["learners"] = len(mix["learners"])
+        result["history_not_in_redis"] = mix["miss"]
+        say(f"first answer: {answer['candidates']} candidates, model of {result['model_unit']}")
 
         result["load_before"] = settle(args.settle_load, args.settle_max, say) if args.settle_max > 0 else loadavg()
-        result["rates"] = {"recommend": args.rate, "ingest_single": args.rate,
-                           "ingest_batch": f"{args.batch_rate} requests/s x 100 events", "similar": args.rate}
+        result["rates"] = {"every phase but ingest_batch": args.rate,
+                           "ingest_batch": f"{args.batch_rate} requests/s x 100 events"}
         result["method"] = (f"open-loop, latency from the scheduled send time; {args.threads} client threads in a "
                             f"separate process; {args.warmup} s unmeasured warm-up per phase; "
-                            f"{args.seconds} s measured per phase, {args.search_seconds} s per search step")
+                            f"{args.seconds} s measured per phase, {args.search_seconds} s per search step; "
+                            f"recommend/topn: a learner drawn uniformly, {args.miss:.0%} of requests first evict "
+                            f"the learner's history from Redis; the search uses keep-alive connections")
         meter = None
         if master_pid and not args.url:
             dbname = urlsplit(url).path.lstrip("/")
             meter = CpuMeter({"gunicorn_workers": lambda: child_pids(master_pid),
                               "postgres_backends": lambda: pids_matching("postgres:", dbname),
                               "redis": lambda: redis_pids(settings.redis_url)})
-        phases = run_phases(args, base, key, users, items, unit, say, meter)
-        result.update(phases)
+        spec = {"users": users, "items": items, "unit": unit, "mix": mix}
+        result.update(run_phases(args, base, key, spec, say, meter))
         result["load_after"] = loadavg()
         if master_pid:
             workers = child_pids(master_pid)
@@ -419,13 +544,8 @@ def main(argv=None) -> int:
             result["master_rss_mb"] = proc_rss_mb(master_pid)
         else:
             result["worker_rss_mb"] = None
-        rec = result["recommend"]
-        result["targets"] = {
-            "recommend_p50_ms<=5": rec["p50_ms"] is not None and rec["p50_ms"] <= TARGETS["recommend_p50_ms"],
-            "recommend_p99_ms<=25": rec["p99_ms"] is not None and rec["p99_ms"] <= TARGETS["recommend_p99_ms"],
-            "worker_rss_mb<300": (result.get("worker_rss_max_mb") or 0) < TARGETS["worker_rss_mb"]
-            if result.get("worker_rss_mb") else None,
-        }
+        result["ratios"] = ratios(result)
+        result["targets"] = targets(result, args.before_max_rate)
     emit(result, args.json)
     return 0
 

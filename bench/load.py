@@ -53,16 +53,20 @@ def send_times(rate: float, seconds: float) -> list[float]:
 
 
 def open_loop(base_url: str, key: str | None, offsets: list[float], make, record, threads: int = 64,
-              timeout_s: float = 10.0, start: float | None = None, sign=None) -> float:
+              timeout_s: float = 10.0, start: float | None = None, sign=None, keepalive: bool = True,
+              headers: dict | None = None) -> float:
     """Send request i (`make(i)` -> (method, path, body bytes or None)) at start + offsets[i] and
     call `record(Outcome)` when it is answered; `make` and `record` are called from the client
     threads. `start` is a perf_counter time (default: 0.2 s from now, to let the threads get
     going). `key`: the API key (None: no Authorization header); `sign()`: more headers made at the
-    moment each request is sent (Totara's time-stamped signature). Returns `start`; returns when
-    every request is answered."""
+    moment each request is sent (Totara's time-stamped signature); `headers`: sent with every request.
+    `keepalive`: each client reuses its connection (as a backend's connection pool does) when the
+    server keeps it open; False: a new connection per request (`Connection: close`). Returns
+    `start`; returns when every request is answered."""
     parts = urlsplit(base_url)
     host, port = parts.hostname, parts.port or 80
-    headers_base = {"Connection": "keep-alive", **({"Authorization": f"Bearer {key}"} if key else {})}
+    headers_base = {"Connection": "keep-alive" if keepalive else "close",
+                    **({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
     counter = itertools.count()
     start = time.perf_counter() + 0.2 if start is None else start
 
@@ -90,7 +94,7 @@ def open_loop(base_url: str, key: str | None, offsets: list[float], make, record
                     resp = conn.getresponse()
                     payload = resp.read()
                     status = resp.status
-                    if resp.will_close:
+                    if resp.will_close or not keepalive:
                         conn.close()
                 except (OSError, http.client.HTTPException) as exc:
                     problem = type(exc).__name__

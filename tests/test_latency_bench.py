@@ -9,11 +9,14 @@ import pytest
 from bench.latency import (
     Requests,
     passes,
+    ratios,
     scheduled_latency,
     search_max_rate,
     summarise,
+    targets,
 )
 from bench.load import send_times
+from bench.request_mix import MixRequests
 from harness.measure import percentile
 
 
@@ -105,3 +108,37 @@ def test_requests_of_each_phase():
     assert method == "GET" and body is None and path.endswith("/similar?n=10")
     with pytest.raises(ValueError):
         make("nope")(0)
+
+
+def test_mix_requests_draw_learners_and_evict_the_asked_share():
+    evicted = []
+    make = MixRequests("recommend", [f"u{i}" for i in range(50)], "bench-5k", "default", miss=0.2,
+                       evict=lambda tenant, user: evicted.append((tenant, user)), seed=3)
+    bodies = [json.loads(make(i)[2]) for i in range(2000)]
+    assert {b["strategy"] for b in bodies} == {"target"} and {b["units"][0] for b in bodies} == {"bench-5k"}
+    assert len({b["user_id"] for b in bodies}) == 50
+    assert 0.17 < len(evicted) / 2000 < 0.23 and make.misses == len(evicted)
+    assert {t for t, _ in evicted} == {"default"}
+    again = MixRequests("recommend", [f"u{i}" for i in range(50)], "bench-5k", "default", seed=3)
+    assert [json.loads(again(i)[2]) for i in range(2000)] == bodies  # deterministic by seed
+    method, path, body = MixRequests("topn", ["a b"], "movielens", "movies", miss=0.0)(0)
+    assert (method, body) == ("GET", None) and path == "/v1/users/a b/recommendations?units=movielens&n=10"
+    with pytest.raises(ValueError):
+        MixRequests("nope", ["u"], "x", "default")
+
+
+def test_targets_hold_as_absolutes_and_as_ratios_of_the_same_run():
+    run = {"recommend": {"p50_ms": 2.5, "p99_ms": 12.0, "server_cpu_ms_per_request": {"gunicorn_workers": 1.5}},
+           "healthz": {"p50_ms": 2.0, "server_cpu_ms_per_request": {"gunicorn_workers": 0.4}},
+           "floor": {"mean_ms": 0.8}, "max_rps_p99_under_25ms": 600, "worker_rss_max_mb": 200}
+    got = targets(run, before_max_rate=250)
+    assert all(got.values()), got
+    assert ratios(run) == {"recommend_p50/healthz_p50": 1.25, "worker_cpu/in_process_fit_score": 1.88,
+                           "worker_cpu_recommend-healthz_ms": 1.1}
+    slow = {**run, "recommend": {"p50_ms": 2.7, "p99_ms": 16.0, "server_cpu_ms_per_request": {"gunicorn_workers": 1.7}},
+            "max_rps_p99_under_25ms": 450}
+    got = targets(slow, before_max_rate=250)
+    assert got["recommend_p99_ms<=15"] is False and got["recommend_p50<=1.3x_healthz_p50"] is False
+    assert got["worker_cpu<=2x_in_process_fit_score"] is False and got["max_rps>=2x_before"] is False
+    assert got["max_rps_p99_under_25ms>=500"] is False and got["recommend_p50_ms<=3"] is True
+    assert targets({})["recommend_p50_ms<=3"] is None and targets(run)["max_rps>=2x_before"] is None
