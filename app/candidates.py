@@ -3,8 +3,10 @@ SQL), cached under the catalogue version, so any change to items or the hierarch
 import, psql: a trigger bumps the version) makes cached lists unreachable.
 
 Two levels: each worker keeps recent lists in memory (with the item -> position map the
-strategies need), and Redis shares them between workers and restarts. Reading the version is
-one indexed single-row query per request.
+strategies need), and Redis shares them between workers and restarts. Each worker reads a
+tenant's version at most once per VERSION_TTL_S (an indexed single-row query), so a change
+made anywhere (another worker, an import, psql) is seen by every worker within a second, and a
+change made through this worker's own API at once (CandidateCache.forget_version).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600
 LOCAL_MAX = 256
+VERSION_TTL_S = 1.0
 
 
 @dataclass
@@ -43,9 +47,25 @@ class Candidates:
 class CandidateCache:
     """Per-worker memory of recent candidate lists, keyed by (tenant, catalogue version, units)."""
 
-    def __init__(self):
+    def __init__(self, version_ttl_s: float = VERSION_TTL_S):
         self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._versions: dict[str, tuple[float, int]] = {}   # tenant -> (read at, catalogue version)
+        self.version_ttl_s = version_ttl_s
         self._lock = threading.Lock()
+
+    def version(self, conn: Connection, tenant: str) -> int:
+        """The tenant's catalogue version, read from Postgres at most once per version_ttl_s."""
+        now = time.monotonic()
+        known = self._versions.get(tenant)
+        if known is not None and now - known[0] < self.version_ttl_s:
+            return known[1]
+        version = catalog_version(conn, tenant)
+        self._versions[tenant] = (now, version)
+        return version
+
+    def forget_version(self, tenant: str) -> None:
+        """This worker changed the tenant's catalogue: read the version again on the next request."""
+        self._versions.pop(tenant, None)
 
     def get(self, key: tuple) -> Candidates | None:
         with self._lock:
@@ -77,7 +97,7 @@ def check_units(conn: Connection, tenant: str, unit_ids: list[str]) -> None:
 def resolve(conn: Connection, tenant: str, cache: Cache, local: CandidateCache | None,
             unit_ids: list[str]) -> Candidates:
     """The candidates under `unit_ids`; UnknownIds if a unit does not exist."""
-    version = catalog_version(conn, tenant)
+    version = local.version(conn, tenant) if local is not None else catalog_version(conn, tenant)
     units = tuple(sorted(set(unit_ids)))
     key = (tenant, version, units)
     found = local.get(key) if local is not None else None

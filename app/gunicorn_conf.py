@@ -57,3 +57,10 @@ def child_exit(server, worker):
 def on_exit(server):
     if _created_dir:
         shutil.rmtree(_created_dir, ignore_errors=True)
+
+
+def worker_exit(server, worker):
+    """A worker stopping gracefully writes its buffered recommendation log rows first."""
+    from app import recommendation_log
+
+    recommendation_log.close_all()

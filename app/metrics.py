@@ -40,6 +40,9 @@ AUTH_FAILURES = Counter("adaptrec_auth_failures_total", "Refused requests by rea
 RATE_LIMITED = Counter("adaptrec_rate_limited_total", "Requests refused with 429, by key id", ["key_id"])
 RATE_UNCHECKED = Counter("adaptrec_rate_limit_unchecked_total",
                          "Requests let through without a rate check because Redis did not answer")
+RECOMMENDATION_LOG_ROWS = Counter(
+    "adaptrec_recommendation_log_rows_total", "Rows of the recommendation log by result (written; dropped: "
+    "the buffer overflowed while Postgres was down, or Postgres refused them)", ["result"])
 DATABASE_UNAVAILABLE = Counter("adaptrec_database_unavailable_total", "Requests answered 503: Postgres did not answer")
 
 

@@ -1,6 +1,6 @@
 """Models held in each worker's memory: loading one is a single read, but the request path
-should not pay even that. Which model is active is re-checked after a few seconds, so an
-activation by the nightly job is picked up without a restart."""
+should not pay even that. Which model is active is re-checked after ACTIVE_TTL_S, so an
+activation by the nightly job is seen by every worker within a second, without a restart."""
 from __future__ import annotations
 
 import threading
@@ -15,7 +15,7 @@ from app.online.scoring import ServingModel
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-ACTIVE_TTL_S = 5.0
+ACTIVE_TTL_S = 1.0
 MAX_MODELS = 32
 
 

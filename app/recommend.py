@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from app.cache import Cache
     from app.model_cache import ModelCache
+    from app.recommendation_log import RecommendationLog
 
 
 @dataclass
@@ -190,14 +191,17 @@ class Served(NamedTuple):
 
 
 def recommend(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: RecommendationRequest,
-              request_id: str, now: datetime | None = None, log: bool = True, local_candidates=None) -> dict:
+              request_id: str, now: datetime | None = None, log: RecommendationLog | None = None,
+              local_candidates=None) -> dict:
     return serve(conn, tenant, cache, models, req, request_id, now, log, local_candidates).answer
 
 
 def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: RecommendationRequest,
-          request_id: str, now: datetime | None = None, log: bool = True, local_candidates=None) -> Served:
+          request_id: str, now: datetime | None = None, log: RecommendationLog | None = None,
+          local_candidates=None) -> Served:
     """`recommend`, and what it learned on the way that a caller building on the answer needs
-    (app.related.user_top_items), so it is not read twice."""
+    (app.related.user_top_items), so it is not read twice. `log`: where the answer's row goes
+    (written off the request path); None: not logged."""
     now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, tenant, req)
     explore = bool(params.pop("explore", False))
@@ -269,12 +273,12 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
         "candidates": len(items),
         "explored": explore and model is not None and model.objective == "practice",
     }
-    if log:
-        q.execute(conn, "insert_recommendation_log", tenant=tenant, request_id=request_id, user_id=req.user_id,
-                  units=list(req.units), experiment=answer["experiment"], variant=answer["variant"],
-                  strategy=strategy.name, model_id=model.model_id if model else None, fallback=answer["fallback"],
-                  history_rows=history_rows, item_ids=[a["item_id"] for a in answer_items],
-                  scores=[float(scores[i]) for i in chosen])
+    if log is not None:
+        log.add({"tenant": tenant, "request_id": request_id, "user_id": req.user_id, "units": list(req.units),
+                 "experiment": answer["experiment"], "variant": answer["variant"], "strategy": strategy.name,
+                 "model_id": model.model_id if model else None, "fallback": answer["fallback"],
+                 "history_rows": history_rows, "item_ids": [a["item_id"] for a in answer_items],
+                 "scores": [float(scores[i]) for i in chosen]})
     return Served(answer, items, liked)
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from app.cache import Cache
     from app.model_cache import ModelCache
+    from app.recommendation_log import RecommendationLog
 
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
@@ -93,7 +94,8 @@ POPULAR_TTL_S = 300   # the cold-start answer moves slowly: one query per tenant
 
 
 def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
-                   n: int, request_id: str, log: bool = True, local_candidates=None) -> list[tuple[str, float]]:
+                   n: int, request_id: str, log: RecommendationLog | None = None,
+                   local_candidates=None) -> list[tuple[str, float]]:
     """Totara's personalised top-N (GET /user-items, the legacy i2u file): the top strategy without
     the user's positive items; a user the model knows nothing of (or a unit without a model) gets
     the most popular items, then the untouched ones."""

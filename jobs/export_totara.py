@@ -43,8 +43,7 @@ def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = Non
         for user in users:
             if not roots:
                 break
-            top = related.user_top_items(conn, tenant, cache, models, user, roots, n, f"export-{uuid.uuid4().hex}",
-                                         log=False)
+            top = related.user_top_items(conn, tenant, cache, models, user, roots, n, f"export-{uuid.uuid4().hex}")
             i2u += [(user, item, score) for item, score in top]
         i2i = []
         for item in items:

@@ -37,14 +37,23 @@ FROM interactions
 WHERE tenant = :tenant AND item_id = ANY(:item_ids) AND kind = 'attempt'
 GROUP BY item_id;
 
--- name: insert_recommendation_log
--- Record one answer. The row is for analysis, not an acknowledged write: its transaction commits
--- without waiting for the WAL flush (both statements go in one round trip).
+-- name: insert_recommendation_logs
+-- Record buffered answers (app/recommendation_log.py): :rows is a JSON array of objects with the
+-- columns below, created_at the time of the answer. Rows of a tenant removed meanwhile are skipped.
+-- Not an acknowledged write: the transaction commits without waiting for the WAL flush.
 SET LOCAL synchronous_commit = off;
 INSERT INTO recommendation_log (tenant, request_id, user_id, units, experiment, variant, strategy, model_id, fallback,
-                                history_rows, item_ids, scores)
-VALUES (:tenant, :request_id, :user_id, :units, :experiment, :variant, :strategy, :model_id, :fallback, :history_rows,
-        :item_ids, :scores);
+                                history_rows, item_ids, scores, created_at)
+SELECT r.tenant, r.request_id, r.user_id,
+       ARRAY(SELECT u FROM jsonb_array_elements_text(r.units) WITH ORDINALITY AS e(u, k) ORDER BY k),
+       r.experiment, r.variant, r.strategy, r.model_id, r.fallback, r.history_rows,
+       ARRAY(SELECT i FROM jsonb_array_elements_text(r.item_ids) WITH ORDINALITY AS e(i, k) ORDER BY k),
+       ARRAY(SELECT s::real FROM jsonb_array_elements_text(r.scores) WITH ORDINALITY AS e(s, k) ORDER BY k),
+       r.created_at
+FROM jsonb_to_recordset(:rows::jsonb) AS r(tenant text, request_id text, user_id text, units jsonb, experiment text,
+                                           variant text, strategy text, model_id bigint, fallback text,
+                                           history_rows integer, item_ids jsonb, scores jsonb, created_at timestamptz)
+WHERE r.tenant IN (SELECT tenant FROM tenants);
 
 -- name: trending
 -- Most-interacted active items in the last :days days before :now, each event weighted by

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import numpy as np
 import psycopg2
@@ -183,18 +185,30 @@ def test_experiment_routes_learners_to_named_variants_stably(api, served_db):
     assert stopped["variant"] is None
 
 
-def test_every_answer_is_logged(api, served_db):
+def test_every_answer_is_logged_within_a_second_at_the_time_it_was_given(api, served_db):
     user, unit = fresh_user(), a_section(served_db)
-    r = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 4},
-                 headers={"X-Request-Id": "req-123"})
-    assert r.json["request_id"] == "req-123"
     conn = psycopg2.connect(served_db)
+    conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute("SELECT item_ids, scores, strategy, fallback FROM recommendation_log WHERE request_id = 'req-123'")
-        items, scores, strategy, fallback = cur.fetchone()
+        cur.execute("SELECT now()")
+        before = cur.fetchone()[0]
+        r = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 4},
+                     headers={"X-Request-Id": "req-123"})
+        answered = time.monotonic()
+        assert r.json["request_id"] == "req-123"
+        row = None
+        while row is None and time.monotonic() - answered < 3:  # written off the request path
+            cur.execute("SELECT item_ids, scores, strategy, fallback, created_at, clock_timestamp() "
+                        "FROM recommendation_log WHERE request_id = 'req-123'")
+            row = cur.fetchone()
+            time.sleep(0.02)
+        waited = time.monotonic() - answered
     conn.close()
+    assert row is not None and waited < 1.5, f"the answer's row took {waited:.2f} s to be written"
+    items, scores, strategy, fallback, created_at, _ = row
     assert items == [it["item_id"] for it in r.json["items"]] and strategy == "target" and fallback == "no_history"
     assert np.allclose(scores, [it["p"] for it in r.json["items"]], atol=1e-5)
+    assert before <= created_at <= before + timedelta(seconds=1)  # when it was answered, not written
 
 
 def test_a_catalogue_change_reaches_the_next_answer(api, served_db):

@@ -11,7 +11,6 @@ from flask import current_app, g, request
 from app import metrics
 from app.api.context import get_conn
 from app.api.errors import problem
-from app.ratelimit import check_rate
 from app.tenants import DEFAULT, TENANT_HEADER
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
@@ -46,7 +45,7 @@ def check_api_key():
                                          f"{request.method} {request.url_rule.rule} needs '{scope}'")
     settings = current_app.config["ADAPTREC_SETTINGS"]
     limit = principal.rate_limit_per_s or settings.rate_limit_per_s
-    decision = check_rate(current_app.extensions["adaptrec.cache"], principal.key_id, limit)
+    decision = current_app.extensions["adaptrec.rate_limiter"].check(principal.key_id, limit)
     if not decision.checked:
         metrics.RATE_UNCHECKED.inc()
     if not decision.allowed:

@@ -1,7 +1,7 @@
 """Catalogue endpoints: users, items and units (with their children and items)."""
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, current_app, request
 
 from app import catalog
 from app.api.context import current_tenant, get_conn
@@ -16,6 +16,15 @@ _ITEM_RULES = {"units": "every unit an item names must exist"}
 _UNIT_RULES = {"children": "every child must be an existing unit (or one of the same batch), not the unit itself, "
                            "and the hierarchy must stay acyclic",
                "items": "every item named must exist"}
+
+
+@bp.after_request
+def _seen_at_once(response):
+    """After a write through this worker (committed by now), its next request reads the catalogue
+    version again instead of waiting up to a second (app.candidates.VERSION_TTL_S)."""
+    if request.method != "GET" and response.status_code < 400:
+        current_app.extensions["adaptrec.candidates"].forget_version(current_tenant())
+    return response
 
 
 def _path_param(name: str) -> dict:

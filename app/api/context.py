@@ -19,3 +19,8 @@ def current_tenant() -> str:
 
 def get_cache():
     return current_app.extensions["adaptrec.cache"]
+
+
+def get_recommendation_log():
+    """This worker's buffer of answers, written to Postgres off the request path."""
+    return current_app.extensions["adaptrec.recommendation_log"]

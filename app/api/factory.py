@@ -18,6 +18,8 @@ from app.config import Settings
 from app.db import ConnectionPool
 from app.keys import Keyring
 from app.model_cache import ModelCache
+from app.ratelimit import RateLimiter
+from app.recommendation_log import RecommendationLog
 from app.tenants import TenantDirectory
 
 
@@ -32,10 +34,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["ADAPTREC_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    app.extensions["adaptrec.pool"] = ConnectionPool(
+    pool = app.extensions["adaptrec.pool"] = ConnectionPool(
         settings.database_url, maxconn=settings.db_pool_max,
         connect_timeout=settings.db_connect_timeout_s, statement_timeout_ms=settings.statement_timeout_ms)
-    app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
+    app.extensions["adaptrec.recommendation_log"] = RecommendationLog(pool.connection)
+    cache = app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
+    app.extensions["adaptrec.rate_limiter"] = RateLimiter(cache)
     app.extensions["adaptrec.models"] = ModelCache()
     app.extensions["adaptrec.candidates"] = CandidateCache()
     app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=settings.key_cache_s)

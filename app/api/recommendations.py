@@ -5,7 +5,7 @@ from flask import Blueprint, current_app
 
 from app import queries as q
 from app import related, strategies
-from app.api.context import current_tenant, get_cache, get_conn
+from app.api.context import current_tenant, get_cache, get_conn, get_recommendation_log
 from app.api.observe import request_id
 from app.api.query import ids_arg, int_arg
 from app.api.schemas import (
@@ -63,7 +63,7 @@ def post_recommendations():
     conn = get_conn()
     with conn:
         return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
-                         local_candidates=_candidates())
+                         log=get_recommendation_log(), local_candidates=_candidates())
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -83,7 +83,7 @@ def get_user_recommendations(user_id: str):
                              [{"field": "units", "message": "no units to recommend from"}])
         req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
         return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
-                         local_candidates=_candidates())
+                         log=get_recommendation_log(), local_candidates=_candidates())
 
 
 @bp.get("/v1/items/<item_id>/similar")

@@ -19,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from app import queries as q
 from app import related, totara
-from app.api.context import get_cache, get_conn
+from app.api.context import get_cache, get_conn, get_recommendation_log
 from app.api.observe import request_id
 from app.api.recommendations import _candidates, _models
 from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
@@ -146,7 +146,7 @@ def user_items():
         with conn:
             ranked = related.user_top_items(conn, tenant, get_cache(), _models(), user,
                                             [totara.COMPONENT_UNIT + component], n, request_id(),
-                                            local_candidates=_candidates())
+                                            log=get_recommendation_log(), local_candidates=_candidates())
     except UnknownIds:
         return totara.items_body([])  # the tenant has no item of this type (no unit for it)
     return totara.items_body(_numbered(ranked, component)[:n])
