@@ -79,11 +79,12 @@ class Answer:
     retry_after: str | None = None
 
 
-def call(stack: Stack, method: str, path: str, body=None, timeout: float = 10) -> Answer:
+def call(stack: Stack | Service, method: str, path: str, body=None, timeout: float = 10,
+         headers: dict | None = None) -> Answer:
     """One request on a fresh connection (closed afterwards); raises OSError / HTTPException
     when the connection breaks (as it does when the worker dies)."""
     conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=timeout)
-    headers = {"Authorization": f"Bearer {API_KEY}"}
+    headers = {"Authorization": f"Bearer {API_KEY}", **(headers or {})}
     data = None
     if body is not None:
         data = json.dumps(body).encode()
