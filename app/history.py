@@ -45,13 +45,16 @@ class Event(NamedTuple):
 
 
 def _encode(e: Event) -> str:
+    """A cache entry: [item_id, kind, outcome, value, occurred_at (ISO 8601)], the same JSON
+    Postgres writes for a miss (query user_recent_interactions)."""
     return json.dumps([e.item_id, e.kind, e.outcome, e.value, e.occurred_at.isoformat()])
 
 
-def _decode_all(raw: list[bytes]) -> list[Event]:
+def _decode_all(raw: list[bytes] | list[str]) -> list[Event]:
     """Decode a cached list in one json.loads (one call per entry cost ~1 ms per request)."""
     fromiso = datetime.fromisoformat
-    return [Event(i, k, o, v, fromiso(at)) for i, k, o, v, at in json.loads(b"[" + b",".join(raw) + b"]")]
+    joined = (b"[" + b",".join(raw) + b"]") if raw and isinstance(raw[0], bytes) else "[" + ",".join(raw) + "]"
+    return [Event(i, k, o, v, fromiso(at)) for i, k, o, v, at in json.loads(joined)]
 
 
 def _keys(cache: Cache, tenant: str, user_id: str) -> tuple[str, str]:
@@ -73,24 +76,31 @@ def recent(conn: Connection, tenant: str, cache: Cache, user_id: str, limit: int
     except (redis.RedisError, OSError) as exc:
         log.warning("history cache unavailable: %s", exc)
         return _from_postgres(conn, tenant, user_id, limit), "unavailable"
-    events = _from_postgres(conn, tenant, user_id, limit)
-    _fill(cache, list_key, gen_key, events)
-    return events, "postgres"
+    entries = _entries(conn, tenant, user_id, limit)
+    _fill(cache, list_key, gen_key, entries)
+    return _decode_all(entries), "postgres"
+
+
+def _entries(conn: Connection, tenant: str, user_id: str, limit: int) -> list[str]:
+    """The user's recent interactions from Postgres, already encoded as cache entries (no row
+    objects built, nothing encoded here: a miss on a long history stays cheap)."""
+    with conn.cursor() as cur:
+        cur.execute(q.sql("user_recent_interactions"), {"tenant": tenant, "user_id": user_id, "limit": limit})
+        return [r[0] for r in cur.fetchall()]
 
 
 def _from_postgres(conn: Connection, tenant: str, user_id: str, limit: int) -> list[Event]:
-    rows = q.fetch_all(conn, "user_recent_interactions", tenant=tenant, user_id=user_id, limit=limit)
-    return [Event(r["item_id"], r["kind"], r["outcome"], r["value"], r["occurred_at"]) for r in rows]
+    return _decode_all(_entries(conn, tenant, user_id, limit))
 
 
-def _fill(cache: Cache, list_key: str, gen_key: str, events: list[Event]) -> None:
+def _fill(cache: Cache, list_key: str, gen_key: str, entries: list[str]) -> None:
     try:
         with cache.client.pipeline() as pipe:
             pipe.watch(gen_key)
             pipe.multi()
             pipe.delete(list_key)
-            if events:
-                pipe.rpush(list_key, *[_encode(e) for e in events[:KEEP]])
+            if entries:
+                pipe.rpush(list_key, *entries[:KEEP])
                 pipe.expire(list_key, TTL_S)
             else:  # remember "no history" too, so new learners do not hit Postgres every time
                 pipe.set(list_key + ":empty", 1, ex=TTL_S)

@@ -28,6 +28,7 @@ import psycopg2
 
 from app import metrics
 from app import queries as q
+from app.db import DatabaseUnavailable
 
 log = logging.getLogger("adaptrec.recommendation_log")
 FLUSH_INTERVAL_S = 0.5    # with the write itself, a crash loses at most one second of rows
@@ -93,7 +94,7 @@ class RecommendationLog:
             try:
                 with self._connection() as conn, conn:
                     written = q.execute(conn, "insert_recommendation_logs", rows=json.dumps(rows))
-            except (psycopg2.OperationalError, psycopg2.InterfaceError, OSError) as exc:
+            except (DatabaseUnavailable, psycopg2.OperationalError, psycopg2.InterfaceError, OSError) as exc:
                 self._requeue(rows, exc)
                 return 0
             except Exception as exc:  # e.g. bad data: never retried forever
@@ -127,6 +128,9 @@ class RecommendationLog:
         if thread is not None and thread.is_alive() and thread is not threading.current_thread():
             thread.join(timeout=5)
         self.flush()
+        left = self.pending()
+        if left:
+            log.error("%d recommendation log rows not written at exit: Postgres did not answer", left)
 
 
 def close_all() -> None:

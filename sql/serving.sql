@@ -23,8 +23,9 @@ ORDER BY min(a.depth), m.unit_id
 LIMIT 1;
 
 -- name: user_recent_interactions
--- The user's most recent :limit interactions, newest first (the history cache's source).
-SELECT item_id, kind, outcome, value, occurred_at
+-- The user's most recent :limit interactions, newest first (the history cache's source), each as
+-- the cache's entry: the JSON array [item_id, kind, outcome, value, occurred_at] (app/history.py).
+SELECT json_build_array(item_id, kind, outcome, value, occurred_at)::text AS entry
 FROM interactions
 WHERE tenant = :tenant AND user_id = :user_id
 ORDER BY occurred_at DESC, id DESC

@@ -110,13 +110,13 @@ def settings(db_url, servers, redis_prefix):
 
 @pytest.fixture
 def app(settings, conn):
+    from app.api.factory import close as close_app
     from app.api.factory import create_app
 
     application = create_app(settings)
     application.config["TESTING"] = True
     yield application
-    application.extensions["adaptrec.pool"].closeall()
-    application.extensions["adaptrec.cache"].close()
+    close_app(application)
 
 
 @pytest.fixture

@@ -143,6 +143,7 @@ def cold_db(servers):
 
 @pytest.fixture
 def cold_api(cold_db, settings):
+    from app.api.factory import close as close_app
     from app.api.factory import create_app
     from tests.conftest import TEST_API_KEY
 
@@ -151,8 +152,7 @@ def cold_api(cold_db, settings):
     headers = {"Authorization": f"Bearer {TEST_API_KEY}"}
     yield SimpleNamespace(post=lambda path, body: client.post(path, json=body, headers=headers),
                           put=lambda path, body: client.put(path, json=body, headers=headers))
-    application.extensions["adaptrec.pool"].closeall()
-    application.extensions["adaptrec.cache"].close()
+    close_app(application)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from app.api.factory import close as close_app
 from app.api.factory import create_app
 
 
@@ -21,8 +22,7 @@ def app_without_postgres(settings):
 def app_without_redis(settings, conn):
     app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
     yield app
-    app.extensions["adaptrec.pool"].closeall()
-    app.extensions["adaptrec.cache"].close()
+    close_app(app)
 
 
 def test_postgres_down_is_a_fast_503_problem(app_without_postgres, auth):

@@ -11,6 +11,7 @@ import numpy as np
 import psycopg2
 import pytest
 
+from app.api.factory import close as close_app
 from app.api.factory import create_app
 from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo
@@ -36,8 +37,7 @@ def served_db(servers):
 def rec_app(served_db, settings):
     application = create_app(replace(settings, database_url=served_db))
     yield application
-    application.extensions["adaptrec.pool"].closeall()
-    application.extensions["adaptrec.cache"].close()
+    close_app(application)
 
 
 @pytest.fixture
@@ -233,8 +233,7 @@ def test_redis_down_still_serves_from_postgres(served_db, settings, auth):
     ingest = client.post("/v1/interactions", json={"user_id": "demo.u0001", "item_id": r.json["items"][0]["item_id"],
                                                     "outcome": 1}, headers=auth)
     assert ingest.status_code == 201
-    app.extensions["adaptrec.pool"].closeall()
-    app.extensions["adaptrec.cache"].close()
+    close_app(app)
 
 
 @pytest.mark.parametrize("body, status, fragment", [
@@ -328,8 +327,7 @@ def serve_stored(served_db, settings, conn, model_id: int, calls, **columns):
         return calls(lambda path, body: client.post(path, json=body,
                                                     headers={"Authorization": f"Bearer {TEST_API_KEY}"}).json)
     finally:
-        application.extensions["adaptrec.pool"].closeall()
-        application.extensions["adaptrec.cache"].close()
+        close_app(application)
 
 
 def test_the_service_applies_the_stored_half_life_and_retry_terms(served_db, settings):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 from app import keys
+from app.api.factory import close as close_app
 from app.api.factory import create_app
 from cli.main import main as cli_main
 
@@ -16,8 +17,7 @@ def keyed_app(settings, conn):
     """The app with no key cache, so a revocation shows at once (the default is seconds)."""
     application = create_app(replace(settings, key_cache_s=0.0))
     yield application
-    application.extensions["adaptrec.pool"].closeall()
-    application.extensions["adaptrec.cache"].close()
+    close_app(application)
 
 
 def new_key(conn, scopes, rate_limit=None, name="tester"):
@@ -95,8 +95,7 @@ def test_revocation_reaches_a_caching_worker_within_its_cache_time(settings, con
         time.sleep(1.1)
         assert client.get("/v1/experiments", headers=bearer(key)).status_code == 401
     finally:
-        application.extensions["adaptrec.pool"].closeall()
-        application.extensions["adaptrec.cache"].close()
+        close_app(application)
 
 
 @pytest.mark.parametrize("presented", [
@@ -153,8 +152,7 @@ def test_the_default_limit_applies_to_keys_without_their_own(settings, conn):
         statuses = [client.get("/v1/experiments", headers=bearer(key)).status_code for _ in range(8)]
         assert 429 in statuses
     finally:
-        application.extensions["adaptrec.pool"].closeall()
-        application.extensions["adaptrec.cache"].close()
+        close_app(application)
 
 
 def test_redis_down_lets_requests_through_unlimited(settings, conn):
@@ -165,8 +163,7 @@ def test_redis_down_lets_requests_through_unlimited(settings, conn):
         assert [client.get("/v1/experiments", headers=bearer(key)).status_code for _ in range(3)] == [200] * 3
         assert "adaptrec_rate_limit_unchecked_total" in client.get("/metrics").text
     finally:
-        application.extensions["adaptrec.pool"].closeall()
-        application.extensions["adaptrec.cache"].close()
+        close_app(application)
 
 
 def test_openapi_names_each_operations_scope_and_the_gate_answers(client):

@@ -56,6 +56,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+def close(app: Flask) -> None:
+    """Release what create_app opened: write the buffered recommendation log, close the database
+    pool and the Redis client (tests, and anything else that ends an app before its process)."""
+    app.extensions["adaptrec.recommendation_log"].close()
+    app.extensions["adaptrec.pool"].closeall()
+    app.extensions["adaptrec.cache"].close()
+
+
 def register(app: Flask) -> None:
     """The gate, the error handlers and every blueprint."""
     # Ids with '/' (sent as %2F) route as one segment; see app/api/paths.py. The rule strings,
