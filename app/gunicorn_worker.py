@@ -1,4 +1,5 @@
-"""gunicorn's sync worker, answering the requests gunicorn refuses itself (a request line over
+"""gunicorn's workers (sync, and gthread: `adaptrec serve`'s default, which keeps connections
+alive), answering the requests gunicorn refuses itself (a request line over
 the limit, a malformed header, too many headers...) with application/problem+json like every
 other error, instead of gunicorn's HTML page.
 
@@ -14,6 +15,7 @@ import logging
 import uuid
 
 from gunicorn import util
+from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 access_log = logging.getLogger("adaptrec.access")
@@ -78,4 +80,9 @@ class ProblemMixin:
 
 
 class ProblemSyncWorker(ProblemMixin, SyncWorker):
-    """worker_class of app/gunicorn_conf.py."""
+    """gunicorn's sync worker (one connection per request): `--worker-class
+    app.gunicorn_worker.ProblemSyncWorker`."""
+
+
+class ProblemThreadWorker(ProblemMixin, ThreadWorker):
+    """worker_class of app/gunicorn_conf.py: gunicorn's gthread worker (keep-alive connections)."""

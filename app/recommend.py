@@ -84,9 +84,12 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.LearnerState, items: list[str]) -> None:
-    """Complete `state` with the candidates the learner touched before their cached history."""
-    for r in q.fetch_all(conn, "user_items_touched", tenant=tenant, user_id=user_id, item_ids=list(items)):
+def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.LearnerState, candidates) -> None:
+    """Complete `state` with the candidates (a container of item ids) the learner touched before
+    their cached history."""
+    for r in q.fetch_all(conn, "user_items_touched", tenant=tenant, user_id=user_id):
+        if r["item_id"] not in candidates:
+            continue
         state.last.setdefault(r["item_id"], (r["kind"], r["outcome"], r["occurred_at"]))
         if r["solved"]:
             state.solved.add(r["item_id"])
@@ -108,15 +111,14 @@ def positive(e: hist.Event) -> bool:
     return e.kind != "attempt" and e.outcome != 0 and (e.value is None or e.value > 0)
 
 
-def positive_items(conn: Connection, tenant: str, user_id: str, events: list[hist.Event],
-                   items: list[str] | None) -> set[str]:
-    """The items among `items` (None: any) the user engaged with positively: from the cached
-    history, and from Postgres too when that history is cut at its cap (a learner with a long past)."""
+def positive_items(conn: Connection, tenant: str, user_id: str, events: list[hist.Event], items) -> set[str]:
+    """The items among `items` (a container of ids; None: any) the user engaged with positively:
+    from the cached history, and from Postgres too when that history is cut at its cap (a learner
+    with a long past)."""
     liked = {e.item_id for e in events if positive(e)}
     if len(events) >= hist.KEEP:
-        liked |= {r["item_id"] for r in q.fetch_all(conn, "user_positive_items", tenant=tenant, user_id=user_id,
-                                                    all_items=items is None, item_ids=list(items or []))}
-    return liked
+        liked |= {r["item_id"] for r in q.fetch_all(conn, "user_positive_items", tenant=tenant, user_id=user_id)}
+    return liked if items is None else {i for i in liked if i in items}
 
 
 class CandidateScores(NamedTuple):
@@ -221,7 +223,7 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
     scores = np.empty(0)
     history_rows = 0
     excluded = list(dict.fromkeys(i for i in req.exclude if i in found.positions))
-    liked = positive_items(conn, tenant, req.user_id, events, items) if req.exclude_positive else set()
+    liked = positive_items(conn, tenant, req.user_id, events, found.positions) if req.exclude_positive else set()
     if liked:  # not a pass over every candidate on the /v1 path, where nothing is excluded this way
         excluded += [i for i in items if i in liked and i not in excluded]
     if len(excluded) == len(items):
@@ -248,7 +250,7 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
             scored.allowed = ~scored.mask(excluded)
         state = learner_state(events, now)
         if len(events) >= hist.KEEP:  # a long past: what the learner did before the cached window counts too
-            add_older(conn, tenant, req.user_id, state, items)
+            add_older(conn, tenant, req.user_id, state, found.positions)
         choice = strategy(scored, state, req.n, params)
         chosen = choice.positions
         if choice.fallback:

@@ -69,3 +69,66 @@ def test_assignment_is_stable_and_follows_the_weights():
     assert abs(share - 0.75) < 0.03
     other = [assign("other-exp", f"u{k}", variants)["name"] for k in range(4000)]
     assert other != first  # experiments split learners independently
+
+
+def _reference(name, s, state, n, params):
+    """The strategies as they were before ordering only a head of the candidates: a full stable
+    sort, then the same picking (the answer must not change)."""
+    from app.strategies.base import pick_diverse
+    from app.strategies.target import DEFAULTS, distance_to_target
+
+    if name == "top":
+        unseen = ~s.mask(state.last)
+        order = s.order(-s.scores)
+        chosen = pick_diverse(order[unseen[order]], s, n, float(params.get("max_similarity", 1.0)))
+        if len(chosen) == n:
+            return chosen
+        return chosen + [int(p) for p in order if p not in set(chosen)][: n - len(chosen)]
+    p = {**DEFAULTS, **params}
+    cooling = [i for i, (_, o, at) in state.last.items() if o == 0 and state.now - at < timedelta(minutes=30)]
+    eligible = ~s.mask(list(state.solved) + cooling)
+    order = s.order(distance_to_target(s.scores, float(p["target"]), p.get("band")))
+    first = order[eligible[order]]
+    chosen = pick_diverse(first, s, n, float(p["max_similarity"]))
+    if len(chosen) == n:
+        return chosen
+    rest = [int(q) for q in first if q not in set(chosen)] + [int(q) for q in order[~eligible[order]]]
+    return chosen + rest[: n - len(chosen)]
+
+
+def test_ordering_only_the_head_gives_the_answers_of_a_full_sort():
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        k = int(rng.choice([3, 40, 100, 600, 5000]))
+        ps = np.round(rng.random(k), int(rng.choice([1, 2, 6])))  # few distinct values: many ties
+        vectors = None
+        if trial % 3 == 0:  # near-duplicates to skip: vectors drawn from a few directions
+            base = rng.normal(size=(4, 8))
+            vectors = base[rng.integers(0, 4, k)] + rng.normal(scale=0.01, size=(k, 8))
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        s = scored(ps, vectors)
+        ids = s.item_ids
+        touched = rng.choice(k, size=min(k, int(rng.integers(0, k + 1))), replace=False)
+        state = LearnerState(now=NOW, solved={ids[t] for t in touched[::2]},
+                             last={ids[t]: ("attempt", int(rng.integers(0, 2)), NOW - timedelta(minutes=5))
+                                   for t in touched})
+        if trial % 4 == 1:
+            s.allowed = rng.random(k) > 0.3
+        n = int(rng.choice([1, 10, 50]))
+        for name, params in (("target", {"target": float(rng.random())}), ("target", {"band": [0.3, 0.5]}),
+                             ("top", {"max_similarity": 0.9 if vectors is not None else 1.0})):
+            if vectors is not None and name == "target":
+                params["max_similarity"] = 0.9
+            got = strategies.get(name)(s, state, n, params).positions
+            assert got == _reference(name, s, state, n, params), (trial, name, params)
+
+
+def test_smallest_first_is_the_prefix_of_a_stable_sort():
+    from app.strategies.base import smallest_first
+
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        keys = np.round(rng.random(int(rng.integers(1, 300))), 1)
+        keys[rng.random(len(keys)) < 0.1] = np.inf
+        k = int(rng.integers(0, len(keys) + 3))
+        assert smallest_first(keys, k).tolist() == np.argsort(keys, kind="stable")[:k].tolist()

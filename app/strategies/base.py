@@ -35,6 +35,14 @@ class Scored:
         order = np.argsort(keys, kind="stable")
         return order if self.allowed is None else order[self.allowed[order]]
 
+    def first(self, keys: np.ndarray, eligible: np.ndarray, k: int) -> tuple[np.ndarray, bool]:
+        """The first `k` of order(keys) that are `eligible` (exactly that prefix, without sorting
+        every candidate), and whether there may be more after them."""
+        masked = np.where(eligible if self.allowed is None else eligible & self.allowed, keys, np.inf)
+        head = smallest_first(masked, k)
+        finite = np.isfinite(masked[head])
+        return head[finite], bool(finite.all()) and len(head) == k
+
     def mask(self, item_ids) -> np.ndarray:
         """Boolean (k,) mask of the candidates among `item_ids` (usually a learner's few items)."""
         out = np.zeros(len(self.item_ids), dtype=bool)
@@ -102,6 +110,24 @@ def get(name: str) -> Strategy:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(name) from None
+
+
+def smallest_first(keys: np.ndarray, k: int) -> np.ndarray:
+    """np.argsort(keys, kind="stable")[:k], in O(len) instead of a full sort: the k-th smallest
+    key bounds the positions that can be in the prefix (ties at it included, in position order)."""
+    if k >= len(keys):
+        return np.argsort(keys, kind="stable")
+    if k <= 0:
+        return np.empty(0, dtype=np.intp)
+    kth = np.partition(keys, k - 1)[k - 1]
+    near = np.flatnonzero(keys <= kth)
+    return near[np.argsort(keys[near], kind="stable")[:k]]
+
+
+def head_size(n: int) -> int:
+    """Candidates put in order before picking n (room for near-duplicates skipped on the way);
+    a strategy that runs out falls back to ordering them all."""
+    return max(4 * n, n + 64)
 
 
 def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
