@@ -22,7 +22,13 @@ _SECRETS = (
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
+# Anything any pattern could match contains one of these; most lines contain none (one search).
+_MAYBE_SECRET = re.compile(r"(?i)bearer|basic|:[^@\s]*@|ar_[0-9a-f]{12}_|password")
+
+
 def redact(text: str) -> str:
+    if not _MAYBE_SECRET.search(text):
+        return text
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text

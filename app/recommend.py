@@ -84,15 +84,16 @@ def learner_state(events: list[hist.Event], now: datetime) -> strategies.Learner
     return state
 
 
-def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.LearnerState, candidates) -> None:
+def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.LearnerState, candidates,
+              until: datetime) -> None:
     """Complete `state` with the candidates (a container of item ids) the learner touched before
-    their cached history."""
-    for r in q.fetch_all(conn, "user_items_touched", tenant=tenant, user_id=user_id):
-        if r["item_id"] not in candidates:
-            continue
-        state.last.setdefault(r["item_id"], (r["kind"], r["outcome"], r["occurred_at"]))
-        if r["solved"]:
-            state.solved.add(r["item_id"])
+    their cached history, which starts at `until` (its oldest event)."""
+    for item_id, kind, outcome, occurred_at, solved in q.fetch_tuples(conn, "user_items_touched", tenant=tenant,
+                                                                      user_id=user_id, until=until):
+        if item_id in candidates:
+            state.last.setdefault(item_id, (kind, outcome, occurred_at))
+            if solved:
+                state.solved.add(item_id)
 
 
 def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilities: bool) -> np.ndarray:
@@ -250,7 +251,7 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
             scored.allowed = ~scored.mask(excluded)
         state = learner_state(events, now)
         if len(events) >= hist.KEEP:  # a long past: what the learner did before the cached window counts too
-            add_older(conn, tenant, req.user_id, state, found.positions)
+            add_older(conn, tenant, req.user_id, state, found.positions, events[-1].occurred_at)
         choice = strategy(scored, state, req.n, params)
         chosen = choice.positions
         if choice.fallback:

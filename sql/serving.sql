@@ -129,10 +129,11 @@ WHERE tenant = :tenant AND user_id = :user_id
   AND kind <> 'attempt' AND coalesce(outcome, 1) = 1 AND coalesce(value, 1) > 0;
 
 -- name: user_items_touched
--- Per item the user :user_id touched: their last interaction (kind, outcome, time) and whether
--- they ever solved it, over their whole history. Not filtered by candidates (see user_positive_items).
+-- Per item the user :user_id touched at or before :until (where their cached history starts):
+-- the last interaction then (kind, outcome, time) and whether they had solved it. Not filtered by
+-- candidates (see user_positive_items).
 SELECT DISTINCT ON (item_id) item_id, kind, outcome, occurred_at,
        bool_or(kind = 'attempt' AND outcome = 1) OVER (PARTITION BY item_id) AS solved
 FROM interactions
-WHERE tenant = :tenant AND user_id = :user_id
+WHERE tenant = :tenant AND user_id = :user_id AND occurred_at <= :until
 ORDER BY item_id, occurred_at DESC, id DESC;

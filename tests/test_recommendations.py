@@ -422,3 +422,29 @@ def test_the_service_applies_stored_skill_offsets_and_retry_slopes(served_db, se
             cur.execute("UPDATE model_arrays SET calibration = %s, extra = %s WHERE model_id = %s",
                         (json.dumps(stored_cal), json.dumps(stored_extra), model_id))
         conn.close()
+
+
+def test_a_long_past_counts_beyond_the_cached_history(api, served_db):
+    """A learner with more events than the cache keeps (500): what they did before it still rules
+    the answer (a question solved long ago is not offered again), read from Postgres."""
+    unit, user = a_section(served_db), fresh_user()
+    conn = psycopg2.connect(served_db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT item_id FROM unit_items WHERE unit_id = %s ORDER BY item_id", (unit,))
+        section = [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT item_id FROM items WHERE item_id <> ALL(%s) AND kind = 'question' ORDER BY item_id "
+                    "LIMIT 50", (section,))
+        elsewhere = [r[0] for r in cur.fetchall()]
+    conn.close()
+    old = section[:3]  # solved first, then 600 attempts elsewhere push them out of the cached window
+    events = [{"event_id": f"{user}-old-{k}", "user_id": user, "item_id": i, "kind": "attempt", "outcome": 1,
+               "occurred_at": f"2026-01-01T00:00:0{k}Z"} for k, i in enumerate(old)]
+    events += [{"event_id": f"{user}-{k}", "user_id": user, "item_id": elsewhere[k % len(elsewhere)],
+                "kind": "attempt", "outcome": k % 2, "occurred_at": f"2026-01-02T{k // 60:02d}:{k % 60:02d}:00Z"}
+               for k in range(600)]
+    assert api.post("/v1/interactions", {"interactions": events}).status_code == 201
+    n = len(section) - len(old)
+    answer = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": n}).json
+    assert answer["history_rows"] > 0 and answer["fallback"] is None
+    assert not set(old) & {it["item_id"] for it in answer["items"]}
+    assert len(answer["items"]) == n
