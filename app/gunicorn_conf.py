@@ -29,6 +29,7 @@ control_socket_disable = True
 graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
 worker_class = "app.gunicorn_worker.ProblemSyncWorker"
+logger_class = "app.gunicorn_worker.Logger"
 limit_request_line = REQUEST_LINE_MAX_BYTES
 limit_request_fields = HEADER_FIELDS_MAX
 limit_request_field_size = HEADER_FIELD_MAX_BYTES

@@ -14,7 +14,7 @@ import json
 import logging
 import uuid
 
-from gunicorn import util
+from gunicorn import glogging, util
 from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
@@ -86,3 +86,15 @@ class ProblemSyncWorker(ProblemMixin, SyncWorker):
 
 class ProblemThreadWorker(ProblemMixin, ThreadWorker):
     """worker_class of app/gunicorn_conf.py: gunicorn's gthread worker (keep-alive connections)."""
+
+
+class Logger(glogging.Logger):
+    """gunicorn's logger without its access line: the app writes its own (app/api/observe.py), and
+    gunicorn would otherwise build every request's access fields (a dict of some 40 atoms) just to
+    drop them, because a logging configuration is set (logger_class of app/gunicorn_conf.py)."""
+
+    def access(self, resp, req, environ, request_time):
+        return None
+
+    def access_log_enabled(self):
+        return False

@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import random
 import shlex
 import sys
@@ -241,6 +242,30 @@ def drive(base_url: str, key: str, phase: str, rate: float, seconds: float, spec
 
 def _drive_in_child(kwargs: dict) -> dict:
     return drive(**kwargs)
+
+
+def _floor_in_child(kwargs: dict) -> dict:
+    from bench.request_mix import in_process_floor
+
+    return in_process_floor(**kwargs)
+
+
+def measure_floor(**kwargs) -> dict:
+    """bench.request_mix.in_process_floor in a fresh process with one BLAS thread, as each
+    gunicorn worker runs (a multi-threaded BLAS would bill its spinning threads to the fit)."""
+    from harness.service import ONE_BLAS_THREAD
+
+    saved = {k: os.environ.get(k) for k in ONE_BLAS_THREAD}
+    os.environ.update(ONE_BLAS_THREAD)
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            return ex.submit(_floor_in_child, kwargs).result()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # ---- setup: data, models, the 5k unit, the learners --------------------------------------------
@@ -471,7 +496,7 @@ def main(argv=None) -> int:
             from app.config import Settings
             from app.embedded import servers_for
             from app.tenants import DEFAULT
-            from bench.request_mix import TOPN_TENANT, TOPN_UNIT, in_process_floor, warm_histories
+            from bench.request_mix import TOPN_TENANT, TOPN_UNIT, warm_histories
             from harness.databases import connected_scratch_database, scratch_redis_prefix
             from harness.service import running_service
 
@@ -484,7 +509,8 @@ def main(argv=None) -> int:
                                                             "history_lengths", "topn_setup_seconds")}
             result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
             say(f"in-process floor on {args.floor_samples} histories of the mix ...")
-            result["floor"] = in_process_floor(url, DEFAULT, UNIT_ID, prepared["learners"], args.floor_samples)
+            result["floor"] = measure_floor(database_url=url, tenant=DEFAULT, unit=UNIT_ID,
+                                            learners=prepared["learners"], samples=args.floor_samples)
             say(f"floor: {result['floor']}")
             key = "bench-" + uuid.uuid4().hex
             prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))
