@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600
 LOCAL_MAX = 256
+LOCAL_MAX_ITEMS = 200_000   # candidates held in all, each laid out per model (~270 B at d = 32): ~55 MB
 VERSION_TTL_S = 1.0
 
 
@@ -41,7 +42,7 @@ class Candidates:
     version: int
     items: list[str]                                   # sorted by id
     positions: dict[str, int] = field(default_factory=dict)
-    rows: dict = field(default_factory=dict)           # model_id -> row of each item in that model
+    rows: dict = field(default_factory=dict)           # model_id -> the items laid out for it (CandidateRows)
 
 
 class CandidateCache:
@@ -49,6 +50,7 @@ class CandidateCache:
 
     def __init__(self, version_ttl_s: float = VERSION_TTL_S):
         self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
+        self._items = 0                                      # candidates held, over every list
         self._versions: dict[str, tuple[float, int]] = {}   # tenant -> (read at, catalogue version)
         self.version_ttl_s = version_ttl_s
         self._lock = threading.Lock()
@@ -76,9 +78,12 @@ class CandidateCache:
 
     def put(self, key: tuple, value: Candidates) -> None:
         with self._lock:
+            old = self._lists.pop(key, None)
+            self._items += len(value.items) - (len(old.items) if old is not None else 0)
             self._lists[key] = value
-            while len(self._lists) > LOCAL_MAX:
-                self._lists.popitem(last=False)
+            while len(self._lists) > 1 and (len(self._lists) > LOCAL_MAX or self._items > LOCAL_MAX_ITEMS):
+                _, dropped = self._lists.popitem(last=False)
+                self._items -= len(dropped.items)
 
 
 def catalog_version(conn: Connection, tenant: str) -> int:

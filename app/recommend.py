@@ -23,7 +23,13 @@ from app import history as hist
 from app import queries as q
 from app.errors import InputError
 from app.online.fit import HISTORY_MAX
-from app.online.scoring import ServingModel, cold_user_scores, engagement_scores, practice_probabilities
+from app.online.scoring import (
+    CandidateRows,
+    ServingModel,
+    cold_user_scores,
+    engagement_scores,
+    practice_probabilities,
+)
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -149,17 +155,21 @@ def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: s
 
 
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn, tenant: str,
-                     practice: bool, rows: np.ndarray | None = None, explore: np.random.Generator | None = None,
+                     practice: bool, rows: np.ndarray | CandidateRows | None = None,
+                     explore: np.random.Generator | None = None,
                      user_id: str | None = None) -> CandidateScores:
     """Scores of `items` for this learner.
 
-    rows : each item's row in the model (-1 when not covered), if already known.
+    rows : each item's row in the model (-1 when not covered), if already known, or the items laid
+        out for the model (ServingModel.lay_out: what the request path caches per candidate list).
     explore : practice models only: also p under a learner vector drawn from the live fit's posterior.
     user_id : whose metadata shifts the prior (hybrid models that learned shifts).
     """
     if model is None:
         return CandidateScores(_fallback_scores(conn, tenant, items, practice), 0, ["no_model"])
     rows = model.rows(items) if rows is None else rows
+    laid = rows if isinstance(rows, CandidateRows) else None
+    rows = laid.rows if laid is not None else rows
     fallbacks = []
     if model.objective == "practice":
         attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
@@ -169,7 +179,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
-        p, _, explored = practice_probabilities(model, h_rows, h_out, rows, model.calibration.get("half_life"),
+        p, _, explored = practice_probabilities(model, h_rows, h_out, laid or rows, model.calibration.get("half_life"),
                                                 explore, learner_prior(conn, tenant, model, user_id))
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e.item_id for e in events if positive(e) and e.item_id in model.index]
@@ -230,16 +240,17 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
     if len(excluded) == len(items):
         fallbacks.append("no_candidates")
     else:
-        rows = None
+        rows = laid = None
         if model is not None:
-            rows = found.rows.get(model.model_id)
-            if rows is None:  # an item's row in this model: computed once per candidate list
+            laid = found.rows.get(model.model_id)
+            if laid is None:  # the items laid out for this model: once per candidate list
                 cover_new_items(conn, tenant, model, items)
-                rows = found.rows[model.model_id] = model.rows(items)
+                laid = found.rows[model.model_id] = model.lay_out(model.rows(items))
+            rows = laid.rows
         started = time.perf_counter()
         # Exploring (Thompson sampling): choose as if the learner were a draw from the posterior; the
         # answer still reports the estimate. Seeded by the request id, so a request is reproducible.
-        scored_now = score_candidates(model, items, events, conn, tenant, wants_probability, rows,
+        scored_now = score_candidates(model, items, events, conn, tenant, wants_probability, laid,
                                       explore_rng(request_id) if explore else None, req.user_id)
         scores, history_rows, fallbacks = scored_now.scores, scored_now.history_rows, scored_now.fallbacks
         choose_by = scores if scored_now.explored is None else scored_now.explored

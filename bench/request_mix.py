@@ -162,16 +162,16 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
         model = ModelCache().nearest(conn, tenant, [unit], "practice")
         if model is None:
             raise RuntimeError(f"no practice model at or above {unit}")
-        rows = model.rows(items)
+        laid = model.lay_out(model.rows(items))   # as the service caches it per candidate list
         picked = [learners[rng.randrange(len(learners))] for _ in range(samples)]
         histories = [history._from_postgres(conn, tenant, u, history.KEEP) for u in picked]
         conn.rollback()
         for events in histories[:50]:  # warm-up
-            score_candidates(model, items, events, conn, tenant, True, rows)
+            score_candidates(model, items, events, conn, tenant, True, laid)
         cpu = []
         for events in histories:
             t0 = time.process_time()
-            score_candidates(model, items, events, conn, tenant, True, rows)
+            score_candidates(model, items, events, conn, tenant, True, laid)
             cpu.append((time.process_time() - t0) * 1000.0)
     finally:
         conn.close()

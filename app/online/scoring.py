@@ -12,6 +12,16 @@ from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vecto
 from app.online.similar import normalised
 
 
+@dataclass(frozen=True)
+class CandidateRows:
+    """A candidate list laid out for one model, built once and reused by every request for that
+    list (app.candidates caches it): no per-request gather of 5,000 vectors."""
+    rows: np.ndarray             # (k,) each candidate's row in the model, -1 when not covered
+    vectors: np.ndarray          # (k, d) their vectors; an uncovered one gets the average item's
+    biases: np.ndarray           # (k,)
+    skills: np.ndarray | None    # (k,) skill index, -1 none (models with skill terms)
+
+
 @dataclass
 class ServingModel:
     model_id: int
@@ -112,6 +122,17 @@ class ServingModel:
         """Row of each item in this model, -1 when the model does not cover it."""
         return np.array([self.index.get(i, -1) for i in item_ids], dtype=np.int64)
 
+    def lay_out(self, rows: np.ndarray) -> CandidateRows:
+        """The candidates of `rows` laid out for scoring (see CandidateRows)."""
+        covered = rows >= 0
+        vectors = np.empty((len(rows), self.item_vectors.shape[1]))
+        vectors[covered] = self.item_vectors[rows[covered]]
+        vectors[~covered] = self.mean_vector
+        biases = np.where(covered, self.item_biases[np.where(covered, rows, 0)], self.mean_bias)
+        skills = None if self.item_skills is None else \
+            np.where(covered, self.item_skills[np.where(covered, rows, 0)], -1)
+        return CandidateRows(rows, vectors, biases, skills)
+
 
 def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
@@ -152,10 +173,11 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
-                           candidate_rows: np.ndarray, half_life: float | None = None,
+                           candidate_rows: np.ndarray | CandidateRows, half_life: float | None = None,
                            explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item).
+    """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item);
+    the candidates as rows, or laid out already (ServingModel.lay_out: the same answers, faster).
 
     history_rows / history_outcomes : the learner's attempts on the model's items, oldest first.
     explore : when given, also p under a learner vector drawn from the live fit's posterior
@@ -165,35 +187,44 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
     Returns (p, theta, explored p or None).
     """
+    laid = candidate_rows if isinstance(candidate_rows, CandidateRows) else None
+    candidate_rows = laid.rows if laid is not None else candidate_rows
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
     previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
         if model.calibration.get("retry") else None
-    offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows)
-    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows) + offsets, previous)
+    offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
+                           None if laid is None else laid.skills)
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
-        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows) + offsets, previous)
+        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous)
     return p, theta, explored
 
 
 def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.ndarray, history_rows: np.ndarray,
-                 history_outcomes: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray | float:
-    """Each candidate's skill offset for this learner (0 without skill terms or skill)."""
+                 history_outcomes: np.ndarray, candidate_rows: np.ndarray,
+                 skills: np.ndarray | None = None) -> np.ndarray | float:
+    """Each candidate's skill offset for this learner (0 without skill terms or skill); `skills`:
+    the candidates' skills when already known (CandidateRows)."""
     terms = model.calibration.get("skill")
     if not terms or model.item_skills is None or not len(history_rows):
         return 0.0
     delta = skill_offsets(score(theta, V, b), history_outcomes, model.item_skills[history_rows], model.n_skills,
                           terms["sd"], terms.get("half_life"))
-    skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
+    if skills is None:
+        skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
     return np.where(skills >= 0, delta[skills], 0.0)
 
 
-def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray) -> np.ndarray:
+def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray,
+                laid: CandidateRows | None = None) -> np.ndarray:
     """Logits of the candidates for learner vector `theta`; an uncovered one (-1) is the average item."""
+    if laid is not None:
+        return score(theta, laid.vectors, laid.biases)
     covered = candidate_rows >= 0
     raw = np.empty(len(candidate_rows))
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
