@@ -28,7 +28,12 @@ accesslog = None
 control_socket_disable = True
 graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
-worker_class = "app.gunicorn_worker.ProblemSyncWorker"
+# gthread: each worker serves keep-alive connections (a backend's connection pool) from a few
+# threads, so a request waiting on Redis or Postgres does not idle the worker. The sync worker
+# closes every connection; bench.latency measured both (docs/BENCHMARKS.md, "The request path").
+worker_class = "app.gunicorn_worker.ProblemThreadWorker"
+threads = int(os.environ.get("ADAPTREC_THREADS", "4"))
+keepalive = int(os.environ.get("ADAPTREC_KEEPALIVE_S", "75"))  # idle seconds a connection is kept open
 logger_class = "app.gunicorn_worker.Logger"
 limit_request_line = REQUEST_LINE_MAX_BYTES
 limit_request_fields = HEADER_FIELDS_MAX
