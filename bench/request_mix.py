@@ -162,7 +162,8 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
         model = ModelCache().nearest(conn, tenant, [unit], "practice")
         if model is None:
             raise RuntimeError(f"no practice model at or above {unit}")
-        laid = model.lay_out(model.rows(items))   # as the service caches it per candidate list
+        # as the service caches it per candidate list (code before lay_out existed: the rows)
+        laid = model.lay_out(model.rows(items)) if hasattr(model, "lay_out") else model.rows(items)
         picked = [learners[rng.randrange(len(learners))] for _ in range(samples)]
         histories = [history._from_postgres(conn, tenant, u, history.KEEP) for u in picked]
         conn.rollback()
