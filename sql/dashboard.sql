@@ -41,10 +41,11 @@ ON CONFLICT (source, taken_at) DO NOTHING;
 DELETE FROM request_rollup WHERE taken_at < :before;
 
 -- name: request_rollup_at
--- For each source that wrote after :since, its latest snapshot at or before :at.
+-- For each source that wrote after :since (and the source :current), its latest snapshot at or before :at.
 SELECT DISTINCT ON (source) source, taken_at, overall, endpoints
 FROM request_rollup
-WHERE taken_at <= :at AND source IN (SELECT source FROM request_rollup WHERE taken_at > :since)
+WHERE taken_at <= :at
+  AND (source = :current OR source IN (SELECT source FROM request_rollup WHERE taken_at > :since))
 ORDER BY source, taken_at DESC;
 
 -- name: request_rollup_first

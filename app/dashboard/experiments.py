@@ -6,6 +6,7 @@ from __future__ import annotations
 from app import experiments
 from app import queries as q
 from app.dashboard import charts, stats
+from app.errors import NotFound
 
 
 def index(conn, tenant: str) -> dict:
@@ -16,7 +17,7 @@ def index(conn, tenant: str) -> dict:
 
 
 def detail(conn, tenant: str, name: str) -> dict:
-    exp = experiments.get(conn, tenant, name)   # NotFound names the experiment
+    exp = _get(conn, tenant, name)
     measured = {r["variant"]: r for r in q.fetch_all(conn, "dash_variant_outcomes", tenant=tenant, experiment=name)}
     variants = []
     for v in exp["variants"]:
@@ -46,11 +47,19 @@ def detail(conn, tenant: str, name: str) -> dict:
     return {"experiment": exp, "variants": variants, "verdicts": verdicts, "chart": chart}
 
 
+def _get(conn, tenant: str, name: str) -> dict:
+    try:
+        return experiments.get(conn, tenant, name)
+    except NotFound:
+        raise NotFound(f"no experiment {name!r} in this tenant; pick one from the list of experiments") from None
+
+
 def start(conn, tenant: str, name: str) -> dict:
     """Route learners to the experiment's variants again (its variants unchanged)."""
-    exp = experiments.get(conn, tenant, name)
+    exp = _get(conn, tenant, name)
     return experiments.save(conn, tenant, name, exp["description"], exp["variants"])
 
 
 def stop(conn, tenant: str, name: str) -> dict:
+    _get(conn, tenant, name)
     return experiments.stop(conn, tenant, name)

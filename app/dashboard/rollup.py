@@ -151,8 +151,8 @@ def window(conn, now: datetime, seconds: float, source: str | None = None, live:
     """The last `seconds` before `now`: summarise() of every source's increase, the top endpoints,
     and `since`: when the stored history starts, if later than the window's start."""
     start = now - timedelta(seconds=seconds)
-    base = {r["source"]: r for r in q.fetch_all(conn, "request_rollup_at", at=start, since=start)}
-    last = {r["source"]: r for r in q.fetch_all(conn, "request_rollup_at", at=now, since=start)}
+    base = {r["source"]: r for r in q.fetch_all(conn, "request_rollup_at", at=start, since=start, current=source)}
+    last = {r["source"]: r for r in q.fetch_all(conn, "request_rollup_at", at=now, since=start, current=source)}
     if source is not None and live is not None:
         last[source] = {"source": source, "taken_at": now, "overall": live[0], "endpoints": live[1]}
     total, per_endpoint, earliest = None, {}, None
@@ -181,7 +181,10 @@ def timeline(conn, now: datetime, seconds: float, slot_s: int, source: str | Non
              live: dict | None = None) -> list[dict]:
     """Per slot of `slot_s` seconds over the last `seconds`: {start, requests, errors, p95_ms}."""
     start = now - timedelta(seconds=seconds)
-    rows = q.fetch_all(conn, "request_rollup_slots", since=start - timedelta(seconds=slot_s), slot_s=slot_s)
+    since = start - timedelta(seconds=slot_s)
+    # each source's last snapshot before the chart starts is where its first slot counts from
+    rows = q.fetch_all(conn, "request_rollup_at", at=since, since=since, current=source) + \
+        q.fetch_all(conn, "request_rollup_slots", since=since, slot_s=slot_s)
     slot_of = lambda t: math.floor(t.timestamp() / slot_s) * slot_s  # noqa: E731
     by_source: dict[str, list[tuple[int, dict]]] = {}
     for r in rows:
@@ -225,7 +228,7 @@ class RollupThread(threading.Thread):
         pruned = 0.0
         while not self.stopped.is_set():
             # just after the next boundary, with a little jitter so workers do not collide
-            delay = self.interval_s - time.time() % self.interval_s + random.uniform(1, 5)
+            delay = self.interval_s - time.time() % self.interval_s + random.uniform(0.05, min(5.0, self.interval_s / 12))
             if self.stopped.wait(delay):
                 return
             try:
