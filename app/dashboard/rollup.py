@@ -228,7 +228,8 @@ class RollupThread(threading.Thread):
         pruned = 0.0
         while not self.stopped.is_set():
             # just after the next boundary, with a little jitter so workers do not collide
-            delay = self.interval_s - time.time() % self.interval_s + random.uniform(0.05, min(5.0, self.interval_s / 12))
+            jitter = random.uniform(0.05, min(5.0, self.interval_s / 12))
+            delay = self.interval_s - time.time() % self.interval_s + jitter
             if self.stopped.wait(delay):
                 return
             try:
