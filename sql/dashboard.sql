@@ -49,8 +49,8 @@ WHERE taken_at <= :at
 ORDER BY source, taken_at DESC;
 
 -- name: request_rollup_first
--- When the source :source wrote its first snapshot (still kept).
-SELECT min(taken_at) AS taken_at FROM request_rollup WHERE source = :source;
+-- The first snapshot (still kept) of the source :source: where its counting starts.
+SELECT source, taken_at, overall, endpoints FROM request_rollup WHERE source = :source ORDER BY taken_at LIMIT 1;
 
 -- name: request_rollup_slots
 -- The last snapshot of each source in each slot of :slot_s seconds after :since (totals only).
@@ -75,16 +75,27 @@ FROM models WHERE tenant = :tenant AND status = 'active'
 ORDER BY trained_at, unit_id;
 
 -- name: dash_daily_volume
--- Interactions per UTC day over the :days days up to the tenant's latest interaction (by the index on occurred_at).
-WITH latest AS (
-    SELECT max(occurred_at) AS at FROM interactions WHERE tenant = :tenant
+-- Interactions per UTC day on the tenant's latest :days days that have any (a demo or an import of old data shows its own days).
+WITH RECURSIVE days (day) AS (
+    -- seed: the UTC day of the tenant's latest interaction (one probe of the (tenant, occurred_at) index)
+    SELECT (SELECT date_trunc('day', max(occurred_at), 'UTC') FROM interactions WHERE tenant = :tenant)
+    UNION ALL
+    -- step: the latest earlier day with an interaction, one index probe each; the day strictly
+    -- decreases, so no cycle is possible, and the walk stops when no earlier interaction is left
+    -- (NULL) or, lazily, when the LIMIT below has its :days rows
+    SELECT (SELECT date_trunc('day', max(i.occurred_at), 'UTC') FROM interactions i
+            WHERE i.tenant = :tenant AND i.occurred_at < d.day)
+    FROM days d WHERE d.day IS NOT NULL
+),
+latest AS (
+    SELECT day FROM days WHERE day IS NOT NULL LIMIT :days
 )
-SELECT (i.occurred_at AT TIME ZONE 'UTC')::date AS day,
-       count(*) FILTER (WHERE i.kind = 'attempt') AS attempts,
-       count(*) FILTER (WHERE i.kind <> 'attempt') AS engagements
-FROM interactions i, latest
-WHERE i.tenant = :tenant AND i.occurred_at > latest.at - make_interval(days => :days)
-GROUP BY 1 ORDER BY 1;
+-- each day counted from the index alone (no heap visit for the kind: an index-only scan)
+SELECT (l.day AT TIME ZONE 'UTC')::date AS day,
+       (SELECT count(*) FROM interactions i
+        WHERE i.tenant = :tenant AND i.occurred_at >= l.day AND i.occurred_at < l.day + interval '1 day') AS interactions
+FROM latest l
+ORDER BY l.day;
 
 -- name: dash_units
 -- Every unit of the tenant: id, name, kind and its training settings.

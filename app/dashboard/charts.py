@@ -49,10 +49,9 @@ def nice_ticks(lo: float, hi: float, count: int = 6) -> list[float]:
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     first = math.floor(lo / step) * step
-    ticks, t = [], first
-    while t < hi + step * 0.5:
-        ticks.append(round(t, 10))
-        t += step
+    ticks = [round(first, 10)]
+    while ticks[-1] < hi - step * 1e-9:      # up to the first tick at or above hi
+        ticks.append(round(ticks[-1] + step, 10))
     return ticks
 
 
@@ -106,10 +105,14 @@ def line_chart(series: Sequence[Series], *, label: str, y_label: str = "", x_tic
     pts = [(x, y) for s in series for x, y in s.points if y is not None]
     if not pts:
         return _empty("line-chart", label, width, height, empty)
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    xs = [x for s in series for x, _ in s.points]      # the whole x range, gaps included
+    ys = [p[1] for p in pts]
     lo, hi = y_range if y_range else (min(0.0, min(ys)), max(ys))
     ticks = nice_ticks(lo, hi)
-    frame = _Frame(min(xs), max(xs), min(ticks[0], lo), max(ticks[-1], hi), width, height)
+    x0, x1 = min(xs), max(xs)
+    if x0 == x1:        # one point: in the middle, not on the axis
+        x0, x1 = x0 - 1, x1 + 1
+    frame = _Frame(x0, x1, min(ticks[0], lo), max(ticks[-1], hi), width, height)
     out = _open("line-chart", label, width, height) + _y_axis(frame, ticks, y_label)
     for x, text in x_ticks:
         px = frame.x(x)

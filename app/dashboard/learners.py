@@ -44,7 +44,8 @@ def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None)
         unit_id = row["unit_id"] if row else None
     live = None
     if unit_id:
-        items = catalog.items_under_units(conn, tenant, [unit_id])[:MOST_ITEMS]
+        under = catalog.items_under_units(conn, tenant, [unit_id])
+        items = under[:MOST_ITEMS]
         predicted = recommend.predict(conn, tenant, cache, models, user_id, [unit_id], items) if items else None
         answer = recommend.recommend(conn, tenant, cache, models,
                                      recommend.RecommendationRequest(user_id=user_id, units=[unit_id], n=5),
@@ -58,7 +59,7 @@ def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None)
                                  empty="no items under this unit")
         reasons = [FALLBACKS.get(r, r) for r in (answer["fallback"] or "").split("+") if r]
         live = {"unit_id": unit_id, "predicted": predicted, "answer": answer, "titles": titles, "chart": chart,
-                "chosen": chosen, "reasons": reasons, "ranked": ranked}
+                "chosen": chosen, "reasons": reasons, "ranked": ranked, "capped": len(under) > len(items)}
     for a in answers:
         a["pairs"] = list(zip(a["item_ids"], a["scores"]))
     return {"user": user, "summary": summary, "history": history, "answers": answers, "live": live,

@@ -53,12 +53,12 @@ def models(conn, tenant: str, stale_hours: float) -> dict:
 
 
 def volume(conn, tenant: str) -> dict:
+    """Interactions per day on the latest VOLUME_DAYS days that have any."""
     rows = q.fetch_all(conn, "dash_daily_volume", tenant=tenant, days=VOLUME_DAYS)
-    chart = charts.bar_chart([(r["day"].strftime("%m-%d"), r["attempts"] + r["engagements"]) for r in rows],
-                             label=f"interactions per day, the {VOLUME_DAYS} days up to the latest",
+    chart = charts.bar_chart([(r["day"].strftime("%m-%d"), r["interactions"]) for r in rows],
+                             label=f"interactions per day, the latest {VOLUME_DAYS} days with any",
                              y_label="interactions", every=5, empty="no interactions yet")
-    return {"rows": rows, "chart": chart, "attempts": sum(r["attempts"] for r in rows),
-            "engagements": sum(r["engagements"] for r in rows)}
+    return {"rows": rows, "chart": chart, "total": sum(r["interactions"] for r in rows)}
 
 
 def jobs(conn, tenant: str) -> list[dict]:

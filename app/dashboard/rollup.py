@@ -106,10 +106,8 @@ def prune(conn, now: datetime, keep_days: int = KEEP_DAYS) -> int:
     return q.execute(conn, "prune_request_rollup", before=now - timedelta(days=keep_days))
 
 
-def _minus(a: dict, b: dict | None) -> dict:
-    """Totals a - b (b None: a began inside the window). Buckets are matched by bound."""
-    if b is None:
-        return {k: a[k] for k in ("count", "errors", "client_errors", "sum", "buckets", "le")}
+def _minus(a: dict, b: dict) -> dict:
+    """Totals a - b. Buckets are matched by bound."""
     old = dict(zip([*b["le"], math.inf], b["buckets"]))
     return {"count": a["count"] - b["count"], "errors": a["errors"] - b["errors"],
             "client_errors": a["client_errors"] - b["client_errors"], "sum": a["sum"] - b["sum"], "le": a["le"],
@@ -159,11 +157,13 @@ def window(conn, now: datetime, seconds: float, source: str | None = None, live:
     for src, row in last.items():
         b = base.get(src)
         if b is None:
-            first = q.fetch_one(conn, "request_rollup_first", source=src)
-            began = first["taken_at"] if first else now
+            # A source counts from its first snapshot (written within a minute of its start), never
+            # from zero: a process may have served long before anyone snapshotted it.
+            b = q.fetch_one(conn, "request_rollup_first", source=src) or row
+            began = b["taken_at"]
             earliest = began if earliest is None else min(earliest, began)
-        total = _add(total, _minus(row["overall"], b["overall"] if b else None))
-        old = b["endpoints"] if b else {}
+        total = _add(total, _minus(row["overall"], b["overall"]))
+        old = b["endpoints"]
         for name, (count, errors, secs) in row["endpoints"].items():
             was = old.get(name, [0, 0, 0])
             acc = per_endpoint.setdefault(name, [0.0, 0.0, 0.0])
@@ -195,10 +195,9 @@ def timeline(conn, now: datetime, seconds: float, slot_s: int, source: str | Non
     sums: dict[int, dict] = {}
     for points in by_source.values():
         points.sort(key=lambda p: p[0])
-        previous = None
-        if points and points[0][0] < first_slot:
-            previous = points[0][1]
-            points = points[1:]
+        # the first point is where the source's counting starts: its last snapshot before the chart,
+        # or its first snapshot ever (as in window())
+        previous, points = points[0][1], points[1:]
         for slot, totals in points:
             if slot >= first_slot:
                 sums[slot] = _add(sums.get(slot), _minus(totals, previous))
