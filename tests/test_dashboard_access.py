@@ -177,7 +177,9 @@ def test_a_tenant_session_never_sees_another_tenant(client, two_tenants):
     switched = client.post("/dashboard/tenant", data={"csrf_token": csrf(client), "tenant": two_tenants["b"]})
     assert switched.status_code == 403
     assert SECRET not in client.get("/dashboard/items?item_id=shared-item").text
-    assert 'name="tenant"' not in client.get("/dashboard").text     # no tenant selector for a tenant key
+    overview = client.get("/dashboard").text
+    assert 'name="tenant"' not in overview           # no tenant selector for a tenant key
+    assert 'id="request-figures"' not in overview    # nor the service-wide request figures (every tenant's)
 
 
 def test_an_operator_session_switches_tenant(client, two_tenants):
@@ -242,3 +244,11 @@ def test_next_after_sign_in_stays_on_the_dashboard(client):
     answer = client.post("/dashboard/login", data={"login_token": token, "api_key": TEST_API_KEY,
                                                    "next": "https://evil.example/"})
     assert answer.headers["Location"] == "/dashboard"
+
+
+def test_sign_in_attempts_are_rate_limited_per_address(client):
+    form = client.get("/dashboard/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', form.text).group(1)
+    answers = [client.post("/dashboard/login", data={"login_token": token, "api_key": f"guess-{k}"}).status_code
+               for k in range(12)]
+    assert 429 in answers and answers[0] == 401

@@ -10,9 +10,11 @@ from flask import Blueprint, Flask, current_app, g, redirect, request, send_from
 from app import keys, tenants
 from app.dashboard import calibration, experiments, learners, models, overview, rollup, sessions, web
 from app.errors import InputError, NotFound
+from app.ratelimit import check_rate
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
+LOGIN_FAILURES_PER_S = 5
 bp.before_request(web.gate)
 bp.after_request(web.headers)
 for _name, _filter in web.FILTERS.items():
@@ -61,9 +63,15 @@ def login():
     key = request.form.get("api_key", "").strip()
     if not key:
         return web.refuse(400, "Sign-in failed", "enter an API key")
+    # Guessing keys (a bootstrap key may be short text): after LOGIN_FAILURES_PER_S failed tries in
+    # a second from one address, further tries in that second are not even checked.
+    cache, who = current_app.extensions["adaptrec.cache"], f"dashboard-login:{request.remote_addr}"
+    if web.failures_this_second(cache, who) >= LOGIN_FAILURES_PER_S:
+        return web.refuse(429, "Too many sign-in attempts", "wait a second and try again")
     conn = web.get_conn()
     principal = current_app.extensions["adaptrec.keys"].authenticate(key, web.get_conn)
     if principal is None:
+        check_rate(cache, who, LOGIN_FAILURES_PER_S)   # counts the failure
         return web.refuse(401, "Sign-in failed", "that API key is not valid (unknown or revoked)")
     if not principal.allows(sessions.READ_SCOPE):
         return web.refuse(403, "Sign-in refused",

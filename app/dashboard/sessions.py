@@ -48,6 +48,7 @@ def create(conn, principal, key_hash: str, tenant: str, hours: float = SESSION_H
     """Store a session for `principal` (an app.keys.Principal) looking at `tenant`; returns the
     cookie's token. The caller commits."""
     token = secrets.token_urlsafe(32)
+    q.execute(conn, "prune_dashboard_sessions")
     q.execute(conn, "insert_dashboard_session", token_hash=_sha(token), key_id=principal.key_id,
               key_name=principal.name, key_check=_key_check(token, key_hash), scopes=sorted(principal.scopes),
               key_tenant=principal.tenant, tenant=tenant, csrf_token=secrets.token_urlsafe(32),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from urllib.parse import urlsplit
 
+import redis
 from flask import current_app, g, redirect, render_template, request, url_for
 
 from app.dashboard import sessions
@@ -90,6 +91,14 @@ def headers(response):
     if started is not None:
         response.headers["Server-Timing"] = f"app;dur={1000 * (time.perf_counter() - started):.1f}"
     return response
+
+
+def failures_this_second(cache, who: str) -> int:
+    """Failed sign-ins of `who` counted this second by app.ratelimit.check_rate (0 when Redis is down)."""
+    try:
+        return int(cache.client.get(cache.key("rl", who, str(int(time.time())))) or 0)
+    except (redis.RedisError, OSError):
+        return 0
 
 
 def safe_next(target: str | None) -> str:
