@@ -97,6 +97,46 @@ def sample(database_url: str) -> tuple[dict, dict]:
     return {k: v for k, v in pages.items() if v}, size
 
 
+HISTORY_SOURCES = ("bench-history:1", "bench-history:2")
+
+
+def seed_rollup_history(database_url: str, days: int) -> int:
+    """`days` of request-rollup rows, one a minute, for two made-up sources (a restart halfway),
+    with counts rising as a 2-worker service's would at ~50 requests/s over 25 endpoints: what the
+    overview reads after a week in production. Removed again by drop_rollup_history()."""
+    from datetime import timedelta
+
+    bounds = [0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]
+    shares = [0.05, 0.2, 0.45, 0.65, 0.8, 0.9, 0.96, 0.99, 0.995, 0.998, 0.999, 1, 1, 1, 1]
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    minutes = days * 1440
+    rows = []
+    for k in range(minutes):
+        source = HISTORY_SOURCES[0] if k < minutes // 2 else HISTORY_SOURCES[1]
+        n = 3000.0 * ((k if k < minutes // 2 else k - minutes // 2) + 1)
+        overall = {"le": bounds, "buckets": [round(n * f) for f in shares], "count": n, "errors": n * 0.001,
+                   "client_errors": n * 0.01, "sum": n * 0.004}
+        endpoints = {f"GET /v1/endpoint{e}": [n / 25, n / 25000, n / 25 * 0.004] for e in range(25)}
+        rows.append((source, now - timedelta(minutes=minutes - k), json.dumps(overall), json.dumps(endpoints)))
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.executemany("INSERT INTO request_rollup (source, taken_at, overall, endpoints) "
+                            "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", rows)
+    finally:
+        conn.close()
+    return len(rows)
+
+
+def drop_rollup_history(database_url: str) -> None:
+    conn = psycopg2.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("DELETE FROM request_rollup WHERE source = ANY(%s)", (list(HISTORY_SOURCES),))
+    finally:
+        conn.close()
+
+
 def measure(opener, base: str, path: str, n: int) -> dict:
     wall, server = [], []
     for k in range(n + 3):
@@ -129,6 +169,9 @@ def main(argv=None) -> int:
     parser.add_argument("--traffic-unit", help="first send experiment traffic for this unit and calibrate")
     parser.add_argument("--traffic-learners", type=int, default=50)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rollup-history-days", type=int, default=8,
+                        help="first store this many days of made-up request-rollup rows (what a week in "
+                             "production leaves for the overview to read; removed at the end; 0: none)")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     if settings.embedded:
@@ -148,13 +191,20 @@ def main(argv=None) -> int:
             print(f"bench.dashboard: traffic {sent}; calibration groups "
                   f"{calibrate(settings.database_url, Path(tmp) / 'reports')}", file=sys.stderr)
         pages, size = sample(settings.database_url)
-        opener = sign_in(service.base_url)
-        results = {}
-        for name, path in pages.items():
-            results[name] = measure(opener, service.base_url, path, args.requests)
-            print(f"bench.dashboard: {name}: {json.dumps(results[name])}", file=sys.stderr)
+        history = seed_rollup_history(settings.database_url, args.rollup_history_days) \
+            if args.rollup_history_days else 0
+        try:
+            opener = sign_in(service.base_url)
+            results = {}
+            for name, path in pages.items():
+                results[name] = measure(opener, service.base_url, path, args.requests)
+                print(f"bench.dashboard: {name}: {json.dumps(results[name])}", file=sys.stderr)
+        finally:
+            if history:
+                drop_rollup_history(settings.database_url)
     report = {"bench": "dashboard", "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-              "loadavg_end": loadavg(), "workers": args.workers, "data": size, "pages": results,
+              "loadavg_end": loadavg(), "workers": args.workers, "data": size, "rollup_history_rows": history,
+              "pages": results,
               "slowest_server_p95_ms": max(r["server_p95_ms"] or 0 for r in results.values()),
               "target_ms": 300}
     text = json.dumps(report, indent=2, default=str)

@@ -42,11 +42,15 @@ DELETE FROM request_rollup WHERE taken_at < :before;
 
 -- name: request_rollup_at
 -- For each source that wrote after :since (and the source :current), its latest snapshot at or before :at.
-SELECT DISTINCT ON (source) source, taken_at, overall, endpoints
-FROM request_rollup
-WHERE taken_at <= :at
-  AND (source = :current OR source IN (SELECT source FROM request_rollup WHERE taken_at > :since))
-ORDER BY source, taken_at DESC;
+-- One primary-key probe per source (LATERAL ... LIMIT 1), not a sort of every row before :at.
+SELECT r.source, r.taken_at, r.overall, r.endpoints
+FROM (SELECT DISTINCT source FROM request_rollup WHERE taken_at > :since
+      UNION SELECT :current::text) s
+CROSS JOIN LATERAL (
+    SELECT source, taken_at, overall, endpoints FROM request_rollup
+    WHERE source = s.source AND taken_at <= :at
+    ORDER BY source DESC, taken_at DESC LIMIT 1
+) r;
 
 -- name: request_rollup_first
 -- The first snapshot (still kept) of the source :source: where its counting starts.
