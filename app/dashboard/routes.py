@@ -10,7 +10,6 @@ from flask import Blueprint, Flask, current_app, g, redirect, request, send_from
 from app import keys, tenants
 from app.dashboard import calibration, experiments, learners, models, overview, rollup, sessions, web
 from app.errors import InputError, NotFound
-from app.ratelimit import check_rate
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -71,7 +70,7 @@ def login():
     conn = web.get_conn()
     principal = current_app.extensions["adaptrec.keys"].authenticate(key, web.get_conn)
     if principal is None:
-        check_rate(cache, who, LOGIN_FAILURES_PER_S)   # counts the failure
+        web.count_failure(cache, who)
         return web.refuse(401, "Sign-in failed", "that API key is not valid (unknown or revoked)")
     if not principal.allows(sessions.READ_SCOPE):
         return web.refuse(403, "Sign-in refused",

@@ -93,12 +93,27 @@ def headers(response):
     return response
 
 
+def _failure_key(cache, who: str) -> str:
+    return cache.key("dashlogin", who, str(int(time.time())))
+
+
 def failures_this_second(cache, who: str) -> int:
-    """Failed sign-ins of `who` counted this second by app.ratelimit.check_rate (0 when Redis is down)."""
+    """Failed sign-ins of `who` this second (0 when Redis does not answer: sign-in stays possible)."""
     try:
-        return int(cache.client.get(cache.key("rl", who, str(int(time.time())))) or 0)
+        return int(cache.client.get(_failure_key(cache, who)) or 0)
     except (redis.RedisError, OSError):
         return 0
+
+
+def count_failure(cache, who: str) -> None:
+    """One more failed sign-in of `who` this second (a counter that expires with the second)."""
+    try:
+        pipe = cache.client.pipeline(transaction=False)
+        pipe.incr(_failure_key(cache, who))
+        pipe.expire(_failure_key(cache, who), 2)
+        pipe.execute()
+    except (redis.RedisError, OSError):
+        pass
 
 
 def safe_next(target: str | None) -> str:
