@@ -205,24 +205,17 @@ def test_signing_out_ends_the_session_for_good(app, client):
     assert replay.get("/dashboard/models").status_code == 302     # the old cookie opens nothing
 
 
-def test_revoking_the_key_ends_its_sessions(settings, conn):
-    from dataclasses import replace
+def test_revoking_the_key_ends_its_sessions(app, client, settings, conn):
+    from app.keys import Keyring
 
-    from app.api.factory import create_app
-
-    application = create_app(replace(settings, key_cache_s=0))   # see a revocation at once
-    try:
-        client = application.test_client()
-        with conn:
-            key_id, key = keys.create_key(conn, "ops", ["dashboard"])
-        assert sign_in(client, key).status_code == 302
-        assert client.get("/dashboard/models").status_code == 200
-        with conn:
-            keys.revoke_key(conn, key_id)
-        assert client.get("/dashboard/models").status_code == 302
-    finally:
-        application.extensions["adaptrec.pool"].closeall()
-        application.extensions["adaptrec.cache"].close()
+    app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=0)   # see a revocation at once
+    with conn:
+        key_id, key = keys.create_key(conn, "ops", ["dashboard"])
+    assert sign_in(client, key).status_code == 302
+    assert client.get("/dashboard/models").status_code == 200
+    with conn:
+        keys.revoke_key(conn, key_id)
+    assert client.get("/dashboard/models").status_code == 302
 
 
 def test_unknown_ids_get_a_page_that_says_what_to_fix(client):

@@ -49,7 +49,7 @@ def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None)
         predicted = recommend.predict(conn, tenant, cache, models, user_id, [unit_id], items) if items else None
         answer = recommend.recommend(conn, tenant, cache, models,
                                      recommend.RecommendationRequest(user_id=user_id, units=[unit_id], n=5),
-                                     request_id="dashboard-learner-view", log=False)
+                                     request_id="dashboard-learner-view", log=None)   # not logged
         titles = _titles(conn, tenant, items)
         ranked = sorted(predicted["items"], key=lambda i: i["p"]) if predicted else []
         chosen = {i["item_id"] for i in answer["items"]}
