@@ -89,6 +89,10 @@ class Settings:
     totara_key: str | None = field(default=None, repr=False)
     totara_skew_s: int = 300
     totara_mode: str = "full"
+    # The dashboard (app/dashboard): an active model older than this is flagged on the overview;
+    # the request-metrics snapshot interval of each gunicorn worker (0: none).
+    dashboard_stale_hours: int = 36
+    metrics_rollup_s: int = 60
 
     @property
     def var_dir(self) -> Path:
@@ -131,6 +135,8 @@ class Settings:
             totara_key=env.get("ADAPTREC_TOTARA_KEY") or None,
             totara_skew_s=_int(env, "ADAPTREC_TOTARA_SKEW_S", 300, 1),
             totara_mode=_choice(env, "ADAPTREC_TOTARA_MODE", "full", ("mf", "partial", "full")),
+            dashboard_stale_hours=_int(env, "ADAPTREC_DASHBOARD_STALE_HOURS", 36, 1),
+            metrics_rollup_s=_int(env, "ADAPTREC_METRICS_ROLLUP_S", 60, 0),
         )
 
     def with_servers(self, database_url: str, redis_url: str) -> Settings:

@@ -26,7 +26,7 @@ from app.tenants import DEFAULT
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-SCOPES = ("serve", "ingest", "admin")
+SCOPES = ("serve", "ingest", "admin", "dashboard")   # dashboard: read the /dashboard pages
 _KEY = re.compile(r"^ar_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
 _CACHE_MAX = 10_000  # bounds memory when someone sprays random key ids
 
@@ -110,6 +110,17 @@ class Keyring:
             return None
         return Principal(row["key_id"], row["name"], frozenset(row["scopes"]), row["rate_limit_per_s"],
                          row["tenant"])
+
+    def live_hash(self, key_id: str, conn_factory) -> str | None:
+        """The stored hash of the key `key_id` while it is live (None once revoked or gone): what a
+        dashboard session checks its key against (app.dashboard.sessions), within `ttl_s`."""
+        for known, principal in self._bootstrap:
+            if principal.key_id == key_id:
+                return known
+        if not re.fullmatch(r"[0-9a-f]{12}", key_id):
+            return None
+        row = self._row(key_id, conn_factory)
+        return row["key_hash"] if row is not None and row["revoked_at"] is None else None
 
     def _row(self, key_id: str, conn_factory) -> dict | None:
         now = time.monotonic()

@@ -533,7 +533,8 @@ def build_parser() -> Parser:
     keys_sub.required = True
     add = keys_sub.add_parser("add", help="create a key and print it (once)")
     add.add_argument("--name", required=True, type=_name, help="who or what uses the key, e.g. 'lms-backend'")
-    add.add_argument("--scopes", required=True, help="comma-separated: serve, ingest, admin")
+    add.add_argument("--scopes", required=True,
+                     help="comma-separated: serve, ingest, admin, dashboard (read the /dashboard pages)")
     add.add_argument("--rate-limit", type=_positive, default=None, metavar="N",
                      help="requests per second for this key (default ADAPTREC_RATE_LIMIT_PER_S)")
     whose = add.add_mutually_exclusive_group()

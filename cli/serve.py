@@ -183,7 +183,9 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
                 where = (f"embedded servers under {settings.var_dir}" if configured.embedded
                          else "configured servers")
                 print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
-                      f"{_examples(base, api_keys[0], ids)}\n\nPress Ctrl-C to stop.\n", flush=True)
+                      f"{_examples(base, api_keys[0], ids)}\n\n"
+                      f"Dashboard: {base}/dashboard (sign in with the API key above)\n\n"
+                      f"Press Ctrl-C to stop.\n", flush=True)
             elif proc.poll() is None:
                 _say(f"the service did not become ready on {base}/readyz; see the log above")
             while proc.poll() is None:

@@ -57,6 +57,7 @@ def test_make_run_serves_the_demo_on_embedded_servers_and_stops_cleanly(tmp_path
         output = ctrl_c(proc)
     assert "Traceback" not in output, output
     assert f"adaptrec is serving on http://127.0.0.1:{port}" in output
+    assert f"Dashboard: http://127.0.0.1:{port}/dashboard (sign in with the API key above)" in output
     # The printed curl works as printed (the service is stopped now, so start it again and run it).
     servers = EmbeddedServers(tmp_path / "var")
     assert not servers.status()["postgres_running"] and not servers.status()["redis_running"]
@@ -77,10 +78,31 @@ def test_make_run_serves_the_demo_on_embedded_servers_and_stops_cleanly(tmp_path
         # events), so the oldest attempt may leave as the new one enters
         assert second["history_rows"] in (first["history_rows"], first["history_rows"] + 1)
         assert [it["p"] for it in second["items"]] != [it["p"] for it in first["items"]]  # they moved
+        # The printed dashboard URL and key: sign in and the pages show the demo
+        key = (tmp_path / "var" / "api_key").read_text().strip()
+        assert "demo.math" in dashboard_page(f"http://127.0.0.1:{port}", key, "/dashboard/models")
+        assert "svg" in dashboard_page(f"http://127.0.0.1:{port}", key, "/dashboard")
     finally:
         output = ctrl_c(proc)
     assert "loading the demo" not in output  # the second run keeps the data
     assert not servers.status()["postgres_running"]
+
+
+def dashboard_page(base: str, key: str, path: str) -> str:
+    """Sign in to the dashboard with `key` as a browser would (form token, session cookie); `path`'s HTML."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = opener.open(base + "/dashboard/login", timeout=30).read().decode()
+    token = re.search(r'name="login_token" value="([^"]+)"', form).group(1)
+    opener.open(base + "/dashboard/login", urllib.parse.urlencode({"login_token": token, "api_key": key}).encode(),
+                timeout=30)
+    with opener.open(base + path, timeout=30) as answer:
+        assert answer.geturl().endswith(path), answer.geturl()     # signed in: not sent back to the sign-in
+        return answer.read().decode()
 
 
 def _first_banner_curl(proc: subprocess.Popen, fragment: str) -> str:

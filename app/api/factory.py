@@ -15,6 +15,7 @@ from app.api.query import check_query
 from app.cache import Cache
 from app.candidates import CandidateCache
 from app.config import Settings
+from app.dashboard.routes import init_app as init_dashboard
 from app.db import ConnectionPool
 from app.keys import Keyring
 from app.model_cache import ModelCache
@@ -78,3 +79,4 @@ def register(app: Flask) -> None:
     app.after_request(finish)
     for module in (health, monitoring, catalog, interactions, recommendations, experiments, totara, openapi):
         app.register_blueprint(module.bp)
+    init_dashboard(app)   # /dashboard: its own session gate (app/dashboard/web.py)
