@@ -28,11 +28,13 @@ accesslog = None
 control_socket_disable = True
 graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
-# gthread: each worker serves keep-alive connections (a backend's connection pool) from a few
-# threads, so a request waiting on Redis or Postgres does not idle the worker. The sync worker
-# closes every connection; bench.latency measured both (docs/BENCHMARKS.md, "The request path").
+# gthread: each worker serves keep-alive connections (a backend's connection pool; the sync
+# worker closes every connection). One request thread per worker by default: at 400
+# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/BENCHMARKS.md, "The
+# request path at the floor"); more threads let slow requests (dashboard pages, big ingest
+# batches) overlap with fast ones, at some CPU per request.
 worker_class = "app.gunicorn_worker.ProblemThreadWorker"
-threads = int(os.environ.get("ADAPTREC_THREADS", "4"))
+threads = int(os.environ.get("ADAPTREC_THREADS", "1"))
 keepalive = int(os.environ.get("ADAPTREC_KEEPALIVE_S", "75"))  # idle seconds a connection is kept open
 logger_class = "app.gunicorn_worker.Logger"
 limit_request_line = REQUEST_LINE_MAX_BYTES
