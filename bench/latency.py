@@ -345,6 +345,8 @@ def run_phases(args, base: str, key: str, spec: dict, say, meter: CpuMeter | Non
     names = [p for p in PHASES if p != "topn" or spec.get("mix", {}).get("topn_learners")]
     if args.baseline:
         names += list(BASELINES)
+    if args.phases is not None:
+        names = [p for p in names if p in args.phases]
     results: dict = {}
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as ex:
         def phase(name: str, rate: float, seconds: float, tag: str, measure_cpu: bool = False) -> dict:
@@ -440,6 +442,9 @@ def main(argv=None) -> int:
     parser.add_argument("--search-limit", type=float, default=2000.0, help="highest rate tried (0: no search)")
     parser.add_argument("--search-seconds", type=float, default=None,
                         help="seconds per search step (default --seconds)")
+    parser.add_argument("--phases", type=lambda text: [p for p in text.split(",") if p],
+                        help=f"only these fixed-rate phases, comma-separated (of {', '.join(PHASE_SPECS)}); "
+                             f"'' for none (the rate search only)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the /healthz phases (the HTTP stack's own cost, for comparison)")
     parser.add_argument("--gunicorn-args", default="",
