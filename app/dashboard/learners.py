@@ -24,21 +24,25 @@ def _titles(conn, tenant: str, item_ids: list[str]) -> dict[str, dict]:
     return {r["item_id"]: r for r in q.fetch_all(conn, "dash_item_titles", tenant=tenant, item_ids=list(item_ids))}
 
 
-def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None) -> dict:
+def _found(get, message: str):
+    """get(), with a NotFound that says what to do instead of the catalogue's plain one."""
     try:
-        user = catalog.get_user(conn, tenant, user_id)
+        return get()
     except NotFound:
-        raise NotFound(f"no learner {user_id!r} in this tenant; check the id (ids are case-sensitive) or pick "
-                       f"one of the recent learners below") from None
+        raise NotFound(message) from None
+
+
+def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None) -> dict:
+    user = _found(lambda: catalog.get_user(conn, tenant, user_id),
+                  f"no learner {user_id!r} in this tenant; check the id (ids are case-sensitive) or pick one of "
+                  f"the recent learners below")
     summary = q.fetch_one(conn, "dash_learner_summary", tenant=tenant, user_id=user_id)
     history = q.fetch_all(conn, "dash_learner_history", tenant=tenant, user_id=user_id, limit=25)
     answers = q.fetch_all(conn, "dash_learner_answers", tenant=tenant, user_id=user_id, limit=8)
     if unit_id:
-        try:
-            catalog.get_unit(conn, tenant, unit_id)
-        except NotFound:
-            raise NotFound(f"no unit {unit_id!r} in this tenant; leave the unit empty to use the unit of the "
-                           f"learner's latest attempt") from None
+        _found(lambda: catalog.get_unit(conn, tenant, unit_id),
+               f"no unit {unit_id!r} in this tenant; leave the unit empty to use the unit of the learner's "
+               f"latest attempt")
     else:
         row = q.fetch_one(conn, "dash_learner_latest_unit", tenant=tenant, user_id=user_id)
         unit_id = row["unit_id"] if row else None
@@ -71,11 +75,9 @@ def suggestions(conn, tenant: str) -> list[dict]:
 
 
 def item(conn, models, tenant: str, item_id: str) -> dict:
-    try:
-        found = catalog.get_item(conn, tenant, item_id)
-    except NotFound:
-        raise NotFound(f"no item {item_id!r} in this tenant; check the id (ids are case-sensitive) or search "
-                       f"by title below") from None
+    found = _found(lambda: catalog.get_item(conn, tenant, item_id),
+                   f"no item {item_id!r} in this tenant; check the id (ids are case-sensitive) or search by title "
+                   f"below")
     stats = q.fetch_one(conn, "dash_item_stats", tenant=tenant, item_id=item_id)
     similar = similar_items(conn, tenant, models, item_id, 10)
     titles = _titles(conn, tenant, [s["item_id"] for s in similar["items"]])
