@@ -82,8 +82,8 @@ def _reference(name, s, state, n, params):
         order = s.order(-s.scores)
         chosen = pick_diverse(order[unseen[order]], s, n, float(params.get("max_similarity", 1.0)))
         if len(chosen) == n:
-            return chosen
-        return chosen + [int(p) for p in order if p not in set(chosen)][: n - len(chosen)]
+            return chosen, None
+        return chosen + [int(p) for p in order if p not in set(chosen)][: n - len(chosen)], "too_few_candidates"
     p = {**DEFAULTS, **params}
     cooling = [i for i, (_, o, at) in state.last.items() if o == 0 and state.now - at < timedelta(minutes=30)]
     eligible = ~s.mask(list(state.solved) + cooling)
@@ -91,9 +91,9 @@ def _reference(name, s, state, n, params):
     first = order[eligible[order]]
     chosen = pick_diverse(first, s, n, float(p["max_similarity"]))
     if len(chosen) == n:
-        return chosen
+        return chosen, None
     rest = [int(q) for q in first if q not in set(chosen)] + [int(q) for q in order[~eligible[order]]]
-    return chosen + rest[: n - len(chosen)]
+    return chosen + rest[: n - len(chosen)], "too_few_candidates"
 
 
 def test_ordering_only_the_head_gives_the_answers_of_a_full_sort():
@@ -119,8 +119,8 @@ def test_ordering_only_the_head_gives_the_answers_of_a_full_sort():
                              ("top", {"max_similarity": 0.9 if vectors is not None else 1.0})):
             if vectors is not None and name == "target":
                 params["max_similarity"] = 0.9
-            got = strategies.get(name)(s, state, n, params).positions
-            assert got == _reference(name, s, state, n, params), (trial, name, params)
+            got = strategies.get(name)(s, state, n, params)
+            assert (got.positions, got.fallback) == _reference(name, s, state, n, params), (trial, name, params)
 
 
 def test_smallest_first_is_the_prefix_of_a_stable_sort():
@@ -132,3 +132,22 @@ def test_smallest_first_is_the_prefix_of_a_stable_sort():
         keys[rng.random(len(keys)) < 0.1] = np.inf
         k = int(rng.integers(0, len(keys) + 3))
         assert smallest_first(keys, k).tolist() == np.argsort(keys, kind="stable")[:k].tolist()
+
+
+def test_when_the_head_is_all_near_duplicates_the_rest_is_searched_without_a_fallback():
+    """The head (the nearest few) is one question in many copies; diverse ones lie further down:
+    the answer is found among all candidates, as a full sort finds it, and no rule was relaxed."""
+    rng = np.random.default_rng(2)
+    k, d = 400, 8
+    directions = rng.normal(size=(k, d))
+    directions[:200] = directions[0]                  # the 200 nearest to the target: one question
+    vectors = directions / np.linalg.norm(directions, axis=1, keepdims=True)
+    ps = np.r_[np.linspace(0.5, 0.55, 200), np.linspace(0.6, 0.95, 200)]
+    s = scored(ps, vectors)
+    state = LearnerState(now=NOW)
+    for name, params in (("target", {"target": 0.5, "max_similarity": 0.9}), ("top", {"max_similarity": 0.9})):
+        if name == "top":
+            s.scores = 1.0 - np.abs(ps - 0.5)             # best scores on the copies too
+        got = strategies.get(name)(s, state, 10, params)
+        assert (got.positions, got.fallback) == _reference(name, s, state, 10, params), name
+        assert got.fallback is None and len(set(got.positions)) == 10

@@ -130,6 +130,21 @@ def head_size(n: int) -> int:
     return max(4 * n, n + 64)
 
 
+def pick_in_order(scored: Scored, keys: np.ndarray, eligible: np.ndarray, n: int,
+                  max_similarity: float) -> tuple[list[int], np.ndarray | None]:
+    """pick_diverse over the eligible candidates by ascending `keys`: first over the head only
+    (Scored.first), over all of them when the head runs out. Returns the chosen positions and,
+    when fewer than n were found, the full order (for the caller's relaxed rules), else None."""
+    head, more = scored.first(keys, eligible, head_size(n))
+    chosen = pick_diverse(head, scored, n, max_similarity)
+    if len(chosen) == n:
+        return chosen, None
+    order = scored.order(keys)
+    if more:
+        chosen = pick_diverse(order[eligible[order]], scored, n, max_similarity)
+    return chosen, (None if len(chosen) == n else order)
+
+
 def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
     """Take candidates in `order`, skipping one too similar (cosine) to one already taken."""
     chosen: list[int] = []

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from app.strategies.base import PROBABILITY, Choice, LearnerState, Scored, head_size, pick_diverse, register
+from app.strategies.base import PROBABILITY, Choice, LearnerState, Scored, pick_in_order, register
 
 DEFAULTS = {"target": 0.5, "band": None, "cooldown_minutes": 30.0, "max_similarity": 0.98}
 
@@ -34,16 +34,10 @@ def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
                if outcome == 0 and state.now is not None and state.now - at < cooldown]
     eligible = ~scored.mask(list(state.solved) + cooling)
     distance = distance_to_target(scored.scores, float(params["target"]), params.get("band"))
-    head, more = scored.first(distance, eligible, head_size(n))  # the nearest eligible ones, in order
-    chosen = pick_diverse(head, scored, n, float(params["max_similarity"]))
-    if len(chosen) == n:
+    chosen, order = pick_in_order(scored, distance, eligible, n, float(params["max_similarity"]))  # nearest first
+    if order is None:
         return Choice(chosen)
-    order = scored.order(distance)  # nearest first, all of them
     first = order[eligible[order]]
-    if more:
-        chosen = pick_diverse(first, scored, n, float(params["max_similarity"]))
-        if len(chosen) == n:
-            return Choice(chosen)
     # Relax: first allow near-duplicates, then the skipped items, nearest first.
     taken = set(chosen)
     rest = [int(p) for p in first if p not in taken] + [int(p) for p in order[~eligible[order]]]
