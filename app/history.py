@@ -84,9 +84,8 @@ def recent(conn: Connection, tenant: str, cache: Cache, user_id: str, limit: int
 def _entries(conn: Connection, tenant: str, user_id: str, limit: int) -> list[str]:
     """The user's recent interactions from Postgres, already encoded as cache entries (no row
     objects built, nothing encoded here: a miss on a long history stays cheap)."""
-    with conn.cursor() as cur:
-        cur.execute(q.sql("user_recent_interactions"), {"tenant": tenant, "user_id": user_id, "limit": limit})
-        return [r[0] for r in cur.fetchall()]
+    return [r[0] for r in q.fetch_tuples(conn, "user_recent_interactions", tenant=tenant, user_id=user_id,
+                                         limit=limit)]
 
 
 def _from_postgres(conn: Connection, tenant: str, user_id: str, limit: int) -> list[Event]:
