@@ -36,7 +36,7 @@ from pathlib import Path
 import psycopg2
 
 from app.config import Settings
-from harness.dashboard_data import calibrate, traffic
+from harness.dashboard_data import calibrate, traffic, wait_until_logged
 from harness.measure import loadavg, machine, percentile
 from harness.service import running_service
 
@@ -188,6 +188,7 @@ def main(argv=None) -> int:
                                            args.traffic_learners)]
             conn.close()
             sent = traffic(service.base_url, KEY, learners, args.traffic_unit, rounds=2)
+            wait_until_logged(settings.database_url, sent["answers"])
             print(f"bench.dashboard: traffic {sent}; calibration groups "
                   f"{calibrate(settings.database_url, Path(tmp) / 'reports')}", file=sys.stderr)
         pages, size = sample(settings.database_url)

@@ -5,6 +5,7 @@ page has something true to show."""
 from __future__ import annotations
 
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -40,6 +41,27 @@ def traffic(base_url: str, key: str, user_ids: list[str], unit_id: str, rounds: 
                 assert status in (200, 201), body
                 attempts += len(events)
     return {"answers": answers, "attempts": attempts}
+
+
+def wait_until_logged(database_url: str, answers: int, experiment: str = EXPERIMENT, timeout_s: float = 10.0,
+                      tenant: str = "default") -> int:
+    """Wait until the service's workers have written `answers` answers of `experiment` to
+    recommendation_log (they write their buffers every 0.5 s, app/recommendation_log.py); returns
+    how many are there (fewer only after the timeout)."""
+    deadline = time.monotonic() + timeout_s
+    conn = connect(database_url)
+    conn.autocommit = True
+    try:
+        while True:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM recommendation_log WHERE tenant = %s AND experiment = %s",
+                            (tenant, experiment))
+                logged = cur.fetchone()[0]
+            if logged >= answers or time.monotonic() > deadline:
+                return logged
+            time.sleep(0.1)
+    finally:
+        conn.close()
 
 
 def calibrate(database_url: str, out_dir: Path, tenant: str = "default") -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from app import keys, tenants
 from app.config import PROJECT_ROOT
-from harness.dashboard_data import EXPERIMENT, calibrate, traffic
+from harness.dashboard_data import EXPERIMENT, calibrate, traffic, wait_until_logged
 from harness.databases import scratch_database, scratch_redis_prefix
 from harness.service import running_service
 from jobs.demo import DemoConfig, generate_demo
@@ -65,6 +65,7 @@ def demo(servers, tmp_path_factory):
             assert db_rows(url, "SELECT 1 FROM request_rollup"), "no request rollup within 15 s"
             learners = [r[0] for r in db_rows(url, "SELECT user_id FROM users ORDER BY user_id LIMIT 40")]
             sent = traffic(service.base_url, KEY, learners, "demo.math", rounds=2)
+            assert wait_until_logged(url, sent["answers"]) >= sent["answers"]  # the log is written off the path
             assert calibrate(url, tmp / "reports") >= 1
             yield {"url": url, "base": service.base_url, "sent": sent, "learner": learners[0],
                    "serve_key": serve_key}
