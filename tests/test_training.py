@@ -130,13 +130,17 @@ def test_a_crash_between_storing_and_activating_serves_the_old_model(demo, db_ur
     unit, config = chapter(demo), tagged()
     run_training(db_url, config, units=[unit], progress=False)
     before = modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"]
-    monkeypatch.setattr(modelstore, "activate", lambda conn, model_id: (_ for _ in ()).throw(OSError("killed")))
+    monkeypatch.setattr(modelstore, "activate",
+                        lambda conn, tenant, model_id: (_ for _ in ()).throw(OSError("killed")))
     report = run_training(db_url, config, units=[unit], progress=False)
-    assert any(o.status == "failed" for o in report.outcomes)
+    assert any(o.status == "failed" and "killed" in o.reason for o in report.outcomes), report.table()
     assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] == before
     monkeypatch.undo()
-    run_training(db_url, config, units=[unit], progress=False)  # the next run succeeds
-    assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] != before
+    # The next run succeeds. The margin keeps this about the crash, not about whether LightFM's
+    # threads (not reproducible) trained a model a little worse than the last one.
+    report = run_training(db_url, replace(config, margin=1.0), units=[unit], progress=False)
+    assert modelstore.active_model_summary(demo, "default", unit, "practice", config.tag)["model_id"] != before, \
+        report.table()
 
 
 def test_a_worse_model_is_not_activated(demo, db_url):
