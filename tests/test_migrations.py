@@ -82,3 +82,49 @@ def test_misnamed_migration_file_is_refused(tmp_path):
     (tmp_path / "first.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match=r"NNN_name\.sql"):
         migrations.discover(tmp_path)
+
+
+def test_the_log_moves_into_month_partitions_and_old_months_can_be_dropped(empty_db, tmp_path):
+    """009 on a database with answers of two months: every row kept in its month's partition,
+    ids go on, views on the log read the new table; a month created later takes its rows out of
+    the default partition; retention drops whole months. Before 009, the distribution check
+    names both keys Citus would refuse."""
+    from app import distribution
+
+    for m in migrations.discover():
+        if m.version < 9:
+            (tmp_path / m.path.name).write_text(m.sql)
+    conn = psycopg2.connect(empty_db)
+    migrate(conn, directory=tmp_path)
+    before = distribution.violations(conn)
+    assert any(f.startswith("interactions: primary key") for f in before), before
+    assert any(f.startswith("recommendation_log: primary key") for f in before), before
+    with conn, conn.cursor() as cur:
+        cur.execute("""INSERT INTO recommendation_log (request_id, user_id, units, strategy, item_ids, scores,
+                                                       created_at)
+                       SELECT 'r' || n, 'u' || (n % 3), '{m}', 'target', '{i1}', '{0.5}',
+                              timestamptz '2026-09-20' + n * interval '1 day'
+                       FROM generate_series(1, 20) AS n""")
+    migrate(conn)
+    assert distribution.violations(conn) == []
+    with conn.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text, count(*), max(id) FROM recommendation_log GROUP BY 1 ORDER BY 1")
+        rows = cur.fetchall()
+        assert [(r[0], r[1]) for r in rows] == [("recommendation_log_y2026m09", 10),
+                                                ("recommendation_log_y2026m10", 10)]
+        cur.execute("INSERT INTO recommendation_log (request_id, user_id, units, strategy, item_ids, scores, "
+                    "created_at) VALUES ('late', 'u1', '{m}', 'target', '{i1}', '{0.5}', '2031-05-02') RETURNING id")
+        assert cur.fetchone()[0] == 21
+        cur.execute("SELECT count(*) FROM variant_outcomes")
+        cur.execute("SELECT recommendation_log_add_month('2031-05-15')")
+        assert cur.fetchone()[0] == "recommendation_log_y2031m05"
+        cur.execute("SELECT tableoid::regclass::text FROM recommendation_log WHERE request_id = 'late'")
+        assert cur.fetchone()[0] == "recommendation_log_y2031m05"
+        cur.execute("SELECT count(*) FROM recommendation_log_default")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT * FROM recommendation_log_drop_before('2026-11-01')")
+        assert sorted(r[0] for r in cur.fetchall()) == ["recommendation_log_y2026m09", "recommendation_log_y2026m10"]
+        cur.execute("SELECT count(*) FROM recommendation_log")
+        assert cur.fetchone()[0] == 1
+    conn.commit()
+    conn.close()
