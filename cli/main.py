@@ -56,6 +56,32 @@ def cmd_db_migrate(args) -> int:
     return 0
 
 
+def _log_retention(settings, conn, days: int | None, quiet: bool) -> None:
+    """The recommendation log's upkeep (jobs.log_retention), recorded as its own job run."""
+    from app.jobruns import recorded
+    from app.tenants import DEFAULT
+    from jobs import log_retention
+
+    try:
+        days = log_retention.retention_days() if days is None else days
+    except ValueError as exc:
+        raise CliError(f"adaptrec: {exc}", EXIT_USAGE) from None
+    with recorded(settings.database_url, "log_retention", DEFAULT, days=days) as run:
+        report = log_retention.run(conn, days)
+        run.detail = {"days": days, "dropped": report.dropped, "ready": report.ready}
+    if not quiet:
+        kept = f"months ending before {report.cutoff:%Y-%m-%d} dropped" if report.cutoff else "kept whole (retention 0)"
+        print(f"recommendation log: {kept}: {', '.join(report.dropped) or 'none'}; partitions ready up to "
+              f"{report.ready[-1]}", file=sys.stderr)
+
+
+def cmd_db_log_retention(args) -> int:
+    with _database() as (settings, conn):
+        _migrate(conn, settings, quiet=True)
+        _log_retention(settings, conn, args.days, quiet=False)
+    return 0
+
+
 def cmd_db_status(args) -> int:
     from app.config import Settings
     from app.migrations import status
@@ -129,7 +155,7 @@ def cmd_demo(args) -> int:
     from jobs.demo import DemoConfig, generate_demo
 
     config = DemoConfig(seed=args.seed, learners=args.learners, attempts=args.attempts,
-                        engagements=args.engagements, grade_effect=args.grade_effect)
+                        engagements=args.engagements, grade_effect=args.grade_effect, levels=args.levels)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
         with conn:
@@ -159,6 +185,8 @@ def cmd_train(args) -> int:
         _migrate(conn, settings, quiet=True)
         if args.tenant:
             _known_tenant(conn, args.tenant, "train")
+        if args.all:   # the daily job: the log's partitions ahead, and its retention
+            _log_retention(settings, conn, None, quiet=args.quiet)
         try:
             report = run_training(settings.database_url, config, units=args.unit or None, progress=not args.quiet)
         except ValueError as exc:
@@ -430,6 +458,13 @@ def build_parser() -> Parser:
     db_sub.add_parser("migrate", help="apply pending migrations (safe to run concurrently)").set_defaults(
         func=cmd_db_migrate)
     db_sub.add_parser("status", help="list migrations, applied and pending").set_defaults(func=cmd_db_status)
+    retention = db_sub.add_parser(
+        "log-retention", help="create the recommendation log's coming months and drop months older than the "
+                              "retention (train --all does this daily)")
+    retention.add_argument("--days", type=_non_negative, default=None,
+                           help="drop months that ended more than this many days ago (default: "
+                                "ADAPTREC_LOG_RETENTION_DAYS, else 400; 0 keeps everything)")
+    retention.set_defaults(func=cmd_db_log_retention)
 
     from jobs.importers import FORMATS
 
@@ -469,6 +504,9 @@ def build_parser() -> Parser:
     demo.add_argument("--grade-effect", type=float, default=0.0,
                       help="logits of ability per school grade (default 0: learners' metadata says nothing "
                            "of their ability)")
+    demo.add_argument("--levels", type=_positive, default=1,
+                      help="courses per subject, a learner studying one (default 1: 1,967 items; 5: ~10,000 items "
+                           "in 484 units, the scale run's catalogue: docs/SCALING.md)")
     demo.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     _tenant_option(demo, "the tenant to fill, created if new (default: default)")
     demo.set_defaults(func=cmd_demo)

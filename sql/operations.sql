@@ -57,3 +57,12 @@ SELECT tenant, unit_id, objective, tag, model_id, extract(epoch FROM now() - tra
 FROM models
 WHERE status = 'active'
 ORDER BY tenant, unit_id, objective, tag;
+
+-- name: log_add_month
+-- Create the recommendation log's partition for the month of :month (migration 009); its name.
+SELECT recommendation_log_add_month(:month::date) AS partition;
+
+-- name: log_drop_before
+-- Drop the recommendation log's months that end on or before :cutoff (and older rows of its
+-- default partition); the dropped partitions' names.
+SELECT recommendation_log_drop_before(:cutoff) AS partition;

@@ -1,0 +1,64 @@
+"""The recommendation log's upkeep, a step of the daily job (`adaptrec train --all`) and of
+`adaptrec db log-retention`: create the month partitions ahead of time (migration 009), and drop
+the months older than ADAPTREC_LOG_RETENTION_DAYS in one statement each, instead of deleting rows.
+
+The log is what was answered (for calibration, experiments and analysts), not what learners did:
+interactions are never dropped. Only whole months go: a month is dropped once its last day is
+older than the retention, so up to a month more than the retention is kept.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from app import queries as q
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+DEFAULT_RETENTION_DAYS = 400   # a year and its seasons' comparisons; 0 keeps everything
+MONTHS_AHEAD = 3               # partitions ready before their month begins
+
+
+@dataclass
+class RetentionReport:
+    ready: list[str] = field(default_factory=list)     # the partitions from this month on
+    dropped: list[str] = field(default_factory=list)
+    cutoff: datetime | None = None
+
+
+def retention_days(env=None) -> int:
+    """ADAPTREC_LOG_RETENTION_DAYS (0: keep the whole log); a clear error when it is not a number."""
+    raw = (os.environ if env is None else env).get("ADAPTREC_LOG_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS))
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ValueError(f"ADAPTREC_LOG_RETENTION_DAYS={raw!r}: give a whole number of days (0 keeps the whole "
+                         "recommendation log)") from None
+    if days < 0:
+        raise ValueError(f"ADAPTREC_LOG_RETENTION_DAYS={raw!r}: give 0 (keep everything) or more days")
+    return days
+
+
+def month_starts(today: date, ahead: int = MONTHS_AHEAD) -> list[date]:
+    first, out = today.replace(day=1), []
+    for _ in range(ahead + 1):
+        out.append(first)
+        first = (first + timedelta(days=32)).replace(day=1)
+    return out
+
+
+def run(conn: Connection, days: int, now: datetime | None = None) -> RetentionReport:
+    """Create this month's and the next MONTHS_AHEAD months' partitions; with days > 0 drop the
+    months that ended more than `days` days before `now`. Commits."""
+    now = now or datetime.now(UTC)
+    report = RetentionReport()
+    with conn:
+        for month in month_starts(now.date()):
+            report.ready.append(q.fetch_one(conn, "log_add_month", month=month)["partition"])
+        if days > 0:
+            report.cutoff = now - timedelta(days=days)
+            report.dropped = [r["partition"] for r in q.fetch_all(conn, "log_drop_before", cutoff=report.cutoff)]
+    return report

@@ -1,0 +1,43 @@
+"""The recommendation log's upkeep (jobs.log_retention): months ready ahead, old months dropped
+whole, rows of a month without its partition kept until they too are old."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from jobs import log_retention
+
+
+def add_answers(conn, *times: str) -> None:
+    with conn, conn.cursor() as cur:
+        for t in times:
+            cur.execute("INSERT INTO recommendation_log (request_id, user_id, units, strategy, item_ids, scores, "
+                        "created_at) VALUES ('r', 'u1', '{m}', 'target', '{i1}', '{0.5}', %s)", (t,))
+
+
+def where(conn) -> dict[str, int]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT tableoid::regclass::text, count(*) FROM recommendation_log GROUP BY 1")
+        out = dict(cur.fetchall())
+    conn.rollback()
+    return out
+
+
+def test_months_ahead_then_old_months_dropped(conn):
+    add_answers(conn, "2027-03-10", "2027-04-02", "2027-05-20")   # no partitions yet: the default one
+    assert where(conn) == {"recommendation_log_default": 3}
+    report = log_retention.run(conn, days=0, now=datetime(2027, 4, 15, tzinfo=UTC))
+    assert report.ready == [f"recommendation_log_y2027m{m:02d}" for m in (4, 5, 6, 7)] and report.dropped == []
+    assert where(conn) == {"recommendation_log_default": 1, "recommendation_log_y2027m04": 1,
+                           "recommendation_log_y2027m05": 1}
+    report = log_retention.run(conn, days=30, now=datetime(2027, 6, 5, tzinfo=UTC))   # cutoff 2027-05-06
+    assert "recommendation_log_y2027m04" in report.dropped and "recommendation_log_y2027m05" not in report.dropped
+    assert where(conn) == {"recommendation_log_y2027m05": 1}   # March's row, in the default one, is older too
+
+
+@pytest.mark.parametrize("raw", ["x", "-1", "1.5"])
+def test_a_bad_retention_setting_says_what_to_give(raw):
+    with pytest.raises(ValueError, match="ADAPTREC_LOG_RETENTION_DAYS"):
+        log_retention.retention_days({"ADAPTREC_LOG_RETENTION_DAYS": raw})
+    assert log_retention.retention_days({}) == log_retention.DEFAULT_RETENTION_DAYS
