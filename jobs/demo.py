@@ -82,6 +82,9 @@ N_CHAPTERS = len(SUBJECTS[0][2])
 N_SECTIONS = len(SUBJECTS[0][2][0][1])
 SECTIONS_PER_SUBJECT = N_CHAPTERS * N_SECTIONS
 QUESTIONS_PER_SECTION = (20, 30)          # inclusive range, drawn per section
+# With levels (the scale run): slightly longer sections, so 5 levels make ~10,000 items.
+QUESTIONS_PER_SECTION_LEVELS = (21, 31)
+MAX_LEVELS = 20
 LESSON_KINDS = ("video", "article")       # one of each per section
 COUNTRIES = ("US", "IN", "GB", "NG", "BR", "DE", "CA", "AU", "KE", "PH")
 COUNTRY_WEIGHTS = (0.30, 0.18, 0.10, 0.08, 0.08, 0.07, 0.06, 0.05, 0.04, 0.04)
@@ -108,12 +111,15 @@ class DemoConfig:
     attempts: int = 200_000
     engagements: int = 50_000
     grade_effect: float = 0.0     # logits of ability per school grade (0: metadata says nothing)
+    levels: int = 1               # courses per subject (a learner studies one level); 1: the classic demo
 
     def validate(self) -> None:
         if self.seed < 0:
             raise DemoError(f"the demo seed must be 0 or more, got {self.seed}")
         if self.learners < 1 or self.attempts < 1 or self.engagements < 0:
             raise DemoError("the demo needs at least 1 learner and 1 attempt, and 0 or more engagements")
+        if not 1 <= self.levels <= MAX_LEVELS:
+            raise DemoError(f"the demo has 1 to {MAX_LEVELS} levels per subject, got {self.levels}")
         if not -3.0 <= self.grade_effect <= 3.0:
             raise DemoError(f"the grade effect must be between -3 and 3 logits per grade, got {self.grade_effect}")
 
@@ -121,7 +127,8 @@ class DemoConfig:
         return {"version": GENERATOR_VERSION, "seed": self.seed, "learners": self.learners,
                 "attempts": self.attempts, "engagements": self.engagements,
                 "reference_time": REFERENCE_TIME + "Z"} | (
-            {"grade_effect": self.grade_effect} if self.grade_effect else {})   # absent: as before it existed
+            {"grade_effect": self.grade_effect} if self.grade_effect else {}) | (
+            {"levels": self.levels} if self.levels > 1 else {})
 
 
 # ---- the generated data (pure numpy; nothing here touches the database) ----------------------
@@ -132,14 +139,15 @@ class Catalogue:
     items: list            # (item_id, kind, title, body, attrs, active) rows
     unit_items: list       # (unit_id, item_id, position) rows
     subject_ids: list      # unit id per subject
-    section_ids: np.ndarray     # unit id per section, subject-major (SECTIONS_PER_SUBJECT per subject)
+    section_ids: np.ndarray     # unit id per section, course-major (SECTIONS_PER_SUBJECT per course)
     section_first: np.ndarray   # index of the section's first question
     section_size: np.ndarray    # questions per section
     question_ids: np.ndarray
     question_section: np.ndarray
     difficulty: np.ndarray      # b_i per question
-    lesson_ids: np.ndarray      # subject-major, LESSON_KINDS per section
+    lesson_ids: np.ndarray      # course-major, LESSON_KINDS per section
     lesson_kind: np.ndarray
+    levels: int = 1             # courses per subject; course k = subject * levels + level
 
 
 @dataclass
@@ -150,6 +158,7 @@ class Learners:
     subject_pref: np.ndarray    # (learners, subjects) probabilities, favouring strong subjects
     start_day: np.ndarray       # first active day within the window
     attrs: list
+    level: np.ndarray | None = None   # the level each learner studies (all 0 with one level)
 
 
 @dataclass
@@ -180,8 +189,8 @@ def build(config: DemoConfig) -> DemoData:
     """Generate the whole data set in memory; the same config always gives identical arrays."""
     config.validate()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(4)]
-    catalogue = build_catalogue(streams[0])
-    learners = build_learners(streams[1], config.learners, config.grade_effect)
+    catalogue = build_catalogue(streams[0], config.levels)
+    learners = build_learners(streams[1], config.learners, config.grade_effect, config.levels)
     attempts = build_attempts(streams[2], catalogue, learners, config.attempts)
     engagements = build_engagements(streams[3], catalogue, learners, config.engagements)
     return DemoData(config, catalogue, learners, attempts, engagements)
@@ -192,71 +201,89 @@ def difficulty_label(b: float) -> str:
     return "easy" if b < -0.5 else "hard" if b > 0.5 else "medium"
 
 
-def build_catalogue(rng: np.random.Generator) -> Catalogue:
+def build_catalogue(rng: np.random.Generator, levels: int = 1) -> Catalogue:
+    """The unit DAG: root > subject > chapter > section > questions and lessons; with levels > 1
+    root > subject > level (a course) > chapter > section, each course a full set of chapters."""
     units = [(ROOT_UNIT, "Demo catalogue", "root", {})]
     children, items, unit_items = [], [], []
     subject_ids, section_ids, section_first, section_size = [], [], [], []
     question_ids, question_section, difficulty, lesson_ids, lesson_kind = [], [], [], [], []
+    courses = N_SUBJECTS * levels
     # Section means: a chapter level (slightly harder later in the book) plus a rise through the
     # chapter's sections, so "later section" reliably means "harder".
     chapter_level = 0.1 * (np.arange(N_CHAPTERS) - (N_CHAPTERS - 1) / 2) + rng.normal(
-        0, 0.3, (N_SUBJECTS, N_CHAPTERS))
+        0, 0.3, (courses, N_CHAPTERS))
     section_rise = np.linspace(-0.9, 0.9, N_SECTIONS)
-    sizes = rng.integers(QUESTIONS_PER_SECTION[0], QUESTIONS_PER_SECTION[1] + 1,
-                         (N_SUBJECTS, N_CHAPTERS, N_SECTIONS))
+    low, high = QUESTIONS_PER_SECTION if levels == 1 else QUESTIONS_PER_SECTION_LEVELS
+    sizes = rng.integers(low, high + 1, (courses, N_CHAPTERS, N_SECTIONS))
     for s, (code, subject, chapters) in enumerate(SUBJECTS):
         sid = f"{ROOT_UNIT}.{code}"
         subject_ids.append(sid)
         units.append((sid, subject, "subject", {}))
         children.append((ROOT_UNIT, sid))
-        review = f"{sid}.review"
-        for c, (chapter, sections) in enumerate(chapters, start=1):
-            cid = f"{sid}.{c}"
-            units.append((cid, f"{c}. {chapter}", "chapter", {"subject": sid}))
-            children.append((sid, cid))
-            for k, section in enumerate(sections, start=1):
-                uid = f"{cid}.{k}"
-                mean = float(chapter_level[s, c - 1] + section_rise[k - 1])
-                units.append((uid, f"{c}.{k} {section}", "section",
-                              {"subject": sid, "chapter": cid, "mean_difficulty": round(mean, 4)}))
-                children.append((cid, uid))
-                if k == len(sections):  # the chapter's hardest section is also revised in Review
-                    children.append((review, uid))
-                n = int(sizes[s, c - 1, k - 1])
-                # questions go from easy to hard within a section, as in a textbook exercise
-                b = np.sort(rng.normal(mean, 0.8, n))
-                section_first.append(len(question_ids))
-                section_size.append(n)
-                section_ids.append(uid)
-                topic = f"{section.lower()} in {chapter.lower()} ({subject.lower()})"
-                for number in range(1, n + 1):
-                    qid = f"{uid}.q{number}"
-                    bq = round(float(b[number - 1]), 4)
-                    question_ids.append(qid)
-                    question_section.append(len(section_ids) - 1)
-                    difficulty.append(bq)
-                    items.append((qid, "question", f"{subject} {c}.{k} Q{number}",
-                                  f"Practice question {number} on {topic}.",
-                                  {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
-                                   "skill": uid, "subject": sid, "chapter": cid}, True))
-                    unit_items.append((uid, qid, number))
-                for kind in LESSON_KINDS:
-                    lid = f"{uid}.{kind}"
-                    lesson_ids.append(lid)
-                    lesson_kind.append(kind)
-                    items.append((lid, kind, f"{subject} {c}.{k} {kind}: {section}",
-                                  f"{'Video lesson' if kind == 'video' else 'Article'} on {topic}.",
-                                  {"skill": uid, "subject": sid, "chapter": cid}, True))
-                    unit_items.append((uid, lid, None))  # lessons after the numbered questions
-        units.append((review, f"{N_CHAPTERS + 1}. {subject} review", "chapter", {"subject": sid}))
-        children.append((sid, review))
+        for level in range(levels):
+            course, base, name, extra = s * levels + level, sid, subject, {}
+            if levels > 1:
+                base, name, extra = f"{sid}.l{level + 1}", f"{subject} level {level + 1}", {"level": level + 1}
+                units.append((base, name, "course", {"subject": sid, **extra}))
+                children.append((sid, base))
+            _build_course(rng, chapters, sid, base, name, extra, chapter_level[course], section_rise, sizes[course],
+                          units, children, items, unit_items, section_ids, section_first, section_size,
+                          question_ids, question_section, difficulty, lesson_ids, lesson_kind)
     return Catalogue(units, children, items, unit_items, subject_ids, np.array(section_ids),
                      np.array(section_first), np.array(section_size), np.array(question_ids),
                      np.array(question_section), np.array(difficulty), np.array(lesson_ids),
-                     np.array(lesson_kind))
+                     np.array(lesson_kind), levels)
 
 
-def build_learners(rng: np.random.Generator, n: int, grade_effect: float = 0.0) -> Learners:
+def _build_course(rng, chapters, sid, base, name, extra, chapter_level, section_rise, sizes, units, children, items,
+                  unit_items, section_ids, section_first, section_size, question_ids, question_section,
+                  difficulty, lesson_ids, lesson_kind) -> None:
+    """One course's chapters, sections, questions and lessons (appended to the lists given)."""
+    review = f"{base}.review"
+    for c, (chapter, sections) in enumerate(chapters, start=1):
+        cid = f"{base}.{c}"
+        units.append((cid, f"{c}. {chapter}", "chapter", {"subject": sid, **extra}))
+        children.append((base, cid))
+        for k, section in enumerate(sections, start=1):
+            uid = f"{cid}.{k}"
+            mean = float(chapter_level[c - 1] + section_rise[k - 1])
+            units.append((uid, f"{c}.{k} {section}", "section",
+                          {"subject": sid, "chapter": cid, **extra, "mean_difficulty": round(mean, 4)}))
+            children.append((cid, uid))
+            if k == len(sections):  # the chapter's hardest section is also revised in Review
+                children.append((review, uid))
+            n = int(sizes[c - 1, k - 1])
+            # questions go from easy to hard within a section, as in a textbook exercise
+            b = np.sort(rng.normal(mean, 0.8, n))
+            section_first.append(len(question_ids))
+            section_size.append(n)
+            section_ids.append(uid)
+            topic = f"{section.lower()} in {chapter.lower()} ({name.lower()})"
+            for number in range(1, n + 1):
+                qid = f"{uid}.q{number}"
+                bq = round(float(b[number - 1]), 4)
+                question_ids.append(qid)
+                question_section.append(len(section_ids) - 1)
+                difficulty.append(bq)
+                items.append((qid, "question", f"{name} {c}.{k} Q{number}",
+                              f"Practice question {number} on {topic}.",
+                              {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
+                               "skill": uid, "subject": sid, "chapter": cid, **extra}, True))
+                unit_items.append((uid, qid, number))
+            for kind in LESSON_KINDS:
+                lid = f"{uid}.{kind}"
+                lesson_ids.append(lid)
+                lesson_kind.append(kind)
+                items.append((lid, kind, f"{name} {c}.{k} {kind}: {section}",
+                              f"{'Video lesson' if kind == 'video' else 'Article'} on {topic}.",
+                              {"skill": uid, "subject": sid, "chapter": cid, **extra}, True))
+                unit_items.append((uid, lid, None))  # lessons after the numbered questions
+    units.append((review, f"{N_CHAPTERS + 1}. {name} review", "chapter", {"subject": sid, **extra}))
+    children.append((base, review))
+
+
+def build_learners(rng: np.random.Generator, n: int, grade_effect: float = 0.0, levels: int = 1) -> Learners:
     general = rng.normal(0, 1, (n, 1))
     specific = rng.normal(0, 1, (n, N_SUBJECTS))
     ability = np.round(np.sqrt(0.5) * general + np.sqrt(0.5) * specific, 4)
@@ -274,7 +301,12 @@ def build_learners(rng: np.random.Generator, n: int, grade_effect: float = 0.0) 
     subject_ids = [f"{ROOT_UNIT}.{code}" for code, _, _ in SUBJECTS]
     attrs = [{"true_ability": dict(zip(subject_ids, row)), "grade": g, "country": COUNTRIES[c]}
              for row, g, c in zip(ability.tolist(), grade.tolist(), country.tolist())]
-    return Learners(ids, ability, activity, pref, start_day, attrs)
+    # After every other draw, so one level gives the classic demo's learners.
+    level = rng.integers(0, levels, n) if levels > 1 else np.zeros(n, dtype=np.int64)
+    if levels > 1:
+        for a, lv in zip(attrs, level.tolist()):
+            a["level"] = lv + 1
+    return Learners(ids, ability, activity, pref, start_day, attrs, level)
 
 
 def _pick(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
@@ -344,7 +376,8 @@ def build_attempts(rng: np.random.Generator, cat: Catalogue, learners: Learners,
     # often), or, with chance STAY_IN_SECTION, continues the learner's previous sitting's section.
     s_subject = _pick(rng, learners.subject_pref[s_user])
     weights = 1.0 / (1.0 + 0.08 * np.arange(SECTIONS_PER_SUBJECT))
-    s_section = s_subject * SECTIONS_PER_SUBJECT + np.searchsorted(
+    s_course = s_subject * cat.levels + learners.level[s_user]   # a learner studies their own level
+    s_section = s_course * SECTIONS_PER_SUBJECT + np.searchsorted(
         np.cumsum(weights) / weights.sum(), rng.random(len(s_user)))
     fresh = s_first | (rng.random(len(s_user)) >= STAY_IN_SECTION)
     s_chain = np.maximum.accumulate(np.where(fresh, np.arange(len(s_user)), 0))
@@ -357,7 +390,7 @@ def build_attempts(rng: np.random.Generator, cat: Catalogue, learners: Learners,
     v_pos = _rank_in_group(_group_starts(v_chain)) + offset[v_chain]
     v_section = s_section[v_sitting]
     v_question = cat.section_first[v_section] + v_pos % cat.section_size[v_section]
-    v_subject = v_section // SECTIONS_PER_SUBJECT
+    v_subject = v_section // (SECTIONS_PER_SUBJECT * cat.levels)
     p = 1.0 / (1.0 + np.exp(-(learners.ability[v_user, v_subject] - cat.difficulty[v_question])))
 
     # Expand visits into runs of attempts, then keep each learner's first `counts` attempts.
@@ -430,8 +463,9 @@ def build_engagements(rng: np.random.Generator, cat: Catalogue, learners: Learne
     zipf = 1.0 / np.arange(1, per_subject + 1) ** ZIPF_EXPONENT
     rank = np.searchsorted(np.cumsum(zipf) / zipf.sum(), rng.random(total))
     rank = np.minimum(rank, per_subject - 1)
-    popularity = np.argsort(rng.random((N_SUBJECTS, per_subject)), axis=1)  # rank -> lesson, per subject
-    lesson = subject * per_subject + popularity[subject, rank]
+    course = subject * cat.levels + learners.level[user]
+    popularity = np.argsort(rng.random((N_SUBJECTS * cat.levels, per_subject)), axis=1)  # rank -> lesson, per course
+    lesson = course * per_subject + popularity[course, rank]
     kind = np.array(ENGAGEMENT_KINDS)[rng.choice(len(ENGAGEMENT_KINDS), total, p=ENGAGEMENT_SHARES)]
     outcome = np.where(kind == "view", -1, 1).astype(np.int8)
     # Watching or reading takes minutes (articles a little less); a like takes no time.

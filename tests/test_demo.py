@@ -96,8 +96,28 @@ def test_attempts_are_in_order_per_learner_within_the_window():
     assert per_user.min() >= 1 and per_user.max() > 5 * np.median(per_user)
 
 
+def test_levels_make_courses_and_each_learner_studies_their_own():
+    """The scale run's catalogue (--levels): root > subject > level > chapter > section, ~2,000
+    items per level; a learner's attempts and lessons all come from the level they study; one
+    level is the classic demo, unchanged."""
+    data = build(DemoConfig(seed=3, learners=400, attempts=20_000, engagements=3_000, levels=3))
+    cat = data.catalogue
+    kinds = [u[2] for u in cat.units]
+    assert kinds.count("course") == 9 and kinds.count("section") == 9 * 24
+    assert 3 * 1900 < len(cat.items) < 3 * 2200
+    assert ("demo.math", "demo.math.l2") in cat.children and ("demo.math.l2", "demo.math.l2.1") in cat.children
+    levels = data.learners.level
+    assert set(levels.tolist()) == {0, 1, 2}
+    assert all(a["level"] == lv + 1 for a, lv in zip(data.learners.attrs, levels.tolist()))
+    for events in (data.attempts, data.engagements):
+        studied = np.array([f".l{lv + 1}." for lv in levels[events.user]])
+        assert all(s in item for s, item in zip(studied.tolist(), events.item_ids.tolist()))
+    one = build(SMALL)
+    assert "levels" not in SMALL.as_attrs() and not any(u[2] == "course" for u in one.catalogue.units)
+
+
 @pytest.mark.parametrize("bad", [DemoConfig(seed=-1), DemoConfig(learners=0), DemoConfig(attempts=0),
-                                 DemoConfig(engagements=-1)])
+                                 DemoConfig(engagements=-1), DemoConfig(levels=0), DemoConfig(levels=21)])
 def test_bad_configs_are_refused(bad):
     with pytest.raises(DemoError):
         build(bad)
