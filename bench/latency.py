@@ -326,6 +326,30 @@ def prepare(conn, url: str, data: Path, movielens: Path | None, learners: int, n
     return out
 
 
+def prepare_existing(conn, unit: str, learners: int, new_share: float, say, seed: int = 0) -> dict:
+    """The learners and items of the mix in a database already imported and trained (--database,
+    e.g. the scale run's, docs/SCALING.md): learners drawn at random among those with a history
+    (no copies are written), `new_share` of them new; the items under `unit`."""
+    from app import queries as q
+    from app.tenants import DEFAULT
+    from bench.request_mix import history_lengths
+
+    items = [r["item_id"] for r in q.fetch_all(conn, "items_under_units", tenant=DEFAULT, unit_ids=[unit])]
+    if not items:
+        raise SystemExit(f"bench.latency: unit {unit!r} has no active items in the --database")
+    new = round(learners * new_share)
+    with conn.cursor() as cur:
+        cur.execute("SELECT setseed(%s)", (1.0 / (seed + 2),))
+        cur.execute("SELECT user_id FROM users u WHERE tenant = %s AND EXISTS (SELECT 1 FROM interactions i "
+                    "WHERE i.tenant = u.tenant AND i.user_id = u.user_id) ORDER BY random() LIMIT %s",
+                    (DEFAULT, learners - new))
+        mix = [r[0] for r in cur.fetchall()] + [f"mix-new-{k}" for k in range(new)]
+    conn.rollback()
+    lengths = history_lengths(conn, DEFAULT, mix)
+    say(f"unit {unit}: {len(items)} items; {len(mix)} learners: {lengths}")
+    return {"users": mix[:5], "learners": mix, "history_lengths": lengths, "items": items, "topn_learners": []}
+
+
 # ---- the run ----------------------------------------------------------------------------------
 PHASE_SPECS = {  # phase: (requests of, keep-alive)
     "recommend": ("recommend", True),
@@ -469,7 +493,10 @@ def main(argv=None) -> int:
                         help="... for at most this many seconds (0: do not wait)")
     parser.add_argument("--url", help="benchmark a running service instead (no setup, no history evictions)")
     parser.add_argument("--key", help="API key of --url")
-    parser.add_argument("--unit", default=UNIT_ID, help="with --url: the unit to ask for")
+    parser.add_argument("--unit", default=UNIT_ID, help="with --url or --database: the unit to ask for")
+    parser.add_argument("--database", help="use this database, already imported and trained (e.g. the scale run's), "
+                                           "instead of a scratch one with ASSISTments; learners drawn from it; "
+                                           "no top-N phase")
     parser.add_argument("--user", action="append", default=[], help="with --url: a user with a history (repeatable)")
     parser.add_argument("--gunicorn-pid", type=int, help="with --url: gunicorn master pid, for the workers' memory")
     args = parser.parse_args(argv)
@@ -477,7 +504,9 @@ def main(argv=None) -> int:
         args.search_seconds = args.seconds
     if args.url and (not args.key or not args.user):
         parser.error("--url needs --key and at least one --user")
-    if not args.url and not args.data.exists():
+    if args.database:
+        args.topn = False
+    if not args.url and not args.database and not args.data.exists():
         parser.error(f"{args.data}: no such file")
     if not args.url and args.topn and not (args.movielens / "u.data").exists():
         parser.error(f"{args.movielens}: no MovieLens 100K folder (u.data); give --movielens DIR or --no-topn")
@@ -506,15 +535,30 @@ def main(argv=None) -> int:
             from harness.service import running_service
 
             settings = stack.enter_context(servers_for(Settings.from_env()))
-            url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
-            prepared = prepare(conn, url, args.data, args.movielens if args.topn else None, args.learners,
-                               args.new_share, say)
-            users, items, unit = prepared["users"], prepared["items"], UNIT_ID
-            result["setup"] = {k: prepared.get(k) for k in ("import_seconds", "train_seconds", "model_auc",
-                                                            "history_lengths", "topn_setup_seconds")}
-            result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
+            if args.database:
+                import psycopg2
+
+                url, unit = args.database, args.unit
+                conn = psycopg2.connect(url)
+                stack.callback(conn.close)
+                prepared = prepare_existing(conn, unit, args.learners, args.new_share, say)
+                result["setup"] = {"database": urlsplit(url).path.lstrip("/"), "unit": unit,
+                                   "history_lengths": prepared["history_lengths"]}
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM interactions")
+                    result["setup"]["interactions"] = cur.fetchone()[0]
+                conn.rollback()
+            else:
+                url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
+                prepared = prepare(conn, url, args.data, args.movielens if args.topn else None, args.learners,
+                                   args.new_share, say)
+                unit = UNIT_ID
+                result["setup"] = {k: prepared.get(k) for k in ("import_seconds", "train_seconds", "model_auc",
+                                                                "history_lengths", "topn_setup_seconds")}
+                result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
+            users, items = prepared["users"], prepared["items"]
             say(f"in-process floor on {args.floor_samples} histories of the mix ...")
-            result["floor"] = measure_floor(database_url=url, tenant=DEFAULT, unit=UNIT_ID,
+            result["floor"] = measure_floor(database_url=url, tenant=DEFAULT, unit=unit,
                                             learners=prepared["learners"], samples=args.floor_samples)
             say(f"floor: {result['floor']}")
             key = "bench-" + uuid.uuid4().hex
