@@ -5,19 +5,21 @@ Synthetic positives (no data set has 10,000 items at hand): --users users in --g
 each with --per-user distinct positives, 70 % from their group's items, every draw weighted by a
 Zipf popularity (exponent 0.8). The weights' size does not depend on the data, only on the item
 count and k; the fit's time does only through X^T X (the inverse is dense whatever the data).
-Measured: `fit_ease` (Gram matrix + dense inverse), `top_k_neighbours` for each k, the packed
+Measured: `fit_ease` (Gram matrix + dense inverse; and the process's peak memory after it),
+`top_k_neighbours` for each k, the packed
 weights (`app.modelstore.pack_item_weights`) dense and per k, the whole model row as `save_model`
 would write it (the WARP item vectors of the job's default 48 components, biases, prior, item ids;
 no database), and one user's EASE scores dense vs sparse (median of --repeats). BLAS threads:
-OPENBLAS_NUM_THREADS if set, else 2 (both cores; the job's default), reported in the JSON.
+OPENBLAS_NUM_THREADS if set, else 1 (the other core left to whatever else runs), reported in the JSON.
 """
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
+import resource
 import sys
 import time
 from datetime import UTC, datetime
@@ -65,6 +67,8 @@ def run(items: int, users: int, per_user: int, groups: int, l2: float, seed: int
     t = time.perf_counter()
     B = fit_ease(X, l2)
     out["fit_ease_seconds"] = round(time.perf_counter() - t, 1)
+    # the process's peak resident memory so far: the fit's dense Gram matrix, inverse and B dominate it
+    out["peak_rss_mb_after_fit"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000)
     dense = pack_item_weights(B)
     out["dense"] = {"weights_bytes": len(dense), "row_bytes": row_bytes(dense, items)}
     rng = np.random.default_rng(seed + 1)
