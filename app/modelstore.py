@@ -1,6 +1,16 @@
 """Stored models: one `models` row of metadata and one `model_arrays` row of packed float32
 arrays, so loading a model for serving is a single read of a few bytea columns.
 
+EASE's item-item weights (`item_weights`, engagement models) are stored in one of two layouts, told
+apart by the bytes themselves (`pack_item_weights` / `unpack_item_weights`), so no migration and no
+flag elsewhere is needed:
+  * sparse (since issue 15): the 8-byte marker `SPARSE_MARKER`, then little-endian int32 n_rows,
+    n_cols, nnz, then a CSR matrix's indptr (n_rows + 1 int32), indices (nnz int32) and data (nnz
+    float32): each item's top-k source items, about n_items x k x 8 bytes;
+  * dense (older models): n_items^2 float32, row-major, nothing else. Its first 4 bytes are B[0, 0],
+    which `fit_ease` sets to 0.0, so a dense row never begins with the marker (whose first 4 bytes
+    are not a float32 zero), and its length is exactly 4 n_items^2.
+
 Activation is atomic: in one transaction the previous active model of the same (unit,
 objective, tag) is retired and the new one activated; a partial unique index guarantees
 readers never see two, and a reader that started before sees the old one whole.
@@ -42,6 +52,46 @@ def unpack(raw, shape: tuple) -> np.ndarray:
     return np.frombuffer(bytes(raw), dtype=_F32).reshape(shape)
 
 
+SPARSE_MARKER = b"EASECSR1"
+_I32 = np.dtype("<i4")
+
+
+def pack_item_weights(weights) -> bytes:
+    """EASE weights as stored: a scipy sparse matrix in the sparse layout (see the module
+    docstring), a dense array as the older dense layout (kept for tests of old rows)."""
+    if not hasattr(weights, "tocsr"):
+        return pack(weights)
+    csr = weights.tocsr()
+    header = np.array([csr.shape[0], csr.shape[1], csr.nnz], dtype=_I32)
+    return b"".join([SPARSE_MARKER, header.tobytes(), np.ascontiguousarray(csr.indptr, dtype=_I32).tobytes(),
+                     np.ascontiguousarray(csr.indices, dtype=_I32).tobytes(), pack(csr.data)])
+
+
+def unpack_item_weights(raw, n_items: int):
+    """(n_items, n_items) EASE weights from either stored layout: a float32 CSR matrix from the
+    sparse one, a read-only float32 array from the dense one. Raises ValueError on anything else."""
+    if bytes(raw[:len(SPARSE_MARKER)]) == SPARSE_MARKER:
+        import scipy.sparse as sp  # only engagement models need it (about 40 MB in a worker)
+
+        raw = bytearray(raw)        # writable arrays: scipy may sort or sum a matrix's entries in place
+        start = len(SPARSE_MARKER)
+        n_rows, n_cols, nnz = (int(v) for v in np.frombuffer(raw, dtype=_I32, count=3, offset=start))
+        if (n_rows, n_cols) != (n_items, n_items) or len(raw) != start + 4 * (3 + n_rows + 1 + 2 * nnz):
+            raise ValueError(f"sparse item weights of shape ({n_rows}, {n_cols}) and {nnz} entries in {len(raw)} "
+                             f"bytes do not fit a model of {n_items} items")
+        start += 12
+        indptr = np.frombuffer(raw, dtype=_I32, count=n_rows + 1, offset=start)
+        indices = np.frombuffer(raw, dtype=_I32, count=nnz, offset=start + 4 * (n_rows + 1))
+        data = np.frombuffer(raw, dtype=_F32, count=nnz, offset=start + 4 * (n_rows + 1 + nnz))
+        weights = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+        weights.check_format(full_check=True)   # indices in range, indptr increasing: once per load
+        return weights
+    if len(raw) == 4 * n_items * n_items:
+        return unpack(raw, (n_items, n_items))
+    raise ValueError(f"item weights of {len(raw)} bytes are neither the sparse layout nor dense "
+                     f"({n_items} items)")
+
+
 @dataclass
 class StoredModel:
     """What the service needs to score learners against a unit's items."""
@@ -57,7 +107,9 @@ class StoredModel:
     prior_cov: np.ndarray        # (dim + 1, dim + 1)
     calibration: dict
     extra: dict = field(default_factory=dict)
-    item_weights: np.ndarray | None = None   # (n_items, n_items) EASE weights of engagement models
+    # (n_items, n_items) EASE weights of engagement models: a float32 CSR matrix of each item's top-k
+    # source items, or a dense float32 array for models stored before issue 15
+    item_weights: object = None
     metrics: dict = field(default_factory=dict)
     trained_at: object = None
 
@@ -70,11 +122,16 @@ def save_model(conn: Connection, *, tenant: str, unit_id: str, objective: str, m
                item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
                prior_cov: np.ndarray, calibration: dict, hyperparams: dict, metrics: dict,
                data_counts: dict, training_seconds: float, extra: dict | None = None,
-               item_weights: np.ndarray | None = None) -> int:
-    """Store a complete model with status 'ready' (not serving yet); returns its model_id."""
+               item_weights=None) -> int:
+    """Store a complete model with status 'ready' (not serving yet); returns its model_id.
+
+    item_weights : EASE weights, (n_items, n_items): a scipy sparse matrix (stored in the sparse
+    layout) or a dense array (the older layout), or None.
+    """
     n, dim = item_vectors.shape
     if len(item_ids) != n or item_biases.shape != (n,) or prior_mean.shape != (dim + 1,) \
-            or prior_cov.shape != (dim + 1, dim + 1):
+            or prior_cov.shape != (dim + 1, dim + 1) \
+            or (item_weights is not None and item_weights.shape != (n, n)):
         raise ValueError("model arrays have inconsistent shapes")
     row = q.fetch_one(conn, "insert_model", tenant=tenant, unit_id=unit_id, tag=tag, objective=objective, mode=mode,
                       hyperparams=json.dumps(json_safe(hyperparams)), metrics=json.dumps(json_safe(metrics)),
@@ -84,7 +141,7 @@ def save_model(conn: Connection, *, tenant: str, unit_id: str, objective: str, m
               item_vectors=pack(item_vectors), item_biases=pack(item_biases), prior_mean=pack(prior_mean),
               prior_cov=pack(prior_cov), calibration=json.dumps(json_safe(calibration)),
               extra=json.dumps(json_safe(extra or {})),
-              item_weights=pack(item_weights) if item_weights is not None else None)
+              item_weights=pack_item_weights(item_weights) if item_weights is not None else None)
     return model_id
 
 
@@ -111,7 +168,7 @@ def load_model(conn: Connection, tenant: str, model_id: int) -> StoredModel:
         item_vectors=unpack(row["item_vectors"], (n, dim)), item_biases=unpack(row["item_biases"], (n,)),
         prior_mean=unpack(row["prior_mean"], (dim + 1,)), prior_cov=unpack(row["prior_cov"], (dim + 1, dim + 1)),
         calibration=row["calibration"], extra=row["extra"], metrics=row["metrics"], trained_at=row["trained_at"],
-        item_weights=unpack(row["item_weights"], (n, n)) if row["item_weights"] is not None else None)
+        item_weights=unpack_item_weights(row["item_weights"], n) if row["item_weights"] is not None else None)
 
 
 def load_active(conn: Connection, tenant: str, unit_id: str, objective: str,

@@ -16,8 +16,14 @@
     ("random_80_20_rating_ge_4"). Hyperparameters (EASE l2, WARP config and epochs, fold-in penalty,
     blend weight) are chosen on a validation split carved from the training pairs (12.5 % of them,
     seed + 1), then refitted on all training pairs and scored once on the test pairs ("blend" is the
-    production path, TopNModel.score_rows: EASE blended with WARP user vectors folded in from each
-    user's training positives).
+    production path, TopNModel.score_rows: EASE cut to each item's top EASE_NEIGHBOURS source items,
+    as the job stores it, blended with WARP user vectors folded in from each user's training
+    positives; "ease" and "blend_dense_ease" keep EASE's dense n_items x n_items weights, the
+    published comparison). "ease_neighbours" (issue 15) compares, on the validation split only, EASE
+    alone and the blend (the tuned l2, WARP fitted on the validation-fit pairs and folded in, the
+    tuned weight) with dense EASE and with each item's top k of NEIGHBOUR_GRID; "by_validation" is the
+    k with the best validation precision@10 of the blend (NDCG@10, then the smaller k, break ties),
+    beside the default the job uses. On test only the default k is scored ("ease_top_k", "blend").
 (c) nightly_job, the product's own path, in two rows:
     "product_ratings_ge_4" measures what the product trains on. The movielens importer stores a rating
     as outcome 1 only at 4 stars or more, and the job's positives are engagements whose outcome is not 0
@@ -71,12 +77,13 @@ from bench.report import emit
 from bench.topn_job import PRODUCT_MIN_RATING, held_out_positives, serving_scores, train_through_job
 from jobs.importers.movielens import ROOT_ID
 from jobs.training import engagement, features
-from jobs.training.ease import fit_ease
+from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours
 from jobs.training.engagement import split_pairs
 from jobs.training.metrics import auc, ranking_metrics
-from jobs.training.topn import WarpConfig, evaluate, fit_topn, tune_topn
+from jobs.training.topn import WarpConfig, evaluate, fit_topn, fit_warp, tune_topn, warp_parts
 
 TARGET = {"precision_at_10": 0.37, "ndcg_at_10": 0.44}
+NEIGHBOUR_GRID = (50, 100, 200, 500)
 COLD_START_TARGET_AUC = 0.70
 PUBLISHED_PROTOCOL = ("PUBLISHED COMPARISON ONLY: every rating is an implicit positive, as in the LightFM / ALS "
                       "tables; the product never trains on this (its importer stores ratings below 4 as outcome 0)")
@@ -179,23 +186,28 @@ def bench_random(ratings: np.ndarray, min_rating: int, n_users: int, n_items: in
         return positives_matrix(users[rows], items[rows], n_users, n_items)
 
     tuned = tune_topn(m(fit), m(val), seed=seed, threads=threads)
+    neighbours = ease_neighbours(m(fit), m(val), tuned, seed, threads)
     X, T = m(~test), m(test)
     started = time.perf_counter()
     w, reg = tuned["weight"], tuned["foldin_reg"]
     both, uv = fit_topn(X, tuned["l2"], tuned["warp"], 0.5, reg, seed, threads)  # 0.5: fit both parts
+    top_k = top_k_neighbours(both.B, EASE_NEIGHBOURS)
     ease = ease_scores(X, both.B)
     warp = warp_scores(uv, both.item_vectors, both.item_biases)
     warp_foldin = warp_scores(fold_in(X, both.item_vectors, both.item_biases, reg), both.item_vectors,
                               both.item_biases)
     exclude = X.toarray() > 0
     popularity = np.tile(np.asarray(X.sum(axis=0)).ravel(), (n_users, 1))
-    production = TopNModel(both.B, both.item_vectors, both.item_biases, reg, w)
+    production = TopNModel(top_k, both.item_vectors, both.item_biases, reg, w)
+    dense = TopNModel(both.B, both.item_vectors, both.item_biases, reg, w)
     results = {
         "popularity": evaluate(popularity, X, T),
         "warp": evaluate(warp, X, T),
         "warp_foldin": evaluate(warp_foldin, X, T),
         "ease": evaluate(ease, X, T),
+        "ease_top_k": evaluate(ease_scores(X, top_k), X, T),
         "blend": evaluate(production.score_rows(X), X, T),
+        "blend_dense_ease": evaluate(dense.score_rows(X), X, T),
         "blend_trained_vectors": evaluate(blend_scores(ease, warp, w, exclude), X, T),
     }
     return {
@@ -206,13 +218,37 @@ def bench_random(ratings: np.ndarray, min_rating: int, n_users: int, n_items: in
                   "validation": int(val.sum())},
         **{k: rounded(v) for k, v in results.items()},
         "selected": {"ease_l2": tuned["l2"], "warp": asdict(tuned["warp"]), "foldin_reg": reg, "blend_weight": w},
+        "ease_neighbours": neighbours,
         "notes": {"warp": "trained user vectors", "warp_foldin": "user vectors folded in from positives (topn.fold_in)",
-                  "blend": f"TopNModel.score_rows: (1-w) z(ease) + w z(warp_foldin), w = {w} (validation)",
-                  "blend_trained_vectors": "the same blend with the trained WARP user vectors"},
+                  "ease": "dense n_items x n_items weights",
+                  "ease_top_k": f"each item's top {EASE_NEIGHBOURS} source items (the job's default)",
+                  "blend": f"TopNModel.score_rows: (1-w) z(ease_top_k) + w z(warp_foldin), w = {w} (validation)",
+                  "blend_dense_ease": "the same blend with dense EASE (what was stored before issue 15)",
+                  "blend_trained_vectors": "dense EASE blended with the trained WARP user vectors"},
         "validation_search": [rounded(s) for s in tuned["search"]],
         "tuning_seconds": round(tuned["seconds"], 1),
         "refit_and_score_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def ease_neighbours(X_fit, X_val, tuned: dict, seed: int, threads: int) -> dict:
+    """Validation figures of EASE alone and of the blend with dense EASE and with each item's top k
+    source items, k in NEIGHBOUR_GRID; the tuned l2, WARP config, fold-in penalty and weight."""
+    started = time.perf_counter()
+    B = fit_ease(X_fit, tuned["l2"])
+    iv, ib, _ = warp_parts(fit_warp(X_fit, tuned["warp"], seed, threads))
+    warp = warp_scores(fold_in(X_fit, iv, ib, tuned["foldin_reg"]), iv, ib)
+    exclude = X_fit.toarray() > 0
+    validation = {}
+    for k in (None, *NEIGHBOUR_GRID):
+        e = ease_scores(X_fit, B if k is None else top_k_neighbours(B, k))
+        validation["dense" if k is None else str(k)] = {
+            "ease": rounded(evaluate(e, X_fit, X_val)),
+            "blend": rounded(evaluate(blend_scores(e, warp, tuned["weight"], exclude), X_fit, X_val))}
+    best = max(NEIGHBOUR_GRID, key=lambda k: (validation[str(k)]["blend"]["precision_at_10"],
+                                              validation[str(k)]["blend"]["ndcg_at_10"], -k))
+    return {"validation": validation, "by_validation": best, "default": EASE_NEIGHBOURS,
+            "weight": tuned["weight"], "seconds": round(time.perf_counter() - started, 1)}
 
 
 def bench_published_job(ratings: np.ndarray, n_users: int, n_items: int, seed: int, threads: int,
@@ -270,7 +306,8 @@ def bench_product_job(data: str, ratings: np.ndarray, n_users: int, n_items: int
         "bench_blend": same_split["blend"],
         "job": {"status": outcome.status, "own_held_out": {"model": rounded(outcome.metrics["model"]),
                                                            "popularity": rounded(outcome.metrics["baseline"])},
-                "params": {k: stored.get(k) for k in ("l2", "warp", "weight", "foldin_reg")}},
+                "params": {k: stored.get(k) for k in ("l2", "warp", "weight", "foldin_reg", "ease_neighbours")},
+                "item_weights": trained["item_weights"]},
         "test_split": "the held-out pairs of random_80_20_rating_ge_4 (split_pairs(n, seed, 0.2) over the ratings "
                       ">= 4 in u.data order), whose blend is bench_blend; training positives excluded from the "
                       "ranking. job.own_held_out is the job's own report: 20 % of what it was given, before its "

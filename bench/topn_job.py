@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from app import modelstore
 from app.db import connect
@@ -66,7 +67,8 @@ def train_through_job(data: str, ratings: np.ndarray, server_url: str, seed: int
     on `server_url`, run the nightly job on the root unit, and load its engagement model.
 
     Returns {"model": ServingModel, "outcome": UnitOutcome, "counts": the job's data counts,
-    "hyperparams": what it stored, "import_seconds", "train_seconds"}.
+    "hyperparams": what it stored, "item_weights": the stored EASE weights' layout and bytes (None
+    when the model has none), "import_seconds", "train_seconds"}.
     """
     with tempfile.TemporaryDirectory() as tmp, scratch_database(server_url, "adaptrec_bench") as url:
         folder = Path(tmp)
@@ -88,6 +90,10 @@ def train_through_job(data: str, ratings: np.ndarray, server_url: str, seed: int
             stored = modelstore.load_model(conn, DEFAULT, result.outcome.model_id)
             listed = {m["model_id"]: m for m in modelstore.list_models(conn, DEFAULT, include_retired=True)}
             conn.rollback()
+    weights = stored.item_weights
     return {"model": ServingModel.from_stored(stored), "outcome": result.outcome, "counts": result.counts,
             "hyperparams": listed[stored.model_id]["hyperparams"], "import_seconds": imported.seconds,
-            "train_seconds": train_seconds}
+            "train_seconds": train_seconds,
+            "item_weights": None if weights is None else {
+                "layout": "sparse" if sp.issparse(weights) else "dense", "entries": int(weights.nnz)
+                if sp.issparse(weights) else int(weights.size), "bytes": len(modelstore.pack_item_weights(weights))}}

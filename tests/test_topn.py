@@ -17,7 +17,7 @@ from bench.topn import genre_popularity, read_ratings
 from bench.topn_job import held_out_positives, serving_scores, write_ratings
 from jobs.importers import movielens
 from jobs.importers.common import csv_rows
-from jobs.training.ease import fit_ease
+from jobs.training.ease import fit_ease, top_k_neighbours
 from jobs.training.engagement import split_pairs
 from jobs.training.topn import WarpConfig, fit_topn, tune_topn
 
@@ -62,6 +62,45 @@ def test_ease_matches_the_constrained_least_squares_solution():
         others = [i for i in range(8) if i != j]
         expected = np.linalg.solve(G[np.ix_(others, others)], (X.T @ X).toarray()[others, j])
         np.testing.assert_allclose(B[others, j], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_top_k_keeps_each_items_largest_weights_and_never_the_item_itself():
+    X = clustered_positives(n_users=60, n_items=12)
+    B = fit_ease(X, 2.0)
+    S = top_k_neighbours(B, 3)
+    assert sp.isspmatrix_csr(S) and S.dtype == np.float32 and S.shape == (12, 12)
+    csc = S.tocsc()
+    for i in range(12):
+        kept = csc.indices[csc.indptr[i]:csc.indptr[i + 1]]
+        others = np.delete(np.arange(12), i)
+        assert len(kept) == 3 and i not in kept
+        assert B[kept, i].min() >= np.sort(B[others, i])[-3]         # the three largest of the column
+        np.testing.assert_array_equal(csc[kept, i].toarray().ravel(), B[kept, i])
+
+
+def test_top_k_of_every_item_scores_exactly_as_the_dense_weights():
+    X = clustered_positives(n_users=60, n_items=12)
+    B = fit_ease(X, 2.0)
+    for k in (12, 11, 50):                      # k >= n_items - 1 keeps every off-diagonal weight
+        S = top_k_neighbours(B, k)
+        assert S.nnz == 12 * 11
+        np.testing.assert_array_equal(S.toarray(), B)
+        np.testing.assert_allclose(ease_scores(X, S), ease_scores(X, B), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ease_scores(X[3].toarray()[0], S), ease_scores(X[3].toarray()[0], B),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        top_k_neighbours(B, 0)
+
+
+def test_a_sparse_ease_model_scores_one_user_as_the_batch_and_ranks_their_group_first():
+    X = clustered_positives()
+    model, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.3, seed=0, neighbours=5)
+    assert sp.isspmatrix_csr(model.B) and model.B.nnz == 30 * 5 and model.params["ease_neighbours"] == 5
+    positives = X[4].indices
+    np.testing.assert_allclose(model.score(positives), model.score_rows(X)[4], atol=1e-3)
+    ease_only = TopNModel(model.B, None, None, weight=0.0)
+    top = ease_only.recommend(positives, k=3)
+    assert not set(top) & set(positives) and np.all(top % 3 == 4 % 3)
 
 
 def test_standardise_gives_zero_mean_unit_deviation_rows_and_zero_for_constant_rows():
@@ -192,6 +231,9 @@ model = ServingModel(1, "unit", "engagement", "mf", "default", [str(i) for i in 
                      {"blend_weight": 0.5, "foldin_reg": 5.0}, rng.normal(size=(n, n)).astype(np.float32))
 scores = engagement_scores(model, np.array([0, 1]), np.array([2, 3, -1]))
 assert np.isfinite(scores).all() and scores[2] < scores[:2].min()
+import scipy.sparse as sp
+model.item_weights = sp.csr_matrix(model.item_weights)       # top-k weights, as stored since issue 15
+assert np.allclose(engagement_scores(model, np.array([0, 1]), np.array([2, 3, -1])), scores, atol=1e-5)
 print(sorted({m.split(".")[0] for m in sys.modules} & {"jobs", "lightfm", "bench", "cli"}))
 """
 
@@ -234,11 +276,14 @@ def test_written_ratings_read_back_in_the_layout_the_movielens_importer_parses(t
     assert rows == [[str(v) for v in r] for r in ratings]
 
 
-def test_serving_scores_come_in_the_callers_item_order_whatever_the_models_order():
+@pytest.mark.parametrize("layout", ["dense", "top_k"])
+def test_serving_scores_come_in_the_callers_item_order_whatever_the_models_order(layout):
     rng = np.random.default_rng(2)
     model_ids, d = ["f", "c", "a", "e", "b", "d"], 3
     V, b = rng.normal(size=(6, d)).astype(np.float32), rng.normal(size=6).astype(np.float32)
     B = rng.normal(size=(6, 6)).astype(np.float32)
+    np.fill_diagonal(B, 0.0)
+    B = B if layout == "dense" else top_k_neighbours(B, 2)
     stored = StoredModel(1, "unit", "engagement", "mf", "default", model_ids, V, b, np.zeros(d + 1), np.eye(d + 1),
                          {}, {"blend_weight": 0.4, "foldin_reg": 5.0}, B)
     caller_ids = ["a", "b", "c", "d", "e", "f", "g"]          # "g" is not in the model

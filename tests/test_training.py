@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import psycopg2
 import pytest
+import scipy.sparse as sp
 from scipy.stats import spearmanr
 
 from app import modelstore
@@ -228,7 +229,9 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, root_train
     assert m["model"]["precision_at_10"] >= m["baseline"]["precision_at_10"]
     assert 0.0 <= model.extra["blend_weight"] <= 1.0
     if model.extra["blend_weight"] < 1.0:
-        assert model.item_weights.shape == (len(model.item_ids), len(model.item_ids))
+        n = len(model.item_ids)      # EASE as each item's top-k source items (issue 15)
+        assert sp.isspmatrix_csr(model.item_weights) and model.item_weights.shape == (n, n)
+        assert model.item_weights.nnz == n * min(config.ease_neighbours, n - 1)
 
 
 def test_a_unit_is_served_by_its_ancestor_when_that_predicts_its_dev_learners_better(demo, db_url, root_trained):

@@ -36,7 +36,7 @@ class ServingModel:
     prior_precision: np.ndarray       # (d + 1, d + 1)
     calibration: dict
     extra: dict
-    item_weights: np.ndarray | None   # EASE (n, n), engagement models only
+    item_weights: object              # EASE (n, n), engagement models only: CSR top-k, or dense (older)
     index: dict = field(default_factory=dict)       # item_id -> row
     unit_vectors: np.ndarray | None = None          # rows of unit length, for similar items
     mean_vector: np.ndarray | None = None           # the population's average item

@@ -2,7 +2,10 @@
 Pure numpy/scipy; the fitting half (EASE's inverse, LightFM, the tuner) is jobs.training.topn.
 
 Scoring a user needs only their positive item indices (`TopNModel.score`):
-  * EASE: scores = x @ B, x the user's 0/1 row.
+  * EASE: scores = x @ B, x the user's 0/1 row. B is stored as each item's top-k source items
+    (jobs.training.ease.top_k_neighbours, a CSR matrix: n_items x k weights instead of n_items^2), so
+    one user's scores add up only the rows of their positives; models stored before that carry the
+    dense (n_items, n_items) array and score the same way.
   * WARP: scores = v_i . u + b_i (the user bias is the same for every item, so it is left out).
     A user's vector is folded in from their positives with the item side fixed: the MAP estimate
     u = argmax sum_{i in positives} log softmax(V u + b)_i - reg ||u||^2, a smooth convex problem in
@@ -26,11 +29,12 @@ import scipy.sparse as sp
 class TopNModel:
     """What is needed to score any user from their positives.
 
-    B : (n_items, n_items) EASE weights or None; item_vectors : (n_items, d) and item_biases :
+    B : (n_items, n_items) EASE weights, a CSR matrix of top-k neighbours or (older models) a dense
+    array, or None; item_vectors : (n_items, d) and item_biases :
     (n_items,) from WARP or None; foldin_reg : the fold-in's L2 penalty; weight : WARP's share of
     the blend (0 = EASE only, 1 = WARP only).
     """
-    B: np.ndarray | None
+    B: sp.csr_matrix | np.ndarray | None
     item_vectors: np.ndarray | None
     item_biases: np.ndarray | None
     foldin_reg: float = 5.0
@@ -87,18 +91,26 @@ def positives_matrix(users: np.ndarray, items: np.ndarray, n_users: int, n_items
     return X
 
 
-def ease_scores(X_user_rows, B: np.ndarray) -> np.ndarray:
+def ease_scores(X_user_rows, B: sp.csr_matrix | np.ndarray) -> np.ndarray:
     """Scores of every item for some users: their positive rows times B.
 
     Parameters
     ----------
     X_user_rows : (n_users, n_items) sparse or dense binary rows, or (n_items,) for one user.
-    B : (n_items, n_items) from `jobs.training.ease.fit_ease`.
+    B : (n_items, n_items) from `jobs.training.ease.fit_ease`: dense, or sparse (its top-k neighbours,
+        `jobs.training.ease.top_k_neighbours`; best CSR: the product then reads only the rows of the
+        users' positives).
 
     Returns
     -------
     (n_users, n_items) float32 scores, or (n_items,) for a single 1-d row.
     """
+    if sp.issparse(B):
+        one = not sp.issparse(X_user_rows) and np.ndim(X_user_rows) == 1
+        X = sp.csr_matrix(np.atleast_2d(X_user_rows) if not sp.issparse(X_user_rows) else X_user_rows,
+                          dtype=np.float32)
+        scores = (X @ B).toarray().astype(np.float32, copy=False)
+        return scores[0] if one else scores
     if sp.issparse(X_user_rows):
         return np.asarray(X_user_rows.astype(np.float32) @ B)
     return np.asarray(X_user_rows, dtype=np.float32) @ B

@@ -1,9 +1,11 @@
 """Engagement models (views, likes, completions, ratings; Totara's 0/1 values) for top-N.
 
-mf mode: the blend of app.online.topn: EASE (a closed-form item model) and WARP LightFM with
-the user's vector folded in from their positives, mixed per user after standardising; EASE's
-penalty, WARP's epochs and the blend weight are tuned on a validation split. EASE keeps an
-n_items x n_items matrix, so above EASE_MAX_ITEMS items the model is WARP alone.
+mf mode: the blend of app.online.topn: EASE (a closed-form item model, each item keeping its top
+`neighbours` source items, jobs.training.ease.top_k_neighbours) and WARP LightFM with the user's
+vector folded in from their positives, mixed per user after standardising; EASE's penalty, WARP's
+epochs and the blend weight are tuned on a validation split, with EASE cut to its top-k as it is
+served. Fitting EASE inverts an n_items x n_items matrix, so above EASE_MAX_ITEMS items the model
+is WARP alone.
 partial / full modes: WARP LightFM with item and user features (so items known only by their
 metadata and text still get vectors), no EASE; its dimension and epochs tuned on validation, as
 Totara's engine tunes them (HYBRID_GRID).
@@ -23,6 +25,7 @@ from app.online.fit import prior_from_users
 from app.online.metadata import fit_metadata_prior
 from app.online.topn import TopNModel, fold_in, positives_matrix
 from jobs.training import features
+from jobs.training.ease import EASE_NEIGHBOURS
 from jobs.training.topn import WarpConfig, evaluate, fit_topn, fit_warp, tune_topn, warp_parts
 
 EASE_MAX_ITEMS = 5000
@@ -169,7 +172,8 @@ def _fit(data: EngagementData, X: sp.csr_matrix, params: dict, seed: int, thread
     warp = WarpConfig(**params["warp"])
     if data.item_features is not None:
         return _fit_hybrid_warp(data, X, warp, seed, threads)
-    model, _ = fit_topn(X, params["l2"], warp, params["weight"], params["foldin_reg"], seed, threads)
+    model, _ = fit_topn(X, params["l2"], warp, params["weight"], params["foldin_reg"], seed, threads,
+                        params.get("ease_neighbours"))
     if model.item_vectors is None:  # EASE alone won; WARP vectors still serve related items and the prior
         model.item_vectors, model.item_biases, _ = warp_parts(fit_warp(X, warp, seed, threads))
     return model
@@ -183,8 +187,11 @@ def _default_params(grid: dict, weight: float, l2=None) -> dict:
 
 
 def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refit_all: bool = True,
-                     grid: dict = JOB_GRID) -> EngagementResult:
-    """Tune on validation pairs, report on held-out pairs, then refit on all of them."""
+                     grid: dict = JOB_GRID, neighbours: int | None = EASE_NEIGHBOURS) -> EngagementResult:
+    """Tune on validation pairs, report on held-out pairs, then refit on all of them.
+
+    neighbours : source items EASE keeps per item (the stored top-k); None keeps it dense (benches).
+    """
     started = time.perf_counter()
     test = split_pairs(len(data.users), seed, 0.2)
     rest = ~test
@@ -200,9 +207,9 @@ def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refi
     elif len(data.item_ids) > EASE_MAX_ITEMS:
         params = _default_params(grid, weight=1.0)  # WARP alone, at the grid's default settings
     else:
-        tuned = tune_topn(data.matrix(rest & ~val), data.matrix(val), grid, seed, threads)
+        tuned = tune_topn(data.matrix(rest & ~val), data.matrix(val), grid, seed, threads, neighbours=neighbours)
         params = {"l2": tuned["l2"], "warp": asdict(tuned["warp"]), "foldin_reg": tuned["foldin_reg"],
-                  "weight": tuned["weight"]}
+                  "weight": tuned["weight"], "ease_neighbours": neighbours}
         search = tuned["search"]
 
     model = _fit(data, X_rest, params, seed, threads)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from jobs.training import split
+from jobs.training.ease import EASE_NEIGHBOURS
 
 # The held-out figure that decides activation and heads the report, per objective.
 HEADLINE_METRIC = {"practice": "auc", "engagement": "precision_at_10"}
@@ -32,6 +33,7 @@ class TrainConfig:
     split_seed: int = split.SEED  # learners' roles (jobs.training.split); a new seed reshuffles them all
     hold_out_test_learners: bool = True   # the stored model never trains on the split's test learners
     threads: int = 2
+    ease_neighbours: int = EASE_NEIGHBOURS   # engagement: source items EASE keeps per item (the stored top-k)
 
     @classmethod
     def from_env(cls, env=None, **overrides) -> TrainConfig:
@@ -45,6 +47,7 @@ class TrainConfig:
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
             "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
             "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
+            "ease_neighbours": int(env.get("ADAPTREC_TRAIN_EASE_NEIGHBOURS", cls.ease_neighbours)),
             "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "1").lower() in ("1", "true", "yes"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -82,11 +85,12 @@ class UnitResult:
     folds learners in live, so those are not stored; benches compare against them).
 
     item_vectors : (n_items, d); item_biases : (n_items,); prior_mean : (d + 1,) and prior_cov :
-    (d + 1, d + 1) over [user vector, user bias]; item_weights : EASE (n_items, n_items) when an
-    engagement blend uses it; user_vectors : (n_users, d) and user_biases : (n_users,), rows in
-    `user_ids` order: for practice, the learners the stored model was trained on (the unit's
-    train and dev learners; its test learners too only without hold-out). test_user_ids : the
-    held-out learners its metrics (and the parent comparison) were computed on.
+    (d + 1, d + 1) over [user vector, user bias]; item_weights : EASE (n_items, n_items), a CSR
+    matrix of each item's top-k source items, when an engagement blend uses it; user_vectors :
+    (n_users, d) and user_biases : (n_users,), rows in `user_ids` order: for practice, the learners
+    the stored model was trained on (the unit's train and dev learners; its test learners too only
+    without hold-out). test_user_ids : the held-out learners its metrics (and the parent
+    comparison) were computed on.
     """
     outcome: UnitOutcome
     item_ids: list[str] = field(default_factory=list)
@@ -95,7 +99,7 @@ class UnitResult:
     prior_mean: np.ndarray | None = None
     prior_cov: np.ndarray | None = None
     calibration: dict = field(default_factory=dict)
-    item_weights: np.ndarray | None = None
+    item_weights: object = None
     user_ids: list[str] = field(default_factory=list)
     user_vectors: np.ndarray | None = None
     user_biases: np.ndarray | None = None

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, warp_scores
-from jobs.training.ease import fit_ease
+from jobs.training.ease import fit_ease, top_k_neighbours
 from jobs.training.metrics import ranking_metrics
 
 
@@ -46,19 +46,27 @@ def warp_parts(model: LightFM) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return iv.astype(np.float32), ib.astype(np.float32), uv.astype(np.float32)
 
 
+def fit_easek(X: sp.csr_matrix, l2: float, neighbours: int | None):
+    """EASE's weights as served: each item's top `neighbours` source items (CSR), or the dense
+    (n_items, n_items) array when neighbours is None (benches comparing with the dense model)."""
+    B = fit_ease(X, l2)
+    return B if neighbours is None else top_k_neighbours(B, neighbours)
+
+
 def fit_topn(X: sp.csr_matrix, l2: float | None, warp: WarpConfig | None, weight: float, foldin_reg: float = 5.0,
-             seed: int = 0, threads: int = 1) -> tuple[TopNModel, np.ndarray | None]:
+             seed: int = 0, threads: int = 1, neighbours: int | None = None) -> tuple[TopNModel, np.ndarray | None]:
     """Fit the parts the blend needs; returns the model and the trained WARP user vectors (or None).
 
     X : (n_users, n_items) binary CSR; l2 : EASE penalty (None: no EASE, weight must be 1);
-    warp : WARP config (None: no WARP, weight must be 0). EASE is fitted when weight < 1, WARP when
-    weight > 0.
+    warp : WARP config (None: no WARP, weight must be 0); neighbours : EASE's top-k per item
+    (`fit_easek`; None: dense). EASE is fitted when weight < 1, WARP when weight > 0.
     """
-    B = fit_ease(X, l2) if l2 is not None and weight < 1 else None
+    B = fit_easek(X, l2, neighbours) if l2 is not None and weight < 1 else None
     iv = ib = uv = None
     if warp is not None and weight > 0:
         iv, ib, uv = warp_parts(fit_warp(X, warp, seed, threads))
-    params = {"l2": l2, "warp": asdict(warp) if warp else None, "weight": weight, "foldin_reg": foldin_reg}
+    params = {"l2": l2, "warp": asdict(warp) if warp else None, "weight": weight, "foldin_reg": foldin_reg,
+              "ease_neighbours": neighbours}
     return TopNModel(B, iv, ib, foldin_reg, weight, params), uv
 
 
@@ -76,11 +84,12 @@ GRID = {"l2": (100.0, 200.0, 300.0, 500.0, 800.0),
 
 
 def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, seed: int = 0, threads: int = 1,
-              k: int = 10) -> dict:
+              k: int = 10, neighbours: int | None = None) -> dict:
     """Choose EASE's l2, a WARP config and epoch count, the fold-in penalty and the blend weight on
     validation, one after the other, each by validation precision@k (NDCG@k breaks ties).
 
-    X_fit, X_val : (n_users, n_items) binary CSR with disjoint positives. WARP is chosen with trained
+    X_fit, X_val : (n_users, n_items) binary CSR with disjoint positives; neighbours : EASE's top-k
+    per item as it will be served (None: dense), so l2 and the weight are chosen for it. WARP is chosen with trained
     user vectors, the fold-in penalty by folding in every user's X_fit row, and the weight on the
     blend of the chosen EASE with the folded-in WARP (what `TopNModel.score` computes).
     Returns {"l2", "warp" (WarpConfig), "foldin_reg", "weight", "search" (list of dicts), "seconds"}.
@@ -94,7 +103,7 @@ def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, see
 
     best_ease = None
     for l2 in grid["l2"]:
-        s = ease_scores(X_fit, fit_ease(X_fit, l2))
+        s = ease_scores(X_fit, fit_easek(X_fit, l2, neighbours))
         m = evaluate(s, X_fit, X_val, k)
         search.append({"model": "ease", "l2": l2, **m})
         if better(m, best_ease):
