@@ -122,7 +122,8 @@ def cmd_import(args) -> int:
                 print(f"created tenant {args.tenant!r}", file=sys.stderr)
         with recorded(settings.database_url, "import", args.tenant, format=args.format, files=len(args.paths)):
             reports = run_import(conn, args.format, [Path(p) for p in args.paths], id_prefix=args.id_prefix,
-                                 progress=not args.quiet, tenant=args.tenant, totara_mode=settings.totara_mode)
+                                 progress=not args.quiet, tenant=args.tenant, totara_mode=settings.totara_mode,
+                                 bulk=args.bulk)
     for r in reports:
         print(r.summary())
     return 0
@@ -476,6 +477,10 @@ def build_parser() -> Parser:
     imp.add_argument("--format", "-f", required=True, choices=sorted(FORMATS), help="input format")
     imp.add_argument("--id-prefix", default="", help="prefix every user, item and unit id (keeps data sets apart)")
     imp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    imp.add_argument("--bulk", action="store_true",
+                     help="a first load or a maintenance window: rebuild the interactions' indexes and foreign keys "
+                          "after the insert (several times faster at millions of rows; the API's reads of "
+                          "interactions wait until the import commits)")
     _tenant_option(imp, "the tenant to import into, created if new (default: default). A Totara export "
                         "folder with tenants.csv imports each of its tenants into its own")
     imp.add_argument("paths", nargs="+", metavar="PATH", help="files (or a folder, for movielens and totara)")

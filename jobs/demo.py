@@ -523,7 +523,8 @@ def generate_demo(conn, config: DemoConfig = DemoConfig(), progress: bool = Fals
         with conn.cursor() as cur:
             # A bulk job in its own transaction: larger sort memory speeds the merge's ORDER BY.
             cur.execute("SET LOCAL work_mem = '256MB'")
-        loader = Loader(conn, tenant=tenant)
+        # Into a database with no interactions yet nothing can be locked out: load in bulk.
+        loader = Loader(conn, tenant=tenant, bulk=q.fetch_one(conn, "interactions_empty")["empty"])
         _stage(loader, data, progress)
         say(f"merging {report.generated['attempts'] + report.generated['engagements']} events into the "
             "database (about 30 s per million)")

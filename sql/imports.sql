@@ -110,3 +110,30 @@ ON CONFLICT (tenant, user_id, event_id) DO NOTHING;
 -- name: unit_generator
 -- The `generator` attribute of unit :unit_id (NULL when it has none, no row when there is no such unit): which demo made it.
 SELECT attrs -> 'generator' AS generator FROM units WHERE tenant = :tenant AND unit_id = :unit_id;
+
+-- name: interactions_rebuildable
+-- The interactions table's non-unique indexes and foreign keys, as DDL (a bulk import drops them
+-- and builds them again from these definitions after its insert: app-independent of migrations).
+SELECT 'index' AS kind, i.relname AS name, pg_get_indexdef(i.oid) AS definition
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+WHERE x.indrelid = 'interactions'::regclass AND NOT x.indisunique
+UNION ALL
+SELECT 'foreign key', c.conname, pg_get_constraintdef(c.oid)
+FROM pg_constraint c
+WHERE c.conrelid = 'interactions'::regclass AND c.contype = 'f'
+ORDER BY 1, 2;
+
+-- name: merge_stage_interactions_bulk
+-- merge_stage_interactions for a bulk import (Loader(bulk=True)): in learner then event order, so
+-- the keys that start with the learner (the primary key, the idempotency key) are appended to
+-- rather than written all over; a learner's ids still grow with time when event ids sort by time.
+INSERT INTO interactions (tenant, event_id, user_id, item_id, kind, outcome, value, duration_ms,
+                          response, occurred_at)
+SELECT :tenant, event_id, user_id, item_id, kind, outcome, value, duration_ms, response, occurred_at
+FROM stage_interactions
+ORDER BY user_id, occurred_at, event_id
+ON CONFLICT (tenant, user_id, event_id) DO NOTHING;
+
+-- name: interactions_empty
+-- Whether no tenant has any interaction yet (a fresh database: a bulk load locks nobody out).
+SELECT NOT EXISTS (SELECT 1 FROM interactions) AS empty;

@@ -484,3 +484,29 @@ def test_cli_import_of_a_bad_file_is_one_line_naming_file_and_line(configured, t
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"{path}:3:4: correct must be 0 or 1, got 'maybe'" in err
     assert counts(configured)["interactions"] == 0
+
+
+def test_a_bulk_import_stores_the_same_rows_and_rebuilds_the_same_schema(conn, tmp_path):
+    """--bulk drops the interactions' secondary indexes and foreign keys for the insert and builds
+    them again from their own definitions: same rows as a normal import, same indexes and keys
+    after, idempotent; a bad reference still fails with the importer's message and leaves the
+    table (indexes and keys included) as it was."""
+    from app import queries as q
+
+    def schema():
+        rows = [(r["kind"], r["name"], r["definition"]) for r in q.fetch_all(conn, "interactions_rebuildable")]
+        conn.rollback()
+        return rows
+
+    before = schema()
+    assert {k for k, _, _ in before} == {"index", "foreign key"} and len(before) >= 5
+    path = write(tmp_path / "catalogue.jsonl", jsonl_text(JSONL_OBJECTS))
+    report = import_twice(conn, "jsonl", path, bulk=True)
+    assert report.created["interactions"] == 2
+    assert schema() == before
+    assert one(conn, "SELECT user_id, outcome FROM interactions WHERE event_id = 'e-1'") == ("ann", 1)
+    bad = write(tmp_path / "bad.jsonl", jsonl_text([{"type": "interaction", "event_id": "e-9", "user_id": "ann",
+                                                     "item_id": "nowhere", "outcome": 1}]))
+    with pytest.raises(ImportFailed, match="unknown item 'nowhere'"):
+        run_import(conn, "jsonl", [bad], progress=False, bulk=True)
+    assert schema() == before and counts(conn)["interactions"] == 2

@@ -42,11 +42,13 @@ def prepare_tenant(conn, tenant: str, fmt: str, totara_mode: str = "full") -> bo
 
 
 def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress: bool = True,
-               tenant: str = DEFAULT, totara_mode: str = "full") -> list[ImportReport]:
+               tenant: str = DEFAULT, totara_mode: str = "full", bulk: bool = False) -> list[ImportReport]:
     """Import each path into `tenant` (created if new), each in its own transaction: all of it or, on
     any error, none of it. A Totara export folder with tenants.csv instead imports each of its
     tenants into the adaptrec tenant of the same id (created if new, trained in `totara_mode`),
-    each in its own transaction; a failing tenant stops the run, earlier ones stay imported."""
+    each in its own transaction; a failing tenant stops the run, earlier ones stay imported.
+    bulk: the interactions' secondary indexes and foreign keys are rebuilt after the insert
+    (common.Loader), faster for millions of rows, the table locked until each path commits."""
     try:
         module = FORMATS[fmt]
     except KeyError:
@@ -58,7 +60,7 @@ def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress:
             report = ImportReport(str(path) + (f" (tenant {target})" if listed else ""), fmt)
             with Timer() as timer, conn:  # `with conn`: commit on success, roll back on any error
                 prepare_tenant(conn, target, fmt, totara_mode)
-                loader = Loader(conn, tenant=target)
+                loader = Loader(conn, tenant=target, bulk=bulk)
                 if listed:
                     report.rows_read = totara.read(Path(path), loader, id_prefix, progress, suffix=suffix)
                 else:
