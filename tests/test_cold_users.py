@@ -43,3 +43,21 @@ def test_metadata_serves_new_users_only_when_it_beats_popularity(predictive):
     best = max(m["precision_at_10"] for m in chosen["metadata"])
     if predictive:   # a German speaker's topic shows: far above the most-liked items overall
         assert best > chosen["popularity"]["precision_at_10"] + 0.2
+
+
+def test_a_big_unit_is_tuned_and_evaluated_on_a_sample_of_its_users(monkeypatch):
+    """Above EVAL_USERS users the engagement job scores a seeded sample of them (every fit still
+    uses all): the metrics say how many, the model still beats popularity where metadata and taste
+    carry signal, and the prior and metadata shifts come out of the sampled users."""
+    from jobs.training import engagement
+
+    assert engagement.eval_rows(300, seed=0) is None
+    monkeypatch.setattr(engagement, "EVAL_USERS", 120)
+    rows = engagement.eval_rows(300, seed=0)
+    assert len(rows) == 120 and np.array_equal(rows, np.unique(rows))
+    assert np.array_equal(rows, engagement.eval_rows(300, seed=0))
+    result = engagement.train_engagement(platform(True), seed=0, threads=1)
+    assert result.metrics["evaluated_users"] == 120
+    assert result.metrics["model"]["precision_at_10"] > result.metrics["baseline"]["precision_at_10"]
+    assert result.metrics["cold_users"]["users"] == 24   # 20 % of the sample plays new users
+    assert np.isfinite(result.prior_mean).all() and result.prior_cov.shape[0] == result.prior_mean.shape[0]

@@ -84,7 +84,7 @@ GRID = {"l2": (100.0, 200.0, 300.0, 500.0, 800.0),
 
 
 def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, seed: int = 0, threads: int = 1,
-              k: int = 10, neighbours: int | None = None) -> dict:
+              k: int = 10, neighbours: int | None = None, rows: np.ndarray | None = None) -> dict:
     """Choose EASE's l2, a WARP config and epoch count, the fold-in penalty and the blend weight on
     validation, one after the other, each by validation precision@k (NDCG@k breaks ties).
 
@@ -92,10 +92,12 @@ def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, see
     per item as it will be served (None: dense), so l2 and the weight are chosen for it. WARP is chosen with trained
     user vectors, the fold-in penalty by folding in every user's X_fit row, and the weight on the
     blend of the chosen EASE with the folded-in WARP (what `TopNModel.score` computes).
+    rows : the users (row indices) the choices are evaluated on (None: all); every fit uses all.
     Returns {"l2", "warp" (WarpConfig), "foldin_reg", "weight", "search" (list of dicts), "seconds"}.
     """
     started = time.perf_counter()
     search = []
+    E_fit, E_val = (X_fit, X_val) if rows is None else (X_fit[rows], X_val[rows])
 
     def better(m, best):
         return best is None or (m[f"precision_at_{k}"], m[f"ndcg_at_{k}"]) > (best[0][f"precision_at_{k}"],
@@ -103,8 +105,8 @@ def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, see
 
     best_ease = None
     for l2 in grid["l2"]:
-        s = ease_scores(X_fit, fit_easek(X_fit, l2, neighbours))
-        m = evaluate(s, X_fit, X_val, k)
+        s = ease_scores(E_fit, fit_easek(X_fit, l2, neighbours))
+        m = evaluate(s, E_fit, E_val, k)
         search.append({"model": "ease", "l2": l2, **m})
         if better(m, best_ease):
             best_ease = (m, l2, s)
@@ -116,7 +118,7 @@ def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, see
             model.fit_partial(coo, epochs=e - done, num_threads=threads)   # same as fit(epochs=e)
             done = e
             iv, ib, uv = warp_parts(model)
-            m = evaluate(warp_scores(uv, iv, ib), X_fit, X_val, k)
+            m = evaluate(warp_scores(uv if rows is None else uv[rows], iv, ib), E_fit, E_val, k)
             chosen = WarpConfig(config.no_components, config.learning_rate, config.alpha, config.max_sampled, e)
             search.append({"model": "warp", **asdict(chosen), **m})
             if better(m, best_warp):
@@ -124,15 +126,15 @@ def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, see
     best_reg = None
     _, _, iv, ib = best_warp
     for reg in grid["foldin_reg"]:
-        s = warp_scores(fold_in(X_fit, iv, ib, reg), iv, ib)
-        m = evaluate(s, X_fit, X_val, k)
+        s = warp_scores(fold_in(E_fit, iv, ib, reg), iv, ib)
+        m = evaluate(s, E_fit, E_val, k)
         search.append({"model": "warp_foldin", "foldin_reg": reg, **m})
         if better(m, best_reg):
             best_reg = (m, reg, s)
     best_weight = None
-    exclude = X_fit.toarray() > 0
+    exclude = E_fit.toarray() > 0
     for w in grid["weight"]:
-        m = evaluate(blend_scores(best_ease[2], best_reg[2], w, exclude), X_fit, X_val, k)
+        m = evaluate(blend_scores(best_ease[2], best_reg[2], w, exclude), E_fit, E_val, k)
         search.append({"model": "blend_foldin", "weight": w, **m})
         if better(m, best_weight):
             best_weight = (m, w)
