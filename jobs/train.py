@@ -59,7 +59,7 @@ def model_units(conn, config: TrainConfig, requested: list[str] | None = None) -
         need = 1 if requested else s["min_interactions"]  # a unit asked for by name trains on any data
         if row["attempts"] >= need:
             chosen.append((unit_id, "practice", s["mode"]))
-        if row["engagements"] >= need:
+        if row["engagements"] >= need and (requested or row["engaged_items"] >= config.min_engaged_items):
             chosen.append((unit_id, "engagement", s["mode"]))
     return chosen
 

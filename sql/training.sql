@@ -1,7 +1,7 @@
 -- Training data and model storage for the daily job (jobs/train.py).
 
 -- name: unit_candidates
--- Per unit: items under it and the attempts / engagement events on them (to pick model units).
+-- Per unit: items under it, how many of them have engagement events, and the attempts / engagement events on them (to pick model units).
 WITH RECURSIVE descend (top, unit_id) AS (
     -- seed: every unit is its own top
     SELECT unit_id, unit_id FROM units WHERE tenant = :tenant
@@ -21,6 +21,7 @@ unit_item AS (
 )
 SELECT u.unit_id, u.kind, u.attrs,
        count(ui.item_id) AS items,
+       count(ui.item_id) FILTER (WHERE ic.engagements > 0) AS engaged_items,
        coalesce(sum(ic.attempts), 0)::bigint AS attempts,
        coalesce(sum(ic.engagements), 0)::bigint AS engagements
 FROM units u

@@ -265,3 +265,16 @@ def test_a_unit_trained_alone_keeps_its_own_model(demo, db_url, root_trained, mo
     outcome = next(o for o in report.outcomes if o.objective == "practice")
     assert outcome.status == "activated" and outcome.metrics["parent"]["auc"] == 0.999
     assert "ancestor_dev" not in outcome.metrics
+
+
+def test_an_engagement_model_needs_enough_engaged_items(demo):
+    """A section has two lessons (the only items anyone engages with): practice model only; a
+    subject's 48 lessons make an engagement model too; a unit asked for by name trains anyway."""
+    from jobs.train import model_units
+
+    section = _first(demo, "SELECT unit_id FROM units WHERE kind = 'section' ORDER BY unit_id LIMIT 1")
+    chosen = model_units(demo, TrainConfig(min_interactions=100))
+    assert (section, "practice", "mf") in chosen and (section, "engagement", "mf") not in chosen
+    assert (subject(demo), "engagement", "mf") in chosen
+    assert (section, "engagement", "mf") in model_units(demo, TrainConfig(), requested=[section])
+    assert (section, "engagement", "mf") in model_units(demo, TrainConfig(min_engaged_items=2))

@@ -23,6 +23,9 @@ class TrainConfig:
     tag: str = "default"
     min_items: int = 5
     min_interactions: int = 100
+    # An engagement (top-N) model needs this many items anyone engaged with: below it, a top-10 is
+    # the popularity order padded with items nobody touched (the demo's sections: 2 lessons each).
+    min_engaged_items: int = 10
     keep_versions: int = 3
     margin: float = 0.02          # a new model may be at most this much worse (AUC / precision@10)
     max_trials: int = 3
@@ -42,6 +45,7 @@ class TrainConfig:
             "mode": env.get("ADAPTREC_TRAIN_MODE", cls.mode),
             "min_items": int(env.get("ADAPTREC_TRAIN_MIN_ITEMS", cls.min_items)),
             "min_interactions": int(env.get("ADAPTREC_TRAIN_MIN_INTERACTIONS", cls.min_interactions)),
+            "min_engaged_items": int(env.get("ADAPTREC_TRAIN_MIN_ENGAGED_ITEMS", cls.min_engaged_items)),
             "keep_versions": int(env.get("ADAPTREC_TRAIN_KEEP_VERSIONS", cls.keep_versions)),
             "margin": float(env.get("ADAPTREC_TRAIN_MARGIN", cls.margin)),
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
