@@ -579,7 +579,14 @@ def main(argv=None) -> int:
                                  "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
                                  "gunicorn_args": args.gunicorn_args or None}
             say(f"gunicorn ready on {base} (pid {master_pid})")
+            import redis as redis_client
+
+            used = redis_client.Redis.from_url(settings.redis_url).info("memory")["used_memory"]
             warmed = warm_histories(url, settings.redis_url, prefix, DEFAULT, prepared["learners"])
+            # What a learner's cached history costs Redis (for sizing: docs/SCALING.md); the server
+            # is shared, so only an estimate.
+            grown = redis_client.Redis.from_url(settings.redis_url).info("memory")["used_memory"] - used
+            result["redis_bytes_per_cached_learner"] = round(grown / max(1, len(prepared["learners"])))
             if prepared["topn_learners"]:
                 warmed += warm_histories(url, settings.redis_url, prefix, TOPN_TENANT, prepared["topn_learners"])
             say(f"histories of every learner cached in Redis in {warmed:.1f} s")

@@ -48,12 +48,13 @@ WHERE i.tenant = :tenant
 ORDER BY i.item_id;
 
 -- name: first_attempts_on_items
--- Each user's first attempt at each of :item_ids, grouped by user, in time order.
+-- Each user's first attempt at each of :item_ids, grouped by user, in time order; only the learners of a hash sample of share :share (1: all) when the unit is bigger than the job trains on.
 SELECT user_id, item_id, outcome
 FROM (
     SELECT DISTINCT ON (a.user_id, a.item_id) a.user_id, a.item_id, a.outcome, a.occurred_at, a.id
     FROM interactions a
     WHERE a.tenant = :tenant AND a.kind = 'attempt' AND a.item_id = ANY(:item_ids) AND a.outcome IS NOT NULL
+      AND (:share >= 1.0 OR (hashtext(a.user_id) & 1048575) < :share * 1048576)
     ORDER BY a.user_id, a.item_id, a.occurred_at, a.id
 ) first
 ORDER BY user_id, occurred_at, id;
@@ -79,3 +80,8 @@ ORDER BY user_id, item_id;
 -- name: users_attrs
 -- Metadata of the users :user_ids.
 SELECT user_id, attrs FROM users WHERE tenant = :tenant AND user_id = ANY(:user_ids);
+
+-- name: attempts_on_items
+-- How many attempts (repeats included) :item_ids have: whether a unit is over the job's cap.
+SELECT count(*) AS attempts FROM interactions
+WHERE tenant = :tenant AND kind = 'attempt' AND item_id = ANY(:item_ids) AND outcome IS NOT NULL;

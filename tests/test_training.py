@@ -278,3 +278,18 @@ def test_an_engagement_model_needs_enough_engaged_items(demo):
     assert (subject(demo), "engagement", "mf") in chosen
     assert (section, "engagement", "mf") in model_units(demo, TrainConfig(), requested=[section])
     assert (section, "engagement", "mf") in model_units(demo, TrainConfig(min_engaged_items=2))
+
+
+def test_a_unit_over_the_attempt_cap_trains_on_a_sample_of_its_learners(demo, db_url):
+    """ADAPTREC_TRAIN_MAX_ATTEMPTS: a hash sample of learners, about the cap's worth of attempts;
+    the same learners on every run; the share is recorded with the model's counts."""
+    unit = chapter(demo)
+    counts = []
+    for cap in (0, 3000, 3000):
+        run_training(db_url, replace(tagged(), max_attempts=cap, prefer_parent=False), units=[unit], progress=False,
+                     on_result=lambda r: counts.append(r.counts) if r.outcome.objective == "practice" else None)
+    full, sampled, again = counts
+    assert full["learner_share"] == 1.0 and 0 < sampled["learner_share"] < 1
+    assert sampled["attempts"] < full["attempts"] and sampled["users"] < full["users"]
+    assert abs(sampled["users"] / full["users"] - sampled["learner_share"]) < 0.15   # a fair sample of learners
+    assert again == sampled

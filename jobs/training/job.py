@@ -26,6 +26,9 @@ class TrainConfig:
     # An engagement (top-N) model needs this many items anyone engaged with: below it, a top-10 is
     # the popularity order padded with items nobody touched (the demo's sections: 2 lessons each).
     min_engaged_items: int = 10
+    # A practice unit with more attempts trains on a hash sample of its learners bringing about
+    # this many (practice_job.learner_share); 0: every learner.
+    max_attempts: int = 2_000_000
     keep_versions: int = 3
     margin: float = 0.02          # a new model may be at most this much worse (AUC / precision@10)
     max_trials: int = 3
@@ -46,6 +49,7 @@ class TrainConfig:
             "min_items": int(env.get("ADAPTREC_TRAIN_MIN_ITEMS", cls.min_items)),
             "min_interactions": int(env.get("ADAPTREC_TRAIN_MIN_INTERACTIONS", cls.min_interactions)),
             "min_engaged_items": int(env.get("ADAPTREC_TRAIN_MIN_ENGAGED_ITEMS", cls.min_engaged_items)),
+            "max_attempts": int(env.get("ADAPTREC_TRAIN_MAX_ATTEMPTS", cls.max_attempts)),
             "keep_versions": int(env.get("ADAPTREC_TRAIN_KEEP_VERSIONS", cls.keep_versions)),
             "margin": float(env.get("ADAPTREC_TRAIN_MARGIN", cls.margin)),
             "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),

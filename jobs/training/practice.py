@@ -36,6 +36,7 @@ class PracticeData:
     item_features: FeatureSet | None = None
     user_features: FeatureSet | None = None
     item_skills: np.ndarray | None = None   # (n_items,) each item's skill index (-1 none); None: one skill
+    learner_share: float = 1.0   # the share of the unit's learners loaded (TrainConfig.max_attempts)
 
 
 def skill_index(items: list[dict]) -> tuple[np.ndarray | None, list[str]]:

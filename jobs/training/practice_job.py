@@ -29,11 +29,23 @@ OBJECTIVE = "practice"
 MIN_DEV_ATTEMPTS = 20     # fewer dev attempts in common with the ancestor decide nothing
 
 
-def load_practice_data(conn, tenant: str, unit_id: str, mode: str) -> PracticeData:
+def learner_share(conn, tenant: str, item_ids: list[str], max_attempts: int) -> float:
+    """The share of learners a unit trains on: all (1.0) up to max_attempts attempts on its items
+    (0: no cap), else a hash sample of learners expected to bring about max_attempts. Item
+    parameters need a few hundred answers each; the root of a national platform has hundreds of
+    millions, and its training time is on the critical path of the whole job (children wait)."""
+    if max_attempts <= 0:
+        return 1.0
+    attempts = q.fetch_one(conn, "attempts_on_items", tenant=tenant, item_ids=item_ids)["attempts"]
+    return 1.0 if attempts <= max_attempts else max_attempts / attempts
+
+
+def load_practice_data(conn, tenant: str, unit_id: str, mode: str, max_attempts: int = 0) -> PracticeData:
     items = q.fetch_all(conn, "unit_items_for_training", tenant=tenant, unit_id=unit_id)
     item_ids = [i["item_id"] for i in items]
+    share = learner_share(conn, tenant, item_ids, max_attempts)
     with conn.cursor() as cur:
-        cur.execute(q.sql("first_attempts_on_items"), {"tenant": tenant, "item_ids": item_ids})
+        cur.execute(q.sql("first_attempts_on_items"), {"tenant": tenant, "item_ids": item_ids, "share": share})
         rows = cur.fetchall()
     conn.rollback()  # a long read: do not hold its snapshot while training
     user_col = np.array([r[0] for r in rows], dtype=object)
@@ -45,6 +57,7 @@ def load_practice_data(conn, tenant: str, unit_id: str, mode: str) -> PracticeDa
         outcomes=np.array([r[2] for r in rows], dtype=np.int8))
     data.item_features, data.user_features = hybrid_features(conn, tenant, items, data.user_ids, mode)
     data.item_skills, _ = skill_index(items)
+    data.learner_share = share
     return data
 
 
@@ -67,7 +80,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     """Train, store and (if sane, and not better served by an ancestor's) activate the unit's
     practice model. `state` carries this run's dev predictions of the units above (parents first)."""
     started = time.perf_counter()
-    data = load_practice_data(conn, config.tenant, unit_id, mode)
+    data = load_practice_data(conn, config.tenant, unit_id, mode, config.max_attempts)
     if len(data.outcomes) == 0:
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="no attempts under this unit"))
     roles = split.roles(data.user_ids, config.split_seed)
@@ -90,6 +103,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
         extra["item_skills"] = data.item_skills.tolist()
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
+              "learner_share": round(data.learner_share, 6),
               **{f"{name}_users": int((roles == code).sum()) for code, name in enumerate(split.ROLE_NAMES)}}
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
