@@ -219,9 +219,8 @@ def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: Train
                         ancestor=(nearest, entries[nearest]) if nearest else None, return_arrays=on_result is not None)
 
     while pending or runner.running:
-        for key in [k for k in pending if waits_for[k] <= done]:
-            if runner.capacity is not None and runner.running >= runner.capacity:
-                break
+        room = runner.capacity - runner.running
+        for key in [k for k in pending if waits_for[k] <= done][:max(room, 0)]:
             pending.remove(key)
             runner.submit(key, spec(key))
         for task in runner.wait():

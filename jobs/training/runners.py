@@ -124,35 +124,45 @@ class ProcessPool:
 
 
 class DaskRunner:
-    """Tasks on the Dask cluster whose scheduler is at `address` (distributed.Client). Dask queues
-    them on its workers; a worker that dies has its task rescheduled by Dask, and after
-    `distributed.scheduler.allowed-failures` deaths the task fails with KilledWorker."""
+    """Tasks on the Dask cluster whose scheduler is at `address` (distributed.Client). A worker
+    that dies has its task rescheduled by Dask, and after `distributed.scheduler.allowed-failures`
+    (default 3) deaths the task fails with KilledWorker.
 
-    capacity = None   # submit everything that is ready: the scheduler places it
+    No more tasks are submitted than the cluster has worker threads: Dask counts a death against
+    every task assigned to the dead worker, waiting ones included, so tasks queued behind a unit
+    that kills its worker would be blamed (and retried) with it."""
 
     def __init__(self, address: str, timeout_s: float = 30):
-        from distributed import Client
+        from distributed import Client, as_completed
 
         try:
             self.client = Client(address, timeout=f"{timeout_s}s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ClusterUnavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         self._futures: dict = {}
+        self._completed = as_completed(loop=self.client.loop)
 
     @property
     def running(self) -> int:
         return len(self._futures)
 
+    @property
+    def capacity(self) -> int:
+        """The cluster's worker threads now (at least 1: with none, Dask holds the task for the next)."""
+        return max(1, sum(self.client.nthreads().values()))
+
     def submit(self, key: Hashable, spec: TaskSpec) -> None:
         name = f"adaptrec-train-{spec.config.tenant}-{spec.unit_id}-{spec.objective}-{uuid.uuid4().hex[:8]}"
         future = self.client.submit(run_task, spec, key=name, pure=False, retries=0)
         self._futures[future] = key
+        self._completed.add(future)
 
     def wait(self) -> list[Done]:
-        from distributed import wait
         from distributed.scheduler import KilledWorker
 
-        finished, _ = wait(list(self._futures), return_when="FIRST_COMPLETED")
+        finished = [next(self._completed)]
+        while self._completed.has_ready():
+            finished.append(next(self._completed))
         done = []
         for future in finished:
             key = self._futures.pop(future)
@@ -164,7 +174,9 @@ class DaskRunner:
                 except BaseException as lost:   # cancelled: the scheduler forgot it
                     exc = lost
                 if isinstance(exc, KilledWorker):
-                    done.append(Done(key, died=f"worker died (Dask: {str(exc).splitlines()[0][:300]})"))
+                    done.append(Done(key, died=f"worker died (Dask KilledWorker: {exc.allowed_failures + 1} "
+                                               f"worker(s) died running it, the last "
+                                               f"{getattr(exc.last_worker, 'address', exc.last_worker)})"))
                 else:
                     done.append(Done(key, error=f"{type(exc).__name__}: {exc}"))
             future.release()
