@@ -132,11 +132,13 @@ class DaskRunner:
     every task assigned to the dead worker, waiting ones included, so tasks queued behind a unit
     that kills its worker would be blamed (and retried) with it."""
 
-    def __init__(self, address: str, timeout_s: float = 30):
+    connect_timeout_s = 30
+
+    def __init__(self, address: str):
         from distributed import Client, as_completed
 
         try:
-            self.client = Client(address, timeout=f"{timeout_s}s", set_as_default=False)
+            self.client = Client(address, timeout=f"{self.connect_timeout_s}s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise ClusterUnavailable(f"cannot reach the Dask scheduler at {address}: {exc}") from exc
         self._futures: dict = {}
