@@ -44,7 +44,11 @@ def _worker_main(tasks) -> None:
             return
         if spec is None:
             return
-        tasks.send(run_task(spec))
+        result = run_task(spec)
+        try:
+            tasks.send(result)
+        except (BrokenPipeError, OSError):   # the orchestrator died meanwhile; the unit is done
+            return
 
 
 class _Worker:
