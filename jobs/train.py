@@ -205,7 +205,7 @@ def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: Train
     dies is run once more; dying twice fails that unit alone.
     """
     modes = {(unit_id, objective): mode for unit_id, objective, mode in todo}
-    waits_for = {key: {(a, key[1]) for a in above[key[0]] if (a, key[1]) in modes} for key in modes}
+    waits_for = {key: {(a, key[1]) for a in above[key[0]] if (a, key[1]) in modes and a != key[0]} for key in modes}
     pending = list(modes)                  # in the job's order: the top first
     done: set[tuple[str, str]] = set()
     outcomes: dict[tuple[str, str], UnitOutcome] = {}
@@ -220,7 +220,11 @@ def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: Train
 
     while pending or runner.running:
         room = runner.capacity - runner.running
-        for key in [k for k in pending if waits_for[k] <= done][:max(room, 0)]:
+        ready = [k for k in pending if waits_for[k] <= done]
+        if not ready and not runner.running:
+            # units that are each other's ancestors (a cycle in unit_children): the loop's order
+            ready = pending[:1]
+        for key in ready[:max(room, 0)]:
             pending.remove(key)
             runner.submit(key, spec(key))
         for task in runner.wait():
