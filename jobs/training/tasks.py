@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from app.db import connect
 from jobs.training import engagement_job, practice_job
@@ -67,10 +68,15 @@ class TaskResult:
 
 
 def train_one(conn, unit_id: str, objective: str, mode: str, config: TrainConfig, state: JobState) -> UnitResult:
-    """The objective's train_unit; an exception fails this unit only (its previous model stays)."""
+    """The objective's train_unit, numpy's BLAS limited to config.threads; an exception fails this
+    unit only (its previous model stays)."""
     t0 = time.perf_counter()
     try:
-        return OBJECTIVES[objective](conn, unit_id, mode, config, state)
+        # numpy's BLAS to the unit's share of the cores too, not one thread per core in every
+        # worker: OpenBLAS threads spin while they wait, and with two workers on two cores (or a
+        # shared machine) the replay's many small products then ran about 3 times slower.
+        with threadpool_limits(limits=config.threads, user_api="blas"):
+            return OBJECTIVES[objective](conn, unit_id, mode, config, state)
     except Exception as exc:  # one unit's failure must not stop the others
         try:
             conn.rollback()
