@@ -172,6 +172,7 @@ def cmd_train(args) -> int:
 
     from app.tenants import DEFAULT
     from jobs.train import TrainConfig, run_training
+    from jobs.training.runners import ClusterUnavailable
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -181,7 +182,8 @@ def cmd_train(args) -> int:
     if args.unit and not args.tenant:
         args.tenant = DEFAULT  # units are named within one tenant
     # --all without --tenant: every tenant, one after another (each its own job run)
-    config = replace(TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials), tenant=args.tenant)
+    config = replace(TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials, workers=args.workers),
+                     tenant=args.tenant)
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
         if args.tenant:
@@ -192,6 +194,8 @@ def cmd_train(args) -> int:
             report = run_training(settings.database_url, config, units=args.unit or None, progress=not args.quiet)
         except ValueError as exc:
             raise CliError(f"adaptrec train: {exc}", EXIT_USAGE) from None
+        except ClusterUnavailable as exc:
+            raise CliError(f"adaptrec train: {exc}", EXIT_FAILURE) from None
     if report.locked_out:
         print("adaptrec train: another training job is running; nothing to do", file=sys.stderr)
         return 0
@@ -539,6 +543,10 @@ def build_parser() -> Parser:
     train.add_argument("--tag", default="default", help="model tag (experiments can route to a tag)")
     train.add_argument("--trials", type=_positive, default=None,
                        help="hyperparameter trials per unit (default ADAPTREC_TRAIN_MAX_TRIALS or 3)")
+    train.add_argument("--workers", type=_positive, default=None,
+                       help="train units in N processes at once (default ADAPTREC_TRAIN_WORKERS or 1: one after "
+                            "another in this process); ADAPTREC_DASK_SCHEDULER=tcp://HOST:PORT runs them on that "
+                            "Dask cluster instead")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
     train.add_argument("--tenant", type=_tenant, default=None,
                        help="train this tenant only (default: with --all every tenant, with --unit the default "

@@ -137,3 +137,62 @@ def machine() -> str:
         pass
     return (f"{platform.machine()}, {os.cpu_count()} cpus{(' (' + model + ')') if model else ''}{mem}, "
             f"Linux {platform.release()}, Python {platform.python_version()}")
+
+
+class TreeMemory:
+    """Samples, every `interval_s` in a thread, the resident memory of this process and all its
+    descendants (a pool's workers, a Dask cluster started from here): the peak of their sum, and
+    each process's own peak with a label from its command line."""
+
+    def __init__(self, interval_s: float = 0.2):
+        import threading
+
+        self.interval_s = interval_s
+        self.peak_total_mb = 0.0
+        self.peaks: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tree-memory", daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0.0
+            for proc in [me, *me.children(recursive=True)]:
+                try:
+                    rss = proc.memory_info().rss / 2**20
+                    label = self.peaks.get(proc.pid, (None,))[0] or (
+                        "this process" if proc.pid == me.pid else _label(proc.cmdline()))
+                except psutil.Error:
+                    continue
+                total += rss
+                self.peaks[proc.pid] = (label, max(rss, self.peaks.get(proc.pid, ("", 0.0))[1]))
+            self.peak_total_mb = max(self.peak_total_mb, total)
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        """{"peak_total_mb": ..., "by_process": {label: {"processes": n, "max_peak_mb": ...}}}."""
+        by: dict[str, dict] = {}
+        for label, peak in self.peaks.values():
+            entry = by.setdefault(label, {"processes": 0, "max_peak_mb": 0.0})
+            entry["processes"] += 1
+            entry["max_peak_mb"] = round(max(entry["max_peak_mb"], peak), 1)
+        return {"peak_total_mb": round(self.peak_total_mb, 1), "by_process": by}
+
+
+def _label(cmdline: list[str]) -> str:
+    text = " ".join(cmdline)
+    for needle, label in (("dask scheduler", "dask scheduler"), ("dask worker", "dask nanny"),
+                          ("resource_tracker", "resource tracker"), ("multiprocessing", "worker process")):
+        if needle in text:
+            return label
+    return "other: " + text[:60] if text else "other"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -20,17 +19,15 @@ from app.db import connect
 from app.jobruns import recorded
 from app.tenants import DEFAULT
 from app.tenants import names as tenant_names
-from jobs.training import engagement_job, practice_job
 from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
+from jobs.training.runners import DaskRunner, ProcessPool
+from jobs.training.tasks import OBJECTIVES, DevPredictions, TaskSpec, train_one
 
-__all__ = ["TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "model_units",
-           "run_training", "unit_settings"]
+__all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "make_runner",
+           "model_units", "run_tasks", "run_training", "unit_settings"]
 
 log = logging.getLogger("adaptrec.train")
 TRAIN_LOCK_KEY = 0x61647274  # "adrt"
-# Each objective's seam: train_unit(conn, unit_id, mode, config) -> UnitResult.
-OBJECTIVES: dict[str, Callable[..., UnitResult]] = {"practice": practice_job.train_unit,
-                                                    "engagement": engagement_job.train_unit}
 
 
 def unit_settings(attrs: dict | None, config: TrainConfig) -> dict:
@@ -64,10 +61,6 @@ def model_units(conn, config: TrainConfig, requested: list[str] | None = None) -
     return chosen
 
 
-def _ancestors(conn, tenant: str, unit_id: str) -> int:
-    return len(q.fetch_all(conn, "units_above_unit", tenant=tenant, unit_id=unit_id)) - 1
-
-
 def tenant_config(conn, config: TrainConfig, tenant: str) -> tuple[TrainConfig, str]:
     """The job's settings for one tenant: its mode and minimums (tenants.settings.training, which
     the Totara import sets as Totara does) over the job's; and why it trains nothing, if so."""
@@ -86,9 +79,23 @@ def tenant_config(conn, config: TrainConfig, tenant: str) -> tuple[TrainConfig, 
     return config, ""
 
 
+def make_runner(config: TrainConfig) -> ProcessPool | DaskRunner | None:
+    """Where the tasks run: a Dask cluster when config.dask_scheduler names one, a pool of
+    config.workers processes when that is above 1, else None (the in-process loop)."""
+    if config.dask_scheduler:
+        return DaskRunner(config.dask_scheduler)
+    if config.workers > 1:
+        return ProcessPool(config.workers)
+    return None
+
+
 def run_training(database_url: str, config: TrainConfig, units: list[str] | None = None,
                  progress: bool = True, on_result: Callable[[UnitResult], None] | None = None) -> TrainReport:
     """Train the requested units (or every model unit); returns what happened to each.
+
+    The units run in this process one after another (config.workers 1), or as tasks on a local
+    pool of config.workers processes or on the Dask cluster of config.dask_scheduler; this
+    process holds the lock for the whole job either way.
 
     on_result : called with each objective's UnitResult (the fitted arrays), e.g. by a benchmark
     that needs the trained learner vectors; the report keeps only the outcomes.
@@ -96,6 +103,7 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
     report = TrainReport()
     lock_conn = connect(database_url, application_name="adaptrec-train-lock")
     lock_conn.autocommit = True
+    runner = None
     try:
         with lock_conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s)", (TRAIN_LOCK_KEY,))
@@ -104,55 +112,146 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
                 with recorded(database_url, "train", config.tenant or DEFAULT, units=units or "all") as run:
                     run.outcome = "skipped"
                 return report
+        runner = make_runner(config)
         conn = connect(database_url, application_name="adaptrec-train")
         try:
             tenants = [config.tenant] if config.tenant is not None else tenant_names(conn)
             conn.rollback()
             for tenant in tenants:
                 # one job run per tenant: each tenant's operators see their own nights
-                with recorded(database_url, "train", tenant, units=units or "all", mode=config.mode) as run:
+                with recorded(database_url, "train", tenant, units=units or "all", mode=config.mode,
+                              **_where(config)) as run:
                     first = len(report.outcomes)
-                    _train_tenant(conn, tenant, config, units, progress, on_result, report)
+                    _train_tenant(conn, database_url, tenant, config, units, progress, on_result, report, runner)
                     mine = report.outcomes[first:]
                     run.outcome = "failed" if any(o.status in ("failed", "kept_previous") for o in mine) \
                         else "succeeded"
                     run.detail = {s: sum(1 for o in mine if o.status == s)
                                   for s in ("activated", "kept_previous", "failed", "skipped")}
+                    retried = [o.unit_id for o in mine if o.retried]
+                    if retried:
+                        run.detail["retried_after_worker_died"] = retried
         finally:
             conn.close()
     finally:
+        if runner is not None:
+            runner.close()
         lock_conn.close()  # closing the session releases the advisory lock
     return report
 
 
-def _train_tenant(conn, tenant: str, config: TrainConfig, units: list[str] | None, progress: bool,
-                  on_result: Callable[[UnitResult], None] | None, report: TrainReport) -> None:
+def _where(config: TrainConfig) -> dict:
+    if config.dask_scheduler:
+        return {"runner": "dask"}
+    return {"runner": "pool", "workers": config.workers} if config.workers > 1 else {}
+
+
+def _units_above(conn, tenant: str, unit_id: str) -> list[str]:
+    """The units above unit_id, nearest first (as practice_job.ancestor_on_dev orders them)."""
+    rows = q.fetch_all(conn, "units_above_unit", tenant=tenant, unit_id=unit_id)
+    return [r["unit_id"] for r in sorted(rows, key=lambda r: r["depth"]) if r["depth"] > 0]
+
+
+def _train_tenant(conn, database_url: str, tenant: str, config: TrainConfig, units: list[str] | None,
+                  progress: bool, on_result: Callable[[UnitResult], None] | None, report: TrainReport,
+                  runner: ProcessPool | DaskRunner | None) -> None:
     config, too_small = tenant_config(conn, config, tenant)
     if too_small:
         conn.rollback()
         report.outcomes.append(UnitOutcome("*", "engagement", "skipped", reason=too_small, tenant=tenant))
         log.info("%s", too_small)
         return
+    todo = model_units(conn, config, units)
+    above = {unit_id: _units_above(conn, tenant, unit_id) for unit_id in {t[0] for t in todo}}
     # Units nearer the top first, so a unit is compared with tonight's model of its parent.
-    todo = sorted(model_units(conn, config, units), key=lambda t: (_ancestors(conn, tenant, t[0]), t[0], t[1]))
-    state = JobState()
+    todo.sort(key=lambda t: (len(above[t[0]]), t[0], t[1]))
     conn.rollback()
     from tqdm import tqdm
 
-    bar = tqdm(todo, desc=f"training {tenant}", unit="model", file=sys.stderr, disable=not progress or None)
-    for unit_id, objective, mode in bar:
-        bar.set_postfix_str(unit_id[:30])
-        t0 = time.perf_counter()
-        try:
-            result = OBJECTIVES[objective](conn, unit_id, mode, config, state)
-        except Exception as exc:  # one unit's failure must not stop the others
-            conn.rollback()
-            log.exception("training %s (%s) failed", unit_id, objective)
-            outcome = UnitOutcome(unit_id, objective, "failed", reason=f"{type(exc).__name__}: {exc}",
-                                  seconds=time.perf_counter() - t0)
+    bar = tqdm(total=len(todo), desc=f"training {tenant}", unit="model", file=sys.stderr,
+               disable=not progress or None)
+
+    def finished(outcome: UnitOutcome) -> UnitOutcome:
+        outcome = replace(outcome, tenant=tenant)
+        log.info("%s %s %s: %s %s", tenant, outcome.unit_id, outcome.objective, outcome.status, outcome.reason)
+        bar.set_postfix_str(outcome.unit_id[:30])
+        bar.update(1)
+        return outcome
+
+    try:
+        if runner is None:
+            state = JobState()
+            for unit_id, objective, mode in todo:
+                result = train_one(conn, unit_id, objective, mode, config, state)
+                if on_result is not None and result.outcome.status != "failed":
+                    on_result(result)
+                report.outcomes.append(finished(result.outcome))
         else:
-            outcome = result.outcome
-            if on_result is not None:
-                on_result(result)
-        report.outcomes.append(replace(outcome, tenant=tenant))
-        log.info("%s %s %s: %s %s", tenant, unit_id, objective, outcome.status, outcome.reason)
+            outcomes = run_tasks(runner, database_url, config, todo, above, finished, on_result)
+            report.outcomes += [outcomes[(unit_id, objective)] for unit_id, objective, _ in todo]
+    finally:
+        bar.close()
+
+
+def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: TrainConfig,
+              todo: list[tuple[str, str, str]], above: dict[str, list[str]],
+              finished: Callable[[UnitOutcome], UnitOutcome],
+              on_result: Callable[[UnitResult], None] | None = None) -> dict[tuple[str, str], UnitOutcome]:
+    """Run one tenant's (unit, objective) tasks on `runner`; the outcome of each.
+
+    A task starts once the tasks of the same objective on every unit above it in this job have
+    finished (other branches run meanwhile), and is handed the dev predictions of the nearest
+    of those units that has some: the comparison the in-process loop makes. A task whose worker
+    dies is run once more; dying twice fails that unit alone.
+    """
+    modes = {(unit_id, objective): mode for unit_id, objective, mode in todo}
+    waits_for = {key: {(a, key[1]) for a in above[key[0]] if (a, key[1]) in modes and a != key[0]} for key in modes}
+    pending = list(modes)                  # in the job's order: the top first
+    done: set[tuple[str, str]] = set()
+    outcomes: dict[tuple[str, str], UnitOutcome] = {}
+    entries: dict[str, DevPredictions] = {}   # JobState.dev_predictions, compact, as units finish
+    deaths: dict[tuple[str, str], list[str]] = {}
+
+    def spec(key: tuple[str, str]) -> TaskSpec:
+        unit_id, objective = key
+        nearest = next((a for a in above[unit_id] if a in entries), None)
+        return TaskSpec(database_url, config, unit_id, objective, modes[key],
+                        ancestor=(nearest, entries[nearest]) if nearest else None, return_arrays=on_result is not None)
+
+    while pending or runner.running:
+        room = runner.capacity - runner.running
+        ready = [k for k in pending if waits_for[k] <= done]
+        if not ready and not runner.running:
+            # units that are each other's ancestors (a cycle in unit_children): the loop's order
+            ready = pending[:1]
+        for key in ready[:max(room, 0)]:
+            pending.remove(key)
+            runner.submit(key, spec(key))
+        for task in runner.wait():
+            key = task.key
+            unit_id, objective = key
+            if task.died:
+                deaths.setdefault(key, []).append(task.died)
+                if len(deaths[key]) == 1:
+                    log.warning("%s %s %s: %s; retrying it once on a fresh worker", config.tenant, unit_id,
+                                objective, task.died)
+                    pending.insert(0, key)
+                    continue
+                first, again = deaths[key]
+                outcome = UnitOutcome(unit_id, objective, "failed", retried=True,
+                                      reason=f"{first}; retried once" + ("" if again == first else f": {again}"))
+            elif task.error:
+                outcome = UnitOutcome(unit_id, objective, "failed", reason=task.error)
+            else:
+                outcome = task.output.unit.outcome
+                if key in deaths:
+                    note = f"{deaths[key][0]} on the first attempt; retried once"
+                    outcome = replace(outcome, retried=True,
+                                      reason=f"{outcome.reason}; {note}" if outcome.reason else note)
+                if task.output.dev_predictions is not None:
+                    entries[unit_id] = task.output.dev_predictions
+                if on_result is not None and outcome.status != "failed":
+                    on_result(replace(task.output.unit, outcome=outcome))
+            done.add(key)
+            outcomes[key] = finished(outcome)
+    return outcomes

@@ -38,8 +38,10 @@ class TrainConfig:
     seed: int = 0                 # the model's random start
     split_seed: int = split.SEED  # learners' roles (jobs.training.split); a new seed reshuffles them all
     hold_out_test_learners: bool = True   # the stored model never trains on the split's test learners
-    threads: int = 2
+    threads: int = 2              # LightFM threads per unit
     ease_neighbours: int = EASE_NEIGHBOURS   # engagement: source items EASE keeps per item (the stored top-k)
+    workers: int = 1              # 1: the units one after another in this process; N: a local pool of N processes
+    dask_scheduler: str | None = None   # a Dask scheduler's address: the units run on its cluster instead
 
     @classmethod
     def from_env(cls, env=None, **overrides) -> TrainConfig:
@@ -57,6 +59,8 @@ class TrainConfig:
             "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
             "ease_neighbours": int(env.get("ADAPTREC_TRAIN_EASE_NEIGHBOURS", cls.ease_neighbours)),
             "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "1").lower() in ("1", "true", "yes"),
+            "workers": int(env.get("ADAPTREC_TRAIN_WORKERS", cls.workers)),
+            "dask_scheduler": env.get("ADAPTREC_DASK_SCHEDULER") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -84,6 +88,7 @@ class UnitOutcome:
     reason: str = ""
     seconds: float = 0.0
     tenant: str = "default"
+    retried: bool = False   # its worker process died and it ran once more (a pool or Dask)
 
 
 @dataclass
