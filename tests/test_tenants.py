@@ -18,6 +18,7 @@ SPANNING = {
     "finish_job_run", "job_metrics", "active_model_metrics",             # a run by id; /metrics for operators
     "fail_model", "retire_active_model_like", "insert_model_arrays",     # a model by its (global) id
     "create_import_stages",                                              # temporary tables, no tenant
+    "interactions_rebuildable", "interactions_empty",                    # the table's DDL; any tenant's rows
     "insert_recommendation_logs",                                        # buffered rows, each names its own
 }
 TENANT_TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions", "models",
