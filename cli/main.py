@@ -189,7 +189,14 @@ def cmd_train(args) -> int:
         if args.tenant:
             _known_tenant(conn, args.tenant, "train")
         if args.all:   # the daily job: the log's partitions ahead, and its retention
-            _log_retention(settings, conn, None, quiet=args.quiet)
+            try:
+                _log_retention(settings, conn, None, quiet=args.quiet)
+            except CliError:
+                raise   # a bad ADAPTREC_LOG_RETENTION_DAYS: the operator's to fix
+            except Exception as exc:   # recorded as a failed log_retention run; training goes on
+                conn.rollback()
+                print(f"adaptrec train: the recommendation log's upkeep failed ({type(exc).__name__}: {exc}); "
+                      "training anyway", file=sys.stderr)
         try:
             report = run_training(settings.database_url, config, units=args.unit or None, progress=not args.quiet)
         except ValueError as exc:

@@ -41,3 +41,20 @@ def test_a_bad_retention_setting_says_what_to_give(raw):
     with pytest.raises(ValueError, match="ADAPTREC_LOG_RETENTION_DAYS"):
         log_retention.retention_days({"ADAPTREC_LOG_RETENTION_DAYS": raw})
     assert log_retention.retention_days({}) == log_retention.DEFAULT_RETENTION_DAYS
+
+
+def test_a_failed_upkeep_does_not_stop_the_nightly_training(conn, db_url, redis_url, monkeypatch, capsys):
+    from cli.main import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    monkeypatch.setattr(log_retention, "run", broken)
+    assert main(["train", "--all", "--quiet"]) == 0
+    assert "upkeep failed (RuntimeError: disk full); training anyway" in capsys.readouterr().err
+    with conn.cursor() as cur:
+        cur.execute("SELECT job, outcome FROM job_runs ORDER BY run_id")
+        runs = cur.fetchall()
+    assert ("log_retention", "failed") in runs and ("train", "succeeded") in runs
