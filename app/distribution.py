@@ -45,8 +45,8 @@ USER_KEYED = {
 INSERTS = ("insert_interactions", "insert_recommendation_logs", "ensure_users", "upsert_users")
 # Request-path queries that read many learners' rows (every shard), and why that is acceptable.
 FAN_OUT = {
-    "item_success_rates": "the answer for a unit with no model at all (a new deployment before its first "
-                          "training run); kept a minute per worker and candidate list (app.recommend)",
+    "item_success_rates": "the answer for a unit with no model at all: a new deployment before its first "
+                          "training run, not a platform at scale",
     "popular_items": "a learner nothing is known of; cached in Redis for 5 minutes per unit list (app.related)",
     "trending": "cached in Redis per tenant, units and window (app.related)",
     "tenant_counts": "adaptrec tenants list and remove, not the request path",

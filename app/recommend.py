@@ -102,27 +102,9 @@ def add_older(conn: Connection, tenant: str, user_id: str, state: strategies.Lea
                 state.solved.add(item_id)
 
 
-# The no-model answer's per-item counts, per worker and candidate list, for FALLBACK_TTL_S: the
-# query reads every learner's attempts at the candidates (every shard on Citus, app.distribution).
-FALLBACK_TTL_S = 60.0
-_fallback_stats: dict[tuple[str, int], tuple[float, list[str], dict]] = {}
-
-
-def _item_stats(conn: Connection, tenant: str, items: list[str]) -> dict:
-    key, now = (tenant, hash(tuple(items))), time.monotonic()
-    hit = _fallback_stats.get(key)
-    if hit is not None and now - hit[0] < FALLBACK_TTL_S and hit[1] == items:
-        return hit[2]
-    stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", tenant=tenant, item_ids=items)}
-    if len(_fallback_stats) >= 256:
-        _fallback_stats.clear()
-    _fallback_stats[key] = (now, list(items), stats)
-    return stats
-
-
 def _fallback_scores(conn: Connection, tenant: str, items: list[str], probabilities: bool) -> np.ndarray:
     """Without a model: each item's smoothed success rate (practice) or attempt count."""
-    stats = _item_stats(conn, tenant, items)
+    stats = {r["item_id"]: r for r in q.fetch_all(conn, "item_success_rates", tenant=tenant, item_ids=items)}
     attempts = np.array([stats[i]["attempts"] if i in stats else 0 for i in items], dtype=np.float64)
     if not probabilities:
         return attempts
