@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -204,10 +204,8 @@ def difficulty_label(b: float) -> str:
 def build_catalogue(rng: np.random.Generator, levels: int = 1) -> Catalogue:
     """The unit DAG: root > subject > chapter > section > questions and lessons; with levels > 1
     root > subject > level (a course) > chapter > section, each course a full set of chapters."""
-    units = [(ROOT_UNIT, "Demo catalogue", "root", {})]
-    children, items, unit_items = [], [], []
-    subject_ids, section_ids, section_first, section_size = [], [], [], []
-    question_ids, question_section, difficulty, lesson_ids, lesson_kind = [], [], [], [], []
+    # Filled as lists, course by course (_build_course); the array fields become arrays at the end.
+    cat = Catalogue([(ROOT_UNIT, "Demo catalogue", "root", {})], *([] for _ in range(12)), levels=levels)
     courses = N_SUBJECTS * levels
     # Section means: a chapter level (slightly harder later in the book) plus a rise through the
     # chapter's sections, so "later section" reliably means "harder".
@@ -218,69 +216,65 @@ def build_catalogue(rng: np.random.Generator, levels: int = 1) -> Catalogue:
     sizes = rng.integers(low, high + 1, (courses, N_CHAPTERS, N_SECTIONS))
     for s, (code, subject, chapters) in enumerate(SUBJECTS):
         sid = f"{ROOT_UNIT}.{code}"
-        subject_ids.append(sid)
-        units.append((sid, subject, "subject", {}))
-        children.append((ROOT_UNIT, sid))
+        cat.subject_ids.append(sid)
+        cat.units.append((sid, subject, "subject", {}))
+        cat.children.append((ROOT_UNIT, sid))
         for level in range(levels):
             course, base, name, extra = s * levels + level, sid, subject, {}
             if levels > 1:
                 base, name, extra = f"{sid}.l{level + 1}", f"{subject} level {level + 1}", {"level": level + 1}
-                units.append((base, name, "course", {"subject": sid, **extra}))
-                children.append((sid, base))
-            _build_course(rng, chapters, sid, base, name, extra, chapter_level[course], section_rise, sizes[course],
-                          units, children, items, unit_items, section_ids, section_first, section_size,
-                          question_ids, question_section, difficulty, lesson_ids, lesson_kind)
-    return Catalogue(units, children, items, unit_items, subject_ids, np.array(section_ids),
-                     np.array(section_first), np.array(section_size), np.array(question_ids),
-                     np.array(question_section), np.array(difficulty), np.array(lesson_ids),
-                     np.array(lesson_kind), levels)
+                cat.units.append((base, name, "course", {"subject": sid, **extra}))
+                cat.children.append((sid, base))
+            _build_course(rng, cat, chapters, sid, base, name, extra, chapter_level[course], section_rise,
+                          sizes[course])
+    arrays = ("section_ids", "section_first", "section_size", "question_ids", "question_section", "difficulty",
+              "lesson_ids", "lesson_kind")
+    return replace(cat, **{f: np.array(getattr(cat, f)) for f in arrays})
 
 
-def _build_course(rng, chapters, sid, base, name, extra, chapter_level, section_rise, sizes, units, children, items,
-                  unit_items, section_ids, section_first, section_size, question_ids, question_section,
-                  difficulty, lesson_ids, lesson_kind) -> None:
-    """One course's chapters, sections, questions and lessons (appended to the lists given)."""
+def _build_course(rng, cat: Catalogue, chapters, sid, base, name, extra, chapter_level, section_rise, sizes) -> None:
+    """One course's chapters, sections, questions and lessons, appended to `cat`'s lists."""
     review = f"{base}.review"
     for c, (chapter, sections) in enumerate(chapters, start=1):
         cid = f"{base}.{c}"
-        units.append((cid, f"{c}. {chapter}", "chapter", {"subject": sid, **extra}))
-        children.append((base, cid))
+        cat.units.append((cid, f"{c}. {chapter}", "chapter", {"subject": sid, **extra}))
+        cat.children.append((base, cid))
         for k, section in enumerate(sections, start=1):
             uid = f"{cid}.{k}"
             mean = float(chapter_level[c - 1] + section_rise[k - 1])
-            units.append((uid, f"{c}.{k} {section}", "section",
-                          {"subject": sid, "chapter": cid, **extra, "mean_difficulty": round(mean, 4)}))
-            children.append((cid, uid))
+            cat.units.append((uid, f"{c}.{k} {section}", "section",
+                              {"subject": sid, "chapter": cid, **extra, "mean_difficulty": round(mean, 4)}))
+            cat.children.append((cid, uid))
             if k == len(sections):  # the chapter's hardest section is also revised in Review
-                children.append((review, uid))
+                cat.children.append((review, uid))
             n = int(sizes[c - 1, k - 1])
             # questions go from easy to hard within a section, as in a textbook exercise
             b = np.sort(rng.normal(mean, 0.8, n))
-            section_first.append(len(question_ids))
-            section_size.append(n)
-            section_ids.append(uid)
+            cat.section_first.append(len(cat.question_ids))
+            cat.section_size.append(n)
+            cat.section_ids.append(uid)
             topic = f"{section.lower()} in {chapter.lower()} ({name.lower()})"
             for number in range(1, n + 1):
                 qid = f"{uid}.q{number}"
                 bq = round(float(b[number - 1]), 4)
-                question_ids.append(qid)
-                question_section.append(len(section_ids) - 1)
-                difficulty.append(bq)
-                items.append((qid, "question", f"{name} {c}.{k} Q{number}",
-                              f"Practice question {number} on {topic}.",
-                              {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
-                               "skill": uid, "subject": sid, "chapter": cid, **extra}, True))
-                unit_items.append((uid, qid, number))
+                cat.question_ids.append(qid)
+                cat.question_section.append(len(cat.section_ids) - 1)
+                cat.difficulty.append(bq)
+                cat.items.append((qid, "question", f"{name} {c}.{k} Q{number}",
+                                  f"Practice question {number} on {topic}.",
+                                  {"true_difficulty": bq, "difficulty_label": difficulty_label(bq),
+                                   "skill": uid, "subject": sid, "chapter": cid, **extra}, True))
+                cat.unit_items.append((uid, qid, number))
             for kind in LESSON_KINDS:
                 lid = f"{uid}.{kind}"
-                lesson_ids.append(lid)
-                lesson_kind.append(kind)
-                items.append((lid, kind, f"{name} {c}.{k} {kind}: {section}",
-                              f"{'Video lesson' if kind == 'video' else 'Article'} on {topic}.",
-                              {"skill": uid, "subject": sid, "chapter": cid, **extra}, True))
-                unit_items.append((uid, lid, None))  # lessons after the numbered questions
-    units.append((review, f"{N_CHAPTERS + 1}. {name} review", "chapter", {"subject": sid, **extra}))
-    children.append((base, review))
+                cat.lesson_ids.append(lid)
+                cat.lesson_kind.append(kind)
+                cat.items.append((lid, kind, f"{name} {c}.{k} {kind}: {section}",
+                                  f"{'Video lesson' if kind == 'video' else 'Article'} on {topic}.",
+                                  {"skill": uid, "subject": sid, "chapter": cid, **extra}, True))
+                cat.unit_items.append((uid, lid, None))  # lessons after the numbered questions
+    cat.units.append((review, f"{N_CHAPTERS + 1}. {name} review", "chapter", {"subject": sid, **extra}))
+    cat.children.append((base, review))
 
 
 def build_learners(rng: np.random.Generator, n: int, grade_effect: float = 0.0, levels: int = 1) -> Learners:
