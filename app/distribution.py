@@ -19,6 +19,7 @@ Citus's rules this module checks on the live catalogue:
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 
 from app import queries as q
@@ -118,8 +119,6 @@ def violations(conn: Connection) -> list[str]:
 
 def touched_tables(sql: str) -> set[str]:
     """The distributed tables a query's text names (FROM, JOIN, INTO, UPDATE)."""
-    import re
-
     return {m.group(2) for m in re.finditer(r"\b(FROM|JOIN|INTO|UPDATE)\s+(\w+)", sql, re.IGNORECASE)
             if m.group(2) in DISTRIBUTED}
 
