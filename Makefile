@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install bench-import clean-var
+.PHONY: run test test-fast lint install browser bench-import clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/adaptrec serve --demo-if-empty
 
-# The whole suite (real Postgres and Redis, gunicorn, training, fuzzing): about 7 minutes.
-test: $(STAMP)
+# The browser the dashboard's tests drive: found, else installed (Debian's chromium through apt when
+# this user may, else Playwright's own), else one line saying what to run (harness/browser.py).
+browser: $(STAMP)
+	$(BIN)/python -m harness.browser
+
+# The whole suite (real Postgres and Redis, gunicorn, training, fuzzing, the dashboard in a
+# browser): about 11 minutes.
+test: browser
 	$(BIN)/python -m pytest
 
 # Unit tests and in-process API tests (no gunicorn, no whole processes, no training on real data):

@@ -95,9 +95,17 @@ Kind = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$"),
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
+UNSTORABLE_TEXT = "text must not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters"
+
+
+def text_problem(value: str) -> str | None:
+    """What makes `value` unstorable as Postgres text, or None when it can be stored."""
+    return UNSTORABLE_TEXT if _UNSTORABLE.search(value) else None
+
+
 def _storable_text(value: str) -> str:
     if _UNSTORABLE.search(value):
-        raise ValueError("text must not contain NUL (\\u0000) or unpaired surrogate (\\ud800-\\udfff) characters")
+        raise ValueError(UNSTORABLE_TEXT)
     return value
 
 

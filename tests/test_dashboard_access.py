@@ -248,3 +248,56 @@ def test_sign_in_attempts_are_rate_limited_per_address(client):
     assert 429 in answers and answers[0] == 401
     client.environ_base["REMOTE_ADDR"] = "192.0.2.8"
     assert sign_in(client, TEST_API_KEY).status_code == 302       # another address is not held back
+
+
+# The values the API's fuzzing sends, as they arrive in a URL or a form: NUL, an encoded unpaired
+# surrogate and other invalid UTF-8, 10,000 characters, a slash and dot-dot.
+HOSTILE = ["%00", "a%00b", "%ED%A0%80", "%FF%FE", "x" * 10_000, "a%2Fb", "..", "%2E%2E%2F%2E%2E", "%C0%AE"]
+QUERY_FIELDS = ("user_id", "unit_id", "item_id", "q", "next")
+FORM_FIELDS = ("tenant", "next", "api_key", "login_token")
+
+
+def hostile_path(rule, value: str) -> str:
+    return re.sub(r"<(?:int:)?([^>]+)>", lambda m: "7" if m.group(0).startswith("<int:") else value, rule.rule)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=lambda v: v[:12])
+def test_every_dashboard_route_answers_hostile_values_with_a_4xx_page(app, client, value):
+    """Every dashboard route, every id, query and form field holding each hostile value: an answer
+    below 500 (a page that says what to fix), never a database error."""
+    assert sign_in(client, TEST_API_KEY).status_code == 302
+    token = csrf(client)
+    query = "&".join(f"{field}={value}" for field in QUERY_FIELDS)
+    for rule in (r for r in app.url_map.iter_rules() if r.endpoint.startswith("dashboard.")):
+        path = hostile_path(rule, value)
+        if "GET" in rule.methods:
+            for url in (path, f"{path}?{query}"):
+                answer = client.get(url)
+                assert answer.status_code < 500, (url[:80], answer.status_code)
+        if "POST" in rule.methods:
+            body = "&".join([f"csrf_token={token}"] + [f"{field}={value}" for field in FORM_FIELDS])
+            answer = client.post(path, data=body.encode(), content_type="application/x-www-form-urlencoded")
+            assert answer.status_code < 500, (rule.rule, answer.status_code)
+            if rule.endpoint != "dashboard.logout":
+                assert answer.status_code != 200, rule.rule
+            else:
+                assert sign_in(client, TEST_API_KEY).status_code == 302   # signed out: sign in again
+                token = csrf(client)
+
+
+@pytest.mark.parametrize("path", ["/dashboard/learners?user_id=a%00b", "/dashboard/learners?user_id=u&unit_id=a%00b",
+                                  "/dashboard/items?item_id=a%00b", "/dashboard/items?q=a%00b",
+                                  "/dashboard/experiments/a%00b", "/dashboard/models/a%00b"])
+def test_a_nul_in_an_id_or_search_is_a_400_that_names_the_field(client, path):
+    assert sign_in(client, TEST_API_KEY).status_code == 302
+    answer = client.get(path)
+    assert answer.status_code == 400 and answer.mimetype == "text/html"
+    assert "NUL" in html.unescape(answer.text)
+
+
+def test_a_tenant_session_cannot_tell_which_tenants_exist(client, two_tenants):
+    assert sign_in(client, two_tenants["dash_a"]).status_code == 302
+    answers = [client.post("/dashboard/tenant", data={"csrf_token": csrf(client), "tenant": name})
+               for name in (two_tenants["b"], "no-such-tenant")]
+    assert [a.status_code for a in answers] == [403, 403]
+    assert answers[0].text.replace(two_tenants["b"], "NAME") == answers[1].text.replace("no-such-tenant", "NAME")

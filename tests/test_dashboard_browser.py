@@ -1,21 +1,22 @@
-"""The dashboard in a real browser: Playwright driving Debian's chromium against the service as
+"""The dashboard in a real browser: Playwright driving chromium against the service as
 `adaptrec serve` runs it (gunicorn, 2 workers) on a small demo data set with trained models,
 experiment traffic and a calibration report. Sign in, open every page, check the charts drew
 what the database holds, start and stop an experiment, sign out and be refused. A screenshot of
 every page goes to var/screenshots/dashboard/ (CI keeps var/ as its artefact).
 
-One service and one browser for the whole module. chromium missing is a failure, not a skip:
-.ci/run installs it (apt-get install chromium)."""
+One service and one browser for the whole module. The browser is the one `make test` found or
+installed before the suite (harness/browser.py: Debian's chromium, else Playwright's own); none is
+a failure, not a skip."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import psycopg2
 import pytest
 
 from app import keys, tenants
 from app.config import PROJECT_ROOT
+from harness.browser import ADVICE, executable
 from harness.dashboard_data import EXPERIMENT, calibrate, traffic, wait_until_logged
 from harness.databases import scratch_database, scratch_redis_prefix
 from harness.service import running_service
@@ -24,7 +25,6 @@ from jobs.train import TrainConfig, run_training
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = PROJECT_ROOT / "var" / "screenshots" / "dashboard"
@@ -73,13 +73,13 @@ def demo(servers, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM}: run `apt-get install -y chromium` "
-                    f"(.ci/run does); the dashboard's browser tests need it")
+    found = executable()
+    if found is None:
+        pytest.fail(ADVICE)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = p.chromium.launch(executable_path=str(found), args=ARGS, headless=True)
         yield chromium
         chromium.close()
 

@@ -25,15 +25,18 @@ def where(conn) -> dict[str, int]:
 
 
 def test_months_ahead_then_old_months_dropped(conn):
-    add_answers(conn, "2027-03-10", "2027-04-02", "2027-05-20")   # no partitions yet: the default one
+    # The test's clock is years past the machine's: the migration made partitions up to three
+    # months past the real today, so none of these months has one yet, whatever the date.
+    y = datetime.now(UTC).year + 3
+    add_answers(conn, f"{y}-03-10", f"{y}-04-02", f"{y}-05-20")   # no partitions yet: the default one
     assert where(conn) == {"recommendation_log_default": 3}
-    report = log_retention.run(conn, days=0, now=datetime(2027, 4, 15, tzinfo=UTC))
-    assert report.ready == [f"recommendation_log_y2027m{m:02d}" for m in (4, 5, 6, 7)] and report.dropped == []
-    assert where(conn) == {"recommendation_log_default": 1, "recommendation_log_y2027m04": 1,
-                           "recommendation_log_y2027m05": 1}
-    report = log_retention.run(conn, days=30, now=datetime(2027, 6, 5, tzinfo=UTC))   # cutoff 2027-05-06
-    assert "recommendation_log_y2027m04" in report.dropped and "recommendation_log_y2027m05" not in report.dropped
-    assert where(conn) == {"recommendation_log_y2027m05": 1}   # March's row, in the default one, is older too
+    report = log_retention.run(conn, days=0, now=datetime(y, 4, 15, tzinfo=UTC))
+    assert report.ready == [f"recommendation_log_y{y}m{m:02d}" for m in (4, 5, 6, 7)] and report.dropped == []
+    assert where(conn) == {"recommendation_log_default": 1, f"recommendation_log_y{y}m04": 1,
+                           f"recommendation_log_y{y}m05": 1}
+    report = log_retention.run(conn, days=30, now=datetime(y, 6, 5, tzinfo=UTC))   # cutoff May 6th
+    assert f"recommendation_log_y{y}m04" in report.dropped and f"recommendation_log_y{y}m05" not in report.dropped
+    assert where(conn) == {f"recommendation_log_y{y}m05": 1}   # March's row, in the default one, is older too
 
 
 @pytest.mark.parametrize("raw", ["x", "-1", "1.5"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 
 import psycopg2
 import pytest
@@ -112,14 +113,16 @@ def test_the_log_moves_into_month_partitions_and_old_months_can_be_dropped(empty
         rows = cur.fetchall()
         assert [(r[0], r[1]) for r in rows] == [("recommendation_log_y2026m09", 10),
                                                 ("recommendation_log_y2026m10", 10)]
+        late = datetime.now(UTC).year + 5   # past the months the migration made ahead of today
         cur.execute("INSERT INTO recommendation_log (request_id, user_id, units, strategy, item_ids, scores, "
-                    "created_at) VALUES ('late', 'u1', '{m}', 'target', '{i1}', '{0.5}', '2031-05-02') RETURNING id")
+                    "created_at) VALUES ('late', 'u1', '{m}', 'target', '{i1}', '{0.5}', %s) RETURNING id",
+                    (f"{late}-05-02",))
         assert cur.fetchone()[0] == 21
         cur.execute("SELECT count(*) FROM variant_outcomes")
-        cur.execute("SELECT recommendation_log_add_month('2031-05-15')")
-        assert cur.fetchone()[0] == "recommendation_log_y2031m05"
+        cur.execute("SELECT recommendation_log_add_month(%s)", (f"{late}-05-15",))
+        assert cur.fetchone()[0] == f"recommendation_log_y{late}m05"
         cur.execute("SELECT tableoid::regclass::text FROM recommendation_log WHERE request_id = 'late'")
-        assert cur.fetchone()[0] == "recommendation_log_y2031m05"
+        assert cur.fetchone()[0] == f"recommendation_log_y{late}m05"
         cur.execute("SELECT count(*) FROM recommendation_log_default")
         assert cur.fetchone()[0] == 0
         cur.execute("SELECT * FROM recommendation_log_drop_before('2026-11-01')")

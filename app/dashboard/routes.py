@@ -10,6 +10,7 @@ from flask import Blueprint, Flask, current_app, g, redirect, request, send_from
 from app import keys, tenants
 from app.dashboard import calibration, experiments, learners, models, overview, rollup, sessions, web
 from app.errors import InputError, NotFound
+from app.records import identifier
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -100,9 +101,11 @@ def logout():
 def switch_tenant():
     wanted = request.form.get("tenant", "")
     conn = web.get_conn()
-    if wanted not in tenants.names(conn):
-        raise NotFound(f"no tenant {wanted!r}; choose one from the list")
+    # A tenant key's session is refused before the name is looked up: the same answer for a
+    # tenant that exists and one that does not, so the refusal tells it no other tenant's name.
     try:
+        if g.dash_session.operator and wanted not in tenants.names(conn):
+            raise NotFound(f"no tenant {wanted!r}; choose one from the list")
         with conn:
             sessions.switch_tenant(conn, g.dash_session, wanted)
     except PermissionError as exc:
@@ -135,6 +138,7 @@ def models_page():
 @bp.get("/dashboard/models/<unit_id>")
 @public
 def unit_page(unit_id: str):
+    identifier("unit_id", unit_id)
     conn = web.get_conn()
     return web.page("unit.html", **models.unit(conn, g.tenant, unit_id), tenants=_tenant_choices(conn))
 
@@ -164,6 +168,7 @@ def experiments_page():
 @bp.get("/dashboard/experiments/<name>")
 @public
 def experiment_page(name: str):
+    identifier("name", name)
     conn = web.get_conn()
     return web.page("experiment.html", **experiments.detail(conn, g.tenant, name), tenants=_tenant_choices(conn))
 
@@ -175,6 +180,7 @@ def experiment_action(name: str, action: str):
         raise NotFound(f"no action {action!r}; an experiment can be started or stopped")
     if not g.dash_session.allows("admin"):
         return web.refuse(403, "Refused", "starting or stopping an experiment needs a key with the 'admin' scope")
+    identifier("name", name)
     conn = web.get_conn()
     with conn:
         (experiments.start if action == "start" else experiments.stop)(conn, g.tenant, name)
@@ -186,6 +192,10 @@ def experiment_action(name: str, action: str):
 def learner_page():
     user_id = request.args.get("user_id", "").strip()
     unit_id = request.args.get("unit_id", "").strip() or None
+    if user_id:
+        identifier("user_id", user_id)
+    if unit_id:
+        identifier("unit_id", unit_id)
     conn = web.get_conn()
     data = None
     if user_id:
@@ -201,6 +211,8 @@ def learner_page():
 def item_page():
     item_id = request.args.get("item_id", "").strip()
     text = request.args.get("q", "").strip()[:100]
+    if item_id:
+        identifier("item_id", item_id)
     conn = web.get_conn()
     data = learners.item(conn, current_app.extensions["adaptrec.models"], g.tenant, item_id) if item_id else None
     return web.page("item.html", data=data, item_id=item_id, q=text, found=learners.find_items(conn, g.tenant, text),

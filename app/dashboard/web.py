@@ -15,6 +15,7 @@ import redis
 from flask import current_app, g, redirect, render_template, request, url_for
 
 from app.dashboard import sessions
+from app.records import text_problem
 
 SESSION_COOKIE = "adaptrec_dashboard"
 LOGIN_COOKIE = "adaptrec_dashboard_login"
@@ -72,11 +73,27 @@ def gate():
         return refuse(401, "Sign in first", "your session has ended; sign in again")
     g.dash_session = session
     g.tenant = session.tenant
+    problem = unstorable_input()
+    if problem:
+        return refuse(400, "Bad request", problem)
     if request.method == "POST":
         if not from_this_site():
             return refuse(403, "Refused", "this form was sent from another site")
         if not sessions.same_token(request.form.get("csrf_token"), session.csrf_token):
             return refuse(403, "Refused", "the form's security token is missing or stale; reload the page and retry")
+    return None
+
+
+def unstorable_input() -> str | None:
+    """What is wrong with a path, query or form value that no database could take (a NUL or an
+    unpaired surrogate), naming it; None when every value can be looked up."""
+    values = list((request.view_args or {}).items()) + list(request.args.items(multi=True))
+    if request.method == "POST":
+        values += list(request.form.items(multi=True))
+    for name, value in values:
+        problem = isinstance(value, str) and text_problem(value)
+        if problem:
+            return f"{name}: {problem}"
     return None
 
 
