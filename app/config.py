@@ -58,6 +58,12 @@ def _choice(env: dict, name: str, default: str, allowed: tuple[str, ...]) -> str
     return value
 
 
+def log_level(env: dict | None = None) -> str:
+    """ADAPTREC_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR; default INFO)."""
+    return _choice(os.environ if env is None else env, "ADAPTREC_LOG_LEVEL", "INFO",
+                   ("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
 def _keys(raw: str | None) -> tuple[str, ...]:
     if not raw:
         return ()
@@ -128,7 +134,7 @@ class Settings:
             statement_timeout_ms=_int(env, "ADAPTREC_STATEMENT_TIMEOUT_MS", 5000, 0),
             migration_lock_timeout_ms=_int(env, "ADAPTREC_MIGRATION_LOCK_TIMEOUT_MS", 30000, 1),
             max_body_bytes=_int(env, "ADAPTREC_MAX_BODY_BYTES", 1_048_576, 1024),
-            log_level=_choice(env, "ADAPTREC_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
+            log_level=log_level(env),
             log_format=_choice(env, "ADAPTREC_LOG_FORMAT", default_log_format(), ("json", "text")),
             rate_limit_per_s=_int(env, "ADAPTREC_RATE_LIMIT_PER_S", 1000, 0),
             key_cache_s=float(_int(env, "ADAPTREC_KEY_CACHE_S", 5, 0)),

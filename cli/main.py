@@ -680,13 +680,15 @@ def _port(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.config import ConfigError
+    from app.config import ConfigError, log_level
     from app.db import DatabaseUnavailable
     from app.embedded import EmbeddedError
+    from app.logs import quiet_libraries
     from app.migrations import MigrationError
     from jobs.importers.common import ImportFailed
 
     try:
+        quiet_libraries(log_level())
         args = build_parser().parse_args(argv)
         return args.func(args)
     except CliError as exc:

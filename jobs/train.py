@@ -28,6 +28,7 @@ __all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOu
 
 log = logging.getLogger("adaptrec.train")
 TRAIN_LOCK_KEY = 0x61647274  # "adrt"
+SKIPPED_LISTED = 20          # units with data but no model named in the report; the rest counted
 
 
 def unit_settings(attrs: dict | None, config: TrainConfig) -> dict:
@@ -42,23 +43,48 @@ def unit_settings(attrs: dict | None, config: TrainConfig) -> dict:
 def model_units(conn, config: TrainConfig, requested: list[str] | None = None) -> list[tuple[str, str, str]]:
     """(unit_id, objective, mode) to train in config.tenant: the requested units, or every unit with
     enough data."""
+    return plan_units(conn, config, requested)[0]
+
+
+def plan_units(conn, config: TrainConfig, requested: list[str] | None = None
+               ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """model_units, and the units with interactions that train nothing: (unit_id, objective, what
+    it lacks), so the job can say why a unit has no model."""
     candidates = {r["unit_id"]: r for r in q.fetch_all(conn, "unit_candidates", tenant=config.tenant)}
     if requested:
         unknown = [u for u in requested if u not in candidates]
         if unknown:
             raise ValueError(f"unknown unit(s): {', '.join(unknown)}")
-    chosen = []
+    chosen, skipped = [], []
     for unit_id in requested or sorted(candidates):
         row = candidates[unit_id]
         s = unit_settings(row["attrs"], config)
-        if not requested and (not s["enabled"] or row["items"] < s["min_items"]):
-            continue
-        need = 1 if requested else s["min_interactions"]  # a unit asked for by name trains on any data
-        if row["attempts"] >= need:
-            chosen.append((unit_id, "practice", s["mode"]))
-        if row["engagements"] >= need and (requested or row["engaged_items"] >= config.min_engaged_items):
-            chosen.append((unit_id, "engagement", s["mode"]))
-    return chosen
+        before = len(chosen)
+        if requested or (s["enabled"] and row["items"] >= s["min_items"]):
+            need = 1 if requested else s["min_interactions"]  # a unit asked for by name trains on any data
+            if row["attempts"] >= need:
+                chosen.append((unit_id, "practice", s["mode"]))
+            if row["engagements"] >= need and (requested or row["engaged_items"] >= config.min_engaged_items):
+                chosen.append((unit_id, "engagement", s["mode"]))
+        if len(chosen) == before and (row["attempts"] or row["engagements"]):
+            skipped.append((unit_id, "practice" if row["attempts"] >= row["engagements"] else "engagement",
+                            _lacks(row, s, config)))
+    return chosen, skipped
+
+
+def _lacks(row: dict, s: dict, config: TrainConfig) -> str:
+    """Why a unit with interactions trains nothing, in words that say what to change."""
+    if not s["enabled"]:
+        return "training is disabled in the unit's attrs (training.enabled = false)"
+    if row["items"] < s["min_items"]:
+        return (f"{row['items']} items under it; a model needs {s['min_items']} "
+                "(ADAPTREC_TRAIN_MIN_ITEMS, or the unit's attrs training.min_items)")
+    if row["engagements"] >= s["min_interactions"]:
+        return (f"{row['engaged_items']} items with engagement events; a top-N model needs "
+                f"{config.min_engaged_items} (ADAPTREC_TRAIN_MIN_ENGAGED_ITEMS)")
+    return (f"{row['attempts']} attempts and {row['engagements']} engagement events; a model needs "
+            f"{s['min_interactions']} of one kind (ADAPTREC_TRAIN_MIN_INTERACTIONS, or the unit's attrs "
+            "training.min_interactions; `adaptrec train --unit U` trains a unit on any data)")
 
 
 def tenant_config(conn, config: TrainConfig, tenant: str) -> tuple[TrainConfig, str]:
@@ -161,7 +187,12 @@ def _train_tenant(conn, database_url: str, tenant: str, config: TrainConfig, uni
         report.outcomes.append(UnitOutcome("*", "engagement", "skipped", reason=too_small, tenant=tenant))
         log.info("%s", too_small)
         return
-    todo = model_units(conn, config, units)
+    todo, skipped = plan_units(conn, config, units)
+    for unit_id, objective, reason in skipped[:SKIPPED_LISTED]:
+        report.outcomes.append(UnitOutcome(unit_id, objective, "skipped", reason=reason, tenant=tenant))
+    if len(skipped) > SKIPPED_LISTED:
+        report.outcomes.append(UnitOutcome(f"({len(skipped) - SKIPPED_LISTED} more units)", "practice", "skipped",
+                                           reason="too little data, as above", tenant=tenant))
     above = {unit_id: _units_above(conn, tenant, unit_id) for unit_id in {t[0] for t in todo}}
     # Units nearer the top first, so a unit is compared with tonight's model of its parent.
     todo.sort(key=lambda t: (len(above[t[0]]), t[0], t[1]))

