@@ -157,13 +157,15 @@ def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: s
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn, tenant: str,
                      practice: bool, rows: np.ndarray | CandidateRows | None = None,
                      explore: np.random.Generator | None = None,
-                     user_id: str | None = None) -> CandidateScores:
+                     user_id: str | None = None, now: datetime | None = None) -> CandidateScores:
     """Scores of `items` for this learner.
 
     rows : each item's row in the model (-1 when not covered), if already known, or the items laid
         out for the model (ServingModel.lay_out: what the request path caches per candidate list).
     explore : practice models only: also p under a learner vector drawn from the live fit's posterior.
     user_id : whose metadata shifts the prior (hybrid models that learned shifts).
+    now : the time of the prediction (default: the clock), for a model whose calibration has
+        learning terms (practice and time away since the history's attempts).
     """
     if model is None:
         return CandidateScores(_fallback_scores(conn, tenant, items, practice), 0, ["no_model"])
@@ -178,9 +180,13 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
             fallbacks.append("no_history")
         h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
         h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
+        h_times = at = None
+        if model.calibration.get("learning"):   # practice and time away: the attempts' times are needed
+            h_times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
+            at = (now or datetime.now(UTC)).timestamp()
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         p, _, explored = practice_probabilities(model, h_rows, h_out, laid or rows, model.calibration.get("half_life"),
-                                                explore, learner_prior(conn, tenant, model, user_id))
+                                                explore, learner_prior(conn, tenant, model, user_id), h_times, at)
         return CandidateScores(p, len(attempts), fallbacks, explored)
     positives = [e.item_id for e in events if positive(e) and e.item_id in model.index]
     if len(events) >= hist.KEEP and user_id:  # a long past: every positive, as the nightly model saw them
@@ -251,7 +257,7 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
         # Exploring (Thompson sampling): choose as if the learner were a draw from the posterior; the
         # answer still reports the estimate. Seeded by the request id, so a request is reproducible.
         scored_now = score_candidates(model, items, events, conn, tenant, wants_probability, laid,
-                                      explore_rng(request_id) if explore else None, req.user_id)
+                                      explore_rng(request_id) if explore else None, req.user_id, now)
         scores, history_rows, fallbacks = scored_now.scores, scored_now.history_rows, scored_now.fallbacks
         choose_by = scores if scored_now.explored is None else scored_now.explored
         metrics.LIVE_FIT_SECONDS.labels(model.objective if model else "none").observe(time.perf_counter() - started)
@@ -298,15 +304,16 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
 
 def predict(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
             item_ids: list[str],
-            tag: str = "default") -> dict:
+            tag: str = "default", now: datetime | None = None) -> dict:
     """Calibrated p(correct) of `user_id` on each of `item_ids`, from the practice model of the
-    nearest unit at or above `units` fitted live to the learner's current history."""
+    nearest unit at or above `units` fitted live to the learner's current history (`now`: the
+    time of the prediction, default the clock; a replay gives each attempt's own)."""
     cand.check_units(conn, tenant, units)
     model = models.nearest(conn, tenant, units, "practice", tag)
     events, _ = hist.recent(conn, tenant, cache, user_id)
     cover_new_items(conn, tenant, model, list(item_ids))
     p, history_rows, fallbacks, _ = score_candidates(model, list(item_ids), events, conn, tenant, practice=True,
-                                                     user_id=user_id)
+                                                     user_id=user_id, now=now)
     return {"user_id": user_id,
             "items": [{"item_id": i, "p": round(float(v), 6)} for i, v in zip(item_ids, p)],
             "model": None if model is None else {"model_id": model.model_id, "unit_id": model.unit_id,

@@ -61,8 +61,9 @@ ORDER BY user_id, occurred_at, id;
 
 -- name: attempts_of_users_on_items
 -- Every attempt (repeats included) of :user_ids at :item_ids, grouped by user, in time order: the
--- sequences the service sees, replayed to fit the retry terms of a practice model's calibration.
-SELECT user_id, item_id, outcome
+-- sequences the service sees, replayed to fit the retry and learning terms of a practice model's
+-- calibration (their times: practice and time away).
+SELECT user_id, item_id, outcome, extract(epoch FROM occurred_at)::float8 AS at
 FROM interactions
 WHERE tenant = :tenant AND kind = 'attempt' AND user_id = ANY(:user_ids) AND item_id = ANY(:item_ids) AND outcome IS NOT NULL
 ORDER BY user_id, occurred_at, id;

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.online import learning
 from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vector_from_features
 from app.online.similar import normalised
@@ -134,13 +135,18 @@ class ServingModel:
         return CandidateRows(rows, vectors, biases, skills)
 
 
-def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None,
+               practice: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
-    the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right)."""
+    the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
+    plus its learning terms (if it has them): `practice` holds each candidate's row of
+    app.online.learning.FEATURES (practice and time away)."""
     a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
     z = a * raw + b
     if calibration.get("retry") and previous is not None:
         z = z + retry_terms(calibration["retry"], raw, previous)
+    if calibration.get("learning") and practice is not None:
+        z = z + learning.terms(calibration["learning"], practice)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
@@ -174,7 +180,8 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
                            candidate_rows: np.ndarray | CandidateRows, half_life: float | None = None,
-                           explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None
+                           explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None,
+                           history_times: np.ndarray | None = None, now: float | None = None
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item);
     the candidates as rows, or laid out already (ServingModel.lay_out: the same answers, faster).
@@ -183,6 +190,9 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     explore : when given, also p under a learner vector drawn from the live fit's posterior
     (posterior_sample: Thompson sampling), from the same fit.
     prior_mean : the learner's own prior mean (ServingModel.prior_mean_for), else the population's.
+    history_times, now : the attempts' times and the prediction's (epoch seconds), for a
+    calibration with learning terms (app.online.learning: practice and time away); without them
+    those terms are left out.
     When the calibration has skill terms (chosen on dev by the job), each candidate's logit also
     gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
     Returns (p, theta, explored p or None).
@@ -197,11 +207,16 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
         if model.calibration.get("retry") else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
-    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous)
+    practice = None
+    if model.calibration.get("learning") and history_times is not None and now is not None:
+        practice = learning.features(history_rows, history_outcomes, history_times, now, candidate_rows,
+                                     model.item_skills, None if laid is None else laid.skills)
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous, practice)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
-        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous)
+        explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous,
+                              practice)
     return p, theta, explored
 
 

@@ -15,12 +15,14 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights, skill_offsets
+from app.online.learning import sequence_features
 from app.online.metadata import fit_metadata_prior
 from app.online.scoring import calibrated
 from jobs.training import calibration as cal
 from jobs.training import split
 from jobs.training.features import FeatureSet, token_columns, token_indicators
 from jobs.training.irt import ABILITY_SD, fit_1pl
+from jobs.training.learning import choose_learning_terms
 from jobs.training.metrics import probability_metrics
 from jobs.training.retry import fit_retry_calibration, last_outcomes
 
@@ -37,6 +39,7 @@ class PracticeData:
     user_features: FeatureSet | None = None
     item_skills: np.ndarray | None = None   # (n_items,) each item's skill index (-1 none); None: one skill
     learner_share: float = 1.0   # the share of the unit's learners loaded (TrainConfig.max_attempts)
+    times: np.ndarray | None = None   # (n,) float64 epoch seconds of each attempt (all-attempt sequences)
 
 
 def skill_index(items: list[dict]) -> tuple[np.ndarray | None, list[str]]:
@@ -469,28 +472,44 @@ def attempt_positions(users: np.ndarray) -> np.ndarray:
 
 
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
+MIN_LEARNING_ATTEMPTS = 200   # fewer dev attempts than this: no learning terms (nothing to cross-fit on)
 
 
 def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict, half_life: float | None = None,
                       skill: dict | None = None, means: np.ndarray | None = None) -> tuple[dict, dict]:
     """The calibration with retry offsets, fitted on the replay of every dev attempt in
     `sequences` (repeats included, as the service sees them), and its dev figures beside the
-    Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged."""
+    Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged. When the
+    sequences carry times, the learning terms (practice and time away, jobs.training.learning)
+    join it if they predict held-out dev learners better."""
     raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users), half_life=half_life,
                                        skill=skill, prior_means=means)
     starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
     previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
     retries = int((previous >= 0).sum())
     info = {"attempts": len(y), "retries": retries, "platt_logloss": None, "logloss": None}
-    if retries < MIN_RETRIES:
+
+    def without(mask: np.ndarray) -> dict:
+        return fit_retry_calibration(raw[mask], previous[mask], y[mask]) if retries >= MIN_RETRIES \
+            else cal.fit_platt(raw[mask], y[mask])
+
+    calibration = without(np.ones(len(y), dtype=bool)) if retries >= MIN_RETRIES else platt
+    practice = None
+    if sequences.times is not None and len(y) >= MIN_LEARNING_ATTEMPTS:
+        practice = sequence_features(sequences.users, sequences.items, sequences.outcomes, sequences.times,
+                                     sequences.item_skills, HISTORY_MAX)[rows]
+        chosen, info["learning"] = choose_learning_terms(raw, previous, y, practice, sequences.users[rows], without)
+        calibration = chosen or calibration
+    if retries < MIN_RETRIES and "learning" not in calibration:
         return platt, info
-    calibration = fit_retry_calibration(raw, previous, y)
     info["platt_logloss"] = probability_metrics(y, cal.apply(platt, raw))["logloss"]
-    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous))["logloss"]
+    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous, practice))["logloss"]
     is_retry = previous >= 0
-    info["retries_platt_logloss"] = probability_metrics(y[is_retry], cal.apply(platt, raw[is_retry]))["logloss"]
-    info["retries_logloss"] = probability_metrics(
-        y[is_retry], calibrated(calibration, raw[is_retry], previous[is_retry]))["logloss"]
+    if retries:
+        info["retries_platt_logloss"] = probability_metrics(y[is_retry], cal.apply(platt, raw[is_retry]))["logloss"]
+        retry_practice = None if practice is None else practice[is_retry]
+        info["retries_logloss"] = probability_metrics(y[is_retry], calibrated(
+            calibration, raw[is_retry], previous[is_retry], retry_practice))["logloss"]
     return calibration, info
 
 

@@ -73,7 +73,8 @@ def load_sequences(conn, tenant: str, data: PracticeData, user_ids: list[str]) -
     return PracticeData(data.user_ids, data.item_ids,
                         users=np.array([user_pos[r[0]] for r in rows], dtype=np.int32),
                         items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
-                        outcomes=np.array([r[2] for r in rows], dtype=np.int8), item_skills=data.item_skills)
+                        outcomes=np.array([r[2] for r in rows], dtype=np.int8), item_skills=data.item_skills,
+                        times=np.array([r[3] for r in rows], dtype=np.float64))
 
 
 def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
@@ -99,7 +100,8 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     item_features = item_feature_table(fitted, data)
     if item_features is not None:
         extra["item_features"] = item_features
-    if "skill" in result.calibration:   # the service's skill offsets need each item's skill
+    if data.item_skills is not None and ("skill" in result.calibration or "learning" in result.calibration):
+        # the service's skill offsets and per-skill practice counts need each item's skill
         extra["item_skills"] = data.item_skills.tolist()
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),

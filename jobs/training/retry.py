@@ -33,11 +33,16 @@ def last_outcomes(items: np.ndarray, outcomes: np.ndarray, starts: np.ndarray) -
     return out
 
 
-def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> dict:
+def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
+                          practice: np.ndarray | None = None) -> dict:
     """(a, b) and each kind of retry's offset and slope by maximum likelihood (ridge on those four)
     on replayed attempts: raw logits, the previous outcome at the same item (-1 none, 0, 1) and
-    the outcomes."""
+    the outcomes. With `practice` ((n, F): app.online.learning.FEATURES of each attempt), also a
+    weight per feature (ridged too), stored as the calibration's `learning` block with the
+    features' dev maxima (the service clips to them)."""
     from scipy.optimize import minimize
+
+    from app.online.learning import FEATURES
 
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -46,8 +51,11 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     n = len(raw)
     if n < 20 or y.min() == y.max():
         return {"method": "platt", "a": 1.0, "b": 0.0}
-    X = np.column_stack([raw, np.ones(n), mistake, success, mistake * raw, success * raw])
-    penalty = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0]) * ridge
+    columns = [raw, np.ones(n), mistake, success, mistake * raw, success * raw]
+    if practice is not None:
+        columns += list(np.asarray(practice, dtype=np.float64).T)
+    X = np.column_stack(columns)
+    penalty = np.r_[0.0, 0.0, np.ones(X.shape[1] - 2)] * ridge
 
     def objective(w):
         z = X @ w
@@ -55,7 +63,14 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
         value = (np.sum(np.logaddexp(0.0, z) - y * z) + 0.5 * np.sum(penalty * w * w)) / n
         return value, (X.T @ g + penalty * w) / n
 
-    a, b, wm, ws, cm, cs = minimize(objective, np.array([1.0, 0, 0, 0, 0, 0]), jac=True, method="L-BFGS-B").x
-    return {"method": "platt", "a": float(a), "b": float(b),
-            "retry": {"after_mistake": float(wm), "after_success": float(ws),
-                      "slope_after_mistake": float(cm), "slope_after_success": float(cs)}}
+    start = np.zeros(X.shape[1])
+    start[0] = 1.0
+    w = minimize(objective, start, jac=True, method="L-BFGS-B").x
+    a, b, wm, ws, cm, cs = w[:6]
+    out = {"method": "platt", "a": float(a), "b": float(b),
+           "retry": {"after_mistake": float(wm), "after_success": float(ws),
+                     "slope_after_mistake": float(cm), "slope_after_success": float(cs)}}
+    if practice is not None:
+        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[6:]],
+                           "max": [float(v) for v in np.max(practice, axis=0)]}
+    return out

@@ -1,0 +1,148 @@
+"""Practice and time in a prediction (pure numpy): what the live fit, which treats a learner as one
+fixed ability over their recent history, cannot see.
+
+A learner improves with practice in a skill and forgets with time away from it. The knowledge-
+tracing models that capture this with nothing but counts (AFM, PFA, Best-LR in Gervet et al.
+2020; DAS3H for time) add to the logit terms in the log-counts of the learner's earlier attempts
+and successes in the item's skill, at the item and overall, and in the time since the skill and
+the learner were last practised. Here those terms sit in the calibration over the model's score
+(a `learning` block, fitted by the nightly job on its dev learners' replay of every attempt and
+kept only when it predicts held-out dev learners better): the fit says who the learner is, the
+terms say how far practice and time have moved them since.
+
+The service (`features`) and the job's replay (`sequence_features`) compute the same columns from
+the same window of earlier attempts; a test holds them equal.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FEATURES = ("skill_attempts", "skill_successes", "attempts", "successes", "item_attempts",
+            "skill_days_away", "new_skill", "days_away")
+DAY_S = 86_400.0
+
+
+def features(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
+             cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None
+             ) -> np.ndarray:
+    """The FEATURES of each candidate for one learner.
+
+    h_rows, h_outcomes, h_times : the learner's earlier attempts on the model's items, oldest
+    first (rows in the model, 0/1, epoch seconds); now : the time of the prediction (seconds);
+    cand_rows : (k,) candidates' rows (-1 not covered); item_skills : (n_items,) each row's skill
+    (-1 none) or None (one skill); cand_skills : the candidates' skills when already known.
+    A candidate without a skill takes the learner's overall figures as its skill's.
+    Returns (k, len(FEATURES)).
+    """
+    k = len(cand_rows)
+    out = np.zeros((k, len(FEATURES)))
+    n = len(h_rows)
+    out[:, 6] = 1.0
+    if n == 0:
+        return out
+    y = np.asarray(h_outcomes, dtype=np.float64)
+    times = np.asarray(h_times, dtype=np.float64)
+    attempts, successes = float(n), float(y.sum())
+    days_away = max(now - times[-1], 0.0) / DAY_S
+    covered = cand_rows >= 0
+    item_counts = np.zeros(k)
+    if covered.any():
+        rows, counts = np.unique(h_rows, return_counts=True)
+        where = np.searchsorted(rows, cand_rows)
+        where[where >= len(rows)] = 0
+        hit = covered & (rows[where] == cand_rows)
+        item_counts[hit] = counts[where[hit]]
+    # per skill: attempts, successes, the last attempt's time (times are in order: the max)
+    if cand_skills is None:
+        cand_skills = np.full(k, -1) if item_skills is None else \
+            np.where(covered, item_skills[np.where(covered, cand_rows, 0)], -1)
+    skill_n = np.full(k, attempts)
+    skill_s = np.full(k, successes)
+    skill_days = np.full(k, days_away)
+    own = cand_skills >= 0
+    if item_skills is not None and own.any():
+        h_skills = item_skills[h_rows]
+        m = int(max(h_skills.max(), cand_skills.max())) + 1
+        keep = h_skills >= 0
+        n_by = np.bincount(h_skills[keep], minlength=m)
+        s_by = np.bincount(h_skills[keep], weights=y[keep], minlength=m)
+        last_by = np.full(m, -np.inf)
+        np.maximum.at(last_by, h_skills[keep], times[keep])
+        s = cand_skills[own]
+        skill_n[own], skill_s[own] = n_by[s], s_by[s]
+        seen = np.isfinite(last_by[s])
+        skill_days[own] = np.where(seen, np.maximum(now - np.where(seen, last_by[s], now), 0.0) / DAY_S, 0.0)
+    out[:, 0] = np.log1p(skill_n)
+    out[:, 1] = np.log1p(skill_s)
+    out[:, 2] = np.log1p(attempts)
+    out[:, 3] = np.log1p(successes)
+    out[:, 4] = np.log1p(item_counts)
+    out[:, 5] = np.log1p(skill_days)
+    out[:, 6] = (skill_n == 0).astype(np.float64)
+    out[:, 7] = np.log1p(days_away)
+    return out
+
+
+def sequence_features(users: np.ndarray, items: np.ndarray, outcomes: np.ndarray, times: np.ndarray,
+                      item_skills: np.ndarray | None, history_max: int) -> np.ndarray:
+    """The FEATURES of every attempt of a replay, each from the same learner's earlier attempts
+    (at most the `history_max` most recent, as the service sees them) at the attempt's own time.
+    Rows grouped by learner, in time order. Vectorised (a replay has 10^5 attempts and more).
+    Returns (n, len(FEATURES))."""
+    n = len(items)
+    out = np.zeros((n, len(FEATURES)))
+    if n == 0:
+        return out
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    y = np.asarray(outcomes, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    attempts, successes, last = _in_window(users, y, times, history_max)
+    item_n, _, _ = _in_window(users * (int(items.max()) + 1) + items, y, times, history_max)
+    skill_n, skill_s, skill_last = attempts, successes, last
+    if item_skills is not None:
+        skills = np.asarray(item_skills, dtype=np.int64)[items]
+        m = int(skills.max()) + 2
+        n_by, s_by, last_by = _in_window(users * m + skills + 1, y, times, history_max)
+        own = skills >= 0            # an item without a skill takes the learner's overall figures
+        skill_n, skill_s = np.where(own, n_by, attempts), np.where(own, s_by, successes)
+        skill_last = np.where(own, last_by, last)
+    out[:, 0] = np.log1p(skill_n)
+    out[:, 1] = np.log1p(skill_s)
+    out[:, 2] = np.log1p(attempts)
+    out[:, 3] = np.log1p(successes)
+    out[:, 4] = np.log1p(item_n)
+    out[:, 5] = np.log1p(np.where(skill_n > 0, np.maximum(times - np.nan_to_num(skill_last), 0.0), 0.0) / DAY_S)
+    out[:, 6] = (skill_n == 0).astype(np.float64)
+    out[:, 7] = np.log1p(np.where(attempts > 0, np.maximum(times - np.nan_to_num(last), 0.0), 0.0) / DAY_S)
+    return out
+
+
+def _in_window(groups: np.ndarray, y: np.ndarray, times: np.ndarray, window: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each row: how many earlier rows of its group lie within the `window` rows before it,
+    how many of those succeeded, and the time of the latest (NaN: none). Rows in time order; a
+    group never spans two learners (the window counts rows of the learner's sequence)."""
+    n = len(groups)
+    position = np.arange(n, dtype=np.int64)
+    order = np.lexsort((position, groups))                 # by group, then in time order
+    span = n + window + 1                                  # a key's group never reaches into the next
+    key = groups[order] * span + position[order]
+    first = np.searchsorted(key, key - window, side="left")    # the earliest row in the window
+    rank = np.arange(n)
+    count = rank - first
+    cum = np.r_[0.0, np.cumsum(y[order])]
+    latest = np.where(count > 0, times[order][np.maximum(rank - 1, 0)], np.nan)
+    out_n, out_s, out_last = np.empty(n), np.empty(n), np.empty(n)
+    out_n[order], out_s[order], out_last[order] = count, cum[rank] - cum[first], latest
+    return out_n, out_s, out_last
+
+
+def terms(block: dict | None, x: np.ndarray) -> np.ndarray | float:
+    """The logit terms of a calibration's `learning` block for feature rows `x`: the weights, with
+    each feature clipped to the range the job saw on dev (no extrapolation to a longer time away
+    or a longer history than it was fitted on)."""
+    if not block:
+        return 0.0
+    hi = np.asarray(block["max"], dtype=np.float64)
+    return np.minimum(x, hi) @ np.asarray(block["weights"], dtype=np.float64)
