@@ -139,7 +139,7 @@ def test_the_service_applies_the_learning_terms_the_replay_measured():
                                                  fitted.prior_cov, calibration,
                                                  {"item_skills": data.item_skills.tolist()}))
     learner = np.flatnonzero(data.users == 7)
-    raw, _, rows = fold_in_predictions(fitted, data, np.array([7]))
+    raw, _, _ = fold_in_predictions(fitted, data, np.array([7]))
     starts = np.r_[True, np.zeros(len(learner) - 1, bool)]
     previous = last_outcomes(data.items[learner], data.outcomes[learner], starts)
     practice = sequence_features(data.users[learner], data.items[learner], data.outcomes[learner],
