@@ -214,7 +214,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     for k in range(len(test)):
         t0 = time.perf_counter()
         with conn:
-            answer = predict(conn, DEFAULT, cache, models, users[k], [ROOT], [items[k]])
+            answer = predict(conn, DEFAULT, cache, models, users[k], [ROOT], [items[k]], now=attempt_time(seqs[k]))
         t1 = time.perf_counter()
         p[k] = answer["items"][0]["p"]
         history_rows[k] = answer["history_rows"]
@@ -224,7 +224,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
             unit = skill_of.get(items[k])
             if unit is not None:
                 with conn:
-                    answer = predict(conn, DEFAULT, cache, models, users[k], [unit], [items[k]])
+                    answer = predict(conn, DEFAULT, cache, models, users[k], [unit], [items[k]],
+                                     now=attempt_time(seqs[k]))
                 p_skill[k] = answer["items"][0]["p"]
                 model = answer["model"]
                 served["none" if model is None else "own" if model["unit_id"] == unit else "ancestor"] += 1
