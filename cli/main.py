@@ -308,6 +308,14 @@ def _choice_lines(metrics: dict) -> list[str]:
         lines.append(f"retry terms: dev log-loss {_num(retries['logloss'])} (Platt alone "
                      f"{_num(retries['platt_logloss'])}) over {retries['attempts']} attempts, "
                      f"{retries['retries']} retries")
+    learning = (retries or {}).get("learning")
+    if learning and "cross_fitted_logloss" in learning:
+        line = (f"learning terms (practice, time away): cross-fitted dev log-loss "
+                f"{_num(learning['cross_fitted_logloss'])} vs {_num(learning['cross_fitted_logloss_without'])} "
+                f"without: " + ("used" if learning["used"] else "not used"))
+        if learning.get("weights"):
+            line += " (" + ", ".join(f"{k} {v:+.2f}" for k, v in learning["weights"].items()) + ")"
+        lines.append(line)
     return lines
 
 
