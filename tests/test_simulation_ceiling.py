@@ -9,7 +9,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from bench.simulate import Arm, drive_learner
+from bench.simulate_service import Arm, drive_learner
 from bench.simulation.ceiling import Belief, CeilingPolicy
 from bench.simulation.figures import gaps, prediction
 from bench.simulation.policies import OraclePolicy, RandomPolicy, run_session
