@@ -6,12 +6,15 @@ whole sessions; the report says how near the target the served items really were
 
 1. The truth (bench.simulation.truth): --items items in --skills sections with a difficulty and
    a discrimination (2PL); learners with a general ability and a per-skill offset, who learn as
-   they practise (ability on the skill += --learn-rate * 4 p (1 - p) per attempt) and forget a
-   fraction (--forget) of what they learned between sessions.
+   they practise (ability on the skill += --learn-rate * 4 p (1 - p) per attempt) and forget
+   with the time away: what they learned halves every --half-life days.
+   Sessions happen in time: a learner comes back after a gap of hours to weeks (lognormal,
+   median --gap-median days; bench.simulation.truth.away_days), an attempt takes a minute.
 2. History: --returning-learners learners had --history-sessions earlier sessions of
    --session-length attempts, simulated offline with the same truth and learning, served by the
-   random policy (the platform before adaptivity; it also covers the catalogue evenly), two days
-   apart. They are imported with the JSONL importer into a scratch database, together with the
+   random policy (the platform before adaptivity; it also covers the catalogue evenly), each
+   after its gap, the last one a gap before the measured run. They are imported with their
+   times (occurred_at) with the JSONL importer into a scratch database, together with the
    catalogue (a root unit `sim` with one child unit per section), and the nightly job trains the
    root unit (jobs.train.run_training, TrainConfig.from_env; --trials tuning trials). Only the
    root is trained: the sessions ask for `sim`, so a section's model would never serve.
@@ -22,175 +25,58 @@ whole sessions; the report says how near the target the served items really were
    ids (the returning ones' history is imported again under those ids after training, so every
    setting starts from the same state), each play --sessions sessions of
    POST /v1/recommendations {user_id, units: ["sim"], n: 1, target} (or {experiment}), the
-   outcome drawn from the truth, POST /v1/interactions; --clients learners at a time. New
-   learners have no history.
+   outcome drawn from the truth, POST /v1/interactions with the attempt's simulated
+   occurred_at; --clients learners at a time. New learners have no history.
+   The service's clock (bench.simulate_service): the API has no "as of", so each learner's
+   clock is anchored at the wall clock when their measured session starts; their history lies
+   before it by the simulated gaps, and a later measured session (--sessions > 1) lies in the
+   service's future.
 4. Baselines, in-process on the same learners with the same draws (attempt k succeeds when
    draw[k] < its true p, so policies differ only by the items they serve): random (uniform over
-   unsolved items) and, per target, oracle (the unsolved item whose true p is nearest the
-   target). Both skip items answered wrongly earlier in the sitting, as the service's
-   cool-down does. They need no HTTP.
+   unsolved items), per target oracle (the unsolved item whose true p is nearest the target)
+   and the ceiling (bench.simulation.ceiling: the items' true parameters and the truth's rules,
+   a posterior over the learner from the population prior, told the learner's history and
+   answers; the item whose predictive p is nearest the target). All skip items answered
+   wrongly earlier in the sitting, as the service's cool-down does. They need no HTTP.
 5. The report, per target and policy: gap = mean |true p - target| (all, new learners, new
-   learners after their first 5 attempts, returning learners); realised success rate; the
-   service's predicted p minus true p (MAE and bias, new vs returning, and MAE by attempt-number
-   band 1-5, 6-10, 11-20, 21-40: how fast a new learner's error falls); learning gain per
-   session (true ability after minus before); per A/B variant the realised success rate.
-   JSON via bench.report.emit, a markdown table on stderr.
+   learners after their first 5 attempts, returning learners, returning learners back after 7
+   days or more); realised success rate; the service's and the ceiling's predicted p minus true p
+   (MAE and bias per slice, and MAE by attempt-number band 1-5, 6-10, 11-20, 21-40: how fast a
+   new learner's error falls); learning gain per session (true ability after minus before); the
+   service minus the ceiling (gaps and biases per slice); per A/B variant the realised success
+   rate. JSON via bench.report.emit, a markdown table on stderr.
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
-the targets are there to set. All --sessions of a run are played in one sitting (no wall time
-passes between them), so they share the cool-down; the default is one session.
+the targets are there to set. All --sessions of a run are played in one sitting of wall time,
+so they share the service's cool-down (the baselines mirror it), though the truth forgets by
+their simulated gaps; the default is one session.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shlex
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
+from dataclasses import fields
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 
 from bench.report import emit
-from bench.simulation.figures import Attempt, Gain, policy_figures, variant_figures
-from bench.simulation.policies import oracle_chooser, random_chooser
-from bench.simulation.truth import Learners, ability, forget, practise, probabilities
-from bench.simulation.world import (
-    ROOT,
-    Plan,
-    World,
-    build_world,
-    catalogue_lines,
-    history_lines,
-    item_id,
-    run_baseline,
-    user_id,
-)
+from bench.simulate_service import Arm, drive_arm, setup_service
+from bench.simulation.ceiling import CeilingPolicy
+from bench.simulation.figures import policy_figures, table, variant_figures, versus
+from bench.simulation.policies import OraclePolicy, RandomPolicy
+from bench.simulation.world import Plan, build_world, run_baseline
 
 EXPERIMENT = "sim-ab"
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
          "trials": 1}
-
-
-def import_lines(conn, lines: list[dict], folder: Path, name: str) -> float:
-    from jobs.importers import run_import
-
-    path = folder / f"{name}.jsonl"
-    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    t0 = time.perf_counter()
-    run_import(conn, "jsonl", [path], progress=False)
-    return time.perf_counter() - t0
-
-
-# ---- the learners over HTTP --------------------------------------------------------------------
-class Client:
-    """JSON over HTTP with one API key; counts requests, errors and the recommendation latency."""
-
-    def __init__(self, base: str, key: str):
-        self.base, self.key = base, key
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.errors: list[str] = []
-        self.recommend_ms: list[float] = []
-
-    def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        from harness.client import http_json
-
-        t0 = time.perf_counter()
-        try:
-            status, answer = http_json(self.base, self.key, method, path, body)
-        except OSError as exc:
-            status, answer = 0, {"detail": f"{type(exc).__name__}: {exc}"}
-        ms = (time.perf_counter() - t0) * 1000.0
-        with self.lock:
-            self.requests += 1
-            if path == "/v1/recommendations":
-                self.recommend_ms.append(ms)
-            if status not in (200, 201):
-                self.errors.append(f"{method} {path}: {status} {str(answer)[:200]}")
-        return status, answer
-
-
-@dataclass
-class Arm:
-    """One setting served over HTTP: a fixed target, or the A/B experiment."""
-    name: str
-    target: float | None = None
-    experiment: str | None = None
-    variant_targets: dict = field(default_factory=dict)
-    learners: int | None = None    # only the first this many of each kind (None: all)
-    explore: bool = False          # ask with `explore: true` (Thompson sampling)
-
-
-def drive_learner(client: Client, world: World, learners: Learners, arm: Arm, returning: bool, u: int,
-                  args, run: str, positions: dict) -> tuple[list[Attempt], list[Gain], list[str]]:
-    """One learner's sessions against the service; their truth (`learners`, a copy) is updated."""
-    uid = user_id(arm.name, returning, u)
-    draws = world.draws(returning)[u]
-    attempts, gains, fallbacks = [], [], []
-    index = 0
-    for s in range(args.sessions):
-        if s:
-            forget(learners, args.forget, u)
-        before = ability(learners, u)
-        for _ in range(args.session_length):
-            body = {"user_id": uid, "units": [ROOT], "n": 1}
-            body.update({"experiment": arm.experiment} if arm.experiment else {"target": arm.target})
-            if arm.explore:
-                body["explore"] = True
-            status, answer = client.call("POST", "/v1/recommendations", body)
-            if status != 200 or not answer.get("items"):
-                continue
-            served = answer["items"][0]
-            fallbacks.append(answer.get("fallback") or "none")
-            item = positions[served["item_id"]]
-            p = float(probabilities(world.catalogue, learners, u, [item])[0])
-            outcome = int(draws[index] < p)
-            practise(world.catalogue, learners, u, item, p, outcome, args.learn_rate)
-            index += 1
-            variant = answer.get("variant")
-            target = arm.variant_targets.get(variant, math.nan) if arm.experiment else arm.target
-            attempts.append(Attempt(u, returning, index, target, p, float(served.get("p", math.nan)), outcome,
-                                    variant))
-            client.call("POST", "/v1/interactions", {"event_id": f"sim:{run}:{uid}:{index}", "user_id": uid,
-                                                     "item_id": served["item_id"], "kind": "attempt",
-                                                     "outcome": outcome})
-        gains.append(Gain(u, returning, s, float(ability(learners, u) - before),
-                          attempts[-1].variant if attempts else None))
-    return attempts, gains, fallbacks
-
-
-def drive_arm(client: Client, world: World, arm: Arm, args, run: str, say) -> tuple[list, list, dict]:
-    positions = {item_id(i): i for i in range(world.catalogue.size)}
-    copies = {False: world.new.copy(), True: world.returning.copy()}
-    limit = arm.learners if arm.learners is not None else max(len(world.new), len(world.returning))
-    jobs = [(returning, u) for u in range(limit) for returning in (False, True) if u < len(copies[returning])]
-    attempts, gains, fallbacks = [], [], {}
-    t0, cpu0, requests0 = time.perf_counter(), time.process_time(), client.requests
-    with ThreadPoolExecutor(max_workers=args.clients) as pool:
-        done = pool.map(lambda job: drive_learner(client, world, copies[job[0]], arm, job[0], job[1], args, run,
-                                                  positions), jobs)
-        for a, g, f in done:
-            attempts += a
-            gains += g
-            for reason in f:
-                fallbacks[reason] = fallbacks.get(reason, 0) + 1
-    seconds = time.perf_counter() - t0
-    say(f"{arm.name}: {len(attempts)} attempts of {len(jobs)} learners in {seconds:.1f} s")
-    requests = client.requests - requests0
-    cpu_ms = (time.process_time() - cpu0) * 1000.0
-    return attempts, gains, {"seconds": round(seconds, 1), "requests": requests,
-                             "attempts_per_s": round(len(attempts) / seconds, 1) if seconds > 0 else None,
-                             "client_cpu_ms_per_request": round(cpu_ms / max(requests, 1), 2), "fallbacks": fallbacks}
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -208,70 +94,15 @@ def arm_name(target: float) -> str:
     return f"t{round(target * 100):02d}"
 
 
-def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: str, say) -> tuple[Client, dict]:
-    """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn."""
-    from app.config import Settings
-    from app.embedded import servers_for
-    from harness.databases import connected_scratch_database, scratch_redis_prefix
-    from harness.service import running_service
-    from jobs.train import TrainConfig, run_training
-
-    settings = stack.enter_context(servers_for(Settings.from_env()))
-    url, conn = stack.enter_context(connected_scratch_database(settings.database_url))
-    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-simulate-")))
-    now = datetime.now(UTC).replace(microsecond=0)
-    setup: dict = {"history_attempts": len(world.history)}
-    lines = catalogue_lines(world.catalogue) + history_lines(world, None, now, run)
-    setup["import_seconds"] = round(import_lines(conn, lines, folder, "catalogue"), 2)
-
-    config = TrainConfig.from_env(max_trials=args.trials)
-    t0 = time.perf_counter()
-    report = run_training(url, config, units=[ROOT], progress=False)
-    setup["train_seconds"] = round(time.perf_counter() - t0, 1)
-    root = next((o for o in report.outcomes if o.unit_id == ROOT and o.objective == "practice"), None)
-    if root is None or root.status != "activated":
-        raise RuntimeError(f"training {ROOT!r} did not activate a model: {root}")
-    model, baseline = root.metrics.get("model", {}), root.metrics.get("baseline", {})
-    setup["model"] = {"status": root.status, "max_trials": config.max_trials, "auc": _r(model.get("auc")),
-                      "baseline_auc": _r(baseline.get("auc")), "ece": _r(model.get("ece"))}
-    say(f"trained {ROOT!r} on {len(world.history)} attempts in {setup['train_seconds']} s: {setup['model']}")
-
-    copies = [line for arm in arms for line in history_lines(world, arm.name, now, run)]
-    if copies:
-        setup["arm_history_import_seconds"] = round(import_lines(conn, copies, folder, "arms"), 2)
-
-    key = "sim-" + uuid.uuid4().hex
-    prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-sim"))
-    service = stack.enter_context(running_service(url, settings.redis_url, key, folder / "gunicorn.log",
-                                                  redis_prefix=prefix, workers=args.workers))
-    say(f"gunicorn ready on {service.base_url}")
-    return Client(service.base_url, key), setup
-
-
 def _r(x, digits: int = 4):
     return None if x is None or not math.isfinite(x) else round(float(x), digits)
 
 
-def table(results: dict, ab: dict | None) -> str:
-    """The headline figures as a markdown table."""
-    rows = ["| target | policy | gap all | gap new after 5 | gap returning | success | pred MAE new / ret "
-            "| pred bias new / ret | gain / session |", "|---|---|---|---|---|---|---|---|---|"]
-
-    def f(x):
-        return "-" if x is None else f"{x:.3f}"
-    for target, policies in results.items():
-        for name, fig in policies.items():
-            pred = fig.get("prediction")
-            mae = f"{f(pred['new']['mae'])} / {f(pred['returning']['mae'])}" if pred else "-"
-            bias = f"{f(pred['new']['bias'])} / {f(pred['returning']['bias'])}" if pred else "-"
-            rows.append(f"| {target} | {name} | {f(fig['gap']['all'])} | {f(fig['gap']['new_after_5'])} | "
-                        f"{f(fig['gap']['returning'])} | {f(fig['success_rate']['all'])} | {mae} | {bias} | "
-                        f"{f(fig['learning_gain']['all'])} |")
-    if ab:
-        for name, v in ab["variants"].items():
-            rows.append(f"| {v['target']} | A/B variant {name} ({v['learners']} learners) | {f(v['gap'])} | - | - | "
-                        f"{f(v['success_rate'])} | - | - | {f(v['learning_gain'])} |")
-    return "\n".join(rows)
+def _quantiles(days: np.ndarray) -> dict:
+    """Days away: quartiles and the share of a week or more."""
+    q = np.percentile(days, [25, 50, 75]) if len(days) else [math.nan] * 3
+    return {"p25": _r(q[0], 2), "median": _r(q[1], 2), "p75": _r(q[2], 2),
+            "week_or_more": _r(float(np.mean(days >= 7.0)) if len(days) else math.nan, 3)}
 
 
 def main(argv=None) -> int:
@@ -296,7 +127,10 @@ def main(argv=None) -> int:
     parser.add_argument("--explore", action="store_true",
                         help="also serve every target with explore: true (Thompson sampling), as its own policy")
     parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")
-    parser.add_argument("--forget", type=float, default=0.2, help="share of the learned ability lost between sessions")
+    parser.add_argument("--half-life", type=float, default=7.0,
+                        help="days away in which a learner loses half of what they learned (default 7)")
+    parser.add_argument("--gap-median", type=float, default=2.0,
+                        help="median days between a learner's sessions (default 2)")
     parser.add_argument("--trials", type=int, default=None, help="tuning trials of the nightly job (default: its own)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
@@ -312,8 +146,10 @@ def main(argv=None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.history_sessions < 1:
         parser.error("--history-sessions must be at least 1 (the model is trained on the returning learners)")
-    if not 0 <= args.forget <= 1 or args.learn_rate < 0:
-        parser.error("--forget must be within 0..1 and --learn-rate at least 0")
+    if not args.half_life > 0 or args.learn_rate < 0:
+        parser.error("--half-life must be above 0 (inf: no forgetting) and --learn-rate at least 0")
+    if not args.gap_median > 0:
+        parser.error("--gap-median must be above 0 days")
     if args.items < args.skills:
         parser.error("--items must be at least --skills")
 
@@ -327,8 +163,9 @@ def main(argv=None) -> int:
     result: dict = {"date": date.today().isoformat(), "machine": machine(), "load_at_start": loadavg(),
                     "command": "python -m bench.simulate " + shlex.join(sys.argv[1:] if argv is None else argv),
                     "config": {k: v for k, v in vars(args).items() if k != "json"},
-                    "seeds": {"seed": args.seed, "streams": "SeedSequence(seed).spawn(6): catalogue, new learners, "
-                              "returning learners, history policy and draws, measured draws, random baseline"}}
+                    "seeds": {"seed": args.seed, "streams": "SeedSequence(seed).spawn(7): catalogue, new learners, "
+                              "returning learners, history policy and draws, measured draws, random baseline, "
+                              "gaps between sessions"}}
     t0 = time.perf_counter()
     world = build_world(Plan(**{f.name: getattr(args, f.name) for f in fields(Plan)}))
     result["truth"] = {"items": world.catalogue.size, "skills": world.catalogue.skills,
@@ -336,7 +173,9 @@ def main(argv=None) -> int:
                        "difficulty_sd": _r(world.catalogue.difficulty.std()),
                        "discrimination_range": [_r(world.catalogue.discrimination.min()),
                                                 _r(world.catalogue.discrimination.max())],
-                       "learn_rate": args.learn_rate, "forget": args.forget,
+                       "learn_rate": args.learn_rate, "half_life_days": args.half_life,
+                       "gap_median_days": args.gap_median,
+                       "away_days_returning": _quantiles(world.away_returning[:, 0]),
                        "history_gain_per_session": _r(np.mean([g.gain for g in world.gains_history])),
                        "returning_items_solved": _r(world.returning.solved.sum(axis=1).mean(), 1)}
     say(f"truth and history built in {time.perf_counter() - t0:.1f} s")
@@ -370,13 +209,18 @@ def main(argv=None) -> int:
     length = args.sessions * args.session_length
     t0 = time.perf_counter()
     rng = np.random.default_rng(world.random_seed)
-    rand_attempts, rand_gains = run_baseline(world, lambda returning, u: random_chooser(rng))
+    rand_attempts, rand_gains = run_baseline(world, lambda returning, u: RandomPolicy(rng))
     for t in args.targets:
         attempts, gains, _ = served[arm_name(t)]
-        o_attempts, o_gains = run_baseline(world, lambda returning, u, t=t: oracle_chooser(t))
-        results[f"{t:g}"] = {"service": policy_figures(attempts, gains, length, predicts=True),
+        o_attempts, o_gains = run_baseline(world, lambda returning, u, t=t: OraclePolicy(t))
+        c_attempts, c_gains = run_baseline(world, lambda returning, u, t=t: CeilingPolicy(
+            world.catalogue, t, args.learn_rate, args.half_life))
+        service = policy_figures(attempts, gains, length, predicts=True)
+        ceiling = policy_figures(c_attempts, c_gains, length, target=t, predicts=True)
+        results[f"{t:g}"] = {"service": service,
                              "random": policy_figures(rand_attempts, rand_gains, length, target=t),
-                             "oracle": policy_figures(o_attempts, o_gains, length, target=t)}
+                             "oracle": policy_figures(o_attempts, o_gains, length, target=t),
+                             "ceiling": ceiling, "service vs ceiling": versus(service, ceiling)}
         if args.explore:
             x_attempts, x_gains, _ = served[arm_name(t) + "x"]
             results[f"{t:g}"]["service, explore"] = policy_figures(x_attempts, x_gains, length, predicts=True)

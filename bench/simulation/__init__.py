@@ -1,3 +1,4 @@
 """Pure-numpy pieces of the closed-loop learner simulation (bench.simulate): the known truth and
-how learners change (truth), the baseline policies and offline sessions (policies), and the
-figures of the report (figures). No HTTP, no SQL."""
+its rules of learning, forgetting and time (truth), the world of one run with its timeline
+(world), the baseline policies and offline sessions (policies), the realistic ceiling policy
+(ceiling), and the figures of the report (figures). No HTTP, no SQL."""
