@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 RIDGE = 1.0            # pseudo-observations' worth of pull of each offset towards 0
+LEARNING_RIDGE = 1.0   # the same for each learning term's weight
 
 
 def last_outcomes(items: np.ndarray, outcomes: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -34,11 +35,11 @@ def last_outcomes(items: np.ndarray, outcomes: np.ndarray, starts: np.ndarray) -
 
 
 def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
-                          practice: np.ndarray | None = None) -> dict:
+                          practice: np.ndarray | None = None, learning_ridge: float = LEARNING_RIDGE) -> dict:
     """(a, b) and each kind of retry's offset and slope by maximum likelihood (ridge on those four)
     on replayed attempts: raw logits, the previous outcome at the same item (-1 none, 0, 1) and
     the outcomes. With `practice` ((n, F): app.online.learning.FEATURES of each attempt), also a
-    weight per feature (ridged too), stored as the calibration's `learning` block with the
+    weight per feature (ridged by `learning_ridge`), stored as the calibration's `learning` block with the
     features' dev maxima (the service clips to them)."""
     from scipy.optimize import minimize
 
@@ -55,7 +56,7 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     if practice is not None:
         columns += list(np.asarray(practice, dtype=np.float64).T)
     X = np.column_stack(columns)
-    penalty = np.r_[0.0, 0.0, np.ones(X.shape[1] - 2)] * ridge
+    penalty = np.r_[0.0, 0.0, np.full(4, ridge), np.full(X.shape[1] - 6, learning_ridge)]
 
     def objective(w):
         z = X @ w
