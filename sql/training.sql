@@ -49,7 +49,7 @@ ORDER BY i.item_id;
 
 -- name: first_attempts_on_items
 -- Each user's first attempt at each of :item_ids, grouped by user, in time order; only the learners of a hash sample of share :share (1: all) when the unit is bigger than the job trains on.
-SELECT user_id, item_id, outcome
+SELECT user_id, item_id, outcome, extract(epoch FROM occurred_at)::float8 AS at
 FROM (
     SELECT DISTINCT ON (a.user_id, a.item_id) a.user_id, a.item_id, a.outcome, a.occurred_at, a.id
     FROM interactions a

@@ -320,9 +320,13 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
 
     test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users, half_life=half_life, skill=skill,
                                                       prior_means=means)
+    # with learning terms, a and b were fitted beside them: the first attempts are scored with them too
+    # (their counts then count earlier first attempts; the service counts repeats as well)
+    practice = sequence_features(data.users, data.items, data.outcomes, data.times, data.item_skills, HISTORY_MAX) \
+        if "learning" in calibration and data.times is not None else None
     baseline_p = difficulty_baseline(data, train_rows)
     metrics = {
-        "model": probability_metrics(test_y, cal.apply(calibration, test_raw)),
+        "model": probability_metrics(test_y, first_attempt_p(calibration, test_raw, practice, test_rows)),
         "model_uncalibrated_ece": probability_metrics(test_y, cal.sigmoid(test_raw))["ece"],
         "baseline": probability_metrics(data.outcomes[test_rows], baseline_p[data.items[test_rows]]),
         "baseline_name": "item_difficulty",
@@ -336,7 +340,8 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         metrics["metadata_prior"] = metadata_info
     if retry_info:
         metrics["dev_all_attempts"] = retry_info
-    dev = DevPredictions(data.users[val_rows], data.items[val_rows], cal.apply(calibration, val_raw),
+    dev = DevPredictions(data.users[val_rows], data.items[val_rows],
+                         first_attempt_p(calibration, val_raw, practice, val_rows),
                          data.outcomes[val_rows])
     trained = role == split.TRAIN
     if refit_all:
@@ -473,6 +478,15 @@ def attempt_positions(users: np.ndarray) -> np.ndarray:
 
 MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt pair alone)
 MIN_LEARNING_ATTEMPTS = 200   # fewer dev attempts than this: no learning terms (nothing to cross-fit on)
+
+
+def first_attempt_p(calibration: dict, raw: np.ndarray, practice: np.ndarray | None, rows: np.ndarray
+                    ) -> np.ndarray:
+    """Calibrated p of first attempts (no retry terms apply): with the learning terms when the
+    calibration has them and `practice` (FEATURES of every row of the data) is given."""
+    if practice is None:
+        return cal.apply(calibration, raw)
+    return calibrated(calibration, raw, None, practice[rows])
 
 
 def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict, half_life: float | None = None,

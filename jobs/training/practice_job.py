@@ -54,7 +54,7 @@ def load_practice_data(conn, tenant: str, unit_id: str, mode: str, max_attempts:
     data = PracticeData(
         user_ids=[str(u) for u in user_ids], item_ids=item_ids,
         users=users.astype(np.int32), items=np.array([item_pos[r[1]] for r in rows], dtype=np.int32),
-        outcomes=np.array([r[2] for r in rows], dtype=np.int8))
+        outcomes=np.array([r[2] for r in rows], dtype=np.int8), times=np.array([r[3] for r in rows], dtype=np.float64))
     data.item_features, data.user_features = hybrid_features(conn, tenant, items, data.user_ids, mode)
     data.item_skills, _ = skill_index(items)
     data.learner_share = share

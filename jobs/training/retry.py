@@ -39,7 +39,9 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     """(a, b) and each kind of retry's offset and slope by maximum likelihood (ridge on those four)
     on replayed attempts: raw logits, the previous outcome at the same item (-1 none, 0, 1) and
     the outcomes. With `practice` ((n, F): app.online.learning.FEATURES of each attempt), also a
-    weight per feature (ridged by `learning_ridge`), stored as the calibration's `learning` block with the
+    weight per feature and its change on a retry after a mistake (what predicts a retry is not what
+    predicts a first attempt: the learner's record says more there than the item's score; all
+    ridged by `learning_ridge`), stored as the calibration's `learning` block with the
     features' dev maxima (the service clips to them)."""
     from scipy.optimize import minimize
 
@@ -53,8 +55,9 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     if n < 20 or y.min() == y.max():
         return {"method": "platt", "a": 1.0, "b": 0.0}
     columns = [raw, np.ones(n), mistake, success, mistake * raw, success * raw]
-    if practice is not None:
-        columns += list(np.asarray(practice, dtype=np.float64).T)
+    if practice is not None:   # the learning terms, and their change on a retry after a mistake
+        practice = np.asarray(practice, dtype=np.float64)
+        columns += list(practice.T) + list((practice * mistake[:, None]).T)
     X = np.column_stack(columns)
     penalty = np.r_[0.0, 0.0, np.full(4, ridge), np.full(X.shape[1] - 6, learning_ridge)]
 
@@ -72,6 +75,8 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
            "retry": {"after_mistake": float(wm), "after_success": float(ws),
                      "slope_after_mistake": float(cm), "slope_after_success": float(cs)}}
     if practice is not None:
-        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[6:]],
+        f = len(FEATURES)
+        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[6:6 + f]],
+                           "after_mistake": [float(v) for v in w[6 + f:]],
                            "max": [float(v) for v in np.max(practice, axis=0)]}
     return out
