@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from app import candidates as cand
-from app import experiments, metrics, strategies
+from app import experiments, knowledge, metrics, strategies
 from app import history as hist
 from app import queries as q
 from app.errors import InputError
@@ -244,6 +244,9 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
         state = learner_state(events, now)
         if len(events) >= hist.KEEP:  # a long past: what the learner did before the cached window counts too
             add_older(conn, tenant, req.user_id, state, found.positions, events[-1].occurred_at)
+        if strategy.knowledge:   # mastery, review: what the learner knows of each skill under the units
+            state.skills = knowledge.skill_states(conn, tenant, cache, models, req.user_id, req.units, found.positions,
+                                                  now, tag, events)
         choice = strategy(scored, state, req.n, params)
         chosen = choice.positions
         if choice.fallback:
