@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
 DISTRIBUTION_COLUMN = "user_id"
-DISTRIBUTED = ("users", "interactions", "recommendation_log")
+DISTRIBUTED = ("users", "interactions", "recommendation_log", "knowledge_snapshots")
 REFERENCE = ("tenants", "items", "units", "unit_children", "unit_items", "catalog_state", "models", "model_arrays",
              "experiments", "calibration_reports", "api_keys", "job_runs", "dashboard_sessions", "request_rollup")
 COORDINATOR_ONLY = ("schema_migrations",)   # read and written by `adaptrec db migrate` alone

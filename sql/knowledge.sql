@@ -53,3 +53,25 @@ FROM (SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) 
       WHERE tenant = :tenant AND user_id = :user_id AND kind = 'attempt' AND outcome IS NOT NULL
       GROUP BY item_id) a
 ORDER BY a.item_id;
+
+-- name: snapshot_learners
+-- Up to :limit learners of the tenant with at least one attempt, after :after in id order (the
+-- snapshot job's batches, keyset-paginated).
+SELECT u.user_id FROM users u
+WHERE u.tenant = :tenant AND u.user_id > :after
+  AND EXISTS (SELECT 1 FROM interactions i WHERE i.tenant = u.tenant AND i.user_id = u.user_id AND i.kind = 'attempt')
+ORDER BY u.user_id
+LIMIT :limit;
+
+-- name: insert_knowledge_snapshot
+-- One batch of snapshot rows from parallel arrays, all as of :as_of; a re-run of the same as_of replaces them.
+INSERT INTO knowledge_snapshots (tenant, user_id, unit_id, as_of, p, low, high, mastered, attempts, correct,
+                                 last_practised, due)
+SELECT :tenant, u, un, :as_of, p, lo, hi, m, a, c, lp, d
+FROM unnest(:user_ids::text[], :unit_ids::text[], :ps::real[], :lows::real[], :highs::real[], :mastered::boolean[],
+            :attempts::int[], :correct::int[], :last_practised::timestamptz[], :due::timestamptz[])
+     AS x(u, un, p, lo, hi, m, a, c, lp, d)
+ON CONFLICT (tenant, user_id, unit_id, as_of) DO UPDATE
+SET p = EXCLUDED.p, low = EXCLUDED.low, high = EXCLUDED.high, mastered = EXCLUDED.mastered,
+    attempts = EXCLUDED.attempts, correct = EXCLUDED.correct, last_practised = EXCLUDED.last_practised,
+    due = EXCLUDED.due;

@@ -11,7 +11,7 @@ import pytest
 
 from app import catalog, modelstore
 from app.ingest import record_interactions
-from app.knowledge import knowledge
+from app.knowledge import knowledge, unit_knowledge
 from app.modelstore import StoredModel
 from app.online.fit import fit_user, posterior_sample, recency_weights
 from app.online.knowledge import due_in_days, estimate, logit, typical_rows
@@ -19,6 +19,7 @@ from app.online.learning import DAY_S, FEATURES, features, later
 from app.online.scoring import ServingModel, calibrated
 from app.recommend import RecommendationRequest, recommend
 from app.records import Interaction, Item, Unit, User
+from jobs import knowledge as snapshot_job
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SKILLS = ("s1", "s2", "s3")
@@ -304,3 +305,55 @@ def test_experiments_route_learners_to_the_mastery_and_review_strategies(course,
     user = course.learner(s1=(STRONG, 1.0), s3=(WEAK, 1.0))
     answer = course.recommend(user, None, experiment="knowing")
     assert answer["strategy"] == "mastery" and answer["variant"] == "m" and set(skills_of(answer)) == {"s3"}
+
+
+# ---- the nightly snapshot --------------------------------------------------------------------------
+def test_the_snapshot_writes_each_learners_practised_units_and_the_view_counts_mastery(course, conn):
+    strong = course.learner({"cohort": "north"}, s1=(STRONG, 0.1), s3=(WEAK, 0.1))
+    weak = course.learner({"cohort": "south"}, s1=(WEAK, 1.0))
+    report = snapshot_job.run(conn, "default", NOW, batch=1)
+    assert (report.learners, report.rows, report.left_out) == (2, 3, False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT user_id, unit_id, mastered, attempts, as_of FROM knowledge_snapshots ORDER BY 1, 2")
+        rows = cur.fetchall()
+        assert {(u, unit, m, a) for u, unit, m, a, _ in rows} == {(strong, "s1", True, 30), (strong, "s3", False, 12),
+                                                                 (weak, "s1", False, 12)}
+        assert {r[4] for r in rows} == {NOW}
+        cur.execute("SELECT cohort, learners, mastered FROM unit_mastery WHERE unit_id = 's1' ORDER BY cohort")
+        assert cur.fetchall() == [("(all)", 2, 1), ("north", 1, 1), ("south", 1, 0)]
+    conn.rollback()
+    assert snapshot_job.run(conn, "default", NOW).rows == 3         # a re-run replaces its rows
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM knowledge_snapshots")
+        assert cur.fetchone()[0] == 3
+    conn.rollback()
+    bounded = snapshot_job.run(conn, "default", NOW + timedelta(days=1), max_learners=1)
+    assert (bounded.learners, bounded.left_out) == (1, True)
+
+
+def test_the_snapshot_and_the_endpoint_agree(course, conn):
+    user = course.learner(s1=(MIXED, 3.0))
+    snapshot_job.run(conn, "default", NOW)
+    with conn.cursor() as cur:
+        cur.execute("SELECT p, low, high, due FROM knowledge_snapshots WHERE user_id = %s", (user,))
+        p, low, high, due = cur.fetchone()
+    conn.rollback()
+    found, _ = unit_knowledge(conn, "default", course.cache, course.models, user, None, NOW)
+    assert (p, low, high) == pytest.approx((found[0].p, found[0].low, found[0].high), abs=1e-6)
+    assert due == found[0].due
+
+
+def test_the_snapshot_command_writes_as_of_the_time_given(course, conn, db_url, redis_url, monkeypatch, capsys):
+    from cli.main import main
+
+    course.learner(s1=(MIXED, 3.0))
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    assert main(["knowledge", "snapshot", "--tenant", "default", "--as-of", "2026-03-02T12:00"]) == 0
+    assert "1 rows for 1 learners" in capsys.readouterr().out
+    with conn.cursor() as cur:
+        cur.execute("SELECT as_of, unit_id FROM knowledge_snapshots")
+        assert cur.fetchall() == [(NOW, "s1")]
+        cur.execute("SELECT outcome, detail->>'rows' FROM job_runs WHERE job = 'knowledge_snapshot'")
+        assert cur.fetchall() == [("succeeded", "1")]
+    conn.rollback()
