@@ -357,3 +357,24 @@ def test_the_snapshot_command_writes_as_of_the_time_given(course, conn, db_url, 
         cur.execute("SELECT outcome, detail->>'rows' FROM job_runs WHERE job = 'knowledge_snapshot'")
         assert cur.fetchall() == [("succeeded", "1")]
     conn.rollback()
+
+
+def test_the_analyst_examples_run(course, conn):
+    from app.config import PROJECT_ROOT
+
+    course.learner({"group": "9B"}, s1=(STRONG, 0.1), s3=(WEAK, 0.1))
+    snapshot_job.run(conn, "default", NOW - timedelta(days=1))
+    snapshot_job.run(conn, "default", NOW)
+    section = (PROJECT_ROOT / "sql" / "README.md").read_text().split("## What learners know", 1)[1].split("\n## ")[0]
+    code = section.split("```sql", 1)[1].split("```", 1)[0]
+    statements = [s for s in code.split(";\n") if s.strip()]
+    assert len(statements) == 4
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+            cur.fetchall()
+        cur.execute(statements[0])
+        assert [r[0] for r in cur.fetchall()] == ["s3", "s1"]     # nobody has mastered s3
+        cur.execute("SELECT DISTINCT cohort FROM unit_mastery ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == ["(all)", "9B"]
+    conn.rollback()
