@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app import candidates as cand
 from app import history as hist
 from app import queries as q
 from app import strategies
+from app.errors import UnknownIds
 from app.learner_fit import cover_new_items, learner_prior, practice_history
 from app.online.knowledge import estimate, typical_rows
 
@@ -161,7 +161,8 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
                    units: list[str] | None, now: datetime | None = None, tag: str = "default",
                    events: list[hist.Event] | None = None) -> tuple[list[UnitKnowledge], list[ServingModel]]:
     """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
-    the models that gave it. `events`: their recent history (newest first), if already read."""
+    the models that gave it; UnknownIds when a unit named does not exist. `events`: their recent
+    history (newest first), if already read."""
     now = now or datetime.now(UTC)
     attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
     if units is None:
@@ -169,6 +170,9 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     if not units:
         return [], []
     nodes = {r["unit_id"]: r for r in q.fetch_all(conn, "knowledge_units", tenant=tenant, unit_ids=list(units))}
+    missing = [u for u in units if u not in nodes]
+    if missing:
+        raise UnknownIds("units", missing)
     planned = plan(nodes, units, inherited_settings(conn, tenant, units))
     if events is None:
         events, _ = hist.recent(conn, tenant, cache, user_id)
@@ -203,8 +207,6 @@ def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, u
               units: list[str] | None, now: datetime | None = None, tag: str = "default") -> dict:
     """The answer of GET /v1/users/{user_id}/knowledge; UnknownIds when a unit named does not exist."""
     now = now or datetime.now(UTC)
-    if units:
-        cand.check_units(conn, tenant, units)
     found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag)
     refs = [{"model_id": m.model_id, "unit_id": m.unit_id, "objective": m.objective, "mode": m.mode, "tag": m.tag,
              "forgetting": bool(m.calibration.get("learning"))} for m in used]
