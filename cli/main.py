@@ -83,7 +83,7 @@ def cmd_db_log_retention(args) -> int:
 
 
 def _knowledge_snapshots(settings, conn, tenant: str | None, as_of, batch: int, max_learners: int,
-                         quiet: bool) -> list:
+                         keep_days: int, quiet: bool) -> list:
     """The knowledge snapshot (jobs.knowledge) of `tenant` (None: every tenant), each tenant its own job run."""
     from app import tenants
     from app.jobruns import recorded
@@ -92,8 +92,9 @@ def _knowledge_snapshots(settings, conn, tenant: str | None, as_of, batch: int, 
     reports = []
     for name in [tenant] if tenant else tenants.names(conn):
         with recorded(settings.database_url, "knowledge_snapshot", name, as_of=as_of.isoformat()) as run:
-            report = knowledge.run(conn, name, as_of, batch=batch, max_learners=max_learners)
-            run.detail.update({"learners": report.learners, "rows": report.rows, "left_out": report.left_out})
+            report = knowledge.run(conn, name, as_of, batch=batch, max_learners=max_learners, keep_days=keep_days)
+            run.detail.update({"learners": report.learners, "rows": report.rows, "left_out": report.left_out,
+                               "deleted": report.deleted})
         reports.append(report)
         if not quiet:
             print(report.summary(), file=sys.stderr)
@@ -115,7 +116,8 @@ def cmd_knowledge_snapshot(args) -> int:
         _migrate(conn, settings, quiet=True)
         if args.tenant:
             _known_tenant(conn, args.tenant, "knowledge snapshot")
-        reports = _knowledge_snapshots(settings, conn, args.tenant, as_of, args.batch, args.max_learners, quiet=True)
+        reports = _knowledge_snapshots(settings, conn, args.tenant, as_of, args.batch, args.max_learners,
+                                       args.keep_days, quiet=True)
     for report in reports:
         print(report.summary())
     return 0
@@ -265,7 +267,7 @@ def _snapshot_after_training(args) -> None:
     try:
         with _database() as (settings, conn):
             _knowledge_snapshots(settings, conn, args.tenant, datetime.now(UTC), knowledge.BATCH,
-                                 knowledge.MAX_LEARNERS, quiet=args.quiet)
+                                 knowledge.MAX_LEARNERS, knowledge.KEEP_DAYS, quiet=args.quiet)
     except Exception as exc:
         print(f"adaptrec train: the knowledge snapshot failed ({type(exc).__name__}: {exc}); the models stay",
               file=sys.stderr)
@@ -639,6 +641,8 @@ def build_parser() -> Parser:
     snap.add_argument("--batch", type=_positive, default=500, help="learners per transaction (default 500)")
     snap.add_argument("--max-learners", type=_positive, default=200_000,
                       help="at most this many learners per tenant (default 200000; the summary says if more are left)")
+    snap.add_argument("--keep-days", type=_positive, default=90,
+                      help="delete the snapshots taken more than this many days before this one (default 90)")
     snap.add_argument("--tenant", type=_tenant, default=None, help="one tenant (default: every tenant)")
     snap.set_defaults(func=cmd_knowledge_snapshot)
 

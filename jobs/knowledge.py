@@ -6,13 +6,14 @@ Bounded: learners in batches (keyset pagination over users, one transaction and 
 insert per batch), at most `max_learners` per tenant and run (the report says how many were left
 out, never silently); histories read from Postgres, not through the serving cache (a walk over
 every learner would evict the day's learners from Redis). A re-run with the same `as_of` replaces
-its rows.
+its rows. The table grows by (learners x practised units) rows a night, so snapshots older than
+`keep_days` (default KEEP_DAYS) are deleted at the end of each run.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from app import history as hist
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 BATCH = 500
 MAX_LEARNERS = 200_000
+KEEP_DAYS = 90
 
 
 @dataclass
@@ -34,19 +36,21 @@ class SnapshotReport:
     learners: int = 0
     rows: int = 0
     left_out: bool = False      # stopped at max_learners with learners left
+    deleted: int = 0            # rows of snapshots older than keep_days
     seconds: float = 0.0
 
     def summary(self) -> str:
         more = f"; stopped at the limit of {self.learners} learners, more are left" if self.left_out else ""
         return (f"knowledge snapshot of tenant {self.tenant} as of {self.as_of.isoformat()}: {self.rows} rows for "
-                f"{self.learners} learners in {self.seconds:.1f} s{more}")
+                f"{self.learners} learners in {self.seconds:.1f} s{more}; {self.deleted} older rows deleted")
 
 
 def run(conn: Connection, tenant: str, as_of: datetime, batch: int = BATCH, max_learners: int = MAX_LEARNERS,
-        models: ModelCache | None = None) -> SnapshotReport:
-    """Snapshot every learner of `tenant` with attempts (up to `max_learners`, in id order) as of `as_of`."""
-    if batch < 1 or max_learners < 1:
-        raise ValueError("batch and max_learners must be at least 1")
+        models: ModelCache | None = None, keep_days: int = KEEP_DAYS) -> SnapshotReport:
+    """Snapshot every learner of `tenant` with attempts (up to `max_learners`, in id order) as of
+    `as_of`, then delete the tenant's snapshots older than `keep_days` before it."""
+    if batch < 1 or max_learners < 1 or keep_days < 1:
+        raise ValueError("batch, max_learners and keep_days must be at least 1")
     started = time.perf_counter()
     models = models or ModelCache()
     report = SnapshotReport(tenant, as_of)
@@ -75,6 +79,8 @@ def run(conn: Connection, tenant: str, as_of: datetime, batch: int = BATCH, max_
         after = learners[-1]
     else:
         report.left_out = bool(q.fetch_all(conn, "snapshot_learners", tenant=tenant, after=after, limit=1))
-    conn.rollback()
+    with conn:
+        report.deleted = q.execute(conn, "delete_knowledge_snapshots_before", tenant=tenant,
+                                   before=as_of - timedelta(days=keep_days))
     report.seconds = time.perf_counter() - started
     return report

@@ -75,3 +75,7 @@ ON CONFLICT (tenant, user_id, unit_id, as_of) DO UPDATE
 SET p = EXCLUDED.p, low = EXCLUDED.low, high = EXCLUDED.high, mastered = EXCLUDED.mastered,
     attempts = EXCLUDED.attempts, correct = EXCLUDED.correct, last_practised = EXCLUDED.last_practised,
     due = EXCLUDED.due;
+
+-- name: delete_knowledge_snapshots_before
+-- Forget the tenant's snapshots taken before :before (the snapshot job's retention).
+DELETE FROM knowledge_snapshots WHERE tenant = :tenant AND as_of < :before;

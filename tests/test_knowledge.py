@@ -328,7 +328,13 @@ def test_the_snapshot_writes_each_learners_practised_units_and_the_view_counts_m
         assert cur.fetchone()[0] == 3
     conn.rollback()
     bounded = snapshot_job.run(conn, "default", NOW + timedelta(days=1), max_learners=1)
-    assert (bounded.learners, bounded.left_out) == (1, True)
+    assert (bounded.learners, bounded.left_out, bounded.deleted) == (1, True, 0)
+    later_on = snapshot_job.run(conn, "default", NOW + timedelta(days=5), keep_days=4)   # NOW's snapshot is too old
+    assert (later_on.rows, later_on.deleted) == (3, 3)
+    with conn.cursor() as cur:
+        cur.execute("SELECT as_of, count(*) FROM knowledge_snapshots GROUP BY 1 ORDER BY 1")
+        assert [(at, n) for at, n in cur.fetchall() if at != NOW + timedelta(days=1)] == [(NOW + timedelta(days=5), 3)]
+    conn.rollback()
 
 
 def test_the_snapshot_and_the_endpoint_agree(course, conn):
