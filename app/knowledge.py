@@ -28,7 +28,7 @@ import numpy as np
 from app import history as hist
 from app import queries as q
 from app import strategies
-from app.errors import UnknownIds
+from app.errors import InputError, UnknownIds
 from app.learner_fit import cover_new_items, learner_prior, practice_history
 from app.online.knowledge import estimate, typical_rows
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 MASTERY_THRESHOLD = 0.8
 REVIEW_THRESHOLD = 0.7
+MAX_REPORTED = 1000     # units in one answer of the endpoint (a catalogue's root can hold thousands of skills)
 INTERVAL = ("90 % credible interval of the live fit's Laplace posterior, by the delta method on the calibrated "
             "logit (exact for that Gaussian; the skill offset's own variance added)")
 
@@ -103,22 +104,28 @@ def plan(nodes: dict[str, dict], asked: list[str], inherited: dict[str, MasteryS
         return items, active
 
     out: dict[str, Planned] = {}
+    walked: set[str] = set()   # each unit is walked once: its first route wins, a cycle or a diamond ends there
 
-    def walk(unit_id: str, settings: MasterySettings, order: tuple, top: bool, path: set) -> None:
+    def walk(unit_id: str, settings: MasterySettings, order: tuple, top: bool) -> None:
         node = nodes[unit_id]
         settings = mastery_settings(node["attrs"], settings)
-        if unit_id not in out and (top or node["active_items"]):
+        if top or node["active_items"]:
             items, active = items_under(unit_id, set())
             out[unit_id] = Planned(unit_id, bool(node["active_items"]), settings, order,
                                    tuple(sorted(items)), tuple(sorted(active)))
-        path = path | {unit_id}
+        walked.add(unit_id)
         for k, child in enumerate(node["children"]):
-            if child in nodes and child not in path:
-                walk(child, settings, order + (k,) if settings.ordered else order, False, path)
+            if child in nodes and child not in walked:
+                walk(child, settings, order + (k,) if settings.ordered else order, False)
 
     for unit_id in asked:
-        if unit_id in nodes:
-            walk(unit_id, (inherited or {}).get(unit_id, MasterySettings()), (), True, set())
+        if unit_id in nodes and unit_id not in walked:
+            walk(unit_id, (inherited or {}).get(unit_id, MasterySettings()), (), True)
+        elif unit_id in nodes and unit_id not in out:   # asked, and already walked below another unit asked
+            items, active = items_under(unit_id, set())
+            out[unit_id] = Planned(unit_id, bool(nodes[unit_id]["active_items"]),
+                                   (inherited or {}).get(unit_id, MasterySettings()), (), tuple(sorted(items)),
+                                   tuple(sorted(active)))
     return list(out.values())
 
 
@@ -128,7 +135,8 @@ def inherited_settings(conn: Connection, tenant: str, units: list[str]) -> dict[
     out: dict[str, MasterySettings] = {}
     for row in q.fetch_all(conn, "knowledge_ancestors", tenant=tenant, unit_ids=list(units)):   # farthest first
         out[row["start"]] = mastery_settings(row["attrs"], out.get(row["start"], MasterySettings()))
-    return out
+    # `ordered` says how a unit's own children are learned: a parent's is not the unit's
+    return {unit_id: MasterySettings(s.threshold, s.review) for unit_id, s in out.items()}
 
 
 @dataclass(frozen=True)
@@ -159,10 +167,11 @@ class UnitKnowledge:
 
 def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: ModelCache, user_id: str,
                    units: list[str] | None, now: datetime | None = None, tag: str = "default",
-                   events: list[hist.Event] | None = None) -> tuple[list[UnitKnowledge], list[ServingModel]]:
+                   events: list[hist.Event] | None = None, most: int | None = None
+                   ) -> tuple[list[UnitKnowledge], list[ServingModel]]:
     """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
-    the models that gave it; UnknownIds when a unit named does not exist. `events`: their recent
-    history (newest first), if already read."""
+    the models that gave it; UnknownIds when a unit named does not exist, InputError when they
+    come to more than `most` units. `events`: their recent history (newest first), if already read."""
     now = now or datetime.now(UTC)
     attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
     if units is None:
@@ -174,6 +183,9 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     if missing:
         raise UnknownIds("units", missing)
     planned = plan(nodes, units, inherited_settings(conn, tenant, units))
+    if most is not None and len(planned) > most:
+        raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
+                         "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
     if events is None:
         events, _ = hist.recent(conn, tenant, cache, user_id)
     by_item = {r["item_id"]: r for r in attempted}
@@ -207,7 +219,7 @@ def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, u
               units: list[str] | None, now: datetime | None = None, tag: str = "default") -> dict:
     """The answer of GET /v1/users/{user_id}/knowledge; UnknownIds when a unit named does not exist."""
     now = now or datetime.now(UTC)
-    found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag)
+    found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, most=MAX_REPORTED)
     refs = [{"model_id": m.model_id, "unit_id": m.unit_id, "objective": m.objective, "mode": m.mode, "tag": m.tag,
              "forgetting": bool(m.calibration.get("learning"))} for m in used]
     return {"user_id": user_id, "as_of": now.isoformat(), "units": [k.answer() for k in found],

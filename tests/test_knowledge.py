@@ -253,6 +253,59 @@ def test_the_knowledge_endpoint_needs_a_key(course, client):
     assert client.get("/v1/users/someone/knowledge").status_code == 401
 
 
+# ---- the unit walks on cycles and diamonds -------------------------------------------------------
+@pytest.fixture
+def dag(conn):
+    """R -> X -> Z and R -> Y -> Z (a diamond; R sets a threshold, Y is ordered); A -> B -> C -> A
+    (a cycle, B sets a review threshold); one item in each of Z, X, A, B, C; z_off inactive in Z."""
+    with conn.cursor() as cur:
+        cur.execute("SET statement_timeout = '10s'")   # a runaway recursive query fails instead of hanging
+        cur.execute("""
+            INSERT INTO units (unit_id, attrs) VALUES ('R', '{"mastery": {"threshold": 0.9}}'), ('X', '{}'),
+                ('Y', '{"mastery": {"ordered": true}}'), ('Z', '{}'), ('A', '{}'),
+                ('B', '{"mastery": {"review": 0.6}}'), ('C', '{}');
+            INSERT INTO unit_children (parent, child) VALUES
+                ('R', 'X'), ('R', 'Y'), ('X', 'Z'), ('Y', 'Z'), ('A', 'B'), ('B', 'C'), ('C', 'A');
+            INSERT INTO items (item_id, active) VALUES ('z1', true), ('z_off', false), ('x1', true), ('a1', true),
+                ('b1', true), ('c1', true);
+            INSERT INTO unit_items (unit_id, item_id) VALUES ('Z', 'z1'), ('Z', 'z_off'), ('X', 'x1'), ('A', 'a1'),
+                ('B', 'b1'), ('C', 'c1');""")
+    return conn
+
+
+def test_the_unit_walk_down_terminates_on_a_cycle_and_counts_a_diamond_once(dag):
+    from app import queries as q
+    from app.knowledge import plan
+
+    nodes = {r["unit_id"]: r for r in q.fetch_all(dag, "knowledge_units", tenant="default", unit_ids=["R", "A"])}
+    assert sorted(nodes) == ["A", "B", "C", "R", "X", "Y", "Z"]
+    assert nodes["Z"]["items"] == ["z1", "z_off"] and nodes["Z"]["active_items"] == ["z1"]
+    assert nodes["R"]["children"] == ["X", "Y"]
+    planned = {p.unit_id: p for p in plan(nodes, ["R", "A"])}
+    assert list(planned) == ["R", "X", "Z", "A", "B", "C"]      # Y has no items of its own; Z once
+    assert planned["R"].items == ("x1", "z1", "z_off") and planned["R"].active == ("x1", "z1")
+    assert planned["A"].items == ("a1", "b1", "c1")
+    assert planned["Z"].settings.threshold == 0.9 and planned["C"].settings.review == 0.6
+
+
+def test_the_settings_come_from_the_nearest_unit_above_through_a_cycle(dag):
+    from app.knowledge import inherited_settings
+
+    found = inherited_settings(dag, "default", ["Z", "C", "A", "R"])
+    assert found["Z"].threshold == 0.9 and not found["Z"].ordered   # from R; Y's `ordered` is Y's own
+    assert found["C"].review == 0.6 and found["A"].review == 0.6     # A sits below B through the cycle
+    assert "R" not in found                                           # nothing above it
+
+
+def test_the_endpoint_refuses_more_units_than_one_answer_reports(course, client, auth, monkeypatch):
+    import app.knowledge
+
+    monkeypatch.setattr(app.knowledge, "MAX_REPORTED", 3)
+    r = client.get("/v1/users/someone/knowledge?units=course", headers=auth)
+    assert r.status_code == 422 and "ask for units lower in the hierarchy" in r.json["detail"]
+    assert client.get("/v1/users/someone/knowledge?units=s1,s2", headers=auth).status_code == 200
+
+
 # ---- the strategies ----------------------------------------------------------------------------------
 def skills_of(answer: dict) -> list[str]:
     return [i["item_id"].split("-")[0] for i in answer["items"]]

@@ -27,7 +27,8 @@ _UNITS = {"name": "units", "in": "query", "required": False, "style": "form", "e
             description="A learner with no history gets the model's prior (and no units by default). Per-unit "
                         "settings live in the unit's attrs: `{\"mastery\": {\"threshold\": 0.8, \"review\": 0.7, "
                         "\"ordered\": false}}` (a unit without them takes its parent's).",
-            unprocessable={"units": "every unit named must exist"})
+            unprocessable={"units": "every unit named must exist, and together they must hold at most 1000 units "
+                                    "with items"})
 def get_knowledge(user_id: str):
     user_id = identifier("user_id", user_id)
     units = ids_arg("units", 100)
