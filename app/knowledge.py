@@ -16,6 +16,10 @@ takes the nearest unit's above it that has one, else the default:
 - ordered (default false; the unit's own, not inherited): its children are learned in order, the
   hierarchy's (their ids', as GET /v1/units/{unit_id} lists them): the mastery strategy works on
   the first one not mastered.
+With the defaults, forgetting takes `mastered` away (the interval's low end under 0.8) before the
+skill falls due (p under 0.7), so the mastery strategy serves it again as a skill to learn; a
+platform that wants mastered skills reviewed first sets `review` above where p stands when the low
+end reaches `threshold` (e.g. threshold 0.7, review 0.9).
 """
 from __future__ import annotations
 
