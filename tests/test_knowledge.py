@@ -192,6 +192,18 @@ def test_mastered_means_the_interval_clears_the_units_threshold(app, conn):
     assert not any(u["mastered"] for u in stricter.knows(user, ["course"]).values())
 
 
+def test_p_is_what_a_prediction_gives_on_the_units_median_item(course):
+    from app.recommend import predict
+
+    user = course.learner(s1=(STRONG, 0.5), s2=(MIXED, 3.0))
+    known = course.knows(user, ["course"])
+    # the median (lower middle) easiness: bias 0, item q2 of each skill; for the course, of the
+    # nine items at or below it in easiness order (ties in id order), s3-q2
+    for unit_id, item in (("s1", "s1-q2"), ("s2", "s2-q2"), ("s3", "s3-q2"), ("course", "s3-q2")):
+        predicted = predict(course.conn, "default", course.cache, course.models, user, ["course"], [item], now=NOW)
+        assert known[unit_id]["p"] == pytest.approx(predicted["items"][0]["p"], abs=1e-6), unit_id
+
+
 def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):
     user = course.learner(s1=(STRONG, 1.0), s3=(WEAK, 1.0))
     known = course.knows(user)
