@@ -22,11 +22,13 @@ _UNITS = {"name": "units", "in": "query", "required": False, "style": "form", "e
 @documented("get", "/v1/users/{user_id}/knowledge",
             "What a learner knows: per unit and each skill below it, p(correct) now with a 90 % interval, "
             "attempts, mastered and when it is due for review", tag="recommendations",
-            responses={200: Knowledge, 401: Problem, 422: Problem, 503: Problem},
+            responses={200: Knowledge, 401: Problem, 404: Problem, 422: Problem, 503: Problem},
             params=[{"name": "user_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _UNITS],
             description="A learner with no history gets the model's prior (and no units by default). Per-unit "
                         "settings live in the unit's attrs: `{\"mastery\": {\"threshold\": 0.8, \"review\": 0.7, "
-                        "\"ordered\": false}}` (a unit without them takes its parent's).",
+                        "\"ordered\": false}}` (thresholds not set take the nearest unit's above; `ordered`: the "
+                        "`mastery` strategy takes the children in id order). 404 only for an operator key naming an "
+                        "unknown tenant: a user without history is answered like any other.",
             unprocessable={"units": "every unit named must exist, and together they must hold at most 1000 units "
                                     "with items"})
 def get_knowledge(user_id: str):
