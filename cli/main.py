@@ -636,8 +636,9 @@ def build_parser() -> Parser:
                     "holding an item they attempted, as GET /v1/users/{user_id}/knowledge answers it: p, its 90 % "
                     "interval, mastered, due. train --all runs it after training. A re-run with the same "
                     "--as-of replaces its rows; the view unit_mastery sums them per unit and cohort.")
-    snap.add_argument("--as-of", default=None, metavar="ISO", help="the time of the snapshot (default: now); UTC "
-                                                                   "when no zone")
+    snap.add_argument("--as-of", default=None, metavar="ISO",
+                      help="the time the estimates are for (default: now; UTC when no zone), from the history as it "
+                           "is now: not a replay of an earlier day")
     snap.add_argument("--batch", type=_positive, default=500, help="learners per transaction (default 500)")
     snap.add_argument("--max-learners", type=_positive, default=200_000,
                       help="at most this many learners per tenant (default 200000; the summary says if more are left)")
