@@ -169,6 +169,18 @@ class UnitKnowledge:
                 "model_id": self.model_id}
 
 
+def attempts_by_item(events: list[hist.Event]) -> list[dict]:
+    """user_item_attempts's rows (without units) from a learner's events, when they are the whole history."""
+    out: dict[str, dict] = {}
+    for e in events:   # newest first: an item's first event seen is its last
+        if e.kind == "attempt" and e.outcome is not None:
+            row = out.setdefault(e.item_id, {"item_id": e.item_id, "attempts": 0, "correct": 0,
+                                             "last_at": e.occurred_at})
+            row["attempts"] += 1
+            row["correct"] += e.outcome == 1
+    return list(out.values())
+
+
 def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: ModelCache, user_id: str,
                    units: list[str] | None, now: datetime | None = None, tag: str = "default",
                    events: list[hist.Event] | None = None, most: int | None = None
@@ -177,7 +189,12 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     the models that gave it; UnknownIds when a unit named does not exist, InputError when they
     come to more than `most` units. `events`: their recent history (newest first), if already read."""
     now = now or datetime.now(UTC)
-    attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
+    if events is None:
+        events, _ = hist.recent(conn, tenant, cache, user_id)
+    if units is not None and len(events) < hist.KEEP:   # the whole history is at hand: no query
+        attempted = attempts_by_item(events)
+    else:
+        attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
     if units is None:
         units = sorted({u for row in attempted for u in row["units"]})
     if not units:
@@ -190,8 +207,6 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     if most is not None and len(planned) > most:
         raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
                          "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
-    if events is None:
-        events, _ = hist.recent(conn, tenant, cache, user_id)
     by_item = {r["item_id"]: r for r in attempted}
     chosen = [models.nearest(conn, tenant, [u.unit_id], "practice", tag) for u in planned]
     used = {m.model_id: m for m in chosen if m is not None}

@@ -220,6 +220,19 @@ def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):
     assert course.knows(user, ["s2"])["s2"]["due"] is None      # never practised
 
 
+def test_attempts_count_the_whole_history_beyond_the_cached_one(course):
+    from app import history as hist
+
+    long = [1, 0, 1] * (hist.KEEP // 3 + 4)                     # more attempts than the cache keeps
+    user = course.learner(s1=(long, 30.0), s2=(MIXED, 1.0))
+    for units in (None, ["s1", "s2"]):
+        known = course.knows(user, units)
+        assert (known["s1"]["attempts"], known["s1"]["correct"]) == (len(long), sum(long))
+        assert (known["s2"]["attempts"], known["s2"]["correct"]) == (10, 5)
+    short = course.learner(s1=(MIXED, 1.0))                       # within the cache: counted from it
+    assert course.knows(short, ["s1"])["s1"]["attempts"] == course.knows(short)["s1"]["attempts"] == 10
+
+
 def test_due_is_null_without_forgetting_terms_and_the_model_block_says_so(app, conn):
     c = Course(app, conn).build(forgetting=False)
     user = c.learner(s1=(STRONG, 1.0), s3=(WEAK, 1.0))
