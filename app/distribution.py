@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
 DISTRIBUTION_COLUMN = "user_id"
-DISTRIBUTED = ("users", "interactions", "recommendation_log")
+DISTRIBUTED = ("users", "interactions", "recommendation_log", "knowledge_snapshots")
 REFERENCE = ("tenants", "items", "units", "unit_children", "unit_items", "catalog_state", "models", "model_arrays",
              "experiments", "calibration_reports", "api_keys", "job_runs", "dashboard_sessions", "request_rollup")
 COORDINATOR_ONLY = ("schema_migrations",)   # read and written by `adaptrec db migrate` alone
@@ -42,6 +42,7 @@ USER_KEYED = {
     "user_items_touched": {"tenant": "default", "user_id": "u1", "until": "2026-01-01T00:00:00Z"},
     "user_attrs": {"tenant": "default", "user_id": "u1"},
     "get_user": {"tenant": "default", "user_id": "u1"},
+    "user_item_attempts": {"tenant": "default", "user_id": "u1"},
 }
 INSERTS = ("insert_interactions", "insert_recommendation_logs", "ensure_users", "upsert_users")
 # Request-path queries that read many learners' rows (every shard), and why that is acceptable.
@@ -78,11 +79,15 @@ def violations(conn: Connection) -> list[str]:
                          "or coordinator-only): decide before it grows")
         for t in sorted(set(DISTRIBUTED) - tables):
             found.append(f"distributed table {t} does not exist")
+        # Each constraint's columns in its own order (WITH ORDINALITY: a plain unnest join may reorder
+        # them, and a foreign key's pairs are matched by position).
         cur.execute("""SELECT c.conrelid::regclass::text, c.conname, c.contype, c.confrelid::regclass::text,
-                              ARRAY(SELECT a.attname FROM unnest(c.conkey) k JOIN pg_attribute a
-                                    ON a.attrelid = c.conrelid AND a.attnum = k)::text[],
-                              ARRAY(SELECT a.attname FROM unnest(c.confkey) k JOIN pg_attribute a
-                                    ON a.attrelid = c.confrelid AND a.attnum = k)::text[]
+                              ARRAY(SELECT a.attname FROM unnest(c.conkey) WITH ORDINALITY k(attnum, n)
+                                    JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+                                    ORDER BY k.n)::text[],
+                              ARRAY(SELECT a.attname FROM unnest(c.confkey) WITH ORDINALITY k(attnum, n)
+                                    JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum
+                                    ORDER BY k.n)::text[]
                        FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid
                        JOIN pg_namespace n ON n.oid = r.relnamespace
                        WHERE n.nspname = 'public' AND NOT r.relispartition AND c.contype IN ('p', 'u', 'f', 'x')""")

@@ -92,6 +92,12 @@ def _from_postgres(conn: Connection, tenant: str, user_id: str, limit: int) -> l
     return _decode_all(_entries(conn, tenant, user_id, limit))
 
 
+def from_postgres(conn: Connection, tenant: str, user_id: str, limit: int = KEEP) -> list[Event]:
+    """The user's `limit` most recent events, newest first, from Postgres without the cache (a job
+    walking every learner must not evict the day's learners from Redis)."""
+    return _from_postgres(conn, tenant, user_id, limit)
+
+
 def _fill(cache: Cache, list_key: str, gen_key: str, entries: list[str]) -> None:
     try:
         with cache.client.pipeline() as pipe:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from app import candidates as cand
-from app import experiments, metrics, strategies
+from app import experiments, knowledge, metrics, strategies
 from app import history as hist
 from app import queries as q
 from app.errors import InputError
-from app.online.fit import HISTORY_MAX
+from app.learner_fit import cover_new_items, learner_prior, practice_history
 from app.online.scoring import (
     CandidateRows,
     ServingModel,
@@ -135,25 +135,6 @@ class CandidateScores(NamedTuple):
     explored: np.ndarray | None = None  # p under a posterior draw, when asked to explore (practice)
 
 
-def cover_new_items(conn: Connection, tenant: str, model: ServingModel | None, items: list[str]) -> None:
-    """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
-    and model: ServingModel.add_items), so a new question is scored as what it is, not as the
-    average item. An item none of whose tokens the model knows is remembered, not read again."""
-    if model is None or model.feature_vectors is None:
-        return
-    missing = [i for i in items if i not in model.index and i not in model.unbuildable]
-    if missing:
-        model.add_items(q.fetch_all(conn, "items_metadata", tenant=tenant, item_ids=missing))
-
-
-def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: str | None) -> np.ndarray | None:
-    """The learner's prior mean from their metadata, when the model has metadata shifts."""
-    if model.user_prior_shifts is None or user_id is None:
-        return None
-    row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id)
-    return model.prior_mean_for(row["attrs"] if row else None)
-
-
 def score_candidates(model: ServingModel | None, items: list[str], events: list[hist.Event], conn, tenant: str,
                      practice: bool, rows: np.ndarray | CandidateRows | None = None,
                      explore: np.random.Generator | None = None,
@@ -174,20 +155,14 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
     rows = laid.rows if laid is not None else rows
     fallbacks = []
     if model.objective == "practice":
-        attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
-        attempts = attempts[:HISTORY_MAX][::-1]  # the most recent ones, oldest first
-        if not attempts:
+        h = practice_history(model, events, now)
+        if not len(h.rows):
             fallbacks.append("no_history")
-        h_rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
-        h_out = np.array([e.outcome for e in attempts], dtype=np.float64)
-        h_times = at = None
-        if model.calibration.get("learning"):   # practice and time away: the attempts' times are needed
-            h_times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
-            at = (now or datetime.now(UTC)).timestamp()
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
-        p, _, explored = practice_probabilities(model, h_rows, h_out, laid or rows, model.calibration.get("half_life"),
-                                                explore, learner_prior(conn, tenant, model, user_id), h_times, at)
-        return CandidateScores(p, len(attempts), fallbacks, explored)
+        p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid or rows,
+                                                model.calibration.get("half_life"), explore,
+                                                learner_prior(conn, tenant, model, user_id), h.times, h.now)
+        return CandidateScores(p, len(h.rows), fallbacks, explored)
     positives = [e.item_id for e in events if positive(e) and e.item_id in model.index]
     if len(events) >= hist.KEEP and user_id:  # a long past: every positive, as the nightly model saw them
         positives = [i for i in positive_items(conn, tenant, user_id, events, None) if i in model.index]
@@ -269,6 +244,9 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
         state = learner_state(events, now)
         if len(events) >= hist.KEEP:  # a long past: what the learner did before the cached window counts too
             add_older(conn, tenant, req.user_id, state, found.positions, events[-1].occurred_at)
+        if strategy.knowledge:   # mastery, review: what the learner knows of each skill under the units
+            state.skills = knowledge.skill_states(conn, tenant, cache, models, req.user_id, req.units, found.positions,
+                                                  now, tag, events)
         choice = strategy(scored, state, req.n, params)
         chosen = choice.positions
         if choice.fallback:

@@ -33,3 +33,5 @@ SELECT create_distributed_table('interactions', 'user_id', colocate_with => 'use
 -- Partitioned by month (migration 009): Citus distributes the parent and every partition, and
 -- partitions created later by `adaptrec db log-retention` / the daily job follow.
 SELECT create_distributed_table('recommendation_log', 'user_id', colocate_with => 'users');
+-- The nightly knowledge snapshot (migration 010), one learner's rows with their events.
+SELECT create_distributed_table('knowledge_snapshots', 'user_id', colocate_with => 'users');

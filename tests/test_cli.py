@@ -8,7 +8,8 @@ import pytest
 
 from cli.main import main
 
-SUBCOMMANDS = [[], ["db"], ["db", "migrate"], ["db", "status"], ["import"], ["demo"], ["serve"], ["servers"]]
+SUBCOMMANDS = [[], ["db"], ["db", "migrate"], ["db", "status"], ["import"], ["demo"], ["serve"], ["servers"],
+               ["knowledge"], ["knowledge", "snapshot"]]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "adaptrec")
@@ -27,6 +28,8 @@ def test_every_subcommand_has_help(words, capsys):
     (["demo", "--learners", "-3"], "at least 1"),
     (["demo", "--attempts", "many"], "whole number"),
     (["serve", "--port", "70000"], "at most 65535"),
+    (["knowledge", "snapshot", "--as-of", "yesterday"], "not an ISO 8601 time"),
+    (["knowledge", "snapshot", "--batch", "0"], "at least 1"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, fragment, capsys):
     assert main(argv) == 2
@@ -72,7 +75,7 @@ def test_console_script_is_installed():
     assert result.returncode == 0 and "import" in result.stdout
 
 
-def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, db_url, redis_url, monkeypatch,
+def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, conn, db_url, redis_url, monkeypatch,
                                                                  capsys):
     """A newcomer's first catalogue (12 questions, 15 attempts, through the API): the nightly job
     trains nothing, and says which unit has too little and what it needs."""
@@ -90,6 +93,11 @@ def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, db_
     assert "algebra" in out and "skipped" in out
     assert "15 attempts and 0 engagement events; a model needs 100" in out
     assert "ADAPTREC_TRAIN_MIN_INTERACTIONS" in out
+    # then the knowledge snapshot: each learner's practised unit, without a model to estimate p
+    with conn.cursor() as cur:
+        cur.execute("SELECT user_id, unit_id, attempts, p FROM knowledge_snapshots ORDER BY user_id")
+        assert cur.fetchall() == [("u0", "algebra", 5, None), ("u1", "algebra", 5, None), ("u2", "algebra", 5, None)]
+    conn.rollback()
 
 
 def test_library_chatter_is_heard_only_at_debug(caplog):

@@ -165,6 +165,8 @@ KNOWN = [
     ("GET", "/v1/experiments/{name}", {"name": "exp1"}, None, None),
     ("GET", "/v1/experiments", None, None, None),
     ("GET", "/v1/users/{user_id}/recommendations", {"user_id": "u1"}, {"n": 3}, None),
+    ("GET", "/v1/users/{user_id}/knowledge", {"user_id": "u1"}, None, None),
+    ("GET", "/v1/users/{user_id}/knowledge", {"user_id": "u1"}, {"units": "math"}, None),
     ("GET", "/v1/items/{item_id}/similar", {"item_id": "q1"}, None, None),
     ("GET", "/v1/trending", None, {"units": "algebra,geometry"}, None),
     ("POST", "/v1/recommendations", None, None, {"user_id": "u1", "units": ["math"], "experiment": "exp1"}),

@@ -448,3 +448,25 @@ def test_a_long_past_counts_beyond_the_cached_history(api, served_db):
     assert answer["history_rows"] > 0 and answer["fallback"] is None
     assert not set(old) & {it["item_id"] for it in answer["items"]}
     assert len(answer["items"]) == n
+
+
+def test_mastery_serves_the_weakest_unmastered_section_and_review_needs_forgetting(api, served_db):
+    conn = psycopg2.connect(served_db)
+    with conn.cursor() as cur:
+        cur.execute("""SELECT c.parent FROM unit_children c JOIN units u ON u.unit_id = c.child AND u.kind = 'section'
+                       GROUP BY c.parent HAVING count(*) >= 3 ORDER BY c.parent LIMIT 1""")
+        chapter = cur.fetchone()[0]
+        cur.execute("SELECT item_id, unit_id FROM unit_items")
+        section_of = dict(cur.fetchall())
+    conn.close()
+    user = fresh_user()
+    known = api.get(f"/v1/users/{user}/knowledge?units={chapter}").json
+    sections = {u["unit_id"]: u for u in known["units"] if u["skill"]}
+    answer = api.post("/v1/recommendations", {"user_id": user, "units": [chapter], "n": 3, "strategy": "mastery"}).json
+    assert answer["strategy"] == "mastery" and len(answer["items"]) == 3
+    served = {section_of[i["item_id"]] for i in answer["items"]}
+    weakest = min((u for u in sections.values() if not u["mastered"]), key=lambda u: (u["p"], u["unit_id"]))
+    assert served == {weakest["unit_id"]}
+    review = api.post("/v1/recommendations", {"user_id": user, "units": [chapter], "strategy": "review"}).json
+    if not known["model"]["forgetting"]:    # the demo's learners do not forget: nothing is ever due
+        assert review["items"] == [] and review["fallback"] == "no_history+nothing_due"

@@ -151,3 +151,47 @@ def test_when_the_head_is_all_near_duplicates_the_rest_is_searched_without_a_fal
         got = strategies.get(name)(s, state, 10, params)
         assert (got.positions, got.fallback) == _reference(name, s, state, 10, params), name
         assert got.fallback is None and len(set(got.positions)) == 10
+
+
+def skill(unit_id, positions, p=0.5, mastered=False, overdue_s=None, order=()):
+    return strategies.SkillState(unit_id, p, mastered, overdue_s, order, np.array(positions, dtype=np.intp))
+
+
+def test_mastery_and_review_declare_that_they_need_the_learners_knowledge():
+    assert strategies.get("mastery").knowledge and strategies.get("review").knowledge
+    assert not strategies.get("target").knowledge and not strategies.get("top").knowledge
+    assert strategies.get("mastery").needs == strategies.get("review").needs == strategies.PROBABILITY
+
+
+def test_mastery_takes_the_weakest_unmastered_skill_then_the_next():
+    s = scored([0.5, 0.45, 0.9, 0.55, 0.52, 0.5])
+    skills = [skill("a", [0, 1], p=0.3, mastered=True), skill("b", [2, 3], p=0.6), skill("c", [4, 5], p=0.4)]
+    state = LearnerState(now=NOW, skills=skills, solved={"i005"})
+    choice = strategies.get("mastery")(s, state, 3, {})
+    assert choice.positions == [4, 3, 2] and choice.fallback is None    # c (solved i005 skipped), then b
+    ordered = [skill("a", [0, 1], p=0.3), skill("b", [2, 3], p=0.6, order=(0,)), skill("c", [4, 5], p=0.4, order=(1,))]
+    assert strategies.get("mastery")(s, LearnerState(now=NOW, skills=ordered), 1, {}).positions == [0]
+    assert strategies.get("mastery")(s, LearnerState(now=NOW, skills=ordered[1:]), 1, {}).positions == [3]
+
+
+def test_mastery_when_all_is_mastered_and_review_order_by_overdue():
+    s = scored([0.5, 0.4, 0.6, 0.5])
+    done = [skill("a", [0, 1], mastered=True, overdue_s=-5.0), skill("b", [2, 3], mastered=True)]
+    nothing_due = LearnerState(now=NOW, skills=done)
+    assert strategies.get("mastery")(s, nothing_due, 2, {}) == strategies.Choice([], "all_mastered")
+    due = [skill("a", [0, 1], mastered=True, overdue_s=60.0), skill("b", [2, 3], mastered=True, overdue_s=3600.0)]
+    state = LearnerState(now=NOW, skills=due, solved={"i002", "i003"})
+    choice = strategies.get("mastery")(s, state, 3, {})
+    assert choice.positions == [3, 2, 0] and choice.fallback == "all_mastered"   # b is more overdue; solved is fine
+    assert strategies.get("review")(s, state, 3, {}).positions == [3, 2, 0]
+    assert strategies.get("review")(s, nothing_due, 2, {}) == strategies.Choice([], "nothing_due")
+
+
+def test_knowledge_strategies_never_return_excluded_items_even_when_relaxing():
+    s = scored([0.5, 0.4, 0.6, 0.5])
+    s.allowed = np.array([True, False, True, True])
+    for name, skills in (("mastery", [skill("a", [0, 1])]), ("review", [skill("a", [0, 1], overdue_s=1.0)])):
+        state = LearnerState(now=NOW, skills=skills, solved={"i000"})
+        choice = strategies.get(name)(s, state, 3, {})
+        assert 1 not in choice.positions and set(choice.positions) <= {0}, name
+        assert choice.fallback == "too_few_candidates", name

@@ -23,7 +23,7 @@ SPANNING = {
 }
 TENANT_TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions", "models",
                  "experiments", "recommendation_log", "calibration_reports", "job_runs", "catalog_state",
-                 "attempt_history", "unit_paths", "prediction_outcomes")
+                 "attempt_history", "unit_paths", "prediction_outcomes", "knowledge_snapshots", "unit_mastery")
 
 
 def test_every_query_over_a_tenant_table_names_the_tenant():

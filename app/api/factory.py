@@ -6,7 +6,17 @@ from __future__ import annotations
 from flask import Flask, g
 
 from app import logs
-from app.api import catalog, experiments, health, interactions, monitoring, openapi, recommendations, totara
+from app.api import (
+    catalog,
+    experiments,
+    health,
+    interactions,
+    knowledge,
+    monitoring,
+    openapi,
+    recommendations,
+    totara,
+)
 from app.api.auth import check_api_key
 from app.api.errors import register_error_handlers
 from app.api.observe import finish, start_timer
@@ -77,6 +87,7 @@ def register(app: Flask) -> None:
     app.before_request(check_api_key)
     app.before_request(check_query)  # after the key: a caller without one learns that first
     app.after_request(finish)
-    for module in (health, monitoring, catalog, interactions, recommendations, experiments, totara, openapi):
+    for module in (health, monitoring, catalog, interactions, recommendations, knowledge, experiments, totara,
+                   openapi):
         app.register_blueprint(module.bp)
     init_dashboard(app)   # /dashboard: its own session gate (app/dashboard/web.py)

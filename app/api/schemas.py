@@ -100,7 +100,9 @@ class RecommendationQuery(Strict):
                                     description="Recommend from the items under these units (each must exist).")
     n: WholeNumber(1, 100) = 10
     strategy: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] | None = Field(
-        default=None, description="target (default: p(correct) near the target) or top (highest score).")
+        default=None, description="target (default: p(correct) near the target), top (highest score), mastery (at "
+                                  "the target, from the weakest skill not mastered yet) or review (at the target, "
+                                  "from the skills due for review, most overdue first).")
     target: Probability | None = Field(default=None,
                                        description="Target p(correct) of the target strategy (default 0.5).")
     # Not strict: a JSON array becomes the tuple (its two numbers stay strict).
@@ -148,7 +150,9 @@ class Recommendations(BaseModel):
     strategy: str
     experiment: str | None
     variant: str | None
-    fallback: str | None = Field(description="no_model, no_history, too_few_candidates, no_candidates (joined by +).")
+    fallback: str | None = Field(description="no_model, no_history, too_few_candidates, no_candidates, all_mastered "
+                                             "(mastery: every skill mastered; review items follow if any are due), "
+                                             "nothing_due (review) (joined by +).")
     history_rows: int
     candidates: int
     explored: bool = Field(default=False, description="The choice was made by Thompson sampling (`explore`); "
@@ -178,6 +182,46 @@ class Trending(BaseModel):
     items: list[TrendingItem]
     days: int
     half_life_days: float
+
+
+# ---- knowledge ----------------------------------------------------------------------------
+class UnitKnowledge(BaseModel):
+    unit_id: str
+    skill: bool = Field(description="The unit has items of its own (a skill), not only units below it.")
+    p: float | None = Field(description="Calibrated p(correct) now on the unit's median-difficulty item, from the "
+                                        "live fit as a recommendation computes it; null without a practice model.")
+    low: float | None = Field(description="Low end of the 90 % credible interval of p.")
+    high: float | None = Field(description="High end of the 90 % credible interval of p.")
+    attempts: int = Field(description="The learner's attempts at the unit's items (whole history).")
+    correct: int
+    last_practised: datetime | None = Field(description="The learner's last attempt at one of the unit's items.")
+    mastered: bool = Field(description="`low` is at or above the unit's mastery threshold (units.attrs.mastery."
+                                       "threshold, inherited from the unit above, default 0.8).")
+    due: datetime | None = Field(description="When the forecast p falls (or fell) below the unit's review threshold "
+                                             "(attrs.mastery.review, default 0.7) with time away; null when not "
+                                             "practised, when the model has no forgetting terms, or when p stays "
+                                             "above it within the time away the model was fitted on.")
+    model_id: int | None
+
+
+class KnowledgeModelRef(ModelRef):
+    forgetting: bool = Field(description="The model's calibration has learning terms (time away): `due` is "
+                                         "forecast from them; without them it is null.")
+
+
+class KnowledgeModel(BaseModel):
+    forgetting: bool = Field(description="Some model of the answer has learning terms.")
+    interval: str = Field(description="How low and high are computed.")
+    defaults: dict[str, float] = Field(description="The default mastery threshold and review threshold.")
+    models: list[KnowledgeModelRef]
+
+
+class Knowledge(BaseModel):
+    user_id: str
+    as_of: datetime = Field(description="The time the estimates are for.")
+    units: list[UnitKnowledge] = Field(description="Each unit asked, then the units below it that have items of "
+                                                   "their own (skills).")
+    model: KnowledgeModel
 
 
 # ---- experiments --------------------------------------------------------------------------

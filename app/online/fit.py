@@ -52,19 +52,26 @@ def fit_user(item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.nda
     return theta
 
 
-def posterior_sample(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.ndarray,
-                     prior_precision: np.ndarray, rng: np.random.Generator, weights: np.ndarray | None = None
-                     ) -> np.ndarray:
-    """A draw from the Laplace approximation of the live fit's posterior, N(theta, H^-1), H the
-    negative Hessian of the log posterior at the MAP `theta` (the same data as fit_user): few or
-    uninformative attempts leave it wide, so a learner the model knows little about is explored."""
+def posterior_precision(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.ndarray,
+                        prior_precision: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """H, the negative Hessian of the live fit's log posterior at the MAP `theta` (the same data as
+    fit_user): the precision of its Laplace approximation N(theta, H^-1). (d + 1, d + 1)."""
     n = len(outcomes)
     X = np.empty((n, item_vectors.shape[1] + 1))
     X[:, :-1] = item_vectors
     X[:, -1] = 1.0
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     p = sigmoid(X @ theta + np.asarray(item_biases, dtype=np.float64))
-    hess = (X * (w * p * (1.0 - p))[:, None]).T @ X + prior_precision
+    return (X * (w * p * (1.0 - p))[:, None]).T @ X + prior_precision
+
+
+def posterior_sample(theta: np.ndarray, item_vectors: np.ndarray, item_biases: np.ndarray, outcomes: np.ndarray,
+                     prior_precision: np.ndarray, rng: np.random.Generator, weights: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """A draw from the Laplace approximation of the live fit's posterior, N(theta, H^-1), H the
+    negative Hessian of the log posterior at the MAP `theta` (posterior_precision): few or
+    uninformative attempts leave it wide, so a learner the model knows little about is explored."""
+    hess = posterior_precision(theta, item_vectors, item_biases, outcomes, prior_precision, weights)
     chol = np.linalg.cholesky(hess)
     return theta + np.linalg.solve(chol.T, rng.standard_normal(len(theta)))
 
@@ -108,26 +115,32 @@ def within_group_age(groups: np.ndarray) -> np.ndarray:
 
 
 def skill_offsets(raw: np.ndarray, outcomes: np.ndarray, skills: np.ndarray, n_skills: int, sd: float,
-                  half_life: float | None = None, steps: int = 4) -> np.ndarray:
+                  half_life: float | None = None, steps: int = 4, precision: bool = False
+                  ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Per-skill learner offsets around the overall fit (knowledge tracing's per-skill ability):
     delta_s = MAP of sum_t w_t log p(y_t | raw_t + delta_s) with prior N(0, sd^2), over the history
     attempts t in skill s (raw: their logits under the overall fit; skills: their skill index, -1
     none). Recent attempts in a skill weigh more (halving every `half_life` attempts in that skill):
     what the learner did in this skill lately says most about the next attempt in it.
-    Returns (n_skills,) offsets; 0 for a skill without attempts. Vectorised over skills."""
+    Returns (n_skills,) offsets; 0 for a skill without attempts. Vectorised over skills. With
+    `precision`, also each offset's posterior precision at the MAP (its Laplace approximation;
+    1 / sd^2 for a skill without attempts)."""
     delta = np.zeros(n_skills)
     keep = skills >= 0
     if not keep.any() or sd <= 0:
-        return delta
+        return (delta, np.full(n_skills, 1.0 / (sd * sd) if sd > 0 else np.inf)) if precision else delta
     raw, y, s = np.asarray(raw, np.float64)[keep], np.asarray(outcomes, np.float64)[keep], skills[keep]
     # one skill (the training job's replay asks for one at a time): its age is its distance from the end
     age = np.arange(len(s) - 1, -1, -1) if n_skills == 1 else within_group_age(s)
     w = 0.5 ** (age / half_life) if half_life else np.ones(len(s))
-    precision = 1.0 / (sd * sd)
+    precision_prior = 1.0 / (sd * sd)
     for _ in range(steps):
         p = sigmoid(raw + delta[s])
-        grad = np.bincount(s, w * (p - y), n_skills) + precision * delta
-        hess = np.bincount(s, w * p * (1.0 - p), n_skills) + precision
+        grad = np.bincount(s, w * (p - y), n_skills) + precision_prior * delta
+        hess = np.bincount(s, w * p * (1.0 - p), n_skills) + precision_prior
         delta -= grad / hess
+    if precision:
+        p = sigmoid(raw + delta[s])
+        return delta, np.bincount(s, w * p * (1.0 - p), n_skills) + precision_prior
     return delta
 

@@ -150,3 +150,22 @@ def terms(block: dict | None, x: np.ndarray, previous: np.ndarray | None = None)
     if block.get("after_mistake") and previous is not None:
         out = out + np.where(previous == 0, x @ np.asarray(block["after_mistake"], dtype=np.float64), 0.0)
     return out
+
+
+def later(x: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """The FEATURES rows `x` (k, F) as `features` would compute them `days` (k, m) days after the
+    time they were computed for, with the history unchanged (a forecast of time away): the two
+    days-away columns grow, each only where it counts time since an attempt (a skill never
+    practised keeps 0), and never below 0 (negative days look back, at most to that attempt); the
+    counts stay. Returns (k, m, F)."""
+    x = np.asarray(x, dtype=np.float64)
+    days = np.asarray(days, dtype=np.float64)
+    out = np.repeat(x[:, None, :], days.shape[1], axis=1)
+    col = FEATURES.index
+    # skill_days_away counts since the last attempt in the skill (or overall, for an item without
+    # one), days_away since the learner's last attempt
+    for column, counts in ((col("skill_days_away"), x[:, col("skill_attempts")] > 0),
+                           (col("days_away"), x[:, col("attempts")] > 0)):
+        moved = np.log1p(np.maximum(np.expm1(x[:, column])[:, None] + days, 0.0))
+        out[:, :, column] = np.where(counts[:, None], moved, x[:, None, column])
+    return out

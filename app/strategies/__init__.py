@@ -1,6 +1,6 @@
-"""Recommendation strategies, one module each (target, top), registered by name in
+"""Recommendation strategies, one module each (target, top, mastery, review), registered by name in
 app.strategies.base; importing this package registers them all."""
-from app.strategies import target, top
+from app.strategies import mastery, review, target, top
 from app.strategies.base import (
                                  OBJECTIVES,
                                  PROBABILITY,
@@ -9,11 +9,12 @@ from app.strategies.base import (
                                  Choice,
                                  LearnerState,
                                  Scored,
+                                 SkillState,
                                  Strategy,
                                  get,
                                  pick_diverse,
                                  register,
 )
 
-__all__ = ["OBJECTIVES", "PROBABILITY", "RANKING", "REGISTRY", "Choice", "LearnerState", "Scored", "Strategy",
-           "get", "pick_diverse", "register", "target", "top"]
+__all__ = ["OBJECTIVES", "PROBABILITY", "RANKING", "REGISTRY", "Choice", "LearnerState", "Scored", "SkillState",
+           "Strategy", "get", "mastery", "pick_diverse", "register", "review", "target", "top"]

@@ -56,12 +56,26 @@ class Scored:
         return self.vectors[self.rows[pos]]
 
 
+@dataclass(frozen=True)
+class SkillState:
+    """What the learner knows of one skill under the request (app.knowledge), for the strategies
+    that declare `knowledge`: its candidates and whether it is mastered or due for review."""
+    unit_id: str
+    p: float | None                  # p(correct) now on its typical item (None: no practice model)
+    mastered: bool
+    overdue_s: float | None          # seconds since it fell due (>= 0: due now); None: not due at any time
+    order: tuple = ()                # its place among siblings of ordered units (compared first)
+    positions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.intp))   # its candidates
+
+
 @dataclass
 class LearnerState:
-    """Per item, the learner's last interaction: kind, outcome, when; and whether ever solved."""
+    """Per item, the learner's last interaction: kind, outcome, when; and whether ever solved; and,
+    for strategies that ask for it, their knowledge of the skills under the request."""
     last: dict = field(default_factory=dict)     # item_id -> (kind, outcome, occurred_at)
     solved: set = field(default_factory=set)     # items answered correctly at least once
     now: datetime | None = None
+    skills: list[SkillState] | None = None
 
 
 @dataclass
@@ -83,6 +97,7 @@ class Strategy:
     name: str
     needs: str                   # PROBABILITY or RANKING
     choose: Callable[[Scored, LearnerState, int, dict], Choice]
+    knowledge: bool = False      # needs LearnerState.skills (the learner's knowledge per skill)
 
     @property
     def objectives(self) -> tuple[str, ...]:
@@ -95,12 +110,12 @@ class Strategy:
 REGISTRY: dict[str, Strategy] = {}
 
 
-def register(name: str, needs: str):
+def register(name: str, needs: str, knowledge: bool = False):
     if needs not in OBJECTIVES:
         raise ValueError(f"a strategy needs one of {sorted(OBJECTIVES)}, not {needs!r}")
 
     def wrap(fn):
-        REGISTRY[name] = Strategy(name, needs, fn)
+        REGISTRY[name] = Strategy(name, needs, fn, knowledge)
         return fn
     return wrap
 

@@ -26,13 +26,17 @@ def distance_to_target(p: np.ndarray, target: float = 0.5, band: tuple | None = 
     return np.abs(p - target)
 
 
+def cooling(state: LearnerState, params: dict) -> list[str]:
+    """Items answered wrongly less than `cooldown_minutes` ago."""
+    cooldown = timedelta(minutes=float(params["cooldown_minutes"]))
+    return [item_id for item_id, (_, outcome, at) in state.last.items()
+            if outcome == 0 and state.now is not None and state.now - at < cooldown]
+
+
 @register("target", needs=PROBABILITY)
 def choose(scored: Scored, state: LearnerState, n: int, params: dict) -> Choice:
     params = {**DEFAULTS, **(params or {})}
-    cooldown = timedelta(minutes=float(params["cooldown_minutes"]))
-    cooling = [item_id for item_id, (_, outcome, at) in state.last.items()
-               if outcome == 0 and state.now is not None and state.now - at < cooldown]
-    eligible = ~scored.mask(list(state.solved) + cooling)
+    eligible = ~scored.mask(list(state.solved) + cooling(state, params))
     distance = distance_to_target(scored.scores, float(params["target"]), params.get("band"))
     chosen, order = pick_in_order(scored, distance, eligible, n, float(params["max_similarity"]))  # nearest first
     if order is None:

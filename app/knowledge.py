@@ -1,0 +1,258 @@
+"""What a learner knows, per unit (no Flask): GET /v1/users/{user_id}/knowledge, the `mastery` and
+`review` strategies and the nightly snapshot (jobs/knowledge.py) call this.
+
+The units reported: the units asked (default: the learner's practised ones, the units that hold
+an item they attempted) and every unit below them with active items of its own (a skill). Each
+with p(correct) now on its typical (median-difficulty) item and a 90 % interval
+(app.online.knowledge: the recommendation's own live fit and scoring, from the practice model of
+the nearest unit at or above it), the learner's attempts at its items over their whole history,
+`mastered` and `due`.
+
+Settings per unit, in units.attrs under "mastery", e.g.
+`{"mastery": {"threshold": 0.85, "review": 0.75, "ordered": true}}`; a unit without a threshold
+takes the nearest unit's above it that has one, else the default:
+- threshold (default 0.8): mastered when the interval's low end is at or above it;
+- review (default 0.7): due when the forecast p falls below it;
+- ordered (default false; the unit's own, not inherited): its children are learned in order, the
+  hierarchy's (their ids', as GET /v1/units/{unit_id} lists them): the mastery strategy works on
+  the first one not mastered.
+With the defaults, forgetting takes `mastered` away (the interval's low end under 0.8) before the
+skill falls due (p under 0.7), so the mastery strategy serves it again as a skill to learn; a
+platform that wants mastered skills reviewed first sets `review` above where p stands when the low
+end reaches `threshold` (e.g. threshold 0.7, review 0.9).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app import history as hist
+from app import queries as q
+from app import strategies
+from app.errors import InputError, UnknownIds
+from app.learner_fit import cover_new_items, learner_prior, practice_history
+from app.online.knowledge import estimate, typical_rows
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.cache import Cache
+    from app.model_cache import ModelCache
+    from app.online.scoring import ServingModel
+
+MASTERY_THRESHOLD = 0.8
+REVIEW_THRESHOLD = 0.7
+MAX_REPORTED = 1000     # units in one answer of the endpoint (a catalogue's root can hold thousands of skills)
+INTERVAL = ("90 % credible interval of the live fit's Laplace posterior, by the delta method on the calibrated "
+            "logit (exact for that Gaussian; the skill offset's own variance added)")
+
+
+@dataclass(frozen=True)
+class MasterySettings:
+    threshold: float = MASTERY_THRESHOLD
+    review: float = REVIEW_THRESHOLD
+    ordered: bool = False
+
+
+def mastery_settings(attrs: dict | None, inherited: MasterySettings) -> MasterySettings:
+    """The unit's settings (attrs["mastery"]) over its parent's thresholds (`ordered` is the unit's
+    own: it says how its children are learned); a value of the wrong type or out of (0, 1) is
+    ignored (attrs are the platform's free-form JSON: never a reason to fail)."""
+    own = (attrs or {}).get("mastery") if isinstance(attrs, dict) else None
+    if not isinstance(own, dict):
+        return MasterySettings(inherited.threshold, inherited.review)
+
+    def probability(name: str, default: float) -> float:
+        v = own.get(name)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and 0.0 < v < 1.0 else default
+
+    ordered = own.get("ordered")
+    return MasterySettings(probability("threshold", inherited.threshold), probability("review", inherited.review),
+                           ordered is True)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A unit to report, before any estimate."""
+    unit_id: str
+    skill: bool                  # has active items of its own
+    settings: MasterySettings
+    order: tuple[int, ...]       # its place among the siblings of ordered units on the way down (empty: none)
+    items: tuple[str, ...]       # every item under it (the typical item and the attempts)
+    active: tuple[str, ...]      # the active items under it (what a strategy can serve)
+
+
+def plan(nodes: dict[str, dict], asked: list[str], inherited: dict[str, MasterySettings] | None = None
+         ) -> list[Planned]:
+    """The units asked, in order, then below each the skills it reaches (depth first, children in
+    id order), each unit once (its first route wins); `nodes`: rows of knowledge_units by id;
+    `inherited`: the settings each unit asked takes from the units above it (default: the defaults)."""
+    under: dict[str, tuple[set, set]] = {}
+
+    def items_under(unit_id: str, visiting: set) -> tuple[set, set]:
+        if unit_id in under:
+            return under[unit_id]
+        node = nodes[unit_id]
+        items, active = set(node["items"]), set(node["active_items"])
+        visiting.add(unit_id)
+        for child in node["children"]:
+            if child in nodes and child not in visiting:   # a cycle adds nothing new
+                more, more_active = items_under(child, visiting)
+                items |= more
+                active |= more_active
+        visiting.discard(unit_id)
+        under[unit_id] = (items, active)
+        return items, active
+
+    out: dict[str, Planned] = {}
+    walked: set[str] = set()   # each unit is walked once: its first route wins, a cycle or a diamond ends there
+
+    def walk(unit_id: str, settings: MasterySettings, order: tuple, top: bool) -> None:
+        node = nodes[unit_id]
+        settings = mastery_settings(node["attrs"], settings)
+        if top or node["active_items"]:
+            items, active = items_under(unit_id, set())
+            out[unit_id] = Planned(unit_id, bool(node["active_items"]), settings, order,
+                                   tuple(sorted(items)), tuple(sorted(active)))
+        walked.add(unit_id)
+        for k, child in enumerate(node["children"]):
+            if child in nodes and child not in walked:
+                walk(child, settings, order + (k,) if settings.ordered else order, False)
+
+    for unit_id in asked:
+        if unit_id in nodes and unit_id not in walked:
+            walk(unit_id, (inherited or {}).get(unit_id, MasterySettings()), (), True)
+        elif unit_id in nodes and unit_id not in out:   # asked, and already walked below another unit asked
+            items, active = items_under(unit_id, set())
+            out[unit_id] = Planned(unit_id, bool(nodes[unit_id]["active_items"]),
+                                   (inherited or {}).get(unit_id, MasterySettings()), (), tuple(sorted(items)),
+                                   tuple(sorted(active)))
+    return list(out.values())
+
+
+def inherited_settings(conn: Connection, tenant: str, units: list[str]) -> dict[str, MasterySettings]:
+    """The settings each of `units` inherits from the units above it: the nearest one's over the
+    farther ones' (several routes: the shortest)."""
+    out: dict[str, MasterySettings] = {}
+    for row in q.fetch_all(conn, "knowledge_ancestors", tenant=tenant, unit_ids=list(units)):   # farthest first
+        out[row["start"]] = mastery_settings(row["attrs"], out.get(row["start"], MasterySettings()))
+    # `ordered` says how a unit's own children are learned: a parent's is not the unit's
+    return {unit_id: MasterySettings(s.threshold, s.review) for unit_id, s in out.items()}
+
+
+@dataclass(frozen=True)
+class UnitKnowledge:
+    unit_id: str
+    skill: bool
+    p: float | None              # None: no practice model at or above the unit
+    low: float | None
+    high: float | None
+    attempts: int
+    correct: int
+    last_practised: datetime | None
+    mastered: bool
+    due: datetime | None
+    model_id: int | None
+    order: tuple[int, ...]
+    active: tuple[str, ...]
+
+    def answer(self) -> dict:
+        def r(v):
+            return None if v is None else round(v, 6)
+        return {"unit_id": self.unit_id, "skill": self.skill, "p": r(self.p), "low": r(self.low), "high": r(self.high),
+                "attempts": self.attempts, "correct": self.correct,
+                "last_practised": self.last_practised.isoformat() if self.last_practised else None,
+                "mastered": self.mastered, "due": self.due.isoformat() if self.due else None,
+                "model_id": self.model_id}
+
+
+def attempts_by_item(events: list[hist.Event]) -> list[dict]:
+    """user_item_attempts's rows (without units) from a learner's events, when they are the whole history."""
+    out: dict[str, dict] = {}
+    for e in events:   # newest first: an item's first event seen is its last
+        if e.kind == "attempt" and e.outcome is not None:
+            row = out.setdefault(e.item_id, {"item_id": e.item_id, "attempts": 0, "correct": 0,
+                                             "last_at": e.occurred_at})
+            row["attempts"] += 1
+            row["correct"] += e.outcome == 1
+    return list(out.values())
+
+
+def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: ModelCache, user_id: str,
+                   units: list[str] | None, now: datetime | None = None, tag: str = "default",
+                   events: list[hist.Event] | None = None, most: int | None = None
+                   ) -> tuple[list[UnitKnowledge], list[ServingModel]]:
+    """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
+    the models that gave it; UnknownIds when a unit named does not exist, InputError when they
+    come to more than `most` units. `events`: their recent history (newest first), if already read."""
+    now = now or datetime.now(UTC)
+    if events is None:
+        events, _ = hist.recent(conn, tenant, cache, user_id)
+    if units is not None and len(events) < hist.KEEP:   # the whole history is at hand: no query
+        attempted = attempts_by_item(events)
+    else:
+        attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
+    if units is None:
+        units = sorted({u for row in attempted for u in row["units"]})
+    if not units:
+        return [], []
+    nodes = {r["unit_id"]: r for r in q.fetch_all(conn, "knowledge_units", tenant=tenant, unit_ids=list(units))}
+    missing = [u for u in units if u not in nodes]
+    if missing:
+        raise UnknownIds("units", missing)
+    planned = plan(nodes, units, inherited_settings(conn, tenant, units))
+    if most is not None and len(planned) > most:
+        raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
+                         "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
+    by_item = {r["item_id"]: r for r in attempted}
+    chosen = [models.nearest(conn, tenant, [u.unit_id], "practice", tag) for u in planned]
+    used = {m.model_id: m for m in chosen if m is not None}
+    estimates: dict[str, tuple[float, float, float, float]] = {}
+    for model in used.values():
+        mine = [u for u, m in zip(planned, chosen) if m is not None and m.model_id == model.model_id]
+        cover_new_items(conn, tenant, model, sorted({i for u in mine for i in u.items}))
+        h = practice_history(model, events, now)
+        rows = typical_rows(model, [model.rows(list(u.items)) for u in mine])
+        found = estimate(model, h.rows, h.outcomes, rows, np.array([u.settings.review for u in mine]), h.times, h.now,
+                         learner_prior(conn, tenant, model, user_id))
+        for k, u in enumerate(mine):
+            estimates[u.unit_id] = (float(found.p[k]), float(found.low[k]), float(found.high[k]),
+                                    float(found.due_days[k]))
+    out = []
+    for u, model in zip(planned, chosen):
+        stats = [by_item[i] for i in u.items if i in by_item]
+        attempts = sum(s["attempts"] for s in stats)
+        p, low, high, due_days = estimates.get(u.unit_id, (None, None, None, float("nan")))
+        due = now + timedelta(days=due_days) if attempts and not np.isnan(due_days) else None
+        out.append(UnitKnowledge(u.unit_id, u.skill, p, low, high, attempts, sum(s["correct"] for s in stats),
+                                 max((s["last_at"] for s in stats), default=None),
+                                 low is not None and low >= u.settings.threshold, due,
+                                 model.model_id if model else None, u.order, u.active))
+    return out, list(used.values())
+
+
+def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str,
+              units: list[str] | None, now: datetime | None = None, tag: str = "default") -> dict:
+    """The answer of GET /v1/users/{user_id}/knowledge; UnknownIds when a unit named does not exist."""
+    now = now or datetime.now(UTC)
+    found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, most=MAX_REPORTED)
+    refs = [{"model_id": m.model_id, "unit_id": m.unit_id, "objective": m.objective, "mode": m.mode, "tag": m.tag,
+             "forgetting": bool(m.calibration.get("learning"))} for m in used]
+    return {"user_id": user_id, "as_of": now.isoformat(), "units": [k.answer() for k in found],
+            "model": {"forgetting": any(r["forgetting"] for r in refs), "interval": INTERVAL,
+                      "defaults": {"threshold": MASTERY_THRESHOLD, "review": REVIEW_THRESHOLD},
+                      "models": refs}}
+
+
+def skill_states(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
+                 positions: dict, now: datetime, tag: str = "default",
+                 events: list[hist.Event] | None = None) -> list[strategies.SkillState]:
+    """The learner's knowledge of each skill under `units`, as the mastery and review strategies take
+    it: `positions` maps the request's candidates (item id -> position)."""
+    found, _ = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, events)
+    return [strategies.SkillState(k.unit_id, k.p, k.mastered, None if k.due is None else (now - k.due).total_seconds(),
+                                  k.order, np.array([positions[i] for i in k.active if i in positions], dtype=np.intp))
+            for k in found if k.skill]

@@ -1,0 +1,57 @@
+"""What a practice model's live fit takes from a learner, the same for a recommendation
+(app.recommend) and their knowledge (app.knowledge): their attempts on the model's items, their
+metadata prior, and vectors for items newer than the model."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from app import history as hist
+from app import queries as q
+from app.online.fit import HISTORY_MAX
+from app.online.scoring import ServingModel
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+
+class PracticeHistory(NamedTuple):
+    rows: np.ndarray            # (n,) the attempts' rows in the model, oldest first
+    outcomes: np.ndarray        # (n,) 0/1
+    times: np.ndarray | None    # (n,) epoch seconds, when the calibration has learning terms, else None
+    now: float | None           # the prediction's time (epoch seconds), likewise
+
+
+def practice_history(model: ServingModel, events: list[hist.Event], now: datetime | None = None) -> PracticeHistory:
+    """The learner's most recent HISTORY_MAX attempts on the model's items, oldest first, from their
+    events (newest first); times only when the model's calibration has learning terms (practice and
+    time away), with `now` (default: the clock)."""
+    attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
+    attempts = attempts[:HISTORY_MAX][::-1]  # the most recent ones, oldest first
+    rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
+    outcomes = np.array([e.outcome for e in attempts], dtype=np.float64)
+    if not model.calibration.get("learning"):
+        return PracticeHistory(rows, outcomes, None, None)
+    times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
+    return PracticeHistory(rows, outcomes, times, (now or datetime.now(UTC)).timestamp())
+
+
+def cover_new_items(conn: Connection, tenant: str, model: ServingModel | None, items: list[str]) -> None:
+    """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
+    and model: ServingModel.add_items), so a new question is scored as what it is, not as the
+    average item. An item none of whose tokens the model knows is remembered, not read again."""
+    if model is None or model.feature_vectors is None:
+        return
+    missing = [i for i in items if i not in model.index and i not in model.unbuildable]
+    if missing:
+        model.add_items(q.fetch_all(conn, "items_metadata", tenant=tenant, item_ids=missing))
+
+
+def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: str | None) -> np.ndarray | None:
+    """The learner's prior mean from their metadata, when the model has metadata shifts."""
+    if model.user_prior_shifts is None or user_id is None:
+        return None
+    row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id)
+    return model.prior_mean_for(row["attrs"] if row else None)

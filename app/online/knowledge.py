@@ -1,0 +1,149 @@
+"""What a learner knows (pure numpy): per unit, the calibrated p(correct) now on the unit's typical
+(median-difficulty) item, a 90 % credible interval around it, and when that p will fall below a
+review threshold.
+
+The point estimate is the recommendation's own (scoring.practice_probabilities: the live fit,
+skill offsets, retry and learning terms), not a second model.
+
+The interval is the delta method on the logit. Under the live fit's Laplace posterior
+N(theta, H^-1) (fit.posterior_precision) a candidate's calibrated logit is
+z = c * (x . theta) + terms that do not depend on theta, with x = [v_i, 1] and c = dz/draw (the
+calibration's slope, plus the retry slope of the candidate's previous outcome there): linear in
+theta, so z ~ N(z_hat, c^2 x' H^-1 x) exactly under that approximation. A model with skill terms
+adds the skill offset's own Laplace variance c^2 / h_s (fit.skill_offsets, taken as independent of
+theta). p's interval is the sigmoid of z's (monotone): deterministic, no draws.
+
+The forecast: the calibration's learning terms (app.online.learning) hold the time since the
+skill and the learner were last practised; evaluated at later times with the history unchanged
+(learning.later), they give p over time away. The days-away features are clipped to what the
+nightly job saw on dev, so p stops moving once both are clipped: a p still at or above the
+threshold there never falls below it within the model's range (NaN).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.online import learning
+from app.online.fit import posterior_precision, recency_weights, score, sigmoid, skill_offsets
+from app.online.scoring import ServingModel, practice_probabilities, previous_outcomes
+
+Z90 = 1.6448536269514722   # the standard normal's 95th percentile: a central 90 % interval
+GRID = 64                  # forecast times per unit, spaced evenly in log time away
+REFINE = 24                # bisection steps between the last grid time above the threshold and the first below
+#                            (a grid step is at most a few days: 24 halvings leave well under a second)
+
+
+@dataclass(frozen=True)
+class Estimates:
+    p: np.ndarray          # (k,) calibrated p(correct) now
+    low: np.ndarray        # (k,) the 90 % credible interval
+    high: np.ndarray
+    due_days: np.ndarray   # (k,) days from now at which p falls below the review threshold (<= 0: it has
+    #                        already, at the latest since the skill's last attempt); NaN: not within the
+    #                        learning terms' range, not practised, or no learning terms
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-12, 1.0 - 1e-12)
+    return np.log(p) - np.log1p(-p)
+
+
+def typical_rows(model: ServingModel, rows_per_unit: list[np.ndarray]) -> np.ndarray:
+    """Each unit's median-difficulty item: of its rows the model covers, the one whose logit for the
+    population's average learner (the prior mean) is the median (the lower middle one of an even
+    count; ties in the order given); -1 when the model covers none (scored as the average item)."""
+    easiness = score(model.prior_mean, model.item_vectors, model.item_biases)
+    out = np.full(len(rows_per_unit), -1, dtype=np.int64)
+    for k, rows in enumerate(rows_per_unit):
+        rows = np.asarray(rows, dtype=np.int64)
+        rows = rows[rows >= 0]
+        if len(rows):
+            ordered = rows[np.argsort(easiness[rows], kind="stable")]
+            out[k] = ordered[(len(ordered) - 1) // 2]
+    return out
+
+
+def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: np.ndarray,
+             cand_rows: np.ndarray) -> np.ndarray:
+    """The posterior standard deviation of each candidate's calibrated logit (the delta method
+    above). (k,)"""
+    h_rows = np.asarray(h_rows, dtype=np.int64)
+    V, b = model.item_vectors[h_rows], model.item_biases[h_rows]
+    weights = recency_weights(len(h_rows), model.calibration.get("half_life"))
+    H = posterior_precision(theta, V, b, h_out, model.prior_precision, weights)
+    covered = cand_rows >= 0
+    X = np.ones((len(cand_rows), len(theta)))
+    X[:, :-1] = np.where(covered[:, None], model.item_vectors[np.where(covered, cand_rows, 0)], model.mean_vector)
+    var = np.einsum("ij,ji->i", X, np.linalg.solve(H, X.T))
+    terms = model.calibration.get("skill")
+    if terms and model.item_skills is not None:
+        _, precision = skill_offsets(score(theta, V, b), h_out, model.item_skills[h_rows], model.n_skills,
+                                     terms["sd"], terms.get("half_life"), precision=True)
+        skills = np.where(covered, model.item_skills[np.where(covered, cand_rows, 0)], -1)
+        var = var + np.where(skills >= 0, 1.0 / precision[np.maximum(skills, 0)], 0.0)
+    slope = np.full(len(cand_rows), float(model.calibration.get("a", 1.0)))
+    retry = model.calibration.get("retry")
+    if retry:
+        previous = previous_outcomes(h_rows, h_out, cand_rows)
+        slope += np.where(previous == 0, retry.get("slope_after_mistake", 0.0),
+                          np.where(previous == 1, retry.get("slope_after_success", 0.0), 0.0))
+    return np.abs(slope) * np.sqrt(np.maximum(var, 0.0))
+
+
+def due_in_days(block: dict | None, z: np.ndarray, x_now: np.ndarray, review: np.ndarray) -> np.ndarray:
+    """Days from now at which each candidate's calibrated logit `z` (now, with learning features
+    `x_now`, (k, F)) falls below logit(review) as time away grows, the history unchanged; the search
+    starts at the candidate's skill's last attempt (so a p already below the threshold then is due
+    from that attempt, a negative number) and ends where both days-away features reach the
+    calibration's clip. NaN: never below within that range, skill not practised, or no `block`."""
+    out = np.full(len(z), np.nan)
+    col = learning.FEATURES.index
+    practised = x_now[:, col("skill_attempts")] > 0
+    if not block or not practised.any():
+        return out
+    hi = np.asarray(block["max"], dtype=np.float64)
+    base = z - learning.terms(block, x_now)
+    threshold = logit(review)
+    since_skill = np.expm1(x_now[:, col("skill_days_away")])
+    since_any = np.expm1(x_now[:, col("days_away")])
+    start = -since_skill
+    end = np.maximum(np.expm1(hi[col("skill_days_away")]) - since_skill, np.expm1(hi[col("days_away")]) - since_any)
+    steps = np.expm1(np.linspace(0.0, 1.0, GRID)[None, :] * np.log1p(np.maximum(end - start, 0.0))[:, None])
+    days = start[:, None] + steps                                             # (k, GRID), from start to end
+    z_grid = base[:, None] + learning.terms(block, learning.later(x_now, days))
+    below = z_grid < threshold[:, None]
+    found = below.any(axis=1) & practised
+    first = np.argmax(below, axis=1)
+    rows = np.arange(len(z))
+    lo, up = days[rows, np.maximum(first - 1, 0)], days[rows, first]
+    for _ in range(REFINE):   # the crossing between the last time above and the first below
+        mid = 0.5 * (lo + up)
+        under = base + learning.terms(block, learning.later(x_now, mid[:, None]))[:, 0] < threshold
+        up, lo = np.where(under, mid, up), np.where(under, lo, mid)
+    out[found] = np.where(first == 0, start, up)[found]
+    return out
+
+
+def estimate(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, cand_rows: np.ndarray,
+             review: np.ndarray, h_times: np.ndarray | None = None, now: float | None = None,
+             prior_mean: np.ndarray | None = None) -> Estimates:
+    """p now, its 90 % interval and the due time of each candidate row (-1: the average item).
+
+    h_rows, h_out, h_times : the learner's attempts on the model's items, oldest first (rows, 0/1,
+    epoch seconds), as a recommendation fits them; now : epoch seconds; review : (k,) each
+    candidate's review threshold; prior_mean : the learner's own prior mean, else the population's.
+    """
+    h_rows = np.asarray(h_rows, dtype=np.int64)
+    cand_rows = np.asarray(cand_rows, dtype=np.int64)
+    p, theta, _ = practice_probabilities(model, h_rows, h_out, cand_rows, model.calibration.get("half_life"),
+                                         None, prior_mean, h_times, now)
+    z = logit(p)
+    sd = logit_sd(model, theta, h_rows, h_out, cand_rows)
+    due = np.full(len(cand_rows), np.nan)
+    block = model.calibration.get("learning")
+    if block and h_times is not None and now is not None and len(h_rows):
+        x_now = learning.features(h_rows, h_out, h_times, now, cand_rows, model.item_skills)
+        due = due_in_days(block, z, x_now, np.asarray(review, dtype=np.float64))
+    return Estimates(p, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)
