@@ -42,6 +42,9 @@ REGIME_SEED = 7            # which learners a subsampled regime keeps
 NEW_SEED = 11              # which learners join after the production cut
 NEW_FRACTION = 0.2
 CUT_QUANTILE = 0.5
+# The slice "items with few attempts at training time": an item with fewer attempts than this in
+# the rows the models were trained on (new chapters, rarely chosen items: guesses until retrained).
+FEW_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -185,8 +188,20 @@ def second_half_mask(pos: np.ndarray, n: np.ndarray) -> np.ndarray:
 HISTORY_BANDS = ((0, 1), (1, 10), (10, 50), (50, 200), (200, math.inf))
 
 
+def few_attempts_slice(threshold: int = FEW_ATTEMPTS) -> str:
+    return f"item with < {threshold} attempts at training time"
+
+
+def with_training_counts(frame: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with `item_attempts_at_training`: each row's item's attempts among `train`'s rows
+    (the rows the models were trained on)."""
+    counts = train.problem_id.value_counts()
+    return frame.assign(item_attempts_at_training=frame.problem_id.map(counts).fillna(0).to_numpy(dtype=np.int64))
+
+
 def slice_masks(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The slices every report shows, as boolean masks over an annotated frame's rows."""
+    """The slices every report shows, as boolean masks over an annotated frame's rows (the
+    few-attempt items when the frame has `item_attempts_at_training`)."""
     earlier = frame.earlier_at_item.to_numpy()
     previous = frame.previous_at_item.to_numpy()
     pos = frame.pos.to_numpy()
@@ -199,4 +214,6 @@ def slice_masks(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     if "returning" in frame:
         masks["returning learners"] = frame.returning.to_numpy(dtype=bool)
         masks["new learners"] = ~masks["returning learners"]
+    if "item_attempts_at_training" in frame:
+        masks[few_attempts_slice()] = frame.item_attempts_at_training.to_numpy() < FEW_ATTEMPTS
     return masks

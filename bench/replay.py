@@ -38,12 +38,16 @@ transaction, then the history cache). Real Postgres and Redis (a key prefix of i
 the end), a fresh `ModelCache`. All attempts count, repeated ones included.
 
 Baselines on the same attempts (bench.baselines): item difficulty, Elo with fixed constants, Elo
-with constants tuned on dev, a live 1PL; `truth` where the data has the true probability. Metrics
-(AUC, log-loss, accuracy, ECE over 10 bins) for every method, overall and on slices (first
+with constants tuned on dev, a live 1PL; Best-LR and PFA (bench.knowledge_tracing_baselines:
+logistic regressions on counts of the learner's earlier attempts per skill / item / in total,
+fitted on the training rows, L2 chosen on dev); `truth` where the data has the true probability.
+Metrics (AUC, log-loss, accuracy, ECE over 10 bins) for every method, overall and on slices (first
 attempt at an item, repeat after a mistake / a success, history-length bands, returning / new
-learners), the service minus the best baseline with 95 % learner-bootstrap intervals, and the
-honest parent comparison of the job (each skill model against its parent's, on learners neither
-trained on).
+learners, items with fewer than FEW_ATTEMPTS attempts in the rows trained on), the service minus
+Elo (tuned), the live 1PL, Best-LR, PFA and the best baseline on dev with 95 % learner-bootstrap
+intervals, and the honest parent comparison of the job (each skill model against its parent's, on
+learners neither trained on). The training block says which units the job did not activate and
+why: `models_failed` (failed / kept_previous), `units_served_by_ancestor`, `units_skipped`.
 
 `full_retrain` (learner protocol): a second scratch database with the training learners plus each
 dev and test learner's first floor(n / 2) attempts, the root trained again (hold-out off, so every
@@ -79,17 +83,20 @@ from app.tenants import DEFAULT
 from bench.attempts import (
     COLUMNS,
     CUT_QUANTILE,
+    FEW_ATTEMPTS,
     NEW_FRACTION,
     NEW_SEED,
     REGIME_SEED,
     REGIMES,
     annotate,
     describe,
+    few_attempts_slice,
     production_cut,
     regime_attempts,
     replay_frame,
     second_half_mask,
     skills_by_problem,
+    with_training_counts,
     write_attempts,
 )
 from bench.baselines import baseline_predictions
@@ -102,6 +109,7 @@ from bench.compare import (
     reliability_rows,
     slice_table,
 )
+from bench.knowledge_tracing_baselines import kt_predictions
 from bench.report import emit
 from jobs.training import split
 
@@ -162,13 +170,26 @@ def import_and_train(url: str, conn, rows: pd.DataFrame, skills_of: dict[str, li
     return {"rows_imported": reports[0].rows_read, "items_added_by_catalogue": catalogue.get("items", 0),
             "import_seconds": round(import_s, 2), "train_seconds": round(train_s, 2),
             "models_activated": sum(o.status == "activated" for o in report.outcomes),
-            "models_failed": [o.unit_id for o in report.outcomes if o.status != "activated"],
+            **unit_outcomes(report.outcomes),
             "root_model_id": root.model_id,
             "root_hyperparams": hyperparams, "root_calibration": calibration,
             "root_search": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in t.items()} for t in search],
             "root_job_metrics": {k: round(root.metrics["model"][k], 4) for k in ("auc", "ece")}
             | {"baseline_auc": round(root.metrics["baseline"]["auc"], 4)},
             "parent_comparison": parent_summary(report.outcomes)}
+
+
+def unit_outcomes(outcomes) -> dict:
+    """The units the job did not activate, by why (jobs.training.job.UnitOutcome.status):
+    `models_failed` (failed: an error; kept_previous: the new model failed the sanity rule against
+    the active one), `units_served_by_ancestor` (parent_serves: trained, but its ancestor's model
+    predicts its dev learners as well, so that one serves it, by choice), `units_skipped` (no
+    model trained: no attempts, or no training learner, under the unit)."""
+    def of(*statuses):
+        return [o.unit_id for o in outcomes if o.status in statuses]
+    return {"models_failed": [{"unit_id": o.unit_id, "objective": o.objective, "status": o.status, "reason": o.reason}
+                              for o in outcomes if o.status in ("failed", "kept_previous")],
+            "units_served_by_ancestor": of("parent_serves"), "units_skipped": of("skipped")}
 
 
 def parent_summary(outcomes) -> dict:
@@ -335,10 +356,10 @@ def learner_rows(df: pd.DataFrame, protocol: str, ids: dict[str, list[str]], rep
 
 def service_vs_baselines(frame: pd.DataFrame, p_service: np.ndarray, p_base: dict[str, np.ndarray],
                          best: str) -> dict:
-    """The service minus Elo (tuned) and minus the live 1PL, and minus `best` (the baseline with
-    the lowest dev log-loss), with 95 % learner-bootstrap intervals."""
+    """The service minus Elo (tuned), the live 1PL, Best-LR and PFA, and minus `best` (the baseline
+    with the lowest dev log-loss), with 95 % learner-bootstrap intervals."""
     out = {}
-    for name in dict.fromkeys(("elo_tuned", "irt_live", best)):
+    for name in dict.fromkeys(("elo_tuned", "irt_live", "best_lr", "pfa", best)):
         if name in p_base:
             out[f"service - {name}"] = bootstrap_difference(frame, p_service, p_base[name])
     return out
@@ -360,6 +381,7 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
     ids = split.ids_by_role(df.user_id, SPLIT_SEED)  # the training job's learner roles, in key order
     replayed_ids = {role: ids[role][:max_test_students] for role in ROLES}
     train_df, frames = learner_rows(df, protocol, ids, replayed_ids)
+    frames = {r: with_training_counts(f, train_df) for r, f in frames.items()}
     rows = {r: f[f.replayed.to_numpy(dtype=bool)].reset_index(drop=True) for r, f in frames.items()}
     skills_of = skills_by_problem(df)
     skill_of = {p: f"skill:{s[0]}" for p, s in skills_of.items() if s} if skill_requests and train_all_units else None
@@ -383,7 +405,9 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
                     "config": {"mode": config.mode, "max_trials": config.max_trials, "threads": config.threads,
                                "hold_out_test_learners": config.hold_out_test_learners,
                                "units_trained": "all model units" if train_all_units else [ROOT],
-                               "predicting_unit": ROOT, "skill_requests": skill_of is not None}}
+                               "predicting_unit": ROOT, "skill_requests": skill_of is not None},
+                    "few_attempts_slice": {"name": few_attempts_slice(), "threshold": FEW_ATTEMPTS,
+                                           "counted_in": "the rows the models were trained on (train_attempts)"}}
     if protocol == "production":
         result["production_cut"] = {"new_fraction": NEW_FRACTION, "new_seed": NEW_SEED,
                                     "cut_quantile": CUT_QUANTILE} | {
@@ -399,6 +423,9 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
     item_codes = {p: k for k, p in enumerate(sorted(skills_of))}
     user_codes = {u: k for k, u in enumerate(df.user_id.unique())}
     p_base, result["baseline_constants"] = baseline_predictions(train_df, frames, item_codes, user_codes)
+    p_kt, result["baseline_constants"]["knowledge_tracing"] = kt_predictions(train_df, frames, skills_of, "dev")
+    for role in ROLES:
+        p_base[role] |= p_kt[role]
     for role in ROLES:
         y = rows[role].correct.to_numpy()
         blocks[role]["baselines"] = {name: metrics(y, p) for name, p in p_base[role].items()}
@@ -515,8 +542,10 @@ def protocol_text(protocol: str = "learner", train_all_units: bool = True) -> st
             f"run_training (TrainConfig.from_env(), split seed {JOB_SPLIT_SEED}). Replay in seq order: predict() "
             f"for the root '{ROOT}' (and the item's first skill unit) before the outcome, then "
             f"record_interactions (real Postgres and Redis). Baselines on the same attempts: item difficulty, Elo "
-            f"(fixed U(n) = 1/(1 + 0.05 n), and constants tuned on dev), live 1PL (bench.baselines). Slices, and "
-            f"the service minus baselines with 95 % learner-bootstrap intervals.")
+            f"(fixed U(n) = 1/(1 + 0.05 n), and constants tuned on dev), live 1PL (bench.baselines), Best-LR and PFA "
+            f"(bench.knowledge_tracing_baselines: fitted on the training rows, L2 chosen on dev). Slices (with items "
+            f"of fewer than {FEW_ATTEMPTS} training attempts), and the service minus baselines with 95 % "
+            f"learner-bootstrap intervals.")
 
 
 def main(argv=None) -> int:

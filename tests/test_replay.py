@@ -10,10 +10,12 @@ import pandas as pd
 import pytest
 
 from bench.attempts import (
+    FEW_ATTEMPTS,
     REGIMES,
     annotate,
     demo_attempts,
     describe,
+    few_attempts_slice,
     production_cut,
     read_attempts,
     regime_attempts,
@@ -21,11 +23,12 @@ from bench.attempts import (
     second_half_mask,
     skills_by_problem,
     slice_masks,
+    with_training_counts,
     write_attempts,
 )
 from bench.baselines import Elo, baseline_predictions, irt_live, item_difficulty, tune_elo
 from bench.compare import ROLES, bootstrap_difference, dev_test_table, format_table, slice_table
-from bench.replay import learner_rows, parent_summary
+from bench.replay import learner_rows, parent_summary, service_vs_baselines, unit_outcomes
 from jobs.training import split
 from jobs.training.irt import fit_1pl
 from jobs.training.metrics import auc
@@ -195,6 +198,41 @@ def test_slices_split_attempts_by_item_history_and_history_length():
     assert table["history 1-9"]["service"]["n"] == 9 and table["history 1-9"]["skill"]["n"] == 4
 
 
+def test_the_few_attempts_slice_counts_each_items_attempts_in_the_rows_trained_on():
+    train = _frame([(f"t{k}", 0, "common", 1, "") for k in range(FEW_ATTEMPTS)]
+                   + [(f"t{k}", 1, "rare", 1, "") for k in range(FEW_ATTEMPTS - 1)])
+    frame = with_training_counts(_replay([("a", 0, "common", 1, ""), ("a", 1, "rare", 0, ""), ("a", 2, "unseen", 1, ""),
+                                          ("a", 3, "common", 0, "")]), train)
+    assert frame.item_attempts_at_training.tolist() == [FEW_ATTEMPTS, FEW_ATTEMPTS - 1, 0, FEW_ATTEMPTS]
+    name = few_attempts_slice()
+    assert str(FEW_ATTEMPTS) in name                          # the report names its threshold
+    assert slice_masks(frame)[name].tolist() == [False, True, True, False]
+    assert name not in slice_masks(frame.drop(columns="item_attempts_at_training"))
+    table = slice_table(frame, {"service": np.full(4, 0.5), "pfa": np.full(4, 0.6)})
+    assert table[name]["service"]["n"] == 2 and table[name]["pfa"]["n"] == 2
+
+
+def test_units_the_job_did_not_activate_are_reported_by_why():
+    from jobs.training.job import UnitOutcome
+
+    outcomes = [UnitOutcome("root", "practice", "activated", 1), UnitOutcome("s1", "practice", "parent_serves", 2),
+                UnitOutcome("s2", "practice", "failed", reason="boom"), UnitOutcome("s3", "practice", "skipped"),
+                UnitOutcome("s4", "practice", "kept_previous", 3, reason="worse")]
+    out = unit_outcomes(outcomes)
+    assert out["units_served_by_ancestor"] == ["s1"] and out["units_skipped"] == ["s3"]
+    assert [(m["unit_id"], m["status"], m["reason"]) for m in out["models_failed"]] == [
+        ("s2", "failed", "boom"), ("s4", "kept_previous", "worse")]
+
+
+def test_the_service_is_compared_with_every_strong_baseline():
+    rng = np.random.default_rng(3)
+    frame = _frame([(f"u{u}", k, "p", int(rng.random() < 0.6), "") for u in range(20) for k in range(10)])
+    base = {m: rng.random(len(frame)) for m in ("item_difficulty", "elo_tuned", "irt_live", "best_lr", "pfa")}
+    out = service_vs_baselines(frame, rng.random(len(frame)), base, "item_difficulty")
+    assert set(out) == {f"service - {m}" for m in base}
+    assert all(set(v) >= {"auc", "logloss"} for v in out.values())
+
+
 def test_the_production_cut_puts_new_learners_after_it_and_halves_the_others():
     df = annotate(_frame([(f"u{u}", k, f"p{k}", 1, "") for u in range(200) for k in range(u % 7 + 1)]))
     cut = production_cut(df)
@@ -311,9 +349,14 @@ def test_a_tiny_replay_through_the_real_import_job_and_service(servers, tmp_path
         served = block["replay"]["skill_requests"]                        # each by its unit's or an ancestor's model
         assert served["served_by_the_skills_own_model"] + served["served_by_an_ancestors_model"] == n
         assert {"first attempt at the item", "repeat after a mistake", "history 0"} <= set(block["slices"])
-        assert "service - elo_tuned" in block["service_vs_baselines"]
+        assert {f"service - {m}" for m in ("elo_tuned", "irt_live", "best_lr", "pfa")} <= set(
+            block["service_vs_baselines"])
+        assert {"best_lr", "pfa"} <= set(block["baselines"]) and few_attempts_slice() in block["slices"]
+        assert {"best_lr", "pfa"} <= set(block["slices"]["repeat after a mistake"])
     assert [r["method"] for r in report["dev_test_table"]][:2] == ["service", "service_skill_requests"]
     assert report["redis_keys_deleted"] > 0 and report["training"]["parent_comparison"]["units_compared"] >= 1
+    assert {"models_failed", "units_served_by_ancestor", "units_skipped"} <= set(report["training"])
+    assert report["baseline_constants"]["knowledge_tracing"]["pfa"]["chosen_on"] == "dev"
     written = pd.read_csv(preds)
     assert len(written) == sum(report["split"][f"{r}_attempts"] for r in ROLES)
     if protocol == "production":
