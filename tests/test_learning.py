@@ -141,12 +141,15 @@ def test_the_service_applies_the_learning_terms_the_replay_measured():
                                                  fitted.prior_cov, calibration,
                                                  {"item_skills": data.item_skills.tolist()}))
     learner = np.flatnonzero(data.users == 7)
-    raw, _, _ = fold_in_predictions(fitted, data, np.array([7]))
+    learner_biases: list[float] = []
+    raw, _, _ = fold_in_predictions(fitted, data, np.array([7]), learner_biases=learner_biases)
+    biases = np.column_stack([fitted.item_biases[data.items[learner]], learner_biases])
     starts = np.r_[True, np.zeros(len(learner) - 1, bool)]
     previous = last_outcomes(data.items[learner], data.outcomes[learner], starts)
     practice = sequence_features(data.users[learner], data.items[learner], data.outcomes[learner],
                                  data.times[learner], data.item_skills, 500)
-    replayed = calibrated(calibration, raw, previous, practice)
+    replayed = calibrated(calibration, raw, previous, practice, biases)
+    assert "biases_after_mistake" in calibration["retry"]
     for t in (5, 30, len(learner) - 1):
         events = [hist.Event(data.item_ids[data.items[r]], "attempt", int(data.outcomes[r]), None,
                              datetime.fromtimestamp(data.times[r], UTC)) for r in learner[:t][::-1]]  # newest first

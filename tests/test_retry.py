@@ -62,3 +62,25 @@ def test_the_service_applies_offsets_from_the_last_attempt_at_each_candidate():
     p = calibrated(calibration, np.zeros(5), previous_outcomes(history_rows, history_y, candidates))
     assert p == pytest.approx([1 / (1 + np.e), 1 / (1 + np.e), 1 / (1 + np.exp(-2)), 0.5, 0.5])
     assert calibrated({"a": 1.0, "b": 0.0}, np.zeros(2), np.array([0, 1])) == pytest.approx([0.5, 0.5])
+
+
+def test_retries_weigh_the_item_and_the_learner_apart_from_the_score():
+    """A retry after a mistake whose success follows the item's and the learner's bias, not the
+    score (as when the live fit has just marked this very item down): the fit finds both weights
+    and the service's terms apply them only to retries."""
+    rng = np.random.default_rng(4)
+    n = 40_000
+    raw = rng.normal(0, 1.5, n)
+    previous = rng.choice([-1, 0, 1], n, p=[0.5, 0.3, 0.2])
+    biases = np.column_stack([rng.normal(0, 1, n), rng.normal(0, 1, n)])
+    z = np.where(previous == 0, 0.8 * biases[:, 0] + 1.2 * biases[:, 1], raw)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    fitted = fit_retry_calibration(raw, previous, y, biases=biases)
+    item_w, learner_w = fitted["retry"]["biases_after_mistake"]
+    assert item_w == pytest.approx(0.8, abs=0.15) and learner_w == pytest.approx(1.2, abs=0.15)
+    first = previous == -1
+    assert np.allclose(calibrated(fitted, raw[first], previous[first], None, biases[first]),
+                       calibrated(fitted, raw[first], previous[first]))
+    mistake = previous == 0
+    assert not np.allclose(calibrated(fitted, raw[mistake], previous[mistake], None, biases[mistake]),
+                           calibrated(fitted, raw[mistake], previous[mistake]))

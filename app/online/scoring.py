@@ -136,21 +136,23 @@ class ServingModel:
 
 
 def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None,
-               practice: np.ndarray | None = None) -> np.ndarray:
+               practice: np.ndarray | None = None, biases: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
     plus its learning terms (if it has them): `practice` holds each candidate's row of
-    app.online.learning.FEATURES (practice and time away)."""
+    app.online.learning.FEATURES (practice and time away); `biases` (k, 2) each candidate's item
+    bias and the learner's, for retry terms that weigh them."""
     a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
     z = a * raw + b
     if calibration.get("retry") and previous is not None:
-        z = z + retry_terms(calibration["retry"], raw, previous)
+        z = z + retry_terms(calibration["retry"], raw, previous, biases)
     if calibration.get("learning") and practice is not None:
         z = z + learning.terms(calibration["learning"], practice, previous)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray) -> np.ndarray:
+def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray, biases: np.ndarray | None = None
+                ) -> np.ndarray:
     """The logit terms of a calibration's `retry` block (jobs.training.retry) for candidates with
     logits `raw` whose previous outcome at the item is `previous` (-1 none, 0, 1): an offset and a
     slope per kind of retry; zeros without a block. A model stored before the slopes has offsets only."""
@@ -158,6 +160,9 @@ def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray) -> np
         return np.zeros(len(previous))
     mistake = retry["after_mistake"] + retry.get("slope_after_mistake", 0.0) * raw
     success = retry["after_success"] + retry.get("slope_after_success", 0.0) * raw
+    if biases is not None and "biases_after_mistake" in retry:   # item and learner bias, apart
+        mistake = mistake + biases @ np.asarray(retry["biases_after_mistake"], dtype=np.float64)
+        success = success + biases @ np.asarray(retry["biases_after_success"], dtype=np.float64)
     return np.where(previous == 0, mistake, np.where(previous == 1, success, 0.0))
 
 
@@ -211,12 +216,18 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     if model.calibration.get("learning") and history_times is not None and now is not None:
         practice = learning.features(history_rows, history_outcomes, history_times, now, candidate_rows,
                                      model.item_skills, None if laid is None else laid.skills)
-    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous, practice)
+    biases = None
+    if previous is not None and "biases_after_mistake" in model.calibration["retry"]:
+        item_biases = laid.biases if laid is not None else np.where(
+            candidate_rows >= 0, model.item_biases[np.maximum(candidate_rows, 0)], model.mean_bias)
+        biases = np.column_stack([item_biases, np.full(len(item_biases), theta[-1])])
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous, practice,
+                   biases)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
         explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous,
-                              practice)
+                              practice, biases)
     return p, theta, explored
 
 

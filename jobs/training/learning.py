@@ -27,11 +27,13 @@ RIDGES = (1.0, 10.0, 100.0)
 
 
 def choose_learning_terms(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, practice: np.ndarray,
-                          users: np.ndarray, without: Callable[[np.ndarray], dict]) -> tuple[dict | None, dict]:
+                          users: np.ndarray, without: Callable[[np.ndarray], dict], biases: np.ndarray | None = None
+                          ) -> tuple[dict | None, dict]:
     """(the calibration with learning terms, or None when they do not help; the figures of the
     choice). raw, previous, y, practice, users: the replayed dev attempts (logits, previous outcome
     at the item, outcomes, FEATURES rows, learner index); `without(mask)`: the calibration the model
-    has without the terms, fitted on the attempts of `mask`. The ridge of the weights is the
+    has without the terms, fitted on the attempts of `mask`; `biases`: each attempt's item and
+    learner bias (the retry terms' own, jobs.training.retry). The ridge of the weights is the
     one of RIDGES with the lowest cross-fitted log-loss."""
     half = (users % 2).astype(bool)
     if half.all() or not half.any():
@@ -40,11 +42,11 @@ def choose_learning_terms(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     p_with = {ridge: np.empty(len(y)) for ridge in RIDGES}
     for held in (half, ~half):
         fit_on = ~held
-        p_without[held] = calibrated(without(fit_on), raw[held], previous[held])
+        p_without[held] = calibrated(without(fit_on), raw[held], previous[held], None, part(biases, held))
         for ridge in RIDGES:
             terms = fit_retry_calibration(raw[fit_on], previous[fit_on], y[fit_on], practice=practice[fit_on],
-                                          learning_ridge=ridge)
-            p_with[ridge][held] = calibrated(terms, raw[held], previous[held], practice[held])
+                                          learning_ridge=ridge, biases=part(biases, fit_on))
+            p_with[ridge][held] = calibrated(terms, raw[held], previous[held], practice[held], part(biases, held))
     losses = {ridge: probability_metrics(y, p)["logloss"] for ridge, p in p_with.items()}
     ridge = min(losses, key=losses.get)
     loss_without = probability_metrics(y, p_without)["logloss"]
@@ -55,6 +57,10 @@ def choose_learning_terms(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
             "used": bool(losses[ridge] < loss_without - MARGIN)}
     if not info["used"]:
         return None, info
-    calibration = fit_retry_calibration(raw, previous, y, practice=practice, learning_ridge=ridge)
+    calibration = fit_retry_calibration(raw, previous, y, practice=practice, learning_ridge=ridge, biases=biases)
     info["weights"] = dict(zip(FEATURES, calibration["learning"]["weights"]))
     return calibration, info
+
+
+def part(rows: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    return None if rows is None else rows[mask]

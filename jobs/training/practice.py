@@ -186,7 +186,8 @@ def fit_embedding(data: PracticeData, params: Params, rows: np.ndarray, seed: in
 
 def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX,
                         half_life: float | None = None, skill: dict | None = None,
-                        prior_means: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        prior_means: np.ndarray | None = None, learner_biases: list | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay each user's attempts in order as the service would: predict attempt t from a live
     fit of the attempts before it (the most recent `history_max`, weighted by recency with
     `half_life` attempts when given), then reveal it. With `skill` terms ({"sd", "half_life"})
@@ -196,13 +197,15 @@ def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarr
 
     Returns (raw logits, outcomes, row index) of every predicted attempt.
     """
-    raws, rows = skill_replays(fitted, data, users, (skill,) if skill else (), history_max, half_life, prior_means)
+    raws, rows = skill_replays(fitted, data, users, (skill,) if skill else (), history_max, half_life, prior_means,
+                               learner_biases)
     return raws[-1], data.outcomes[rows].astype(np.int8), rows
 
 
 def skill_replays(fitted: FittedModel, data: PracticeData, users: np.ndarray, grid: tuple = (),
                   history_max: int = HISTORY_MAX, half_life: float | None = None,
-                  prior_means: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+                  prior_means: np.ndarray | None = None, learner_biases: list | None = None
+                  ) -> tuple[list[np.ndarray], np.ndarray]:
     """One replay (fold_in_predictions) scored without skill terms and with each of `grid`: the skill
     offsets add to a prediction but do not move the live fit, so one pass of fits serves them all.
     Returns ([raw logits without, then with each of grid], row index of every predicted attempt)."""
@@ -224,6 +227,8 @@ def skill_replays(fitted: FittedModel, data: PracticeData, users: np.ndarray, gr
             item = data.items[t]
             raw = float(V[item] @ theta[:-1] + theta[-1] + b[item])
             raws[0].append(raw)
+            if learner_biases is not None:    # the live fit's own bias at this prediction (retry terms)
+                learner_biases.append(float(theta[-1]))
             if skills is not None:
                 same = np.empty(0, dtype=np.int64)
                 if skills[item] >= 0:
@@ -496,34 +501,38 @@ def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict,
     Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged. When the
     sequences carry times, the learning terms (practice and time away, jobs.training.learning)
     join it if they predict held-out dev learners better."""
+    learner_biases: list[float] = []
     raw, y, rows = fold_in_predictions(fitted, sequences, np.unique(sequences.users), half_life=half_life,
-                                       skill=skill, prior_means=means)
+                                       skill=skill, prior_means=means, learner_biases=learner_biases)
     starts = np.r_[True, sequences.users[1:] != sequences.users[:-1]] if len(sequences.users) else np.empty(0, bool)
     previous = last_outcomes(sequences.items, sequences.outcomes, starts)[rows]
+    biases = np.column_stack([fitted.item_biases[sequences.items[rows]].astype(np.float64),
+                              np.asarray(learner_biases, dtype=np.float64)]) if len(rows) else np.zeros((0, 2))
     retries = int((previous >= 0).sum())
     info = {"attempts": len(y), "retries": retries, "platt_logloss": None, "logloss": None}
 
     def without(mask: np.ndarray) -> dict:
-        return fit_retry_calibration(raw[mask], previous[mask], y[mask]) if retries >= MIN_RETRIES \
-            else cal.fit_platt(raw[mask], y[mask])
+        return fit_retry_calibration(raw[mask], previous[mask], y[mask], biases=biases[mask]) \
+            if retries >= MIN_RETRIES else cal.fit_platt(raw[mask], y[mask])
 
     calibration = without(np.ones(len(y), dtype=bool)) if retries >= MIN_RETRIES else platt
     practice = None
     if sequences.times is not None and len(y) >= MIN_LEARNING_ATTEMPTS:
         practice = sequence_features(sequences.users, sequences.items, sequences.outcomes, sequences.times,
                                      sequences.item_skills, HISTORY_MAX)[rows]
-        chosen, info["learning"] = choose_learning_terms(raw, previous, y, practice, sequences.users[rows], without)
+        chosen, info["learning"] = choose_learning_terms(raw, previous, y, practice, sequences.users[rows], without,
+                                                         biases)
         calibration = chosen or calibration
     if retries < MIN_RETRIES and "learning" not in calibration:
         return platt, info
     info["platt_logloss"] = probability_metrics(y, cal.apply(platt, raw))["logloss"]
-    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous, practice))["logloss"]
+    info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous, practice, biases))["logloss"]
     is_retry = previous >= 0
     if retries:
         info["retries_platt_logloss"] = probability_metrics(y[is_retry], cal.apply(platt, raw[is_retry]))["logloss"]
         retry_practice = None if practice is None else practice[is_retry]
         info["retries_logloss"] = probability_metrics(y[is_retry], calibrated(
-            calibration, raw[is_retry], previous[is_retry], retry_practice))["logloss"]
+            calibration, raw[is_retry], previous[is_retry], retry_practice, biases[is_retry]))["logloss"]
     return calibration, info
 
 

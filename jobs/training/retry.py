@@ -35,14 +35,17 @@ def last_outcomes(items: np.ndarray, outcomes: np.ndarray, starts: np.ndarray) -
 
 
 def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
-                          practice: np.ndarray | None = None, learning_ridge: float = LEARNING_RIDGE) -> dict:
+                          practice: np.ndarray | None = None, learning_ridge: float = LEARNING_RIDGE,
+                          biases: np.ndarray | None = None) -> dict:
     """(a, b) and each kind of retry's offset and slope by maximum likelihood (ridge on those four)
     on replayed attempts: raw logits, the previous outcome at the same item (-1 none, 0, 1) and
-    the outcomes. With `practice` ((n, F): app.online.learning.FEATURES of each attempt), also a
-    weight per feature and its change on a retry after a mistake (what predicts a retry is not what
-    predicts a first attempt: the learner's record says more there than the item's score; all
-    ridged by `learning_ridge`), stored as the calibration's `learning` block with the
-    features' dev maxima (the service clips to them)."""
+    the outcomes. With `biases` ((n, 2): the item's bias and the live fit's own bias at each
+    attempt), each kind of retry also weighs them apart: a retry after a mistake is predicted by
+    how easy the item is and how able the learner, which the model's score, just moved by the
+    mistake at this very item, no longer says. With `practice` ((n, F):
+    app.online.learning.FEATURES of each attempt), also a weight per feature and its change on a
+    retry after a mistake (all ridged by `learning_ridge`), stored as the calibration's
+    `learning` block with the features' dev maxima (the service clips to them)."""
     from scipy.optimize import minimize
 
     from app.online.learning import FEATURES
@@ -55,11 +58,15 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     if n < 20 or y.min() == y.max():
         return {"method": "platt", "a": 1.0, "b": 0.0}
     columns = [raw, np.ones(n), mistake, success, mistake * raw, success * raw]
+    if biases is not None:    # the item's and the live fit's own bias, apart, on each kind of retry
+        biases = np.asarray(biases, dtype=np.float64)
+        columns += [mistake * biases[:, 0], mistake * biases[:, 1], success * biases[:, 0], success * biases[:, 1]]
+    retry_columns = len(columns) - 2
     if practice is not None:   # the learning terms, and their change on a retry after a mistake
         practice = np.asarray(practice, dtype=np.float64)
         columns += list(practice.T) + list((practice * mistake[:, None]).T)
     X = np.column_stack(columns)
-    penalty = np.r_[0.0, 0.0, np.full(4, ridge), np.full(X.shape[1] - 6, learning_ridge)]
+    penalty = np.r_[0.0, 0.0, np.full(retry_columns, ridge), np.full(X.shape[1] - 2 - retry_columns, learning_ridge)]
 
     def objective(w):
         z = X @ w
@@ -74,9 +81,13 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     out = {"method": "platt", "a": float(a), "b": float(b),
            "retry": {"after_mistake": float(wm), "after_success": float(ws),
                      "slope_after_mistake": float(cm), "slope_after_success": float(cs)}}
+    if biases is not None:
+        out["retry"]["biases_after_mistake"] = [float(w[6]), float(w[7])]
+        out["retry"]["biases_after_success"] = [float(w[8]), float(w[9])]
+    start = 2 + retry_columns
     if practice is not None:
         f = len(FEATURES)
-        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[6:6 + f]],
-                           "after_mistake": [float(v) for v in w[6 + f:]],
+        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[start:start + f]],
+                           "after_mistake": [float(v) for v in w[start + f:]],
                            "max": [float(v) for v in np.max(practice, axis=0)]}
     return out
