@@ -85,8 +85,6 @@ def test_terms_clip_each_feature_to_what_the_job_saw():
     x[:, column("days_away")] = [np.log1p(3), np.log1p(700)]     # 3 days, then two years away
     assert terms(block, x) == pytest.approx([-0.5 * np.log1p(3), -0.5 * np.log1p(30)])
     assert terms(None, x) == 0.0
-    retry = {**block, "after_mistake": [0.0] * 7 + [0.2]}
-    assert terms(retry, x, np.array([0, 1])) == pytest.approx([-0.3 * np.log1p(3), -0.5 * np.log1p(30)])
 
 
 def _learners(rng, n_users: int, n_items: int, gain: float, forget: float):

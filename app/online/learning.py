@@ -138,18 +138,13 @@ def _in_window(groups: np.ndarray, y: np.ndarray, times: np.ndarray, window: int
     return out_n, out_s, out_last
 
 
-def terms(block: dict | None, x: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray | float:
-    """The logit terms of a calibration's `learning` block for feature rows `x`: the weights, plus
-    their change (`after_mistake`) on a candidate whose previous attempt (`previous`: -1 none, 0,
-    1) was a mistake, with each feature clipped to the range the job saw on dev (no extrapolation
-    to a longer time away or a longer history than it was fitted on)."""
+def terms(block: dict | None, x: np.ndarray) -> np.ndarray | float:
+    """The logit terms of a calibration's `learning` block for feature rows `x`: the weights, with
+    each feature clipped to the range the job saw on dev (no extrapolation to a longer time away
+    or a longer history than it was fitted on)."""
     if not block:
         return 0.0
-    x = np.minimum(x, np.asarray(block["max"], dtype=np.float64))
-    out = x @ np.asarray(block["weights"], dtype=np.float64)
-    if block.get("after_mistake") and previous is not None:
-        out = out + np.where(previous == 0, x @ np.asarray(block["after_mistake"], dtype=np.float64), 0.0)
-    return out
+    return np.minimum(x, np.asarray(block["max"], dtype=np.float64)) @ np.asarray(block["weights"], dtype=np.float64)
 
 
 def later(x: np.ndarray, days: np.ndarray) -> np.ndarray:

@@ -147,7 +147,7 @@ def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None =
     if calibration.get("retry") and previous is not None:
         z = z + retry_terms(calibration["retry"], raw, previous, biases)
     if calibration.get("learning") and practice is not None:
-        z = z + learning.terms(calibration["learning"], practice, previous)
+        z = z + learning.terms(calibration["learning"], practice)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 

@@ -43,9 +43,9 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     attempt), each kind of retry also weighs them apart: a retry after a mistake is predicted by
     how easy the item is and how able the learner, which the model's score, just moved by the
     mistake at this very item, no longer says. With `practice` ((n, F):
-    app.online.learning.FEATURES of each attempt), also a weight per feature and its change on a
-    retry after a mistake (all ridged by `learning_ridge`), stored as the calibration's
-    `learning` block with the features' dev maxima (the service clips to them)."""
+    app.online.learning.FEATURES of each attempt), also a weight per feature (ridged by
+    `learning_ridge`), stored as the calibration's `learning` block with the features' dev maxima
+    (the service clips to them)."""
     from scipy.optimize import minimize
 
     from app.online.learning import FEATURES
@@ -62,9 +62,9 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
         biases = np.asarray(biases, dtype=np.float64)
         columns += [mistake * biases[:, 0], mistake * biases[:, 1], success * biases[:, 0], success * biases[:, 1]]
     retry_columns = len(columns) - 2
-    if practice is not None:   # the learning terms, and their change on a retry after a mistake
+    if practice is not None:   # the learning terms
         practice = np.asarray(practice, dtype=np.float64)
-        columns += list(practice.T) + list((practice * mistake[:, None]).T)
+        columns += list(practice.T)
     X = np.column_stack(columns)
     penalty = np.r_[0.0, 0.0, np.full(retry_columns, ridge), np.full(X.shape[1] - 2 - retry_columns, learning_ridge)]
 
@@ -86,8 +86,6 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
         out["retry"]["biases_after_success"] = [float(w[8]), float(w[9])]
     start = 2 + retry_columns
     if practice is not None:
-        f = len(FEATURES)
-        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[start:start + f]],
-                           "after_mistake": [float(v) for v in w[start + f:]],
+        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[start:]],
                            "max": [float(v) for v in np.max(practice, axis=0)]}
     return out
