@@ -132,8 +132,8 @@ def test_the_calibration_learns_retry_offsets_from_every_dev_attempt(small_demo)
         cur.execute("SELECT a.calibration FROM model_arrays a WHERE a.model_id = %s", (result.outcome.model_id,))
         stored = cur.fetchone()[0]
     small_demo.rollback()
-    assert set(stored["retry"]) == {"after_mistake", "after_success", "slope_after_mistake",
-                                    "slope_after_success"} and stored["method"] == "platt"
+    assert set(stored["retry"]) == {"after_mistake", "after_success", "slope_after_mistake", "slope_after_success",
+                                    "biases_after_mistake", "biases_after_success"} and stored["method"] == "platt"
 
 
 def test_a_units_own_model_must_beat_its_ancestor_by_two_learner_clustered_standard_errors():
