@@ -115,6 +115,7 @@ def test_pfa_and_best_lr_beat_a_static_item_difficulty_model_when_learners_impro
         assert logloss(y, p) < logloss(y, test.p_true.to_numpy()) + 0.02, model     # near the truth
 
 
+@pytest.mark.slow   # eight fits of both baselines: about 8 s
 def test_the_l2_weight_is_chosen_on_dev_and_test_does_not_move_it(population):
     roles, skills_of = population
     rng = np.random.default_rng(9)

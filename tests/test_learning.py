@@ -117,6 +117,7 @@ def _learners(rng, n_users: int, n_items: int, gain: float, forget: float):
     return data, fitted
 
 
+@pytest.mark.slow   # two replays of 36,000 synthetic attempts: about 14 s together
 @pytest.mark.parametrize("gain, forget, kept", [(0.0, 0.0, False), (0.8, 0.5, True)])
 def test_the_job_keeps_learning_terms_only_where_learners_improve_or_forget(gain, forget, kept):
     data, fitted = _learners(np.random.default_rng(5), 500, 60, gain, forget)
