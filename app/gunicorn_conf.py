@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, default_log_format
-from app.logs import gunicorn_logconfig
+from app.infra.logs import gunicorn_logconfig
 
 _level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
 _format = (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower()
@@ -69,6 +69,6 @@ def on_exit(server):
 
 def worker_exit(server, worker):
     """A worker stopping gracefully writes its buffered recommendation log rows first."""
-    from app import recommendation_log
+    from app.serving import recommendation_log
 
     recommendation_log.close_all()

@@ -4,8 +4,8 @@ service. Per tenant, `i2u_{tenant}.csv` (`uid,iid,ranking`: each user's top N it
 Totara's component-prefixed form (`engage_article12`, as the Totara import stores them).
 
 Both come from the same engine as the service: each user's list is what /user-items would answer
-over all the tenant's items (app.recommend with strategy top, without the user's positive items,
-not logged), each item's what /similar-items would answer (app.related) without the type filter.
+over all the tenant's items (app.serving.recommend with strategy top, without the user's positive items,
+not logged), each item's what /similar-items would answer (app.serving.related) without the type filter.
 Each file is written to a temporary name and renamed, so Totara never uploads half a file.
 """
 from __future__ import annotations
@@ -16,10 +16,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import catalog, related, tenants
-from app import queries as q
+from app.access import tenants
+from app.catalogue import catalog
 from app.errors import NotFound
-from app.model_cache import ModelCache
+from app.infra import queries as q
+from app.model.cache import ModelCache
+from app.serving import related
 
 
 @dataclass

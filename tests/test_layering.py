@@ -21,9 +21,9 @@ FORBIDDEN = {
 }
 # Rooms that hold numerical code: arrays in, arrays out, no web framework, no database.
 PURE = {
-    "app.online": ("flask", "psycopg2", "redis", "app.queries", "app.db", "app.api", "lightfm"),
-    "app.strategies": ("flask", "psycopg2", "redis", "app.queries", "app.db", "app.api"),
-    "app.records": ("flask", "psycopg2", "app.api"),
+    "app.online": ("flask", "psycopg2", "redis", "app.infra.queries", "app.infra.db", "app.api", "lightfm"),
+    "app.strategies": ("flask", "psycopg2", "redis", "app.infra.queries", "app.infra.db", "app.api"),
+    "app.catalogue.records": ("flask", "psycopg2", "app.api"),
 }
 
 
@@ -51,7 +51,7 @@ def imports_of(path: Path, name: str) -> list[tuple[str, int]]:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
             found.append((base, node.lineno))
-            # `from app import history` imports the module app.history
+            # `from app import strategies` imports the module app.strategies
             found += [(f"{base}.{alias.name}", node.lineno) for alias in node.names]
     return found
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from app import history as hist
-from app.modelstore import StoredModel
+from app.catalogue import history as hist
+from app.model.store import StoredModel
 from app.online.learning import DAY_S, FEATURES, features, sequence_features, terms
 from app.online.scoring import ServingModel, calibrated
-from app.recommend import score_candidates
+from app.serving.recommend import score_candidates
 from jobs.training.practice import FittedModel, PracticeData, fold_in_predictions, retry_calibration
 from jobs.training.retry import last_outcomes
 

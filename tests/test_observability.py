@@ -18,8 +18,8 @@ import psycopg2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import jobruns
-from app.logs import JsonFormatter, redact
+from app.infra import jobruns
+from app.infra.logs import JsonFormatter, redact
 from harness.service import running_service
 from tests.conftest import TEST_API_KEY
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from app import metrics
+from app.access.tenants import DEFAULT, TENANT_HEADER
 from app.api.context import get_conn
 from app.api.errors import problem
-from app.tenants import DEFAULT, TENANT_HEADER
+from app.infra import metrics
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
 

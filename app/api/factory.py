@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Flask, g
 
-from app import logs
+from app.access.keys import Keyring
+from app.access.ratelimit import RateLimiter
+from app.access.tenants import TenantDirectory
 from app.api import (
     catalog,
     experiments,
@@ -22,16 +24,14 @@ from app.api.errors import register_error_handlers
 from app.api.observe import finish, start_timer
 from app.api.paths import EncodedSlashes, IdConverter
 from app.api.query import check_query
-from app.cache import Cache
-from app.candidates import CandidateCache
+from app.catalogue.candidates import CandidateCache
 from app.config import Settings
 from app.dashboard.routes import init_app as init_dashboard
-from app.db import ConnectionPool
-from app.keys import Keyring
-from app.model_cache import ModelCache
-from app.ratelimit import RateLimiter
-from app.recommendation_log import RecommendationLog
-from app.tenants import TenantDirectory
+from app.infra import logs
+from app.infra.cache import Cache
+from app.infra.db import ConnectionPool
+from app.model.cache import ModelCache
+from app.serving.recommendation_log import RecommendationLog
 
 
 def create_app(settings: Settings | None = None) -> Flask:

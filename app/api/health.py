@@ -4,11 +4,11 @@ from __future__ import annotations
 import psycopg2
 from flask import Blueprint, current_app
 
-from app import migrations
 from app.api.context import get_cache
 from app.api.schemas import Health, Ready
 from app.api.spec import documented
-from app.db import DatabaseUnavailable
+from app.infra import migrations
+from app.infra.db import DatabaseUnavailable
 
 bp = Blueprint("health", __name__)
 

@@ -1,14 +1,14 @@
-"""What a learner knows: GET /v1/users/{user_id}/knowledge (app.knowledge does the work)."""
+"""What a learner knows: GET /v1/users/{user_id}/knowledge (app.serving.knowledge does the work)."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from app import knowledge
 from app.api.context import current_tenant, get_cache, get_conn
 from app.api.query import ids_arg
 from app.api.schemas import Knowledge, Problem
 from app.api.spec import documented
-from app.records import ID_SCHEMA, identifier
+from app.catalogue.records import ID_SCHEMA, identifier
+from app.serving import knowledge
 
 bp = Blueprint("knowledge", __name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app
 
-from app import metrics
 from app.api.spec import documented
+from app.infra import metrics
 
 bp = Blueprint("monitoring", __name__)
 

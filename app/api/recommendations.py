@@ -3,8 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from app import queries as q
-from app import related, strategies
+from app import strategies
 from app.api.context import current_tenant, get_cache, get_conn, get_recommendation_log
 from app.api.observe import request_id
 from app.api.query import ids_arg, int_arg
@@ -18,9 +17,11 @@ from app.api.schemas import (
     Trending,
 )
 from app.api.spec import documented, parse_body
+from app.catalogue.records import ID_SCHEMA, identifier
 from app.errors import InputError
-from app.recommend import RecommendationRequest, predict, recommend
-from app.records import ID_SCHEMA, identifier
+from app.infra import queries as q
+from app.serving import related
+from app.serving.recommend import RecommendationRequest, predict, recommend
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}

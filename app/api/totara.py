@@ -1,6 +1,6 @@
 """Totara's machine-learning service endpoints, as Totara's PHP client calls them (ml_service\\api):
 GET /user-items, /similar-items and /health-check, signed with X-Totara-Time and X-Totara-Ml-Key
-(app.totara), answered from the same engine as /v1 (app.recommend, app.related).
+(app.totara.protocol), answered from the same engine as /v1 (app.serving.recommend, app.serving.related).
 
 Totara treats any status but 200 as a failure and then serves its own cache, so every refusal is
 a 4xx/5xx with Totara's failure body {"success": false, "message": ...}; a valid request for a
@@ -17,15 +17,16 @@ import psycopg2
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app import queries as q
-from app import related, totara
 from app.api.context import get_cache, get_conn, get_recommendation_log
 from app.api.observe import request_id
 from app.api.recommendations import _candidates, _models
 from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
 from app.api.spec import documented
-from app.db import DatabaseUnavailable
 from app.errors import InputError, NotFound, UnknownIds
+from app.infra import queries as q
+from app.infra.db import DatabaseUnavailable
+from app.serving import related
+from app.totara import protocol as totara
 
 log = logging.getLogger("adaptrec.totara")
 bp = Blueprint("totara", __name__)

@@ -1,15 +1,16 @@
 """The learner and item pages: what support needs to answer "it keeps giving her items that are
-too hard", built on the service's own request path (app.recommend) and related items."""
+too hard", built on the service's own request path (app.serving.recommend) and related items."""
 from __future__ import annotations
 
 import numpy as np
 
-from app import catalog, recommend
-from app import queries as q
+from app.catalogue import catalog
 from app.dashboard import charts
 from app.errors import NotFound
+from app.infra import queries as q
 from app.online.scoring import practice_probabilities
-from app.related import similar_items
+from app.serving import recommend
+from app.serving.related import similar_items
 
 MOST_ITEMS = 300      # live p of at most this many items of the unit
 FALLBACKS = {

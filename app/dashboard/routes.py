@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, g, redirect, request, send_from_directory, url_for
 
-from app import keys, tenants
+from app.access import keys, tenants
+from app.catalogue.records import identifier
 from app.dashboard import calibration, experiments, learners, models, overview, rollup, sessions, web
 from app.errors import InputError, NotFound
-from app.records import identifier
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"

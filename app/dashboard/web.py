@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import redis
 from flask import current_app, g, redirect, render_template, request, url_for
 
+from app.catalogue.records import text_problem
 from app.dashboard import sessions
-from app.records import text_problem
 
 SESSION_COOKIE = "adaptrec_dashboard"
 LOGIN_COOKIE = "adaptrec_dashboard_login"

@@ -9,18 +9,19 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from app import candidates as cand
-from app import catalog, metrics
-from app import queries as q
+from app.catalogue import candidates as cand
+from app.catalogue import catalog
+from app.infra import metrics
+from app.infra import queries as q
 from app.online.similar import most_similar
-from app.recommend import RecommendationRequest, serve
+from app.serving.recommend import RecommendationRequest, serve
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
-    from app.recommendation_log import RecommendationLog
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
+    from app.serving.recommendation_log import RecommendationLog
 
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request

@@ -21,14 +21,15 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from app import catalog, metrics
-from app import queries as q
+from app.catalogue import catalog
 from app.errors import UnknownIds
+from app.infra import metrics
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
+    from app.infra.cache import Cache
 
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600

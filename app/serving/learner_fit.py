@@ -1,5 +1,5 @@
 """What a practice model's live fit takes from a learner, the same for a recommendation
-(app.recommend) and their knowledge (app.knowledge): their attempts on the model's items, their
+(app.serving.recommend) and their knowledge (app.serving.knowledge): their attempts on the model's items, their
 metadata prior, and vectors for items newer than the model."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from app import history as hist
-from app import queries as q
+from app.catalogue import history as hist
+from app.infra import queries as q
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel
 

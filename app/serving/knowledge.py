@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app import history as hist
-from app import queries as q
 from app import strategies
+from app.catalogue import history as hist
 from app.errors import InputError, UnknownIds
-from app.learner_fit import cover_new_items, learner_prior, practice_history
+from app.infra import queries as q
 from app.online.knowledge import estimate, typical_rows
+from app.serving.learner_fit import cover_new_items, learner_prior, practice_history
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
     from app.online.scoring import ServingModel
 
 MASTERY_THRESHOLD = 0.8

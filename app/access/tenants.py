@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from app import queries as q
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -65,7 +65,8 @@ def counts(conn: Connection, tenant: str) -> dict:
     return q.fetch_one(conn, "tenant_counts", tenant=tenant)
 
 
-CACHED = ("hist", "histgen", "cand", "trend", "popular")   # Redis key kinds that name the tenant (app.history, ...)
+# Redis key kinds that name the tenant (app.catalogue.history, ...)
+CACHED = ("hist", "histgen", "cand", "trend", "popular")
 
 
 def forget_cached(cache, tenant: str) -> int:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from app import candidates as cand
-from app import experiments, knowledge, metrics, strategies
-from app import history as hist
-from app import queries as q
+from app import strategies
+from app.catalogue import candidates as cand
+from app.catalogue import history as hist
 from app.errors import InputError
-from app.learner_fit import cover_new_items, learner_prior, practice_history
+from app.infra import metrics
+from app.infra import queries as q
 from app.online.scoring import (
     CandidateRows,
     ServingModel,
@@ -30,13 +30,15 @@ from app.online.scoring import (
     engagement_scores,
     practice_probabilities,
 )
+from app.serving import experiments, knowledge
+from app.serving.learner_fit import cover_new_items, learner_prior, practice_history
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
-    from app.recommendation_log import RecommendationLog
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
+    from app.serving.recommendation_log import RecommendationLog
 
 
 @dataclass
@@ -194,7 +196,7 @@ def serve(conn: Connection, tenant: str, cache: Cache, models: ModelCache, req: 
           request_id: str, now: datetime | None = None, log: RecommendationLog | None = None,
           local_candidates=None) -> Served:
     """`recommend`, and what it learned on the way that a caller building on the answer needs
-    (app.related.user_top_items), so it is not read twice. `log`: where the answer's row goes
+    (app.serving.related.user_top_items), so it is not read twice. `log`: where the answer's row goes
     (written off the request path); None: not logged."""
     now = now or datetime.now(UTC)
     variant, strategy, params, tag = _variant(conn, tenant, req)

@@ -8,8 +8,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from app import modelstore
-from app import queries as q
+from app.infra import queries as q
+from app.model import store as modelstore
 from app.online.scoring import ServingModel
 
 if TYPE_CHECKING:
