@@ -22,6 +22,7 @@ from app.errors import NotFound
 from app.infra import queries as q
 from app.model.cache import ModelCache
 from app.serving import related
+from app.serving.context import RequestContext
 
 
 @dataclass
@@ -45,12 +46,13 @@ def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = Non
         for user in users:
             if not roots:
                 break
-            top = related.user_top_items(conn, tenant, cache, models, user, roots, n, f"export-{uuid.uuid4().hex}")
+            ctx = RequestContext(conn, tenant, cache, models, request_id=f"export-{uuid.uuid4().hex}")
+            top = related.user_top_items(ctx, user, roots, n)
             i2u += [(user, item, score) for item, score in top]
         i2i = []
         for item in items:
             try:
-                similar = related.similar_items(conn, tenant, models, item, n)
+                similar = related.similar_items(RequestContext(conn, tenant, cache, models), item, n)
             except NotFound:
                 continue
             i2i += [(item, s["item_id"], s["similarity"]) for s in similar["items"] if s["item_id"] != item]

@@ -19,7 +19,7 @@ from app.online.knowledge import due_in_days, estimate, logit, typical_rows
 from app.online.learning import DAY_S, FEATURES, features, later
 from app.online.scoring import ServingModel, calibrated
 from app.serving.knowledge import knowledge, unit_knowledge
-from app.serving.recommend import RecommendationRequest, recommend
+from app.serving.recommend import RecommendationRequest, RequestContext, recommend
 from jobs import knowledge as snapshot_job
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -129,8 +129,8 @@ def test_due_is_where_the_forecast_crosses_the_review_threshold():
 class Course:
     def __init__(self, app, conn, tenant: str = "default"):
         self.app, self.conn, self.tenant = app, conn, tenant
-        self.cache = app.extensions["adaptrec.cache"]
-        self.models = app.extensions["adaptrec.models"]
+        self.cache = app.extensions["adaptrec"].cache
+        self.models = app.extensions["adaptrec"].models
 
     def build(self, course_attrs: dict | None = None, skill_attrs: dict | None = None, forgetting: bool = True):
         with self.conn:
@@ -164,7 +164,8 @@ class Course:
 
     def recommend(self, user: str, strategy: str, n: int = 3, now: datetime = NOW, **kw) -> dict:
         req = RecommendationRequest(user_id=user, units=["course"], n=n, strategy=strategy, **kw)
-        return recommend(self.conn, self.tenant, self.cache, self.models, req, uuid.uuid4().hex, now=now)
+        ctx = RequestContext(self.conn, self.tenant, self.cache, self.models, request_id=uuid.uuid4().hex, now=now)
+        return recommend(ctx, req).as_json()
 
 
 @pytest.fixture
@@ -201,8 +202,9 @@ def test_p_is_what_a_prediction_gives_on_the_units_median_item(course):
     # the median (lower middle) easiness: bias 0, item q2 of each skill; for the course, of the
     # nine items at or below it in easiness order (ties in id order), s3-q2
     for unit_id, item in (("s1", "s1-q2"), ("s2", "s2-q2"), ("s3", "s3-q2"), ("course", "s3-q2")):
-        predicted = predict(course.conn, "default", course.cache, course.models, user, ["course"], [item], now=NOW)
-        assert known[unit_id]["p"] == pytest.approx(predicted["items"][0]["p"], abs=1e-6), unit_id
+        ctx = RequestContext(course.conn, "default", course.cache, course.models, now=NOW)
+        predicted = predict(ctx, user, ["course"], [item])
+        assert known[unit_id]["p"] == pytest.approx(predicted.p[0], abs=1e-6), unit_id
 
 
 def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):

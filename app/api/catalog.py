@@ -1,9 +1,9 @@
 """Catalogue endpoints: users, items and units (with their children and items)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
-from app.api.context import current_tenant, get_conn
+from app.api.context import current_tenant, get_conn, services
 from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
 from app.catalogue import catalog
@@ -23,7 +23,7 @@ def _seen_at_once(response):
     """After a write through this worker (committed by now), its next request reads the catalogue
     version again instead of waiting up to a second (app.catalogue.candidates.VERSION_TTL_S)."""
     if request.method != "GET" and response.status_code < 400:
-        current_app.extensions["adaptrec.candidates"].forget_version(current_tenant())
+        services().candidates.forget_version(current_tenant())
     return response
 
 
