@@ -30,7 +30,7 @@ graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
 # gthread: each worker serves keep-alive connections (a backend's connection pool; the sync
 # worker closes every connection). One request thread per worker by default: at 400
-# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/BENCHMARKS.md, "The
+# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/benchmarks-log.md, "The
 # request path at the floor"); more threads let slow requests (dashboard pages, big ingest
 # batches) overlap with fast ones, at some CPU per request.
 worker_class = "app.gunicorn_worker.ProblemThreadWorker"
