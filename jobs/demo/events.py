@@ -87,8 +87,34 @@ def build_attempts(rng: np.random.Generator, cat: Catalogue, learners: Learners,
     per attempt, so K ~ Geometric(s), all but the last wrong, the last right with chance p/s),
     which is the same distribution as drawing attempt by attempt.
     """
-    n_users = len(learners.ids)
     counts = _per_user_counts(rng, learners.activity, total)
+    visits = _visits(rng, cat, learners, counts, total)
+    a_visit, a_try, a_user, outcome = _attempt_runs(rng, visits, counts, total)
+    question = visits.question[a_visit]
+
+    # Durations: ~30 s median, longer for hard questions and wrong answers, quicker on a retry.
+    b = cat.difficulty[question]
+    seconds = np.exp(rng.normal(np.log(30.0) + 0.25 * b, 0.5)) * np.where(outcome == 1, 1.0, 1.25)
+    seconds = np.clip(np.where(a_try > 0, 0.6, 1.0) * seconds, 3.0, 600.0)
+    duration_ms = np.round(seconds * 1000).astype(np.int64)
+    occurred = _sitting_times(rng, learners, visits.sitting[a_visit], visits.sitting_user, seconds)
+    return Events(a_user, cat.question_ids[question], np.full(len(a_user), "attempt"), outcome,
+                  duration_ms, occurred, p_correct=visits.p[a_visit])
+
+
+@dataclass
+class _Visits:
+    """Each visit (a learner meets a question), in learner then time order, and its sitting."""
+    user: np.ndarray            # learner index per visit
+    sitting: np.ndarray         # sitting index per visit
+    question: np.ndarray        # question index per visit
+    p: np.ndarray               # the true chance of a right answer per visit
+    sitting_user: np.ndarray    # learner index per sitting
+
+
+def _visits(rng, cat: Catalogue, learners: Learners, counts: np.ndarray, total: int) -> _Visits:
+    """`counts` visits per learner, in sittings; each sitting walks a section's questions."""
+    n_users = len(learners.ids)
     # A learner never needs more visits than attempts, so `counts` visits each is enough.
     v_user = np.repeat(np.arange(n_users), counts)
     first_of_user = _group_starts(v_user)
@@ -97,6 +123,20 @@ def build_attempts(rng: np.random.Generator, cat: Catalogue, learners: Learners,
     sitting_start = first_of_user | (rng.random(total) < 1.0 / MEAN_SESSION_QUESTIONS)
     v_sitting = np.cumsum(sitting_start) - 1
     s_user = v_user[sitting_start]
+    s_section, s_chain, offset = _sitting_sections(rng, cat, learners, s_user)
+    v_chain = s_chain[v_sitting]
+    v_pos = _rank_in_group(_group_starts(v_chain)) + offset[v_chain]
+    v_section = s_section[v_sitting]
+    v_question = cat.section_first[v_section] + v_pos % cat.section_size[v_section]
+    v_subject = v_section // (SECTIONS_PER_SUBJECT * cat.levels)
+    p = 1.0 / (1.0 + np.exp(-(learners.ability[v_user, v_subject] - cat.difficulty[v_question])))
+    return _Visits(v_user, v_sitting, v_question, p, s_user)
+
+
+def _sitting_sections(rng, cat: Catalogue, learners: Learners, s_user: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sitting: its section, the first sitting of its chain on that section, and where the
+    chain starts in the section's questions."""
     s_first = _group_starts(s_user)
     # Each sitting picks a subject (strong subjects more often) and a section (earlier ones more
     # often), or, with chance STAY_IN_SECTION, continues the learner's previous sitting's section.
@@ -112,33 +152,24 @@ def build_attempts(rng: np.random.Generator, cat: Catalogue, learners: Learners,
     # (the first question 40% of the time), wrapping round to the start.
     size = cat.section_size[s_section]
     offset = np.where(rng.random(len(s_user)) < 0.4, 0, rng.integers(0, 1 << 30, len(s_user)) % size)
-    v_chain = s_chain[v_sitting]
-    v_pos = _rank_in_group(_group_starts(v_chain)) + offset[v_chain]
-    v_section = s_section[v_sitting]
-    v_question = cat.section_first[v_section] + v_pos % cat.section_size[v_section]
-    v_subject = v_section // (SECTIONS_PER_SUBJECT * cat.levels)
-    p = 1.0 / (1.0 + np.exp(-(learners.ability[v_user, v_subject] - cat.difficulty[v_question])))
+    return s_section, s_chain, offset
 
-    # Expand visits into runs of attempts, then keep each learner's first `counts` attempts.
+
+def _attempt_runs(rng, visits: _Visits, counts: np.ndarray, total: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Expand visits into runs of attempts, then keep each learner's first `counts` attempts:
+    per attempt its visit, its try within the visit (0 first), its learner and its outcome."""
+    p = visits.p
     stop = 1.0 - (1.0 - p) * RETRY_AFTER_WRONG
     runs = rng.geometric(stop)
     last_right = rng.random(total) < p / stop
     a_visit = np.repeat(np.arange(total), runs)
     a_try = _rank_in_group(_group_starts(a_visit))
-    a_user = v_user[a_visit]
+    a_user = visits.user[a_visit]
     keep = _rank_in_group(_group_starts(a_user)) < counts[a_user]
     a_visit, a_try, a_user = a_visit[keep], a_try[keep], a_user[keep]
     outcome = np.where(a_try == runs[a_visit] - 1, last_right[a_visit], False).astype(np.int8)
-    question = v_question[a_visit]
-
-    # Durations: ~30 s median, longer for hard questions and wrong answers, quicker on a retry.
-    b = cat.difficulty[question]
-    seconds = np.exp(rng.normal(np.log(30.0) + 0.25 * b, 0.5)) * np.where(outcome == 1, 1.0, 1.25)
-    seconds = np.clip(np.where(a_try > 0, 0.6, 1.0) * seconds, 3.0, 600.0)
-    duration_ms = np.round(seconds * 1000).astype(np.int64)
-    occurred = _sitting_times(rng, learners, v_sitting[a_visit], s_user, seconds)
-    return Events(a_user, cat.question_ids[question], np.full(len(a_user), "attempt"), outcome,
-                  duration_ms, occurred, p_correct=p[a_visit])
+    return a_visit, a_try, a_user, outcome
 
 
 def _sitting_times(rng, learners: Learners, a_sitting: np.ndarray, s_user: np.ndarray,
