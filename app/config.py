@@ -1,7 +1,7 @@
 """Every setting adaptrec reads from the environment, in one place.
 
 Production sets ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL. With neither set, commands use
-the embedded servers under ADAPTREC_HOME/var (see app.embedded).
+the embedded servers under ADAPTREC_HOME/var (see cli.embedded).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 SQL_DIR = PROJECT_ROOT / "sql"
-# gunicorn's limits on the HTTP request head (set in app/gunicorn_conf.py, quoted in /openapi.json):
+# gunicorn's limits on the HTTP request head (set in cli/gunicorn_conf.py, quoted in /openapi.json):
 # past them gunicorn answers 414 or 431 itself, before the application sees the request.
 REQUEST_LINE_MAX_BYTES = 4094
 HEADER_FIELDS_MAX = 100

@@ -1,7 +1,7 @@
 """Prometheus metrics: what every worker counts, and the exposition at /metrics.
 
 Under gunicorn each worker is its own process, so prometheus-client runs in multiprocess mode:
-PROMETHEUS_MULTIPROC_DIR (set by app/gunicorn_conf.py before any worker starts) holds one file
+PROMETHEUS_MULTIPROC_DIR (set by cli/gunicorn_conf.py before any worker starts) holds one file
 per worker and /metrics sums them. Without it (tests, a single process) the default registry is
 used. Facts that live in Postgres (active models, job runs) are read at scrape time, so every
 worker and replica reports the same values and a job process needs no exporter of its own.

@@ -95,9 +95,9 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
     from app import catalog
     from app.cache import Cache
     from app.config import Settings
-    from app.embedded import servers_for
     from app.model_cache import ModelCache
     from app.records import Item
+    from cli.embedded import servers_for
     from harness.databases import connected_scratch_database
     from jobs.importers.common import Loader
     from jobs.train import TrainConfig, run_training

@@ -528,9 +528,9 @@ def main(argv=None) -> int:
             mix = {"learners": users, "miss": 0.0, "tenant": "default", "topn_learners": []}
         else:
             from app.config import Settings
-            from app.embedded import servers_for
             from app.tenants import DEFAULT
             from bench.request_mix import TOPN_TENANT, TOPN_UNIT, warm_histories
+            from cli.embedded import servers_for
             from harness.databases import connected_scratch_database, scratch_redis_prefix
             from harness.service import running_service
 

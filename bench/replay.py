@@ -370,8 +370,8 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
         protocol: str = "learner", skill_requests: bool = True) -> dict:
     from app.cache import Cache
     from app.config import Settings
-    from app.embedded import servers_for
     from app.model_cache import ModelCache
+    from cli.embedded import servers_for
     from harness.databases import connected_scratch_database
     from jobs.train import TrainConfig
 

@@ -28,7 +28,7 @@ def database(settings=None):
     """Yield (settings, connection) on the configured or embedded servers."""
     from app.config import Settings
     from app.db import connect
-    from app.embedded import servers_for
+    from cli.embedded import servers_for
 
     settings = settings or Settings.from_env()
     with servers_for(settings) as resolved:

@@ -26,9 +26,9 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     from app.config import ConfigError, log_level
     from app.db import DatabaseUnavailable
-    from app.embedded import EmbeddedError
     from app.logs import quiet_libraries
     from app.migrations import MigrationError
+    from cli.embedded import EmbeddedError
     from jobs.importers.common import ImportFailed
 
     try:

@@ -21,10 +21,10 @@ from dataclasses import replace
 from app import queries as q
 from app.config import PROJECT_ROOT, Settings
 from app.db import connect
-from app.embedded import servers_for
 from app.migrations import migrate
 from app.tenants import DEFAULT
 from cli.arguments import port_number, positive
+from cli.embedded import servers_for
 
 
 def add_parser(sub) -> None:
@@ -137,8 +137,8 @@ def _examples(base: str, key: str, ids: dict) -> str:
 
 def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
     """The gunicorn command line of `adaptrec serve` (plus `extra` arguments). The settings file
-    app/gunicorn_conf.py sets up multiprocess metrics, JSON logs and the graceful timeout."""
-    return [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf", "--bind", bind,
+    cli/gunicorn_conf.py sets up multiprocess metrics, JSON logs and the graceful timeout."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:cli.gunicorn_conf", "--bind", bind,
             "--workers", str(workers), "--chdir", str(PROJECT_ROOT), *(extra or []), "app.api.factory:create_app()"]
 
 

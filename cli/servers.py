@@ -10,7 +10,7 @@ def add_parser(sub) -> None:
 
 def cmd_servers(args) -> int:
     from app.config import Settings
-    from app.embedded import EmbeddedServers
+    from cli.embedded import EmbeddedServers
 
     settings = Settings.from_env()
     servers = EmbeddedServers(settings.var_dir)

@@ -1,4 +1,4 @@
-"""gunicorn settings of `adaptrec serve` (gunicorn --config python:app.gunicorn_conf).
+"""gunicorn settings of `adaptrec serve` (gunicorn --config python:cli.gunicorn_conf).
 
 Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before any
 worker imports it, emptied at start (stale files would add old counts), and dead workers marked
@@ -33,10 +33,10 @@ timeout = 60
 # recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/BENCHMARKS.md, "The
 # request path at the floor"); more threads let slow requests (dashboard pages, big ingest
 # batches) overlap with fast ones, at some CPU per request.
-worker_class = "app.gunicorn_worker.ProblemThreadWorker"
+worker_class = "cli.gunicorn_worker.ProblemThreadWorker"
 threads = int(os.environ.get("ADAPTREC_THREADS", "1"))
 keepalive = int(os.environ.get("ADAPTREC_KEEPALIVE_S", "75"))  # idle seconds a connection is kept open
-logger_class = "app.gunicorn_worker.Logger"
+logger_class = "cli.gunicorn_worker.Logger"
 limit_request_line = REQUEST_LINE_MAX_BYTES
 limit_request_fields = HEADER_FIELDS_MAX
 limit_request_field_size = HEADER_FIELD_MAX_BYTES
