@@ -10,12 +10,12 @@ No label carries a user id or a key's secret: label values are bounded sets.
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from app import queries as q
+from app.config import multiprocess_metrics_dir
 
 log = logging.getLogger("adaptrec.metrics")
 
@@ -112,7 +112,7 @@ class _Default:
 def render(pool) -> tuple[bytes, str]:
     """The exposition text of every worker (multiprocess mode) or this process, plus Postgres facts."""
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_metrics_dir():
         from prometheus_client import multiprocess
 
         multiprocess.MultiProcessCollector(registry)

@@ -58,12 +58,13 @@ def cmd_db_log_retention(args) -> int:
 def log_upkeep(settings, conn, days: int | None, quiet: bool) -> None:
     """The recommendation log's upkeep (jobs.log_retention), recorded as its own job run; `train
     --all` runs it too."""
+    from app.config import log_retention_days
     from app.jobruns import recorded
     from app.tenants import DEFAULT
     from jobs import log_retention
 
     try:
-        days = log_retention.retention_days() if days is None else days
+        days = log_retention_days() if days is None else days
     except ValueError as exc:
         raise CliError(f"adaptrec: {exc}", EXIT_USAGE) from None
     with recorded(settings.database_url, "log_retention", DEFAULT, days=days) as run:
