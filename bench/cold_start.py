@@ -95,9 +95,9 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
     from app.catalogue import catalog
     from app.catalogue.records import Item
     from app.config import Settings
-    from app.embedded import servers_for
     from app.infra.cache import Cache
     from app.model.cache import ModelCache
+    from cli.embedded import servers_for
     from harness.databases import connected_scratch_database
     from jobs.importers.common import Loader
     from jobs.train import TrainConfig, run_training

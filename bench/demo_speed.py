@@ -15,8 +15,8 @@ import time
 from datetime import UTC, datetime
 
 from app.config import Settings
-from app.embedded import servers_for
 from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from jobs.demo import DemoConfig, generate_demo
 

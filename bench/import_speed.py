@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Settings
-from app.embedded import servers_for
 from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from harness.measure import machine
 from jobs.importers import FORMATS, ImportFailed, run_import

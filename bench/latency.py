@@ -529,8 +529,8 @@ def main(argv=None) -> int:
         else:
             from app.access.tenants import DEFAULT
             from app.config import Settings
-            from app.embedded import servers_for
             from bench.request_mix import TOPN_TENANT, TOPN_UNIT, warm_histories
+            from cli.embedded import servers_for
             from harness.databases import connected_scratch_database, scratch_redis_prefix
             from harness.service import running_service
 

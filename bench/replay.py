@@ -369,9 +369,9 @@ def run(data: Path | None, max_test_students: int | None = None, retrain: bool =
         train_all_units: bool = True, predictions: Path | None = None, regime: str = "all",
         protocol: str = "learner", skill_requests: bool = True) -> dict:
     from app.config import Settings
-    from app.embedded import servers_for
     from app.infra.cache import Cache
     from app.model.cache import ModelCache
+    from cli.embedded import servers_for
     from harness.databases import connected_scratch_database
     from jobs.train import TrainConfig
 

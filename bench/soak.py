@@ -523,7 +523,7 @@ def main(argv=None) -> int:
             cpu_groups = {"gunicorn_workers": lambda: child_pids(master)} if master else {}
         else:
             from app.config import Settings
-            from app.embedded import servers_for
+            from cli.embedded import servers_for
             from harness.databases import scratch_database, scratch_redis_prefix
             from harness.service import running_service
 

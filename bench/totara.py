@@ -626,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench.totara: {message}", file=sys.stderr, flush=True)
 
     from app.config import Settings
-    from app.embedded import servers_for
+    from cli.embedded import servers_for
 
     started = time.perf_counter()
     report: dict = {"date": date.today().isoformat(), "machine": machine(), "load_at_start": loadavg(),

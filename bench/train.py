@@ -24,8 +24,8 @@ from datetime import date
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
-from app.embedded import servers_for
 from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from harness.measure import TreeMemory, machine
 from jobs.train import TrainConfig, run_training

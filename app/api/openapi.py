@@ -20,7 +20,7 @@ REF = "#/components/schemas/{model}"
 _PROTECTED_ERRORS = (401, 403, 409, 429, 503)
 _BODY_ERRORS = (400, 413, 415, 422)
 # Answered by the HTTP server (gunicorn) before the application sees the request, on any
-# operation; app/gunicorn_worker.py makes them problem+json like the rest.
+# operation; cli/gunicorn_worker.py makes them problem+json like the rest.
 _PROTOCOL_ERRORS = {
     400: "the request is not valid HTTP/1.1 (request line, header name or value, chunked body)",
     414: f"the request line (method, path and query) is longer than {REQUEST_LINE_MAX_BYTES} bytes; "
