@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 
 from app.config import Settings
 from app.embedded import servers_for
-from bench.report import emit
 from harness.databases import connected_scratch_database
+from harness.report import emit
 from jobs.demo import DemoConfig, generate_demo
 
 

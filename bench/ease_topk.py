@@ -28,7 +28,7 @@ import numpy as np
 
 from app.modelstore import pack, pack_item_weights
 from app.online.topn import ease_scores, positives_matrix
-from bench.report import emit
+from harness.report import emit
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours
 
 NEIGHBOURS = (50, 100, 200, 500)

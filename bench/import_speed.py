@@ -15,9 +15,9 @@ from pathlib import Path
 
 from app.config import Settings
 from app.embedded import servers_for
-from bench.report import emit
 from harness.databases import connected_scratch_database
 from harness.measure import machine
+from harness.report import emit
 from jobs.importers import FORMATS, ImportFailed, run_import
 
 

@@ -110,7 +110,7 @@ from bench.compare import (
     slice_table,
 )
 from bench.knowledge_tracing_baselines import kt_predictions
-from bench.report import emit
+from harness.report import emit
 from jobs.training import split
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"

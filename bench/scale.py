@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from bench.report import emit
 from harness.measure import TreeMemory, loadavg, machine
+from harness.report import emit
 
 SIZES_SQL = """SELECT relname, pg_total_relation_size(oid) FROM pg_class
                WHERE relname IN ('interactions', 'users', 'items', 'units', 'models', 'model_arrays')"""

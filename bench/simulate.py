@@ -44,7 +44,7 @@ whole sessions; the report says how near the target the served items really were
    (MAE and bias per slice, and MAE by attempt-number band 1-5, 6-10, 11-20, 21-40: how fast a
    new learner's error falls); learning gain per session (true ability after minus before); the
    service minus the ceiling (gaps and biases per slice); per A/B variant the realised success
-   rate. JSON via bench.report.emit, a markdown table on stderr.
+   rate. JSON via harness.report.emit, a markdown table on stderr.
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
@@ -67,12 +67,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import emit
 from bench.simulate_service import Arm, drive_arm, setup_service
 from bench.simulation.ceiling import CeilingPolicy
 from bench.simulation.figures import policy_figures, table, variant_figures, versus
 from bench.simulation.policies import OraclePolicy, RandomPolicy
 from bench.simulation.world import Plan, build_world, run_baseline
+from harness.report import emit
 
 EXPERIMENT = "sim-ab"
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,

@@ -73,8 +73,8 @@ import numpy as np
 from app.config import Settings
 from app.embedded import servers_for
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
-from bench.report import emit
 from bench.topn_job import PRODUCT_MIN_RATING, held_out_positives, serving_scores, train_through_job
+from harness.report import emit
 from jobs.importers.movielens import ROOT_ID
 from jobs.training import engagement, features
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours

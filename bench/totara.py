@@ -61,10 +61,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from app.totara import ITEM_TYPES, sign
-from bench.latency import scheduled_latency, summarise
-from bench.load import Outcome, open_loop, send_times
-from bench.report import emit
+from harness.load import Outcome, open_loop, scheduled_latency, send_times, summarise
 from harness.measure import CpuMeter, child_pids, loadavg, machine, percentile, pids_matching, proc_rss_mb, redis_pids
+from harness.report import emit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k"
@@ -411,7 +410,7 @@ def bench_quality_mode(server_url: str, settings, ratings, movies, users, cold, 
 # ---- SPEED: the open-loop client (runs in its own process) -----------------------------------
 def signed_open_loop(base_url: str, totara_key: str, offsets: list[float], paths: list[str], record,
                      threads: int = 64, timeout_s: float = 10.0) -> float:
-    """bench.load.open_loop for Totara's GET requests: request i (paths[i % len(paths)]) is due at
+    """harness.load.open_loop for Totara's GET requests: request i (paths[i % len(paths)]) is due at
     start + offsets[i] and carries a signature made when it is sent. Returns the start time."""
     return open_loop(base_url, None, offsets, lambda i: ("GET", paths[i % len(paths)], None), record, threads,
                      timeout_s, sign=lambda: signed_headers(totara_key))

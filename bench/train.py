@@ -25,9 +25,9 @@ from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
 from app.embedded import servers_for
-from bench.report import emit
 from harness.databases import connected_scratch_database
 from harness.measure import TreeMemory, machine
+from harness.report import emit
 from jobs.train import TrainConfig, run_training
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
