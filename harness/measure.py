@@ -175,6 +175,15 @@ def loadavg() -> list[float]:
         return []
 
 
+def add_settle_arguments(parser, before: str, load: float, max_s: float) -> None:
+    """--settle-load and --settle-max, the arguments of settle(): `before` says before what the
+    bench waits (e.g. "before measuring")."""
+    parser.add_argument("--settle-load", type=float, default=load,
+                        help=f"{before}, wait for the 1-minute load average to drop below this (default {load:g})")
+    parser.add_argument("--settle-max", type=float, default=max_s,
+                        help=f"... for at most this many seconds (default {max_s:g}; 0: do not wait)")
+
+
 def settle(threshold: float, max_wait_s: float, say) -> list[float]:
     """Wait (up to max_wait_s) for the 1-minute load average to drop below threshold: figures
     taken on a busy machine measure the machine, not the service."""

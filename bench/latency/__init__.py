@@ -53,7 +53,7 @@ from pathlib import Path
 from bench.latency.phases import PHASE_SPECS, run_phases
 from bench.latency.report import ratios, targets
 from bench.latency.setup import DEFAULT_DATA, DEFAULT_MOVIELENS, UNIT_ID, Target, prepare
-from harness.measure import child_pids, loadavg, proc_rss_mb, rss_of, settle
+from harness.measure import add_settle_arguments, child_pids, loadavg, proc_rss_mb, rss_of, settle
 from harness.report import emit, header, teller
 
 
@@ -91,10 +91,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--before-max-rate", type=float,
                         help="the highest passing rate of the code before a change, measured the same day: "
                              "the target is twice that")
-    parser.add_argument("--settle-load", type=float, default=0.6,
-                        help="before measuring, wait for the 1-minute load to drop below this (default 0.6)")
-    parser.add_argument("--settle-max", type=float, default=180.0,
-                        help="... for at most this many seconds (0: do not wait)")
+    add_settle_arguments(parser, "before measuring", 0.6, 180.0)
     parser.add_argument("--url", help="benchmark a running service instead (no setup, no history evictions)")
     parser.add_argument("--key", help="API key of --url")
     parser.add_argument("--unit", default=UNIT_ID, help="with --url or --database: the unit to ask for")

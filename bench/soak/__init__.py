@@ -42,7 +42,7 @@ from bench.soak.figures import assembled, log_problems, memory_growth, memory_sa
 from bench.soak.setup import DEMO_ROOT, Soaked, prepare
 from bench.soak.traffic import DEFAULT_MIX, parse_mix, soak_in_child
 from harness.load import per_request_ms, separate_process
-from harness.measure import CpuMeter, loadavg, settle
+from harness.measure import CpuMeter, add_settle_arguments, loadavg, settle
 from harness.report import header, teller, write_json
 
 CONFIG_KEYS = ("minutes", "rate", "warmup_s", "mix", "retry_share", "sample_s", "seed", "threads")
@@ -58,10 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--retry-share", type=float, default=0.05, help="share of ingests that resend an earlier one")
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between memory samples (default 5)")
     parser.add_argument("--progress-s", type=float, default=30.0, help="seconds between progress lines on stderr")
-    parser.add_argument("--settle-load", type=float, default=0.6,
-                        help="before the load, wait for the 1-minute load average to drop below this (default 0.6)")
-    parser.add_argument("--settle-max", type=float, default=180.0,
-                        help="... for at most this many seconds (default 180; 0: do not wait)")
+    add_settle_arguments(parser, "before the load", 0.6, 180.0)
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--seed", type=int, default=0, help="seed of the traffic and of the demo")
     parser.add_argument("--threads", type=int, default=64, help="client threads of the load process")

@@ -49,6 +49,7 @@ import numpy as np
 from bench.totara.export import COLD_USERS, DEFAULT_DATA, HOLD_OUT, MIN_RATING, read_movielens, split
 from bench.totara.quality import bench_quality_mode
 from bench.totara.speed import bench_speed
+from harness.measure import add_settle_arguments
 from harness.report import emit, header, teller
 
 
@@ -67,9 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each speed phase")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--client-threads", type=int, default=64, help="threads of the load process")
-    parser.add_argument("--settle-load", type=float, default=1.0,
-                        help="before the speed phases, wait for the 1-minute load to drop below this")
-    parser.add_argument("--settle-max", type=float, default=60.0, help="... for at most this many seconds")
+    add_settle_arguments(parser, "before the speed phases", 1.0, 60.0)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     if not (args.quality or args.speed):
