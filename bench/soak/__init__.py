@@ -11,7 +11,7 @@ service still error-free, fast and the same size at the end?
    every unit, every active item.
    With --url: --unit (default `demo`) and the units under it give the units and items, --user
    (default: the demo's first learners, checked to exist) the learners.
-2. The traffic: an open-loop schedule at --rate (bench.load.open_loop, latency counted from each
+2. The traffic: an open-loop schedule at --rate (harness.load.open_loop, latency counted from each
    request's due time) for --warmup-s and then --minutes; request i is drawn from --mix:
      recommend  POST /v1/recommendations {user_id, units: [a random unit], n: 10}
      ingest     POST /v1/interactions, 1 event (60 %) or a batch of 2-5 events of one learner, fresh
