@@ -13,7 +13,8 @@ from scipy.stats import spearmanr
 from app.model.store import StoredModel
 from app.online.scoring import ServingModel
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, standardise, warp_scores
-from bench.topn import genre_popularity, read_ratings
+from bench.topn.data import read_ratings
+from bench.topn.item_cold_start import genre_popularity
 from bench.topn_job import held_out_positives, serving_scores, write_ratings
 from jobs.importers import movielens
 from jobs.importers.common import csv_rows

@@ -37,8 +37,5 @@ from jobs.demo.events import Events
 from jobs.demo.learners import Learners
 from jobs.demo.load import DemoReport, generate_demo, stage
 
-# `_stage` is the name bench/cold_start.py calls; `stage` is the same function.
-_stage = stage
-
 __all__ = ["REFERENCE_TIME", "ROOT_UNIT", "WINDOW_DAYS", "Catalogue", "DemoConfig", "DemoData", "DemoError",
            "DemoReport", "Events", "Learners", "build", "generate_demo", "stage"]
