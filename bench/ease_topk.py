@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from app.model.store import pack, pack_item_weights
-from app.online.topn import ease_scores, positives_matrix
+from app.online.engagement import ease_scores, positives_matrix
 from harness.report import emit
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours
 

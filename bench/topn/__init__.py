@@ -16,7 +16,7 @@
     ("random_80_20_rating_ge_4"). Hyperparameters (EASE l2, WARP config and epochs, fold-in penalty,
     blend weight) are chosen on a validation split carved from the training pairs (12.5 % of them,
     seed + 1), then refitted on all training pairs and scored once on the test pairs ("blend" is the
-    production path, TopNModel.score_rows: EASE cut to each item's top EASE_NEIGHBOURS source items,
+    production path, EngagementModel.score_rows: EASE cut to each item's top EASE_NEIGHBOURS source items,
     as the job stores it, blended with WARP user vectors folded in from each user's training
     positives; "ease" and "blend_dense_ease" keep EASE's dense n_items x n_items weights, the
     published comparison). "ease_neighbours" (issue 15) compares, on the validation split only, EASE

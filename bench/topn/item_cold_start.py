@@ -8,11 +8,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from app.online.topn import positives_matrix, warp_scores
+from app.online.engagement import positives_matrix, warp_scores
 from bench.topn.data import per_user_auc, read_items
 from jobs.training import features
 from jobs.training.engagement import split_pairs
-from jobs.training.topn import WarpConfig
+from jobs.training.engagement_fit import WarpConfig
 
 COLD_START_TARGET_AUC = 0.70
 

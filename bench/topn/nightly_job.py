@@ -6,12 +6,12 @@ import time
 
 import numpy as np
 
-from app.online.topn import positives_matrix
+from app.online.engagement import positives_matrix
 from bench.topn.data import PUBLISHED_PROTOCOL, rounded
 from bench.topn_job import PRODUCT_MIN_RATING, held_out_positives, serving_scores, train_through_job
 from jobs.importers.movielens import ROOT_ID
 from jobs.training import engagement
-from jobs.training.topn import evaluate
+from jobs.training.engagement_fit import evaluate
 
 
 def bench_published_job(ratings: np.ndarray, n_users: int, n_items: int, seed: int, threads: int,

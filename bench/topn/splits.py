@@ -8,13 +8,13 @@ from dataclasses import asdict
 
 import numpy as np
 
-from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
+from app.online.engagement import EngagementModel, blend_scores, ease_scores, fold_in, positives_matrix, warp_scores
 from bench.topn.data import PUBLISHED_PROTOCOL, per_user_auc, read_ratings, rounded
 from bench.topn_job import held_out_positives
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours
 from jobs.training.engagement import split_pairs
+from jobs.training.engagement_fit import evaluate, fit_engagement, fit_warp, tune_engagement, warp_parts
 from jobs.training.metrics import ranking_metrics
-from jobs.training.topn import evaluate, fit_topn, fit_warp, tune_topn, warp_parts
 
 NEIGHBOUR_GRID = (50, 100, 200, 500)
 
@@ -62,12 +62,12 @@ def bench_random(ratings: np.ndarray, min_rating: int, n_users: int, n_items: in
     def m(rows):
         return positives_matrix(users[rows], items[rows], n_users, n_items)
 
-    tuned = tune_topn(m(fit), m(val), seed=seed, threads=threads)
+    tuned = tune_engagement(m(fit), m(val), seed=seed, threads=threads)
     neighbours = ease_neighbours(m(fit), m(val), tuned, seed, threads)
     X, T = m(~test), m(test)
     started = time.perf_counter()
     w, reg = tuned["weight"], tuned["foldin_reg"]
-    both, uv = fit_topn(X, tuned["l2"], tuned["warp"], 0.5, reg, seed, threads)  # 0.5: fit both parts
+    both, uv = fit_engagement(X, tuned["l2"], tuned["warp"], 0.5, reg, seed, threads)  # 0.5: fit both parts
     top_k = top_k_neighbours(both.B, EASE_NEIGHBOURS)
     ease = ease_scores(X, both.B)
     warp = warp_scores(uv, both.item_vectors, both.item_biases)
@@ -75,8 +75,8 @@ def bench_random(ratings: np.ndarray, min_rating: int, n_users: int, n_items: in
                               both.item_biases)
     exclude = X.toarray() > 0
     popularity = np.tile(np.asarray(X.sum(axis=0)).ravel(), (n_users, 1))
-    production = TopNModel(top_k, both.item_vectors, both.item_biases, reg, w)
-    dense = TopNModel(both.B, both.item_vectors, both.item_biases, reg, w)
+    production = EngagementModel(top_k, both.item_vectors, both.item_biases, reg, w)
+    dense = EngagementModel(both.B, both.item_vectors, both.item_biases, reg, w)
     results = {
         "popularity": evaluate(popularity, X, T),
         "warp": evaluate(warp, X, T),
@@ -99,7 +99,7 @@ def bench_random(ratings: np.ndarray, min_rating: int, n_users: int, n_items: in
         "notes": {"warp": "trained user vectors", "warp_foldin": "user vectors folded in from positives (topn.fold_in)",
                   "ease": "dense n_items x n_items weights",
                   "ease_top_k": f"each item's top {EASE_NEIGHBOURS} source items (the job's default)",
-                  "blend": f"TopNModel.score_rows: (1-w) z(ease_top_k) + w z(warp_foldin), w = {w} (validation)",
+                  "blend": f"EngagementModel.score_rows: (1-w) z(ease_top_k) + w z(warp_foldin), w = {w} (validation)",
                   "blend_dense_ease": "the same blend with dense EASE (what was stored before issue 15)",
                   "blend_trained_vectors": "dense EASE blended with the trained WARP user vectors"},
         "validation_search": [rounded(s) for s in tuned["search"]],

@@ -19,7 +19,7 @@ short answer misses at the places it lacks) against the held-out positives, besi
 split: the stored model scored offline from all the user's exported positives (bench.topn_job.serving_scores,
 the service's own engagement_scores) with every exported item of the user excluded, as the service's `top`
 strategy excludes them ("the nightly model's figure for the same split"; also with only the positives excluded,
-jobs.training.topn.evaluate's rule); popularity (most exported positives, the user's items excluded); and the
+jobs.training.engagement_fit.evaluate's rule); popularity (most exported positives, the user's items excluded); and the
 job's own figure from models.metrics, which is on a DIFFERENT split (20 % of the pairs it was given, before its
 refit). Differences carry a 95 % interval from a paired bootstrap over users. Cold users with a 4-5 star rating
 ask the same; their answers are compared with popularity by exported positives and by exported interactions.

@@ -25,7 +25,7 @@ from bench.totara.service import (
 OFFLINE_NOTES = {"model_offline_same_split": "the stored model, every exported item of the user excluded (the "
                                              "service's `top` rule): the nightly model's figure for this split",
                  "model_offline_same_split_job_rule": "the same scores, only the user's positives excluded "
-                                                      "(jobs.training.topn.evaluate's rule)",
+                                                      "(jobs.training.engagement_fit.evaluate's rule)",
                  "popularity": "most exported positives, every exported item of the user excluded"}
 JOB_SPLIT_NOTE = ("the job's own: a random 20 % of the exported positive pairs, scored before its refit on all of "
                   "them (NOT the bench's held-out ratings)")
