@@ -147,9 +147,9 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
         caches = {"service": ModelCache(), "population_prior": ModelCache()}
         with conn:
             plain = caches["population_prior"].nearest(conn, DEFAULT, [demo.ROOT_UNIT], "practice")
+        result["served_model"] = {"user_prior": plain.user_prior_shifts is not None,
+                                  "item_features": plain.feature_vectors is not None}
         plain.user_prior_shifts, plain.feature_vectors = None, None     # the service before this change
-        result["served_model"] = {"user_prior": "user_prior" in plain.extra,
-                                  "item_features": "item_features" in plain.extra}
         try:
             for name, code in (("dev", split.DEV), ("test", split.TEST)):
                 take = np.flatnonzero(replayed & (role[ev.user] == code))

@@ -162,7 +162,7 @@ def score_candidates(model: ServingModel | None, items: list[str], events: list[
             fallbacks.append("no_history")
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid or rows,
-                                                model.calibration.get("half_life"), explore,
+                                                model.calibration.half_life, explore,
                                                 learner_prior(conn, tenant, model, user_id), h.times, h.now)
         return CandidateScores(p, len(h.rows), fallbacks, explored)
     positives = [e.item_id for e in events if positive(e) and e.item_id in model.index]
