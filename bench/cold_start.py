@@ -49,7 +49,7 @@ from bench.replay.setup import JOB_SPLIT_SEED, SPLIT_SEED
 from harness.report import write_json
 from jobs import demo
 from jobs.training import split
-from jobs.training.practice import attempt_positions
+from jobs.training.practice_choices import attempt_positions
 
 NEW_ITEM_SEED = 13
 FIRST_ATTEMPTS = 10         # the cold-start slice: each learner's first attempts
