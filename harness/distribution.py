@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 DISTRIBUTION_COLUMN = "user_id"
 DISTRIBUTED = ("users", "interactions", "recommendation_log", "knowledge_snapshots")
 REFERENCE = ("tenants", "items", "units", "unit_children", "unit_items", "catalog_state", "models", "model_arrays",
-             "experiments", "calibration_reports", "api_keys", "job_runs", "dashboard_sessions", "request_rollup")
+             "experiments", "experiment_versions", "calibration_reports", "api_keys", "job_runs", "dashboard_sessions",
+             "request_rollup")
 COORDINATOR_ONLY = ("schema_migrations",)   # read and written by `adaptrec db migrate` alone
 
 # Request-path queries over a distributed table that filter on one learner, with parameters to
@@ -54,6 +55,10 @@ FAN_OUT = {
     "tenant_counts": "adaptrec tenants list and remove, not the request path",
     "list_tenants": "GET /v1/tenants and adaptrec tenants list: operators, not the request path",
     "totara_health": "Totara's /health-check: counts, called by an administrator",
+    **dict.fromkeys(("experiment_units", "experiment_version_exposures", "experiment_version_attempts",
+                     "experiment_version_calibration"),
+                    "GET /v1/experiments/{name}/results: an admin's analysis of one experiment's learners, "
+                    "not the request path"),
 }
 
 _SCAN_NODES = ("Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan", "Bitmap Index Scan")

@@ -23,7 +23,8 @@ SPANNING = {
 }
 TENANT_TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions", "models",
                  "experiments", "recommendation_log", "calibration_reports", "job_runs", "catalog_state",
-                 "attempt_history", "unit_paths", "prediction_outcomes", "knowledge_snapshots", "unit_mastery")
+                 "attempt_history", "unit_paths", "prediction_outcomes", "knowledge_snapshots", "unit_mastery",
+                 "experiment_versions", "experiment_exposures", "experiment_attempts")
 
 
 def test_every_query_over_a_tenant_table_names_the_tenant():

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from app import strategies
-from app.api.context import current_tenant, get_conn
-from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
+from app.api.context import current_tenant, get_conn, request_context
+from app.api.query import int_arg
+from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, ExperimentResultsOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
-from app.serving import experiments
+from app.serving import experiment_results, experiments
 
 bp = Blueprint("experiments", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem}
@@ -67,3 +68,21 @@ def stop_experiment(name: str):
     conn = get_conn()
     with conn:
         return _out(experiments.stop(conn, current_tenant(), name))
+
+
+_VERSION = {"name": "version", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+            "description": "The version of the variants to report (default: the latest)."}
+
+
+@bp.get("/v1/experiments/<name>/results")
+@documented("get", "/v1/experiments/{name}/results", "An experiment's variants judged by learning",
+            tag="experiments", responses={200: ExperimentResultsOut, **_ERRORS}, params=[_NAME, _VERSION],
+            scope="admin",
+            description="Per variant of a version: learners, answers, attempts, success rate, difficulty-adjusted "
+                        "learning, attempts to mastery, retention and calibration, each with a 95 % interval by "
+                        "resampling learners; the sample-ratio-mismatch test and the minimum learners; a verdict. "
+                        "See docs/EXPERIMENTS.md.")
+def experiment_results_view(name: str):
+    name = _name(name)
+    version = int_arg("version", 0, 1, 2**31 - 1) if "version" in request.args else None
+    return experiment_results.results(request_context(), name, version).as_json()

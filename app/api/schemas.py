@@ -251,6 +251,57 @@ class ExperimentList(BaseModel):
     experiments: list[ExperimentOut]
 
 
+class Estimate(BaseModel):
+    estimate: float | None = Field(description="The point estimate (null: no data for it yet).")
+    low: float | None = Field(description="The 95 % interval's low end, by resampling learners (seeded bootstrap).")
+    high: float | None
+
+
+class VariantResults(BaseModel):
+    variant: str
+    weight: float
+    learners: int = Field(description="Learners whose first answer in the version was routed to this variant.")
+    answers: int = Field(description="Answers logged to them in the version (the exposure).")
+    attempts: int = Field(description="Their attempts from their first answer to the version's end.")
+    success_rate: float | None = Field(description="Share of those attempts right.")
+    success_rate_interval: Estimate
+    learning: Estimate = Field(description=(
+        "Difficulty-adjusted learning: how success on first attempts at never-seen items moves per practice "
+        "opportunity beyond what the items' difficulty (frozen model) explains; probability points per attempt."))
+    attempts_to_mastery: Estimate = Field(description=(
+        "Attempts spent on units per unit mastered (the knowledge rule: the 90 % low end of p on the unit's "
+        "typical item at or above its threshold); lower is better."))
+    retention: Estimate = Field(description=(
+        "On the first attempt at a unit after at least a day away: success minus the frozen model's p."))
+    calibration: Estimate = Field(description=(
+        "Observed minus predicted on the recommendations attempted within 24 hours (logged p)."))
+    versus_first: dict[str, Estimate] | None = Field(description=(
+        "This variant minus the first on each measure, with the 95 % interval of the difference (null for the first)."))
+
+
+class ExperimentVersion(BaseModel):
+    version: int
+    started_at: datetime
+    ended_at: datetime | None
+    variants: list[str]
+
+
+class ExperimentResultsOut(BaseModel):
+    experiment: str
+    version: int = Field(description="The version of the variants reported (a change of variants starts a new one).")
+    versions: list[ExperimentVersion]
+    started_at: datetime
+    ended_at: datetime | None
+    yardstick: dict[str, Any] = Field(description="The practice models whose item difficulties, frozen at the "
+                                                  "version's start, adjust the measures.")
+    variants: list[VariantResults]
+    guardrails: dict[str, Any] = Field(description=(
+        "sample_ratio_mismatch (chi-square of learners per variant against the weights, flagged when p < alpha), "
+        "min_learners and too_few_learners, learners seen in several variants, attempts with and without a "
+        "frozen item difficulty."))
+    verdict: str = Field(description="One plain sentence: which variant teaches more, or why the data cannot tell yet.")
+
+
 class PredictionQuery(Strict):
     user_id: Identifier
     units: list[Identifier] = Field(

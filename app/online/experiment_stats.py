@@ -250,3 +250,10 @@ def _points(name: str, d: Interval) -> str:
     """A difference in learning per 100 opportunities, in probability points."""
     return (f"{100 * 100 * d.estimate:+.2f} points per 100 attempts over {name} "
             f"(95 % interval {100 * 100 * d.low:+.2f} to {100 * 100 * d.high:+.2f})")
+
+
+def item_logits(model) -> np.ndarray:
+    """Each item's calibrated logit for the population's average learner (the prior mean): how hard
+    the item is, whoever answers it, under a practice model (app.online.scoring.ServingModel). (n,)"""
+    raw = model.item_vectors @ model.prior_mean[:-1] + model.prior_mean[-1] + model.item_biases
+    return model.calibration.a * raw + model.calibration.b

@@ -38,8 +38,11 @@ def save(conn: Connection, tenant: str, name: str, description: str | None, vari
     if unknown:  # refused here, not later on every recommendation routed to the variant
         raise InputError(f"unknown strategy {unknown[0]!r}; choose one of {', '.join(sorted(strategies.REGISTRY))}",
                          [{"field": "variants", "message": f"unknown strategy {s!r}"} for s in unknown])
-    return q.fetch_one(conn, "upsert_experiment", tenant=tenant, experiment=name, description=description,
-                       variants=json.dumps(variants))
+    row = q.fetch_one(conn, "upsert_experiment", tenant=tenant, experiment=name, description=description,
+                      variants=json.dumps(variants))
+    # a change of variants starts a new version: results are read per version (experiment_results)
+    q.execute(conn, "record_experiment_version", tenant=tenant, experiment=name, variants=json.dumps(variants))
+    return row
 
 
 def get(conn: Connection, tenant: str, name: str) -> dict:
