@@ -167,7 +167,8 @@ def results(ctx: RequestContext, name: str, version: int | None = None, draws: i
 @dataclass(frozen=True)
 class AttemptColumns:
     """The version's attempts as arrays, before they are split by variant."""
-    user: np.ndarray
+    user: np.ndarray         # each attempt's learner, a number of `users`
+    users: dict[str, int]
     unit: np.ndarray
     first: np.ndarray
     outcome: np.ndarray
@@ -179,24 +180,38 @@ class AttemptColumns:
 
     def of(self, index: dict[str, int]) -> es.Attempts:
         """The attempts of the learners in `index` (user id -> learner number), in the same order."""
-        learner = np.array([index.get(u, -1) for u in self.user], dtype=np.int64)
+        recode = np.full(len(self.users) + 1, -1, dtype=np.int64)
+        for user, k in index.items():
+            if user in self.users:
+                recode[self.users[user]] = k
+        learner = recode[self.user]
         keep = learner >= 0
         return es.Attempts(learner[keep], self.unit[keep], self.first[keep], self.outcome[keep], self.logit[keep],
                            self.unit_logit[keep], self.threshold[keep], self.opportunity[keep], self.days_away[keep])
 
 
+def codes(values) -> tuple[np.ndarray, list]:
+    """Each value's number in order of first appearance, and the distinct values."""
+    seen: dict = {}
+    out = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.int64, count=len(values))
+    return out, list(seen)
+
+
 def attempt_columns(rows: list[tuple], logits: dict, typical: dict, threshold: dict) -> AttemptColumns:
     """experiment_version_attempts' rows (user, item, unit, first, outcome, opportunity, days away) as arrays."""
+    nan = float("nan")
     if not rows:
         empty = np.zeros(0)
-        return AttemptColumns(np.array([], dtype=object), empty.astype(np.int64), empty.astype(bool),
+        return AttemptColumns(empty.astype(np.int64), {}, empty.astype(np.int64), empty.astype(bool),
                               empty.astype(np.int64), empty, empty, empty, empty.astype(np.int64), empty)
     user, item, unit, first, outcome, opportunity, days = zip(*rows)
-    _, unit_code = np.unique(np.array([u or "" for u in unit], dtype=object), return_inverse=True)
-    nan = float("nan")
+    user_code, users = codes(user)
+    item_code, items = codes(item)
+    unit_code, units = codes(unit)
+    default = MasterySettings().threshold
     return AttemptColumns(
-        np.array(user, dtype=object), unit_code.astype(np.int64), np.array(first, dtype=bool),
-        np.array(outcome, dtype=np.int64), np.array([logits.get(i, nan) for i in item], dtype=np.float64),
-        np.array([typical.get(u or None, nan) for u in unit], dtype=np.float64),
-        np.array([threshold.get(u, MasterySettings().threshold) for u in unit], dtype=np.float64),
-        np.array(opportunity, dtype=np.int64), np.array([nan if d is None else d for d in days], dtype=np.float64))
+        user_code, {u: k for k, u in enumerate(users)}, unit_code, np.array(first, dtype=bool),
+        np.array(outcome, dtype=np.int64), np.array([logits.get(i, nan) for i in items])[item_code],
+        np.array([typical.get(u, nan) for u in units])[unit_code],
+        np.array([threshold.get(u, default) for u in units])[unit_code],
+        np.array(opportunity, dtype=np.int64), np.array(days, dtype=np.float64))
