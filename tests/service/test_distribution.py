@@ -8,7 +8,7 @@ from pathlib import Path
 from app import distribution
 from app import queries as q
 
-APP = Path(__file__).resolve().parents[1] / "app"
+APP = Path(__file__).resolve().parents[2] / "app"
 
 
 def test_the_live_schema_can_be_distributed_by_learner(conn):

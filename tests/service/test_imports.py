@@ -15,7 +15,7 @@ from jobs.importers import run_import
 from jobs.importers.common import ImportFailed
 from jobs.importers.jsonl import derived_event_id
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions")
 
 
@@ -391,7 +391,7 @@ def test_jsonl_imports_every_type_and_links(conn, tmp_path, name):
 
 
 def test_jsonl_example_of_the_docs_imports(conn, tmp_path):
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "IMPORT_FORMATS.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "IMPORT_FORMATS.md").read_text()
     example = doc.split("```jsonl\n", 1)[1].split("```", 1)[0]
     import_twice(conn, "jsonl", write(tmp_path / "example.jsonl", example))
     assert counts(conn) == {"users": 1, "items": 3, "units": 2, "unit_children": 1, "unit_items": 3,

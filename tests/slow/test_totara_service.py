@@ -19,10 +19,10 @@ import pytest
 from app import totara
 from app.config import PROJECT_ROOT
 from harness.service import free_port
-from tests.test_serve import ctrl_c, wait_for
+from tests.slow.test_serve import ctrl_c, wait_for
 
 pytestmark = pytest.mark.slow  # imports, trains and starts `adaptrec serve`
-FIXTURE = Path(__file__).parent / "fixtures" / "totara_export"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
 KEY = "totara-shared-secret"
 
 

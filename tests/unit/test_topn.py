@@ -241,7 +241,7 @@ print(sorted({m.split(".")[0] for m in sys.modules} & {"jobs", "lightfm", "bench
 def test_serving_scores_engagement_without_importing_training_code():
     # app/ never imports jobs/ (nor LightFM through it): a gunicorn worker carries only serving code.
     done = subprocess.run([sys.executable, "-c", SERVING_ONLY], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[1], timeout=120)
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

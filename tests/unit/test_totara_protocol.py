@@ -30,7 +30,7 @@ from tests.fixtures.make_totara_export import write_export
 KEY = "secret"
 NOW = 1_700_000_000
 VECTOR = "0097dc146dfa5a8cadebac725e75c4e7800366597c7674eb36e8734b2f7fdc02"  # sha256("1700000000secret")
-FIXTURE = Path(__file__).parent / "fixtures" / "totara_export"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
 
 
 # --- signing ---------------------------------------------------------------------------------

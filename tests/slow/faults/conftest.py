@@ -13,7 +13,7 @@ from app.migrations import migrate
 from harness.service import running_service
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
-from tests.faults.stack import API_KEY, PREFIX, ROOT, Stack
+from tests.slow.faults.stack import API_KEY, PREFIX, ROOT, Stack
 
 HERE = Path(__file__).parent
 

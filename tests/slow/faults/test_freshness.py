@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from tests.faults.stack import ROOT, Stack, call, pg, workers
+from tests.slow.faults.stack import ROOT, Stack, call, pg, workers
 
 
 def _answer(stack: Stack, user: str) -> list[str]:

@@ -6,7 +6,7 @@ import threading
 import time
 
 from app.db import ConnectionPool
-from tests.faults.stack import Answer, Stack, call, pg, recommend, scalar, wait_until, workers
+from tests.slow.faults.stack import Answer, Stack, call, pg, recommend, scalar, wait_until, workers
 
 
 class Traffic:

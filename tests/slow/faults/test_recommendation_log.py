@@ -11,7 +11,7 @@ import time
 import uuid
 
 from harness.service import running_service
-from tests.faults.stack import API_KEY, PREFIX, ROOT, Stack, call, pg, rows, wait_until, workers
+from tests.slow.faults.stack import API_KEY, PREFIX, ROOT, Stack, call, pg, rows, wait_until, workers
 
 LOSS_BOUND_S = 1.0
 

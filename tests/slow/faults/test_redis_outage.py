@@ -7,7 +7,7 @@ import uuid
 
 import redis
 
-from tests.faults.stack import PREFIX, Stack, call, recommend, some_items, wait_until
+from tests.slow.faults.stack import PREFIX, Stack, call, recommend, some_items, wait_until
 
 
 def test_redis_stopped_requests_keep_succeeding_and_the_cache_refills(stack):

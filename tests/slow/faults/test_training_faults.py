@@ -13,7 +13,7 @@ from app.config import PROJECT_ROOT
 from app.migrations import MIGRATION_LOCK_KEY, discover, status
 from harness.databases import scratch_database
 from jobs.train import TRAIN_LOCK_KEY
-from tests.faults.stack import ROOT, Stack, pg, recommend, rows, scalar, server_env, wait_until
+from tests.slow.faults.stack import ROOT, Stack, pg, recommend, rows, scalar, server_env, wait_until
 
 ACTIVE_MODELS = """SELECT unit_id, objective, tag, array_agg(model_id ORDER BY model_id)
                    FROM models WHERE status = 'active' GROUP BY unit_id, objective, tag"""

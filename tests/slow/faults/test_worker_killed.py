@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import psycopg2
 
 from cli.serve import wait_ready
-from tests.faults.stack import Stack, call, pg, rows, some_items, wait_until, workers
+from tests.slow.faults.stack import Stack, call, pg, rows, some_items, wait_until, workers
 
 CLIENT_TIMEOUT_S = 2.0
 
