@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 import psycopg2
 import pytest
@@ -129,9 +130,39 @@ def auth():
     return {"Authorization": f"Bearer {TEST_API_KEY}"}
 
 
+# The tiers, one folder each (make test-fast runs unit and service):
+#   unit/     no Postgres, no Redis, no server process;
+#   service/  real Postgres and Redis, the app in-process (Flask's test client);
+#   browser/  the dashboard in chromium (Playwright) against a served demo;
+#   slow/     gunicorn and `adaptrec` processes, training on demo or real data, benches, fuzzing.
+TESTS = Path(__file__).parent
+TIERS = ("unit", "service", "browser", "slow")
+SLOW_TIERS = ("browser", "slow")
+SERVER_FIXTURES = {"servers", "db_url", "conn", "app", "client"}
+
+
+def tier_of(item) -> str | None:
+    """The tier folder a collected test lives in (None: outside every tier)."""
+    parts = Path(item.path).relative_to(TESTS).parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
 def pytest_collection_modifyitems(items):
-    # Anything that touches a real server is an integration test: CI runs those a second time
-    # against the system Postgres 15 and Redis 7.
+    misplaced = []
     for item in items:
-        if {"servers", "db_url", "conn", "app", "client"} & set(getattr(item, "fixturenames", ())):
+        tier = tier_of(item)
+        servers_used = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        # Anything that touches a real server is an integration test: CI runs those a second time
+        # against the system Postgres 15 and Redis 7.
+        if servers_used:
             item.add_marker(pytest.mark.integration)
+        # The folder is the tier: `-m "not slow"` leaves out the browser and slow tiers.
+        if tier in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+        if tier is None:
+            misplaced.append(f"{item.nodeid}: put its file in one of tests/{{{','.join(TIERS)}}}/")
+        elif tier == "unit" and servers_used:
+            misplaced.append(f"{item.nodeid}: uses {', '.join(sorted(servers_used))}; tests/unit/ runs without "
+                             f"Postgres or Redis: move it to tests/service/ or tests/slow/")
+    if misplaced:
+        raise pytest.UsageError("tests outside their tier:\n" + "\n".join(misplaced))

@@ -15,7 +15,6 @@ from jobs.importers import run_import
 from jobs.importers.common import ImportFailed
 from jobs.importers.jsonl import derived_event_id
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TABLES = ("users", "items", "units", "unit_children", "unit_items", "interactions")
 
 
@@ -175,21 +174,6 @@ def test_a_failed_file_leaves_earlier_files_of_the_run_imported(conn, tmp_path):
         run_import(conn, "assistments", [good, bad], progress=False)
     assert counts(conn)["interactions"] == 5
     assert column(conn, "SELECT user_id FROM users ORDER BY 1") == ["14", "21"]
-
-
-@pytest.mark.slow
-def test_real_assistments_file_imports_completely(conn):
-    path = DATA / "assist2009" / "attempts.csv.gz"
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    report, = run_import(conn, "assistments", [path], progress=False)
-    assert report.rows_read == 274_590
-    got = counts(conn)
-    assert got["interactions"] == 274_590 and got["users"] == 4_151 and got["items"] == 16_891
-    assert column(conn, "SELECT kind FROM units GROUP BY kind ORDER BY kind") == ["root", "skill"]
-    assert one(conn, "SELECT count(*) FILTER (WHERE kind = 'skill'), count(*) FILTER (WHERE kind = 'root') "
-                     "FROM units") == (110, 1)
-    assert one(conn, "SELECT avg(outcome)::float FROM interactions")[0] == pytest.approx(0.662, abs=0.001)
 
 
 # ---- movielens --------------------------------------------------------------------------

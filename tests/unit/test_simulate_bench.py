@@ -1,15 +1,13 @@
 """The closed-loop learner simulation: the truth and how learners change, the baselines, the
-figures, and a tiny run of the whole bench against a real service."""
+figures (a tiny run of the whole bench against a real service: tests/slow/test_simulate_bench.py)."""
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
-from bench.simulate import main
 from bench.simulation.figures import Attempt, Gain, bands, gaps, policy_figures, prediction, variant_figures
 from bench.simulation.policies import OraclePolicy, RandomPolicy, run_session
 from bench.simulation.truth import (
@@ -131,51 +129,3 @@ def test_a_seed_gives_one_world_and_offline_the_oracle_targets_far_better_than_r
     oracle, gains = run_baseline(world, lambda returning, u: OraclePolicy(0.7))
     assert len(rand) == len(oracle) == 9 * 10 and len(gains) == 9
     assert gaps(oracle, 0.7)["all"] < 0.5 * gaps(rand, 0.7)["all"]
-
-
-def _finite_numbers(node):
-    if isinstance(node, dict):
-        for v in node.values():
-            yield from _finite_numbers(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _finite_numbers(v)
-    elif isinstance(node, float):
-        yield node
-
-
-@pytest.mark.slow
-def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
-    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
-    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
-    out = tmp_path / "simulate.json"
-    assert main(["--learners", "6", "--returning-learners", "8", "--items", "60", "--skills", "3",
-                 "--history-sessions", "2", "--session-length", "8", "--targets", "0.7", "--ab-learners", "4",
-                 "--trials", "1", "--clients", "2", "--explore", "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert {"date", "machine", "command", "config", "seeds", "truth", "setup", "results", "ab", "http",
-            "table"} <= set(report)
-    assert report["http"]["errors"] == 0 and report["setup"]["model"]["status"] == "activated"
-    figures = report["results"]["0.7"]
-    assert set(figures) == {"service", "service, explore", "random", "oracle", "ceiling", "service vs ceiling"}
-    assert figures["service, explore"]["attempts"] == 14 * 8
-    service = figures["service"]
-    assert service["attempts"] == 14 * 8 and service["learners"] == 14
-    assert set(service["prediction"]) == {"all", "new", "returning", "new_after_5", "returning_week_away"}
-    assert set(service["error_by_attempt"]["new"]) == {"1-5", "6-10"}
-    assert figures["oracle"]["gap"]["all"] <= figures["random"]["gap"]["all"]
-    assert figures["random"]["attempts"] == figures["oracle"]["attempts"] == 14 * 8
-    assert set(report["ab"]["variants"]) <= {"t60", "t80"}
-    assert sum(v["learners"] for v in report["ab"]["variants"].values()) == 8
-    values = list(_finite_numbers(report))
-    assert values and all(math.isfinite(v) for v in values)
-    assert figures["oracle"]["gap"]["all"] <= figures["ceiling"]["gap"]["all"] <= figures["random"]["gap"]["all"]
-    assert set(figures["ceiling"]["prediction"]) == set(service["prediction"])
-    versus = figures["service vs ceiling"]
-    assert versus["gap"]["all"] == pytest.approx(service["gap"]["all"] - figures["ceiling"]["gap"]["all"], abs=2e-4)
-    for name, fig in figures.items():
-        if name == "service vs ceiling":
-            continue
-        assert 0 <= fig["gap"]["all"] <= 1 and 0 <= fig["success_rate"]["all"] <= 1
-        assert fig["learning_gain"]["all"] > 0  # practice teaches under every policy

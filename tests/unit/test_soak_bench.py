@@ -1,4 +1,5 @@
-"""The soak benchmark: its traffic mix, its figures, and one short real run against a real service."""
+"""The soak benchmark: its traffic mix and its figures (one short real run against a real service:
+tests/slow/test_soak_bench.py)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import socket
 import pytest
 
 from bench.load import find_gunicorn_master
-from bench.soak import Traffic, main, memory_growth, parse_mix, summarise_requests
+from bench.soak import Traffic, memory_growth, parse_mix, summarise_requests
 
 IDS = {"users": ["u1", "u2"], "units": ["demo", "demo.math"],
        "items": [("demo.math.1.1.q1", "question"), ("demo.math.1.1.video", "video")]}
@@ -100,24 +101,3 @@ def test_the_gunicorn_master_is_found_by_its_listening_port():
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert find_gunicorn_master(s.getsockname()[1]) == os.getpid()
-
-
-@pytest.mark.slow
-def test_a_short_soak_of_a_real_service(servers, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
-    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
-    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
-    out = tmp_path / "soak.json"
-    assert main(["--minutes", "0.1", "--rate", "20", "--warmup-s", "2", "--sample-s", "1", "--progress-s", "60",
-                 "--settle-max", "0",
-                 "--demo-learners", "100", "--demo-attempts", "5000", "--demo-engagements", "500",
-                 "--json", str(out)]) == 0
-    report = json.loads(out.read_text())
-    assert {"requests", "errors", "p99_ms", "memory_growth_pct", "achieved_rps", "kinds", "timeline",
-            "memory", "config"} <= set(report)
-    assert report["errors"] == 0 and report["warmup"]["errors"] == 0, report["error_samples"]
-    assert report["requests"] == pytest.approx(20 * 6, abs=2) and report["achieved_rps"] == pytest.approx(20, abs=1)
-    assert set(report["kinds"]) >= {"recommend", "ingest", "similar", "trending"}
-    assert report["p99_ms"] > 0 and report["memory_growth_pct"] is not None
-    assert len(report["memory"]["samples"]) >= 5 and len(report["memory"]["per_worker_growth_pct"]) == 2
-    assert "errors: 0" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""The stack every fault test runs against, built once for the package."""
+"""The stack every fault test runs against, built once for the package. Every fault test stops or
+kills real processes: they are slow-tier tests (tests/slow/, marked `slow` by tests/conftest.py)."""
 from __future__ import annotations
 
 import shutil
@@ -14,15 +15,6 @@ from harness.service import running_service
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
 from tests.slow.faults.stack import API_KEY, PREFIX, ROOT, Stack
-
-HERE = Path(__file__).parent
-
-
-def pytest_collection_modifyitems(items):
-    # Every fault test stops or kills real processes: none is in make test-fast.
-    for item in items:
-        if Path(item.path).is_relative_to(HERE):
-            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="package")
