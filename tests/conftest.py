@@ -17,11 +17,9 @@ import pytest
 
 from app.config import PROJECT_ROOT, Settings
 from harness.databases import scratch_database, scratch_redis_prefix
+from tests.database import Schema, empty_database, read_schema
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments",
-          "interactions", "unit_items",
-          "unit_children", "units", "items", "users")
 
 
 def _docker_answers() -> bool:
@@ -73,10 +71,21 @@ def servers():
 
 
 @pytest.fixture(scope="session")
-def db_url(servers):
-    """A fresh database for this run, migrated once, dropped at the end."""
+def test_database(servers):
+    """A fresh database for this run, migrated once, dropped at the end: (url, its Schema)."""
     with scratch_database(servers[0], "adaptrec_test") as url:
-        yield url
+        yield url, read_schema(url)
+
+
+@pytest.fixture(scope="session")
+def db_url(test_database):
+    return test_database[0]
+
+
+@pytest.fixture(scope="session")
+def db_schema(test_database) -> Schema:
+    """The tables a test may fill and the rows the migrations put in (tests/database.py)."""
+    return test_database[1]
 
 
 @pytest.fixture(scope="session")
@@ -91,15 +100,11 @@ def redis_url(servers):
 
 
 @pytest.fixture
-def conn(db_url):
-    """A connection to the test database; every table is emptied after the test."""
+def conn(db_url, db_schema):
+    """A connection to the test database, put back as the migrations left it after the test."""
     connection = psycopg2.connect(db_url)
     yield connection
-    connection.rollback()
-    with connection.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        cur.execute("DELETE FROM tenants WHERE tenant <> 'default'")
-    connection.commit()
+    empty_database(connection, db_schema)
     connection.close()
 
 

@@ -10,7 +10,7 @@ import pytest
 from app import queries as q
 from harness.databases import scratch_database
 from jobs.demo import ROOT_UNIT, DemoConfig, DemoError, build, generate_demo
-from tests.conftest import TABLES
+from tests.database import empty_database
 
 pytestmark = pytest.mark.slow  # generates whole demo data sets
 
@@ -36,11 +36,6 @@ def checksum(conn) -> str:
         SELECT md5(string_agg(concat_ws('|', event_id, user_id, item_id, kind, outcome, value,
                                         duration_ms, extract(epoch FROM occurred_at)), ',' ORDER BY event_id))
         FROM interactions""")
-
-
-def empty(conn) -> None:
-    with conn, conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +152,13 @@ def test_second_run_adds_nothing(loaded):
     assert checksum(conn) == before
 
 
-def test_same_seed_gives_the_same_rows_in_a_fresh_database(conn):
+def test_same_seed_gives_the_same_rows_in_a_fresh_database(conn, db_schema):
     generate_demo(conn, SMALL)
     first = checksum(conn)
-    empty(conn)
+    empty_database(conn, db_schema)
     generate_demo(conn, SMALL)
     assert checksum(conn) == first
-    empty(conn)
+    empty_database(conn, db_schema)
     generate_demo(conn, OTHER_SEED)
     assert checksum(conn) != first
 

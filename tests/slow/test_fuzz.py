@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, settings
 from app.api.factory import create_app
 from app.api.spec import ENDPOINTS
 from app.config import Settings
-from tests.conftest import TABLES, TEST_API_KEY
+from tests.conftest import TEST_API_KEY
+from tests.database import empty_database
 
 pytestmark = pytest.mark.slow  # fuzzes every operation (thousands of requests)
 
@@ -87,15 +88,11 @@ def seeded_app(app, client, auth):
     return app
 
 
-def reset(conn, redis_url: str, prefix: str) -> None:
-    """Empty the tables and this run's Redis keys (what the `conn` fixture does after a test)."""
+def reset(conn, db_schema, redis_url: str, prefix: str) -> None:
+    """Empty the tables (what the `conn` fixture does after a test) and this run's Redis keys."""
     import redis
 
-    conn.rollback()
-    with conn.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        cur.execute("DELETE FROM tenants WHERE tenant <> 'default'")
-    conn.commit()
+    empty_database(conn, db_schema)
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(match=prefix + "*", count=1000))
     if keys:
@@ -135,13 +132,13 @@ def test_every_operation_answers_as_documented(case, seeded_app):
     case.call_and_validate(app=seeded_app, additional_checks=CHECKS)
 
 
-def test_call_sequences_answer_as_documented(seeded_app, client, auth, conn, redis_url, redis_prefix):
+def test_call_sequences_answer_as_documented(seeded_app, client, auth, conn, db_schema, redis_url, redis_prefix):
     class Sequences(schema.as_state_machine()):
         def setup(self):
             # Every sequence starts from the same rows and an empty cache: the links a sequence
             # follows come from its answers, and answers shaped by earlier sequences made
             # Hypothesis's draws differ between cases with the same choices (FlakyStrategyDefinition).
-            reset(conn, redis_url, redis_prefix)
+            reset(conn, db_schema, redis_url, redis_prefix)
             seed(client, auth)
 
         def call(self, case, **kwargs):
