@@ -6,6 +6,7 @@ import json
 import pytest
 
 from tests.conftest import TEST_API_KEY
+from tests.seed import seed
 
 
 def put(client, auth, path, body):
@@ -19,14 +20,11 @@ def post(client, auth, path, body):
 @pytest.fixture
 def catalogue(client, auth):
     """math > algebra > {q1, q2}; math > geometry > {q3}."""
-    items = [{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)]
-    assert post(client, auth, "/v1/items", {"items": items}).status_code == 200
-    r = post(client, auth, "/v1/units", {"units": [
+    seed(client, auth, items=[{"item_id": f"q{i}", "title": f"Q{i}"} for i in (1, 2, 3)], units=[
         {"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
         {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2"]},
         {"unit_id": "geometry", "kind": "chapter", "items": ["q3"]},
-    ]})
-    assert r.status_code == 200, r.json
+    ])
 
 
 # ---- health and auth --------------------------------------------------------------------

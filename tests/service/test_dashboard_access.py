@@ -11,6 +11,7 @@ import pytest
 
 from app import keys, tenants
 from tests.conftest import TEST_API_KEY
+from tests.seed import seed
 
 SECRET = "B-ONLY-SECRET"
 OPEN = {"dashboard.login", "dashboard.login_form", "dashboard.static_file"}
@@ -49,22 +50,15 @@ def two_tenants(client, conn):
         _, admin_b = keys.create_key(conn, "b-admin", ["admin"], tenant=b)
         _, serve_a = keys.create_key(conn, "a-serve", ["serve", "ingest"], tenant=a)
     for key, label in ((admin_b, SECRET), (admin_a, "tenant-a")):
-        headers = {"Authorization": f"Bearer {key}"}
-        for method, path, body in [
-            ("POST", "/v1/units", {"units": [{"unit_id": "shared-unit", "name": label},
-                                             {"unit_id": f"{label}-unit", "name": label}]}),
-            ("POST", "/v1/items", {"items": [{"item_id": "shared-item", "title": label, "units": ["shared-unit"]},
-                                             {"item_id": f"{label}-item", "title": label, "units": ["shared-unit"]}]}),
-            ("PUT", "/v1/users/shared-user", {"attrs": {"secret": label}}),
-            ("PUT", f"/v1/users/{label}-user", {"attrs": {}}),
-            ("POST", "/v1/interactions", {"interactions": [
-                {"event_id": f"{label}-{k}", "user_id": u, "item_id": f"{label}-item", "kind": "attempt",
-                 "outcome": k % 2} for k, u in enumerate(["shared-user", f"{label}-user"] * 2)]}),
-            ("PUT", f"/v1/experiments/{label}-exp", {"description": label,
-                                                     "variants": [{"name": label, "weight": 1, "strategy": "top"}]}),
-        ]:
-            answer = client.open(path, method=method, json=body, headers=headers)
-            assert answer.status_code < 300, (path, answer.json)
+        seed(client, {"Authorization": f"Bearer {key}"},
+             items=[{"item_id": "shared-item", "title": label}, {"item_id": f"{label}-item", "title": label}],
+             units=[{"unit_id": "shared-unit", "name": label, "items": ["shared-item", f"{label}-item"]},
+                    {"unit_id": f"{label}-unit", "name": label}],
+             users=[{"user_id": "shared-user", "attrs": {"secret": label}}, {"user_id": f"{label}-user", "attrs": {}}],
+             interactions=[{"event_id": f"{label}-{k}", "user_id": u, "item_id": f"{label}-item", "kind": "attempt",
+                            "outcome": k % 2} for k, u in enumerate(["shared-user", f"{label}-user"] * 2)],
+             experiments={f"{label}-exp": {"description": label,
+                                           "variants": [{"name": label, "weight": 1, "strategy": "top"}]}})
     return {"a": a, "b": b, "dash_a": dash_a, "admin_a": admin_a, "serve_a": serve_a}
 
 

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app import jobruns
 from app.logs import JsonFormatter, redact
 from tests.conftest import TEST_API_KEY
+from tests.seed import seed
 
 
 def samples(text: str) -> dict:
@@ -33,12 +34,6 @@ def value(text: str, name: str, **labels) -> float:
 
 def log_lines(err: str) -> list[dict]:
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-
-
-def seed(client, auth, items=("i1", "i2", "i3")):
-    for i in items:
-        assert client.put(f"/v1/items/{i}", json={}, headers=auth).status_code == 200
-    assert client.put("/v1/units/root", json={"items": list(items)}, headers=auth).status_code == 200
 
 
 # ---- logs ---------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from app import keys
 from app.api.factory import close as close_app
 from app.api.factory import create_app
 from cli.main import main as cli_main
+from tests.seed import seed
 
 
 @pytest.fixture
@@ -32,11 +33,6 @@ def bearer(key: str) -> dict:
 EVENT = {"user_id": "u1", "item_id": "i1", "kind": "view"}
 
 
-def seed(client, auth):
-    assert client.put("/v1/items/i1", json={}, headers=auth).status_code == 200
-    assert client.put("/v1/units/root", json={"items": ["i1"]}, headers=auth).status_code == 200
-
-
 def test_keys_are_stored_as_hashes_never_in_clear(conn):
     key_id, key = new_key(conn, ["serve"])
     assert key.startswith(f"ar_{key_id}_") and len(key) > 50
@@ -50,7 +46,7 @@ def test_keys_are_stored_as_hashes_never_in_clear(conn):
 
 def test_each_scope_opens_only_its_operations(keyed_app, conn, auth):
     client = keyed_app.test_client()
-    seed(client, auth)
+    seed(client, auth, items=["i1"])
     serve = bearer(new_key(conn, ["serve"])[1])
     ingest = bearer(new_key(conn, ["ingest"])[1])
     admin = bearer(new_key(conn, ["admin"])[1])

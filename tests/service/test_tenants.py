@@ -9,6 +9,7 @@ import pytest
 
 from app import keys, tenants
 from app import queries as q
+from tests.seed import seed
 
 # Queries over tenant tables that rightly span tenants or address rows by a global id.
 SPANNING = {
@@ -51,20 +52,15 @@ BODIES = {   # a valid body for every operation that takes one, naming the ids t
 }
 
 
-def seed(client, headers: dict, label: str) -> None:
-    """The same ids in each tenant, with content that says whose it is."""
-    for method, path, body in [
-        ("post", "/v1/units", {"units": [{"unit_id": "shared-unit", "name": label}]}),
-        ("post", "/v1/items", {"items": [{"item_id": "shared-item", "title": label, "units": ["shared-unit"]},
-                                         {"item_id": f"{label}-item", "title": label, "units": ["shared-unit"]}]}),
-        ("put", "/v1/users/shared-user", {"attrs": {"secret": label}}),
-        ("post", "/v1/interactions", {"interactions": [{"event_id": f"{label}-{k}", "user_id": "shared-user",
-                                       "item_id": f"{label}-item", "kind": "view"} for k in range(3)]}),
-        ("put", "/v1/experiments/shared-exp", {"description": label,
-                                               "variants": [{"name": label, "weight": 1, "strategy": "top"}]}),
-    ]:
-        answer = client.open(path, method=method.upper(), json=body, headers=headers)
-        assert answer.status_code < 300, (path, answer.json)
+def tenant_rows(label: str) -> dict:
+    """The same ids in each tenant, with content that says whose it is (for tests.seed.seed)."""
+    return {"items": [{"item_id": "shared-item", "title": label}, {"item_id": f"{label}-item", "title": label}],
+            "units": [{"unit_id": "shared-unit", "name": label, "items": ["shared-item", f"{label}-item"]}],
+            "users": [{"user_id": "shared-user", "attrs": {"secret": label}}],
+            "interactions": [{"event_id": f"{label}-{k}", "user_id": "shared-user", "item_id": f"{label}-item",
+                              "kind": "view"} for k in range(3)],
+            "experiments": {"shared-exp": {"description": label,
+                                           "variants": [{"name": label, "weight": 1, "strategy": "top"}]}}}
 
 
 def snapshot(conn, tenant: str) -> dict:
@@ -91,8 +87,8 @@ def two_tenants(client, conn):
         _, key_b = keys.create_key(conn, "b-admin", ["admin"], tenant=TENANT["b"])
     a = {"Authorization": f"Bearer {key_a}"}
     b = {"Authorization": f"Bearer {key_b}"}
-    seed(client, b, SECRET)
-    seed(client, a, "tenant-a")
+    seed(client, b, **tenant_rows(SECRET))
+    seed(client, a, **tenant_rows("tenant-a"))
     return a, b
 
 

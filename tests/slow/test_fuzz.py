@@ -22,6 +22,7 @@ from app.api.spec import ENDPOINTS
 from app.config import Settings
 from tests.conftest import TEST_API_KEY
 from tests.database import empty_database
+from tests.seed import seed
 
 pytestmark = pytest.mark.slow  # fuzzes every operation (thousands of requests)
 
@@ -60,31 +61,23 @@ _DOC_APP = create_app(Settings(database_url="postgresql://document-only.invalid/
 schema = schemathesis.openapi.from_wsgi("/openapi.json", _DOC_APP, config=CONFIG)
 
 
-def seed(client, auth) -> None:
-    """A small catalogue, so reads of known ids are exercised too."""
-    def ok(response):
-        assert response.status_code in (200, 201), response.json
-
-    ok(client.post("/v1/items", json={"items": [{"item_id": f"q{i}", "title": f"Question {i}"} for i in range(1, 7)]},
-                   headers=auth))
-    ok(client.post("/v1/units", json={"units": [
-        {"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
-        {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2", "q3"]},
-        {"unit_id": "geometry", "kind": "chapter", "items": ["q4", "q5", "q6"]},
-    ]}, headers=auth))
-    ok(client.post("/v1/users", json={"users": [{"user_id": u, "attrs": {"grade": 9}} for u in ("u1", "u2", "u3")]},
-                   headers=auth))
-    ok(client.post("/v1/interactions", json={"interactions": [
-        {"event_id": f"e-{u}-{q}", "user_id": u, "item_id": f"q{q}", "outcome": (q + len(u)) % 2}
-        for u in ("u1", "u2") for q in range(1, 7)]}, headers=auth))
-    ok(client.put("/v1/experiments/exp1", json={"variants": [
-        {"name": "a", "weight": 1}, {"name": "b", "weight": 1, "strategy": "top"}]}, headers=auth))
+# A small catalogue, so reads of known ids are exercised too (tests.seed.seed puts it in).
+CATALOGUE = {
+    "items": [{"item_id": f"q{i}", "title": f"Question {i}"} for i in range(1, 7)],
+    "units": [{"unit_id": "math", "name": "Mathematics", "kind": "subject", "children": ["algebra", "geometry"]},
+              {"unit_id": "algebra", "kind": "chapter", "items": ["q1", "q2", "q3"]},
+              {"unit_id": "geometry", "kind": "chapter", "items": ["q4", "q5", "q6"]}],
+    "users": [{"user_id": u, "attrs": {"grade": 9}} for u in ("u1", "u2", "u3")],
+    "interactions": [{"event_id": f"e-{u}-{q}", "user_id": u, "item_id": f"q{q}", "outcome": (q + len(u)) % 2}
+                     for u in ("u1", "u2") for q in range(1, 7)],
+    "experiments": {"exp1": {"variants": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1, "strategy": "top"}]}},
+}
 
 
 @pytest.fixture
 def seeded_app(app, client, auth):
     """The app over the seeded catalogue."""
-    seed(client, auth)
+    seed(client, auth, **CATALOGUE)
     return app
 
 
@@ -139,7 +132,7 @@ def test_call_sequences_answer_as_documented(seeded_app, client, auth, conn, db_
             # follows come from its answers, and answers shaped by earlier sequences made
             # Hypothesis's draws differ between cases with the same choices (FlakyStrategyDefinition).
             reset(conn, db_schema, redis_url, redis_prefix)
-            seed(client, auth)
+            seed(client, auth, **CATALOGUE)
 
         def call(self, case, **kwargs):
             return case.call(app=seeded_app, **kwargs)
