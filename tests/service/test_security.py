@@ -133,10 +133,17 @@ def test_over_the_rate_limit_is_429_with_retry_after(keyed_app, conn):
 
 def test_rate_limits_are_per_key(keyed_app, conn):
     client = keyed_app.test_client()
-    _, slow = new_key(conn, ["serve"], rate_limit=1)
+    _, limited = new_key(conn, ["serve"], rate_limit=1)
     _, other = new_key(conn, ["serve"], rate_limit=1)
-    client.get("/v1/experiments", headers=bearer(slow))
-    client.get("/v1/experiments", headers=bearer(slow))
+    # three requests span at most two one-second windows: at a limit of 1, at least one is refused
+    answers = [client.get("/v1/experiments", headers=bearer(limited)) for _ in range(3)]
+    statuses = [a.status_code for a in answers]
+    assert statuses[0] == 200 and 429 in statuses, statuses
+    refused = answers[statuses.index(429)]
+    assert refused.mimetype == "application/problem+json" and refused.json["status"] == 429
+    assert refused.json["title"] == "Too Many Requests" and "1 requests per second" in refused.json["detail"]
+    assert refused.headers["RateLimit-Limit"] == "1" and refused.headers["RateLimit-Remaining"] == "0"
+    # the other key, with the same limit, is not held back by the first one's requests
     assert client.get("/v1/experiments", headers=bearer(other)).status_code == 200
 
 

@@ -110,7 +110,8 @@ def test_items_solved_are_skipped_and_excluded_items_never_returned(api, served_
     unit, user = a_section(served_db), fresh_user()
     first = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 2}).json
     solved, excluded = first["items"][0]["item_id"], first["items"][1]["item_id"]
-    api.post("/v1/interactions", {"event_id": f"{user}-s", "user_id": user, "item_id": solved, "outcome": 1})
+    assert api.post("/v1/interactions", {"event_id": f"{user}-s", "user_id": user, "item_id": solved,
+                                         "outcome": 1}).status_code == 201
     again = api.post("/v1/recommendations", {"user_id": user, "units": [unit], "n": 10, "exclude": [excluded]}).json
     ids = [it["item_id"] for it in again["items"]]
     assert solved not in ids and excluded not in ids
@@ -229,7 +230,8 @@ def test_redis_down_still_serves_from_postgres(served_db, settings, auth):
     client = app.test_client()
     unit = a_section(served_db)
     r = client.post("/v1/recommendations", json={"user_id": "demo.u0001", "units": [unit], "n": 3}, headers=auth)
-    assert r.status_code == 200 and len(r.json["items"]) == 3 and r.json["history_rows"] >= 0
+    assert r.status_code == 200 and len(r.json["items"]) == 3
+    assert r.json["history_rows"] > 0           # the learner's history, read from Postgres without Redis
     ingest = client.post("/v1/interactions", json={"user_id": "demo.u0001", "item_id": r.json["items"][0]["item_id"],
                                                     "outcome": 1}, headers=auth)
     assert ingest.status_code == 201
