@@ -18,16 +18,6 @@ M = timedelta(minutes=1)
 _events = itertools.count(1)
 
 
-@pytest.fixture(autouse=True)
-def clean_reports(conn):
-    """conftest empties the other tables; calibration_reports is ours to empty."""
-    yield
-    conn.rollback()
-    with conn.cursor() as cur:
-        cur.execute("DELETE FROM calibration_reports")
-    conn.commit()
-
-
 def setup(conn, users=("u1", "u2"), items=("q1", "q2", "q3", "q4", "q5", "q6")) -> dict:
     """A unit with items, users, a practice and an engagement model: {'practice': id, 'engagement': id}."""
     with conn.cursor() as cur:
