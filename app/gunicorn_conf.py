@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 
 from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, default_log_format
-from app.logs import gunicorn_logconfig
+from app.infra.logs import gunicorn_logconfig
 
 _level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
 _format = (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower()
@@ -30,7 +30,7 @@ graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
 timeout = 60
 # gthread: each worker serves keep-alive connections (a backend's connection pool; the sync
 # worker closes every connection). One request thread per worker by default: at 400
-# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/BENCHMARKS.md, "The
+# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/benchmarks-log.md, "The
 # request path at the floor"); more threads let slow requests (dashboard pages, big ingest
 # batches) overlap with fast ones, at some CPU per request.
 worker_class = "app.gunicorn_worker.ProblemThreadWorker"
@@ -69,6 +69,6 @@ def on_exit(server):
 
 def worker_exit(server, worker):
     """A worker stopping gracefully writes its buffered recommendation log rows first."""
-    from app import recommendation_log
+    from app.serving import recommendation_log
 
     recommendation_log.close_all()

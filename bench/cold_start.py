@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from app.tenants import DEFAULT
+from app.access.tenants import DEFAULT
 from bench.compare import bootstrap_difference, metrics
 from bench.replay import JOB_SPLIT_SEED, SPLIT_SEED, delete_prefix
 from jobs import demo
@@ -76,9 +76,9 @@ def replay(conn, cache, caches: dict, users: list[str], items: list[str], outcom
            ) -> dict[str, np.ndarray]:
     """p of each attempt from each model cache, predicted before the attempt is ingested (the API's
     ingest, then the history cache)."""
-    from app.ingest import record_interactions
-    from app.recommend import predict
-    from app.records import Interaction
+    from app.catalogue.ingest import record_interactions
+    from app.catalogue.records import Interaction
+    from app.serving.recommend import predict
 
     out = {name: np.empty(len(users)) for name in caches}
     for k, (user, item, y, at) in enumerate(zip(users, items, outcomes, times)):
@@ -92,12 +92,12 @@ def replay(conn, cache, caches: dict, users: list[str], items: list[str], outcom
 
 def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4, new_share: float = 0.1,
         mode: str = "partial", seed: int = 0, progress: bool = False) -> dict:
-    from app import catalog
-    from app.cache import Cache
+    from app.catalogue import catalog
+    from app.catalogue.records import Item
     from app.config import Settings
     from app.embedded import servers_for
-    from app.model_cache import ModelCache
-    from app.records import Item
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
     from harness.databases import connected_scratch_database
     from jobs.importers.common import Loader
     from jobs.train import TrainConfig, run_training

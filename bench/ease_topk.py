@@ -7,7 +7,7 @@ Zipf popularity (exponent 0.8). The weights' size does not depend on the data, o
 count and k; the fit's time does only through X^T X (the inverse is dense whatever the data).
 Measured: `fit_ease` (Gram matrix + dense inverse; and the process's peak memory after it),
 `top_k_neighbours` for each k, the packed
-weights (`app.modelstore.pack_item_weights`) dense and per k, the whole model row as `save_model`
+weights (`app.model.store.pack_item_weights`) dense and per k, the whole model row as `save_model`
 would write it (the WARP item vectors of the job's default 48 components, biases, prior, item ids;
 no database), and one user's EASE scores dense vs sparse (median of --repeats). BLAS threads:
 OPENBLAS_NUM_THREADS if set, else 1 (the other core left to whatever else runs), reported in the JSON.
@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from app.modelstore import pack, pack_item_weights
+from app.model.store import pack, pack_item_weights
 from app.online.topn import ease_scores, positives_matrix
 from bench.report import emit
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours

@@ -272,10 +272,10 @@ def measure_floor(**kwargs) -> dict:
 def prepare(conn, url: str, data: Path, movielens: Path | None, learners: int, new_share: float, say) -> dict:
     """Import, train the root, build the 5k unit and the learners of the mix; MovieLens as the
     tenant of the top-N phase. Returns what the phases need."""
-    from app import catalog
-    from app import queries as q
-    from app.records import Unit
-    from app.tenants import DEFAULT
+    from app.access.tenants import DEFAULT
+    from app.catalogue import catalog
+    from app.catalogue.records import Unit
+    from app.infra import queries as q
     from bench.request_mix import TOPN_TENANT, TOPN_UNIT, build_learners, history_lengths
     from jobs.importers import run_import
     from jobs.train import TrainConfig, run_training
@@ -330,8 +330,8 @@ def prepare_existing(conn, unit: str, learners: int, new_share: float, say, seed
     """The learners and items of the mix in a database already imported and trained (--database,
     e.g. the scale run's, docs/SCALING.md): learners drawn at random among those with a history
     (no copies are written), `new_share` of them new; the items under `unit`."""
-    from app import queries as q
-    from app.tenants import DEFAULT
+    from app.access.tenants import DEFAULT
+    from app.infra import queries as q
     from bench.request_mix import history_lengths
 
     items = [r["item_id"] for r in q.fetch_all(conn, "items_under_units", tenant=DEFAULT, unit_ids=[unit])]
@@ -527,9 +527,9 @@ def main(argv=None) -> int:
             items = body["items"]
             mix = {"learners": users, "miss": 0.0, "tenant": "default", "topn_learners": []}
         else:
+            from app.access.tenants import DEFAULT
             from app.config import Settings
             from app.embedded import servers_for
-            from app.tenants import DEFAULT
             from bench.request_mix import TOPN_TENANT, TOPN_UNIT, warm_histories
             from harness.databases import connected_scratch_database, scratch_redis_prefix
             from harness.service import running_service

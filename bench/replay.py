@@ -78,8 +78,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from app.access.tenants import DEFAULT
 from app.config import PROJECT_ROOT
-from app.tenants import DEFAULT
 from bench.attempts import (
     COLUMNS,
     CUT_QUANTILE,
@@ -218,9 +218,9 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     """p of every replayed attempt, predicted before it is ingested, through predict + ingest: a
     root request, and (given `skill_of`: item -> its skill's unit) a skill request (NaN for an
     item without a skill)."""
-    from app.ingest import record_interactions
-    from app.recommend import predict
-    from app.records import Interaction
+    from app.catalogue.ingest import record_interactions
+    from app.catalogue.records import Interaction
+    from app.serving.recommend import predict
 
     users, items = test.user_id.tolist(), test.problem_id.tolist()
     seqs, ys = test.seq.tolist(), test.correct.tolist()
@@ -280,8 +280,8 @@ def _ms(seconds: np.ndarray) -> dict:
 def live_fit_from(model, history: list[tuple[str, int]], items: list[str], at: datetime) -> np.ndarray:
     """p of `items` from the product's scoring path (score_candidates) given a fixed history of
     (item, outcome) oldest first: the live fit without the database and Redis around it."""
-    from app import history as hist
-    from app.recommend import score_candidates
+    from app.catalogue import history as hist
+    from app.serving.recommend import score_candidates
 
     events = [hist.Event(i, "attempt", int(o), None, at) for i, o in reversed(history)]  # newest first
     return score_candidates(model, items, events, None, DEFAULT, practice=True)[0]
@@ -368,10 +368,10 @@ def service_vs_baselines(frame: pd.DataFrame, p_service: np.ndarray, p_base: dic
 def run(data: Path | None, max_test_students: int | None = None, retrain: bool = True, progress: bool = False,
         train_all_units: bool = True, predictions: Path | None = None, regime: str = "all",
         protocol: str = "learner", skill_requests: bool = True) -> dict:
-    from app.cache import Cache
     from app.config import Settings
     from app.embedded import servers_for
-    from app.model_cache import ModelCache
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
     from harness.databases import connected_scratch_database
     from jobs.train import TrainConfig
 

@@ -77,12 +77,12 @@ def history_lengths(conn: Connection, tenant: str, learners: list[str]) -> dict:
 
 
 def warm_histories(database_url: str, redis_url: str, prefix: str, tenant: str, learners: list[str]) -> float:
-    """Cache every learner's history in Redis as the service would (app.history), so the mix's
+    """Cache every learner's history in Redis as the service would (app.catalogue.history), so the mix's
     misses are only the ones it asks for. Returns the seconds it took."""
     import psycopg2
 
-    from app import history
-    from app.cache import Cache
+    from app.catalogue import history
+    from app.infra.cache import Cache
 
     started = time.perf_counter()
     cache = Cache(redis_url, prefix, timeout_s=5.0)
@@ -101,7 +101,7 @@ class Evictor:
     """Deletes a learner's cached history (and its "no history" marker) in the service's Redis."""
 
     def __init__(self, redis_url: str, prefix: str):
-        from app.cache import Cache
+        from app.infra.cache import Cache
 
         self.cache = Cache(redis_url, prefix, timeout_s=5.0)
         self._lock = threading.Lock()
@@ -145,15 +145,15 @@ class MixRequests:
 
 def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[str], samples: int = 2000,
                      seed: int = 0) -> dict:
-    """CPU time of the live fit + scoring of every candidate of `unit` (app.recommend.score_candidates,
+    """CPU time of the live fit + scoring of every candidate of `unit` (app.serving.recommend.score_candidates,
     practice) on `samples` learners drawn like the mix, their histories read first from Postgres.
     No HTTP, no Redis, no Postgres inside the timed part."""
     import numpy as np
     import psycopg2
 
-    from app import catalog, history
-    from app.model_cache import ModelCache
-    from app.recommend import score_candidates
+    from app.catalogue import catalog, history
+    from app.model.cache import ModelCache
+    from app.serving.recommend import score_candidates
 
     rng = random.Random(f"{seed}-floor")
     conn = psycopg2.connect(database_url)
@@ -177,7 +177,7 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
     finally:
         conn.close()
     cpu_arr = np.array(cpu)
-    return {"what": "app.recommend.score_candidates (live fit + scores of every candidate), CPU per call",
+    return {"what": "app.serving.recommend.score_candidates (live fit + scores of every candidate), CPU per call",
             "samples": samples, "candidates": len(items), "mean_ms": round(float(cpu_arr.mean()), 3),
             "p50_ms": round(float(np.percentile(cpu_arr, 50)), 3),
             "p99_ms": round(float(np.percentile(cpu_arr, 99)), 3)}

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from app import modelstore
-from app.db import connect
+from app.access.tenants import DEFAULT
+from app.infra.db import connect
+from app.model import store as modelstore
 from app.online.scoring import ServingModel, engagement_scores
-from app.tenants import DEFAULT
 from harness.databases import scratch_database
 from jobs.importers import movielens, run_import
 from jobs.train import TrainConfig, run_training
@@ -52,7 +52,7 @@ def serving_scores(model: ServingModel, positives: list[np.ndarray], item_ids: l
     """(n_users, len(item_ids)) scores of every item for each user, as the service ranks them.
 
     positives[u] : indices into item_ids of user u's positives; items the model does not cover are
-    left out of the history (as app.recommend does) and score below every covered item.
+    left out of the history (as app.serving.recommend does) and score below every covered item.
     """
     rows = model.rows(item_ids)
     out = np.empty((len(positives), len(item_ids)))

@@ -30,7 +30,7 @@ SPEED: the MovieLens export (the same split, mode full) or the fixture tests/fix
 worker); a separate process sends signed GETs open-loop at --rate for --seconds per phase after --warmup
 (latency from the scheduled send time, as bench.latency; a fresh signature per request): /user-items of users
 with a history, /user-items of users without one (the popularity path), /similar-items of random items, and
-/healthz as the floor. The answer for users without history is cached for 60 s (app.related.TRENDING_TTL_S),
+/healthz as the floor. The answer for users without history is cached for 60 s (app.serving.related.TRENDING_TTL_S),
 so a phase covers an expiry or not by its timing; each phase says when it started. Reported: p50/p90/p99/max,
 errors, server CPU per request (gunicorn workers, Postgres backends, Redis), the access log's own durations and
 statuses, the workers' memory, the load average and the busiest processes before. Target: p99 <= 25 ms at 200
@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from app.totara import ITEM_TYPES, sign
+from app.totara.protocol import ITEM_TYPES, sign
 from bench.latency import scheduled_latency, summarise
 from bench.load import Outcome, open_loop, send_times
 from bench.report import emit
@@ -196,7 +196,7 @@ def _r(x, digits: int = 4):
 
 
 def signed_headers(totara_key: str, now: float | None = None) -> dict:
-    """The two headers Totara's client sends (app.totara.sign)."""
+    """The two headers Totara's client sends (app.totara.protocol.sign)."""
     stamp = int(time.time() if now is None else now)
     return {"X-Totara-Time": str(stamp), "X-Totara-Ml-Key": sign(stamp, totara_key)}
 
@@ -213,7 +213,7 @@ def similar_items_path(item_id: str, n: int = K, tenant: str = TENANT) -> str:
 def import_and_train(url: str, folder: Path, mode: str, seed: int, threads: int) -> dict:
     """run_import (format totara, `mode`) and run_training over every tenant (train --all); the
     outcome of tenant 0's engagement model of the root unit `totara`."""
-    from app.db import connect
+    from app.infra.db import connect
     from jobs.importers import run_import
     from jobs.train import TrainConfig, run_training
 
@@ -235,8 +235,8 @@ def import_and_train(url: str, folder: Path, mode: str, seed: int, threads: int)
 
 def load_serving_model(url: str, model_id: int):
     """(the stored model as the service holds it, the hyperparameters the job stored with it)."""
-    from app import modelstore
-    from app.db import connect
+    from app.infra.db import connect
+    from app.model import store as modelstore
     from app.online.scoring import ServingModel
 
     with closing(connect(url, application_name="bench-totara")) as conn:
@@ -283,7 +283,7 @@ def ask_service(base_url: str, totara_key: str, users: list[int]) -> tuple[list[
 
 
 def bench_quality_mode(server_url: str, settings, ratings, movies, users, cold, held, mode: str, args, say) -> dict:
-    from app.history import KEEP
+    from app.catalogue.history import KEEP
     from bench.topn_job import serving_scores
     from harness.databases import drop_redis_prefix, scratch_database
     from harness.service import running_service
@@ -515,7 +515,7 @@ def busy_processes(limit: int = 8) -> list[str]:
 
 
 def bench_speed(server_url: str, settings, ratings, movies, users, cold, held, args, say) -> dict:
-    from app.related import TRENDING_TTL_S
+    from app.serving.related import TRENDING_TTL_S
     from harness.databases import drop_redis_prefix, scratch_database
     from harness.measure import settle
     from harness.service import running_service

@@ -28,8 +28,8 @@ class Parser(argparse.ArgumentParser):
 def _database(settings=None):
     """Yield (settings, connection) on the configured or embedded servers."""
     from app.config import Settings
-    from app.db import connect
     from app.embedded import servers_for
+    from app.infra.db import connect
 
     settings = settings or Settings.from_env()
     with servers_for(settings) as resolved:
@@ -41,7 +41,7 @@ def _database(settings=None):
 
 
 def _migrate(conn, settings, quiet: bool = False) -> int:
-    from app.migrations import migrate
+    from app.infra.migrations import migrate
 
     applied = migrate(conn, lock_timeout_ms=settings.migration_lock_timeout_ms,
                       log=(lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr)))
@@ -58,8 +58,8 @@ def cmd_db_migrate(args) -> int:
 
 def _log_retention(settings, conn, days: int | None, quiet: bool) -> None:
     """The recommendation log's upkeep (jobs.log_retention), recorded as its own job run."""
-    from app.jobruns import recorded
-    from app.tenants import DEFAULT
+    from app.access.tenants import DEFAULT
+    from app.infra.jobruns import recorded
     from jobs import log_retention
 
     try:
@@ -85,8 +85,8 @@ def cmd_db_log_retention(args) -> int:
 def _knowledge_snapshots(settings, conn, tenant: str | None, as_of, batch: int, max_learners: int,
                          keep_days: int, quiet: bool) -> list:
     """The knowledge snapshot (jobs.knowledge) of `tenant` (None: every tenant), each tenant its own job run."""
-    from app import tenants
-    from app.jobruns import recorded
+    from app.access import tenants
+    from app.infra.jobruns import recorded
     from jobs import knowledge
 
     reports = []
@@ -125,7 +125,7 @@ def cmd_knowledge_snapshot(args) -> int:
 
 def cmd_db_status(args) -> int:
     from app.config import Settings
-    from app.migrations import status
+    from app.infra.migrations import status
 
     configured = Settings.from_env()
     with _database(configured) as (settings, conn):
@@ -147,8 +147,8 @@ def cmd_import(args) -> int:
     for path in args.paths:
         if not Path(path).exists():
             raise CliError(f"adaptrec import: {path}: no such file or folder", EXIT_USAGE)
-    from app.jobruns import recorded
-    from app.tenants import ensure as tenants_ensure
+    from app.access.tenants import ensure as tenants_ensure
+    from app.infra.jobruns import recorded
     from jobs.importers import prepare_tenant, totara
 
     # Totara's multi-tenant export names its own tenants (created by run_import); the run is recorded
@@ -171,7 +171,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from app.cache import Cache
+    from app.infra.cache import Cache
     from jobs.export_totara import export_totara
 
     out = Path(args.dir)
@@ -211,7 +211,7 @@ def cmd_train(args) -> int:
     import logging
     from dataclasses import replace
 
-    from app.tenants import DEFAULT
+    from app.access.tenants import DEFAULT
     from jobs.train import TrainConfig, run_training
     from jobs.training.runners import ClusterUnavailable
 
@@ -287,8 +287,8 @@ def cmd_calibrate(args) -> int:
         except OSError as exc:
             raise CliError(f"adaptrec calibrate: --out {out}: {exc.strerror or exc}", EXIT_USAGE) from None
         _migrate(conn, settings, quiet=True)
-        from app import tenants
-        from app.jobruns import recorded
+        from app.access import tenants
+        from app.infra.jobruns import recorded
 
         if args.tenant:
             _known_tenant(conn, args.tenant, "calibrate")
@@ -312,7 +312,7 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from app import modelstore
+    from app.model import store as modelstore
     from jobs.training.job import HEADLINE_METRIC
 
     with _database() as (_, conn):
@@ -389,7 +389,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_keys(args) -> int:
-    from app import keys
+    from app.access import keys
 
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
@@ -428,14 +428,14 @@ def cmd_keys(args) -> int:
 
 
 def _ensure_tenant(conn, tenant: str) -> None:
-    from app import tenants
+    from app.access import tenants
 
     if tenants.ensure(conn, tenant):
         print(f"created tenant {tenant!r}", file=sys.stderr)
 
 
 def _known_tenant(conn, tenant: str, command: str) -> None:
-    from app import tenants
+    from app.access import tenants
 
     row = tenants.get(conn, tenant)
     conn.rollback()
@@ -446,8 +446,8 @@ def _known_tenant(conn, tenant: str, command: str) -> None:
 def _forget_cached(settings, tenant: str) -> None:
     import redis
 
-    from app import tenants
-    from app.cache import Cache
+    from app.access import tenants
+    from app.infra.cache import Cache
 
     cache = Cache(settings.redis_url, settings.redis_prefix, timeout_s=5.0)
     try:
@@ -460,7 +460,7 @@ def _forget_cached(settings, tenant: str) -> None:
 
 
 def cmd_tenants(args) -> int:
-    from app import tenants
+    from app.access import tenants
 
     with _database() as (settings, conn):
         _migrate(conn, settings, quiet=True)
@@ -725,7 +725,7 @@ def build_parser() -> Parser:
 
 
 def _tenant(text: str) -> str:
-    from app.tenants import check_name
+    from app.access.tenants import check_name
 
     try:
         return check_name(text)
@@ -768,10 +768,10 @@ def _port(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from app.config import ConfigError, log_level
-    from app.db import DatabaseUnavailable
     from app.embedded import EmbeddedError
-    from app.logs import quiet_libraries
-    from app.migrations import MigrationError
+    from app.infra.db import DatabaseUnavailable
+    from app.infra.logs import quiet_libraries
+    from app.infra.migrations import MigrationError
     from jobs.importers.common import ImportFailed
 
     try:

@@ -18,12 +18,12 @@ import urllib.error
 import urllib.request
 from dataclasses import replace
 
-from app import queries as q
+from app.access.tenants import DEFAULT
 from app.config import PROJECT_ROOT, Settings
-from app.db import connect
 from app.embedded import servers_for
-from app.migrations import migrate
-from app.tenants import DEFAULT
+from app.infra import queries as q
+from app.infra.db import connect
+from app.infra.migrations import migrate
 
 
 def _say(message: str) -> None:

@@ -9,8 +9,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from app.db import connect
-from app.jobruns import recorded
+from app.infra.db import connect
+from app.infra.jobruns import recorded
 from harness.client import http_json
 
 EXPERIMENT = "target-band"
@@ -46,7 +46,7 @@ def traffic(base_url: str, key: str, user_ids: list[str], unit_id: str, rounds: 
 def wait_until_logged(database_url: str, answers: int, experiment: str = EXPERIMENT, timeout_s: float = 10.0,
                       tenant: str = "default") -> int:
     """Wait until the service's workers have written `answers` answers of `experiment` to
-    recommendation_log (they write their buffers every 0.5 s, app/recommendation_log.py); returns
+    recommendation_log (they write their buffers every 0.5 s, app/serving/recommendation_log.py); returns
     how many are there (fewer only after the timeout)."""
     deadline = time.monotonic() + timeout_s
     conn = connect(database_url)

@@ -8,8 +8,8 @@ from contextlib import closing, contextmanager
 
 import psycopg2
 
-from app.db import with_database
-from app.migrations import migrate
+from app.infra.db import with_database
+from app.infra.migrations import migrate
 
 
 @contextmanager

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app import queries as q
-from app.tenants import DEFAULT
+from app.access.tenants import DEFAULT
+from app.infra import queries as q
 from jobs.training import metrics
 
 HORIZON_HOURS = 24

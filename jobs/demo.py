@@ -34,9 +34,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from tqdm import tqdm
 
-from app import queries as q
+from app.access.tenants import DEFAULT
 from app.config import ConfigError
-from app.tenants import DEFAULT
+from app.infra import queries as q
 from jobs.importers.common import Loader
 
 ROOT_UNIT = "demo"

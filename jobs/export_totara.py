@@ -4,8 +4,8 @@ service. Per tenant, `i2u_{tenant}.csv` (`uid,iid,ranking`: each user's top N it
 Totara's component-prefixed form (`engage_article12`, as the Totara import stores them).
 
 Both come from the same engine as the service: each user's list is what /user-items would answer
-over all the tenant's items (app.recommend with strategy top, without the user's positive items,
-not logged), each item's what /similar-items would answer (app.related) without the type filter.
+over all the tenant's items (app.serving.recommend with strategy top, without the user's positive items,
+not logged), each item's what /similar-items would answer (app.serving.related) without the type filter.
 Each file is written to a temporary name and renamed, so Totara never uploads half a file.
 """
 from __future__ import annotations
@@ -16,10 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app import catalog, related, tenants
-from app import queries as q
+from app.access import tenants
+from app.catalogue import catalog
 from app.errors import NotFound
-from app.model_cache import ModelCache
+from app.infra import queries as q
+from app.model.cache import ModelCache
+from app.serving import related
+from app.serving.context import RequestContext
 
 
 @dataclass
@@ -43,12 +46,13 @@ def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = Non
         for user in users:
             if not roots:
                 break
-            top = related.user_top_items(conn, tenant, cache, models, user, roots, n, f"export-{uuid.uuid4().hex}")
+            ctx = RequestContext(conn, tenant, cache, models, request_id=f"export-{uuid.uuid4().hex}")
+            top = related.user_top_items(ctx, user, roots, n)
             i2u += [(user, item, score) for item, score in top]
         i2i = []
         for item in items:
             try:
-                similar = related.similar_items(conn, tenant, models, item, n)
+                similar = related.similar_items(RequestContext(conn, tenant, cache, models), item, n)
             except NotFound:
                 continue
             i2i += [(item, s["item_id"], s["similarity"]) for s in similar["items"] if s["item_id"] != item]

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app import history as hist
-from app import queries as q
-from app.knowledge import unit_knowledge
-from app.model_cache import ModelCache
+from app.catalogue import history as hist
+from app.infra import queries as q
+from app.model.cache import ModelCache
+from app.serving.knowledge import unit_knowledge
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

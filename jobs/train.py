@@ -14,11 +14,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
-from app import queries as q
-from app.db import connect
-from app.jobruns import recorded
-from app.tenants import DEFAULT
-from app.tenants import names as tenant_names
+from app.access.tenants import DEFAULT
+from app.access.tenants import names as tenant_names
+from app.infra import queries as q
+from app.infra.db import connect
+from app.infra.jobruns import recorded
 from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
 from jobs.training.runners import DaskRunner, ProcessPool
 from jobs.training.tasks import OBJECTIVES, DevPredictions, TaskSpec, train_one

@@ -1,1 +1,1 @@
-"""Numbered SQL migrations applied by app.migrations; a package so that installs ship them."""
+"""Numbered SQL migrations applied by app.infra.migrations; a package so that installs ship them."""

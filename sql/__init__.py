@@ -1,1 +1,1 @@
-"""Named SQL queries (*.sql) read by app.queries; a package so that installs ship them."""
+"""Named SQL queries (*.sql) read by app.infra.queries; a package so that installs ship them."""

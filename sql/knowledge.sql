@@ -1,4 +1,4 @@
--- What a learner knows (app/knowledge.py: GET /v1/users/{user_id}/knowledge, the mastery and
+-- What a learner knows (app/serving/knowledge.py: GET /v1/users/{user_id}/knowledge, the mastery and
 -- review strategies) and its nightly snapshot for analysts (jobs/knowledge.py).
 
 -- name: knowledge_units

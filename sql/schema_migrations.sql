@@ -1,4 +1,4 @@
--- The migration runner's own bookkeeping (app/migrations.py): which migrations/NNN_name.sql files
+-- The migration runner's own bookkeeping (app/infra/migrations.py): which migrations/NNN_name.sql files
 -- are applied, with the checksum they had then. The runner owns the transactions.
 
 -- name: create_schema_migrations

@@ -24,7 +24,7 @@ LIMIT 1;
 
 -- name: user_recent_interactions
 -- The user's most recent :limit interactions, newest first (the history cache's source), each as
--- the cache's entry: the JSON array [item_id, kind, outcome, value, occurred_at] (app/history.py).
+-- the cache's entry: the JSON array [item_id, kind, outcome, value, occurred_at] (app/catalogue/history.py).
 SELECT json_build_array(item_id, kind, outcome, value, occurred_at)::text AS entry
 FROM interactions
 WHERE tenant = :tenant AND user_id = :user_id
@@ -39,7 +39,7 @@ WHERE tenant = :tenant AND item_id = ANY(:item_ids) AND kind = 'attempt'
 GROUP BY item_id;
 
 -- name: insert_recommendation_logs
--- Record buffered answers (app/recommendation_log.py): :rows is a JSON array of objects with the
+-- Record buffered answers (app/serving/recommendation_log.py): :rows is a JSON array of objects with the
 -- columns below, created_at the time of the answer. Rows of a tenant removed meanwhile are skipped.
 -- Not an acknowledged write: the transaction commits without waiting for the WAL flush.
 SET LOCAL synchronous_commit = off;

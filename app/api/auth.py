@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from app import metrics
-from app.api.context import get_conn
+from app.access.tenants import DEFAULT, TENANT_HEADER
+from app.api.context import services
 from app.api.errors import problem
-from app.tenants import DEFAULT, TENANT_HEADER
+from app.infra import metrics
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
 
@@ -30,7 +30,7 @@ def check_api_key():
     if scheme.lower() != "bearer" or not key:
         metrics.AUTH_FAILURES.labels("missing").inc()
         return problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
-    principal = current_app.extensions["adaptrec.keys"].authenticate(key, get_conn)
+    principal = services().keys.authenticate(key, services().pool.connection)
     if principal is None:
         metrics.AUTH_FAILURES.labels("invalid").inc()
         return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
@@ -45,7 +45,7 @@ def check_api_key():
                                          f"{request.method} {request.url_rule.rule} needs '{scope}'")
     settings = current_app.config["ADAPTREC_SETTINGS"]
     limit = principal.rate_limit_per_s or settings.rate_limit_per_s
-    decision = current_app.extensions["adaptrec.rate_limiter"].check(principal.key_id, limit)
+    decision = services().rate_limiter.check(principal.key_id, limit)
     if not decision.checked:
         metrics.RATE_UNCHECKED.inc()
     if not decision.allowed:
@@ -70,7 +70,7 @@ def _choose_tenant(principal):
         g.tenant = principal.tenant
         return None
     g.tenant = named or DEFAULT
-    if not current_app.extensions["adaptrec.tenants"].exists(g.tenant, get_conn):
+    if not services().tenants.exists(g.tenant, services().pool.connection):
         return problem(404, "Not Found", f"no tenant {g.tenant!r} (header {TENANT_HEADER}); create it with "
                                          f"`adaptrec tenants add {g.tenant}` or name an existing one")
     return None

@@ -1,13 +1,13 @@
 """Catalogue endpoints: users, items and units (with their children and items)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, request
 
-from app import catalog
-from app.api.context import current_tenant, get_conn
+from app.api.context import current_tenant, get_conn, services
 from app.api.schemas import ItemBatch, ItemOut, Problem, UnitBatch, UnitOut, UpsertResult, UserBatch, UserOut
 from app.api.spec import documented, parse_body
-from app.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier
+from app.catalogue import catalog
+from app.catalogue.records import ID_SCHEMA, Item, ItemFields, Unit, UnitFields, User, UserFields, identifier
 
 bp = Blueprint("catalog", __name__)
 
@@ -21,9 +21,9 @@ _UNIT_RULES = {"children": "every child must be an existing unit (or one of the 
 @bp.after_request
 def _seen_at_once(response):
     """After a write through this worker (committed by now), its next request reads the catalogue
-    version again instead of waiting up to a second (app.candidates.VERSION_TTL_S)."""
+    version again instead of waiting up to a second (app.catalogue.candidates.VERSION_TTL_S)."""
     if request.method != "GET" and response.status_code < 400:
-        current_app.extensions["adaptrec.candidates"].forget_version(current_tenant())
+        services().candidates.forget_version(current_tenant())
     return response
 
 

@@ -12,9 +12,9 @@ import psycopg2.errors
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from app import metrics
-from app.db import DatabaseUnavailable
 from app.errors import InputError, NotFound
+from app.infra import metrics
+from app.infra.db import DatabaseUnavailable
 
 log = logging.getLogger("adaptrec.api")
 

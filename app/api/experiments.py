@@ -5,11 +5,12 @@ import re
 
 from flask import Blueprint
 
-from app import experiments, strategies
+from app import strategies
 from app.api.context import current_tenant, get_conn
 from app.api.schemas import ExperimentFields, ExperimentList, ExperimentOut, Problem
 from app.api.spec import documented, parse_body
 from app.errors import InputError
+from app.serving import experiments
 
 bp = Blueprint("experiments", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem}

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Flask, g
 
-from app import logs
+from app.access.keys import Keyring
+from app.access.ratelimit import RateLimiter
+from app.access.tenants import TenantDirectory
 from app.api import (
     catalog,
     experiments,
@@ -22,16 +24,15 @@ from app.api.errors import register_error_handlers
 from app.api.observe import finish, start_timer
 from app.api.paths import EncodedSlashes, IdConverter
 from app.api.query import check_query
-from app.cache import Cache
-from app.candidates import CandidateCache
+from app.catalogue.candidates import CandidateCache
 from app.config import Settings
 from app.dashboard.routes import init_app as init_dashboard
-from app.db import ConnectionPool
-from app.keys import Keyring
-from app.model_cache import ModelCache
-from app.ratelimit import RateLimiter
-from app.recommendation_log import RecommendationLog
-from app.tenants import TenantDirectory
+from app.infra import logs
+from app.infra.cache import Cache
+from app.infra.db import ConnectionPool
+from app.model.cache import ModelCache
+from app.serving.context import Services
+from app.serving.recommendation_log import RecommendationLog
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -45,34 +46,37 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["ADAPTREC_SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    pool = app.extensions["adaptrec.pool"] = ConnectionPool(
-        settings.database_url, maxconn=settings.db_pool_max,
-        connect_timeout=settings.db_connect_timeout_s, statement_timeout_ms=settings.statement_timeout_ms)
-    app.extensions["adaptrec.recommendation_log"] = RecommendationLog(pool.connection)
-    cache = app.extensions["adaptrec.cache"] = Cache(settings.redis_url, settings.redis_prefix)
-    app.extensions["adaptrec.rate_limiter"] = RateLimiter(cache)
-    app.extensions["adaptrec.models"] = ModelCache()
-    app.extensions["adaptrec.candidates"] = CandidateCache()
-    app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=settings.key_cache_s)
-    app.extensions["adaptrec.tenants"] = TenantDirectory(ttl_s=settings.key_cache_s)
-
+    app.extensions["adaptrec"] = build_services(settings)
     register(app)
 
     @app.teardown_appcontext
     def _release_connection(exc):
         conn = g.pop("db_conn", None)
         if conn is not None:
-            app.extensions["adaptrec.pool"].putconn(conn)
+            app.extensions["adaptrec"].pool.putconn(conn)
 
     return app
+
+
+def build_services(settings: Settings) -> Services:
+    """What the worker's requests share, built once (app.serving.context.Services)."""
+    pool = ConnectionPool(settings.database_url, maxconn=settings.db_pool_max,
+                          connect_timeout=settings.db_connect_timeout_s,
+                          statement_timeout_ms=settings.statement_timeout_ms)
+    cache = Cache(settings.redis_url, settings.redis_prefix)
+    return Services(pool=pool, cache=cache, models=ModelCache(), candidates=CandidateCache(),
+                    log=RecommendationLog(pool.connection),
+                    keys=Keyring(settings.api_keys, ttl_s=settings.key_cache_s),
+                    tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache))
 
 
 def close(app: Flask) -> None:
     """Release what create_app opened: write the buffered recommendation log, close the database
     pool and the Redis client (tests, and anything else that ends an app before its process)."""
-    app.extensions["adaptrec.recommendation_log"].close()
-    app.extensions["adaptrec.pool"].closeall()
-    app.extensions["adaptrec.cache"].close()
+    services: Services = app.extensions["adaptrec"]
+    services.log.close()
+    services.pool.closeall()
+    services.cache.close()
 
 
 def register(app: Flask) -> None:

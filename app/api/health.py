@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import psycopg2
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from app import migrations
-from app.api.context import get_cache
+from app.api.context import get_cache, services
 from app.api.schemas import Health, Ready
 from app.api.spec import documented
-from app.db import DatabaseUnavailable
+from app.infra import migrations
+from app.infra.db import DatabaseUnavailable
 
 bp = Blueprint("health", __name__)
 
@@ -23,7 +23,7 @@ def healthz():
 @documented("get", "/readyz", "Postgres and Redis answer (503 when Postgres does not)", tag="health",
             public=True, responses={200: Ready, 503: Ready})
 def readyz():
-    pool = current_app.extensions["adaptrec.pool"]
+    pool = services().pool
     pending = None
     try:
         with pool.connection() as conn:

@@ -4,13 +4,13 @@ from __future__ import annotations
 from flask import Blueprint
 from pydantic import ValidationError
 
-from app import metrics
 from app.api.context import current_tenant, get_cache, get_conn
 from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
+from app.catalogue.ingest import record_interactions
+from app.catalogue.records import Interaction
 from app.errors import InputError
-from app.ingest import record_interactions
-from app.records import Interaction
+from app.infra import metrics
 
 bp = Blueprint("interactions", __name__)
 

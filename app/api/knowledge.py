@@ -1,14 +1,14 @@
-"""What a learner knows: GET /v1/users/{user_id}/knowledge (app.knowledge does the work)."""
+"""What a learner knows: GET /v1/users/{user_id}/knowledge (app.serving.knowledge does the work)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from app import knowledge
-from app.api.context import current_tenant, get_cache, get_conn
+from app.api.context import current_tenant, get_cache, get_conn, services
 from app.api.query import ids_arg
 from app.api.schemas import Knowledge, Problem
 from app.api.spec import documented
-from app.records import ID_SCHEMA, identifier
+from app.catalogue.records import ID_SCHEMA, identifier
+from app.serving import knowledge
 
 bp = Blueprint("knowledge", __name__)
 
@@ -36,5 +36,5 @@ def get_knowledge(user_id: str):
     units = ids_arg("units", 100)
     conn = get_conn()
     with conn:
-        return knowledge.knowledge(conn, current_tenant(), get_cache(), current_app.extensions["adaptrec.models"],
+        return knowledge.knowledge(conn, current_tenant(), get_cache(), services().models,
                                    user_id, list(dict.fromkeys(units)) if units else None)

@@ -2,10 +2,11 @@
 no ids of learners and no secrets; keep it on the internal network)."""
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response
 
-from app import metrics
+from app.api.context import services
 from app.api.spec import documented
+from app.infra import metrics
 
 bp = Blueprint("monitoring", __name__)
 
@@ -14,5 +15,5 @@ bp = Blueprint("monitoring", __name__)
 @documented("get", "/metrics", "Prometheus metrics (text exposition format)", tag="meta", public=True,
             responses={200: str})
 def get_metrics():
-    body, content_type = metrics.render(current_app.extensions["adaptrec.pool"])
+    body, content_type = metrics.render(services().pool)
     return Response(body, content_type=content_type)

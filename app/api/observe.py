@@ -7,7 +7,7 @@ import uuid
 
 from flask import Response, g, request
 
-from app import metrics
+from app.infra import metrics
 
 access_log = logging.getLogger("adaptrec.access")
 # Label values must be a bounded set: gunicorn accepts any upper-case word as a method.

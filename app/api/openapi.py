@@ -34,7 +34,7 @@ def _description(ep: Endpoint, status: int) -> str:
     text = HTTPStatus(status).phrase
     if status == 422:
         reasons = ["a value breaks its schema (`errors` names each field)"]
-        if ep.body is not None:  # a rule the document cannot carry as a pattern (see app.records.Text)
+        if ep.body is not None:  # a rule the document cannot carry as a pattern (see app.catalogue.records.Text)
             reasons.append("any text in the body must be storable: no NUL (\\u0000) and no unpaired surrogate "
                            "(\\ud800-\\udfff) characters")
         reasons += [f"`{name}`: {rule}" for name, rule in ep.unprocessable.items()]

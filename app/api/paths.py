@@ -15,7 +15,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 from werkzeug.routing import UnicodeConverter
 
 _ENCODED_SLASH = re.compile(r"%2[fF]")
-_HELD_SLASH = "\x1f"  # a control character: never part of an id (app.records.id_problem)
+_HELD_SLASH = "\x1f"  # a control character: never part of an id (app.catalogue.records.id_problem)
 
 
 class IdConverter(UnicodeConverter):

@@ -9,8 +9,8 @@ import re
 from flask import current_app, request
 
 from app.api.spec import BadRequest
+from app.catalogue.records import identifier
 from app.errors import InputError
-from app.records import identifier
 
 # ASCII digits only: int() would also take " 5", "+5", "1_0" or "٣". "23.0" is the integer 23 to
 # JSON Schema, as in a body.

@@ -1,12 +1,10 @@
 """Recommendation endpoints: next items for a learner, personalised top-N, related, trending."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from app import queries as q
-from app import related, strategies
-from app.api.context import current_tenant, get_cache, get_conn, get_recommendation_log
-from app.api.observe import request_id
+from app import strategies
+from app.api.context import request_context
 from app.api.query import ids_arg, int_arg
 from app.api.schemas import (
     PredictionQuery,
@@ -18,22 +16,16 @@ from app.api.schemas import (
     Trending,
 )
 from app.api.spec import documented, parse_body
+from app.catalogue.records import ID_SCHEMA, identifier
 from app.errors import InputError
-from app.recommend import RecommendationRequest, predict, recommend
-from app.records import ID_SCHEMA, identifier
+from app.infra import queries as q
+from app.serving import related
+from app.serving.recommend import RecommendationRequest, predict, recommend
 
 bp = Blueprint("recommendations", __name__)
 _ERRORS = {401: Problem, 404: Problem, 422: Problem, 503: Problem}
 _UNITS_EXIST = {"units": "every unit named must exist"}
 _STRATEGY = {"strategy": f"must name a registered strategy ({', '.join(sorted(strategies.REGISTRY))})"}
-
-
-def _models():
-    return current_app.extensions["adaptrec.models"]
-
-
-def _candidates():
-    return current_app.extensions["adaptrec.candidates"]
 
 
 def _query_param(name: str, description: str, schema: dict) -> dict:
@@ -60,10 +52,9 @@ def post_recommendations():
     req = RecommendationRequest(user_id=body.user_id, units=list(dict.fromkeys(body.units)), n=body.n,
                                 strategy=body.strategy, target=body.target, band=body.band,
                                 exclude=body.exclude, experiment=body.experiment, explore=body.explore)
-    conn = get_conn()
-    with conn:
-        return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
-                         log=get_recommendation_log(), local_candidates=_candidates())
+    ctx = request_context()
+    with ctx.conn:
+        return recommend(ctx, req).as_json()
 
 
 @bp.get("/v1/users/<user_id>/recommendations")
@@ -74,16 +65,15 @@ def post_recommendations():
 def get_user_recommendations(user_id: str):
     user_id = identifier("user_id", user_id)
     n = int_arg("n", 10, 1, 100)
-    conn = get_conn()
-    with conn:
-        units = ids_arg("units", 100) or [r["unit_id"] for r in q.fetch_all(conn, "root_units",
-                                                                            tenant=current_tenant())]
+    ctx = request_context()
+    with ctx.conn:
+        units = ids_arg("units", 100) or [r["unit_id"] for r in q.fetch_all(ctx.conn, "root_units",
+                                                                            tenant=ctx.tenant)]
         if not units:
             raise InputError("the catalogue has no units yet; create units first",
                              [{"field": "units", "message": "no units to recommend from"}])
         req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top")
-        return recommend(conn, current_tenant(), get_cache(), _models(), req, request_id(),
-                         log=get_recommendation_log(), local_candidates=_candidates())
+        return recommend(ctx, req).as_json()
 
 
 @bp.get("/v1/items/<item_id>/similar")
@@ -95,7 +85,7 @@ def get_user_recommendations(user_id: str):
             params=[{"name": "item_id", "in": "path", "required": True, "schema": ID_SCHEMA}, _N])
 def get_similar(item_id: str):
     n = int_arg("n", 10, 1, 100)
-    return related.similar_items(get_conn(), current_tenant(), _models(), identifier("item_id", item_id), n)
+    return related.similar_items(request_context(), identifier("item_id", item_id), n)
 
 
 @bp.get("/v1/trending")
@@ -110,7 +100,7 @@ def get_trending():
     n = int_arg("n", 10, 1, 100)
     days = int_arg("days", 7, 1, 365)
     half_life = int_arg("half_life_days", 3, 1, 365)
-    return related.trending(get_conn(), current_tenant(), get_cache(), n, ids_arg("units", 100), days, float(half_life))
+    return related.trending(request_context(), n, ids_arg("units", 100), days, float(half_life))
 
 
 @bp.post("/v1/predictions")
@@ -120,7 +110,6 @@ def get_trending():
             unprocessable=_UNITS_EXIST)
 def post_predictions():
     body = parse_body(PredictionQuery)
-    conn = get_conn()
-    with conn:
-        return predict(conn, current_tenant(), get_cache(), _models(), body.user_id,
-                       list(dict.fromkeys(body.units)), body.item_ids)
+    ctx = request_context()
+    with ctx.conn:
+        return predict(ctx, body.user_id, list(dict.fromkeys(body.units)), body.item_ids).as_json()

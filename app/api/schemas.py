@@ -1,7 +1,7 @@
 """Request and response shapes of the HTTP API that are HTTP only (batches, answers, problems,
 queries). They validate request bodies and generate /openapi.json, so the document cannot drift
 from the code. The records themselves (User, Item, Unit, Interaction, Identifier) are in
-app.records."""
+app.catalogue.records."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from app.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User, WholeNumber
+from app.catalogue.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User, WholeNumber
 
 MAX_BATCH = 1000       # events per POST /v1/interactions, and users/items/units per batch upsert
 

@@ -1,6 +1,6 @@
 """Totara's machine-learning service endpoints, as Totara's PHP client calls them (ml_service\\api):
 GET /user-items, /similar-items and /health-check, signed with X-Totara-Time and X-Totara-Ml-Key
-(app.totara), answered from the same engine as /v1 (app.recommend, app.related).
+(app.totara.protocol), answered from the same engine as /v1 (app.serving.recommend, app.serving.related).
 
 Totara treats any status but 200 as a failure and then serves its own cache, so every refusal is
 a 4xx/5xx with Totara's failure body {"success": false, "message": ...}; a valid request for a
@@ -17,15 +17,14 @@ import psycopg2
 from flask import Blueprint, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from app import queries as q
-from app import related, totara
-from app.api.context import get_cache, get_conn, get_recommendation_log
-from app.api.observe import request_id
-from app.api.recommendations import _candidates, _models
+from app.api.context import get_conn, request_context, services
 from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
 from app.api.spec import documented
-from app.db import DatabaseUnavailable
 from app.errors import InputError, NotFound, UnknownIds
+from app.infra import queries as q
+from app.infra.db import DatabaseUnavailable
+from app.serving import related
+from app.totara import protocol as totara
 
 log = logging.getLogger("adaptrec.totara")
 bp = Blueprint("totara", __name__)
@@ -101,7 +100,7 @@ def _arg(parse, name: str, *args):
 
 def _tenant() -> str:
     tenant = str(_arg(totara.parse_id, "tenant", "tenant"))
-    settings = current_app.extensions["adaptrec.tenants"].settings(tenant, get_conn)
+    settings = services().tenants.settings(tenant, services().pool.connection)
     if not (settings or {}).get("totara"):   # only tenants Totara's export filled: never a platform's own
         raise NotFound(f"no such tenant {tenant}: import its export first (adaptrec import --format totara)")
     g.tenant = tenant   # for the access log, as the auth gate sets it for /v1
@@ -141,12 +140,10 @@ def user_items():
     component = _arg(totara.parse_item_type, "item_type")
     n = _n_items()
     tenant = _tenant()
-    conn = get_conn()
+    ctx = request_context(tenant)
     try:
-        with conn:
-            ranked = related.user_top_items(conn, tenant, get_cache(), _models(), user,
-                                            [totara.COMPONENT_UNIT + component], n, request_id(),
-                                            log=get_recommendation_log(), local_candidates=_candidates())
+        with ctx.conn:
+            ranked = related.user_top_items(ctx, user, [totara.COMPONENT_UNIT + component], n)
     except UnknownIds:
         return totara.items_body([])  # the tenant has no item of this type (no unit for it)
     return totara.items_body(_numbered(ranked, component)[:n])
@@ -169,13 +166,13 @@ def similar_items():
     component, number = _arg(totara.split_item_id, "totara_item_id")
     n = _n_items()
     tenant = _tenant()
-    conn = get_conn()
-    with conn:
+    ctx = request_context(tenant)
+    with ctx.conn:
         names = [item_id] + ([totara.join_item_id("engage_microlearning", number)]
                              if component == "engage_article" else [])
         for name in names:
             try:
-                answer = related.similar_items(conn, tenant, _models(), name, min(4 * n + 20, 2000))
+                answer = related.similar_items(ctx, name, min(4 * n + 20, 2000))
                 component = totara.split_item_id(name)[0]
                 break
             except NotFound:

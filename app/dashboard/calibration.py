@@ -1,9 +1,9 @@
 """The calibration pages, from `calibration_reports` (written by `adaptrec calibrate`)."""
 from __future__ import annotations
 
-from app import queries as q
 from app.dashboard import charts
 from app.errors import NotFound
+from app.infra import queries as q
 
 
 def index(conn, tenant: str) -> dict:

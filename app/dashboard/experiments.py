@@ -3,10 +3,10 @@ the difference from the first variant is significant. Outcomes come from the `va
 view (sql/README.md, "Comparing experiment variants")."""
 from __future__ import annotations
 
-from app import experiments
-from app import queries as q
 from app.dashboard import charts, stats
 from app.errors import NotFound
+from app.infra import queries as q
+from app.serving import experiments
 
 
 def index(conn, tenant: str) -> dict:

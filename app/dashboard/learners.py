@@ -1,15 +1,17 @@
 """The learner and item pages: what support needs to answer "it keeps giving her items that are
-too hard", built on the service's own request path (app.recommend) and related items."""
+too hard", built on the service's own request path (app.serving.recommend) and related items."""
 from __future__ import annotations
 
 import numpy as np
 
-from app import catalog, recommend
-from app import queries as q
+from app.catalogue import catalog
 from app.dashboard import charts
 from app.errors import NotFound
+from app.infra import queries as q
 from app.online.scoring import practice_probabilities
-from app.related import similar_items
+from app.serving import recommend
+from app.serving.context import RequestContext
+from app.serving.related import similar_items
 
 MOST_ITEMS = 300      # live p of at most this many items of the unit
 FALLBACKS = {
@@ -32,7 +34,10 @@ def _found(get, message: str):
         raise NotFound(message) from None
 
 
-def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None) -> dict:
+def learner(ctx: RequestContext, user_id: str, unit_id: str | None) -> dict:
+    """The learner's page; the live part predicts and recommends in one request context, so the
+    history and the model are read once."""
+    conn, tenant = ctx.conn, ctx.tenant
     user = _found(lambda: catalog.get_user(conn, tenant, user_id),
                   f"no learner {user_id!r} in this tenant; check the id (ids are case-sensitive) or pick one of "
                   f"the recent learners below")
@@ -50,10 +55,9 @@ def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None)
     if unit_id:
         under = catalog.items_under_units(conn, tenant, [unit_id])
         items = under[:MOST_ITEMS]
-        predicted = recommend.predict(conn, tenant, cache, models, user_id, [unit_id], items) if items else None
-        answer = recommend.recommend(conn, tenant, cache, models,
-                                     recommend.RecommendationRequest(user_id=user_id, units=[unit_id], n=5),
-                                     request_id="dashboard-learner-view", log=None)   # not logged
+        predicted = recommend.predict(ctx, user_id, [unit_id], items).as_json() if items else None
+        recommended = recommend.recommend(ctx, recommend.RecommendationRequest(user_id=user_id, units=[unit_id], n=5))
+        answer = recommended.as_json()
         titles = _titles(conn, tenant, items)
         ranked = sorted(predicted["items"], key=lambda i: i["p"]) if predicted else []
         chosen = {i["item_id"] for i in answer["items"]}
@@ -61,7 +65,7 @@ def learner(conn, cache, models, tenant: str, user_id: str, unit_id: str | None)
                                  label=f"live p(correct) of {user_id} on each item of {unit_id}, lowest first",
                                  y_label="p(correct)", every=max(1, len(ranked) // 8), css="s1",
                                  empty="no items under this unit")
-        reasons = [FALLBACKS.get(r, r) for r in (answer["fallback"] or "").split("+") if r]
+        reasons = [FALLBACKS.get(r, r) for r in recommended.fallbacks]
         live = {"unit_id": unit_id, "predicted": predicted, "answer": answer, "titles": titles, "chart": chart,
                 "chosen": chosen, "reasons": reasons, "ranked": ranked, "capped": len(under) > len(items)}
     for a in answers:
@@ -74,12 +78,13 @@ def suggestions(conn, tenant: str) -> list[dict]:
     return q.fetch_all(conn, "dash_active_learners", tenant=tenant, limit=8)
 
 
-def item(conn, models, tenant: str, item_id: str) -> dict:
+def item(ctx: RequestContext, item_id: str) -> dict:
+    conn, tenant, models = ctx.conn, ctx.tenant, ctx.models
     found = _found(lambda: catalog.get_item(conn, tenant, item_id),
                    f"no item {item_id!r} in this tenant; check the id (ids are case-sensitive) or search by title "
                    f"below")
     stats = q.fetch_one(conn, "dash_item_stats", tenant=tenant, item_id=item_id)
-    similar = similar_items(conn, tenant, models, item_id, 10)
+    similar = similar_items(ctx, item_id, 10)
     titles = _titles(conn, tenant, [s["item_id"] for s in similar["items"]])
     difficulty = []
     for m in q.fetch_all(conn, "dash_models_with_item", tenant=tenant, item_id=item_id):

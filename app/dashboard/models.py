@@ -1,10 +1,10 @@
 """The models pages: the unit tree with each unit's model, and one unit's models over time."""
 from __future__ import annotations
 
-from app import queries as q
 from app.dashboard import charts
 from app.dashboard.overview import HEADLINE
 from app.errors import NotFound
+from app.infra import queries as q
 
 OBJECTIVES = ("practice", "engagement")
 

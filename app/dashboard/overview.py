@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from app import queries as q
 from app.dashboard import charts, rollup
+from app.infra import queries as q
 
 HEADLINE = {"practice": "auc", "engagement": "precision_at_10"}   # as the nightly job's activation rule
 SLOT_S = 900          # the day's chart: one bar per 15 minutes

@@ -1,7 +1,7 @@
 """Request rate, latency and errors over the last hour and day, for the dashboard's overview.
 
 Why this shape: the request path must not slow down, and under gunicorn each worker is its own
-process. Every request already increments the Prometheus request histogram (app.metrics; in
+process. Every request already increments the Prometheus request histogram (app.infra.metrics; in
 multiprocess mode a write to a memory-mapped file, O(1), no I/O round trip). That histogram is
 cumulative since the service started, which is all a window needs: once a minute a daemon thread
 in each worker reads the totals of all the workers of its gunicorn (the same multiprocess files)
@@ -29,8 +29,8 @@ from datetime import datetime, timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from app import queries as q
 from app.dashboard.stats import histogram_quantile
+from app.infra import queries as q
 
 log = logging.getLogger("adaptrec.dashboard")
 
@@ -222,7 +222,7 @@ class RollupThread(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        from app.db import connect
+        from app.infra.db import connect
 
         pruned = 0.0
         while not self.stopped.is_set():

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, current_app, g, redirect, request, send_from_directory, url_for
 
-from app import keys, tenants
+from app.access import keys, tenants
+from app.catalogue.records import identifier
 from app.dashboard import calibration, experiments, learners, models, overview, rollup, sessions, web
 from app.errors import InputError, NotFound
-from app.records import identifier
 
 bp = Blueprint("dashboard", __name__, template_folder="templates", static_folder=None)
 STATIC = __file__.rsplit("/", 1)[0] + "/static"
@@ -65,11 +65,11 @@ def login():
         return web.refuse(400, "Sign-in failed", "enter an API key")
     # Guessing keys (a bootstrap key may be short text): after LOGIN_FAILURES_PER_S failed tries in
     # a second from one address, further tries in that second are not even checked.
-    cache, who = current_app.extensions["adaptrec.cache"], f"dashboard-login:{request.remote_addr}"
+    cache, who = web.services().cache, f"dashboard-login:{request.remote_addr}"
     if web.failures_this_second(cache, who) >= LOGIN_FAILURES_PER_S:
         return web.refuse(429, "Too many sign-in attempts", "wait a second and try again")
     conn = web.get_conn()
-    principal = current_app.extensions["adaptrec.keys"].authenticate(key, web.get_conn)
+    principal = web.services().keys.authenticate(key, web.services().pool.connection)
     if principal is None:
         web.count_failure(cache, who)
         return web.refuse(401, "Sign-in failed", "that API key is not valid (unknown or revoked)")
@@ -119,7 +119,7 @@ def overview_page():
     conn = web.get_conn()
     now = datetime.now(UTC)
     session = g.dash_session
-    data = {"health": overview.dependencies(conn, current_app.extensions["adaptrec.cache"]),
+    data = {"health": overview.dependencies(conn, web.services().cache),
             "requests": overview.requests(conn, now) if session.operator else None,
             "models": overview.models(conn, g.tenant, _settings().dashboard_stale_hours),
             "volume": overview.volume(conn, g.tenant), "jobs": overview.jobs(conn, g.tenant)}
@@ -199,8 +199,7 @@ def learner_page():
     conn = web.get_conn()
     data = None
     if user_id:
-        data = learners.learner(conn, current_app.extensions["adaptrec.cache"],
-                                current_app.extensions["adaptrec.models"], g.tenant, user_id, unit_id)
+        data = learners.learner(web.request_context(), user_id, unit_id)
         conn.rollback()
     return web.page("learner.html", data=data, user_id=user_id, suggestions=learners.suggestions(conn, g.tenant),
                     tenants=_tenant_choices(conn))
@@ -214,7 +213,7 @@ def item_page():
     if item_id:
         identifier("item_id", item_id)
     conn = web.get_conn()
-    data = learners.item(conn, current_app.extensions["adaptrec.models"], g.tenant, item_id) if item_id else None
+    data = learners.item(web.request_context(), item_id) if item_id else None
     return web.page("item.html", data=data, item_id=item_id, q=text, found=learners.find_items(conn, g.tenant, text),
                     tenants=_tenant_choices(conn))
 

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from app import queries as q
+from app.infra import queries as q
 
 SESSION_HOURS = 12
 READ_SCOPE = "dashboard"     # every page; start/stop of experiments needs admin
@@ -45,7 +45,7 @@ def _key_check(token: str, key_hash: str) -> str:
 
 
 def create(conn, principal, key_hash: str, tenant: str, hours: float = SESSION_HOURS) -> str:
-    """Store a session for `principal` (an app.keys.Principal) looking at `tenant`; returns the
+    """Store a session for `principal` (an app.access.keys.Principal) looking at `tenant`; returns the
     cookie's token. The caller commits."""
     token = secrets.token_urlsafe(32)
     q.execute(conn, "prune_dashboard_sessions")

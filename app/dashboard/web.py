@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 import redis
 from flask import current_app, g, redirect, render_template, request, url_for
 
+from app.catalogue.records import text_problem
 from app.dashboard import sessions
-from app.records import text_problem
+from app.serving.context import RequestContext, Services
 
 SESSION_COOKIE = "adaptrec_dashboard"
 LOGIN_COOKIE = "adaptrec_dashboard_login"
@@ -24,12 +25,23 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 
        "frame-ancestors 'none'; base-uri 'none'")
 
 
+def services() -> Services:
+    """The worker's services, built once by the app factory (app.serving.context.Services)."""
+    return current_app.extensions["adaptrec"]
+
+
 def get_conn():
     """The request's Postgres connection, borrowed from the pool once (the app factory's teardown
     returns it), as app.api.context does for the API."""
     if "db_conn" not in g:
-        g.db_conn = current_app.extensions["adaptrec.pool"].getconn()
+        g.db_conn = services().pool.getconn()
     return g.db_conn
+
+
+def request_context() -> RequestContext:
+    """A context of the serving pipeline for a page that calls it (the learner and item views): the
+    session's tenant; what it recommends is not logged (support looking is not a learner asking)."""
+    return services().context(get_conn(), g.tenant, "dashboard-learner-view", log=False)
 
 
 def page(template: str, status: int = 200, **context):
@@ -63,9 +75,9 @@ def gate():
             return refuse(403, "Refused", "this form was sent from another site")
         return None
     conn = get_conn()
-    keyring = current_app.extensions["adaptrec.keys"]
+    keyring = services().keys
     session = sessions.load(conn, request.cookies.get(SESSION_COOKIE, ""),
-                            lambda key_id: keyring.live_hash(key_id, get_conn))
+                            lambda key_id: keyring.live_hash(key_id, services().pool.connection))
     conn.rollback()
     if session is None or not session.allows(sessions.READ_SCOPE):
         if request.method == "GET":

@@ -16,7 +16,7 @@ from app.online.similar import normalised
 @dataclass(frozen=True)
 class CandidateRows:
     """A candidate list laid out for one model, built once and reused by every request for that
-    list (app.candidates caches it): no per-request gather of 5,000 vectors."""
+    list (app.catalogue.candidates caches it): no per-request gather of 5,000 vectors."""
     rows: np.ndarray             # (k,) each candidate's row in the model, -1 when not covered
     vectors: np.ndarray          # (k, d) their vectors; an uncovered one gets the average item's
     biases: np.ndarray           # (k,)

@@ -58,7 +58,7 @@ class Scored:
 
 @dataclass(frozen=True)
 class SkillState:
-    """What the learner knows of one skill under the request (app.knowledge), for the strategies
+    """What the learner knows of one skill under the request (app.serving.knowledge), for the strategies
     that declare `knowledge`: its candidates and whether it is mastered or due for review."""
     unit_id: str
     p: float | None                  # p(correct) now on its typical item (None: no practice model)

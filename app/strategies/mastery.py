@@ -1,5 +1,5 @@
 """`mastery`: items at the target difficulty from the weakest skill not yet mastered under the
-request (app.knowledge: mastered when the 90 % interval's low end reaches the unit's threshold).
+request (app.serving.knowledge: mastered when the 90 % interval's low end reaches the unit's threshold).
 
 Weakest: lowest p(correct) on the skill's typical item. Under a unit whose attrs say it is
 ordered (`{"mastery": {"ordered": true}}`), its children come in the hierarchy's order: every skill

@@ -1,5 +1,5 @@
 """`review`: items from the skills that are due for review (their forecast p has fallen below their
-review threshold: app.knowledge), most overdue first, each at the target difficulty.
+review threshold: app.serving.knowledge), most overdue first, each at the target difficulty.
 
 Within a skill, target's rules: p nearest the target (default 0.5) or inside a band, an item
 answered wrongly cools down, no near-duplicates. An item solved before is fair game: recalling

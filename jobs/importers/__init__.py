@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app import tenants
-from app.tenants import DEFAULT
+from app.access import tenants
+from app.access.tenants import DEFAULT
 from jobs.importers import assistments, jsonl, movielens, totara
 from jobs.importers.common import ImportFailed, ImportReport, Loader, Timer
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app import queries as q
-from app.records import id_problem
+from app.catalogue.records import id_problem
+from app.infra import queries as q
 
 
 class ImportFailed(ValueError):
@@ -184,7 +184,7 @@ def _ends_with_line_break(path: Path) -> bool:
 def check_id(path, line: int, column, raw: str, what: str, prefix: str = "") -> str:
     """Return prefix + raw if the schema and the API accept it as an id, else raise ImportFailed."""
     value = prefix + raw
-    if not raw or id_problem(value) is not None:  # the API's rule (app.records.Identifier)
+    if not raw or id_problem(value) is not None:  # the API's rule (app.catalogue.records.Identifier)
         raise ImportFailed(path, line, column, f"{what} must be 1-256 characters (with the id prefix) "
                            f"without control characters, got {raw[:300]!r}")
     return value

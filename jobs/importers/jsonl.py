@@ -1,5 +1,5 @@
 """JSON Lines: one object per line, `"type"` user, item, unit or interaction, and otherwise
-exactly the fields of the API's records (app.records), validated by the same classes.
+exactly the fields of the API's records (app.catalogue.records), validated by the same classes.
 
 Import only adds: an item's `units`, a unit's `children` and `items` add links and never remove
 any (the API's PUT replaces them). An interaction without event_id gets one derived from its
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from app import queries as q
-from app.records import Interaction, Item, Unit, User
+from app.catalogue.records import Interaction, Item, Unit, User
+from app.infra import queries as q
 from jobs.importers.common import READ_ERRORS, ImportFailed, Loader, check_id, open_text, read_failed
 
 DESCRIPTION = "JSON Lines of users, items, units and interactions (the API's models plus \"type\"); .jsonl or .jsonl.gz"

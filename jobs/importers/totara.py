@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.totara import COMPONENT_UNIT, ITEM_TYPES
+from app.totara.protocol import COMPONENT_UNIT, ITEM_TYPES
 from jobs.importers.common import ImportFailed, Loader, check_id, column_positions, csv_rows, unix_time
 
 DESCRIPTION = "Totara Engage export folder: user_interactions.csv, optional item_data.csv and user_data.csv"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from app import modelstore
+from app.model import store as modelstore
 from jobs.training.job import HEADLINE_METRIC, TrainConfig, UnitOutcome
 
 

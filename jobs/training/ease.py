@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 # How many source items each item keeps (`top_k_neighbours`): chosen among 50, 100, 200 and 500 on
 # MovieLens-100k's validation split, by the blend's precision@10, on both all ratings and ratings >= 4
-# (bench.topn "ease_neighbours"; docs/BENCHMARKS.md, issue 15). At 10,000 items a model's weights take
+# (bench.topn "ease_neighbours"; docs/benchmarks-log.md, issue 15). At 10,000 items a model's weights take
 # 10,000 x k x 8 bytes (int32 index + float32 weight): 16 MB at k = 200, where dense took 400 MB.
 EASE_NEIGHBOURS = 200
 

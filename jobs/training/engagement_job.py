@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from app import modelstore
-from app import queries as q
+from app.infra import queries as q
+from app.model import store as modelstore
 from jobs.training.activation import activate_if_sane
 from jobs.training.engagement import EngagementData, train_engagement
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult

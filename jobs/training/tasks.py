@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from app.db import connect
+from app.infra.db import connect
 from jobs.training import engagement_job, practice_job
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
 

@@ -1,7 +1,7 @@
 """What both objectives read besides their interactions: the hybrid modes' item and user features."""
 from __future__ import annotations
 
-from app import queries as q
+from app.infra import queries as q
 from jobs.training import features
 
 

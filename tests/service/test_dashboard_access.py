@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from app import keys, tenants
+from app.access import keys, tenants
 from tests.conftest import TEST_API_KEY
 from tests.seed import seed
 
@@ -200,9 +200,9 @@ def test_signing_out_ends_the_session_for_good(app, client):
 
 
 def test_revoking_the_key_ends_its_sessions(app, client, settings, conn):
-    from app.keys import Keyring
+    from app.access.keys import Keyring
 
-    app.extensions["adaptrec.keys"] = Keyring(settings.api_keys, ttl_s=0)   # see a revocation at once
+    app.extensions["adaptrec"].keys = Keyring(settings.api_keys, ttl_s=0)   # see a revocation at once
     with conn:
         key_id, key = keys.create_key(conn, "ops", ["dashboard"])
     assert sign_in(client, key).status_code == 302

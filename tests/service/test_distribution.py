@@ -1,12 +1,12 @@
 """The schema can be sharded (issue 15): the live catalogue and the request path's query plans
-checked against Citus's rules (app.distribution), and the checks shown to catch a violation."""
+checked against Citus's rules (harness.distribution), and the checks shown to catch a violation."""
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from app import distribution
-from app import queries as q
+from app.infra import queries as q
+from harness import distribution
 
 APP = Path(__file__).resolve().parents[2] / "app"
 

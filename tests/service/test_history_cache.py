@@ -2,10 +2,10 @@
 its data but could not be reached while the event was ingested."""
 from __future__ import annotations
 
-from app import history as hist
-from app.cache import Cache
-from app.ingest import record_interactions
-from app.records import Interaction
+from app.catalogue import history as hist
+from app.catalogue.ingest import record_interactions
+from app.catalogue.records import Interaction
+from app.infra.cache import Cache
 
 
 def ingest(conn, cache, event_id):

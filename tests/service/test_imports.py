@@ -475,7 +475,7 @@ def test_a_bulk_import_stores_the_same_rows_and_rebuilds_the_same_schema(conn, t
     them again from their own definitions: same rows as a normal import, same indexes and keys
     after, idempotent; a bad reference still fails with the importer's message and leaves the
     table (indexes and keys included) as it was."""
-    from app import queries as q
+    from app.infra import queries as q
 
     def schema():
         rows = [(r["kind"], r["name"], r["definition"]) for r in q.fetch_all(conn, "interactions_rebuildable")]

@@ -9,16 +9,17 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from app import catalog, modelstore
-from app.ingest import record_interactions
-from app.knowledge import knowledge, unit_knowledge
-from app.modelstore import StoredModel
+from app.catalogue import catalog
+from app.catalogue.ingest import record_interactions
+from app.catalogue.records import Interaction, Item, Unit, User
+from app.model import store as modelstore
+from app.model.store import StoredModel
 from app.online.fit import fit_user, posterior_sample, recency_weights
 from app.online.knowledge import due_in_days, estimate, logit, typical_rows
 from app.online.learning import DAY_S, FEATURES, features, later
 from app.online.scoring import ServingModel, calibrated
-from app.recommend import RecommendationRequest, recommend
-from app.records import Interaction, Item, Unit, User
+from app.serving.knowledge import knowledge, unit_knowledge
+from app.serving.recommend import RecommendationRequest, RequestContext, recommend
 from jobs import knowledge as snapshot_job
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -128,8 +129,8 @@ def test_due_is_where_the_forecast_crosses_the_review_threshold():
 class Course:
     def __init__(self, app, conn, tenant: str = "default"):
         self.app, self.conn, self.tenant = app, conn, tenant
-        self.cache = app.extensions["adaptrec.cache"]
-        self.models = app.extensions["adaptrec.models"]
+        self.cache = app.extensions["adaptrec"].cache
+        self.models = app.extensions["adaptrec"].models
 
     def build(self, course_attrs: dict | None = None, skill_attrs: dict | None = None, forgetting: bool = True):
         with self.conn:
@@ -163,7 +164,8 @@ class Course:
 
     def recommend(self, user: str, strategy: str, n: int = 3, now: datetime = NOW, **kw) -> dict:
         req = RecommendationRequest(user_id=user, units=["course"], n=n, strategy=strategy, **kw)
-        return recommend(self.conn, self.tenant, self.cache, self.models, req, uuid.uuid4().hex, now=now)
+        ctx = RequestContext(self.conn, self.tenant, self.cache, self.models, request_id=uuid.uuid4().hex, now=now)
+        return recommend(ctx, req).as_json()
 
 
 @pytest.fixture
@@ -193,15 +195,16 @@ def test_mastered_means_the_interval_clears_the_units_threshold(app, conn):
 
 
 def test_p_is_what_a_prediction_gives_on_the_units_median_item(course):
-    from app.recommend import predict
+    from app.serving.recommend import predict
 
     user = course.learner(s1=(STRONG, 0.5), s2=(MIXED, 3.0))
     known = course.knows(user, ["course"])
     # the median (lower middle) easiness: bias 0, item q2 of each skill; for the course, of the
     # nine items at or below it in easiness order (ties in id order), s3-q2
     for unit_id, item in (("s1", "s1-q2"), ("s2", "s2-q2"), ("s3", "s3-q2"), ("course", "s3-q2")):
-        predicted = predict(course.conn, "default", course.cache, course.models, user, ["course"], [item], now=NOW)
-        assert known[unit_id]["p"] == pytest.approx(predicted["items"][0]["p"], abs=1e-6), unit_id
+        ctx = RequestContext(course.conn, "default", course.cache, course.models, now=NOW)
+        predicted = predict(ctx, user, ["course"], [item])
+        assert known[unit_id]["p"] == pytest.approx(predicted.p[0], abs=1e-6), unit_id
 
 
 def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):
@@ -221,7 +224,7 @@ def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):
 
 
 def test_attempts_count_the_whole_history_beyond_the_cached_one(course):
-    from app import history as hist
+    from app.catalogue import history as hist
 
     long = [1, 0, 1] * (hist.KEEP // 3 + 4)                     # more attempts than the cache keeps
     user = course.learner(s1=(long, 30.0), s2=(MIXED, 1.0))
@@ -299,8 +302,8 @@ def dag(conn):
 
 
 def test_the_unit_walk_down_terminates_on_a_cycle_and_counts_a_diamond_once(dag):
-    from app import queries as q
-    from app.knowledge import plan
+    from app.infra import queries as q
+    from app.serving.knowledge import plan
 
     nodes = {r["unit_id"]: r for r in q.fetch_all(dag, "knowledge_units", tenant="default", unit_ids=["R", "A"])}
     assert sorted(nodes) == ["A", "B", "C", "R", "X", "Y", "Z"]
@@ -314,7 +317,7 @@ def test_the_unit_walk_down_terminates_on_a_cycle_and_counts_a_diamond_once(dag)
 
 
 def test_the_settings_come_from_the_nearest_unit_above_through_a_cycle(dag):
-    from app.knowledge import inherited_settings
+    from app.serving.knowledge import inherited_settings
 
     found = inherited_settings(dag, "default", ["Z", "C", "A", "R"])
     assert found["Z"].threshold == 0.9 and not found["Z"].ordered   # from R; Y's `ordered` is Y's own
@@ -323,9 +326,9 @@ def test_the_settings_come_from_the_nearest_unit_above_through_a_cycle(dag):
 
 
 def test_the_endpoint_refuses_more_units_than_one_answer_reports(course, client, auth, monkeypatch):
-    import app.knowledge
+    import app.serving.knowledge
 
-    monkeypatch.setattr(app.knowledge, "MAX_REPORTED", 3)
+    monkeypatch.setattr(app.serving.knowledge, "MAX_REPORTED", 3)
     r = client.get("/v1/users/someone/knowledge?units=course", headers=auth)
     assert r.status_code == 422 and "ask for units lower in the hierarchy" in r.json["detail"]
     assert client.get("/v1/users/someone/knowledge?units=s1,s2", headers=auth).status_code == 200

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import psycopg2
 import pytest
 
-from app import migrations
-from app.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
+from app.infra import migrations
+from app.infra.migrations import MIGRATION_LOCK_KEY, MigrationError, migrate
 from harness.databases import scratch_database
 
 
@@ -90,7 +90,7 @@ def test_the_log_moves_into_month_partitions_and_old_months_can_be_dropped(empty
     ids go on, views on the log read the new table; a month created later takes its rows out of
     the default partition; retention drops whole months. Before 009, the distribution check
     names both keys Citus would refuse."""
-    from app import distribution
+    from harness import distribution
 
     for m in migrations.discover():
         if m.version < 9:

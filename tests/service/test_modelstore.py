@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from app import modelstore
+from app.model import store as modelstore
 from app.online.scoring import ServingModel, engagement_scores
 from jobs.training.ease import EASE_NEIGHBOURS, top_k_neighbours
 from jobs.training.job import TrainConfig

@@ -13,8 +13,8 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app import jobruns
-from app.logs import JsonFormatter, redact
+from app.infra import jobruns
+from app.infra.logs import JsonFormatter, redact
 from tests.conftest import TEST_API_KEY
 from tests.seed import seed
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from app.api.schemas import InteractionBatch
-from app.records import Interaction, UnitFields
+from app.catalogue.records import Interaction, UnitFields
 
 
 def flask_routes(app) -> set[tuple[str, str]]:

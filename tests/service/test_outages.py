@@ -15,7 +15,7 @@ def app_without_postgres(settings):
     # Nothing listens on port 1: connections are refused at once, like a stopped Postgres.
     app = create_app(replace(settings, database_url="postgresql://postgres@127.0.0.1:1/adaptrec"))
     yield app
-    app.extensions["adaptrec.cache"].close()
+    app.extensions["adaptrec"].cache.close()
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from app.cache import Cache
-from app.ratelimit import RateLimiter, lease_size
+from app.access.ratelimit import RateLimiter, lease_size
+from app.infra.cache import Cache
 
 
 def test_leases_never_admit_more_than_the_limit_across_workers(redis_url):

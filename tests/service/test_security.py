@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from app import keys
+from app.access import keys
 from app.api.factory import close as close_app
 from app.api.factory import create_app
 from cli.main import main as cli_main

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from app import queries as q
 from app.config import SQL_DIR
+from app.infra import queries as q
 
 
 def run(conn, sql: str, params=None) -> list[tuple]:

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from app import keys, tenants
-from app import queries as q
+from app.access import keys, tenants
+from app.infra import queries as q
 from tests.seed import seed
 
 # Queries over tenant tables that rightly span tenants or address rows by a global id.

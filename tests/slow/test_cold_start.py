@@ -19,8 +19,8 @@ GRADE_EFFECT = 0.8
 @pytest.fixture(scope="module")
 def cold_db(servers):
     """A partial-mode demo root model trained without a few questions, which are then added."""
-    from app import catalog
-    from app.records import Item
+    from app.catalogue import catalog
+    from app.catalogue.records import Item
     from bench.cold_start import new_questions, without
     from harness.databases import scratch_database
     from jobs import demo

@@ -7,7 +7,7 @@ import numpy as np
 import psycopg2
 import pytest
 
-from app import queries as q
+from app.infra import queries as q
 from harness.databases import scratch_database
 from jobs.demo import ROOT_UNIT, DemoConfig, DemoError, build, generate_demo
 from tests.database import empty_database

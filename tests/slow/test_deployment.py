@@ -12,11 +12,11 @@ from app.config import PROJECT_ROOT
 INSTALLED_CHECK = """
 import sys
 from pathlib import Path
-import app.config, app.migrations, app.queries, cli.main
+import app.config, app.infra.migrations, app.infra.queries, cli.main
 target = Path(sys.argv[1]).resolve()
 assert app.config.PROJECT_ROOT == target, app.config.PROJECT_ROOT
 assert app.config.default_home() == Path.cwd()  # var/ never in site-packages
-print(len(app.queries.all_queries()), len(app.migrations.discover()))
+print(len(app.infra.queries.all_queries()), len(app.infra.migrations.discover()))
 """
 
 
@@ -37,6 +37,6 @@ def test_a_non_editable_install_carries_its_sql_and_migrations(tmp_path):
     done = subprocess.run([sys.executable, "-c", INSTALLED_CHECK, str(target)], cwd=elsewhere, text=True,
                           capture_output=True, env={**os.environ, "PYTHONPATH": str(target)})
     assert done.returncode == 0, done.stderr
-    from app import migrations, queries
+    from app.infra import migrations, queries
 
     assert done.stdout.split() == [str(len(queries.all_queries())), str(len(migrations.discover()))]

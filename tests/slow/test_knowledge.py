@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from app.knowledge import knowledge
+from app.serving.knowledge import knowledge
 
 
 def test_on_the_trained_demo_knowledge_follows_each_learners_answers(servers, settings):
     import psycopg2
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
     from harness.databases import scratch_database
     from jobs.demo import REFERENCE_TIME, DemoConfig, generate_demo
     from jobs.train import TrainConfig, run_training

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app import totara
 from app.config import PROJECT_ROOT
+from app.totara import protocol as totara
 from harness.service import free_port
 from tests.slow.test_serve import ctrl_c, wait_for
 

@@ -10,8 +10,8 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
-from app import modelstore
-from app import queries as q
+from app.infra import queries as q
+from app.model import store as modelstore
 from cli.main import main
 from harness.databases import scratch_database
 from jobs.demo import DemoConfig, generate_demo

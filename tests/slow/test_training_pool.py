@@ -9,7 +9,7 @@ from dataclasses import replace
 import psycopg2
 import pytest
 
-from app import queries as q
+from app.infra import queries as q
 from cli.main import main
 from harness.dask_cluster import dask_cluster
 from harness.databases import scratch_database

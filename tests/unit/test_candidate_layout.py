@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.modelstore import StoredModel
+from app.model.store import StoredModel
 from app.online.scoring import ServingModel, practice_probabilities
 
 

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from app import history as hist
-from app.modelstore import StoredModel
+from app.catalogue import history as hist
+from app.model.store import StoredModel
 from app.online.learning import DAY_S, FEATURES, features, sequence_features, terms
 from app.online.scoring import ServingModel, calibrated
-from app.recommend import score_candidates
+from app.serving.context import Learner, RequestContext
+from app.serving.pipeline import score_candidates
 from jobs.training.practice import FittedModel, PracticeData, fold_in_predictions, retry_calibration
 from jobs.training.retry import last_outcomes
 
@@ -153,12 +154,13 @@ def test_the_service_applies_the_learning_terms_the_replay_measured():
         events = [hist.Event(data.item_ids[data.items[r]], "attempt", int(data.outcomes[r]), None,
                              datetime.fromtimestamp(data.times[r], UTC)) for r in learner[:t][::-1]]  # newest first
         at = datetime.fromtimestamp(data.times[learner[t]], UTC)
-        served = score_candidates(model, [data.item_ids[data.items[learner[t]]]], events, None, "default",
-                                  practice=True, now=at).scores[0]
+        asked = [data.item_ids[data.items[learner[t]]]]
+        served = score_candidates(RequestContext(None, "default", None, None, now=at), model, asked,
+                                  Learner("7", events, "given"), practice=True).scores[0]
         # the replay warm-starts 3 Newton steps per attempt, the service solves from the prior: close, not equal
         assert served == pytest.approx(replayed[t], abs=3e-3), t
-        timeless = score_candidates(model, [data.item_ids[data.items[learner[t]]]], events, None, "default",
-                                    practice=True, now=at.replace(year=at.year + 1)).scores[0]
+        timeless = score_candidates(RequestContext(None, "default", None, None, now=at.replace(year=at.year + 1)),
+                                    model, asked, Learner("7", events, "given"), practice=True).scores[0]
         assert timeless < served            # a year later the same learner has forgotten some
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from app import strategies
-from app.experiments import assign
+from app.serving.experiments import assign
 from app.strategies import LearnerState, Scored
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)

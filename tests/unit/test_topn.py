@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
-from app.modelstore import StoredModel
+from app.model.store import StoredModel
 from app.online.scoring import ServingModel
 from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, standardise, warp_scores
 from bench.topn import genre_popularity, read_ratings

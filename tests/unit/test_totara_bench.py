@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.totara import check_signature
+from app.totara.protocol import check_signature
 from bench.totara import (
     age_group,
     list_metrics,

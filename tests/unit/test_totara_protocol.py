@@ -1,4 +1,4 @@
-"""Totara's ML-service protocol rules (app.totara) and the Totara export fixture.
+"""Totara's ML-service protocol rules (app.totara.protocol) and the Totara export fixture.
 
 Unit tests: no database, no Flask. The signature vectors are literal digests, computed outside
 Python (`printf '%s' '1700000000secret' | sha256sum`) and, for key 'abc123', copied from
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.totara import (
+from app.totara.protocol import (
     COMPONENT,
     ITEM_TYPES,
     MAX_ID,

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 
 from app.embedded import EmbeddedServers
-from app.migrations import migrate
+from app.infra.migrations import migrate
 from harness.service import running_service
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training

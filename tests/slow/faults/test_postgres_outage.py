@@ -5,7 +5,7 @@ import http.client
 import threading
 import time
 
-from app.db import ConnectionPool
+from app.infra.db import ConnectionPool
 from tests.slow.faults.stack import Answer, Stack, call, pg, recommend, scalar, wait_until, workers
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.config import PROJECT_ROOT
-from app.migrations import MIGRATION_LOCK_KEY, discover, status
+from app.infra.migrations import MIGRATION_LOCK_KEY, discover, status
 from harness.databases import scratch_database
 from jobs.train import TRAIN_LOCK_KEY
 from tests.slow.faults.stack import ROOT, Stack, pg, recommend, rows, scalar, server_env, wait_until

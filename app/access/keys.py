@@ -20,8 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app import queries as q
-from app.tenants import DEFAULT
+from app.access.tenants import DEFAULT
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -93,10 +93,12 @@ class Keyring:
         self._unknown: OrderedDict[str, float] = OrderedDict()            # ids with no row, bounded
         self._lock = threading.Lock()
 
-    def authenticate(self, key: str, conn_factory) -> Principal | None:
+    def authenticate(self, key: str, connection) -> Principal | None:
         """The caller for `key`, or None when the key is unknown, malformed or revoked.
 
-        `conn_factory()` gives a Postgres connection; it is called only on a cache miss."""
+        `connection()` lends a Postgres connection of the keyring's own, in a `with` (e.g.
+        ConnectionPool.connection), used only on a cache miss: the request's own transaction is
+        never touched."""
         presented = hash_key(key)
         match = _KEY.match(key)
         if match is None:
@@ -105,13 +107,13 @@ class Keyring:
                 if hmac.compare_digest(presented, known):
                     found = principal
             return found
-        row = self._row(match.group(1), conn_factory)
+        row = self._row(match.group(1), connection)
         if row is None or not hmac.compare_digest(presented, row["key_hash"]) or row["revoked_at"] is not None:
             return None
         return Principal(row["key_id"], row["name"], frozenset(row["scopes"]), row["rate_limit_per_s"],
                          row["tenant"])
 
-    def live_hash(self, key_id: str, conn_factory) -> str | None:
+    def live_hash(self, key_id: str, connection) -> str | None:
         """The stored hash of the key `key_id` while it is live (None once revoked or gone): what a
         dashboard session checks its key against (app.dashboard.sessions), within `ttl_s`."""
         for known, principal in self._bootstrap:
@@ -119,10 +121,10 @@ class Keyring:
                 return known
         if not re.fullmatch(r"[0-9a-f]{12}", key_id):
             return None
-        row = self._row(key_id, conn_factory)
+        row = self._row(key_id, connection)
         return row["key_hash"] if row is not None and row["revoked_at"] is None else None
 
-    def _row(self, key_id: str, conn_factory) -> dict | None:
+    def _row(self, key_id: str, connection) -> dict | None:
         now = time.monotonic()
         with self._lock:
             known = self._known.get(key_id)
@@ -131,9 +133,9 @@ class Keyring:
             missed = self._unknown.get(key_id)
             if missed is not None and now - missed < self.ttl_s:
                 return None
-        conn = conn_factory()
-        row = q.fetch_one(conn, "api_key_by_id", key_id=key_id)
-        conn.rollback()  # a read: end the transaction so the request starts its own
+        with connection() as conn:
+            row = q.fetch_one(conn, "api_key_by_id", key_id=key_id)
+            conn.rollback()
         with self._lock:
             if row is not None:
                 self._known[key_id] = (now, row)

@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 
 import psycopg2
 
-from app import metrics
-from app import queries as q
-from app.db import DatabaseUnavailable
+from app.infra import metrics
+from app.infra import queries as q
+from app.infra.db import DatabaseUnavailable
 
 log = logging.getLogger("adaptrec.recommendation_log")
 FLUSH_INTERVAL_S = 0.5    # with the write itself, a crash loses at most one second of rows

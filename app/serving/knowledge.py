@@ -29,18 +29,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from app import history as hist
-from app import queries as q
 from app import strategies
+from app.catalogue import history as hist
 from app.errors import InputError, UnknownIds
-from app.learner_fit import cover_new_items, learner_prior, practice_history
+from app.infra import queries as q
 from app.online.knowledge import estimate, typical_rows
+from app.serving.learner_fit import learner_prior, practice_history
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
     from app.online.scoring import ServingModel
 
 MASTERY_THRESHOLD = 0.8
@@ -213,7 +213,7 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     estimates: dict[str, tuple[float, float, float, float]] = {}
     for model in used.values():
         mine = [u for u, m in zip(planned, chosen) if m is not None and m.model_id == model.model_id]
-        cover_new_items(conn, tenant, model, sorted({i for u in mine for i in u.items}))
+        models.cover(conn, tenant, model, sorted({i for u in mine for i in u.items}))
         h = practice_history(model, events, now)
         rows = typical_rows(model, [model.rows(list(u.items)) for u in mine])
         found = estimate(model, h.rows, h.outcomes, rows, np.array([u.settings.review for u in mine]), h.times, h.now,

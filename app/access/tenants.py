@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from app import queries as q
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -65,7 +65,8 @@ def counts(conn: Connection, tenant: str) -> dict:
     return q.fetch_one(conn, "tenant_counts", tenant=tenant)
 
 
-CACHED = ("hist", "histgen", "cand", "trend", "popular")   # Redis key kinds that name the tenant (app.history, ...)
+# Redis key kinds that name the tenant (app.catalogue.history, ...)
+CACHED = ("hist", "histgen", "cand", "trend", "popular")
 
 
 def forget_cached(cache, tenant: str) -> int:
@@ -104,11 +105,12 @@ class TenantDirectory:
         self._seen: dict[str, tuple[float, dict | None]] = {}
         self._lock = threading.Lock()
 
-    def exists(self, tenant: str, conn_factory) -> bool:
-        return self.settings(tenant, conn_factory) is not None
+    def exists(self, tenant: str, connection) -> bool:
+        return self.settings(tenant, connection) is not None
 
-    def settings(self, tenant: str, conn_factory) -> dict | None:
-        """The tenant's settings, None when there is no such tenant."""
+    def settings(self, tenant: str, connection) -> dict | None:
+        """The tenant's settings, None when there is no such tenant. `connection()` lends a Postgres
+        connection of the directory's own, in a `with`, used only on a cache miss."""
         if not NAME.match(tenant):
             return None
         now = time.monotonic()
@@ -116,9 +118,9 @@ class TenantDirectory:
             hit = self._seen.get(tenant)
         if hit is not None and now - hit[0] < self.ttl_s:
             return hit[1]
-        conn = conn_factory()
-        row = get(conn, tenant)
-        conn.rollback()  # a read: end the transaction so the request starts its own
+        with connection() as conn:
+            row = get(conn, tenant)
+            conn.rollback()
         found = (row["settings"] or {}) if row is not None else None
         with self._lock:
             if len(self._seen) > 10_000:   # names sprayed by a caller must not grow memory forever

@@ -7,9 +7,9 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from app import queries as q
 from app import strategies
 from app.errors import InputError, NotFound
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import psycopg2
 
-from app import queries as q
 from app.config import MIGRATIONS_DIR
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import redis
 
 if TYPE_CHECKING:
-    from app.cache import Cache
+    from app.infra.cache import Cache
 
 log = logging.getLogger("adaptrec.ratelimit")
 LEASE_FRACTION = 100   # a lease is limit // LEASE_FRACTION requests (at least 1)

@@ -1,6 +1,6 @@
 """Catalogue writes and reads: users, items, units and the unit hierarchy.
 
-Functions take a connection and plain records (app.records), never commit, and raise
+Functions take a connection and plain records (app.catalogue.records), never commit, and raise
 app.errors on bad references, so the caller's transaction rolls everything back.
 """
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from app import queries as q
+from app.catalogue.records import Item, Unit, User
 from app.errors import InputError, NotFound, UnknownIds
-from app.records import Item, Unit, User
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

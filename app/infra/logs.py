@@ -107,14 +107,14 @@ def quiet_libraries(level: str = "INFO") -> None:
 
 # gunicorn's own loggers (master, worker boot, errors) in the same format: see app/gunicorn_conf.py.
 def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
-    formatter = "app.logs.JsonFormatter" if fmt == "json" else "app.logs.TextFormatter"
+    formatter = "app.infra.logs.JsonFormatter" if fmt == "json" else "app.infra.logs.TextFormatter"
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": {"()": formatter}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default",
                                 "stream": "ext://sys.stderr"}},
-        # The root logger is left to the app (app.logs.configure in create_app): a handler here
+        # The root logger is left to the app (app.infra.logs.configure in create_app): a handler here
         # too would print every application line twice. (gunicorn merges this over its defaults,
         # whose root has a handler of its own, so root must be given, with none.)
         "root": {"level": level, "handlers": []},

@@ -15,7 +15,7 @@ import os
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
-from app import queries as q
+from app.infra import queries as q
 
 log = logging.getLogger("adaptrec.metrics")
 

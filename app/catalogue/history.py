@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import redis
 
-from app import queries as q
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
+    from app.infra.cache import Cache
 
 log = logging.getLogger("adaptrec.history")
 KEEP = 500            # interactions cached per user

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.config import SQL_DIR
-from app.db import dict_cursor
+from app.infra.db import dict_cursor
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

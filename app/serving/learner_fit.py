@@ -1,6 +1,6 @@
 """What a practice model's live fit takes from a learner, the same for a recommendation
-(app.recommend) and their knowledge (app.knowledge): their attempts on the model's items, their
-metadata prior, and vectors for items newer than the model."""
+(app.serving.recommend) and their knowledge (app.serving.knowledge): their attempts on the model's items, their
+metadata prior (vectors for items newer than the model: app.model.cache.ModelCache.cover)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from app import history as hist
-from app import queries as q
+from app.catalogue import history as hist
+from app.infra import queries as q
 from app.online.fit import HISTORY_MAX
 from app.online.scoring import ServingModel
 
@@ -36,17 +36,6 @@ def practice_history(model: ServingModel, events: list[hist.Event], now: datetim
         return PracticeHistory(rows, outcomes, None, None)
     times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
     return PracticeHistory(rows, outcomes, times, (now or datetime.now(UTC)).timestamp())
-
-
-def cover_new_items(conn: Connection, tenant: str, model: ServingModel | None, items: list[str]) -> None:
-    """A hybrid model gives the items newer than itself vectors from their metadata (once per worker
-    and model: ServingModel.add_items), so a new question is scored as what it is, not as the
-    average item. An item none of whose tokens the model knows is remembered, not read again."""
-    if model is None or model.feature_vectors is None:
-        return
-    missing = [i for i in items if i not in model.index and i not in model.unbuildable]
-    if missing:
-        model.add_items(q.fetch_all(conn, "items_metadata", tenant=tenant, item_ids=missing))
 
 
 def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: str | None) -> np.ndarray | None:

@@ -22,7 +22,7 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from app import queries as q
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -49,8 +49,8 @@ INSERTS = ("insert_interactions", "insert_recommendation_logs", "ensure_users", 
 FAN_OUT = {
     "item_success_rates": "the answer for a unit with no model at all: a new deployment before its first "
                           "training run, not a platform at scale",
-    "popular_items": "a learner nothing is known of; cached in Redis for 5 minutes per unit list (app.related)",
-    "trending": "cached in Redis per tenant, units and window (app.related)",
+    "popular_items": "a learner nothing is known of; cached in Redis for 5 minutes per unit list (app.serving.related)",
+    "trending": "cached in Redis per tenant, units and window (app.serving.related)",
     "tenant_counts": "adaptrec tenants list and remove, not the request path",
     "list_tenants": "GET /v1/tenants and adaptrec tenants list: operators, not the request path",
     "totara_health": "Totara's /health-check: counts, called by an administrator",
@@ -75,7 +75,7 @@ def violations(conn: Connection) -> list[str]:
                        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition""")
         tables = {r[0] for r in cur.fetchall()}
         for t in sorted(tables - set(classes)):
-            found.append(f"table {t} is not classified in app/distribution.py (distributed by user_id, reference, "
+            found.append(f"table {t} is not classified in harness/distribution.py (distributed by user_id, reference, "
                          "or coordinator-only): decide before it grows")
         for t in sorted(set(DISTRIBUTED) - tables):
             found.append(f"distributed table {t} does not exist")

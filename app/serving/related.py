@@ -9,30 +9,32 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from app import candidates as cand
-from app import catalog, metrics
-from app import queries as q
+from app.catalogue import candidates as cand
+from app.catalogue import catalog
+from app.infra import metrics
+from app.infra import queries as q
 from app.online.similar import most_similar
-from app.recommend import RecommendationRequest, serve
+from app.serving.answers import ModelRef
+from app.serving.recommend import RecommendationRequest, serve
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
-    from app.model_cache import ModelCache
-    from app.recommendation_log import RecommendationLog
+    from app.infra.cache import Cache
+    from app.serving.context import RequestContext
 
 log = logging.getLogger("adaptrec.related")
 TRENDING_TTL_S = 60  # every learner asks the same question: answer it once a minute, not per request
 
 
-def similar_items(conn: Connection, tenant: str, models: ModelCache, item_id: str, n: int) -> dict:
+def similar_items(ctx: RequestContext, item_id: str, n: int) -> dict:
     """The n active items nearest to `item_id` by cosine similarity of the covering model's vectors."""
+    conn, tenant = ctx.conn, ctx.tenant
     item = catalog.get_item(conn, tenant, item_id)  # NotFound for an unknown item
     units = item["units"]
     model = None
     for objective in ("engagement", "practice"):
-        model = models.nearest(conn, tenant, units, objective) if units else None
+        model = ctx.model(units, objective) if units else None
         if model is not None and item_id in model.index:
             break
         model = None
@@ -45,18 +47,16 @@ def similar_items(conn: Connection, tenant: str, models: ModelCache, item_id: st
     active = {r["id"] for r in q.fetch_all(conn, "active_items", tenant=tenant, ids=ids)}
     chosen = [(i, float(s)) for i, s in zip(ids, sims) if i in active][:n]
     return {"item_id": item_id, "items": [{"item_id": i, "similarity": round(s, 6)} for i, s in chosen],
-            "model": {"model_id": model.model_id, "unit_id": model.unit_id, "objective": model.objective,
-                      "mode": model.mode, "tag": model.tag},
-            "fallback": None}
+            "model": ModelRef.of(model).as_json(), "fallback": None}
 
 
-def trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[str] | None, days: int,
-             half_life_days: float,
+def trending(ctx: RequestContext, n: int, units: list[str] | None, days: int, half_life_days: float,
              now: datetime | None = None) -> dict:
     """Most-interacted active items in the last `days`, each event decayed by its age.
 
     Live answers (no `now`) are shared through Redis for TRENDING_TTL_S seconds: the query scans
     a window of interactions and its answer hardly moves within a minute."""
+    conn, tenant, cache = ctx.conn, ctx.tenant, ctx.cache
     if now is not None:
         return _trending(conn, tenant, cache, n, units, days, half_life_days, now)
     params = json.dumps([n, sorted(set(units or [])), days, half_life_days])
@@ -93,21 +93,18 @@ def _trending(conn: Connection, tenant: str, cache: Cache, n: int, units: list[s
 POPULAR_TTL_S = 300   # the cold-start answer moves slowly: one query per tenant and units every 5 minutes
 
 
-def user_top_items(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
-                   n: int, request_id: str, log: RecommendationLog | None = None,
-                   local_candidates=None) -> list[tuple[str, float]]:
+def user_top_items(ctx: RequestContext, user_id: str, units: list[str], n: int) -> list[tuple[str, float]]:
     """Totara's personalised top-N (GET /user-items, the legacy i2u file): the top strategy without
     the user's positive items; a user the model knows nothing of (or a unit without a model) gets
     the most popular items, then the untouched ones."""
     req = RecommendationRequest(user_id=user_id, units=units, n=n, strategy="top", exclude_positive=True)
-    answer, candidates, liked = serve(conn, tenant, cache, models, req, request_id, log=log,
-                                      local_candidates=local_candidates)
-    fallback = answer["fallback"] or ""
-    if "no_history" not in fallback and "no_model" not in fallback:
-        return [(i["item_id"], i.get("score", i.get("p", 0.0))) for i in answer["items"]]
-    ranked = [(i, s) for i, s in popular(conn, tenant, cache, candidates, units, n + len(liked)) if i not in liked]
+    answer, candidates, liked = serve(ctx, req)
+    if "no_history" not in answer.fallbacks and "no_model" not in answer.fallbacks:
+        return [(i, round(s, 6)) for i, s in zip(answer.items, answer.scores)]   # as the answer shows them
+    ranked = [(i, s) for i, s in popular(ctx.conn, ctx.tenant, ctx.cache, candidates, units, n + len(liked))
+              if i not in liked]
     chosen = {i for i, _ in ranked}
-    return (ranked + [(i["item_id"], 0.0) for i in answer["items"] if i["item_id"] not in chosen])[:n]
+    return (ranked + [(i, 0.0) for i in answer.items if i not in chosen])[:n]
 
 
 def popular(conn: Connection, tenant: str, cache: Cache, items: list[str], units: list[str], n: int

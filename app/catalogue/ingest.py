@@ -11,15 +11,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from app import history as hist
-from app import queries as q
+from app.catalogue import history as hist
+from app.catalogue.records import Interaction
 from app.errors import UnknownIds
-from app.records import Interaction
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
+    from app.infra.cache import Cache
 
 
 def record_interactions(conn: Connection, tenant: str, cache: Cache, events: list[Interaction],

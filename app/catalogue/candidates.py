@@ -16,19 +16,21 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
 
-from app import catalog, metrics
-from app import queries as q
+from app.catalogue import catalog
 from app.errors import UnknownIds
+from app.infra import metrics
+from app.infra import queries as q
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.cache import Cache
+    from app.infra.cache import Cache
 
 log = logging.getLogger("adaptrec.candidates")
 TTL_S = 3600
@@ -43,6 +45,18 @@ class Candidates:
     items: list[str]                                   # sorted by id
     positions: dict[str, int] = field(default_factory=dict)
     rows: dict = field(default_factory=dict)           # model_id -> the items laid out for it (CandidateRows)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def laid_out(self, model_id: int, lay_out: Callable[[], object]):
+        """The items laid out for model `model_id`, made by `lay_out()` the first time (the list is
+        shared by a worker's threads: the entry owns its layouts and their lock)."""
+        with self._lock:
+            laid = self.rows.get(model_id)
+        if laid is None:
+            laid = lay_out()      # outside the lock: a layout may read Postgres (a hybrid's new items)
+            with self._lock:
+                laid = self.rows.setdefault(model_id, laid)
+        return laid
 
 
 class CandidateCache:

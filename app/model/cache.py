@@ -8,8 +8,8 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
-from app import modelstore
-from app import queries as q
+from app.infra import queries as q
+from app.model import store as modelstore
 from app.online.scoring import ServingModel
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ class ModelCache:
         self._models: OrderedDict[tuple[str, int], ServingModel] = OrderedDict()   # (tenant, model id)
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
+        self._grow = threading.Lock()   # serialises ServingModel.add_items (cover)
 
     def nearest(self, conn: Connection, tenant: str, unit_ids: list[str], objective: str,
                 tag: str = "default") -> ServingModel | None:
@@ -51,6 +52,20 @@ class ModelCache:
             while len(self._models) > MAX_MODELS:
                 self._models.popitem(last=False)
         return model
+
+    def cover(self, conn: Connection, tenant: str, model: ServingModel, items: list[str]) -> None:
+        """A hybrid model gives the items newer than itself vectors from their metadata (once per
+        worker and model: ServingModel.add_items), so a new question is scored as what it is, not as
+        the average item. An item none of whose tokens the model knows is remembered, not read
+        again. The cache owns its models: requests grow one under its lock, one at a time."""
+        if model.feature_vectors is None:
+            return
+        missing = [i for i in items if i not in model.index and i not in model.unbuildable]
+        if not missing:
+            return
+        found = q.fetch_all(conn, "items_metadata", tenant=tenant, item_ids=missing)
+        with self._grow:
+            model.add_items(found)
 
     def clear(self) -> None:
         with self._lock:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from psycopg2.extras import Json
 
-from app import queries as q
-from app.db import connect
-from app.logs import redact
+from app.infra import queries as q
+from app.infra.db import connect
+from app.infra.logs import redact
 
 
 @dataclass
