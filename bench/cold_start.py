@@ -45,7 +45,8 @@ import pandas as pd
 
 from app.access.tenants import DEFAULT
 from bench.compare import bootstrap_difference, metrics
-from bench.replay import JOB_SPLIT_SEED, SPLIT_SEED, delete_prefix
+from bench.replay.setup import JOB_SPLIT_SEED, SPLIT_SEED
+from harness.report import write_json
 from jobs import demo
 from jobs.training import split
 from jobs.training.practice import attempt_positions
@@ -78,32 +79,35 @@ def replay(conn, cache, caches: dict, users: list[str], items: list[str], outcom
     ingest, then the history cache)."""
     from app.catalogue.ingest import record_interactions
     from app.catalogue.records import Interaction
-    from app.serving.recommend import predict
+    from app.serving.recommend import RequestContext, predict
 
     out = {name: np.empty(len(users)) for name in caches}
     for k, (user, item, y, at) in enumerate(zip(users, items, outcomes, times)):
         for name, models in caches.items():
             with conn:
-                out[name][k] = predict(conn, DEFAULT, cache, models, user, [demo.ROOT_UNIT], [item])["items"][0]["p"]
+                ctx = RequestContext(conn, DEFAULT, cache, models)
+                out[name][k] = predict(ctx, user, [demo.ROOT_UNIT], [item]).as_json()["items"][0]["p"]
         record_interactions(conn, DEFAULT, cache, [Interaction(event_id=f"cold:{user}:{k}", user_id=user, item_id=item,
                                                       kind="attempt", outcome=int(y), occurred_at=at)])
     return out
 
 
-def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4, new_share: float = 0.1,
-        mode: str = "partial", seed: int = 0, progress: bool = False) -> dict:
-    from app.catalogue import catalog
-    from app.catalogue.records import Item
-    from app.config import Settings
-    from app.embedded import servers_for
-    from app.infra.cache import Cache
-    from app.model.cache import ModelCache
-    from harness.databases import connected_scratch_database
-    from jobs.importers.common import Loader
-    from jobs.train import TrainConfig, run_training
+@dataclasses.dataclass
+class Staged:
+    """The demo data and what of it the job sees: each learner's role, the new questions, the
+    attempts replayed (dev and test learners'), the data imported (`staged`), the job's config."""
+    data: demo.DemoData
+    role: np.ndarray
+    fresh: set[str]
+    is_new_item: np.ndarray
+    replayed: np.ndarray
+    staged: demo.DemoData
+    config: object
 
-    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
-    started = time.perf_counter()
+
+def prepare(learners: int, attempts: int, grade_effect: float, new_share: float, mode: str, seed: int) -> Staged:
+    from jobs.train import TrainConfig
+
     data = demo.build(demo.DemoConfig(seed=seed, learners=learners, attempts=attempts, engagements=0,
                                       grade_effect=grade_effect))
     ev, ids = data.attempts, data.learners.ids
@@ -113,35 +117,78 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
     replayed = role[ev.user] != split.TRAIN
     staged = without(data, ~replayed & ~is_new_item, fresh)
     config = dataclasses.replace(TrainConfig.from_env(), mode=mode, split_seed=JOB_SPLIT_SEED)
-    result: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-                    "demo": data.config.as_attrs(), "mode": mode, "new_item_share": new_share,
-                    "new_items": len(fresh), "split_seed": SPLIT_SEED, "job_split_seed": JOB_SPLIT_SEED,
-                    "imported_attempts": len(staged.attempts)}
-    log(f"{len(ev)} attempts; {len(staged.attempts)} imported; {len(fresh)} new questions; replaying "
-        + ", ".join(f"{r} {int((replayed & (role[ev.user] == code)).sum())}" for r, code in
-                    (("dev", split.DEV), ("test", split.TEST))))
+    return Staged(data, role, fresh, is_new_item, replayed, staged, config)
+
+
+def train(conn, url: str, s: Staged) -> dict:
+    """The staged data loaded, the root trained by the real job, then the new questions written
+    through the catalogue API; returns the training's figures."""
+    from app.catalogue import catalog
+    from app.catalogue.records import Item
+    from jobs.importers.common import Loader
+    from jobs.train import run_training
+
+    loader = Loader(conn, tenant=DEFAULT)
+    demo.stage(loader, s.staged, False)
+    loader.finish()
+    conn.commit()
+    t0 = time.perf_counter()
+    report = run_training(url, s.config, units=[demo.ROOT_UNIT], progress=False)
+    root = next(o for o in report.outcomes if o.unit_id == demo.ROOT_UNIT and o.objective == "practice")
+    if root.status != "activated":
+        raise RuntimeError(f"the root model was not activated: {root.status} {root.reason}")
+    training = {"seconds": round(time.perf_counter() - t0, 1), "candidate": root.metrics["candidate"],
+                "metadata_prior": root.metrics.get("metadata_prior"), "skill_terms": root.metrics.get("skill_terms"),
+                "job_test": {k: round(root.metrics["model"][k], 4) for k in ("auc", "logloss", "ece")}}
+    rows = {r[0]: r for r in s.data.catalogue.items}
+    units_of: dict[str, list[str]] = {}
+    for unit_id, item_id, _ in s.data.catalogue.unit_items:
+        units_of.setdefault(item_id, []).append(unit_id)
+    with conn:      # the questions written after the last training, through the catalogue API
+        catalog.upsert_items(conn, DEFAULT, [Item(item_id=i, kind=rows[i][1], title=rows[i][2], body=rows[i][3],
+                                         attrs=rows[i][4], units=units_of[i]) for i in sorted(s.fresh)])
+    return training
+
+
+def measure_role(conn, cache, caches: dict, s: Staged, code: int) -> dict:
+    """One role's attempts replayed through both model caches, by learner in time order, and
+    scored on each slice beside the truth."""
+    ev, ids = s.data.attempts, s.data.learners.ids
+    take = np.flatnonzero(s.replayed & (s.role[ev.user] == code))
+    take = take[np.lexsort((ev.occurred[take], ev.user[take]))]    # by learner, in time order
+    users = ids[ev.user[take]].tolist()
+    t0 = time.perf_counter()
+    p = replay(conn, cache, caches, users, ev.item_ids[take].tolist(), ev.outcome[take].tolist(),
+               [datetime.fromtimestamp(t / 1000, UTC) for t in ev.occurred[take].astype(np.int64).tolist()])
+    p["truth"] = ev.p_correct[take]
+    y = ev.outcome[take]
+    first = attempt_positions(ev.user[take]) < FIRST_ATTEMPTS
+    slices = {"first_10_attempts": first,
+              "first_10_attempts_at_known_questions": first & ~s.is_new_item[take],   # the prior alone
+              "new_questions": s.is_new_item[take], "all": np.ones(len(take), bool)}
+    frame = pd.DataFrame({"user_id": users, "correct": y})
+    return {
+        "learners": len(set(users)), "attempts": len(take),
+        "replay_seconds": round(time.perf_counter() - t0, 1),
+        "slices": {name: {m: metrics(y[mask], p[m][mask]) for m in METHODS} for name, mask in slices.items()},
+        "service_minus_population_prior": {
+            name: bootstrap_difference(frame[mask].reset_index(drop=True), p["service"][mask],
+                                       p["population_prior"][mask])
+            for name, mask in slices.items() if mask.sum() >= 20}}
+
+
+def measure(s: Staged, result: dict, log) -> None:
+    """On scratch servers: train, then replay dev and test through the service and the population
+    prior; the Redis keys of the replay are deleted afterwards."""
+    from app.config import Settings
+    from app.infra.cache import Cache
+    from app.model.cache import ModelCache
+    from cli.embedded import servers_for
+    from harness.databases import connected_scratch_database, delete_keys
+
     with servers_for(Settings.from_env()) as settings, connected_scratch_database(settings.database_url) as (url, conn):
-        loader = Loader(conn, tenant=DEFAULT)
-        demo._stage(loader, staged, False)
-        loader.finish()
-        conn.commit()
-        t0 = time.perf_counter()
-        report = run_training(url, config, units=[demo.ROOT_UNIT], progress=False)
-        root = next(o for o in report.outcomes if o.unit_id == demo.ROOT_UNIT and o.objective == "practice")
-        if root.status != "activated":
-            raise RuntimeError(f"the root model was not activated: {root.status} {root.reason}")
-        result["training"] = {"seconds": round(time.perf_counter() - t0, 1), "candidate": root.metrics["candidate"],
-                              "metadata_prior": root.metrics.get("metadata_prior"),
-                              "skill_terms": root.metrics.get("skill_terms"),
-                              "job_test": {k: round(root.metrics["model"][k], 4) for k in ("auc", "logloss", "ece")}}
+        result["training"] = train(conn, url, s)
         log(f"training: {json.dumps(result['training'])}")
-        rows = {r[0]: r for r in data.catalogue.items}
-        units_of: dict[str, list[str]] = {}
-        for unit_id, item_id, _ in data.catalogue.unit_items:
-            units_of.setdefault(item_id, []).append(unit_id)
-        with conn:      # the questions written after the last training, through the catalogue API
-            catalog.upsert_items(conn, DEFAULT, [Item(item_id=i, kind=rows[i][1], title=rows[i][2], body=rows[i][3],
-                                             attrs=rows[i][4], units=units_of[i]) for i in sorted(fresh)])
         prefix = f"adaptrec-cold-{uuid.uuid4().hex[:10]}:"
         cache = Cache(settings.redis_url, prefix=prefix)
         caches = {"service": ModelCache(), "population_prior": ModelCache()}
@@ -152,42 +199,44 @@ def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4
                                   "item_features": "item_features" in plain.extra}
         try:
             for name, code in (("dev", split.DEV), ("test", split.TEST)):
-                take = np.flatnonzero(replayed & (role[ev.user] == code))
-                take = take[np.lexsort((ev.occurred[take], ev.user[take]))]    # by learner, in time order
-                users = ids[ev.user[take]].tolist()
-                t0 = time.perf_counter()
-                p = replay(conn, cache, caches, users, ev.item_ids[take].tolist(), ev.outcome[take].tolist(),
-                           [datetime.fromtimestamp(t / 1000, UTC) for t in ev.occurred[take].astype(np.int64).tolist()])
-                p["truth"] = ev.p_correct[take]
-                y = ev.outcome[take]
-                first = attempt_positions(ev.user[take]) < FIRST_ATTEMPTS
-                slices = {"first_10_attempts": first,
-                          "first_10_attempts_at_known_questions": first & ~is_new_item[take],   # the prior alone
-                          "new_questions": is_new_item[take], "all": np.ones(len(take), bool)}
-                frame = pd.DataFrame({"user_id": users, "correct": y})
-                result[name] = {
-                    "learners": len(set(users)), "attempts": len(take),
-                    "replay_seconds": round(time.perf_counter() - t0, 1),
-                    "slices": {s: {m: metrics(y[mask], p[m][mask]) for m in METHODS} for s, mask in slices.items()},
-                    "service_minus_population_prior": {
-                        s: bootstrap_difference(frame[mask].reset_index(drop=True), p["service"][mask],
-                                                p["population_prior"][mask])
-                        for s, mask in slices.items() if mask.sum() >= 20}}
+                result[name] = measure_role(conn, cache, caches, s, code)
                 log(f"{name}: {json.dumps(result[name]['slices'])}")
         finally:
-            delete_prefix(cache, prefix)
+            delete_keys(cache.client, prefix)
             cache.close()
-    result["seconds"] = round(time.perf_counter() - started, 1)
+
+
+def targets(result: dict) -> dict:
+    """The cold-start target on test: the service's AUC over the population prior's on learners'
+    first attempts."""
     gains = {}
     for name in ("first_10_attempts", "first_10_attempts_at_known_questions"):
         first = result["test"]["slices"][name]
         gains[name] = first["service"].get("auc", math.nan) - first["population_prior"].get("auc", math.nan)
-    result["targets"] = {f"test_{name}_auc_gain_over_population_prior": round(g, 4) for name, g in gains.items()}
-    result["targets"] |= {"target_gain": 0.02, "met": bool(gains["first_10_attempts"] >= 0.02)}
+    out = {f"test_{name}_auc_gain_over_population_prior": round(g, 4) for name, g in gains.items()}
+    return out | {"target_gain": 0.02, "met": bool(gains["first_10_attempts"] >= 0.02)}
+
+
+def run(learners: int = 3000, attempts: int = 240_000, grade_effect: float = 0.4, new_share: float = 0.1,
+        mode: str = "partial", seed: int = 0, progress: bool = False) -> dict:
+    log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+    started = time.perf_counter()
+    s = prepare(learners, attempts, grade_effect, new_share, mode, seed)
+    ev, role = s.data.attempts, s.role
+    result: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+                    "demo": s.data.config.as_attrs(), "mode": mode, "new_item_share": new_share,
+                    "new_items": len(s.fresh), "split_seed": SPLIT_SEED, "job_split_seed": JOB_SPLIT_SEED,
+                    "imported_attempts": len(s.staged.attempts)}
+    log(f"{len(ev)} attempts; {len(s.staged.attempts)} imported; {len(s.fresh)} new questions; replaying "
+        + ", ".join(f"{r} {int((s.replayed & (role[ev.user] == code)).sum())}" for r, code in
+                    (("dev", split.DEV), ("test", split.TEST))))
+    measure(s, result, log)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["targets"] = targets(result)
     return result
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.cold_start", description=__doc__.split("\n")[0])
     ap.add_argument("--learners", type=int, default=3000)
     ap.add_argument("--attempts", type=int, default=240_000)
@@ -199,12 +248,19 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if not 0.0 <= args.new_items < 1.0:
         ap.error("--new-items is a share of the questions: 0 or more and below 1")
-    out = run(args.learners, args.attempts, args.grade_effect, args.new_items, args.mode, progress=not args.quiet)
-    text = json.dumps(out, indent=2, default=str)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text)
-    print(json.dumps(out["targets"]) if args.json else text)
+    return args
+
+
+def report(args, result: dict) -> None:
+    """The report in --json's file and only its targets on stdout; without --json, all of it on stdout."""
+    text = write_json(result, args.json, default=str)
+    print(json.dumps(result["targets"]) if args.json else text)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    report(args, run(args.learners, args.attempts, args.grade_effect, args.new_items, args.mode,
+                     progress=not args.quiet))
     return 0
 
 

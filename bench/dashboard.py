@@ -38,6 +38,7 @@ import psycopg2
 from app.config import Settings
 from harness.dashboard_data import calibrate, traffic, wait_until_logged
 from harness.measure import loadavg, machine, percentile
+from harness.report import write_json
 from harness.service import running_service
 
 KEY = "bench-dashboard-operator-key-0123456789"
@@ -162,7 +163,7 @@ def measure(opener, base: str, path: str, n: int) -> dict:
             "wall_p95_ms": r(percentile(wall, 95)), "wall_max_ms": r(max(wall))}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.dashboard", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--requests", type=int, default=30, help="measured requests per page (default 30)")
@@ -172,7 +173,50 @@ def main(argv=None) -> int:
     parser.add_argument("--rollup-history-days", type=int, default=8,
                         help="first store this many days of made-up request-rollup rows (what a week in "
                              "production leaves for the overview to read; removed at the end; 0: none)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def send_traffic(args, settings, base_url: str, reports: Path) -> None:
+    """--traffic-unit: experiment traffic of --traffic-learners learners, logged, then calibrated."""
+    conn = psycopg2.connect(settings.database_url)
+    learners = [r[0] for r in _all(conn, "SELECT user_id FROM interactions WHERE tenant = 'default' "
+                                         "GROUP BY user_id ORDER BY count(*) DESC LIMIT %s", args.traffic_learners)]
+    conn.close()
+    sent = traffic(base_url, KEY, learners, args.traffic_unit, rounds=2)
+    wait_until_logged(settings.database_url, sent["answers"])
+    print(f"bench.dashboard: traffic {sent}; calibration groups "
+          f"{calibrate(settings.database_url, reports)}", file=sys.stderr)
+
+
+def measure_pages(args, database_url: str, base_url: str) -> tuple[dict, dict, int]:
+    """Every page's times, with --rollup-history-days of made-up rollup rows stored meanwhile;
+    returns (figures by page, the data's size, the rollup rows stored)."""
+    pages, size = sample(database_url)
+    history = seed_rollup_history(database_url, args.rollup_history_days) if args.rollup_history_days else 0
+    try:
+        opener = sign_in(base_url)
+        results = {}
+        for name, path in pages.items():
+            results[name] = measure(opener, base_url, path, args.requests)
+            print(f"bench.dashboard: {name}: {json.dumps(results[name])}", file=sys.stderr)
+    finally:
+        if history:
+            drop_rollup_history(database_url)
+    return results, size, history
+
+
+def report(args, results: dict, size: dict, history: int) -> None:
+    """The page figures with the data's size and the machine; printed, and in --json's file."""
+    result = {"bench": "dashboard", "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
+              "loadavg_end": loadavg(), "workers": args.workers, "data": size, "rollup_history_rows": history,
+              "pages": results,
+              "slowest_server_p95_ms": max(r["server_p95_ms"] or 0 for r in results.values()),
+              "target_ms": 300}
+    print(write_json(result, args.json, default=str))
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     settings = Settings.from_env()
     if settings.embedded:
         print("bench.dashboard: set ADAPTREC_DATABASE_URL and ADAPTREC_REDIS_URL to the database to measure",
@@ -182,37 +226,9 @@ def main(argv=None) -> int:
             running_service(settings.database_url, settings.redis_url, KEY, Path(tmp) / "service.log",
                             redis_prefix=settings.redis_prefix, workers=args.workers) as service:
         if args.traffic_unit:
-            conn = psycopg2.connect(settings.database_url)
-            learners = [r[0] for r in _all(conn, "SELECT user_id FROM interactions WHERE tenant = 'default' "
-                                                 "GROUP BY user_id ORDER BY count(*) DESC LIMIT %s",
-                                           args.traffic_learners)]
-            conn.close()
-            sent = traffic(service.base_url, KEY, learners, args.traffic_unit, rounds=2)
-            wait_until_logged(settings.database_url, sent["answers"])
-            print(f"bench.dashboard: traffic {sent}; calibration groups "
-                  f"{calibrate(settings.database_url, Path(tmp) / 'reports')}", file=sys.stderr)
-        pages, size = sample(settings.database_url)
-        history = seed_rollup_history(settings.database_url, args.rollup_history_days) \
-            if args.rollup_history_days else 0
-        try:
-            opener = sign_in(service.base_url)
-            results = {}
-            for name, path in pages.items():
-                results[name] = measure(opener, service.base_url, path, args.requests)
-                print(f"bench.dashboard: {name}: {json.dumps(results[name])}", file=sys.stderr)
-        finally:
-            if history:
-                drop_rollup_history(settings.database_url)
-    report = {"bench": "dashboard", "date": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-              "loadavg_end": loadavg(), "workers": args.workers, "data": size, "rollup_history_rows": history,
-              "pages": results,
-              "slowest_server_p95_ms": max(r["server_p95_ms"] or 0 for r in results.values()),
-              "target_ms": 300}
-    text = json.dumps(report, indent=2, default=str)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
-    print(text)
+            send_traffic(args, settings, service.base_url, Path(tmp) / "reports")
+        results, size, history = measure_pages(args, settings.database_url, service.base_url)
+    report(args, results, size, history)
     return 0
 
 

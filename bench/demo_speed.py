@@ -15,9 +15,9 @@ import time
 from datetime import UTC, datetime
 
 from app.config import Settings
-from app.embedded import servers_for
-from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
+from harness.report import emit
 from jobs.demo import DemoConfig, generate_demo
 
 
@@ -34,14 +34,18 @@ def run(config: DemoConfig, database_url: str) -> dict:
             "date": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.demo_speed", description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=1_000_000)
     parser.add_argument("--learners", type=int, default=DemoConfig.learners)
     parser.add_argument("--engagements", type=int, default=DemoConfig.engagements)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the result to this file")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     config = DemoConfig(seed=args.seed, learners=args.learners, attempts=args.attempts,
                         engagements=args.engagements)
     configured = os.environ.get("ADAPTREC_DATABASE_URL")

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 import numpy as np
 
 from app.model.store import pack, pack_item_weights
-from app.online.topn import ease_scores, positives_matrix
-from bench.report import emit
+from app.online.engagement import ease_scores, positives_matrix
+from harness.report import emit
 from jobs.training.ease import EASE_NEIGHBOURS, fit_ease, top_k_neighbours
 
 NEIGHBOURS = (50, 100, 200, 500)
@@ -99,7 +99,7 @@ def run(items: int, users: int, per_user: int, groups: int, l2: float, seed: int
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.ease_topk", description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--users", type=int, default=20_000)
@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--json", default=None)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     report = run(args.items, args.users, args.per_user, args.groups, args.l2, args.seed, args.repeats)
     report["date"] = datetime.now(UTC).isoformat(timespec="seconds")
     emit(report, args.json)

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.config import Settings
-from app.embedded import servers_for
-from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from harness.measure import machine
+from harness.report import emit
 from jobs.importers import FORMATS, ImportFailed, run_import
 
 
@@ -46,7 +46,7 @@ def measure(conn, fmt: str, data: Path) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.import_speed", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the file (or folder) to import")
     parser.add_argument("--format", default="assistments", choices=sorted(FORMATS), help="default assistments")
@@ -54,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data}: no such file or folder")
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
         with (servers_for(Settings.from_env()) as settings,
               connected_scratch_database(settings.database_url, "adaptrec_bench") as (_, conn)):

@@ -16,7 +16,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -26,6 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from app.online.scoring import ServingModel, practice_probabilities
+from harness.report import emit
 
 RETRY = {"after_mistake": 0.8, "after_success": 0.3, "slope_after_mistake": -1.2, "slope_after_success": -0.6}
 SKILL = {"sd": 0.6, "half_life": 5}
@@ -82,7 +82,7 @@ def run(dim: int = 32, items: int = 5000, skills: int = 100, history: int = 500,
             "variants": out}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.live_fit", description=__doc__.split("\n")[0])
     ap.add_argument("--dim", type=int, default=32)
     ap.add_argument("--items", type=int, default=5000)
@@ -97,12 +97,12 @@ def main(argv=None) -> int:
             ap.error(f"--{name} must be at least 1")
     if args.candidates > args.items:
         ap.error("--candidates cannot exceed --items")
-    report = run(args.dim, args.items, args.skills, args.history, args.candidates, args.repeats)
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text)
-    print(text)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    emit(run(args.dim, args.items, args.skills, args.history, args.candidates, args.repeats), args.json)
     return 0
 
 

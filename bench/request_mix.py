@@ -145,7 +145,7 @@ class MixRequests:
 
 def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[str], samples: int = 2000,
                      seed: int = 0) -> dict:
-    """CPU time of the live fit + scoring of every candidate of `unit` (app.serving.recommend.score_candidates,
+    """CPU time of the live fit + scoring of every candidate of `unit` (app.serving.pipeline.score_candidates,
     practice) on `samples` learners drawn like the mix, their histories read first from Postgres.
     No HTTP, no Redis, no Postgres inside the timed part."""
     import numpy as np
@@ -153,7 +153,8 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
 
     from app.catalogue import catalog, history
     from app.model.cache import ModelCache
-    from app.serving.recommend import score_candidates
+    from app.serving.context import Learner, RequestContext
+    from app.serving.pipeline import score_candidates
 
     rng = random.Random(f"{seed}-floor")
     conn = psycopg2.connect(database_url)
@@ -167,17 +168,19 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
         picked = [learners[rng.randrange(len(learners))] for _ in range(samples)]
         histories = [history._from_postgres(conn, tenant, u, history.KEEP) for u in picked]
         conn.rollback()
-        for events in histories[:50]:  # warm-up
-            score_candidates(model, items, events, conn, tenant, True, laid)
+        ctx = RequestContext(conn, tenant, None, None)
+        learners_ = [Learner(u, events, "postgres") for u, events in zip(picked, histories)]
+        for learner in learners_[:50]:  # warm-up
+            score_candidates(ctx, model, items, learner, True, laid)
         cpu = []
-        for events in histories:
+        for learner in learners_:
             t0 = time.process_time()
-            score_candidates(model, items, events, conn, tenant, True, laid)
+            score_candidates(ctx, model, items, learner, True, laid)
             cpu.append((time.process_time() - t0) * 1000.0)
     finally:
         conn.close()
     cpu_arr = np.array(cpu)
-    return {"what": "app.serving.recommend.score_candidates (live fit + scores of every candidate), CPU per call",
+    return {"what": "app.serving.pipeline.score_candidates (live fit + scores of every candidate), CPU per call",
             "samples": samples, "candidates": len(items), "mean_ms": round(float(cpu_arr.mean()), 3),
             "p50_ms": round(float(np.percentile(cpu_arr, 50)), 3),
             "p99_ms": round(float(np.percentile(cpu_arr, 99)), 3)}

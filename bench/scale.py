@@ -24,14 +24,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from bench.report import emit
-from harness.measure import TreeMemory, loadavg, machine
+from harness.measure import TreeMemory, loadavg
+from harness.report import emit, header
 
 SIZES_SQL = """SELECT relname, pg_total_relation_size(oid) FROM pg_class
                WHERE relname IN ('interactions', 'users', 'items', 'units', 'models', 'model_arrays')"""
@@ -51,7 +50,7 @@ def timed(command: list[str], env: dict, log: Path) -> dict:
             "peak_tree_mb": round(memory.peak_total_mb)}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path)
     parser.add_argument("--learners", type=int, default=100_000)
@@ -64,52 +63,72 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is in the report)")
     parser.add_argument("--logs", type=Path, default=Path("var/bench-scale"))
     args = parser.parse_args(argv)
-    server = os.environ.get("ADAPTREC_DATABASE_URL")
-    if not server or not os.environ.get("ADAPTREC_REDIS_URL"):
+    if not os.environ.get("ADAPTREC_DATABASE_URL") or not os.environ.get("ADAPTREC_REDIS_URL"):
         parser.error("set ADAPTREC_DATABASE_URL (a Postgres server URL) and ADAPTREC_REDIS_URL")
+    return args
+
+
+def prepare(args, admin) -> tuple[str, str, dict]:
+    """A new database of this run's on the server (its name, URL), and the commands' environment:
+    its URL, ADAPTREC_TRAIN_THREADS = cores / --workers."""
     args.logs.mkdir(parents=True, exist_ok=True)
     name = f"adaptrec_scale_{int(time.time())}"
-    parts = urlsplit(server)
+    parts = urlsplit(os.environ["ADAPTREC_DATABASE_URL"])
     url = urlunsplit(parts._replace(path="/" + name))
-    admin = psycopg2.connect(server)
-    admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(f'CREATE DATABASE "{name}"')
     env = {**os.environ, "ADAPTREC_DATABASE_URL": url,
            "ADAPTREC_TRAIN_THREADS": str(max(1, (os.cpu_count() or 2) // args.workers))}
+    return name, url, env
+
+
+def measure(args, url: str, env: dict, result: dict) -> None:
+    """The demo generated and imported, the whole tree trained, then the latency bench against it."""
     python = sys.executable
-    result: dict = {"date": date.today().isoformat(), "machine": machine(), "load_at_start": loadavg(),
-                    "database": name, "sizes": vars(args) | {"logs": str(args.logs), "json": str(args.json)}}
+    rows = args.attempts + args.engagements
+    result["generate_and_import"] = timed(
+        [python, "-m", "cli", "demo", "--quiet", "--learners", str(args.learners), "--attempts", str(args.attempts),
+         "--engagements", str(args.engagements), "--levels", str(args.levels)], env, args.logs / "demo.log")
+    result["generate_and_import"]["rows_per_s"] = round(rows / result["generate_and_import"]["seconds"])
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_database_size(current_database())")
+        result["database_mb"] = round(cur.fetchone()[0] / 2**20)
+        cur.execute(SIZES_SQL)
+        result["table_mb"] = {t: round(b / 2**20, 1) for t, b in cur.fetchall()}
+    result["train"] = timed([python, "-m", "cli", "train", "--all", "--workers", str(args.workers)], env,
+                            args.logs / "train.log")
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute(TRAINED_SQL)
+        result["train"]["per_kind"] = [{"kind": k, "objective": o, "models": n, "training_seconds": round(s, 1),
+                                        "max_seconds": round(mx, 1)} for k, o, n, s, mx in cur.fetchall()]
+        cur.execute(ROW_SQL)
+        result["model_row_mb"] = {o: {"row_toasted": round(r / 2**20, 2), "item_weights_raw": round(w / 2**20, 2)}
+                                  for o, r, w in cur.fetchall()}
+    measure_latency(args, url, result)
+
+
+def measure_latency(args, url: str, result: dict) -> None:
+    """bench.latency's recommend and ingest_single phases against this database, as a command."""
+    unit = args.unit or ("demo.math.1" if args.levels == 1 else "demo.math.l1.1")
+    latency = args.logs / "latency.json"
+    result["latency_run"] = timed(
+        [sys.executable, "-m", "bench.latency", "--database", url, "--unit", unit, "--learners", "2000",
+         "--phases", "recommend,ingest_single", "--search-limit", "0", "--json", str(latency)],
+        {**os.environ}, args.logs / "latency.log")
+    if latency.exists():
+        lat = json.loads(latency.read_text())
+        result["latency"] = {k: lat.get(k) for k in ("candidates", "model_unit", "recommend", "ingest_single",
+                                                     "redis_bytes_per_cached_learner", "load_before")}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    admin = psycopg2.connect(os.environ["ADAPTREC_DATABASE_URL"])
+    admin.autocommit = True
+    name, url, env = prepare(args, admin)
+    result = header() | {"database": name, "sizes": vars(args) | {"logs": str(args.logs), "json": str(args.json)}}
     try:
-        rows = args.attempts + args.engagements
-        result["generate_and_import"] = timed(
-            [python, "-m", "cli", "demo", "--quiet", "--learners", str(args.learners), "--attempts", str(args.attempts),
-             "--engagements", str(args.engagements), "--levels", str(args.levels)], env, args.logs / "demo.log")
-        result["generate_and_import"]["rows_per_s"] = round(rows / result["generate_and_import"]["seconds"])
-        with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            cur.execute("SELECT pg_database_size(current_database())")
-            result["database_mb"] = round(cur.fetchone()[0] / 2**20)
-            cur.execute(SIZES_SQL)
-            result["table_mb"] = {t: round(b / 2**20, 1) for t, b in cur.fetchall()}
-        result["train"] = timed([python, "-m", "cli", "train", "--all", "--workers", str(args.workers)], env,
-                                args.logs / "train.log")
-        with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            cur.execute(TRAINED_SQL)
-            result["train"]["per_kind"] = [{"kind": k, "objective": o, "models": n, "training_seconds": round(s, 1),
-                                            "max_seconds": round(mx, 1)} for k, o, n, s, mx in cur.fetchall()]
-            cur.execute(ROW_SQL)
-            result["model_row_mb"] = {o: {"row_toasted": round(r / 2**20, 2), "item_weights_raw": round(w / 2**20, 2)}
-                                      for o, r, w in cur.fetchall()}
-        unit = args.unit or ("demo.math.1" if args.levels == 1 else "demo.math.l1.1")
-        latency = args.logs / "latency.json"
-        result["latency_run"] = timed(
-            [python, "-m", "bench.latency", "--database", url, "--unit", unit, "--learners", "2000",
-             "--phases", "recommend,ingest_single", "--search-limit", "0", "--json", str(latency)],
-            {**os.environ}, args.logs / "latency.log")
-        if latency.exists():
-            lat = json.loads(latency.read_text())
-            result["latency"] = {k: lat.get(k) for k in ("candidates", "model_unit", "recommend", "ingest_single",
-                                                         "redis_bytes_per_cached_learner", "load_before")}
+        measure(args, url, env, result)
     finally:
         if not args.keep:
             with admin.cursor() as cur:

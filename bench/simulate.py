@@ -44,7 +44,7 @@ whole sessions; the report says how near the target the served items really were
    (MAE and bias per slice, and MAE by attempt-number band 1-5, 6-10, 11-20, 21-40: how fast a
    new learner's error falls); learning gain per session (true ability after minus before); the
    service minus the ceiling (gaps and biases per slice); per A/B variant the realised success
-   rate. JSON via bench.report.emit, a markdown table on stderr.
+   rate. JSON via harness.report.emit, a markdown table on stderr.
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
@@ -62,19 +62,21 @@ import time
 import uuid
 from contextlib import ExitStack
 from dataclasses import fields
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from bench.report import emit
 from bench.simulate_service import Arm, drive_arm, setup_service
 from bench.simulation.ceiling import CeilingPolicy
 from bench.simulation.figures import policy_figures, table, variant_figures, versus
 from bench.simulation.policies import OraclePolicy, RandomPolicy
 from bench.simulation.world import Plan, build_world, run_baseline
+from harness.measure import loadavg
+from harness.report import emit, header, teller
 
 EXPERIMENT = "sim-ab"
+SEED_STREAMS = ("SeedSequence(seed).spawn(7): catalogue, new learners, returning learners, history policy and "
+                "draws, measured draws, random baseline, gaps between sessions")
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
          "trials": 1}
 
@@ -105,7 +107,7 @@ def _quantiles(days: np.ndarray) -> dict:
             "week_or_more": _r(float(np.mean(days >= 7.0)) if len(days) else math.nan, 3)}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.simulate", description=__doc__.splitlines()[0])
     parser.add_argument("--json", type=Path, help="write the report here")
     parser.add_argument("--quick", action="store_true",
@@ -140,6 +142,11 @@ def main(argv=None) -> int:
         for name, value in QUICK.items():
             if getattr(args, name) == parser.get_default(name):
                 setattr(args, name, value)
+    return checked(parser, args)
+
+
+def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments, each in its range; a bad one stops here with what to give."""
     for name in ("learners", "returning_learners", "items", "skills", "sessions", "session_length", "workers",
                  "clients", "ab_learners"):
         if getattr(args, name) < 1:
@@ -152,20 +159,11 @@ def main(argv=None) -> int:
         parser.error("--gap-median must be above 0 days")
     if args.items < args.skills:
         parser.error("--items must be at least --skills")
+    return args
 
-    def say(message: str) -> None:
-        print(f"bench.simulate: {message}", file=sys.stderr, flush=True)
 
-    from harness.measure import loadavg, machine
-
-    started = time.perf_counter()
-    run = uuid.uuid4().hex[:8]
-    result: dict = {"date": date.today().isoformat(), "machine": machine(), "load_at_start": loadavg(),
-                    "command": "python -m bench.simulate " + shlex.join(sys.argv[1:] if argv is None else argv),
-                    "config": {k: v for k, v in vars(args).items() if k != "json"},
-                    "seeds": {"seed": args.seed, "streams": "SeedSequence(seed).spawn(7): catalogue, new learners, "
-                              "returning learners, history policy and draws, measured draws, random baseline, "
-                              "gaps between sessions"}}
+def prepare(args, result: dict, say):
+    """The truth: the catalogue, the learners and the returning learners' history (bench.simulation)."""
     t0 = time.perf_counter()
     world = build_world(Plan(**{f.name: getattr(args, f.name) for f in fields(Plan)}))
     result["truth"] = {"items": world.catalogue.size, "skills": world.catalogue.skills,
@@ -179,16 +177,25 @@ def main(argv=None) -> int:
                        "history_gain_per_session": _r(np.mean([g.gain for g in world.gains_history])),
                        "returning_items_solved": _r(world.returning.solved.sum(axis=1).mean(), 1)}
     say(f"truth and history built in {time.perf_counter() - t0:.1f} s")
+    return world
 
+
+def arms_of(args) -> tuple[list[Arm], dict]:
+    """The arms served: each target, exploring too with --explore, and the A/B experiment's; and
+    the experiment's variants (name -> target)."""
     arms = [Arm(arm_name(t), target=t) for t in args.targets]
     if args.explore:   # the same targets again, exploring (other learner ids, the same truth and draws)
         arms += [Arm(arm_name(t) + "x", target=t, explore=True) for t in args.targets]
     variants = {f"t{round(t * 100):02d}": t for t in args.ab_targets} if args.ab else {}
     if args.ab:
         arms.append(Arm("ab", experiment=EXPERIMENT, variant_targets=variants, learners=args.ab_learners))
-    results: dict = {}
-    http: dict = {}
-    ab = None
+    return arms, variants
+
+
+def serve(args, world, run: str, result: dict, say) -> tuple[dict, dict]:
+    """The service trained on the history, every arm's learners driven through it; returns (what
+    each arm served, the HTTP figures)."""
+    arms, variants = arms_of(args)
     with ExitStack() as stack:
         client, result["setup"] = setup_service(stack, world, args, arms, run, say)
         if args.ab:
@@ -205,11 +212,17 @@ def main(argv=None) -> int:
         http = {"requests": client.requests, "errors": len(client.errors), "error_samples": client.errors[:5],
                 "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2),
                 "arms": {name: info for name, (_, _, info) in served.items()}}
+    return served, http
 
+
+def score(args, world, served: dict, say) -> tuple[dict, dict | None]:
+    """Each target's figures: the service beside random, the oracle and the ceiling (and exploring);
+    the A/B experiment's per variant."""
     length = args.sessions * args.session_length
     t0 = time.perf_counter()
     rng = np.random.default_rng(world.random_seed)
     rand_attempts, rand_gains = run_baseline(world, lambda returning, u: RandomPolicy(rng))
+    results: dict = {}
     for t in args.targets:
         attempts, gains, _ = served[arm_name(t)]
         o_attempts, o_gains = run_baseline(world, lambda returning, u, t=t: OraclePolicy(t))
@@ -224,12 +237,17 @@ def main(argv=None) -> int:
         if args.explore:
             x_attempts, x_gains, _ = served[arm_name(t) + "x"]
             results[f"{t:g}"]["service, explore"] = policy_figures(x_attempts, x_gains, length, predicts=True)
+    ab = None
     if args.ab:
         attempts, gains, _ = served["ab"]
         ab = {"experiment": EXPERIMENT, "variants": variant_figures(attempts, gains),
               "service": policy_figures(attempts, gains, length, predicts=True)}
     say(f"baselines and figures in {time.perf_counter() - t0:.1f} s")
+    return results, ab
 
+
+def report(args, result: dict, results: dict, ab: dict | None, http: dict, started: float, say) -> int:
+    """The figures, the table (also on stderr) and the JSON; exit 1 when a request failed."""
     result["results"] = results
     result["ab"] = ab
     result["http"] = http
@@ -239,6 +257,20 @@ def main(argv=None) -> int:
     say("\n" + result["table"])
     emit(result, args.json)
     return 1 if http["errors"] else 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    say = teller("bench.simulate")
+    started = time.perf_counter()
+    run = uuid.uuid4().hex[:8]
+    result = header() | {"command": "python -m bench.simulate " + shlex.join(sys.argv[1:] if argv is None else argv),
+                         "config": {k: v for k, v in vars(args).items() if k != "json"},
+                         "seeds": {"seed": args.seed, "streams": SEED_STREAMS}}
+    world = prepare(args, result, say)
+    served, http = serve(args, world, run, result, say)
+    results, ab = score(args, world, served, say)
+    return report(args, result, results, ab, http, started, say)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def _wall_clock() -> datetime:
 def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: str, say) -> tuple[Client, dict]:
     """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn."""
     from app.config import Settings
-    from app.embedded import servers_for
+    from cli.embedded import servers_for
     from harness.databases import connected_scratch_database, scratch_redis_prefix
     from harness.service import running_service
     from jobs.train import TrainConfig, run_training

@@ -24,10 +24,10 @@ from datetime import date
 from pathlib import Path
 
 from app.config import PROJECT_ROOT, Settings
-from app.embedded import servers_for
-from bench.report import emit
+from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from harness.measure import TreeMemory, machine
+from harness.report import emit
 from jobs.train import TrainConfig, run_training
 
 DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempts.csv.gz"
@@ -92,7 +92,7 @@ def bench_synthetic(server_url: str, attempts: int, config: TrainConfig) -> dict
                 "baseline_auc": root.metrics["baseline"]["auc"] if root.metrics else None}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.train", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ASSISTments attempts file")
     parser.add_argument("--synthetic", type=int, default=1_000_000, help="attempts of the synthetic unit (0: skip)")
@@ -106,30 +106,52 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data}: no such file")
+    return args
+
+
+def prepare(args, stack) -> tuple[TrainConfig, dict]:
+    """The job's config, and where it trains: in process, on a pool, or on a Dask cluster started
+    here (stopped by `stack`)."""
     config = TrainConfig.from_env(max_trials=args.trials, workers=None if args.dask else args.workers)
-    with ExitStack() as stack:
-        if args.dask:
-            import tempfile
+    if args.dask:
+        import tempfile
 
-            from harness.dask_cluster import dask_cluster
+        from harness.dask_cluster import dask_cluster
 
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dask-")))
-            address, _ = stack.enter_context(dask_cluster(workdir, workers=args.workers or 2))
-            config = replace(config, dask_scheduler=address, workers=1)
-        runner = {"runner": "dask", "dask_workers": args.workers or 2} if args.dask else \
-            {"runner": "pool" if config.workers > 1 else "in-process", "workers": config.workers}
-        result = {"date": date.today().isoformat(), "machine": machine(),
-                  "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.threads,
-                             **runner}}
-        with servers_for(Settings.from_env()) as settings:
-            result["assistments"] = bench_assistments(settings.database_url, args.data, config)
-            print(json.dumps(result["assistments"]), file=sys.stderr)
-            if args.synthetic:
-                result["synthetic"] = bench_synthetic(settings.database_url, args.synthetic, config)
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-dask-")))
+        address, _ = stack.enter_context(dask_cluster(workdir, workers=args.workers or 2))
+        config = replace(config, dask_scheduler=address, workers=1)
+    runner = {"runner": "dask", "dask_workers": args.workers or 2} if args.dask else \
+        {"runner": "pool" if config.workers > 1 else "in-process", "workers": config.workers}
+    return config, runner
+
+
+def measure(args, config: TrainConfig, result: dict) -> None:
+    """ASSISTments, then the synthetic unit, each in a scratch database."""
+    with servers_for(Settings.from_env()) as settings:
+        result["assistments"] = bench_assistments(settings.database_url, args.data, config)
+        print(json.dumps(result["assistments"]), file=sys.stderr)
+        if args.synthetic:
+            result["synthetic"] = bench_synthetic(settings.database_url, args.synthetic, config)
+
+
+def report(args, result: dict) -> None:
+    """This process's peak memory and its largest waited-for child's, then the JSON."""
     result["peak_rss_mb"] = round(peak_rss_mb(), 1)
     # the largest waited-for child (a pool's worker; the cluster's processes once stopped)
     result["children_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1)
     emit(result, args.json)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    with ExitStack() as stack:
+        config, runner = prepare(args, stack)
+        result = {"date": date.today().isoformat(), "machine": machine(),
+                  "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.threads,
+                             **runner}}
+        measure(args, config, result)
+    report(args, result)
     return 0
 
 

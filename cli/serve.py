@@ -20,10 +20,27 @@ from dataclasses import replace
 
 from app.access.tenants import DEFAULT
 from app.config import PROJECT_ROOT, Settings
-from app.embedded import servers_for
 from app.infra import queries as q
 from app.infra.db import connect
 from app.infra.migrations import migrate
+from cli.arguments import port_number, positive
+from cli.embedded import servers_for
+
+
+def add_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn",
+                           description="Apply migrations and serve the API with gunicorn. With no "
+                                       "ADAPTREC_DATABASE_URL / ADAPTREC_REDIS_URL it runs on the embedded "
+                                       "servers under ./var/.")
+    serve.add_argument("--host", default=None, help="bind address (default ADAPTREC_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=port_number, default=None, help="port (default ADAPTREC_PORT or 8000)")
+    serve.add_argument("--workers", type=positive, default=None, help="gunicorn workers (default 2)")
+    serve.add_argument("--demo-if-empty", action="store_true", help="load the demo data set into an empty database")
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty)
 
 
 def _say(message: str) -> None:
@@ -120,8 +137,8 @@ def _examples(base: str, key: str, ids: dict) -> str:
 
 def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
     """The gunicorn command line of `adaptrec serve` (plus `extra` arguments). The settings file
-    app/gunicorn_conf.py sets up multiprocess metrics, JSON logs and the graceful timeout."""
-    return [sys.executable, "-m", "gunicorn", "--config", "python:app.gunicorn_conf", "--bind", bind,
+    cli/gunicorn_conf.py sets up multiprocess metrics, JSON logs and the graceful timeout."""
+    return [sys.executable, "-m", "gunicorn", "--config", "python:cli.gunicorn_conf", "--bind", bind,
             "--workers", str(workers), "--chdir", str(PROJECT_ROOT), *(extra or []), "app.api.factory:create_app()"]
 
 
@@ -131,74 +148,95 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     configured = replace(configured, host=host or configured.host, port=port or configured.port,
                          workers=workers or configured.workers)
     with servers_for(configured) as settings:
-        conn = connect(settings.database_url, connect_timeout=settings.db_connect_timeout_s)
-        try:
-            for m in migrate(conn, lock_timeout_ms=settings.migration_lock_timeout_ms):
-                _say(f"applied migration {m.version:03d}_{m.name}")
-            if demo_if_empty and _database_is_empty(conn):
-                from jobs.demo import DemoConfig, generate_demo
-
-                _say("the database is empty: loading the demo data set (adaptrec demo)")
-                _say(generate_demo(conn, DemoConfig(), progress=True).summary())
-            ids = _sample_ids(conn)
-            needs_models = demo_if_empty and _no_active_models(conn)
-        finally:
-            conn.close()
-        if needs_models:
-            _train_bootstrap_models(settings.database_url)
-
+        ids = _prepare(settings, demo_if_empty)
         api_keys = settings.api_keys
         if not api_keys:
             if not configured.embedded:
                 _say("set ADAPTREC_API_KEYS (comma-separated keys) before serving on real servers")
                 return 1
             api_keys = (_embedded_api_key(settings),)
-
-        env = dict(os.environ)
-        env.update({
-            "ADAPTREC_DATABASE_URL": settings.database_url,
-            "ADAPTREC_REDIS_URL": settings.redis_url,
-            "ADAPTREC_API_KEYS": ",".join(api_keys),
-        })
-        bind = f"{settings.host}:{settings.port}"
-        cmd = gunicorn_command(bind, settings.workers)
-        # gunicorn gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
-        # SIGTERM, gunicorn's graceful stop, and in-flight requests finish.
-        proc = subprocess.Popen(cmd, env=env, preexec_fn=_detach_but_die_with_parent)
-
-        stopping = False
-
-        def _stop(signum, frame):
-            nonlocal stopping
-            if not stopping:
-                stopping = True
-                _say("stopping (waiting for in-flight requests)...")
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
-
-        previous = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
-            if wait_ready(base + "/readyz", proc):
-                where = (f"embedded servers under {settings.var_dir}" if configured.embedded
-                         else "configured servers")
-                print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_keys[0]}\nTry:\n"
-                      f"{_examples(base, api_keys[0], ids)}\n\n"
-                      f"Dashboard: {base}/dashboard (sign in with the API key above)\n\n"
-                      f"Press Ctrl-C to stop.\n", flush=True)
-            elif proc.poll() is None:
-                _say(f"the service did not become ready on {base}/readyz; see the log above")
-            while proc.poll() is None:
-                try:
-                    proc.wait(timeout=0.5)
-                except subprocess.TimeoutExpired:
-                    pass
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=30)
+        returncode = _run_gunicorn(settings, configured.embedded, api_keys, ids)
         if configured.embedded:
             _say("stopped; the embedded servers stop too unless another adaptrec command still uses them")
-        return 0 if stopping or proc.returncode == 0 else proc.returncode
+        return returncode
+
+
+def _prepare(settings: Settings, demo_if_empty: bool) -> dict:
+    """Migrate; with `demo_if_empty`, load the demo into an empty database and train bootstrap
+    models when none is active. Returns the ids of the printed examples (_sample_ids)."""
+    conn = connect(settings.database_url, connect_timeout=settings.db_connect_timeout_s)
+    try:
+        for m in migrate(conn, lock_timeout_ms=settings.migration_lock_timeout_ms):
+            _say(f"applied migration {m.version:03d}_{m.name}")
+        if demo_if_empty and _database_is_empty(conn):
+            from jobs.demo import DemoConfig, generate_demo
+
+            _say("the database is empty: loading the demo data set (adaptrec demo)")
+            _say(generate_demo(conn, DemoConfig(), progress=True).summary())
+        ids = _sample_ids(conn)
+        needs_models = demo_if_empty and _no_active_models(conn)
+    finally:
+        conn.close()
+    if needs_models:
+        _train_bootstrap_models(settings.database_url)
+    return ids
+
+
+class _GracefulStop:
+    """The SIGINT / SIGTERM handler while gunicorn runs: the first signal asks gunicorn for its
+    graceful stop (workers finish their in-flight requests)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if not self.requested:
+            self.requested = True
+            _say("stopping (waiting for in-flight requests)...")
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
+
+
+def _run_gunicorn(settings: Settings, embedded: bool, api_keys: tuple[str, ...], ids: dict) -> int:
+    """Run gunicorn until it exits or is stopped; its exit code (0 after a requested stop)."""
+    env = dict(os.environ)
+    env.update({
+        "ADAPTREC_DATABASE_URL": settings.database_url,
+        "ADAPTREC_REDIS_URL": settings.redis_url,
+        "ADAPTREC_API_KEYS": ",".join(api_keys),
+    })
+    cmd = gunicorn_command(f"{settings.host}:{settings.port}", settings.workers)
+    # gunicorn gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
+    # SIGTERM, gunicorn's graceful stop, and in-flight requests finish.
+    proc = subprocess.Popen(cmd, env=env, preexec_fn=_detach_but_die_with_parent)
+    stop = _GracefulStop(proc)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _announce_when_ready(settings, embedded, api_keys[0], ids, proc)
+        while proc.poll() is None:
+            try:
+                proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)
+    return 0 if stop.requested or proc.returncode == 0 else proc.returncode
+
+
+def _announce_when_ready(settings: Settings, embedded: bool, api_key: str, ids: dict,
+                         proc: subprocess.Popen) -> None:
+    """Once /readyz answers: where the service runs, its key and the curl examples."""
+    base = f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '') else settings.host}:{settings.port}"
+    if wait_ready(base + "/readyz", proc):
+        where = f"embedded servers under {settings.var_dir}" if embedded else "configured servers"
+        print(f"\nadaptrec is serving on {base} ({where}).\nAPI key: {api_key}\nTry:\n"
+              f"{_examples(base, api_key, ids)}\n\n"
+              f"Dashboard: {base}/dashboard (sign in with the API key above)\n\n"
+              f"Press Ctrl-C to stop.\n", flush=True)
+    elif proc.poll() is None:
+        _say(f"the service did not become ready on {base}/readyz; see the log above")

@@ -1,5 +1,5 @@
 """One JSON request to the service with an API key, for setup and checks (not for load: that is
-bench/load.py's open loop)."""
+harness/load.py's open loop)."""
 from __future__ import annotations
 
 import json

@@ -63,9 +63,21 @@ def drop_redis_prefix(redis_url: str, prefix: str) -> None:
 
     try:
         client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        for i in range(0, len(keys), 500):
-            client.delete(*keys[i:i + 500])
+        delete_keys(client, prefix)
         client.close()
     except (redis.RedisError, OSError):
         pass
+
+
+def delete_keys(client, prefix: str, batch: int = 1000) -> int:
+    """Delete every key under `prefix` through a redis client, `batch` at a time while scanning;
+    returns how many were deleted."""
+    deleted, keys = 0, []
+    for key in client.scan_iter(match=prefix + "*", count=1000):
+        keys.append(key)
+        if len(keys) >= batch:
+            deleted += client.delete(*keys)
+            keys = []
+    if keys:
+        deleted += client.delete(*keys)
+    return deleted

@@ -1,5 +1,6 @@
 """Measuring a machine and its processes (Linux /proc): percentiles, CPU seconds per group of
-processes, resident memory, the load average and a one-line machine description."""
+processes, resident memory, the load average, a one-line machine description, and the gunicorn
+master listening on a port."""
 from __future__ import annotations
 
 import math
@@ -43,22 +44,37 @@ def child_pids(pid: int) -> list[int]:
         return []
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time a process has used so far, None if it is gone."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after "pid (comm) ": field 4 (ppid) first; None if the process is gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # after "pid (comm) "; utime, stime are fields 14, 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time a process has used so far, None if it is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14, 15
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[1])
+
+
+def _processes():
+    """The /proc folder of every process."""
+    return (d for d in Path("/proc").iterdir() if d.name.isdigit())
 
 
 def pids_matching(*needles: str) -> list[int]:
     """Processes whose command line contains every one of `needles`."""
     found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for d in _processes():
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
@@ -73,6 +89,59 @@ def redis_pids(redis_url: str) -> list[int]:
     parts = urlsplit(redis_url)
     where = parts.path if parts.scheme == "unix" else f":{parts.port or 6379}"
     return pids_matching("redis-server", where)
+
+
+def service_groups(master_pid: int, database_url: str, redis_url: str) -> dict:
+    """CpuMeter groups of a service started here: its gunicorn workers, the Postgres backends of
+    its database, and the Redis server."""
+    dbname = urlsplit(database_url).path.lstrip("/")
+    return {"gunicorn_workers": lambda: child_pids(master_pid),
+            "postgres_backends": lambda: pids_matching("postgres:", dbname),
+            "redis": lambda: redis_pids(redis_url)}
+
+
+def rss_of(pids: list[int]) -> list[float]:
+    """VmRSS in MB of each of `pids` still running, in their order."""
+    return [mb for mb in (proc_rss_mb(p) for p in pids) if mb is not None]
+
+
+# ---- finding a running gunicorn ----------------------------------------------------------------
+def listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on TCP `port` (IPv4 or IPv6, any address)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                found.add(inode)
+    return found
+
+
+def pids_holding(inodes: set[str]) -> list[int]:
+    """Processes (of this user; others' fds are unreadable) with one of these sockets open."""
+    wanted = {f"socket:[{i}]" for i in inodes}
+    pids = []
+    for d in _processes():
+        try:
+            if any(os.readlink(fd) in wanted for fd in (d / "fd").iterdir()):
+                pids.append(int(d.name))
+        except OSError:
+            continue
+    return sorted(pids)
+
+
+def find_gunicorn_master(port: int) -> int | None:
+    """The gunicorn master serving on local `port`: of the processes sharing its listening
+    socket (master and workers), the one whose parent is not among them."""
+    inodes = listening_inodes(port)
+    holders = pids_holding(inodes) if inodes else []
+    roots = [p for p in holders if parent_pid(p) not in holders]
+    return roots[0] if len(roots) == 1 else None
 
 
 class CpuMeter:
@@ -104,6 +173,15 @@ def loadavg() -> list[float]:
         return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
     except OSError:
         return []
+
+
+def add_settle_arguments(parser, before: str, load: float, max_s: float) -> None:
+    """--settle-load and --settle-max, the arguments of settle(): `before` says before what the
+    bench waits (e.g. "before measuring")."""
+    parser.add_argument("--settle-load", type=float, default=load,
+                        help=f"{before}, wait for the 1-minute load average to drop below this (default {load:g})")
+    parser.add_argument("--settle-max", type=float, default=max_s,
+                        help=f"... for at most this many seconds (default {max_s:g}; 0: do not wait)")
 
 
 def settle(threshold: float, max_wait_s: float, say) -> list[float]:

@@ -8,7 +8,6 @@ older than the retention, so up to a month more than the retention is kept.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,7 +17,6 @@ from app.infra import queries as q
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-DEFAULT_RETENTION_DAYS = 400   # a year and its seasons' comparisons; 0 keeps everything
 MONTHS_AHEAD = 3               # partitions ready before their month begins
 
 
@@ -27,19 +25,6 @@ class RetentionReport:
     ready: list[str] = field(default_factory=list)     # the partitions from this month on
     dropped: list[str] = field(default_factory=list)
     cutoff: datetime | None = None
-
-
-def retention_days(env=None) -> int:
-    """ADAPTREC_LOG_RETENTION_DAYS (0: keep the whole log); a clear error when it is not a number."""
-    raw = (os.environ if env is None else env).get("ADAPTREC_LOG_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS))
-    try:
-        days = int(raw)
-    except ValueError:
-        raise ValueError(f"ADAPTREC_LOG_RETENTION_DAYS={raw!r}: give a whole number of days (0 keeps the whole "
-                         "recommendation log)") from None
-    if days < 0:
-        raise ValueError(f"ADAPTREC_LOG_RETENTION_DAYS={raw!r}: give 0 (keep everything) or more days")
-    return days
 
 
 def month_starts(today: date, ahead: int = MONTHS_AHEAD) -> list[date]:

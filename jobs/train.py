@@ -20,7 +20,7 @@ from app.infra import queries as q
 from app.infra.db import connect
 from app.infra.jobruns import recorded
 from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
-from jobs.training.runners import DaskRunner, ProcessPool
+from jobs.training.runners import DaskRunner, Done, ProcessPool
 from jobs.training.tasks import OBJECTIVES, DevPredictions, TaskSpec, train_one
 
 __all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "make_runner",
@@ -250,39 +250,61 @@ def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: Train
                         ancestor=(nearest, entries[nearest]) if nearest else None, return_arrays=on_result is not None)
 
     while pending or runner.running:
-        room = runner.capacity - runner.running
-        ready = [k for k in pending if waits_for[k] <= done]
-        if not ready and not runner.running:
-            # units that are each other's ancestors (a cycle in unit_children): the loop's order
-            ready = pending[:1]
-        for key in ready[:max(room, 0)]:
+        for key in _startable(runner, pending, waits_for, done):
             pending.remove(key)
             runner.submit(key, spec(key))
         for task in runner.wait():
-            key = task.key
-            unit_id, objective = key
-            if task.died:
-                deaths.setdefault(key, []).append(task.died)
-                if len(deaths[key]) == 1:
-                    log.warning("%s %s %s: %s; retrying it once on a fresh worker", config.tenant, unit_id,
-                                objective, task.died)
-                    pending.insert(0, key)
-                    continue
-                first, again = deaths[key]
-                outcome = UnitOutcome(unit_id, objective, "failed", retried=True,
-                                      reason=f"{first}; retried once" + ("" if again == first else f": {again}"))
-            elif task.error:
-                outcome = UnitOutcome(unit_id, objective, "failed", reason=task.error)
-            else:
-                outcome = task.output.unit.outcome
-                if key in deaths:
-                    note = f"{deaths[key][0]} on the first attempt; retried once"
-                    outcome = replace(outcome, retried=True,
-                                      reason=f"{outcome.reason}; {note}" if outcome.reason else note)
-                if task.output.dev_predictions is not None:
-                    entries[unit_id] = task.output.dev_predictions
-                if on_result is not None and outcome.status != "failed":
-                    on_result(replace(task.output.unit, outcome=outcome))
-            done.add(key)
-            outcomes[key] = finished(outcome)
+            if _retry(task, deaths, config.tenant):
+                pending.insert(0, task.key)
+                continue
+            done.add(task.key)
+            outcomes[task.key] = finished(_task_outcome(task, deaths, entries, on_result))
     return outcomes
+
+
+def _startable(runner: ProcessPool | DaskRunner, pending: list[tuple[str, str]],
+               waits_for: dict[tuple[str, str], set[tuple[str, str]]], done: set[tuple[str, str]]
+               ) -> list[tuple[str, str]]:
+    """The pending tasks to submit now: those whose units above have finished, as many as the
+    runner has room for."""
+    room = runner.capacity - runner.running
+    ready = [k for k in pending if waits_for[k] <= done]
+    if not ready and not runner.running:
+        # units that are each other's ancestors (a cycle in unit_children): the loop's order
+        ready = pending[:1]
+    return ready[:max(room, 0)]
+
+
+def _retry(task: Done, deaths: dict[tuple[str, str], list[str]], tenant: str | None) -> bool:
+    """Whether `task` is to run again: its worker died, for the first time (noted in `deaths`)."""
+    if not task.died:
+        return False
+    deaths.setdefault(task.key, []).append(task.died)
+    if len(deaths[task.key]) > 1:
+        return False
+    unit_id, objective = task.key
+    log.warning("%s %s %s: %s; retrying it once on a fresh worker", tenant, unit_id, objective, task.died)
+    return True
+
+
+def _task_outcome(task: Done, deaths: dict[tuple[str, str], list[str]], entries: dict[str, DevPredictions],
+                  on_result: Callable[[UnitResult], None] | None) -> UnitOutcome:
+    """What became of a finished task (its worker dead twice, its training failed, or its model);
+    a trained unit's dev predictions go into `entries` for the units below it."""
+    key = task.key
+    unit_id, objective = key
+    if task.died:
+        first, again = deaths[key]
+        return UnitOutcome(unit_id, objective, "failed", retried=True,
+                           reason=f"{first}; retried once" + ("" if again == first else f": {again}"))
+    if task.error:
+        return UnitOutcome(unit_id, objective, "failed", reason=task.error)
+    outcome = task.output.unit.outcome
+    if key in deaths:
+        note = f"{deaths[key][0]} on the first attempt; retried once"
+        outcome = replace(outcome, retried=True, reason=f"{outcome.reason}; {note}" if outcome.reason else note)
+    if task.output.dev_predictions is not None:
+        entries[unit_id] = task.output.dev_predictions
+    if on_result is not None and outcome.status != "failed":
+        on_result(replace(task.output.unit, outcome=outcome))
+    return outcome

@@ -61,7 +61,7 @@ def servers():
                 rc = stack.enter_context(RedisContainer("redis:7-alpine"))
                 rd = f"redis://{rc.get_container_host_ip()}:{rc.get_exposed_port(6379)}/0"
         if not (db and rd):
-            from app.embedded import EmbeddedServers
+            from cli.embedded import EmbeddedServers
 
             embedded = EmbeddedServers(PROJECT_ROOT / "var" / "test-servers")
             emb_db, emb_rd = embedded.acquire()

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from app.config import multiprocess_metrics_dir
 from app.dashboard.stats import histogram_quantile
 from app.infra import queries as q
 
@@ -43,12 +44,12 @@ KEEP_DAYS = 8
 def source_id() -> str:
     """This serving process tree: the host and the gunicorn master (a worker's parent) when the
     workers share multiprocess metrics, else this process."""
-    pid = os.getppid() if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else os.getpid()
+    pid = os.getppid() if multiprocess_metrics_dir() else os.getpid()
     return f"{socket.gethostname()}:{pid}"
 
 
 def _families():
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_metrics_dir():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
@@ -249,7 +250,7 @@ class RollupThread(threading.Thread):
 def start(database_url: str, interval_s: int) -> RollupThread | None:
     """Start the snapshot thread of this worker, only under gunicorn's multiprocess metrics (the
     service as deployed); a single process (tests, a bench) snapshots when asked."""
-    if interval_s <= 0 or not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if interval_s <= 0 or not multiprocess_metrics_dir():
         return None
     thread = RollupThread(database_url, interval_s)
     thread.start()

@@ -105,7 +105,7 @@ def quiet_libraries(level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
-# gunicorn's own loggers (master, worker boot, errors) in the same format: see app/gunicorn_conf.py.
+# gunicorn's own loggers (master, worker boot, errors) in the same format: see cli/gunicorn_conf.py.
 def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
     formatter = "app.infra.logs.JsonFormatter" if fmt == "json" else "app.infra.logs.TextFormatter"
     return {

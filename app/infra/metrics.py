@@ -1,7 +1,7 @@
 """Prometheus metrics: what every worker counts, and the exposition at /metrics.
 
 Under gunicorn each worker is its own process, so prometheus-client runs in multiprocess mode:
-PROMETHEUS_MULTIPROC_DIR (set by app/gunicorn_conf.py before any worker starts) holds one file
+PROMETHEUS_MULTIPROC_DIR (set by cli/gunicorn_conf.py before any worker starts) holds one file
 per worker and /metrics sums them. Without it (tests, a single process) the default registry is
 used. Facts that live in Postgres (active models, job runs) are read at scrape time, so every
 worker and replica reports the same values and a job process needs no exporter of its own.
@@ -10,11 +10,11 @@ No label carries a user id or a key's secret: label values are bounded sets.
 from __future__ import annotations
 
 import logging
-import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from app.config import multiprocess_metrics_dir
 from app.infra import queries as q
 
 log = logging.getLogger("adaptrec.metrics")
@@ -112,7 +112,7 @@ class _Default:
 def render(pool) -> tuple[bytes, str]:
     """The exposition text of every worker (multiprocess mode) or this process, plus Postgres facts."""
     registry = CollectorRegistry()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if multiprocess_metrics_dir():
         from prometheus_client import multiprocess
 
         multiprocess.MultiProcessCollector(registry)

@@ -278,12 +278,12 @@ def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_
     """Ranking scores of candidates from the user's positives (EASE + folded-in WARP blend)."""
     # Imported on first use: scipy (sparse matrices, L-BFGS) costs a worker about 40 MB, and a
     # service with practice models only never needs it.
-    from app.online.topn import TopNModel
+    from app.online.engagement import EngagementModel
 
-    topn = TopNModel(model.item_weights, model.item_vectors, model.item_biases,
+    engagement = EngagementModel(model.item_weights, model.item_vectors, model.item_biases,
                      foldin_reg=float(model.extra.get("foldin_reg") or 5.0),
                      weight=float(model.extra.get("blend_weight", 1.0)))
-    all_scores = np.asarray(topn.score(np.unique(positive_rows)), dtype=np.float64)
+    all_scores = np.asarray(engagement.score(np.unique(positive_rows)), dtype=np.float64)
     out = np.full(len(candidate_rows), -np.inf)
     covered = candidate_rows >= 0
     out[covered] = all_scores[candidate_rows[covered]]

@@ -19,7 +19,7 @@ lib=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 if .venv/bin/python - <<'PY'
 import sys
 from app.config import PROJECT_ROOT
-from app.embedded import EmbeddedServers
+from cli.embedded import EmbeddedServers
 status = EmbeddedServers(PROJECT_ROOT / "var" / "test-servers").status()
 sys.exit(0 if status["postgres_running"] or status["redis_running"] else 1)
 PY

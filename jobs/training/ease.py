@@ -1,7 +1,7 @@
 """Fitting EASE (Steck 2019, "Embarrassingly Shallow Autoencoders"): a closed-form item-item model for
 top-N recommendation from binary implicit feedback, and its top-k sparsification for storage. Pure
 numpy/scipy. Scoring with it (`ease_scores`) and the per-user blend (`blend_scores`) are serving code:
-app.online.topn."""
+app.online.engagement."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,6 @@
 """Engagement models (views, likes, completions, ratings; Totara's 0/1 values) for top-N.
 
-mf mode: the blend of app.online.topn: EASE (a closed-form item model, each item keeping its top
+mf mode: the blend of app.online.engagement: EASE (a closed-form item model, each item keeping its top
 `neighbours` source items, jobs.training.ease.top_k_neighbours) and WARP LightFM with the user's
 vector folded in from their positives, mixed per user after standardising; EASE's penalty, WARP's
 epochs and the blend weight are tuned on a validation split, with EASE cut to its top-k as it is
@@ -21,12 +21,12 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
+from app.online.engagement import EngagementModel, fold_in, positives_matrix
 from app.online.fit import prior_from_users
 from app.online.metadata import fit_metadata_prior
-from app.online.topn import TopNModel, fold_in, positives_matrix
 from jobs.training import features
 from jobs.training.ease import EASE_NEIGHBOURS
-from jobs.training.topn import WarpConfig, evaluate, fit_topn, fit_warp, tune_topn, warp_parts
+from jobs.training.engagement_fit import WarpConfig, evaluate, fit_engagement, fit_warp, tune_engagement, warp_parts
 
 EASE_MAX_ITEMS = 5000
 # Users the job evaluates and tunes on, and folds in for the population prior, at most: a random
@@ -56,7 +56,7 @@ class EngagementData:
 
 @dataclass
 class EngagementResult:
-    model: TopNModel             # item vectors / biases always set (WARP); B when EASE is used
+    model: EngagementModel             # item vectors / biases always set (WARP); B when EASE is used
     prior_mean: np.ndarray
     prior_cov: np.ndarray
     params: dict
@@ -74,7 +74,7 @@ def split_pairs(n: int, seed: int, fraction: float) -> np.ndarray:
 
 
 def _fit_hybrid_warp(data: EngagementData, X: sp.csr_matrix, config: WarpConfig, seed: int, threads: int
-                     ) -> TopNModel:
+                     ) -> EngagementModel:
     model = LightFM(loss="warp", no_components=config.no_components, learning_rate=config.learning_rate,
                     item_alpha=config.alpha, user_alpha=config.alpha, max_sampled=config.max_sampled,
                     random_state=seed)
@@ -85,7 +85,7 @@ def _fit_hybrid_warp(data: EngagementData, X: sp.csr_matrix, config: WarpConfig,
     # serves the users without positives instead (cold_user_shifts).
     model.fit(sp.coo_matrix(X), item_features=item_x, epochs=config.epochs, num_threads=threads)
     ib, iv = model.get_item_representations(item_x)
-    return TopNModel(None, iv.astype(np.float32), ib.astype(np.float32), foldin_reg=5.0, weight=1.0,
+    return EngagementModel(None, iv.astype(np.float32), ib.astype(np.float32), foldin_reg=5.0, weight=1.0,
                      params={"warp": asdict(config), "weight": 1.0})
 
 
@@ -102,7 +102,7 @@ def cold_user_shifts(user_vectors: np.ndarray, tokens: tuple[list[str], np.ndarr
 COLD_RIDGES = (1.0, 10.0, 100.0, 1000.0)
 
 
-def choose_cold_users(model: TopNModel, data: EngagementData, X: sp.csr_matrix, seed: int, share: float = 0.2,
+def choose_cold_users(model: EngagementModel, data: EngagementData, X: sp.csr_matrix, seed: int, share: float = 0.2,
                       k: int = 10, rows: np.ndarray | None = None) -> dict | None:
     """Whether users without positives are better ranked from their metadata than by popularity,
     and with which ridge: a seeded `share` of the users with positives in X play new users (their
@@ -167,7 +167,7 @@ def tune_hybrid(data: EngagementData, X_fit: sp.csr_matrix, X_val: sp.csr_matrix
             model.fit_partial(coo, item_features=item_x, epochs=epochs - done, num_threads=threads)
             done = epochs
             ib, iv = model.get_item_representations(item_x)
-            scores = TopNModel(None, iv.astype(np.float32), ib.astype(np.float32), weight=1.0).score_rows(E_fit)
+            scores = EngagementModel(None, iv.astype(np.float32), ib.astype(np.float32), weight=1.0).score_rows(E_fit)
             m = evaluate(scores, E_fit, E_val, k)
             search.append({"model": "hybrid_warp", "no_components": dim, "epochs": epochs, **m})
             key = (m[f"precision_at_{k}"], m[f"ndcg_at_{k}"])
@@ -176,11 +176,11 @@ def tune_hybrid(data: EngagementData, X_fit: sp.csr_matrix, X_val: sp.csr_matrix
     return best[1], search
 
 
-def _fit(data: EngagementData, X: sp.csr_matrix, params: dict, seed: int, threads: int) -> TopNModel:
+def _fit(data: EngagementData, X: sp.csr_matrix, params: dict, seed: int, threads: int) -> EngagementModel:
     warp = WarpConfig(**params["warp"])
     if data.item_features is not None:
         return _fit_hybrid_warp(data, X, warp, seed, threads)
-    model, _ = fit_topn(X, params["l2"], warp, params["weight"], params["foldin_reg"], seed, threads,
+    model, _ = fit_engagement(X, params["l2"], warp, params["weight"], params["foldin_reg"], seed, threads,
                         params.get("ease_neighbours"))
     if model.item_vectors is None:  # EASE alone won; WARP vectors still serve related items and the prior
         model.item_vectors, model.item_biases, _ = warp_parts(fit_warp(X, warp, seed, threads))
@@ -225,7 +225,7 @@ def train_engagement(data: EngagementData, seed: int = 0, threads: int = 2, refi
     elif len(data.item_ids) > EASE_MAX_ITEMS:
         params = _default_params(grid, weight=1.0)  # WARP alone, at the grid's default settings
     else:
-        tuned = tune_topn(data.matrix(rest & ~val), data.matrix(val), grid, seed, threads, neighbours=neighbours,
+        tuned = tune_engagement(data.matrix(rest & ~val), data.matrix(val), grid, seed, threads, neighbours=neighbours,
                           rows=rows)
         params = {"l2": tuned["l2"], "warp": asdict(tuned["warp"]), "foldin_reg": tuned["foldin_reg"],
                   "weight": tuned["weight"], "ease_neighbours": neighbours}

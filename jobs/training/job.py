@@ -4,11 +4,11 @@ became of a unit, what an objective fitted, and the report."""
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.config import train_settings
 from jobs.training import split
 from jobs.training.ease import EASE_NEIGHBOURS
 
@@ -45,23 +45,9 @@ class TrainConfig:
 
     @classmethod
     def from_env(cls, env=None, **overrides) -> TrainConfig:
-        env = os.environ if env is None else env
-        values = {
-            "mode": env.get("ADAPTREC_TRAIN_MODE", cls.mode),
-            "min_items": int(env.get("ADAPTREC_TRAIN_MIN_ITEMS", cls.min_items)),
-            "min_interactions": int(env.get("ADAPTREC_TRAIN_MIN_INTERACTIONS", cls.min_interactions)),
-            "min_engaged_items": int(env.get("ADAPTREC_TRAIN_MIN_ENGAGED_ITEMS", cls.min_engaged_items)),
-            "max_attempts": int(env.get("ADAPTREC_TRAIN_MAX_ATTEMPTS", cls.max_attempts)),
-            "keep_versions": int(env.get("ADAPTREC_TRAIN_KEEP_VERSIONS", cls.keep_versions)),
-            "margin": float(env.get("ADAPTREC_TRAIN_MARGIN", cls.margin)),
-            "max_trials": int(env.get("ADAPTREC_TRAIN_MAX_TRIALS", cls.max_trials)),
-            "threads": int(env.get("ADAPTREC_TRAIN_THREADS", cls.threads)),
-            "max_eval_users": int(env.get("ADAPTREC_TRAIN_MAX_EVAL_USERS", cls.max_eval_users)),
-            "ease_neighbours": int(env.get("ADAPTREC_TRAIN_EASE_NEIGHBOURS", cls.ease_neighbours)),
-            "prefer_parent": env.get("ADAPTREC_TRAIN_PREFER_PARENT", "1").lower() in ("1", "true", "yes"),
-            "workers": int(env.get("ADAPTREC_TRAIN_WORKERS", cls.workers)),
-            "dask_scheduler": env.get("ADAPTREC_DASK_SCHEDULER") or None,
-        }
+        """The defaults above, under the training variables that are set (read and checked
+        by app.config.train_settings), under `overrides` that are not None."""
+        values = train_settings(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

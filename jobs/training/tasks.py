@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from app import config
 from app.infra.db import connect
 from jobs.training import engagement_job, practice_job
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
@@ -29,7 +30,7 @@ OBJECTIVES: dict[str, Callable[..., UnitResult]] = {"practice": practice_job.tra
                                                     "engagement": engagement_job.train_unit}
 # Tests only: a worker process SIGKILLs itself when it starts the task of this unit (never read
 # by the in-process loop, whose process is the orchestrator's).
-KILL_HOOK_ENV = "ADAPTREC_TEST_KILL_WORKER_IN_UNIT"
+KILL_HOOK_ENV = config.KILL_WORKER_IN_UNIT
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def train_one(conn, unit_id: str, objective: str, mode: str, config: TrainConfig
 
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one unit's training in this (worker) process, on a connection of its own."""
-    if os.environ.get(KILL_HOOK_ENV) == spec.unit_id:
+    if config.kill_worker_in_unit() == spec.unit_id:
         os.kill(os.getpid(), signal.SIGKILL)
     state = JobState()
     if spec.ancestor is not None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import pytest
-
 from jobs import log_retention
 
 
@@ -37,13 +35,6 @@ def test_months_ahead_then_old_months_dropped(conn):
     report = log_retention.run(conn, days=30, now=datetime(y, 6, 5, tzinfo=UTC))   # cutoff May 6th
     assert f"recommendation_log_y{y}m04" in report.dropped and f"recommendation_log_y{y}m05" not in report.dropped
     assert where(conn) == {f"recommendation_log_y{y}m05": 1}   # March's row, in the default one, is older too
-
-
-@pytest.mark.parametrize("raw", ["x", "-1", "1.5"])
-def test_a_bad_retention_setting_says_what_to_give(raw):
-    with pytest.raises(ValueError, match="ADAPTREC_LOG_RETENTION_DAYS"):
-        log_retention.retention_days({"ADAPTREC_LOG_RETENTION_DAYS": raw})
-    assert log_retention.retention_days({}) == log_retention.DEFAULT_RETENTION_DAYS
 
 
 def test_a_failed_upkeep_does_not_stop_the_nightly_training(conn, db_url, redis_url, monkeypatch, capsys):

@@ -33,7 +33,7 @@ def cold_db(servers):
     with scratch_database(servers[0], "adaptrec_cold") as url:
         conn = psycopg2.connect(url)
         loader = Loader(conn, tenant="default")
-        demo._stage(loader, without(data, ~np.isin(data.attempts.item_ids, list(fresh)), fresh), False)
+        demo.stage(loader, without(data, ~np.isin(data.attempts.item_ids, list(fresh)), fresh), False)
         loader.finish()
         conn.commit()
         report = run_training(url, TrainConfig(mode="partial", max_trials=1, max_eval_users=80), units=["demo"],

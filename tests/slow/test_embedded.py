@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 import redis
 
-from app.embedded import EmbeddedServers
+from cli.embedded import EmbeddedServers
 
 pytestmark = pytest.mark.slow  # starts and stops embedded servers
 
@@ -30,7 +30,7 @@ def test_servers_are_shared_and_stop_with_the_last_holder(tmp_path):
     # it must not stop them, and its stale registration must not keep them alive forever.
     script = textwrap.dedent(f"""
         import os
-        from app.embedded import EmbeddedServers
+        from cli.embedded import EmbeddedServers
         urls = EmbeddedServers({str(tmp_path / 'var')!r}).acquire()
         print(urls[0]); os._exit(0)
     """)

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 from app.config import PROJECT_ROOT
-from app.embedded import EmbeddedServers
+from cli.embedded import EmbeddedServers
 from harness.service import free_port
 
 pytestmark = pytest.mark.slow  # starts `adaptrec serve` processes

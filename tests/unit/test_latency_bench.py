@@ -6,17 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from bench.latency import (
-    Requests,
-    passes,
-    ratios,
-    scheduled_latency,
-    search_max_rate,
-    summarise,
-    targets,
-)
-from bench.load import send_times
+from bench.latency.phases import Requests, passes, search_max_rate
+from bench.latency.report import ratios, targets
 from bench.request_mix import MixRequests
+from harness.load import scheduled_latency, send_times, summarise
 from harness.measure import percentile
 
 

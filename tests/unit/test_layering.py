@@ -21,12 +21,12 @@ FORBIDDEN = {
     # the rooms of app/, bottom up: infrastructure; access, catalogue and the model store beside each
     # other; the request path (serving) above them; the dashboard and the API above everything.
     # A store below the request path never calls up into it.
-    "app.infra": ("app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard", "app.totara"),
+    "app.infra": ("app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard", "app.totara.protocol"),
     "app.access": ("app.catalogue", "app.model", "app.serving", "app.dashboard"),
     "app.catalogue": ("app.access", "app.model", "app.serving", "app.dashboard"),
     "app.model": ("app.access", "app.catalogue", "app.serving", "app.dashboard"),
     "app.serving": ("app.dashboard",),
-    "app.totara": ("app.infra", "app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard"),
+    "app.totara.protocol": ("app.infra", "app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard"),
 }
 # Rooms that hold numerical code: arrays in, arrays out, no web framework, no database.
 PURE = {

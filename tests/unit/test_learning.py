@@ -165,14 +165,14 @@ def test_the_service_applies_the_learning_terms_the_replay_measured():
 
 
 def test_models_verbose_says_whether_the_learning_terms_serve_and_their_weights():
-    from cli.main import _choice_lines
+    from cli.models import choice_lines
 
     learning = {"cross_fitted_logloss": 0.501, "cross_fitted_logloss_without": 0.523, "used": True,
                 "weights": {"skill_attempts": 0.31, "skill_days_away": -0.12}}
-    lines = _choice_lines({"dev_all_attempts": {"logloss": 0.5, "platt_logloss": 0.52, "attempts": 900,
+    lines = choice_lines({"dev_all_attempts": {"logloss": 0.5, "platt_logloss": 0.52, "attempts": 900,
                                                 "retries": 40, "learning": learning}})
     assert any("learning terms" in line and "0.501 vs 0.523" in line and "used" in line
                and "skill_attempts +0.31" in line and "skill_days_away -0.12" in line for line in lines), lines
-    unused = _choice_lines({"dev_all_attempts": {"logloss": None, "learning": {**learning, "used": False,
+    unused = choice_lines({"dev_all_attempts": {"logloss": None, "learning": {**learning, "used": False,
                                                                               "weights": None}}})
     assert any("not used" in line for line in unused), unused

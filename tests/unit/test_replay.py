@@ -28,7 +28,9 @@ from bench.attempts import (
 )
 from bench.baselines import Elo, baseline_predictions, irt_live, item_difficulty, tune_elo
 from bench.compare import ROLES, bootstrap_difference, dev_test_table, format_table, slice_table
-from bench.replay import learner_rows, parent_summary, service_vs_baselines, unit_outcomes
+from bench.replay.phases import service_vs_baselines
+from bench.replay.setup import learner_rows
+from bench.replay.training import parent_summary, unit_outcomes
 from jobs.training import split
 from jobs.training.irt import fit_1pl
 from jobs.training.metrics import auc

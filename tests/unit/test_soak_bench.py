@@ -8,8 +8,9 @@ import socket
 
 import pytest
 
-from bench.load import find_gunicorn_master
-from bench.soak import Traffic, memory_growth, parse_mix, summarise_requests
+from bench.soak.figures import memory_growth, summarise_requests
+from bench.soak.traffic import Traffic, parse_mix
+from harness.measure import find_gunicorn_master
 
 IDS = {"users": ["u1", "u2"], "units": ["demo", "demo.math"],
        "items": [("demo.math.1.1.q1", "question"), ("demo.math.1.1.video", "video")]}

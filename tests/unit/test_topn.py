@@ -11,15 +11,24 @@ import scipy.sparse as sp
 from scipy.stats import spearmanr
 
 from app.model.store import StoredModel
+from app.online.engagement import (
+    EngagementModel,
+    blend_scores,
+    ease_scores,
+    fold_in,
+    positives_matrix,
+    standardise,
+    warp_scores,
+)
 from app.online.scoring import ServingModel
-from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, positives_matrix, standardise, warp_scores
-from bench.topn import genre_popularity, read_ratings
+from bench.topn.data import read_ratings
+from bench.topn.item_cold_start import genre_popularity
 from bench.topn_job import held_out_positives, serving_scores, write_ratings
 from jobs.importers import movielens
 from jobs.importers.common import csv_rows
 from jobs.training.ease import fit_ease, top_k_neighbours
 from jobs.training.engagement import split_pairs
-from jobs.training.topn import WarpConfig, fit_topn, tune_topn
+from jobs.training.engagement_fit import WarpConfig, fit_engagement, tune_engagement
 
 SMALL_WARP = WarpConfig(no_components=8, learning_rate=0.05, alpha=1e-5, max_sampled=10, epochs=20)
 
@@ -94,11 +103,11 @@ def test_top_k_of_every_item_scores_exactly_as_the_dense_weights():
 
 def test_a_sparse_ease_model_scores_one_user_as_the_batch_and_ranks_their_group_first():
     X = clustered_positives()
-    model, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.3, seed=0, neighbours=5)
+    model, _ = fit_engagement(X, 10.0, SMALL_WARP, weight=0.3, seed=0, neighbours=5)
     assert sp.isspmatrix_csr(model.B) and model.B.nnz == 30 * 5 and model.params["ease_neighbours"] == 5
     positives = X[4].indices
     np.testing.assert_allclose(model.score(positives), model.score_rows(X)[4], atol=1e-3)
-    ease_only = TopNModel(model.B, None, None, weight=0.0)
+    ease_only = EngagementModel(model.B, None, None, weight=0.0)
     top = ease_only.recommend(positives, k=3)
     assert not set(top) & set(positives) and np.all(top % 3 == 4 % 3)
 
@@ -140,7 +149,7 @@ def test_blend_is_monotone_in_each_input_when_the_other_is_constant(weight):
 
 def test_warp_fold_in_of_a_training_user_ranks_like_the_trained_vector():
     X = clustered_positives()
-    model, trained = fit_topn(X, None, SMALL_WARP, weight=1.0, seed=0)
+    model, trained = fit_engagement(X, None, SMALL_WARP, weight=1.0, seed=0)
     folded = fold_in(X, model.item_vectors, model.item_biases, reg=1.0)
     s_trained = warp_scores(trained, model.item_vectors, model.item_biases)
     s_folded = warp_scores(folded, model.item_vectors, model.item_biases)
@@ -157,7 +166,7 @@ def test_warp_fold_in_of_a_training_user_ranks_like_the_trained_vector():
 
 def test_fold_in_of_one_user_matches_the_batch_and_an_empty_history_gives_item_biases():
     X = clustered_positives()
-    model, _ = fit_topn(X, None, SMALL_WARP, weight=1.0, seed=0)
+    model, _ = fit_engagement(X, None, SMALL_WARP, weight=1.0, seed=0)
     batch = fold_in(X, model.item_vectors, model.item_biases, 2.0)
     single = fold_in(X[7], model.item_vectors, model.item_biases, 2.0)
     np.testing.assert_allclose(single[0], batch[7], atol=2e-3)
@@ -167,25 +176,25 @@ def test_fold_in_of_one_user_matches_the_batch_and_an_empty_history_gives_item_b
 
 def test_fit_and_scores_are_deterministic_with_a_fixed_seed():
     X = clustered_positives()
-    first, u1 = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
-    second, u2 = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
+    first, u1 = fit_engagement(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
+    second, u2 = fit_engagement(X, 10.0, SMALL_WARP, weight=0.5, seed=3)
     np.testing.assert_array_equal(first.B, second.B)
     np.testing.assert_array_equal(first.item_vectors, second.item_vectors)
     np.testing.assert_array_equal(u1, u2)
     np.testing.assert_array_equal(first.score_rows(X), second.score_rows(X))
-    other, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.5, seed=4)
+    other, _ = fit_engagement(X, 10.0, SMALL_WARP, weight=0.5, seed=4)
     assert not np.array_equal(first.item_vectors, other.item_vectors)
 
 
 def test_topn_model_scores_a_user_from_positives_and_never_recommends_them():
     X = clustered_positives()
-    model, _ = fit_topn(X, 10.0, SMALL_WARP, weight=0.3, seed=0)
+    model, _ = fit_engagement(X, 10.0, SMALL_WARP, weight=0.3, seed=0)
     positives = X[4].indices
     np.testing.assert_allclose(model.score(positives), model.score_rows(X)[4], atol=1e-3)
     top = model.recommend(positives, k=5)
     assert len(top) == 5 and not set(top) & set(positives)
     assert top[0] % 3 == 4 % 3 and np.sum(top[:3] % 3 == 4 % 3) >= 2    # user 4 is in group 1
-    ease_only = TopNModel(model.B, None, None, weight=0.0)
+    ease_only = EngagementModel(model.B, None, None, weight=0.0)
     np.testing.assert_allclose(ease_only.score(positives), ease_scores(X[4], model.B)[0])
 
 
@@ -203,7 +212,7 @@ def test_tune_topn_picks_values_from_its_grid_and_logs_every_trial():
     held.eliminate_zeros()
     grid = {"l2": (1.0, 10.0), "warp": (SMALL_WARP,), "epochs": (5, 10), "foldin_reg": (1.0,),
             "weight": (0.0, 0.5)}
-    out = tune_topn(fit, held, grid=grid, seed=0, k=5)
+    out = tune_engagement(fit, held, grid=grid, seed=0, k=5)
     assert out["l2"] in grid["l2"] and out["warp"].epochs in grid["epochs"] and out["weight"] in grid["weight"]
     assert len(out["search"]) == 2 + 2 + 1 + 2
     assert all(0.0 <= s["precision_at_5"] <= 1.0 for s in out["search"])
@@ -288,7 +297,7 @@ def test_serving_scores_come_in_the_callers_item_order_whatever_the_models_order
                          {}, {"blend_weight": 0.4, "foldin_reg": 5.0}, B)
     caller_ids = ["a", "b", "c", "d", "e", "f", "g"]          # "g" is not in the model
     scores = serving_scores(ServingModel.from_stored(stored), [np.array([0, 2]), np.array([6])], caller_ids)
-    topn = TopNModel(B, V, b, foldin_reg=5.0, weight=0.4)
+    topn = EngagementModel(B, V, b, foldin_reg=5.0, weight=0.4)
     in_model_order = [2, 4, 1, 5, 3, 0]                        # a, b, c, d, e, f
     np.testing.assert_allclose(scores[0, :6], topn.score(np.array([2, 1]))[in_model_order], rtol=1e-6)
     # an uncovered positive is left out of the history, an uncovered candidate ranks last

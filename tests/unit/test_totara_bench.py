@@ -8,17 +8,9 @@ import numpy as np
 import pytest
 
 from app.totara.protocol import check_signature
-from bench.totara import (
-    age_group,
-    list_metrics,
-    paired_difference,
-    read_movielens,
-    signed_headers,
-    split,
-    top_k,
-    topic_column,
-    write_export,
-)
+from bench.totara.export import age_group, read_movielens, split, topic_column, write_export
+from bench.totara.metrics import list_metrics, paired_difference, top_k
+from bench.totara.service import signed_headers
 from jobs.importers import totara as importer
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from app.embedded import EmbeddedServers
 from app.infra.migrations import migrate
+from cli.embedded import EmbeddedServers
 from harness.service import running_service
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import psycopg2
 
-from app.embedded import EmbeddedServers
+from cli.embedded import EmbeddedServers
 from harness.service import Service
 
 API_KEY = "fault-key-0123456789"

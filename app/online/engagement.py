@@ -1,7 +1,7 @@
 """Scoring with an engagement (top-N) model: EASE, WARP with the user folded in, and their blend.
-Pure numpy/scipy; the fitting half (EASE's inverse, LightFM, the tuner) is jobs.training.topn.
+Pure numpy/scipy; the fitting half (EASE's inverse, LightFM, the tuner) is jobs.training.engagement_fit.
 
-Scoring a user needs only their positive item indices (`TopNModel.score`):
+Scoring a user needs only their positive item indices (`EngagementModel.score`):
   * EASE: scores = x @ B, x the user's 0/1 row. B is stored as each item's top-k source items
     (jobs.training.ease.top_k_neighbours, a CSR matrix: n_items x k weights instead of n_items^2), so
     one user's scores add up only the rows of their positives; models stored before that carry the
@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 
 @dataclass
-class TopNModel:
+class EngagementModel:
     """What is needed to score any user from their positives.
 
     B : (n_items, n_items) EASE weights, a CSR matrix of top-k neighbours or (older models) a dense

@@ -1,7 +1,7 @@
 """Fitting the engagement (top-N) model family: WARP LightFM, EASE and the per-user standardised
 blend of the two, from a binary user x item matrix of positives; the tuner and its evaluation.
-Pure functions, no database. Scoring a fitted model (`TopNModel`, `fold_in`, the blend) is serving
-code and lives in app.online.topn, which this module imports, never the reverse.
+Pure functions, no database. Scoring a fitted model (`EngagementModel`, `fold_in`, the blend) is serving
+code and lives in app.online.engagement, which this module imports, never the reverse.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from app.online.topn import TopNModel, blend_scores, ease_scores, fold_in, warp_scores
+from app.online.engagement import EngagementModel, blend_scores, ease_scores, fold_in, warp_scores
 from jobs.training.ease import fit_ease, top_k_neighbours
 from jobs.training.metrics import ranking_metrics
 
@@ -53,8 +53,9 @@ def fit_easek(X: sp.csr_matrix, l2: float, neighbours: int | None):
     return B if neighbours is None else top_k_neighbours(B, neighbours)
 
 
-def fit_topn(X: sp.csr_matrix, l2: float | None, warp: WarpConfig | None, weight: float, foldin_reg: float = 5.0,
-             seed: int = 0, threads: int = 1, neighbours: int | None = None) -> tuple[TopNModel, np.ndarray | None]:
+def fit_engagement(X: sp.csr_matrix, l2: float | None, warp: WarpConfig | None, weight: float,
+                   foldin_reg: float = 5.0, seed: int = 0, threads: int = 1, neighbours: int | None = None
+                   ) -> tuple[EngagementModel, np.ndarray | None]:
     """Fit the parts the blend needs; returns the model and the trained WARP user vectors (or None).
 
     X : (n_users, n_items) binary CSR; l2 : EASE penalty (None: no EASE, weight must be 1);
@@ -67,7 +68,7 @@ def fit_topn(X: sp.csr_matrix, l2: float | None, warp: WarpConfig | None, weight
         iv, ib, uv = warp_parts(fit_warp(X, warp, seed, threads))
     params = {"l2": l2, "warp": asdict(warp) if warp else None, "weight": weight, "foldin_reg": foldin_reg,
               "ease_neighbours": neighbours}
-    return TopNModel(B, iv, ib, foldin_reg, weight, params), uv
+    return EngagementModel(B, iv, ib, foldin_reg, weight, params), uv
 
 
 def evaluate(scores: np.ndarray, X_train: sp.csr_matrix, X_held: sp.csr_matrix, k: int = 10) -> dict:
@@ -83,15 +84,15 @@ GRID = {"l2": (100.0, 200.0, 300.0, 500.0, 800.0),
         "weight": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)}
 
 
-def tune_topn(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, seed: int = 0, threads: int = 1,
-              k: int = 10, neighbours: int | None = None, rows: np.ndarray | None = None) -> dict:
+def tune_engagement(X_fit: sp.csr_matrix, X_val: sp.csr_matrix, grid: dict = GRID, seed: int = 0, threads: int = 1,
+                    k: int = 10, neighbours: int | None = None, rows: np.ndarray | None = None) -> dict:
     """Choose EASE's l2, a WARP config and epoch count, the fold-in penalty and the blend weight on
     validation, one after the other, each by validation precision@k (NDCG@k breaks ties).
 
     X_fit, X_val : (n_users, n_items) binary CSR with disjoint positives; neighbours : EASE's top-k
     per item as it will be served (None: dense), so l2 and the weight are chosen for it. WARP is chosen with trained
     user vectors, the fold-in penalty by folding in every user's X_fit row, and the weight on the
-    blend of the chosen EASE with the folded-in WARP (what `TopNModel.score` computes).
+    blend of the chosen EASE with the folded-in WARP (what `EngagementModel.score` computes).
     rows : the users (row indices) the choices are evaluated on (None: all); every fit uses all.
     Returns {"l2", "warp" (WarpConfig), "foldin_reg", "weight", "search" (list of dicts), "seconds"}.
     """

@@ -81,17 +81,17 @@ class ProblemMixin:
 
 class ProblemSyncWorker(ProblemMixin, SyncWorker):
     """gunicorn's sync worker (one connection per request): `--worker-class
-    app.gunicorn_worker.ProblemSyncWorker`."""
+    cli.gunicorn_worker.ProblemSyncWorker`."""
 
 
 class ProblemThreadWorker(ProblemMixin, ThreadWorker):
-    """worker_class of app/gunicorn_conf.py: gunicorn's gthread worker (keep-alive connections)."""
+    """worker_class of cli/gunicorn_conf.py: gunicorn's gthread worker (keep-alive connections)."""
 
 
 class Logger(glogging.Logger):
     """gunicorn's logger without its access line: the app writes its own (app/api/observe.py), and
     gunicorn would otherwise build every request's access fields (a dict of some 40 atoms) just to
-    drop them, because a logging configuration is set (logger_class of app/gunicorn_conf.py)."""
+    drop them, because a logging configuration is set (logger_class of cli/gunicorn_conf.py)."""
 
     def access(self, resp, req, environ, request_time):
         return None

@@ -1,4 +1,4 @@
-"""gunicorn settings of `adaptrec serve` (gunicorn --config python:app.gunicorn_conf).
+"""gunicorn settings of `adaptrec serve` (gunicorn --config python:cli.gunicorn_conf).
 
 Metrics: prometheus-client's multiprocess mode needs PROMETHEUS_MULTIPROC_DIR set before any
 worker imports it, emptied at start (stale files would add old counts), and dead workers marked
@@ -15,28 +15,26 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, default_log_format
+from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, Settings
 from app.infra.logs import gunicorn_logconfig
 
-_level = (os.environ.get("ADAPTREC_LOG_LEVEL") or "INFO").strip().upper()
-_format = (os.environ.get("ADAPTREC_LOG_FORMAT") or default_log_format()).strip().lower()
-_format = "text" if _format == "text" else "json"
-logconfig_dict = gunicorn_logconfig(_level, _format)
+_settings = Settings.from_env()   # the same settings, checked the same way, as the app's
+logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.log_format)
 accesslog = None
 # gunicorn >= 24 opens a control socket at one fixed path per user (~/.gunicorn/gunicorn.ctl):
 # several services, tests or benchmarks on one machine would fight over it. Not needed here.
 control_socket_disable = True
-graceful_timeout = int(os.environ.get("ADAPTREC_GRACEFUL_TIMEOUT_S", "20"))
+graceful_timeout = _settings.graceful_timeout_s
 timeout = 60
 # gthread: each worker serves keep-alive connections (a backend's connection pool; the sync
 # worker closes every connection). One request thread per worker by default: at 400
-# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/benchmarks-log.md, "The
+# recommendations/s it gave the lowest CPU and tail of 1, 2 and 4 (docs/BENCHMARKS.md, "The
 # request path at the floor"); more threads let slow requests (dashboard pages, big ingest
 # batches) overlap with fast ones, at some CPU per request.
-worker_class = "app.gunicorn_worker.ProblemThreadWorker"
-threads = int(os.environ.get("ADAPTREC_THREADS", "1"))
-keepalive = int(os.environ.get("ADAPTREC_KEEPALIVE_S", "75"))  # idle seconds a connection is kept open
-logger_class = "app.gunicorn_worker.Logger"
+worker_class = "cli.gunicorn_worker.ProblemThreadWorker"
+threads = _settings.threads
+keepalive = _settings.keepalive_s  # idle seconds a connection is kept open
+logger_class = "cli.gunicorn_worker.Logger"
 limit_request_line = REQUEST_LINE_MAX_BYTES
 limit_request_fields = HEADER_FIELDS_MAX
 limit_request_field_size = HEADER_FIELD_MAX_BYTES
@@ -44,8 +42,11 @@ _created_dir: str | None = None
 
 
 def on_starting(server):
+    # Imported here: gunicorn takes this module's top-level names as its settings (`config` is one).
+    from app.config import multiprocess_metrics_dir
+
     global _created_dir
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = multiprocess_metrics_dir()
     if directory:
         path = Path(directory)
         path.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def on_starting(server):
             stale.unlink()
     else:
         _created_dir = tempfile.mkdtemp(prefix="adaptrec-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir   # for the workers and prometheus-client
 
 
 def child_exit(server, worker):

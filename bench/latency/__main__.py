@@ -1,0 +1,5 @@
+import sys
+
+from bench.latency import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from bench.replay import main
+
+sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from bench.topn import main
+
+sys.exit(main())

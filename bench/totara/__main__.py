@@ -1,0 +1,5 @@
+import sys
+
+from bench.totara import main
+
+sys.exit(main())
