@@ -194,9 +194,9 @@ def measure(s: Staged, result: dict, log) -> None:
         caches = {"service": ModelCache(), "population_prior": ModelCache()}
         with conn:
             plain = caches["population_prior"].nearest(conn, DEFAULT, [demo.ROOT_UNIT], "practice")
+        result["served_model"] = {"user_prior": plain.user_prior_shifts is not None,
+                                  "item_features": plain.feature_vectors is not None}
         plain.user_prior_shifts, plain.feature_vectors = None, None     # the service before this change
-        result["served_model"] = {"user_prior": "user_prior" in plain.extra,
-                                  "item_features": "item_features" in plain.extra}
         try:
             for name, code in (("dev", split.DEV), ("test", split.TEST)):
                 result[name] = measure_role(conn, cache, caches, s, code)

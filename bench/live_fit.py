@@ -20,10 +20,11 @@ import platform
 import sys
 import time
 from datetime import date
-from types import SimpleNamespace
 
 import numpy as np
 
+from app.model.artifact import Calibration, Embedding, ModelArtifact, Skills
+from app.model.store import StoredModel
 from app.online.scoring import ServingModel, practice_probabilities
 from harness.report import emit
 
@@ -32,14 +33,13 @@ SKILL = {"sd": 0.6, "half_life": 5}
 
 
 def model(dim: int, items: int, skills: int, seed: int = 0, calibration: dict | None = None) -> ServingModel:
+    """A synthetic practice model; `calibration`: terms as stored (the calibration JSON's keys)."""
     rng = np.random.default_rng(seed)
-    stored = SimpleNamespace(
-        model_id=1, unit_id="bench", objective="practice", mode="mf", tag="default",
-        item_ids=[f"i{k}" for k in range(items)], item_vectors=rng.normal(0, 0.3, (items, dim)),
-        item_biases=rng.normal(0, 1, items), prior_mean=np.zeros(dim + 1), prior_cov=np.eye(dim + 1) * 0.5,
-        calibration={"a": 1.2, "b": -0.05, **(calibration or {})},
-        extra={"item_skills": (np.arange(items) % skills).tolist()}, item_weights=None)
-    return ServingModel.from_stored(stored)
+    artifact = ModelArtifact(
+        Embedding([f"i{k}" for k in range(items)], rng.normal(0, 0.3, (items, dim)), rng.normal(0, 1, items),
+                  np.zeros(dim + 1), np.eye(dim + 1) * 0.5),
+        Calibration.from_json({"a": 1.2, "b": -0.05, **(calibration or {})}), Skills(np.arange(items) % skills))
+    return ServingModel.from_stored(StoredModel(1, "bench", "practice", "mf", "default", artifact))
 
 
 def run(dim: int = 32, items: int = 5000, skills: int = 100, history: int = 500, candidates: int = 5000,

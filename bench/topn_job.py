@@ -90,7 +90,7 @@ def train_through_job(data: str, ratings: np.ndarray, server_url: str, seed: int
             stored = modelstore.load_model(conn, DEFAULT, result.outcome.model_id)
             listed = {m["model_id"]: m for m in modelstore.list_models(conn, DEFAULT, include_retired=True)}
             conn.rollback()
-    weights = stored.item_weights
+    weights = stored.artifact.blend.item_weights
     return {"model": ServingModel.from_stored(stored), "outcome": result.outcome, "counts": result.counts,
             "hyperparams": listed[stored.model_id]["hyperparams"], "import_seconds": imported.seconds,
             "train_seconds": train_seconds,

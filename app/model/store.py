@@ -1,5 +1,6 @@
-"""Stored models: one `models` row of metadata and one `model_arrays` row of packed float32
-arrays, so loading a model for serving is a single read of a few bytea columns.
+"""Stored models: one `models` row of metadata (ModelMeta) and one `model_arrays` row holding the
+model's parts (a ModelArtifact, app.model.artifact: which parts, their JSON, the format versions) as
+packed float32 arrays and two JSON columns, so loading a model for serving is a single read.
 
 EASE's item-item weights (`item_weights`, engagement models) are stored in one of two layouts, told
 apart by the bytes themselves (`pack_item_weights` / `unpack_item_weights`), so no migration and no
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.infra import queries as q
+from app.model.artifact import Embedding, FormatError, ModelArtifact
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -92,56 +94,57 @@ def unpack_item_weights(raw, n_items: int):
                      f"({n_items} items)")
 
 
-@dataclass
-class StoredModel:
-    """What the service needs to score learners against a unit's items."""
-    model_id: int
+@dataclass(frozen=True)
+class ModelMeta:
+    """The `models` row of a model: whose it is (unit, objective, mode, tag) and the job's record of
+    its training. hyperparams, metrics and data_counts are reports (JSON as given, NaN stored as null)."""
     unit_id: str
     objective: str               # practice | engagement
     mode: str
+    tag: str = "default"
+    hyperparams: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    data_counts: dict = field(default_factory=dict)
+    training_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A model as loaded: its id and `models` row's identity, its parts, its metrics."""
+    model_id: int
+    unit_id: str
+    objective: str
+    mode: str
     tag: str
-    item_ids: list[str]
-    item_vectors: np.ndarray     # (n_items, dim)
-    item_biases: np.ndarray      # (n_items,)
-    prior_mean: np.ndarray       # (dim + 1,)
-    prior_cov: np.ndarray        # (dim + 1, dim + 1)
-    calibration: dict
-    extra: dict = field(default_factory=dict)
-    # (n_items, n_items) EASE weights of engagement models: a float32 CSR matrix of each item's top-k
-    # source items, or a dense float32 array for models stored before issue 15
-    item_weights: object = None
+    artifact: ModelArtifact
     metrics: dict = field(default_factory=dict)
     trained_at: object = None
 
-    @property
-    def dim(self) -> int:
-        return self.item_vectors.shape[1]
+
+OBJECTIVES = ("practice", "engagement")
 
 
-def save_model(conn: Connection, *, tenant: str, unit_id: str, objective: str, mode: str, tag: str, item_ids: list[str],
-               item_vectors: np.ndarray, item_biases: np.ndarray, prior_mean: np.ndarray,
-               prior_cov: np.ndarray, calibration: dict, hyperparams: dict, metrics: dict,
-               data_counts: dict, training_seconds: float, extra: dict | None = None,
-               item_weights=None) -> int:
-    """Store a complete model with status 'ready' (not serving yet); returns its model_id.
-
-    item_weights : EASE weights, (n_items, n_items): a scipy sparse matrix (stored in the sparse
-    layout) or a dense array (the older layout), or None.
-    """
-    n, dim = item_vectors.shape
-    if len(item_ids) != n or item_biases.shape != (n,) or prior_mean.shape != (dim + 1,) \
-            or prior_cov.shape != (dim + 1, dim + 1) \
-            or (item_weights is not None and item_weights.shape != (n, n)):
-        raise ValueError("model arrays have inconsistent shapes")
-    row = q.fetch_one(conn, "insert_model", tenant=tenant, unit_id=unit_id, tag=tag, objective=objective, mode=mode,
-                      hyperparams=json.dumps(json_safe(hyperparams)), metrics=json.dumps(json_safe(metrics)),
-                      data_counts=json.dumps(json_safe(data_counts)), training_seconds=training_seconds)
+def save_model(conn: Connection, tenant: str, artifact: ModelArtifact, meta: ModelMeta) -> int:
+    """Store a complete model with status 'ready' (not serving yet); returns its model_id. An
+    engagement model has a Blend, a practice model none (EASE's weights are stored in the sparse
+    layout when a scipy matrix, in the older dense one when an array)."""
+    if meta.objective not in OBJECTIVES:
+        raise ValueError(f"objective {meta.objective!r}: give one of {', '.join(OBJECTIVES)}")
+    if (meta.objective == "engagement") != (artifact.blend is not None):
+        raise ValueError(f"a {meta.objective} model " + ("needs its Blend (ModelArtifact.blend)"
+                                                          if artifact.blend is None else "has no Blend"))
+    e = artifact.embedding
+    weights = None if artifact.blend is None else artifact.blend.item_weights
+    row = q.fetch_one(conn, "insert_model", tenant=tenant, unit_id=meta.unit_id, tag=meta.tag,
+                      objective=meta.objective, mode=meta.mode, hyperparams=json.dumps(json_safe(meta.hyperparams)),
+                      metrics=json.dumps(json_safe(meta.metrics)), data_counts=json.dumps(json_safe(meta.data_counts)),
+                      training_seconds=meta.training_seconds)
     model_id = row["model_id"]
-    q.execute(conn, "insert_model_arrays", model_id=model_id, dim=dim, item_ids=list(item_ids),
-              item_vectors=pack(item_vectors), item_biases=pack(item_biases), prior_mean=pack(prior_mean),
-              prior_cov=pack(prior_cov), calibration=json.dumps(json_safe(calibration)),
-              extra=json.dumps(json_safe(extra or {})),
-              item_weights=pack_item_weights(item_weights) if item_weights is not None else None)
+    q.execute(conn, "insert_model_arrays", model_id=model_id, dim=e.dim, item_ids=list(e.item_ids),
+              item_vectors=pack(e.item_vectors), item_biases=pack(e.item_biases), prior_mean=pack(e.prior_mean),
+              prior_cov=pack(e.prior_cov), calibration=json.dumps(json_safe(artifact.calibration.to_json())),
+              extra=json.dumps(json_safe(artifact.extra_json())),
+              item_weights=pack_item_weights(weights) if weights is not None else None)
     return model_id
 
 
@@ -158,17 +161,23 @@ def active_model_summary(conn: Connection, tenant: str, unit_id: str, objective:
 
 
 def load_model(conn: Connection, tenant: str, model_id: int) -> StoredModel:
+    """The model with its parts, from a row of any format up to FORMAT_VERSION (FormatError,
+    naming the model, for a newer one)."""
     row = q.fetch_one(conn, "load_model", tenant=tenant, model_id=model_id)
     if row is None:
         raise LookupError(f"no model {model_id}")
     n, dim = len(row["item_ids"]), row["dim"]
-    return StoredModel(
-        model_id=row["model_id"], unit_id=row["unit_id"], objective=row["objective"], mode=row["mode"],
-        tag=row["tag"], item_ids=list(row["item_ids"]),
-        item_vectors=unpack(row["item_vectors"], (n, dim)), item_biases=unpack(row["item_biases"], (n,)),
-        prior_mean=unpack(row["prior_mean"], (dim + 1,)), prior_cov=unpack(row["prior_cov"], (dim + 1, dim + 1)),
-        calibration=row["calibration"], extra=row["extra"], metrics=row["metrics"], trained_at=row["trained_at"],
-        item_weights=unpack_item_weights(row["item_weights"], n) if row["item_weights"] is not None else None)
+    embedding = Embedding(list(row["item_ids"]), unpack(row["item_vectors"], (n, dim)),
+                          unpack(row["item_biases"], (n,)), unpack(row["prior_mean"], (dim + 1,)),
+                          unpack(row["prior_cov"], (dim + 1, dim + 1)))
+    weights = unpack_item_weights(row["item_weights"], n) if row["item_weights"] is not None else None
+    try:
+        artifact = ModelArtifact.from_json(embedding, row["calibration"], row["extra"] or {}, row["objective"],
+                                           weights)
+    except FormatError as exc:
+        raise FormatError(f"model {model_id} of unit {row['unit_id']!r} ({row['objective']}): {exc}") from exc
+    return StoredModel(row["model_id"], row["unit_id"], row["objective"], row["mode"], row["tag"], artifact,
+                       row["metrics"], row["trained_at"])
 
 
 def load_active(conn: Connection, tenant: str, unit_id: str, objective: str,

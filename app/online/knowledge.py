@@ -22,12 +22,16 @@ threshold there never falls below it within the model's range (NaN).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.online import learning
 from app.online.fit import posterior_precision, recency_weights, score, sigmoid, skill_offsets
 from app.online.scoring import ServingModel, practice_probabilities, previous_outcomes
+
+if TYPE_CHECKING:
+    from app.model.artifact import LearningTerms
 
 Z90 = 1.6448536269514722   # the standard normal's 95th percentile: a central 90 % interval
 GRID = 64                  # forecast times per unit, spaced evenly in log time away
@@ -71,28 +75,28 @@ def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: 
     above). (k,)"""
     h_rows = np.asarray(h_rows, dtype=np.int64)
     V, b = model.item_vectors[h_rows], model.item_biases[h_rows]
-    weights = recency_weights(len(h_rows), model.calibration.get("half_life"))
+    weights = recency_weights(len(h_rows), model.calibration.half_life)
     H = posterior_precision(theta, V, b, h_out, model.prior_precision, weights)
     covered = cand_rows >= 0
     X = np.ones((len(cand_rows), len(theta)))
     X[:, :-1] = np.where(covered[:, None], model.item_vectors[np.where(covered, cand_rows, 0)], model.mean_vector)
     var = np.einsum("ij,ji->i", X, np.linalg.solve(H, X.T))
-    terms = model.calibration.get("skill")
-    if terms and model.item_skills is not None:
+    terms = model.calibration.skill
+    if terms is not None and model.item_skills is not None:
         _, precision = skill_offsets(score(theta, V, b), h_out, model.item_skills[h_rows], model.n_skills,
-                                     terms["sd"], terms.get("half_life"), precision=True)
+                                     terms.sd, terms.half_life, precision=True)
         skills = np.where(covered, model.item_skills[np.where(covered, cand_rows, 0)], -1)
         var = var + np.where(skills >= 0, 1.0 / precision[np.maximum(skills, 0)], 0.0)
-    slope = np.full(len(cand_rows), float(model.calibration.get("a", 1.0)))
-    retry = model.calibration.get("retry")
-    if retry:
+    slope = np.full(len(cand_rows), float(model.calibration.a))
+    retry = model.calibration.retry
+    if retry is not None:
         previous = previous_outcomes(h_rows, h_out, cand_rows)
-        slope += np.where(previous == 0, retry.get("slope_after_mistake", 0.0),
-                          np.where(previous == 1, retry.get("slope_after_success", 0.0), 0.0))
+        slope += np.where(previous == 0, retry.slope_after_mistake,
+                          np.where(previous == 1, retry.slope_after_success, 0.0))
     return np.abs(slope) * np.sqrt(np.maximum(var, 0.0))
 
 
-def due_in_days(block: dict | None, z: np.ndarray, x_now: np.ndarray, review: np.ndarray) -> np.ndarray:
+def due_in_days(block: LearningTerms | None, z: np.ndarray, x_now: np.ndarray, review: np.ndarray) -> np.ndarray:
     """Days from now at which each candidate's calibrated logit `z` (now, with learning features
     `x_now`, (k, F)) falls below logit(review) as time away grows, the history unchanged; the search
     starts at the candidate's skill's last attempt (so a p already below the threshold then is due
@@ -101,9 +105,9 @@ def due_in_days(block: dict | None, z: np.ndarray, x_now: np.ndarray, review: np
     out = np.full(len(z), np.nan)
     col = learning.FEATURES.index
     practised = x_now[:, col("skill_attempts")] > 0
-    if not block or not practised.any():
+    if block is None or not practised.any():
         return out
-    hi = np.asarray(block["max"], dtype=np.float64)
+    hi = block.max
     base = z - learning.terms(block, x_now)
     threshold = logit(review)
     since_skill = np.expm1(x_now[:, col("skill_days_away")])
@@ -137,13 +141,13 @@ def estimate(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, cand_ro
     """
     h_rows = np.asarray(h_rows, dtype=np.int64)
     cand_rows = np.asarray(cand_rows, dtype=np.int64)
-    p, theta, _ = practice_probabilities(model, h_rows, h_out, cand_rows, model.calibration.get("half_life"),
+    p, theta, _ = practice_probabilities(model, h_rows, h_out, cand_rows, model.calibration.half_life,
                                          None, prior_mean, h_times, now)
     z = logit(p)
     sd = logit_sd(model, theta, h_rows, h_out, cand_rows)
     due = np.full(len(cand_rows), np.nan)
-    block = model.calibration.get("learning")
-    if block and h_times is not None and now is not None and len(h_rows):
+    block = model.calibration.learning
+    if block is not None and h_times is not None and now is not None and len(h_rows):
         x_now = learning.features(h_rows, h_out, h_times, now, cand_rows, model.item_skills)
         due = due_in_days(block, z, x_now, np.asarray(review, dtype=np.float64))
     return Estimates(p, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)

@@ -15,7 +15,12 @@ the same window of earlier attempts; a test holds them equal.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from app.model.artifact import LearningTerms
 
 FEATURES = ("skill_attempts", "skill_successes", "attempts", "successes", "item_attempts",
             "skill_days_away", "new_skill", "days_away")
@@ -138,13 +143,13 @@ def _in_window(groups: np.ndarray, y: np.ndarray, times: np.ndarray, window: int
     return out_n, out_s, out_last
 
 
-def terms(block: dict | None, x: np.ndarray) -> np.ndarray | float:
-    """The logit terms of a calibration's `learning` block for feature rows `x`: the weights, with
-    each feature clipped to the range the job saw on dev (no extrapolation to a longer time away
-    or a longer history than it was fitted on)."""
-    if not block:
+def terms(block: LearningTerms | None, x: np.ndarray) -> np.ndarray | float:
+    """The logit terms of a calibration's learning terms (`block`; None: none) for feature rows
+    `x`: the weights, with each feature clipped to the range the job saw on dev (no extrapolation
+    to a longer time away or a longer history than it was fitted on)."""
+    if block is None:
         return 0.0
-    return np.minimum(x, np.asarray(block["max"], dtype=np.float64)) @ np.asarray(block["weights"], dtype=np.float64)
+    return np.minimum(x, block.max) @ block.weights
 
 
 def later(x: np.ndarray, days: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ worth precomputing once per worker (the item index, the prior precision, unit ve
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from app.online import learning
 from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vector_from_features
 from app.online.similar import normalised
+
+if TYPE_CHECKING:
+    from app.model.artifact import Blend, Calibration, RetryTerms
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,8 @@ class ServingModel:
     item_biases: np.ndarray           # (n,)
     prior_mean: np.ndarray            # (d + 1,)
     prior_precision: np.ndarray       # (d + 1, d + 1)
-    calibration: dict
-    extra: dict
-    item_weights: object              # EASE (n, n), engagement models only: CSR top-k, or dense (older)
+    calibration: Calibration
+    blend: Blend | None               # engagement models: EASE's weights (CSR top-k, or dense: older) and WARP's share
     index: dict = field(default_factory=dict)       # item_id -> row
     unit_vectors: np.ndarray | None = None          # rows of unit length, for similar items
     mean_vector: np.ndarray | None = None           # the population's average item
@@ -56,34 +59,27 @@ class ServingModel:
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
-        vectors = np.asarray(stored.item_vectors, dtype=np.float64)
-        m = cls(stored.model_id, stored.unit_id, stored.objective, stored.mode, stored.tag, stored.item_ids,
-                vectors, np.asarray(stored.item_biases, dtype=np.float64),
-                np.asarray(stored.prior_mean, dtype=np.float64),
-                np.linalg.inv(np.asarray(stored.prior_cov, dtype=np.float64)),
-                stored.calibration or {}, stored.extra or {}, stored.item_weights)
-        m.index = {item_id: i for i, item_id in enumerate(stored.item_ids)}
+        """From a stored model (app.model.store.StoredModel: its identity and its ModelArtifact)."""
+        a, e = stored.artifact, stored.artifact.embedding
+        vectors = np.asarray(e.item_vectors, dtype=np.float64)
+        m = cls(stored.model_id, stored.unit_id, stored.objective, stored.mode, stored.tag, e.item_ids,
+                vectors, np.asarray(e.item_biases, dtype=np.float64), np.asarray(e.prior_mean, dtype=np.float64),
+                np.linalg.inv(np.asarray(e.prior_cov, dtype=np.float64)), a.calibration, a.blend)
+        m.index = {item_id: i for i, item_id in enumerate(e.item_ids)}
         m.unit_vectors = normalised(vectors)
         m.mean_vector = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
         m.mean_bias = float(m.item_biases.mean()) if len(vectors) else 0.0
-        skills = m.extra.get("item_skills")
-        if skills is not None and len(skills) == len(vectors):
-            m.item_skills = np.asarray(skills, dtype=np.int64)
-            m.n_skills = int(m.item_skills.max()) + 1 if len(skills) else 0
-        prior = m.extra.get("user_prior")
-        if prior:
-            m.user_prior_index = {t: k for k, t in enumerate(prior["tokens"])}
-            m.user_prior_shifts = np.asarray(prior["shifts"], dtype=np.float64)
-        tokens = m.extra.get("user_tokens")
-        if tokens:
-            m.user_token_index = {t: k for k, t in enumerate(tokens["tokens"])}
-            m.user_token_shifts = np.asarray(tokens["shifts"], dtype=np.float64)
-            m.user_token_mean = np.asarray(tokens["mean"], dtype=np.float64)
-        features = m.extra.get("item_features")
-        if features:
-            m.feature_index = {t: k for k, t in enumerate(features["tokens"])}
-            m.feature_vectors = np.asarray(features["vectors"], dtype=np.float64)
-            m.feature_biases = np.asarray(features["biases"], dtype=np.float64)
+        if a.skills is not None:
+            m.item_skills, m.n_skills = a.skills.item_skills, a.skills.n_skills
+        if a.metadata_prior is not None:
+            m.user_prior_index = {t: k for k, t in enumerate(a.metadata_prior.tokens)}
+            m.user_prior_shifts = a.metadata_prior.shifts
+        if a.user_tokens is not None:
+            m.user_token_index = {t: k for k, t in enumerate(a.user_tokens.tokens)}
+            m.user_token_shifts, m.user_token_mean = a.user_tokens.shifts, a.user_tokens.mean
+        if a.item_features is not None:
+            m.feature_index = {t: k for k, t in enumerate(a.item_features.tokens)}
+            m.feature_vectors, m.feature_biases = a.item_features.vectors, a.item_features.biases
         return m
 
     def prior_mean_for(self, attrs: dict | None) -> np.ndarray:
@@ -135,34 +131,33 @@ class ServingModel:
         return CandidateRows(rows, vectors, biases, skills)
 
 
-def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None,
+def calibrated(calibration: Calibration, raw: np.ndarray, previous: np.ndarray | None = None,
                practice: np.ndarray | None = None, biases: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
     plus its learning terms (if it has them): `practice` holds each candidate's row of
     app.online.learning.FEATURES (practice and time away); `biases` (k, 2) each candidate's item
     bias and the learner's, for retry terms that weigh them."""
-    a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
-    z = a * raw + b
-    if calibration.get("retry") and previous is not None:
-        z = z + retry_terms(calibration["retry"], raw, previous, biases)
-    if calibration.get("learning") and practice is not None:
-        z = z + learning.terms(calibration["learning"], practice)
+    z = calibration.a * raw + calibration.b
+    if calibration.retry is not None and previous is not None:
+        z = z + retry_terms(calibration.retry, raw, previous, biases)
+    if calibration.learning is not None and practice is not None:
+        z = z + learning.terms(calibration.learning, practice)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
-def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray, biases: np.ndarray | None = None
+def retry_terms(retry: RetryTerms | None, raw: np.ndarray, previous: np.ndarray, biases: np.ndarray | None = None
                 ) -> np.ndarray:
-    """The logit terms of a calibration's `retry` block (jobs.training.retry) for candidates with
+    """The logit terms of a calibration's retry terms (jobs.training.retry) for candidates with
     logits `raw` whose previous outcome at the item is `previous` (-1 none, 0, 1): an offset and a
-    slope per kind of retry; zeros without a block. A model stored before the slopes has offsets only."""
-    if not retry:
+    slope per kind of retry; zeros without them. A model stored before the slopes has slopes 0."""
+    if retry is None:
         return np.zeros(len(previous))
-    mistake = retry["after_mistake"] + retry.get("slope_after_mistake", 0.0) * raw
-    success = retry["after_success"] + retry.get("slope_after_success", 0.0) * raw
-    if biases is not None and "biases_after_mistake" in retry:   # item and learner bias, apart
-        mistake = mistake + biases @ np.asarray(retry["biases_after_mistake"], dtype=np.float64)
-        success = success + biases @ np.asarray(retry["biases_after_success"], dtype=np.float64)
+    mistake = retry.after_mistake + retry.slope_after_mistake * raw
+    success = retry.after_success + retry.slope_after_success * raw
+    if biases is not None and retry.biases_after_mistake is not None:   # item and learner bias, apart
+        mistake = mistake + biases @ retry.biases_after_mistake
+        success = success + biases @ retry.biases_after_success
     return np.where(previous == 0, mistake, np.where(previous == 1, success, 0.0))
 
 
@@ -208,16 +203,16 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
-    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) \
-        if model.calibration.get("retry") else None
+    retry = model.calibration.retry
+    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) if retry is not None else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
     practice = None
-    if model.calibration.get("learning") and history_times is not None and now is not None:
+    if model.calibration.learning is not None and history_times is not None and now is not None:
         practice = learning.features(history_rows, history_outcomes, history_times, now, candidate_rows,
                                      model.item_skills, None if laid is None else laid.skills)
     biases = None
-    if previous is not None and "biases_after_mistake" in model.calibration["retry"]:
+    if previous is not None and retry.biases_after_mistake is not None:
         item_biases = laid.biases if laid is not None else np.where(
             candidate_rows >= 0, model.item_biases[np.maximum(candidate_rows, 0)], model.mean_bias)
         biases = np.column_stack([item_biases, np.full(len(item_biases), theta[-1])])
@@ -236,11 +231,11 @@ def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.nd
                  skills: np.ndarray | None = None) -> np.ndarray | float:
     """Each candidate's skill offset for this learner (0 without skill terms or skill); `skills`:
     the candidates' skills when already known (CandidateRows)."""
-    terms = model.calibration.get("skill")
-    if not terms or model.item_skills is None or not len(history_rows):
+    terms = model.calibration.skill
+    if terms is None or model.item_skills is None or not len(history_rows):
         return 0.0
     delta = skill_offsets(score(theta, V, b), history_outcomes, model.item_skills[history_rows], model.n_skills,
-                          terms["sd"], terms.get("half_life"))
+                          terms.sd, terms.half_life)
     if skills is None:
         skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
     return np.where(skills >= 0, delta[skills], 0.0)
@@ -280,9 +275,9 @@ def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_
     # service with practice models only never needs it.
     from app.online.engagement import EngagementModel
 
-    engagement = EngagementModel(model.item_weights, model.item_vectors, model.item_biases,
-                     foldin_reg=float(model.extra.get("foldin_reg") or 5.0),
-                     weight=float(model.extra.get("blend_weight", 1.0)))
+    blend = model.blend
+    engagement = EngagementModel(blend.item_weights, model.item_vectors, model.item_biases,
+                                 foldin_reg=float(blend.foldin_reg), weight=float(blend.weight))
     all_scores = np.asarray(engagement.score(np.unique(positive_rows)), dtype=np.float64)
     out = np.full(len(candidate_rows), -np.inf)
     covered = candidate_rows >= 0

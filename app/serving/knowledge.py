@@ -240,7 +240,7 @@ def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, u
     now = now or datetime.now(UTC)
     found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, most=MAX_REPORTED)
     refs = [{"model_id": m.model_id, "unit_id": m.unit_id, "objective": m.objective, "mode": m.mode, "tag": m.tag,
-             "forgetting": bool(m.calibration.get("learning"))} for m in used]
+             "forgetting": m.calibration.learning is not None} for m in used]
     return {"user_id": user_id, "as_of": now.isoformat(), "units": [k.answer() for k in found],
             "model": {"forgetting": any(r["forgetting"] for r in refs), "interval": INTERVAL,
                       "defaults": {"threshold": MASTERY_THRESHOLD, "review": REVIEW_THRESHOLD},

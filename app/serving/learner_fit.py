@@ -32,7 +32,7 @@ def practice_history(model: ServingModel, events: list[hist.Event], now: datetim
     attempts = attempts[:HISTORY_MAX][::-1]  # the most recent ones, oldest first
     rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
     outcomes = np.array([e.outcome for e in attempts], dtype=np.float64)
-    if not model.calibration.get("learning"):
+    if model.calibration.learning is None:
         return PracticeHistory(rows, outcomes, None, None)
     times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
     return PracticeHistory(rows, outcomes, times, (now or datetime.now(UTC)).timestamp())

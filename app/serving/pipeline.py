@@ -151,7 +151,7 @@ def score_candidates(ctx: RequestContext, model: ServingModel | None, items: lis
     if model.objective == "practice":
         h = practice_history(model, learner.events, ctx.now)
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
-        p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.get("half_life"),
+        p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.half_life,
                                                 explore, learner_prior(ctx.conn, ctx.tenant, model, learner.user_id),
                                                 h.times, h.now)
         return CandidateScores(p, len(h.rows), [] if len(h.rows) else ["no_history"], explored)

@@ -8,6 +8,7 @@ import numpy as np
 
 from app.infra import queries as q
 from app.model import store as modelstore
+from app.model.artifact import UNCALIBRATED, Blend, Embedding, ModelArtifact, UserTokens
 from jobs.training.activation import activate_if_sane
 from jobs.training.engagement import EngagementData, train_engagement
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
@@ -42,18 +43,16 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "positives": len(data.users)}
     m = result.model
     item_weights = m.B if m.B is not None and m.weight < 1 else None   # EASE (top-k CSR) when the blend uses it
-    calibration = {"method": "none"}                                    # scores rank; they are not probabilities
+    tokens = m.user_tokens
+    artifact = ModelArtifact(
+        Embedding(data.item_ids, m.item_vectors, m.item_biases, result.prior_mean, result.prior_cov),
+        UNCALIBRATED, blend=Blend(m.weight, m.foldin_reg, item_weights),   # scores rank; not probabilities
+        user_tokens=UserTokens(tokens["tokens"], tokens["shifts"], tokens["mean"]) if tokens else None)
     with conn:
-        model_id = modelstore.save_model(
-            conn, tenant=config.tenant, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag,
-            item_ids=data.item_ids,
-            item_vectors=m.item_vectors, item_biases=m.item_biases, prior_mean=result.prior_mean,
-            prior_cov=result.prior_cov, calibration=calibration,
+        model_id = modelstore.save_model(conn, config.tenant, artifact, modelstore.ModelMeta(
+            unit_id, OBJECTIVE, mode, config.tag,
             hyperparams={**result.params, "search": result.search, "seed": config.seed},
-            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds,
-            extra={"blend_weight": m.weight, "foldin_reg": m.foldin_reg,
-                   **({"user_tokens": m.user_tokens} if m.user_tokens else {})}, item_weights=item_weights)
+            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds))
     outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
     outcome.seconds = time.perf_counter() - started
-    return UnitResult(outcome, data.item_ids, m.item_vectors, m.item_biases, result.prior_mean, result.prior_cov,
-                      calibration, item_weights=item_weights, counts=counts)
+    return UnitResult(outcome, artifact, counts=counts)

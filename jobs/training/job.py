@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.config import train_settings
+from app.model.artifact import ModelArtifact
 from jobs.training import split
 from jobs.training.ease import EASE_NEIGHBOURS
 
@@ -80,25 +81,17 @@ class UnitOutcome:
 @dataclass
 class UnitResult:
     """What an objective's `train_unit` did (`outcome`) and, when it trained a model, what it fitted:
-    the arrays it stored and, for practice, the final refit's trained learner vectors (the service
-    folds learners in live, so those are not stored; benches compare against them).
+    the model it stored (`artifact`: embedding, calibration, the other parts) and, for practice, the
+    final refit's trained learner vectors (the service folds learners in live, so those are not
+    stored; benches compare against them).
 
-    item_vectors : (n_items, d); item_biases : (n_items,); prior_mean : (d + 1,) and prior_cov :
-    (d + 1, d + 1) over [user vector, user bias]; item_weights : EASE (n_items, n_items), a CSR
-    matrix of each item's top-k source items, when an engagement blend uses it; user_vectors :
-    (n_users, d) and user_biases : (n_users,), rows in `user_ids` order: for practice, the learners
-    the stored model was trained on (the unit's train and dev learners; its test learners too only
-    without hold-out). test_user_ids : the held-out learners its metrics (and the parent
-    comparison) were computed on.
+    user_vectors : (n_users, d) and user_biases : (n_users,), rows in `user_ids` order: for
+    practice, the learners the stored model was trained on (the unit's train and dev learners; its
+    test learners too only without hold-out). test_user_ids : the held-out learners its metrics
+    (and the parent comparison) were computed on.
     """
     outcome: UnitOutcome
-    item_ids: list[str] = field(default_factory=list)
-    item_vectors: np.ndarray | None = None
-    item_biases: np.ndarray | None = None
-    prior_mean: np.ndarray | None = None
-    prior_cov: np.ndarray | None = None
-    calibration: dict = field(default_factory=dict)
-    item_weights: object = None
+    artifact: ModelArtifact | None = None
     user_ids: list[str] = field(default_factory=list)
     user_vectors: np.ndarray | None = None
     user_biases: np.ndarray | None = None

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from app.model.artifact import Calibration
 from app.online.learning import FEATURES
 from app.online.scoring import calibrated
 from jobs.training.metrics import probability_metrics
@@ -27,8 +28,8 @@ RIDGES = (1.0, 10.0, 100.0)
 
 
 def choose_learning_terms(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, practice: np.ndarray,
-                          users: np.ndarray, without: Callable[[np.ndarray], dict], biases: np.ndarray | None = None
-                          ) -> tuple[dict | None, dict]:
+                          users: np.ndarray, without: Callable[[np.ndarray], Calibration],
+                          biases: np.ndarray | None = None) -> tuple[Calibration | None, dict]:
     """(the calibration with learning terms, or None when they do not help; the figures of the
     choice). raw, previous, y, practice, users: the replayed dev attempts (logits, previous outcome
     at the item, outcomes, FEATURES rows, learner index); `without(mask)`: the calibration the model
@@ -58,7 +59,7 @@ def choose_learning_terms(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     if not info["used"]:
         return None, info
     calibration = fit_retry_calibration(raw, previous, y, practice=practice, learning_ridge=ridge, biases=biases)
-    info["weights"] = dict(zip(FEATURES, calibration["learning"]["weights"]))
+    info["weights"] = dict(zip(FEATURES, calibration.learning.weights.tolist()))
     return calibration, info
 
 

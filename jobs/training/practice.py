@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 from lightfm import LightFM
 
+from app.model.artifact import Calibration, ItemFeatures, SkillTerms
 from app.online.fit import HISTORY_MAX, fit_user, prior_from_users, recency_weights, skill_offsets
 from app.online.learning import sequence_features
 from app.online.metadata import fit_metadata_prior
@@ -77,7 +78,7 @@ RECENCY_MARGIN = 0.001     # dev log-loss recency or skill terms must gain to be
 # offset and the half-life (in attempts at that skill) of its recency weights. On the ASSISTments
 # dev learners (all attempts, root model) sd 0.6 / half-life 5 cut log-loss 0.434 -> 0.427 and
 # raised AUC 0.850 -> 0.856; sd 1.0 / half-life 10 came close; without recency, less.
-SKILL_TERMS = ({"sd": 0.6, "half_life": 5}, {"sd": 1.0, "half_life": 10})
+SKILL_TERMS = (SkillTerms(0.6, 5), SkillTerms(1.0, 10))
 COLD_ATTEMPTS = 10     # a metadata prior is judged on each dev learner's first attempts, where it matters
 # Tried in every unit beside the embedding grid (cheap: one L-BFGS fit and a 2-parameter replay).
 ONE_PL_GRID = (OnePL(1.0), OnePL(2.0))
@@ -99,7 +100,7 @@ class FittedModel:
 class PracticeResult:
     fitted: FittedModel
     params: Params
-    calibration: dict
+    calibration: Calibration
     metrics: dict                # held-out test learners: the model, uncalibrated ECE, the baseline
     search: list[dict] = field(default_factory=list)
     seconds: float = 0.0
@@ -185,12 +186,12 @@ def fit_embedding(data: PracticeData, params: Params, rows: np.ndarray, seed: in
 
 
 def fold_in_predictions(fitted: FittedModel, data: PracticeData, users: np.ndarray, history_max: int = HISTORY_MAX,
-                        half_life: float | None = None, skill: dict | None = None,
+                        half_life: float | None = None, skill: SkillTerms | None = None,
                         prior_means: np.ndarray | None = None, learner_biases: list | None = None
                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay each user's attempts in order as the service would: predict attempt t from a live
     fit of the attempts before it (the most recent `history_max`, weighted by recency with
-    `half_life` attempts when given), then reveal it. With `skill` terms ({"sd", "half_life"})
+    `half_life` attempts when given), then reveal it. With `skill` terms
     and `data.item_skills`, the prediction adds the learner's offset in the item's skill, fitted
     on the same window as the service does (fit.skill_offsets). `prior_means` ((n_users, d + 1)):
     each learner's own prior mean (their metadata's, choose_metadata_prior) instead of the model's.
@@ -238,8 +239,8 @@ def skill_replays(fitted: FittedModel, data: PracticeData, users: np.ndarray, gr
                 seen_raw = V[seen] @ theta[:-1] + theta[-1] + b[seen]
                 one_skill = np.zeros(len(same), dtype=np.int64)
                 for k, terms in enumerate(grid, start=1):
-                    raws[k].append(raw + skill_offsets(seen_raw, data.outcomes[same], one_skill, 1, terms["sd"],
-                                                       terms.get("half_life"))[0])
+                    raws[k].append(raw + skill_offsets(seen_raw, data.outcomes[same], one_skill, 1, terms.sd,
+                                                       terms.half_life)[0])
             rows.append(t)
             lo = max(s, t + 1 - history_max)
             seen = data.items[lo:t + 1]
@@ -318,17 +319,14 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     if dev_sequences is not None and len(val_users):
         calibration, retry_info = retry_calibration(fitted, dev_sequences([data.user_ids[u] for u in val_users]),
                                                     calibration, half_life, skill, means)
-    if half_life:
-        calibration = {**calibration, "half_life": half_life}
-    if skill:
-        calibration = {**calibration, "skill": skill}
+    calibration = replace(calibration, half_life=half_life, skill=skill)
 
     test_raw, test_y, test_rows = fold_in_predictions(fitted, data, test_users, half_life=half_life, skill=skill,
                                                       prior_means=means)
     # with learning terms, a and b were fitted beside them: the first attempts are scored with them too
     # (their counts then count earlier first attempts; the service counts repeats as well)
     practice = sequence_features(data.users, data.items, data.outcomes, data.times, data.item_skills, HISTORY_MAX) \
-        if "learning" in calibration and data.times is not None else None
+        if calibration.learning is not None and data.times is not None else None
     baseline_p = difficulty_baseline(data, train_rows)
     metrics = {
         "model": probability_metrics(test_y, first_attempt_p(calibration, test_raw, practice, test_rows)),
@@ -380,7 +378,7 @@ def choose_recency(fitted: FittedModel, data: PracticeData, users: np.ndarray, e
 
 
 def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarray, half_life: float | None,
-                       without: tuple) -> tuple[dict | None, list[dict], tuple]:
+                       without: tuple) -> tuple[SkillTerms | None, list[dict], tuple]:
     """Per-skill learner offsets (knowledge tracing): replay the dev `users` with each of
     SKILL_TERMS and keep the lowest calibrated dev log-loss if it beats none (`without`: the replay
     without them, (raw, rows, calibration)) by more than RECENCY_MARGIN. A unit whose items span
@@ -394,16 +392,17 @@ def choose_skill_terms(fitted: FittedModel, data: PracticeData, users: np.ndarra
         replays[k] = (raw, rows, cal.fit_platt(raw, data.outcomes[rows]))
     losses = {k: probability_metrics(data.outcomes[rows], cal.apply(platt, raw))["logloss"] if len(rows) else np.nan
               for k, (raw, rows, platt) in replays.items()}
-    table = [{**(SKILL_TERMS[k] if k is not None else {"sd": 0}), "val_logloss": losses[k]} for k in replays]
+    table = [{**(SKILL_TERMS[k].to_json() if k is not None else {"sd": 0}), "val_logloss": losses[k]}
+             for k in replays]
     tried = {k: v for k, v in losses.items() if k is not None and np.isfinite(v)}
     best = min(tried, key=tried.get, default=None)
     bar = losses[None] if np.isfinite(losses[None]) else np.inf
     if best is None or not tried[best] < bar - RECENCY_MARGIN:
         return None, table, without
-    return dict(SKILL_TERMS[best]), table, replays[best]
+    return SKILL_TERMS[best], table, replays[best]
 
 
-def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
+def item_feature_table(fitted: FittedModel, data: PracticeData) -> ItemFeatures | None:
     """The metadata tokens' embeddings of a hybrid embedding model (ids and text left out), for the
     service to build a vector for an item that joined the catalogue after this training."""
     if fitted.item_feature_vectors is None or data.item_features is None:
@@ -411,8 +410,8 @@ def item_feature_table(fitted: FittedModel, data: PracticeData) -> dict | None:
     cols = token_columns(data.item_features, len(data.item_ids))
     if not cols:
         return None
-    return {"tokens": [data.item_features.names[k] for k in cols],
-            "vectors": fitted.item_feature_vectors[cols].tolist(), "biases": fitted.item_feature_biases[cols].tolist()}
+    return ItemFeatures([data.item_features.names[k] for k in cols], fitted.item_feature_vectors[cols],
+                        fitted.item_feature_biases[cols])
 
 
 def metadata_indicators(data: PracticeData) -> tuple[list[str], np.ndarray] | None:
@@ -435,7 +434,7 @@ def prior_means(fitted: FittedModel, metadata: dict | None) -> np.ndarray | None
 
 
 def choose_metadata_prior(fitted: FittedModel, data: PracticeData, train_rows: np.ndarray, users: np.ndarray,
-                          half_life: float | None, skill: dict | None, without: tuple
+                          half_life: float | None, skill: SkillTerms | None, without: tuple
                           ) -> tuple[dict | None, dict | None, tuple]:
     """Cold start from metadata (hybrid modes): a learner's prior mean shifted by their tokens
     (a ridge regression of the train learners' fitted vectors on their tokens). A prior matters
@@ -485,7 +484,7 @@ MIN_RETRIES = 20     # fewer dev retries than this: no retry offsets (the Platt 
 MIN_LEARNING_ATTEMPTS = 200   # fewer dev attempts than this: no learning terms (nothing to cross-fit on)
 
 
-def first_attempt_p(calibration: dict, raw: np.ndarray, practice: np.ndarray | None, rows: np.ndarray
+def first_attempt_p(calibration: Calibration, raw: np.ndarray, practice: np.ndarray | None, rows: np.ndarray
                     ) -> np.ndarray:
     """Calibrated p of first attempts (no retry terms apply): with the learning terms when the
     calibration has them and `practice` (FEATURES of every row of the data) is given."""
@@ -494,8 +493,9 @@ def first_attempt_p(calibration: dict, raw: np.ndarray, practice: np.ndarray | N
     return calibrated(calibration, raw, None, practice[rows])
 
 
-def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict, half_life: float | None = None,
-                      skill: dict | None = None, means: np.ndarray | None = None) -> tuple[dict, dict]:
+def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: Calibration,
+                      half_life: float | None = None, skill: SkillTerms | None = None, means: np.ndarray | None = None
+                      ) -> tuple[Calibration, dict]:
     """The calibration with retry offsets, fitted on the replay of every dev attempt in
     `sequences` (repeats included, as the service sees them), and its dev figures beside the
     Platt pair's on the same attempts. Too few retries: the Platt pair, unchanged. When the
@@ -511,7 +511,7 @@ def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict,
     retries = int((previous >= 0).sum())
     info = {"attempts": len(y), "retries": retries, "platt_logloss": None, "logloss": None}
 
-    def without(mask: np.ndarray) -> dict:
+    def without(mask: np.ndarray) -> Calibration:
         return fit_retry_calibration(raw[mask], previous[mask], y[mask], biases=biases[mask]) \
             if retries >= MIN_RETRIES else cal.fit_platt(raw[mask], y[mask])
 
@@ -523,7 +523,7 @@ def retry_calibration(fitted: FittedModel, sequences: PracticeData, platt: dict,
         chosen, info["learning"] = choose_learning_terms(raw, previous, y, practice, sequences.users[rows], without,
                                                          biases)
         calibration = chosen or calibration
-    if retries < MIN_RETRIES and "learning" not in calibration:
+    if retries < MIN_RETRIES and calibration.learning is None:
         return platt, info
     info["platt_logloss"] = probability_metrics(y, cal.apply(platt, raw))["logloss"]
     info["logloss"] = probability_metrics(y, calibrated(calibration, raw, previous, practice, biases))["logloss"]

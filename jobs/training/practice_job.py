@@ -11,6 +11,7 @@ import numpy as np
 
 from app.infra import queries as q
 from app.model import store as modelstore
+from app.model.artifact import Embedding, MetadataPrior, ModelArtifact, Skills
 from jobs.training import split
 from jobs.training.activation import activate_if_sane
 from jobs.training.job import JobState, TrainConfig, UnitOutcome, UnitResult
@@ -92,17 +93,15 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
                             seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
                             split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners,
                             dev_sequences=lambda users: load_sequences(conn, config.tenant, data, users))
-    fitted = result.fitted
-    extra = {}
-    if result.metadata_prior is not None:   # a new learner's prior from their metadata
-        extra["user_prior"] = {"tokens": result.metadata_prior["tokens"],
-                               "shifts": result.metadata_prior["shifts"].tolist()}
-    item_features = item_feature_table(fitted, data)
-    if item_features is not None:
-        extra["item_features"] = item_features
-    if data.item_skills is not None and ("skill" in result.calibration or "learning" in result.calibration):
-        # the service's skill offsets and per-skill practice counts need each item's skill
-        extra["item_skills"] = data.item_skills.tolist()
+    fitted, calibration = result.fitted, result.calibration
+    prior = result.metadata_prior        # a new learner's prior from their metadata
+    # the service's skill offsets and per-skill practice counts need each item's skill
+    skills = data.item_skills is not None and (calibration.skill is not None or calibration.learning is not None)
+    artifact = ModelArtifact(
+        Embedding(data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean, fitted.prior_cov),
+        calibration, skills=Skills(data.item_skills) if skills else None,
+        metadata_prior=MetadataPrior(prior["tokens"], prior["shifts"]) if prior is not None else None,
+        item_features=item_feature_table(fitted, data))
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
               "learner_share": round(data.learner_share, 6),
@@ -114,14 +113,11 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     if ancestor:
         result.metrics["ancestor_dev"] = ancestor
     with conn:
-        model_id = modelstore.save_model(
-            conn, tenant=config.tenant, unit_id=unit_id, objective=OBJECTIVE, mode=mode, tag=config.tag,
-            item_ids=data.item_ids,
-            item_vectors=fitted.item_vectors, item_biases=fitted.item_biases, prior_mean=fitted.prior_mean,
-            prior_cov=fitted.prior_cov, calibration=result.calibration,
+        model_id = modelstore.save_model(conn, config.tenant, artifact, modelstore.ModelMeta(
+            unit_id, OBJECTIVE, mode, config.tag,
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
                          "split_seed": config.split_seed, "hold_out_test_learners": config.hold_out_test_learners},
-            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds, extra=extra)
+            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds))
     if config.prefer_parent and ancestor and not ancestor["own_serves"]:
         # This unit's model does not predict its dev learners clearly better than the unit above's
         # (which learned from more data): serve that one here.
@@ -139,8 +135,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
             state.dev_predictions[unit_id] = dict(zip(dev_keys(data, result), result.dev.p.tolist()))
     outcome.seconds = time.perf_counter() - started
     trained = result.trained_users
-    return UnitResult(outcome, data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
-                      fitted.prior_cov, result.calibration, user_ids=[data.user_ids[u] for u in trained],
+    return UnitResult(outcome, artifact, user_ids=[data.user_ids[u] for u in trained],
                       user_vectors=fitted.user_vectors[trained], user_biases=fitted.user_biases[trained],
                       counts=counts, test_user_ids=[data.user_ids[u] for u in result.test_users])
 
@@ -168,8 +163,8 @@ def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeDat
     conn.rollback()
     hyper = (summary.get("hyperparams") or {}) if summary.get("model_id") == row["model_id"] else {}
     held_out = hyper.get("split_seed") == config.split_seed and hyper.get("hold_out_test_learners") is True
-    auc = replay_auc(other.item_ids, other.item_vectors, other.item_biases, other.prior_mean, other.prior_cov,
-                     data, users)
+    e = other.artifact.embedding
+    auc = replay_auc(e.item_ids, e.item_vectors, e.item_biases, e.prior_mean, e.prior_cov, data, users)
     if math.isnan(auc):
         return None
     return {"unit_id": row["unit_id"], "model_id": row["model_id"], "auc": auc,

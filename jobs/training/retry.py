@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.model.artifact import Calibration, LearningTerms, RetryTerms
+
 RIDGE = 1.0            # pseudo-observations' worth of pull of each offset towards 0
 LEARNING_RIDGE = 1.0   # the same for each learning term's weight
 
@@ -36,7 +38,7 @@ def last_outcomes(items: np.ndarray, outcomes: np.ndarray, starts: np.ndarray) -
 
 def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
                           practice: np.ndarray | None = None, learning_ridge: float = LEARNING_RIDGE,
-                          biases: np.ndarray | None = None) -> dict:
+                          biases: np.ndarray | None = None) -> Calibration:
     """(a, b) and each kind of retry's offset and slope by maximum likelihood (ridge on those four)
     on replayed attempts: raw logits, the previous outcome at the same item (-1 none, 0, 1) and
     the outcomes. With `biases` ((n, 2): the item's bias and the live fit's own bias at each
@@ -44,7 +46,7 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     how easy the item is and how able the learner, which the model's score, just moved by the
     mistake at this very item, no longer says. With `practice` ((n, F):
     app.online.learning.FEATURES of each attempt), also a weight per feature (ridged by
-    `learning_ridge`), stored as the calibration's `learning` block with the features' dev maxima
+    `learning_ridge`), stored as the calibration's learning terms with the features' dev maxima
     (the service clips to them)."""
     from scipy.optimize import minimize
 
@@ -56,7 +58,7 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     success = (previous == 1).astype(np.float64)
     n = len(raw)
     if n < 20 or y.min() == y.max():
-        return {"method": "platt", "a": 1.0, "b": 0.0}
+        return Calibration("platt", 1.0, 0.0)
     columns = [raw, np.ones(n), mistake, success, mistake * raw, success * raw]
     if biases is not None:    # the item's and the live fit's own bias, apart, on each kind of retry
         biases = np.asarray(biases, dtype=np.float64)
@@ -77,15 +79,7 @@ def fit_retry_calibration(raw: np.ndarray, previous: np.ndarray, y: np.ndarray, 
     start = np.zeros(X.shape[1])
     start[0] = 1.0
     w = minimize(objective, start, jac=True, method="L-BFGS-B").x
-    a, b, wm, ws, cm, cs = w[:6]
-    out = {"method": "platt", "a": float(a), "b": float(b),
-           "retry": {"after_mistake": float(wm), "after_success": float(ws),
-                     "slope_after_mistake": float(cm), "slope_after_success": float(cs)}}
-    if biases is not None:
-        out["retry"]["biases_after_mistake"] = [float(w[6]), float(w[7])]
-        out["retry"]["biases_after_success"] = [float(w[8]), float(w[9])]
-    start = 2 + retry_columns
-    if practice is not None:
-        out["learning"] = {"features": list(FEATURES), "weights": [float(v) for v in w[start:]],
-                           "max": [float(v) for v in np.max(practice, axis=0)]}
-    return out
+    a, b, wm, ws, cm, cs = (float(v) for v in w[:6])
+    retry = RetryTerms(wm, ws, cm, cs, *((w[6:8], w[8:10]) if biases is not None else ()))
+    learning = None if practice is None else LearningTerms(FEATURES, w[2 + retry_columns:], np.max(practice, axis=0))
+    return Calibration("platt", a, b, retry, learning)

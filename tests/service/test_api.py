@@ -211,7 +211,7 @@ def test_every_answer_carries_a_request_id(client, auth):
     assert made.status_code == 404 and len(made.headers["X-Request-Id"]) == 32
 
 
-# ---- defects the schemathesis run (tests/test_fuzz.py) found: each is a 4xx now, never a 500 ----
+# ---- defects the schemathesis run (tests/slow/test_fuzz.py) found: each is a 4xx now, never a 500 ----
 def test_a_405_names_the_methods_allowed(client, auth):
     r = client.patch("/v1/users/u1", headers=auth)
     assert r.status_code == 405 and r.mimetype == "application/problem+json"

@@ -13,6 +13,7 @@ from app.catalogue import catalog
 from app.catalogue.ingest import record_interactions
 from app.catalogue.records import Interaction, Item, Unit, User
 from app.model import store as modelstore
+from app.model.artifact import Calibration, Embedding, LearningTerms, ModelArtifact
 from app.model.store import StoredModel
 from app.online.fit import fit_user, posterior_sample, recency_weights
 from app.online.knowledge import due_in_days, estimate, logit, typical_rows
@@ -41,23 +42,21 @@ def item_ids() -> list[str]:
     return [f"{s}-q{k}" for s in SKILLS for k in range(len(BIASES))]
 
 
-def model_arrays(forgetting: bool = True) -> dict:
+def course_model(forgetting: bool = True) -> ModelArtifact:
     """A 1PL-like course model: no vector dimension to speak of, item easiness BIASES in every skill,
     skill offsets (sd 1.5) and, with `forgetting`, a logit lost per log-day away from the skill."""
     calibration = {"a": 1.0, "b": 0.0, "skill": {"sd": 1.5, "half_life": None}}
     if forgetting:
         calibration["learning"] = learning_block()
     n = len(item_ids())
-    return {"item_ids": item_ids(), "item_vectors": np.zeros((n, 1)), "item_biases": np.array(BIASES * len(SKILLS)),
-            "prior_mean": np.zeros(2), "prior_cov": np.diag([0.01, 1.0]), "calibration": calibration,
-            "extra": {"item_skills": [k for k in range(len(SKILLS)) for _ in BIASES]}}
+    embedding = Embedding(item_ids(), np.zeros((n, 1)), np.array(BIASES * len(SKILLS)), np.zeros(2),
+                          np.diag([0.01, 1.0]))
+    return ModelArtifact.from_json(embedding, calibration,
+                                   {"item_skills": [k for k in range(len(SKILLS)) for _ in BIASES]}, "practice")
 
 
 def serving_model(forgetting: bool = True) -> ServingModel:
-    m = model_arrays(forgetting)
-    return ServingModel.from_stored(StoredModel(1, "course", "practice", "mf", "default", m["item_ids"],
-                                                m["item_vectors"], m["item_biases"], m["prior_mean"], m["prior_cov"],
-                                                m["calibration"], m["extra"]))
+    return ServingModel.from_stored(StoredModel(1, "course", "practice", "mf", "default", course_model(forgetting)))
 
 
 # ---- the numbers, without servers ---------------------------------------------------------------
@@ -80,9 +79,10 @@ def test_later_features_are_the_features_computed_at_the_later_time():
 def test_the_interval_is_the_posterior_draws_interval():
     rng = np.random.default_rng(7)
     d, n = 3, 40
-    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default", [f"i{k}" for k in range(n)],
-                                                 rng.normal(scale=0.6, size=(n, d)), rng.normal(size=n),
-                                                 np.zeros(d + 1), np.eye(d + 1), {"a": 1.3, "b": -0.1}, {}))
+    embedding = Embedding([f"i{k}" for k in range(n)], rng.normal(scale=0.6, size=(n, d)), rng.normal(size=n),
+                          np.zeros(d + 1), np.eye(d + 1))
+    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default",
+                                                 ModelArtifact(embedding, Calibration("platt", 1.3, -0.1))))
     h_rows = rng.integers(0, n, 25)
     h_out = rng.integers(0, 2, 25).astype(float)
     cands = np.array([0, 5, 9, -1])
@@ -108,7 +108,7 @@ def test_the_typical_item_is_the_median_difficulty_one():
 
 
 def test_due_is_where_the_forecast_crosses_the_review_threshold():
-    block = learning_block()
+    block = LearningTerms.from_json(learning_block())
     x = np.zeros((3, len(FEATURES)))
     x[:, FEATURES.index("skill_attempts")] = np.log1p([10, 10, 0])      # the third skill was never practised
     x[:, FEATURES.index("attempts")] = np.log1p(20)
@@ -138,9 +138,8 @@ class Course:
                 Unit(unit_id="course", attrs=course_attrs or {}, children=list(SKILLS)),
                 *[Unit(unit_id=s, kind="skill", attrs=(skill_attrs or {}).get(s, {})) for s in SKILLS]])
             catalog.upsert_items(self.conn, self.tenant, [Item(item_id=i, units=[i.split("-")[0]]) for i in item_ids()])
-            model_id = modelstore.save_model(self.conn, tenant=self.tenant, unit_id="course", objective="practice",
-                                             mode="mf", tag="default", hyperparams={}, metrics={}, data_counts={},
-                                             training_seconds=0.0, **model_arrays(forgetting))
+            model_id = modelstore.save_model(self.conn, self.tenant, course_model(forgetting),
+                                             modelstore.ModelMeta("course", "practice", "mf"))
             modelstore.activate(self.conn, self.tenant, model_id)
         return self
 

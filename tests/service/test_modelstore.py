@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from app.model import store as modelstore
+from app.model.artifact import UNCALIBRATED, Blend, Embedding, ModelArtifact
 from app.online.scoring import ServingModel, engagement_scores
 from jobs.training.ease import EASE_NEIGHBOURS, top_k_neighbours
 from jobs.training.job import TrainConfig
@@ -14,12 +15,15 @@ from jobs.training.job import TrainConfig
 MAX_ROW_BYTES = 50_000_000
 
 
-def engagement_arrays(n: int, d: int = 4, seed: int = 0) -> dict:
+def engagement_embedding(n: int, d: int = 4, seed: int = 0) -> Embedding:
     rng = np.random.default_rng(seed)
-    return {"item_ids": [f"item-{i:05d}" for i in range(n)],
-            "item_vectors": rng.normal(size=(n, d)).astype(np.float32),
-            "item_biases": rng.normal(size=n).astype(np.float32),
-            "prior_mean": np.zeros(d + 1, dtype=np.float32), "prior_cov": np.eye(d + 1, dtype=np.float32)}
+    return Embedding([f"item-{i:05d}" for i in range(n)], rng.normal(size=(n, d)).astype(np.float32),
+                     rng.normal(size=n).astype(np.float32), np.zeros(d + 1, dtype=np.float32),
+                     np.eye(d + 1, dtype=np.float32))
+
+
+def engagement_model(embedding: Embedding, item_weights) -> ModelArtifact:
+    return ModelArtifact(embedding, UNCALIBRATED, blend=Blend(0.4, 5.0, item_weights))
 
 
 def ease_like(n: int, seed: int = 0) -> np.ndarray:
@@ -29,13 +33,11 @@ def ease_like(n: int, seed: int = 0) -> np.ndarray:
     return B
 
 
-def save(conn, arrays: dict, item_weights) -> int:
+def save(conn, embedding: Embedding, item_weights) -> int:
     with conn.cursor() as cur:
         cur.execute("INSERT INTO units (unit_id, name) VALUES ('u', 'Unit') ON CONFLICT DO NOTHING")
-    model_id = modelstore.save_model(
-        conn, tenant="default", unit_id="u", objective="engagement", mode="mf", tag="default", **arrays,
-        calibration={"method": "none"}, hyperparams={}, metrics={}, data_counts={}, training_seconds=0.0,
-        extra={"blend_weight": 0.4, "foldin_reg": 5.0}, item_weights=item_weights)
+    model_id = modelstore.save_model(conn, "default", engagement_model(embedding, item_weights),
+                                     modelstore.ModelMeta("u", "engagement", "mf"))
     conn.commit()
     return model_id
 
@@ -58,32 +60,33 @@ def scores(model: ServingModel, positives) -> np.ndarray:
 
 
 def test_top_k_weights_round_trip_through_postgres_and_score_as_saved(conn):
-    arrays = engagement_arrays(40)
+    embedding = engagement_embedding(40)
     weights = top_k_neighbours(ease_like(40), 7)
-    model_id = save(conn, arrays, weights)
+    model_id = save(conn, embedding, weights)
     loaded = modelstore.load_model(conn, "default", model_id)
-    assert sp.isspmatrix_csr(loaded.item_weights) and loaded.item_weights.dtype == np.float32
-    assert (loaded.item_weights != weights).nnz == 0 and loaded.item_weights.nnz == 40 * 7
+    loaded_weights = loaded.artifact.blend.item_weights
+    assert sp.isspmatrix_csr(loaded_weights) and loaded_weights.dtype == np.float32
+    assert (loaded_weights != weights).nnz == 0 and loaded_weights.nnz == 40 * 7
     assert stored_bytes(conn, model_id)[0] == len(modelstore.pack_item_weights(weights)) < 4 * 40 * 40
-    in_memory = modelstore.StoredModel(model_id, "u", "engagement", "mf", "default", extra=loaded.extra,
-                                       calibration={}, item_weights=weights, **arrays)
+    in_memory = modelstore.StoredModel(model_id, "u", "engagement", "mf", "default",
+                                       engagement_model(embedding, weights))
     np.testing.assert_array_equal(scores(ServingModel.from_stored(loaded), [1, 5, 9]),
                                   scores(ServingModel.from_stored(in_memory), [1, 5, 9]))
 
 
 def test_a_model_stored_dense_before_top_k_still_loads_and_scores_identically(conn):
-    arrays, B = engagement_arrays(30, seed=1), ease_like(30, seed=1)
-    model_id = save(conn, arrays, B)
+    embedding, B = engagement_embedding(30, seed=1), ease_like(30, seed=1)
+    model_id = save(conn, embedding, B)
     # the bytes are what every model stored before issue 15 holds: n_items^2 float32, nothing else
     with conn.cursor() as cur:
         cur.execute("SELECT item_weights FROM model_arrays WHERE model_id = %s", (model_id,))
         assert bytes(cur.fetchone()[0]) == modelstore.pack(B)
     conn.rollback()
     loaded = modelstore.load_model(conn, "default", model_id)
-    assert isinstance(loaded.item_weights, np.ndarray) and loaded.item_weights.shape == (30, 30)
-    np.testing.assert_array_equal(loaded.item_weights, B)
-    in_memory = modelstore.StoredModel(model_id, "u", "engagement", "mf", "default", extra=loaded.extra,
-                                       calibration={}, item_weights=B, **arrays)
+    loaded_weights = loaded.artifact.blend.item_weights
+    assert isinstance(loaded_weights, np.ndarray) and loaded_weights.shape == (30, 30)
+    np.testing.assert_array_equal(loaded_weights, B)
+    in_memory = modelstore.StoredModel(model_id, "u", "engagement", "mf", "default", engagement_model(embedding, B))
     for positives in ([0], [2, 3, 17], []):
         np.testing.assert_array_equal(scores(ServingModel.from_stored(loaded), positives),
                                       scores(ServingModel.from_stored(in_memory), positives))
@@ -99,10 +102,8 @@ def test_item_weights_of_the_wrong_size_or_shape_are_refused():
         modelstore.unpack_item_weights(packed[:-4], 10)          # cut short
     with pytest.raises(ValueError):
         modelstore.unpack_item_weights(modelstore.pack(ease_like(10))[:-4], 10)
-    with pytest.raises(ValueError):
-        modelstore.save_model(None, tenant="default", unit_id="u", objective="engagement", mode="mf",
-                              tag="default", **engagement_arrays(9), calibration={}, hyperparams={}, metrics={},
-                              data_counts={}, training_seconds=0.0, item_weights=weights)
+    with pytest.raises(ValueError, match="item_weights"):
+        engagement_model(engagement_embedding(9), weights)
 
 
 def top_k_shaped(n: int, k: int, seed: int = 0) -> sp.csr_matrix:
@@ -125,9 +126,9 @@ def test_the_default_top_k_weights_of_10000_items_pack_into_16_mb():
 @pytest.mark.slow  # stores and reads back a 16 MB row (several seconds on a busy machine)
 def test_a_model_row_of_10000_items_with_the_default_top_k_stays_under_50_mb(conn):
     n, k = 10_000, TrainConfig().ease_neighbours
-    model_id = save(conn, engagement_arrays(n, d=48), top_k_shaped(n, k))
+    model_id = save(conn, engagement_embedding(n, d=48), top_k_shaped(n, k))
     weights_bytes, row_bytes = stored_bytes(conn, model_id)
     assert weights_bytes == 8 + 12 + 4 * (n + 1) + 8 * n * k
     assert row_bytes <= MAX_ROW_BYTES, f"{row_bytes / 1e6:.1f} MB"
-    loaded = modelstore.load_model(conn, "default", model_id)
-    assert loaded.item_weights.shape == (n, n) and loaded.item_weights.nnz == n * k
+    loaded = modelstore.load_model(conn, "default", model_id).artifact.blend.item_weights
+    assert loaded.shape == (n, n) and loaded.nnz == n * k

@@ -11,7 +11,7 @@ def flask_routes(app) -> set[tuple[str, str]]:
     found = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static" or rule.endpoint.startswith("dashboard."):
-            continue   # the dashboard's HTML pages are not the API (tests/test_dashboard_access.py)
+            continue   # the dashboard's HTML pages are not the API (tests/service/test_dashboard_access.py)
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             found.add((method.lower(), path))

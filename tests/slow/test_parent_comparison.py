@@ -92,7 +92,7 @@ def test_the_ancestor_serves_a_unit_only_when_it_predicts_the_units_dev_attempts
     child = practice_job.train_unit(small_demo, unit, "mf", config, state)
     assert child.outcome.status == "activated", child.outcome
     assert child.metrics["ancestor_dev"]["own_logloss"] < child.metrics["ancestor_dev"]["logloss"]
-    assert set(state.dev_predictions[unit]) <= {k for k in outcome_of if k[1] in set(child.item_ids)}
+    assert set(state.dev_predictions[unit]) <= {k for k in outcome_of if k[1] in set(child.artifact.embedding.item_ids)}
 
     state.dev_predictions = {"demo": dict.fromkeys(list(predicted)[:5], 0.5)}   # 5 dev attempts in common
     child = practice_job.train_unit(small_demo, unit, "mf", config, state)

@@ -117,7 +117,7 @@ def test_positive_items_are_excluded_and_unknown_users_get_an_answer(service):
 
 def test_a_new_user_is_answered_from_their_metadata_only_when_that_beat_popularity(service):
     """User 140 has metadata and no interactions. The nightly job tried metadata against popularity on
-    pseudo-new users (metrics.cold_users; tests/test_cold_users.py checks both outcomes): the answer
+    pseudo-new users (metrics.cold_users; tests/unit/test_cold_users.py checks both outcomes): the answer
     is popularity's, like a user never heard of, unless metadata won there."""
     import psycopg2
 

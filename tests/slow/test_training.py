@@ -80,14 +80,15 @@ def test_training_recovers_the_known_item_difficulties(demo, db_url):
     practice = [o for o in report.outcomes if o.objective == "practice"]
     assert [o.status for o in practice] == ["activated"], report.table()
     model = modelstore.load_active(demo, "default", unit, "practice")
+    e = model.artifact.embedding
     with demo.cursor() as cur:
         cur.execute("SELECT item_id, (attrs->>'true_difficulty')::float FROM items WHERE item_id = ANY(%s)",
-                    (model.item_ids,))
+                    (e.item_ids,))
         truth = dict(cur.fetchall())
     # An average learner's logit for each item: the model's notion of easiness.
-    easiness = model.item_vectors @ model.prior_mean[:-1] + model.item_biases
-    questions = [i for i, item_id in enumerate(model.item_ids) if truth.get(item_id) is not None]
-    rho = spearmanr(easiness[questions], [-truth[model.item_ids[i]] for i in questions]).statistic
+    easiness = e.item_vectors @ e.prior_mean[:-1] + e.item_biases
+    questions = [i for i, item_id in enumerate(e.item_ids) if truth.get(item_id) is not None]
+    rho = spearmanr(easiness[questions], [-truth[e.item_ids[i]] for i in questions]).statistic
     assert rho >= 0.9
     assert model.metrics["model"]["auc"] > model.metrics["baseline"]["auc"] - 0.01
 
@@ -167,16 +168,15 @@ def test_the_job_hands_each_units_fitted_arrays_and_trained_learner_vectors_to_o
     practice = next(r for r in results if r.outcome.objective == "practice")
     stored = modelstore.load_model(demo, "default", practice.outcome.model_id)
     demo.rollback()
-    assert practice.item_ids == stored.item_ids and practice.calibration == stored.calibration
-    np.testing.assert_array_equal(practice.item_vectors, stored.item_vectors)
+    assert practice.artifact == stored.artifact            # every part, as the job fitted it
     # One trained vector per learner of the final refit, whose [u, b_u] the stored prior averages:
     # the unit's train and dev learners (its test learners are held out of the stored model).
-    n_users, dim = practice.counts["trained_users"], stored.item_vectors.shape[1]
+    n_users, dim = practice.counts["trained_users"], stored.artifact.embedding.dim
     assert len(set(practice.user_ids)) == n_users and practice.user_vectors.shape == (n_users, dim)
     assert n_users == practice.counts["train_users"] + practice.counts["dev_users"] < practice.counts["users"]
     assert (split.roles(practice.user_ids) != split.TEST).all()
     learners_mean = np.r_[practice.user_vectors.mean(axis=0), practice.user_biases.mean()]
-    np.testing.assert_allclose(stored.prior_mean, learners_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stored.artifact.embedding.prior_mean, learners_mean, rtol=1e-5, atol=1e-6)
 
 
 def test_only_one_training_job_runs_at_a_time(demo, db_url, redis_url, monkeypatch, capsys):
@@ -209,9 +209,10 @@ def test_each_mode_serves_vectors_for_every_item_under_the_unit(demo, db_url, mo
     assert {o.status for o in report.outcomes} == {"activated"}, report.table()
     model = modelstore.load_active(demo, "default", unit, "practice", config.tag)
     expected = [r["item_id"] for r in q.fetch_all(demo, "unit_items_for_training", tenant="default", unit_id=unit)]
-    assert model.item_ids == expected and "fresh-q" in model.item_ids
-    assert model.mode == mode and np.isfinite(model.item_vectors).all() and np.isfinite(model.item_biases).all()
-    assert model.item_vectors.shape == (len(expected), model.dim)
+    e = model.artifact.embedding
+    assert e.item_ids == expected and "fresh-q" in e.item_ids
+    assert model.mode == mode and np.isfinite(e.item_vectors).all() and np.isfinite(e.item_biases).all()
+    assert e.item_vectors.shape == (len(expected), e.dim)
 
 
 def test_calibration_lowers_held_out_ece(demo, root_trained):
@@ -227,11 +228,12 @@ def test_engagement_model_stores_the_blend_and_beats_popularity(demo, root_train
     model = modelstore.load_active(demo, "default", "demo", "engagement", config.tag)
     m = model.metrics
     assert m["model"]["precision_at_10"] >= m["baseline"]["precision_at_10"]
-    assert 0.0 <= model.extra["blend_weight"] <= 1.0
-    if model.extra["blend_weight"] < 1.0:
-        n = len(model.item_ids)      # EASE as each item's top-k source items (issue 15)
-        assert sp.isspmatrix_csr(model.item_weights) and model.item_weights.shape == (n, n)
-        assert model.item_weights.nnz == n * min(config.ease_neighbours, n - 1)
+    blend = model.artifact.blend
+    assert 0.0 <= blend.weight <= 1.0
+    if blend.weight < 1.0:
+        n = len(model.artifact.embedding.item_ids)      # EASE as each item's top-k source items (issue 15)
+        assert sp.isspmatrix_csr(blend.item_weights) and blend.item_weights.shape == (n, n)
+        assert blend.item_weights.nnz == n * min(config.ease_neighbours, n - 1)
 
 
 def test_a_unit_is_served_by_its_ancestor_when_that_predicts_its_dev_learners_better(demo, db_url, root_trained):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from app.model.artifact import Embedding, ModelArtifact
 from app.model.store import StoredModel
 from app.online.scoring import ServingModel, practice_probabilities
 
@@ -19,9 +20,10 @@ def _model(rng, n_items=400, d=8, skills=True, retry=True) -> ServingModel:
         calibration["retry"] = {"after_mistake": -0.3, "after_success": 0.4, "slope_after_mistake": 0.1,
                                 "slope_after_success": -0.05}
     cov = np.cov(rng.normal(size=(200, d + 1)), rowvar=False) + 0.1 * np.eye(d + 1)
-    return ServingModel.from_stored(StoredModel(7, "u", "practice", "mf", "default", [f"i{k}" for k in range(n_items)],
-                                                rng.normal(scale=0.5, size=(n_items, d)), rng.normal(size=n_items),
-                                                rng.normal(scale=0.2, size=d + 1), cov, calibration, extra))
+    embedding = Embedding([f"i{k}" for k in range(n_items)], rng.normal(scale=0.5, size=(n_items, d)),
+                          rng.normal(size=n_items), rng.normal(scale=0.2, size=d + 1), cov)
+    return ServingModel.from_stored(StoredModel(7, "u", "practice", "mf", "default",
+                                                ModelArtifact.from_json(embedding, calibration, extra, "practice")))
 
 
 def test_laid_out_candidates_score_as_the_reference_fit():

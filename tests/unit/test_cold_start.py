@@ -3,11 +3,11 @@ the model scored from its metadata. The maths without a database (the service on
 tests/slow/test_cold_start.py)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
+from app.model.artifact import Embedding, ModelArtifact
+from app.model.store import StoredModel
 from app.online.fit import sigmoid
 from app.online.metadata import fit_metadata_prior, item_tokens, prior_shift, vector_from_features
 from app.online.scoring import ServingModel
@@ -40,11 +40,9 @@ def test_a_new_items_vector_is_its_known_tokens_as_lightfm_weighs_them():
 
 
 def _serving(extra: dict) -> ServingModel:
-    stored = SimpleNamespace(model_id=1, unit_id="u", objective="practice", mode="partial", tag="default",
-                             item_ids=["a", "b"], item_vectors=np.array([[1.0], [-1.0]]),
-                             item_biases=np.array([0.0, 0.5]), prior_mean=np.zeros(2), prior_cov=np.eye(2),
-                             calibration={"a": 1.0, "b": 0.0}, extra=extra, item_weights=None)
-    return ServingModel.from_stored(stored)
+    embedding = Embedding(["a", "b"], np.array([[1.0], [-1.0]]), np.array([0.0, 0.5]), np.zeros(2), np.eye(2))
+    artifact = ModelArtifact.from_json(embedding, {"a": 1.0, "b": 0.0}, extra, "practice")
+    return ServingModel.from_stored(StoredModel(1, "u", "practice", "partial", "default", artifact))
 
 
 def test_the_serving_model_shifts_a_learners_prior_and_adds_new_items_from_features():

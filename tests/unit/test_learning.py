@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from app.catalogue import history as hist
+from app.model.artifact import Calibration, Embedding, LearningTerms, ModelArtifact, Skills
 from app.model.store import StoredModel
 from app.online.learning import DAY_S, FEATURES, features, sequence_features, terms
 from app.online.scoring import ServingModel, calibrated
@@ -81,7 +82,7 @@ def test_the_replay_computes_for_each_attempt_what_the_service_computes_for_ever
 
 
 def test_terms_clip_each_feature_to_what_the_job_saw():
-    block = {"features": list(FEATURES), "weights": [0.0] * 7 + [-0.5], "max": [9.0] * 7 + [np.log1p(30)]}
+    block = LearningTerms(FEATURES, [0.0] * 7 + [-0.5], [9.0] * 7 + [np.log1p(30)])
     x = np.zeros((2, len(FEATURES)))
     x[:, column("days_away")] = [np.log1p(3), np.log1p(700)]     # 3 days, then two years away
     assert terms(block, x) == pytest.approx([-0.5 * np.log1p(3), -0.5 * np.log1p(30)])
@@ -122,9 +123,9 @@ def _learners(rng, n_users: int, n_items: int, gain: float, forget: float):
 @pytest.mark.parametrize("gain, forget, kept", [(0.0, 0.0, False), (0.8, 0.5, True)])
 def test_the_job_keeps_learning_terms_only_where_learners_improve_or_forget(gain, forget, kept):
     data, fitted = _learners(np.random.default_rng(5), 500, 60, gain, forget)
-    calibration, info = retry_calibration(fitted, data, {"a": 1.0, "b": 0.0})
+    calibration, info = retry_calibration(fitted, data, Calibration())
     assert info["learning"]["used"] == kept, info["learning"]
-    assert ("learning" in calibration) == kept
+    assert (calibration.learning is not None) == kept
     if kept:
         weights = info["learning"]["weights"]
         assert weights["skill_attempts"] > 0.1       # practice in the skill raises p beyond the fixed fit
@@ -134,12 +135,11 @@ def test_the_job_keeps_learning_terms_only_where_learners_improve_or_forget(gain
 
 def test_the_service_applies_the_learning_terms_the_replay_measured():
     data, fitted = _learners(np.random.default_rng(8), 300, 60, 0.8, 0.5)
-    calibration, _ = retry_calibration(fitted, data, {"a": 1.0, "b": 0.0})
-    assert "learning" in calibration
-    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default", data.item_ids,
-                                                 fitted.item_vectors, fitted.item_biases, fitted.prior_mean,
-                                                 fitted.prior_cov, calibration,
-                                                 {"item_skills": data.item_skills.tolist()}))
+    calibration, _ = retry_calibration(fitted, data, Calibration())
+    assert calibration.learning is not None
+    embedding = Embedding(data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean, fitted.prior_cov)
+    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default",
+                                                 ModelArtifact(embedding, calibration, Skills(data.item_skills))))
     learner = np.flatnonzero(data.users == 7)
     learner_biases: list[float] = []
     raw, _, _ = fold_in_predictions(fitted, data, np.array([7]), learner_biases=learner_biases)
@@ -149,7 +149,7 @@ def test_the_service_applies_the_learning_terms_the_replay_measured():
     practice = sequence_features(data.users[learner], data.items[learner], data.outcomes[learner],
                                  data.times[learner], data.item_skills, 500)
     replayed = calibrated(calibration, raw, previous, practice, biases)
-    assert "biases_after_mistake" in calibration["retry"]
+    assert calibration.retry.biases_after_mistake is not None
     for t in (5, 30, len(learner) - 1):
         events = [hist.Event(data.item_ids[data.items[r]], "attempt", int(data.outcomes[r]), None,
                              datetime.fromtimestamp(data.times[r], UTC)) for r in learner[:t][::-1]]  # newest first

@@ -2,12 +2,12 @@
 dev learners, and the service applying exactly what the job's replay measured. No database."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
+from app.model.artifact import Calibration, Embedding, ModelArtifact, Skills, SkillTerms
+from app.model.store import StoredModel
 from app.online.fit import sigmoid, skill_offsets, within_group_age
 from app.online.scoring import ServingModel, practice_probabilities
 from jobs.training.practice import PracticeData, fold_in_predictions, skill_index
@@ -57,12 +57,11 @@ def test_skill_index_takes_the_first_direct_unit_and_needs_two_skills():
     assert skill_index([{"item_id": "a", "units": ["s1"]}, {"item_id": "b", "units": ["s1"]}]) == (None, [])
 
 
-def _model(vectors, biases, calibration, item_skills):
-    stored = SimpleNamespace(model_id=1, unit_id="u", objective="practice", mode="mf", tag="default",
-                             item_ids=[f"i{k}" for k in range(len(biases))], item_vectors=vectors, item_biases=biases,
-                             prior_mean=np.zeros(vectors.shape[1] + 1), prior_cov=np.eye(vectors.shape[1] + 1),
-                             calibration=calibration, extra={"item_skills": item_skills}, item_weights=None)
-    return ServingModel.from_stored(stored)
+def _model(vectors, biases, calibration: Calibration, item_skills):
+    embedding = Embedding([f"i{k}" for k in range(len(biases))], vectors, biases,
+                          np.zeros(vectors.shape[1] + 1), np.eye(vectors.shape[1] + 1))
+    artifact = ModelArtifact(embedding, calibration, skills=Skills(item_skills))
+    return ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default", artifact))
 
 
 def test_the_service_adds_the_same_skill_offset_the_jobs_replay_measured():
@@ -70,7 +69,7 @@ def test_the_service_adds_the_same_skill_offset_the_jobs_replay_measured():
     n_items = 12
     vectors, biases = rng.normal(0, 0.5, (n_items, 3)), rng.normal(0, 1, n_items)
     item_skills = np.array([k % 3 for k in range(n_items)], np.int32)
-    terms = {"sd": 0.7, "half_life": 5}
+    terms = SkillTerms(0.7, 5)
     history = np.array([0, 3, 1, 6, 4, 9, 2])         # item rows, oldest first; candidate next: item 0's skill
     outcomes = np.array([0, 0, 1, 0, 1, 0, 1], np.int8)
     data = PracticeData(["u"], [f"i{k}" for k in range(n_items)], np.zeros(8, np.int32),
@@ -80,8 +79,8 @@ def test_the_service_adds_the_same_skill_offset_the_jobs_replay_measured():
     replay_raw, _, _ = fold_in_predictions(fitted, data, np.array([0]), skill=terms)
     plain_raw, _, _ = fold_in_predictions(fitted, data, np.array([0]))
 
-    served = _model(vectors, biases, {"a": 1.0, "b": 0.0, "skill": terms}, item_skills.tolist())
-    plain = _model(vectors, biases, {"a": 1.0, "b": 0.0}, item_skills.tolist())
+    served = _model(vectors, biases, Calibration(skill=terms), item_skills)
+    plain = _model(vectors, biases, Calibration(), item_skills)
     candidates = np.array([0, 1, 2, -1])
     p, _, _ = practice_probabilities(served, history, outcomes.astype(float), candidates)
     p0, _, _ = practice_probabilities(plain, history, outcomes.astype(float), candidates)
@@ -117,10 +116,10 @@ def test_the_job_uses_skill_offsets_only_when_they_predict_its_dev_learners_bett
     data = _skilled_learners(400, 120, 6, 100, skill_sd)
     result = train_practice(data, max_trials=0, threads=1, max_eval_users=40)    # the 1PL candidates only
     tried = {r["sd"]: r["val_logloss"] for r in result.metrics["skill_terms"]}
-    chosen = result.calibration.get("skill")
-    assert ("skill" in result.calibration) == traced, tried
+    chosen = result.calibration.skill
+    assert (chosen is not None) == traced, tried
     if chosen:
-        assert tried[chosen["sd"]] < tried[0] - RECENCY_MARGIN
+        assert tried[chosen.sd] < tried[0] - RECENCY_MARGIN
 
 
 def test_the_live_fit_bench_times_every_variant_side_by_side():

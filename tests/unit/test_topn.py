@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.stats import spearmanr
 
+from app.model.artifact import UNCALIBRATED, Blend, Embedding, ModelArtifact
 from app.model.store import StoredModel
 from app.online.engagement import (
     EngagementModel,
@@ -231,17 +232,18 @@ SERVING_ONLY = """
 import sys
 import numpy as np
 import app.api.factory
+from app.model.artifact import UNCALIBRATED, Blend
 from app.online.scoring import ServingModel, engagement_scores
 
 rng = np.random.default_rng(0)
 n, d = 6, 3
 model = ServingModel(1, "unit", "engagement", "mf", "default", [str(i) for i in range(n)],
-                     rng.normal(size=(n, d)), rng.normal(size=n), np.zeros(d + 1), np.eye(d + 1), {},
-                     {"blend_weight": 0.5, "foldin_reg": 5.0}, rng.normal(size=(n, n)).astype(np.float32))
+                     rng.normal(size=(n, d)), rng.normal(size=n), np.zeros(d + 1), np.eye(d + 1), UNCALIBRATED,
+                     Blend(0.5, 5.0, rng.normal(size=(n, n)).astype(np.float32)))
 scores = engagement_scores(model, np.array([0, 1]), np.array([2, 3, -1]))
 assert np.isfinite(scores).all() and scores[2] < scores[:2].min()
 import scipy.sparse as sp
-model.item_weights = sp.csr_matrix(model.item_weights)       # top-k weights, as stored since issue 15
+model.blend = Blend(0.5, 5.0, sp.csr_matrix(model.blend.item_weights))   # top-k weights, as stored since issue 15
 assert np.allclose(engagement_scores(model, np.array([0, 1]), np.array([2, 3, -1])), scores, atol=1e-5)
 print(sorted({m.split(".")[0] for m in sys.modules} & {"jobs", "lightfm", "bench", "cli"}))
 """
@@ -293,8 +295,8 @@ def test_serving_scores_come_in_the_callers_item_order_whatever_the_models_order
     B = rng.normal(size=(6, 6)).astype(np.float32)
     np.fill_diagonal(B, 0.0)
     B = B if layout == "dense" else top_k_neighbours(B, 2)
-    stored = StoredModel(1, "unit", "engagement", "mf", "default", model_ids, V, b, np.zeros(d + 1), np.eye(d + 1),
-                         {}, {"blend_weight": 0.4, "foldin_reg": 5.0}, B)
+    stored = StoredModel(1, "unit", "engagement", "mf", "default", ModelArtifact(
+        Embedding(model_ids, V, b, np.zeros(d + 1), np.eye(d + 1)), UNCALIBRATED, blend=Blend(0.4, 5.0, B)))
     caller_ids = ["a", "b", "c", "d", "e", "f", "g"]          # "g" is not in the model
     scores = serving_scores(ServingModel.from_stored(stored), [np.array([0, 2]), np.array([6])], caller_ids)
     topn = EngagementModel(B, V, b, foldin_reg=5.0, weight=0.4)

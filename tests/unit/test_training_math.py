@@ -33,7 +33,7 @@ def test_platt_scaling_recovers_a_known_distortion_and_lowers_ece():
     y = (rng.random(20000) < sigmoid(true_logit)).astype(int)
     raw = (true_logit - 0.5) / 2.0           # an under-confident, shifted score
     c = cal.fit_platt(raw, y)
-    assert c["a"] == pytest.approx(2.0, rel=0.1) and c["b"] == pytest.approx(0.5, abs=0.1)
+    assert c.a == pytest.approx(2.0, rel=0.1) and c.b == pytest.approx(0.5, abs=0.1)
     assert ece(y, cal.apply(c, raw)) < ece(y, sigmoid(raw)) / 3
 
 
@@ -119,6 +119,6 @@ def test_the_job_weighs_recent_attempts_only_when_that_predicts_its_dev_learners
     result = train_practice(data, max_trials=0, threads=1, max_eval_users=40)    # the 1PL candidates only
     tried = {r["half_life"]: r["val_logloss"] for r in result.metrics["recency"]}
     assert set(tried) == set(HALF_LIVES)
-    chosen = result.calibration.get("half_life")
+    chosen = result.calibration.half_life
     assert tried[chosen] <= min(tried.values()) + RECENCY_MARGIN     # the best, or equal weights within the margin
     assert (chosen is not None) == recency_wins, tried
