@@ -158,8 +158,8 @@ class Course:
         return user
 
     def knows(self, user: str, units=None, now: datetime = NOW) -> dict:
-        return {u["unit_id"]: u for u in knowledge(self.conn, self.tenant, self.cache, self.models, user, units,
-                                                   now)["units"]}
+        ctx = RequestContext(self.conn, self.tenant, self.cache, self.models, now=now)
+        return {u["unit_id"]: u for u in knowledge(ctx, user, units)["units"]}
 
     def recommend(self, user: str, strategy: str, n: int = 3, now: datetime = NOW, **kw) -> dict:
         req = RecommendationRequest(user_id=user, units=["course"], n=n, strategy=strategy, **kw)
@@ -238,12 +238,13 @@ def test_attempts_count_the_whole_history_beyond_the_cached_one(course):
 def test_due_is_null_without_forgetting_terms_and_the_model_block_says_so(app, conn):
     c = Course(app, conn).build(forgetting=False)
     user = c.learner(s1=(STRONG, 1.0), s3=(WEAK, 1.0))
-    answer = knowledge(conn, "default", c.cache, c.models, user, None, NOW)
+    answer = knowledge(RequestContext(conn, "default", c.cache, c.models, now=NOW), user, None)
     assert answer["model"]["forgetting"] is False and answer["model"]["models"][0]["forgetting"] is False
     assert all(u["due"] is None for u in answer["units"])
     with_terms = Course(app, conn).build()
     c.models.clear()
-    assert knowledge(conn, "default", c.cache, with_terms.models, user, None, NOW)["model"]["forgetting"] is True
+    assert knowledge(RequestContext(conn, "default", c.cache, with_terms.models, now=NOW), user,
+                     None)["model"]["forgetting"] is True
 
 
 def test_the_knowledge_endpoint_answers_per_unit(course, client, auth):
@@ -424,7 +425,8 @@ def test_the_snapshot_and_the_endpoint_agree(course, conn):
         cur.execute("SELECT p, low, high, due FROM knowledge_snapshots WHERE user_id = %s", (user,))
         p, low, high, due = cur.fetchone()
     conn.rollback()
-    found, _ = unit_knowledge(conn, "default", course.cache, course.models, user, None, NOW)
+    ctx = RequestContext(conn, "default", course.cache, course.models, now=NOW)
+    found, _ = unit_knowledge(ctx, ctx.learner(user), None)
     assert (p, low, high) == pytest.approx((found[0].p, found[0].low, found[0].high), abs=1e-6)
     assert due == found[0].due
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from app.serving.context import RequestContext
 from app.serving.knowledge import knowledge
 
 
@@ -36,7 +37,8 @@ def test_on_the_trained_demo_knowledge_follows_each_learners_answers(servers, se
             learners = sorted({r[0] for r in practised})[:40]
             rates, ps = [], []
             for user in learners:
-                found = {u["unit_id"]: u for u in knowledge(conn, "default", cache, models, user, None, now)["units"]}
+                ctx = RequestContext(conn, "default", cache, models, now=now)
+                found = {u["unit_id"]: u for u in knowledge(ctx, user, None)["units"]}
                 for user_id, unit_id, attempts, rate in practised:
                     if user_id == user:
                         k = found[unit_id]
