@@ -25,15 +25,15 @@ run: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/python -m harness.browser
 
-# The whole suite (real Postgres and Redis, gunicorn, training, fuzzing, the dashboard in a
-# browser): about 11 minutes.
+# The whole suite, every tier of tests/ (unit; service: real Postgres and Redis; browser: the
+# dashboard in chromium; slow: gunicorn, training, fuzzing, benches): about 11 minutes.
 test: browser
 	$(BIN)/python -m pytest
 
-# Unit tests and in-process API tests (no gunicorn, no whole processes, no training on real data):
-# under 2 minutes. Tests that are not in this tier are marked `slow`.
+# The unit and service tiers (no gunicorn, no whole processes, no training on real data): under
+# 2 minutes. The few slow tests kept beside their fast ones in these folders are marked `slow`.
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest tests/unit tests/service -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

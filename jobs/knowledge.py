@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from app.catalogue import history as hist
 from app.infra import queries as q
 from app.model.cache import ModelCache
+from app.serving.context import Learner, RequestContext
 from app.serving.knowledge import unit_knowledge
 
 if TYPE_CHECKING:
@@ -64,8 +65,9 @@ def run(conn: Connection, tenant: str, as_of: datetime, batch: int = BATCH, max_
         columns: dict[str, list] = {k: [] for k in ("user_ids", "unit_ids", "ps", "lows", "highs", "mastered",
                                                     "attempts", "correct", "last_practised", "due")}
         for user_id in learners:
-            found, _ = unit_knowledge(conn, tenant, None, models, user_id, None, as_of,
-                                      events=hist.from_postgres(conn, tenant, user_id))
+            ctx = RequestContext(conn, tenant, None, models, now=as_of)
+            found, _ = unit_knowledge(ctx, Learner(user_id, hist.from_postgres(conn, tenant, user_id), "postgres"),
+                                      None)
             for k in found:
                 for name, value in (("user_ids", user_id), ("unit_ids", k.unit_id), ("ps", k.p), ("lows", k.low),
                                     ("highs", k.high), ("mastered", k.mastered), ("attempts", k.attempts),

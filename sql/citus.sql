@@ -3,7 +3,7 @@
 --     psql "$ADAPTREC_DATABASE_URL" -v ON_ERROR_STOP=1 -f sql/citus.sql
 -- Not a named-query file (no `-- name:` blocks): app.infra.queries does not load it.
 --
--- The classes are those of harness/distribution.py, which tests/test_distribution.py checks against
+-- The classes are those of harness/distribution.py, which tests/service/test_distribution.py checks against
 -- the live schema: the tables that grow with learners are distributed by user_id and co-located
 -- (a learner's profile, events and answers on one node); every other table is small and becomes
 -- a reference table (a copy on every node). schema_migrations stays on the coordinator.

@@ -10,17 +10,16 @@ from __future__ import annotations
 import os
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 import psycopg2
 import pytest
 
 from app.config import PROJECT_ROOT, Settings
 from harness.databases import scratch_database, scratch_redis_prefix
+from tests.database import Schema, empty_database, read_schema
 
 TEST_API_KEY = "test-key-0123456789"
-TABLES = ("api_keys", "job_runs", "calibration_reports", "recommendation_log", "model_arrays", "models", "experiments",
-          "interactions", "unit_items",
-          "unit_children", "units", "items", "users")
 
 
 def _docker_answers() -> bool:
@@ -72,10 +71,21 @@ def servers():
 
 
 @pytest.fixture(scope="session")
-def db_url(servers):
-    """A fresh database for this run, migrated once, dropped at the end."""
+def test_database(servers):
+    """A fresh database for this run, migrated once, dropped at the end: (url, its Schema)."""
     with scratch_database(servers[0], "adaptrec_test") as url:
-        yield url
+        yield url, read_schema(url)
+
+
+@pytest.fixture(scope="session")
+def db_url(test_database):
+    return test_database[0]
+
+
+@pytest.fixture(scope="session")
+def db_schema(test_database) -> Schema:
+    """The tables a test may fill and the rows the migrations put in (tests/database.py)."""
+    return test_database[1]
 
 
 @pytest.fixture(scope="session")
@@ -90,15 +100,11 @@ def redis_url(servers):
 
 
 @pytest.fixture
-def conn(db_url):
-    """A connection to the test database; every table is emptied after the test."""
+def conn(db_url, db_schema):
+    """A connection to the test database, put back as the migrations left it after the test."""
     connection = psycopg2.connect(db_url)
     yield connection
-    connection.rollback()
-    with connection.cursor() as cur:
-        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
-        cur.execute("DELETE FROM tenants WHERE tenant <> 'default'")
-    connection.commit()
+    empty_database(connection, db_schema)
     connection.close()
 
 
@@ -129,9 +135,39 @@ def auth():
     return {"Authorization": f"Bearer {TEST_API_KEY}"}
 
 
+# The tiers, one folder each (make test-fast runs unit and service):
+#   unit/     no Postgres, no Redis, no server process;
+#   service/  real Postgres and Redis, the app in-process (Flask's test client);
+#   browser/  the dashboard in chromium (Playwright) against a served demo;
+#   slow/     gunicorn and `adaptrec` processes, training on demo or real data, benches, fuzzing.
+TESTS = Path(__file__).parent
+TIERS = ("unit", "service", "browser", "slow")
+SLOW_TIERS = ("browser", "slow")
+SERVER_FIXTURES = {"servers", "db_url", "conn", "app", "client"}
+
+
+def tier_of(item) -> str | None:
+    """The tier folder a collected test lives in (None: outside every tier)."""
+    parts = Path(item.path).relative_to(TESTS).parts
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
 def pytest_collection_modifyitems(items):
-    # Anything that touches a real server is an integration test: CI runs those a second time
-    # against the system Postgres 15 and Redis 7.
+    misplaced = []
     for item in items:
-        if {"servers", "db_url", "conn", "app", "client"} & set(getattr(item, "fixturenames", ())):
+        tier = tier_of(item)
+        servers_used = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        # Anything that touches a real server is an integration test: CI runs those a second time
+        # against the system Postgres 15 and Redis 7.
+        if servers_used:
             item.add_marker(pytest.mark.integration)
+        # The folder is the tier: `-m "not slow"` leaves out the browser and slow tiers.
+        if tier in SLOW_TIERS:
+            item.add_marker(pytest.mark.slow)
+        if tier is None:
+            misplaced.append(f"{item.nodeid}: put its file in one of tests/{{{','.join(TIERS)}}}/")
+        elif tier == "unit" and servers_used:
+            misplaced.append(f"{item.nodeid}: uses {', '.join(sorted(servers_used))}; tests/unit/ runs without "
+                             f"Postgres or Redis: move it to tests/service/ or tests/slow/")
+    if misplaced:
+        raise pytest.UsageError("tests outside their tier:\n" + "\n".join(misplaced))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from app.api.context import current_tenant, get_cache, get_conn, services
+from app.api.context import request_context
 from app.api.query import ids_arg
 from app.api.schemas import Knowledge, Problem
 from app.api.spec import documented
@@ -34,7 +34,6 @@ _UNITS = {"name": "units", "in": "query", "required": False, "style": "form", "e
 def get_knowledge(user_id: str):
     user_id = identifier("user_id", user_id)
     units = ids_arg("units", 100)
-    conn = get_conn()
-    with conn:
-        return knowledge.knowledge(conn, current_tenant(), get_cache(), services().models,
-                                   user_id, list(dict.fromkeys(units)) if units else None)
+    ctx = request_context()
+    with ctx.conn:
+        return knowledge.knowledge(ctx, user_id, list(dict.fromkeys(units)) if units else None)

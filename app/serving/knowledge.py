@@ -24,7 +24,7 @@ end reaches `threshold` (e.g. threshold 0.7, review 0.9).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,9 +39,8 @@ from app.serving.learner_fit import learner_prior, practice_history
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
-    from app.infra.cache import Cache
-    from app.model.cache import ModelCache
     from app.online.scoring import ServingModel
+    from app.serving.context import Learner, RequestContext
 
 MASTERY_THRESHOLD = 0.8
 REVIEW_THRESHOLD = 0.7
@@ -181,16 +180,13 @@ def attempts_by_item(events: list[hist.Event]) -> list[dict]:
     return list(out.values())
 
 
-def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: ModelCache, user_id: str,
-                   units: list[str] | None, now: datetime | None = None, tag: str = "default",
-                   events: list[hist.Event] | None = None, most: int | None = None
-                   ) -> tuple[list[UnitKnowledge], list[ServingModel]]:
+def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | None, tag: str = "default",
+                   most: int | None = None) -> tuple[list[UnitKnowledge], list[ServingModel]]:
     """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
     the models that gave it; UnknownIds when a unit named does not exist, InputError when they
-    come to more than `most` units. `events`: their recent history (newest first), if already read."""
-    now = now or datetime.now(UTC)
-    if events is None:
-        events, _ = hist.recent(conn, tenant, cache, user_id)
+    come to more than `most` units; as of `ctx.now`."""
+    conn, tenant, models, now = ctx.conn, ctx.tenant, ctx.models, ctx.now
+    user_id, events = learner.user_id, learner.events
     if units is not None and len(events) < hist.KEEP:   # the whole history is at hand: no query
         attempted = attempts_by_item(events)
     else:
@@ -208,7 +204,7 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
         raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
                          "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
     by_item = {r["item_id"]: r for r in attempted}
-    chosen = [models.nearest(conn, tenant, [u.unit_id], "practice", tag) for u in planned]
+    chosen = [ctx.model([u.unit_id], "practice", tag) for u in planned]
     used = {m.model_id: m for m in chosen if m is not None}
     estimates: dict[str, tuple[float, float, float, float]] = {}
     for model in used.values():
@@ -234,11 +230,11 @@ def unit_knowledge(conn: Connection, tenant: str, cache: Cache | None, models: M
     return out, list(used.values())
 
 
-def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str,
-              units: list[str] | None, now: datetime | None = None, tag: str = "default") -> dict:
-    """The answer of GET /v1/users/{user_id}/knowledge; UnknownIds when a unit named does not exist."""
-    now = now or datetime.now(UTC)
-    found, used = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, most=MAX_REPORTED)
+def knowledge(ctx: RequestContext, user_id: str, units: list[str] | None, tag: str = "default") -> dict:
+    """The answer of GET /v1/users/{user_id}/knowledge as of `ctx.now`; UnknownIds when a unit named
+    does not exist."""
+    now = ctx.now
+    found, used = unit_knowledge(ctx, ctx.learner(user_id), units, tag, most=MAX_REPORTED)
     refs = [{"model_id": m.model_id, "unit_id": m.unit_id, "objective": m.objective, "mode": m.mode, "tag": m.tag,
              "forgetting": m.calibration.learning is not None} for m in used]
     return {"user_id": user_id, "as_of": now.isoformat(), "units": [k.answer() for k in found],
@@ -247,12 +243,12 @@ def knowledge(conn: Connection, tenant: str, cache: Cache, models: ModelCache, u
                       "models": refs}}
 
 
-def skill_states(conn: Connection, tenant: str, cache: Cache, models: ModelCache, user_id: str, units: list[str],
-                 positions: dict, now: datetime, tag: str = "default",
-                 events: list[hist.Event] | None = None) -> list[strategies.SkillState]:
+def skill_states(ctx: RequestContext, learner: Learner, units: list[str], positions: dict,
+                 tag: str = "default") -> list[strategies.SkillState]:
     """The learner's knowledge of each skill under `units`, as the mastery and review strategies take
     it: `positions` maps the request's candidates (item id -> position)."""
-    found, _ = unit_knowledge(conn, tenant, cache, models, user_id, units, now, tag, events)
+    now = ctx.now
+    found, _ = unit_knowledge(ctx, learner, units, tag)
     return [strategies.SkillState(k.unit_id, k.p, k.mastered, None if k.due is None else (now - k.due).total_seconds(),
                                   k.order, np.array([positions[i] for i in k.active if i in positions], dtype=np.intp))
             for k in found if k.skill]

@@ -107,8 +107,7 @@ def _choose(ctx: RequestContext, req: RecommendationRequest, way: Route, found, 
         scored.allowed = ~scored.mask(excluded)
     state = learner_state(ctx, learner, found)
     if way.strategy.knowledge:   # mastery, review: what the learner knows of each skill under the units
-        state.skills = knowledge.skill_states(ctx.conn, ctx.tenant, ctx.cache, ctx.models, req.user_id, req.units,
-                                              found.positions, ctx.now, way.tag, learner.events)
+        state.skills = knowledge.skill_states(ctx, learner, req.units, found.positions, way.tag)
     choice = way.strategy(scored, state, req.n, way.params)
     if choice.fallback:
         fallbacks.append(choice.fallback)

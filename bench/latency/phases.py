@@ -27,7 +27,7 @@ SEARCH_KEYS = ("target_rps", "rps", "p50_ms", "p90_ms", "p99_ms", "errors", "ser
                "client_cpu_ms_per_request")
 
 
-# ---- the rate search (tested in tests/test_latency_bench.py) -----------------------------------
+# ---- the rate search (tested in tests/unit/test_latency_bench.py) ------------------------------
 def passes(summary: dict, limit_ms: float = P99_LIMIT_MS, min_fraction: float = 0.95) -> bool:
     """A search step passes: no errors, p99 under the limit, and the rate was actually delivered."""
     target = summary.get("target_rps") or 0

@@ -12,7 +12,7 @@ LABELS = ("recommend", "ingest", "ingest_retry", "similar", "trending")  # what 
 TARGETS = {"errors": 0, "memory_growth_pct": 10.0}
 
 
-# ---- pure helpers (tested in tests/test_soak_bench.py) ----------------------------------------
+# ---- pure helpers (tested in tests/unit/test_soak_bench.py) -----------------------------------
 def latency_figures(latencies_ms: list[float]) -> dict:
     lat = sorted(latencies_ms)
     r = lambda x: None if x is None else round(x, 2)  # noqa: E731

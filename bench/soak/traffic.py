@@ -17,7 +17,7 @@ KINDS = ("recommend", "ingest", "similar", "trending")
 DEFAULT_MIX = "recommend=60,ingest=20,similar=10,trending=10"
 
 
-# ---- pure helpers (tested in tests/test_soak_bench.py) ----------------------------------------
+# ---- pure helpers (tested in tests/unit/test_soak_bench.py) -----------------------------------
 def parse_mix(text: str) -> dict[str, float]:
     """`recommend=60,ingest=20,...` -> the share of each kind (summing to 1); kinds left out get 0."""
     weights: dict[str, float] = {}

@@ -32,4 +32,4 @@ cc -shared -fPIC -O2 -o var/monotonic_sleep.so harness/future_clock/monotonic_sl
 export LD_PRELOAD="$PWD/var/monotonic_sleep.so $lib" FAKETIME="+${days}d" FAKETIME_DONT_FAKE_MONOTONIC=1
 echo "clock moved to $(date -u '+%Y-%m-%d %H:%M UTC')" >&2
 exec .venv/bin/python -m pytest -p no:cacheprovider \
-    --deselect "tests/test_migrations.py::test_a_held_lock_times_out_with_a_clear_message" "$@"
+    --deselect "tests/service/test_migrations.py::test_a_held_lock_times_out_with_a_clear_message" "$@"

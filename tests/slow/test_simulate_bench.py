@@ -1,0 +1,57 @@
+"""The closed-loop learner simulation end to end: a tiny run of the whole bench against a real service.
+(The truth, the baselines and the figures: tests/unit/test_simulate_bench.py.)"""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from bench.simulate import main
+
+
+def _finite_numbers(node):
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _finite_numbers(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _finite_numbers(v)
+    elif isinstance(node, float):
+        yield node
+
+
+def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
+    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
+    out = tmp_path / "simulate.json"
+    assert main(["--learners", "6", "--returning-learners", "8", "--items", "60", "--skills", "3",
+                 "--history-sessions", "2", "--session-length", "8", "--targets", "0.7", "--ab-learners", "4",
+                 "--trials", "1", "--clients", "2", "--explore", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert {"date", "machine", "command", "config", "seeds", "truth", "setup", "results", "ab", "http",
+            "table"} <= set(report)
+    assert report["http"]["errors"] == 0 and report["setup"]["model"]["status"] == "activated"
+    figures = report["results"]["0.7"]
+    assert set(figures) == {"service", "service, explore", "random", "oracle", "ceiling", "service vs ceiling"}
+    assert figures["service, explore"]["attempts"] == 14 * 8
+    service = figures["service"]
+    assert service["attempts"] == 14 * 8 and service["learners"] == 14
+    assert set(service["prediction"]) == {"all", "new", "returning", "new_after_5", "returning_week_away"}
+    assert set(service["error_by_attempt"]["new"]) == {"1-5", "6-10"}
+    assert figures["oracle"]["gap"]["all"] <= figures["random"]["gap"]["all"]
+    assert figures["random"]["attempts"] == figures["oracle"]["attempts"] == 14 * 8
+    assert set(report["ab"]["variants"]) <= {"t60", "t80"}
+    assert sum(v["learners"] for v in report["ab"]["variants"].values()) == 8
+    values = list(_finite_numbers(report))
+    assert values and all(math.isfinite(v) for v in values)
+    assert figures["oracle"]["gap"]["all"] <= figures["ceiling"]["gap"]["all"] <= figures["random"]["gap"]["all"]
+    assert set(figures["ceiling"]["prediction"]) == set(service["prediction"])
+    versus = figures["service vs ceiling"]
+    assert versus["gap"]["all"] == pytest.approx(service["gap"]["all"] - figures["ceiling"]["gap"]["all"], abs=2e-4)
+    for name, fig in figures.items():
+        if name == "service vs ceiling":
+            continue
+        assert 0 <= fig["gap"]["all"] <= 1 and 0 <= fig["success_rate"]["all"] <= 1
+        assert fig["learning_gain"]["all"] > 0  # practice teaches under every policy
