@@ -15,7 +15,7 @@ from app.modelstore import StoredModel
 from app.online import learning
 from app.online.fit import HISTORY_MAX, fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.learning import DAY_S, FEATURES
-from app.online.rows import RowIndex
+from app.online.rows import RowIndex, attempted
 from app.online.scoring import ServingModel, _raw_scores, calibrated, practice_probabilities, previous_outcomes
 
 T0 = 1.7e9
@@ -175,7 +175,8 @@ def test_features_by_skill_are_the_per_candidate_features(n):
             x = learning.features(h_rows, h_out, h_times, now, cands, skills)
             np.testing.assert_allclose(x, ref, **EXACT)
             given = None if skills is None else np.where(cands >= 0, skills[np.maximum(cands, 0)], -1)
-            laid = learning.features(h_rows, h_out, h_times, now, cands, skills, given, RowIndex.of(cands))
+            laid = learning.features(h_rows, h_out, h_times, now, cands, skills, given,
+                                     attempted(RowIndex.of(cands), h_rows, h_out))
             np.testing.assert_allclose(laid, ref, **EXACT)
             if trial == 0:
                 np.testing.assert_allclose(x, naive_features(h_rows, h_out, h_times, now, cands, skills), **EXACT)
@@ -215,8 +216,11 @@ def test_the_row_index_finds_every_candidate_of_each_history_row_repeats_include
         positions, which = RowIndex.of(cands).find(wanted)
         expected = sorted((int(p), int(j)) for j, r in enumerate(wanted) for p in np.flatnonzero(cands == r))
         assert sorted(zip(positions.tolist(), which.tolist())) == expected
-    assert previous_outcomes(np.array([3, 4, 3]), np.array([0.0, 1.0, 1.0]), np.array([3, -1, 4, 3, 9])).tolist() \
-        == [1, -1, 1, 1, -1]
+    history, outcomes, cands = np.array([3, 4, 3]), np.array([0.0, 1.0, 0.0]), np.array([3, -1, 4, 3, 9])
+    found = attempted(RowIndex.of(cands), history, outcomes)
+    assert sorted(zip(found.positions.tolist(), found.counts.tolist(), found.last.tolist())) \
+        == [(0, 2, 0), (2, 1, 1), (3, 2, 0)]          # item 3: twice, the last one wrong
+    assert previous_outcomes(history, outcomes, cands).tolist() == [0, -1, 1, 0, -1]
 
 
 def _model(rng, learning_block: bool = True, retry: bool = True, skill: bool = True,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.online.rows import RowIndex
+from app.online.rows import Attempted, RowIndex, attempted
 
 FEATURES = ("skill_attempts", "skill_successes", "attempts", "successes", "item_attempts",
             "skill_days_away", "new_skill", "days_away")
@@ -27,19 +27,19 @@ ITEM_ATTEMPTS, NEW_SKILL = FEATURES.index("item_attempts"), FEATURES.index("new_
 
 def features(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
              cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None,
-             index: RowIndex | None = None) -> np.ndarray:
+             found: Attempted | None = None) -> np.ndarray:
     """The FEATURES of each candidate for one learner.
 
     h_rows, h_outcomes, h_times : the learner's earlier attempts on the model's items, oldest
     first (rows in the model, 0/1, epoch seconds); now : the time of the prediction (seconds);
     cand_rows : (k,) candidates' rows (-1 not covered); item_skills : (n_items,) each row's skill
     (-1 none) or None (one skill); cand_skills : the candidates' skills when already known;
-    index : the candidates' RowIndex when already built (a laid-out candidate list keeps one).
+    found : the candidates the learner attempted (app.online.rows.attempted), when already known.
     A candidate without a skill takes the learner's overall figures as its skill's.
     Returns (k, len(FEATURES)).
     """
     table, slot, positions, item_x = _by_skill(h_rows, h_outcomes, h_times, now, cand_rows, item_skills,
-                                               cand_skills, index)
+                                               cand_skills, found)
     out = np.take(table, slot, axis=0)
     out[positions, ITEM_ATTEMPTS] = item_x
     return out
@@ -47,12 +47,12 @@ def features(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, no
 
 def candidate_terms(block: dict, h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
                     cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None,
-                    index: RowIndex | None = None) -> np.ndarray:
+                    found: Attempted | None = None) -> np.ndarray:
     """terms(block, features(...)) without the (k, F) features: the terms of each skill once,
     gathered to its candidates, and those of the few candidates the learner attempted (whose
     item_attempts is not 0) from their own rows. Returns (k,)."""
     table, slot, positions, item_x = _by_skill(h_rows, h_outcomes, h_times, now, cand_rows, item_skills,
-                                               cand_skills, index)
+                                               cand_skills, found)
     out = np.take(terms(block, table), slot)
     if len(positions):
         x = table[slot[positions]]
@@ -63,7 +63,7 @@ def candidate_terms(block: dict, h_rows: np.ndarray, h_outcomes: np.ndarray, h_t
 
 def _by_skill(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
               cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None,
-              index: RowIndex | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              found: Attempted | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What `features` gathers: every feature but item_attempts depends only on the candidate's
     skill, so they are computed once per skill. Returns (table, slot, positions, item_x): table
     (m + 1, F) the FEATURES of a candidate in skill 0..m-1 not attempted itself, its last row those
@@ -114,9 +114,8 @@ def _by_skill(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, n
     # item_attempts: only the candidates the learner attempted (a few among thousands)
     if not covered.any():
         return table, slot, none, np.empty(0)
-    rows, counts = np.unique(h_rows, return_counts=True)
-    positions, which = (index or RowIndex.of(cand_rows)).find(rows)
-    return table, slot, positions, np.log1p(counts[which].astype(np.float64))
+    found = found or attempted(RowIndex.of(cand_rows), h_rows, h_outcomes)
+    return table, slot, found.positions, np.log1p(found.counts.astype(np.float64))
 
 
 def sequence_features(users: np.ndarray, items: np.ndarray, outcomes: np.ndarray, times: np.ndarray,

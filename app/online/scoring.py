@@ -10,7 +10,7 @@ import numpy as np
 from app.online import learning
 from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vector_from_features
-from app.online.rows import RowIndex
+from app.online.rows import Attempted, RowIndex, attempted
 from app.online.similar import normalised
 
 
@@ -173,18 +173,15 @@ def retry_terms(retry: dict | None, raw: np.ndarray, previous: np.ndarray, biase
 
 
 def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, candidate_rows: np.ndarray,
-                      index: RowIndex | None = None) -> np.ndarray:
+                      found: Attempted | None = None) -> np.ndarray:
     """For each candidate row, the outcome of the learner's last attempt at it in the history
-    (rows oldest first), -1 when none (or the candidate is not covered). `index`: the candidates'
-    RowIndex when already built (CandidateRows keeps one)."""
+    (rows oldest first), -1 when none (or the candidate is not covered). `found`: the candidates
+    the learner attempted (app.online.rows.attempted), when already known."""
     out = np.full(len(candidate_rows), -1, dtype=np.int8)
     if not len(history_rows):
         return out
-    newest_first = history_rows[::-1]
-    rows, first = np.unique(newest_first, return_index=True)   # each row's most recent attempt
-    last = np.asarray(history_outcomes, dtype=np.int8)[::-1][first]
-    positions, which = (index or RowIndex.of(candidate_rows)).find(rows)
-    out[positions] = last[which]
+    found = found or attempted(RowIndex.of(candidate_rows), history_rows, history_outcomes)
+    out[found.positions] = found.last
     return out
 
 
@@ -209,14 +206,15 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     """
     laid = candidate_rows if isinstance(candidate_rows, CandidateRows) else None
     candidate_rows = laid.rows if laid is not None else candidate_rows
-    index = laid.index if laid is not None else None
-    if index is None and len(history_rows) and (model.calibration.get("retry") or model.calibration.get("learning")):
-        index = RowIndex.of(candidate_rows)   # once, for both lookups of the history below
+    found = None   # the candidates the learner attempted: once, for the retry and the learning terms
+    if len(history_rows) and (model.calibration.get("retry") or model.calibration.get("learning")):
+        index = laid.index if laid is not None and laid.index is not None else RowIndex.of(candidate_rows)
+        found = attempted(index, history_rows, history_outcomes)
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
-    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows, index) \
+    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows, found) \
         if model.calibration.get("retry") else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
@@ -224,7 +222,7 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     if model.calibration.get("learning") and history_times is not None and now is not None:
         practice = learning.candidate_terms(model.calibration["learning"], history_rows, history_outcomes,
                                             history_times, now, candidate_rows, model.item_skills,
-                                            None if laid is None else laid.skills, index)
+                                            None if laid is None else laid.skills, found)
     biases = None
     if previous is not None and "biases_after_mistake" in model.calibration["retry"]:
         item_biases = laid.biases if laid is not None else np.where(
