@@ -139,17 +139,21 @@ class ServingModel:
 
 def calibrated(calibration: dict, raw: np.ndarray, previous: np.ndarray | None = None,
                practice: np.ndarray | None = None, biases: np.ndarray | None = None,
-               practice_terms: np.ndarray | None = None) -> np.ndarray:
+               practice_terms: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
     plus its learning terms (if it has them): `practice` holds each candidate's row of
     app.online.learning.FEATURES (practice and time away), or `practice_terms` those rows' terms
     already computed (learning.candidate_terms); `biases` (k, 2) each candidate's item bias and
-    the learner's, for retry terms that weigh them."""
+    the learner's, for retry terms that weigh them. `at`: when `previous` and `biases` describe
+    only some candidates (the few the learner attempted), their positions in `raw`; the others
+    have no retry term."""
     a, b = calibration.get("a", 1.0), calibration.get("b", 0.0)
     z = a * raw + b
-    if calibration.get("retry") and previous is not None:
+    if calibration.get("retry") and previous is not None and at is None:
         z = z + retry_terms(calibration["retry"], raw, previous, biases)
+    elif calibration.get("retry") and previous is not None:
+        z[at] += retry_terms(calibration["retry"], raw[at], previous, biases)
     if calibration.get("learning") and practice_terms is not None:
         z = z + practice_terms
     elif calibration.get("learning") and practice is not None:
@@ -214,8 +218,6 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
-    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows, found) \
-        if model.calibration.get("retry") else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
     practice = None   # the learning terms of each candidate, computed once per skill
@@ -223,18 +225,20 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
         practice = learning.candidate_terms(model.calibration["learning"], history_rows, history_outcomes,
                                             history_times, now, candidate_rows, model.item_skills,
                                             None if laid is None else laid.skills, found)
+    # retry terms: only for the candidates the learner attempted (the others' are 0)
+    retry = model.calibration.get("retry")
+    at = found.positions if retry and found is not None else None
+    previous = found.last if at is not None else None
     biases = None
-    if previous is not None and "biases_after_mistake" in model.calibration["retry"]:
-        item_biases = laid.biases if laid is not None else np.where(
-            candidate_rows >= 0, model.item_biases[np.maximum(candidate_rows, 0)], model.mean_bias)
-        biases = np.column_stack([item_biases, np.full(len(item_biases), theta[-1])])
+    if at is not None and "biases_after_mistake" in retry:
+        biases = np.column_stack([model.item_biases[candidate_rows[at]], np.full(len(at), theta[-1])])
     p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous,
-                   biases=biases, practice_terms=practice)
+                   biases=biases, practice_terms=practice, at=at)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
         explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous,
-                              biases=biases, practice_terms=practice)
+                              biases=biases, practice_terms=practice, at=at)
     return p, theta, explored
 
 
@@ -250,7 +254,7 @@ def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.nd
                           terms["sd"], terms.get("half_life"))
     if skills is None:
         skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
-    return np.where(skills >= 0, delta[skills], 0.0)
+    return np.take(np.append(delta, 0.0), skills)   # skill -1 (none): the 0 appended
 
 
 def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray,
