@@ -11,7 +11,10 @@ kept only when it predicts held-out dev learners better): the fit says who the l
 terms say how far practice and time have moved them since.
 
 The service (`features`) and the job's replay (`sequence_features`) compute the same columns from
-the same window of earlier attempts; a test holds them equal.
+the same window of earlier attempts; a test holds them equal. Every column but item_attempts
+depends only on the candidate's skill, so the service computes them once per skill and gathers
+them (a request scores 5,000 candidates in about 100 skills); on the request path
+`candidate_terms` gathers each skill's terms directly, without the (k, F) features.
 """
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
-    practice = None   # the learning terms of each candidate, computed once per skill
+    practice = None   # the learning terms of each candidate (k,), computed once per skill
     if model.calibration.get("learning") and history_times is not None and now is not None:
         practice = learning.candidate_terms(model.calibration["learning"], history_rows, history_outcomes,
                                             history_times, now, candidate_rows, model.item_skills,
