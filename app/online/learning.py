@@ -11,7 +11,10 @@ kept only when it predicts held-out dev learners better): the fit says who the l
 terms say how far practice and time have moved them since.
 
 The service (`features`) and the job's replay (`sequence_features`) compute the same columns from
-the same window of earlier attempts; a test holds them equal.
+the same window of earlier attempts; a test holds them equal. Every column but item_attempts
+depends only on the candidate's skill, so the service computes them once per skill and gathers
+them (a request scores 5,000 candidates in about 100 skills); on the request path
+`candidate_terms` gathers each skill's terms directly, without the (k, F) features.
 """
 from __future__ import annotations
 
@@ -19,73 +22,108 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from app.online.rows import Attempted, RowIndex, attempted
+
 if TYPE_CHECKING:
     from app.model.artifact import LearningTerms
 
 FEATURES = ("skill_attempts", "skill_successes", "attempts", "successes", "item_attempts",
             "skill_days_away", "new_skill", "days_away")
 DAY_S = 86_400.0
+ITEM_ATTEMPTS, NEW_SKILL = FEATURES.index("item_attempts"), FEATURES.index("new_skill")
 
 
 def features(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
-             cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None
-             ) -> np.ndarray:
+             cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None,
+             found: Attempted | None = None) -> np.ndarray:
     """The FEATURES of each candidate for one learner.
 
     h_rows, h_outcomes, h_times : the learner's earlier attempts on the model's items, oldest
     first (rows in the model, 0/1, epoch seconds); now : the time of the prediction (seconds);
     cand_rows : (k,) candidates' rows (-1 not covered); item_skills : (n_items,) each row's skill
-    (-1 none) or None (one skill); cand_skills : the candidates' skills when already known.
+    (-1 none) or None (one skill); cand_skills : the candidates' skills when already known;
+    found : the candidates the learner attempted (app.online.rows.attempted), when already known.
     A candidate without a skill takes the learner's overall figures as its skill's.
     Returns (k, len(FEATURES)).
     """
+    table, slot, positions, item_x = _by_skill(h_rows, h_outcomes, h_times, now, cand_rows, item_skills,
+                                               cand_skills, found)
+    out = np.take(table, slot, axis=0)
+    out[positions, ITEM_ATTEMPTS] = item_x
+    return out
+
+
+def candidate_terms(block: LearningTerms, h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
+                    cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None = None,
+                    found: Attempted | None = None) -> np.ndarray:
+    """terms(block, features(...)) without the (k, F) features: the terms of each skill once,
+    gathered to its candidates, and those of the few candidates the learner attempted (whose
+    item_attempts is not 0) from their own rows. Returns (k,)."""
+    table, slot, positions, item_x = _by_skill(h_rows, h_outcomes, h_times, now, cand_rows, item_skills,
+                                               cand_skills, found)
+    out = np.take(terms(block, table), slot)
+    if len(positions):
+        x = table[slot[positions]]
+        x[:, ITEM_ATTEMPTS] = item_x
+        out[positions] = terms(block, x)
+    return out
+
+
+def _by_skill(h_rows: np.ndarray, h_outcomes: np.ndarray, h_times: np.ndarray, now: float,
+              cand_rows: np.ndarray, item_skills: np.ndarray | None, cand_skills: np.ndarray | None,
+              found: Attempted | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What `features` gathers: every feature but item_attempts depends only on the candidate's
+    skill, so they are computed once per skill. Returns (table, slot, positions, item_x): table
+    (m + 1, F) the FEATURES of a candidate in skill 0..m-1 not attempted itself, its last row those
+    of a candidate without a skill (the learner's overall figures); slot (k,) each candidate's row
+    of the table (-1: the last); positions the candidates the learner attempted and item_x their
+    item_attempts."""
     k = len(cand_rows)
-    out = np.zeros((k, len(FEATURES)))
+    covered = cand_rows >= 0
+    if cand_skills is None:
+        cand_skills = np.full(k, -1) if item_skills is None else \
+            np.where(covered, item_skills[np.where(covered, cand_rows, 0)], -1)
+    slot = cand_skills if item_skills is not None else np.full(k, -1)
     n = len(h_rows)
-    out[:, 6] = 1.0
+    none = np.empty(0, dtype=np.intp)
     if n == 0:
-        return out
+        table = np.zeros((1, len(FEATURES)))
+        table[:, NEW_SKILL] = 1.0
+        return table, np.zeros(k, dtype=np.intp), none, np.empty(0)
     y = np.asarray(h_outcomes, dtype=np.float64)
     times = np.asarray(h_times, dtype=np.float64)
     attempts, successes = float(n), float(y.sum())
     days_away = max(now - times[-1], 0.0) / DAY_S
-    covered = cand_rows >= 0
-    item_counts = np.zeros(k)
-    if covered.any():
-        rows, counts = np.unique(h_rows, return_counts=True)
-        where = np.searchsorted(rows, cand_rows)
-        where[where >= len(rows)] = 0
-        hit = covered & (rows[where] == cand_rows)
-        item_counts[hit] = counts[where[hit]]
     # per skill: attempts, successes, the last attempt's time (times are in order: the max)
-    if cand_skills is None:
-        cand_skills = np.full(k, -1) if item_skills is None else \
-            np.where(covered, item_skills[np.where(covered, cand_rows, 0)], -1)
-    skill_n = np.full(k, attempts)
-    skill_s = np.full(k, successes)
-    skill_days = np.full(k, days_away)
-    own = cand_skills >= 0
-    if item_skills is not None and own.any():
+    m = 0
+    if item_skills is not None and k:
         h_skills = item_skills[h_rows]
-        m = int(max(h_skills.max(), cand_skills.max())) + 1
+        m = int(max(h_skills.max(), slot.max())) + 1
+    skill_n = np.full(m + 1, attempts)
+    skill_s = np.full(m + 1, successes)
+    skill_days = np.full(m + 1, days_away)
+    if m:
         keep = h_skills >= 0
-        n_by = np.bincount(h_skills[keep], minlength=m)
-        s_by = np.bincount(h_skills[keep], weights=y[keep], minlength=m)
+        skill_n[:m] = np.bincount(h_skills[keep], minlength=m)
+        skill_s[:m] = np.bincount(h_skills[keep], weights=y[keep], minlength=m)
         last_by = np.full(m, -np.inf)
         np.maximum.at(last_by, h_skills[keep], times[keep])
-        s = cand_skills[own]
-        skill_n[own], skill_s[own] = n_by[s], s_by[s]
-        seen = np.isfinite(last_by[s])
-        skill_days[own] = np.where(seen, np.maximum(now - np.where(seen, last_by[s], now), 0.0) / DAY_S, 0.0)
-    out[:, 0] = np.log1p(skill_n)
-    out[:, 1] = np.log1p(skill_s)
-    out[:, 2] = np.log1p(attempts)
-    out[:, 3] = np.log1p(successes)
-    out[:, 4] = np.log1p(item_counts)
-    out[:, 5] = np.log1p(skill_days)
-    out[:, 6] = (skill_n == 0).astype(np.float64)
-    out[:, 7] = np.log1p(days_away)
-    return out
+        seen = np.isfinite(last_by)
+        skill_days[:m] = np.where(seen, np.maximum(now - np.where(seen, last_by, now), 0.0) / DAY_S, 0.0)
+    table = np.empty((m + 1, len(FEATURES)))
+    table[:, 0] = np.log1p(skill_n)
+    table[:, 1] = np.log1p(skill_s)
+    table[:, 2] = np.log1p(attempts)
+    table[:, 3] = np.log1p(successes)
+    table[:, ITEM_ATTEMPTS] = 0.0
+    table[:, 5] = np.log1p(skill_days)
+    table[:, NEW_SKILL] = (skill_n == 0).astype(np.float64)
+    table[:, 7] = np.log1p(days_away)
+    # item_attempts: only the candidates the learner attempted (a few among thousands)
+    if not covered.any():
+        return table, slot, none, np.empty(0)
+    found = found or attempted(RowIndex.of(cand_rows), h_rows, h_outcomes)
+    return table, slot, found.positions, np.log1p(found.counts.astype(np.float64))
 
 
 def sequence_features(users: np.ndarray, items: np.ndarray, outcomes: np.ndarray, times: np.ndarray,

@@ -11,6 +11,7 @@ import numpy as np
 from app.online import learning
 from app.online.fit import fit_user, posterior_sample, recency_weights, score, skill_offsets
 from app.online.metadata import item_tokens, metadata_tokens, prior_shift, vector_from_features
+from app.online.rows import Attempted, RowIndex, attempted
 from app.online.similar import normalised
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class CandidateRows:
     vectors: np.ndarray          # (k, d) their vectors; an uncovered one gets the average item's
     biases: np.ndarray           # (k,)
     skills: np.ndarray | None    # (k,) skill index, -1 none (models with skill terms)
+    index: RowIndex | None = None    # the rows sorted, to find a learner's history among them
 
 
 @dataclass
@@ -128,20 +130,28 @@ class ServingModel:
         biases = np.where(covered, self.item_biases[np.where(covered, rows, 0)], self.mean_bias)
         skills = None if self.item_skills is None else \
             np.where(covered, self.item_skills[np.where(covered, rows, 0)], -1)
-        return CandidateRows(rows, vectors, biases, skills)
+        return CandidateRows(rows, vectors, biases, skills, RowIndex.of(rows))
 
 
 def calibrated(calibration: Calibration, raw: np.ndarray, previous: np.ndarray | None = None,
-               practice: np.ndarray | None = None, biases: np.ndarray | None = None) -> np.ndarray:
+               practice: np.ndarray | None = None, biases: np.ndarray | None = None,
+               practice_terms: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
     plus its learning terms (if it has them): `practice` holds each candidate's row of
-    app.online.learning.FEATURES (practice and time away); `biases` (k, 2) each candidate's item
-    bias and the learner's, for retry terms that weigh them."""
+    app.online.learning.FEATURES (practice and time away), or `practice_terms` those rows' terms
+    already computed (learning.candidate_terms); `biases` (k, 2) each candidate's item bias and
+    the learner's, for retry terms that weigh them. `at`: when `previous` and `biases` describe
+    only some candidates (the few the learner attempted), their positions in `raw`; the others
+    have no retry term."""
     z = calibration.a * raw + calibration.b
-    if calibration.retry is not None and previous is not None:
+    if calibration.retry is not None and previous is not None and at is None:
         z = z + retry_terms(calibration.retry, raw, previous, biases)
-    if calibration.learning is not None and practice is not None:
+    elif calibration.retry is not None and previous is not None:
+        z[at] += retry_terms(calibration.retry, raw[at], previous, biases)
+    if calibration.learning is not None and practice_terms is not None:
+        z = z + practice_terms
+    elif calibration.learning is not None and practice is not None:
         z = z + learning.terms(calibration.learning, practice)
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
@@ -161,20 +171,16 @@ def retry_terms(retry: RetryTerms | None, raw: np.ndarray, previous: np.ndarray,
     return np.where(previous == 0, mistake, np.where(previous == 1, success, 0.0))
 
 
-def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, candidate_rows: np.ndarray
-                      ) -> np.ndarray:
+def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, candidate_rows: np.ndarray,
+                      found: Attempted | None = None) -> np.ndarray:
     """For each candidate row, the outcome of the learner's last attempt at it in the history
-    (rows oldest first), -1 when none (or the candidate is not covered)."""
+    (rows oldest first), -1 when none (or the candidate is not covered). `found`: the candidates
+    the learner attempted (app.online.rows.attempted), when already known."""
     out = np.full(len(candidate_rows), -1, dtype=np.int8)
     if not len(history_rows):
         return out
-    newest_first = history_rows[::-1]
-    rows, first = np.unique(newest_first, return_index=True)   # each row's most recent attempt
-    last = np.asarray(history_outcomes, dtype=np.int8)[::-1][first]
-    where = np.searchsorted(rows, candidate_rows)
-    where[where >= len(rows)] = 0
-    hit = (candidate_rows >= 0) & (rows[where] == candidate_rows)
-    out[hit] = last[where[hit]]
+    found = found or attempted(RowIndex.of(candidate_rows), history_rows, history_outcomes)
+    out[found.positions] = found.last
     return out
 
 
@@ -199,30 +205,35 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     """
     laid = candidate_rows if isinstance(candidate_rows, CandidateRows) else None
     candidate_rows = laid.rows if laid is not None else candidate_rows
+    found = None   # the candidates the learner attempted: once, for the retry and the learning terms
+    if len(history_rows) and (model.calibration.retry is not None or model.calibration.learning is not None):
+        index = laid.index if laid is not None and laid.index is not None else RowIndex.of(candidate_rows)
+        found = attempted(index, history_rows, history_outcomes)
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
     theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
-    retry = model.calibration.retry
-    previous = previous_outcomes(history_rows, history_outcomes, candidate_rows) if retry is not None else None
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
-    practice = None
+    practice = None   # the learning terms of each candidate (k,), computed once per skill
     if model.calibration.learning is not None and history_times is not None and now is not None:
-        practice = learning.features(history_rows, history_outcomes, history_times, now, candidate_rows,
-                                     model.item_skills, None if laid is None else laid.skills)
+        practice = learning.candidate_terms(model.calibration.learning, history_rows, history_outcomes,
+                                            history_times, now, candidate_rows, model.item_skills,
+                                            None if laid is None else laid.skills, found)
+    # retry terms: only for the candidates the learner attempted (the others' are 0)
+    retry = model.calibration.retry
+    at = found.positions if retry is not None and found is not None else None
+    previous = found.last if at is not None else None
     biases = None
-    if previous is not None and retry.biases_after_mistake is not None:
-        item_biases = laid.biases if laid is not None else np.where(
-            candidate_rows >= 0, model.item_biases[np.maximum(candidate_rows, 0)], model.mean_bias)
-        biases = np.column_stack([item_biases, np.full(len(item_biases), theta[-1])])
-    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous, practice,
-                   biases)
+    if at is not None and retry.biases_after_mistake is not None:
+        biases = np.column_stack([model.item_biases[candidate_rows[at]], np.full(len(at), theta[-1])])
+    p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous,
+                   biases=biases, practice_terms=practice, at=at)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
         explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous,
-                              practice, biases)
+                              biases=biases, practice_terms=practice, at=at)
     return p, theta, explored
 
 
@@ -238,7 +249,7 @@ def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.nd
                           terms.sd, terms.half_life)
     if skills is None:
         skills = np.where(candidate_rows >= 0, model.item_skills[candidate_rows], -1)
-    return np.where(skills >= 0, delta[skills], 0.0)
+    return np.take(np.append(delta, 0.0), skills)   # skill -1 (none): the 0 appended
 
 
 def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray,

@@ -28,13 +28,15 @@ def practice_history(model: ServingModel, events: list[hist.Event], now: datetim
     """The learner's most recent HISTORY_MAX attempts on the model's items, oldest first, from their
     events (newest first); times only when the model's calibration has learning terms (practice and
     time away), with `now` (default: the clock)."""
-    attempts = [e for e in events if e.kind == "attempt" and e.outcome is not None and e.item_id in model.index]
+    index = model.index   # one pass over the events (up to history.KEEP of them, every request)
+    attempts = [(row, e.outcome, e.occurred_at) for e in events
+                if e.kind == "attempt" and e.outcome is not None and (row := index.get(e.item_id)) is not None]
     attempts = attempts[:HISTORY_MAX][::-1]  # the most recent ones, oldest first
-    rows = np.array([model.index[e.item_id] for e in attempts], dtype=np.int64)
-    outcomes = np.array([e.outcome for e in attempts], dtype=np.float64)
+    rows, outcomes, at = zip(*attempts) if attempts else ((), (), ())
+    rows, outcomes = np.array(rows, dtype=np.int64), np.array(outcomes, dtype=np.float64)
     if model.calibration.learning is None:
         return PracticeHistory(rows, outcomes, None, None)
-    times = np.array([e.occurred_at.timestamp() for e in attempts], dtype=np.float64)
+    times = np.fromiter(map(datetime.timestamp, at), dtype=np.float64, count=len(at))
     return PracticeHistory(rows, outcomes, times, (now or datetime.now(UTC)).timestamp())
 
 
