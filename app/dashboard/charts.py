@@ -206,16 +206,22 @@ def reliability_diagram(buckets: Sequence[dict], *, label: str, size: int = 320)
 
 
 def interval_chart(rows: Sequence[tuple[str, float, float, float]], *, label: str, x_label: str = "",
-                   width: int = WIDTH, row_height: int = 36) -> str:
+                   width: int = WIDTH, row_height: int = 36, proportions: bool = True) -> str:
     """One row per (name, value, low, high): a dot at the value and a whisker over its interval,
-    on a shared 0..1 axis (proportions)."""
+    on a shared axis: 0..1 for proportions, else the rows' own range (and 0, for differences)."""
     if not rows:
         return _empty("interval-chart", label, width, 80, "no outcomes yet")
     height = MARGIN["top"] + MARGIN["bottom"] + row_height * len(rows)
     left, right = 140, width - MARGIN["right"]
-    lo = max(0.0, min(r[2] for r in rows) - 0.05)
-    hi = min(1.0, max(r[3] for r in rows) + 0.05)
-    ticks = [t for t in nice_ticks(lo, hi) if 0 <= t <= 1] or [lo, hi]
+    if proportions:
+        lo = max(0.0, min(r[2] for r in rows) - 0.05)
+        hi = min(1.0, max(r[3] for r in rows) + 0.05)
+        ticks = [t for t in nice_ticks(lo, hi) if 0 <= t <= 1] or [lo, hi]
+    else:
+        lo, hi = min(0.0, *(r[2] for r in rows)), max(0.0, *(r[3] for r in rows))
+        pad = 0.05 * ((hi - lo) or 1.0)
+        lo, hi = lo - pad, hi + pad
+        ticks = nice_ticks(lo, hi) or [lo, hi]
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
 
     def x(v: float) -> float:

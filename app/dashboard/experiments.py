@@ -6,7 +6,8 @@ from __future__ import annotations
 from app.dashboard import charts, stats
 from app.errors import NotFound
 from app.infra import queries as q
-from app.serving import experiments
+from app.serving import experiment_results, experiments
+from app.serving.context import RequestContext
 
 
 def index(conn, tenant: str) -> dict:
@@ -16,7 +17,8 @@ def index(conn, tenant: str) -> dict:
     return {"rows": rows}
 
 
-def detail(conn, tenant: str, name: str) -> dict:
+def detail(ctx: RequestContext, name: str) -> dict:
+    conn, tenant = ctx.conn, ctx.tenant
     exp = _get(conn, tenant, name)
     measured = {r["variant"]: r for r in q.fetch_all(conn, "dash_variant_outcomes", tenant=tenant, experiment=name)}
     variants = []
@@ -44,7 +46,42 @@ def detail(conn, tenant: str, name: str) -> dict:
         [(v["name"], v["success_rate"], *v["interval"]) for v in variants if v["interval"] is not None],
         label=f"success rate of recommended items per variant of {name}, with 95 % intervals",
         x_label="success rate of attempted recommended items")
-    return {"experiment": exp, "variants": variants, "verdicts": verdicts, "chart": chart}
+    return {"experiment": exp, "variants": variants, "verdicts": verdicts, "chart": chart,
+            "learning": learning(ctx, name)}
+
+
+# What each learning measure means, and its axis (app.serving.experiment_results, docs/EXPERIMENTS.md).
+MEASURES = (
+    ("learning", "difficulty-adjusted learning: change in success beyond the items' difficulty, per practice "
+                 "opportunity, on first attempts at new items"),
+    ("attempts_to_mastery", "attempts spent per unit mastered (fewer is better)"),
+    ("retention", "success after a day or more away, beyond what the items' difficulty predicts"),
+)
+
+
+def learning(ctx: RequestContext, name: str) -> dict:
+    """The experiment judged by learning (GET /v1/experiments/{name}/results): a chart per measure
+    with 95 % intervals, the guardrails' warnings and the verdict."""
+    found = experiment_results.results(ctx, name)
+    charts_by_measure = []
+    for key, meaning in MEASURES:
+        rows = [(v.variant, i.estimate, i.low, i.high) for v in found.variants
+                for i in [v.result.measures[key]] if i.estimate is not None and i.low is not None]
+        charts_by_measure.append({"key": key, "meaning": meaning, "chart": charts.interval_chart(
+            rows, label=f"{meaning}, per variant of {name}, with 95 % intervals", x_label=meaning.split(":")[0],
+            proportions=False)})
+    guard = found.guardrails
+    warnings = []
+    srm = guard["sample_ratio_mismatch"]
+    if srm.get("flagged"):
+        warnings.append(f"sample ratio mismatch: learners per variant {guard['sample_ratio_mismatch']['learners']} "
+                        f"differ from the weights (p = {srm['p_value']:.2g}); check the routing before trusting "
+                        "any figure")
+    if guard["too_few_learners"]:
+        warnings.append(f"fewer than {guard['min_learners']} learners in {', '.join(guard['too_few_learners'])}: "
+                        "the intervals are wide and the verdict waits")
+    return {"version": found.version, "verdict": found.verdict, "warnings": warnings, "measures": charts_by_measure,
+            "frozen_at": found.started_at}
 
 
 def _get(conn, tenant: str, name: str) -> dict:

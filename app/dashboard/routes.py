@@ -170,7 +170,8 @@ def experiments_page():
 def experiment_page(name: str):
     identifier("name", name)
     conn = web.get_conn()
-    return web.page("experiment.html", **experiments.detail(conn, g.tenant, name), tenants=_tenant_choices(conn))
+    return web.page("experiment.html", **experiments.detail(web.request_context(), name),
+                    tenants=_tenant_choices(conn))
 
 
 @bp.post("/dashboard/experiments/<name>/<action>")

@@ -39,9 +39,10 @@ def get_conn():
 
 
 def request_context() -> RequestContext:
-    """A context of the serving pipeline for a page that calls it (the learner and item views): the
-    session's tenant; what it recommends is not logged (support looking is not a learner asking)."""
-    return services().context(get_conn(), g.tenant, "dashboard-learner-view", log=False)
+    """A context of the serving pipeline for a page that calls it (the learner, item and experiment
+    views): the session's tenant; what it recommends is not logged (support looking is not a learner
+    asking)."""
+    return services().context(get_conn(), g.tenant, "dashboard", log=False)
 
 
 def page(template: str, status: int = 200, **context):

@@ -186,6 +186,10 @@ def test_the_experiment_page_shows_outcomes_intervals_and_a_verdict(page, demo):
     assert answers == demo["sent"]["answers"]
     assert page.locator("svg.interval-chart circle.point").count() == 2
     assert "p70" in page.inner_text("#verdicts")
+    # judged by learning: the verdict sentence, and one chart per measure (drawn, or saying why not)
+    assert page.inner_text("#learning-verdict").strip().endswith(".")
+    assert [page.locator(f"#learning-measures figure[data-measure='{m}'] svg").count()
+            for m in ("learning", "attempts_to_mastery", "retention")] == [1, 1, 1]
     shoot(page, "6-experiment")
 
 
