@@ -70,7 +70,8 @@ def stop_experiment(name: str):
         return _out(experiments.stop(conn, current_tenant(), name))
 
 
-_VERSION = {"name": "version", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 1},
+_VERSION = {"name": "version", "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
             "description": "The version of the variants to report (default: the latest)."}
 
 
