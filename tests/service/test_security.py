@@ -58,6 +58,7 @@ def test_each_scope_opens_only_its_operations(keyed_app, conn, auth):
     assert refused.status_code == 403 and refused.mimetype == "application/problem+json"
     assert "needs 'ingest'" in refused.json["detail"] and "scope serve" in refused.json["detail"]
     assert client.put("/v1/items/i2", json={}, headers=serve).status_code == 403
+    assert client.get("/v1/experiments/e1/results", headers=serve).status_code == 403   # who learned more: admin
 
     assert client.post("/v1/interactions", json=EVENT, headers=ingest).status_code == 201
     assert client.post("/v1/recommendations", json=recommend, headers=ingest).status_code == 403
@@ -177,6 +178,7 @@ def test_openapi_names_each_operations_scope_and_the_gate_answers(client):
     assert ops["/v1/interactions"]["post"]["x-scope"] == "ingest"
     assert ops["/v1/items/{item_id}"]["put"]["x-scope"] == "admin"
     assert ops["/v1/experiments/{name}/stop"]["post"]["x-scope"] == "admin"
+    assert ops["/v1/experiments/{name}/results"]["get"]["x-scope"] == "admin"
     for path, methods in ops.items():
         for method, op in methods.items():
             if "security" in op:
