@@ -45,6 +45,20 @@ whole sessions; the report says how near the target the served items really were
    new learner's error falls); learning gain per session (true ability after minus before); the
    service minus the ceiling (gaps and biases per slice); per A/B variant the realised success
    rate. JSON via harness.report.emit, a markdown table on stderr.
+6. The experiments judged by learning (issue 27; bench.simulation.by_learning), under the report's
+   "experiment_by_learning": once the learners are done and the scratch database is ANALYZEd (right
+   after the run's burst of writes the planner's statistics are stale and the results' SQL can
+   exceed the service's statement timeout; --no-analyze reads them so), GET
+   /v1/experiments/{name}/results (the bench's key has every scope, admin too) for the A/B
+   experiment: its learning estimate, attempts to mastery, retention and success rate per variant
+   beside the variant's true learning gain, the orders and whether the learning estimate orders
+   the variants as the truth does (the A/B learners' first attempts lie before the answer that
+   routed them, by their clock's truncation to the second, so the endpoint counts from the second); with
+   --aa-target T, an A/A experiment too (two variants at T, played by another copy of the same
+   first --ab-learners learners): whether the learning difference's interval covers zero, and the
+   sample-ratio test after a 5 % skew of its exposures. Issue 27's setting:
+   --ab-targets 0.55,0.7,0.85 --aa-target 0.7, with --ab-learners large enough that every variant
+   has the 100 learners the endpoint's verdict waits for (3 variants: 150 or more).
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
@@ -66,7 +80,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.simulate_service import Arm, drive_arm, setup_service
+from bench.simulate_service import Arm, analyse, drive_arm, results_in_process, setup_service
+from bench.simulation import by_learning
 from bench.simulation.ceiling import CeilingPolicy
 from bench.simulation.figures import policy_figures, table, variant_figures, versus
 from bench.simulation.policies import OraclePolicy, RandomPolicy
@@ -75,6 +90,8 @@ from harness.measure import loadavg
 from harness.report import emit, header, teller
 
 EXPERIMENT = "sim-ab"
+AA_EXPERIMENT = "sim-aa"
+LOG_FLUSH_S = 2.0   # the workers write the recommendation log every 0.5 s: wait before reading results
 SEED_STREAMS = ("SeedSequence(seed).spawn(7): catalogue, new learners, returning learners, history policy and "
                 "draws, measured draws, random baseline, gaps between sessions")
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
@@ -126,6 +143,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ab-learners", type=int, default=100,
                         help="new and returning learners (each) of the A/B experiment: the first N (default 100)")
     parser.add_argument("--no-ab", dest="ab", action="store_false", help="skip the A/B experiment")
+    parser.add_argument("--no-analyze", dest="analyze", action="store_false",
+                        help="read the experiments' results on the planner statistics the run left (by default "
+                             "the scratch database is ANALYZEd first, as autovacuum would in time)")
+    parser.add_argument("--aa-target", type=float, default=None,
+                        help="also an A/A experiment: two variants at this target, played by a copy of the "
+                             "A/B experiment's learners (default: none; issue 27's check: 0.7)")
     parser.add_argument("--explore", action="store_true",
                         help="also serve every target with explore: true (Thompson sampling), as its own policy")
     parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")
@@ -159,6 +182,8 @@ def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argpar
         parser.error("--gap-median must be above 0 days")
     if args.items < args.skills:
         parser.error("--items must be at least --skills")
+    if args.aa_target is not None and not (args.ab and 0.01 <= args.aa_target <= 0.99):
+        parser.error("--aa-target must be between 0.01 and 0.99, and needs the A/B experiment (not --no-ab)")
     return args
 
 
@@ -180,39 +205,70 @@ def prepare(args, result: dict, say):
     return world
 
 
-def arms_of(args) -> tuple[list[Arm], dict]:
-    """The arms served: each target, exploring too with --explore, and the A/B experiment's; and
-    the experiment's variants (name -> target)."""
+def experiments_of(args) -> dict[str, dict[str, float]]:
+    """The experiments created (name -> their variants, name -> target): the A/B one, and the A/A one."""
+    out = {EXPERIMENT: {arm_name(t): t for t in args.ab_targets}} if args.ab else {}
+    if args.ab and args.aa_target is not None:
+        out[AA_EXPERIMENT] = {arm_name(args.aa_target) + side: args.aa_target for side in ("-a", "-b")}
+    return out
+
+
+def arms_of(args) -> list[Arm]:
+    """The arms served: each target, exploring too with --explore, and each experiment's."""
     arms = [Arm(arm_name(t), target=t) for t in args.targets]
     if args.explore:   # the same targets again, exploring (other learner ids, the same truth and draws)
         arms += [Arm(arm_name(t) + "x", target=t, explore=True) for t in args.targets]
-    variants = {f"t{round(t * 100):02d}": t for t in args.ab_targets} if args.ab else {}
-    if args.ab:
-        arms.append(Arm("ab", experiment=EXPERIMENT, variant_targets=variants, learners=args.ab_learners))
-    return arms, variants
+    for name, variants in experiments_of(args).items():
+        arms.append(Arm("ab" if name == EXPERIMENT else "aa", experiment=name, variant_targets=variants,
+                        learners=args.ab_learners))
+    return arms
 
 
-def serve(args, world, run: str, result: dict, say) -> tuple[dict, dict]:
+def serve(args, world, run: str, result: dict, say) -> tuple[dict, dict, dict]:
     """The service trained on the history, every arm's learners driven through it; returns (what
-    each arm served, the HTTP figures)."""
-    arms, variants = arms_of(args)
+    each arm served, the HTTP figures, each experiment's GET .../results answer)."""
+    arms = arms_of(args)
     with ExitStack() as stack:
-        client, result["setup"] = setup_service(stack, world, args, arms, run, say)
-        if args.ab:
-            status, body = client.call("PUT", f"/v1/experiments/{EXPERIMENT}", {
-                "description": "bench.simulate: two targets",
-                "variants": [{"name": name, "weight": 1, "strategy": "target", "params": {"target": t}}
-                             for name, t in variants.items()]})
+        client, result["setup"], conn = setup_service(stack, world, args, arms, run, say)
+        for name, variants in experiments_of(args).items():
+            status, body = client.call("PUT", f"/v1/experiments/{name}", {
+                "description": f"bench.simulate: {len(variants)} variants",
+                "variants": [{"name": v, "weight": 1, "strategy": "target", "params": {"target": t}}
+                             for v, t in variants.items()]})
             if status != 200:
-                raise SystemExit(f"bench.simulate: creating the experiment failed: {status} {body}")
+                raise SystemExit(f"bench.simulate: creating the experiment {name} failed: {status} {body}")
         served = {}
         for arm in arms:
             served[arm.name] = drive_arm(client, world, arm, args, run, say)
+        if experiments_of(args) and args.analyze:
+            result["setup"]["analyze_seconds"] = round(analyse(conn), 2)
+        answers = experiment_results(client, conn, list(experiments_of(args)), say)
         latency = np.percentile(client.recommend_ms, [50, 99]) if client.recommend_ms else [math.nan] * 2
         http = {"requests": client.requests, "errors": len(client.errors), "error_samples": client.errors[:5],
                 "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2),
                 "arms": {name: info for name, (_, _, info) in served.items()}}
-    return served, http
+    return served, http, answers
+
+
+def experiment_results(client, conn, names: list[str], say) -> dict:
+    """GET /v1/experiments/{name}/results of each experiment, once the log is written, with the
+    seconds it took. Should the endpoint fail (counted as an HTTP error, so the run exits 1), the
+    same results computed in-process on the scratch database, with the failure beside them."""
+    if names:
+        time.sleep(LOG_FLUSH_S)
+    answers = {}
+    for name in names:
+        t0 = time.perf_counter()
+        status, body = client.call("GET", f"/v1/experiments/{name}/results")
+        answers[name] = body | {"seconds": round(time.perf_counter() - t0, 2), "source": "endpoint"}
+        if status != 200:
+            failed = {"status": status, "detail": body.get("detail"), "seconds": answers[name]["seconds"]}
+            say(f"{name}: the endpoint failed: {failed}; computing the results in-process")
+            t0 = time.perf_counter()
+            answers[name] = results_in_process(conn, name) | {
+                "seconds": round(time.perf_counter() - t0, 2), "source": "in-process", "endpoint_failed": failed}
+        say(f"{name}: results in {answers[name]['seconds']} s ({answers[name]['source']}): {answers[name]['verdict']}")
+    return answers
 
 
 def score(args, world, served: dict, say) -> tuple[dict, dict | None]:
@@ -246,10 +302,32 @@ def score(args, world, served: dict, say) -> tuple[dict, dict | None]:
     return results, ab
 
 
-def report(args, result: dict, results: dict, ab: dict | None, http: dict, started: float, say) -> int:
+def judge(args, served: dict, answers: dict, say) -> dict | None:
+    """The A/B experiment's results by learning beside the truth; the A/A check with --aa-target."""
+    if not args.ab:
+        return None
+    attempts, gains, _ = served["ab"]
+    variants = experiments_of(args)[EXPERIMENT]
+    out = by_learning.judged(answers[EXPERIMENT], by_learning.true_gains(attempts, gains, seed=args.seed), variants)
+    out["results"] = {k: answers[EXPERIMENT].get(k) for k in ("source", "seconds", "endpoint_failed")}
+    out["table"] = by_learning.table(out)
+    say("\n" + out["table"])
+    if AA_EXPERIMENT in answers:
+        out["aa"] = by_learning.aa_check(answers[AA_EXPERIMENT])
+        out["aa"]["results"] = {k: answers[AA_EXPERIMENT].get(k) for k in ("source", "seconds", "endpoint_failed")}
+        aa = out["aa"]
+        say(f"A/A: learning difference {aa['learning_difference']}, covers 0: {aa['difference_covers_zero']}; "
+            f"SRM p = {aa['sample_ratio_mismatch']['p_value']}; skewed {aa['skewed']['learners']}: "
+            f"p = {aa['skewed']['p_value']}, flagged {aa['skewed']['flagged']}")
+    return out
+
+
+def report(args, result: dict, results: dict, ab: dict | None, judgement: dict | None, http: dict,
+           started: float, say) -> int:
     """The figures, the table (also on stderr) and the JSON; exit 1 when a request failed."""
     result["results"] = results
     result["ab"] = ab
+    result["experiment_by_learning"] = judgement
     result["http"] = http
     result["load_after"] = loadavg()
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -268,9 +346,10 @@ def main(argv=None) -> int:
                          "config": {k: v for k, v in vars(args).items() if k != "json"},
                          "seeds": {"seed": args.seed, "streams": SEED_STREAMS}}
     world = prepare(args, result, say)
-    served, http = serve(args, world, run, result, say)
+    served, http, answers = serve(args, world, run, result, say)
     results, ab = score(args, world, served, say)
-    return report(args, result, results, ab, http, started, say)
+    judgement = judge(args, served, answers, say)
+    return report(args, result, results, ab, judgement, http, started, say)
 
 
 if __name__ == "__main__":

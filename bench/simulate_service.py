@@ -146,8 +146,9 @@ def _wall_clock() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: str, say) -> tuple[Client, dict]:
-    """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn."""
+def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: str, say) -> tuple[Client, dict, object]:
+    """Scratch database, catalogue and history, the nightly job, per-arm histories, gunicorn; returns
+    the client, the setup's figures and a connection to the scratch database."""
     from app.config import Settings
     from cli.embedded import servers_for
     from harness.databases import connected_scratch_database, scratch_redis_prefix
@@ -183,7 +184,29 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
     service = stack.enter_context(running_service(url, settings.redis_url, key, folder / "gunicorn.log",
                                                   redis_prefix=prefix, workers=args.workers))
     say(f"gunicorn ready on {service.base_url}")
-    return Client(service.base_url, key), setup
+    return Client(service.base_url, key), setup, conn
+
+
+def results_in_process(conn, name: str) -> dict:
+    """What GET /v1/experiments/{name}/results answers, computed in this process on the scratch
+    database, without the service's statement timeout (the route adds only HTTP to it)."""
+    from app.model.cache import ModelCache
+    from app.serving.context import RequestContext
+    from app.serving.experiment_results import results
+
+    try:
+        return results(RequestContext(conn, "default", None, ModelCache()), name).as_json()
+    finally:
+        conn.rollback()
+
+
+def analyse(conn) -> float:
+    """ANALYZE the scratch database (the planner's statistics, as autovacuum would update them in
+    time); returns the seconds it took."""
+    t0 = time.perf_counter()
+    with conn, conn.cursor() as cur:
+        cur.execute("ANALYZE")
+    return time.perf_counter() - t0
 
 
 def _r(x, digits: int = 4):

@@ -28,10 +28,10 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
     out = tmp_path / "simulate.json"
     assert main(["--learners", "6", "--returning-learners", "8", "--items", "60", "--skills", "3",
                  "--history-sessions", "2", "--session-length", "8", "--targets", "0.7", "--ab-learners", "4",
-                 "--trials", "1", "--clients", "2", "--explore", "--json", str(out)]) == 0
+                 "--trials", "1", "--clients", "2", "--explore", "--aa-target", "0.7", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert {"date", "machine", "command", "config", "seeds", "truth", "setup", "results", "ab", "http",
-            "table"} <= set(report)
+            "table", "experiment_by_learning"} <= set(report)
     assert report["http"]["errors"] == 0 and report["setup"]["model"]["status"] == "activated"
     figures = report["results"]["0.7"]
     assert set(figures) == {"service", "service, explore", "random", "oracle", "ceiling", "service vs ceiling"}
@@ -44,6 +44,16 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
     assert figures["random"]["attempts"] == figures["oracle"]["attempts"] == 14 * 8
     assert set(report["ab"]["variants"]) <= {"t60", "t80"}
     assert sum(v["learners"] for v in report["ab"]["variants"].values()) == 8
+    # the endpoint's results by learning beside the truth: the same learners per variant, too few for a verdict
+    judged = report["experiment_by_learning"]
+    assert judged["experiment"] == "sim-ab" and judged["verdict"].startswith("the data cannot tell yet")
+    assert {n: v["learners"] for n, v in judged["variants"].items()} == {
+        n: v["learners"] for n, v in report["ab"]["variants"].items()}
+    assert sorted(judged["order"]["true_gain"]) == sorted(report["ab"]["variants"])
+    for v in judged["variants"].values():
+        assert v["true_gain_per_learner"]["estimate"] > 0 and set(v["learning"]) == {"estimate", "low", "high"}
+    assert judged["aa"]["variants"] == ["t70-a", "t70-b"] and sum(judged["aa"]["learners"]) == 8
+    assert judged["aa"]["skewed"]["learners_to_flag"] == 4332
     values = list(_finite_numbers(report))
     assert values and all(math.isfinite(v) for v in values)
     assert figures["oracle"]["gap"]["all"] <= figures["ceiling"]["gap"]["all"] <= figures["random"]["gap"]["all"]
