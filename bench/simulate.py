@@ -58,7 +58,8 @@ whole sessions; the report says how near the target the served items really were
    first --ab-learners learners): whether the learning difference's interval covers zero, and the
    sample-ratio test after a 5 % skew of its exposures. Issue 27's setting:
    --ab-targets 0.55,0.7,0.85 --aa-target 0.7, with --ab-learners large enough that every variant
-   has the 100 learners the endpoint's verdict waits for (3 variants: 150 or more).
+   has the 100 learners the endpoint's verdict waits for (3 variants: 150 or more). The control:
+   with --learn-rate 0 nobody learns, and every variant's learning interval should cover zero.
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off

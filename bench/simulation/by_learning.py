@@ -120,7 +120,8 @@ def judged(answer: dict, truth: dict, targets: dict[str, float]) -> dict:
         values = {n: variants[n][measure]["estimate"] for n in names}
         order[measure] = ranked(values, better)
         both = [n for n in names if values[n] is not None and true[n] is not None]
-        agreement[measure] = spearman([better * values[n] for n in both], [true[n] for n in both])
+        rho = spearman([better * values[n] for n in both], [true[n] for n in both])
+        agreement[measure] = None if rho is None else round(rho, 4)
     best, worst = (order["true_gain"][0], order["true_gain"][-1]) if order["true_gain"] else (None, None)
     first = names[0] if names else None
     difference = None   # best - worst, when the endpoint gives it (versus_first: each variant minus the first)
