@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from app.catalogue.candidates import CandidateCache
     from app.infra.cache import Cache
     from app.infra.db import ConnectionPool
-    from app.model.cache import ModelCache
     from app.online.scoring import ServingModel
+    from app.serving.model_cache import ModelCache
     from app.serving.recommendation_log import RecommendationLog
 
 

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 
 from app.model import store as modelstore
 from app.model.artifact import UNCALIBRATED, Blend, Embedding, ModelArtifact
-from app.model.cache import ModelCache
 from app.online.scoring import ServingModel, engagement_scores
+from app.serving.model_cache import ModelCache
 from jobs.training.ease import EASE_NEIGHBOURS, top_k_neighbours
 from jobs.training.job import TrainConfig
 
