@@ -182,7 +182,7 @@ def measure(s: Staged, result: dict, log) -> None:
     prior; the Redis keys of the replay are deleted afterwards."""
     from app.config import Settings
     from app.infra.cache import Cache
-    from app.model.cache import ModelCache
+    from app.serving.model_cache import ModelCache
     from cli.embedded import servers_for
     from harness.databases import connected_scratch_database, delete_keys
 

@@ -24,9 +24,9 @@ import numpy as np
 from app.config import Settings
 from app.model import store as modelstore
 from app.model.artifact import Embedding, ModelArtifact
-from app.model.cache import ModelCache
 from app.serving.context import RequestContext
 from app.serving.experiment_results import results
+from app.serving.model_cache import ModelCache
 from cli.embedded import servers_for
 from harness.databases import connected_scratch_database
 from harness.measure import percentile

@@ -152,8 +152,8 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
     import psycopg2
 
     from app.catalogue import catalog, history
-    from app.model.cache import ModelCache
     from app.serving.context import Learner, RequestContext
+    from app.serving.model_cache import ModelCache
     from app.serving.pipeline import score_candidates
 
     rng = random.Random(f"{seed}-floor")

@@ -20,9 +20,9 @@ from app.access import tenants
 from app.catalogue import catalog
 from app.errors import NotFound
 from app.infra import queries as q
-from app.model.cache import ModelCache
 from app.serving import related
 from app.serving.context import RequestContext
+from app.serving.model_cache import ModelCache
 
 
 @dataclass

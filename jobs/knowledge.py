@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 from app.catalogue import history as hist
 from app.infra import queries as q
-from app.model.cache import ModelCache
 from app.serving.context import Learner, RequestContext
 from app.serving.knowledge import unit_knowledge
+from app.serving.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection

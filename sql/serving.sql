@@ -22,6 +22,21 @@ GROUP BY m.model_id, m.unit_id
 ORDER BY min(a.depth), m.unit_id
 LIMIT 1;
 
+-- name: nearest_active_model_of_each
+-- For each of :unit_ids, its nearest active model of :objective / :tag at or above it (the same
+-- rule as nearest_active_models, one answer per unit; a unit with none is absent): what the
+-- knowledge of many units at once needs, in one query instead of one per unit.
+WITH RECURSIVE above (start, unit_id, depth) AS (
+    SELECT unit_id, unit_id, 0 FROM units WHERE tenant = :tenant AND unit_id = ANY(:unit_ids)
+    UNION
+    SELECT a.start, c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.tenant = :tenant AND c.child = a.unit_id
+    WHERE a.depth < 64
+)
+SELECT DISTINCT ON (a.start) a.start AS unit_id, m.model_id
+FROM above a JOIN models m ON m.tenant = :tenant AND m.unit_id = a.unit_id
+WHERE m.status = 'active' AND m.objective = :objective AND m.tag = :tag
+ORDER BY a.start, a.depth, m.unit_id;
+
 -- name: user_recent_interactions
 -- The user's most recent :limit interactions, newest first (the history cache's source), each as
 -- the cache's entry: the JSON array [item_id, kind, outcome, value, occurred_at] (app/catalogue/history.py).

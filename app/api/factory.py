@@ -30,8 +30,8 @@ from app.dashboard.routes import init_app as init_dashboard
 from app.infra import logs
 from app.infra.cache import Cache
 from app.infra.db import ConnectionPool
-from app.model.cache import ModelCache
 from app.serving.context import Services
+from app.serving.model_cache import ModelCache
 from app.serving.recommendation_log import RecommendationLog
 
 

@@ -1,2 +1,2 @@
-"""The stored model: its rows in Postgres (`store`) and each worker's cache of the active ones
-(`cache`)."""
+"""The stored model: its parts as types with a format version (`artifact`) and its rows in
+Postgres (`store`). Each worker's cache of the active models is app.serving.model_cache."""

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from app.catalogue.candidates import CandidateCache
     from app.infra.cache import Cache
     from app.infra.db import ConnectionPool
-    from app.model.cache import ModelCache
     from app.online.scoring import ServingModel
+    from app.serving.model_cache import ModelCache
     from app.serving.recommendation_log import RecommendationLog
 
 
@@ -92,3 +92,11 @@ class RequestContext:
         if key not in self._models:
             self._models[key] = self.models.nearest(self.conn, self.tenant, list(units), objective, tag)
         return self._models[key]
+
+    def model_of_each(self, units: list[str], objective: str, tag: str = "default") -> list[ServingModel | None]:
+        """`model([unit], ...)` of each unit, the ones not yet looked up in one query."""
+        missing = [u for u in dict.fromkeys(units) if ((u,), objective, tag) not in self._models]
+        if missing:
+            for u, model in self.models.nearest_each(self.conn, self.tenant, missing, objective, tag).items():
+                self._models[((u,), objective, tag)] = model
+        return [self._models[((u,), objective, tag)] for u in units]

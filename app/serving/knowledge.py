@@ -204,7 +204,7 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
                          "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
     by_item = {r["item_id"]: r for r in attempted}
-    chosen = [ctx.model([u.unit_id], "practice", tag) for u in planned]
+    chosen = ctx.model_of_each([u.unit_id for u in planned], "practice", tag)
     used = {m.model_id: m for m in chosen if m is not None}
     estimates: dict[str, tuple[float, float, float, float]] = {}
     for model in used.values():

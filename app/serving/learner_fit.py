@@ -1,6 +1,6 @@
 """What a practice model's live fit takes from a learner, the same for a recommendation
 (app.serving.recommend) and their knowledge (app.serving.knowledge): their attempts on the model's items, their
-metadata prior (vectors for items newer than the model: app.model.cache.ModelCache.cover)."""
+metadata prior (vectors for items newer than the model: app.serving.model_cache.ModelCache.cover)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime

@@ -83,7 +83,7 @@ def replay_roles(plan: Plan, settings, workdir: Path, result: dict, blocks: dict
     learners' histories, so the order of the roles does not matter); its Redis keys deleted after.
     Returns (p by role, skill requests' p by role, the root's model as served)."""
     from app.infra.cache import Cache
-    from app.model.cache import ModelCache
+    from app.serving.model_cache import ModelCache
     from harness.databases import connected_scratch_database, delete_keys
 
     p_service: dict[str, np.ndarray] = {}
@@ -130,7 +130,7 @@ def full_retrain(plan: Plan, settings, workdir: Path, result: dict, blocks: dict
                  second: dict) -> None:
     """The root retrained on the training learners + the dev and test learners' first halves, its
     predictions for the second halves beside the replay's and two live fits from first halves only."""
-    from app.model.cache import ModelCache
+    from app.serving.model_cache import ModelCache
     from harness.databases import connected_scratch_database
 
     rows = plan.rows

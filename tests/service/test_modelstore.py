@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from app.model import store as modelstore
 from app.model.artifact import UNCALIBRATED, Blend, Embedding, ModelArtifact
 from app.online.scoring import ServingModel, engagement_scores
+from app.serving.model_cache import ModelCache
 from jobs.training.ease import EASE_NEIGHBOURS, top_k_neighbours
 from jobs.training.job import TrainConfig
 
@@ -132,3 +133,26 @@ def test_a_model_row_of_10000_items_with_the_default_top_k_stays_under_50_mb(con
     assert row_bytes <= MAX_ROW_BYTES, f"{row_bytes / 1e6:.1f} MB"
     loaded = modelstore.load_model(conn, "default", model_id).artifact.blend.item_weights
     assert loaded.shape == (n, n) and loaded.nnz == n * k
+
+
+def test_the_nearest_model_of_each_unit_is_found_in_one_query_as_one_by_one(conn):
+    # root > a > a1, root > b > b1 (b1 also under a1: two paths), c alone, and a cycle x <-> y
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO units (unit_id, name) VALUES ('root', 'r'), ('a', 'a'), ('a1', 'a1'), ('b', 'b'), "
+                    "('b1', 'b1'), ('c', 'c'), ('x', 'x'), ('y', 'y')")
+        cur.execute("INSERT INTO unit_children (parent, child) VALUES ('root', 'a'), ('a', 'a1'), ('root', 'b'), "
+                    "('b', 'b1'), ('a1', 'b1'), ('x', 'y'), ('y', 'x')")
+    ids = {}
+    for unit in ("root", "a1", "b", "x"):
+        ids[unit] = modelstore.save_model(conn, "default", engagement_model(engagement_embedding(5), ease_like(5)),
+                                          modelstore.ModelMeta(unit, "engagement", "mf"))
+        modelstore.activate(conn, "default", ids[unit])
+    conn.commit()
+    units = ["root", "a", "a1", "b", "b1", "c", "x", "y"]
+    one_by_one = {u: ModelCache().nearest(conn, "default", [u], "engagement") for u in units}
+    each = ModelCache().nearest_each(conn, "default", units, "engagement")
+    assert {u: m.model_id if m else None for u, m in each.items()} \
+        == {u: m.model_id if m else None for u, m in one_by_one.items()} \
+        == {"root": ids["root"], "a": ids["root"], "a1": ids["a1"], "b": ids["b"], "b1": ids["a1"],
+            "c": None, "x": ids["x"], "y": ids["x"]}     # b1: parents a1 and b tie at depth 1, the unit id decides
+    assert ModelCache().nearest_each(conn, "default", units, "practice") == dict.fromkeys(units)

@@ -15,7 +15,7 @@ def test_on_the_trained_demo_knowledge_follows_each_learners_answers(servers, se
     import psycopg2
 
     from app.infra.cache import Cache
-    from app.model.cache import ModelCache
+    from app.serving.model_cache import ModelCache
     from harness.databases import scratch_database
     from jobs.demo import REFERENCE_TIME, DemoConfig, generate_demo
     from jobs.train import TrainConfig, run_training

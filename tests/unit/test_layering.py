@@ -24,7 +24,7 @@ FORBIDDEN = {
     "app.infra": ("app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard", "app.totara.protocol"),
     "app.access": ("app.catalogue", "app.model", "app.serving", "app.dashboard"),
     "app.catalogue": ("app.access", "app.model", "app.serving", "app.dashboard"),
-    "app.model": ("app.access", "app.catalogue", "app.serving", "app.dashboard"),
+    "app.model": ("app.access", "app.catalogue", "app.serving", "app.dashboard", "app.online"),
     "app.serving": ("app.dashboard",),
     "app.totara.protocol": ("app.infra", "app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard"),
 }

@@ -39,6 +39,21 @@ class ModelCache:
             self._active[key] = hit
         return self.get(conn, tenant, hit[1]) if hit[1] is not None else None
 
+    def nearest_each(self, conn: Connection, tenant: str, unit_ids: list[str], objective: str,
+                     tag: str = "default") -> dict[str, ServingModel | None]:
+        """`nearest` of each unit on its own, the ones not known within ACTIVE_TTL_S looked up in
+        one query (the knowledge of a course's hundred skills is one read, not a hundred)."""
+        now = time.monotonic()
+        keys = {u: (tenant, (u,), objective, tag) for u in unit_ids}
+        stale = [u for u, key in keys.items() if (hit := self._active.get(key)) is None or now - hit[0] > ACTIVE_TTL_S]
+        if stale:
+            found = {r["unit_id"]: r["model_id"] for r in q.fetch_all(
+                conn, "nearest_active_model_of_each", tenant=tenant, unit_ids=stale, objective=objective, tag=tag)}
+            for u in stale:
+                self._active[keys[u]] = (now, found.get(u))
+        return {u: (self.get(conn, tenant, self._active[key][1]) if self._active[key][1] is not None else None)
+                for u, key in keys.items()}
+
     def get(self, conn: Connection, tenant: str, model_id: int) -> ServingModel:
         key = (tenant, model_id)
         with self._lock:
