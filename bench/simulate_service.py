@@ -190,9 +190,9 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
 def results_in_process(conn, name: str) -> dict:
     """What GET /v1/experiments/{name}/results answers, computed in this process on the scratch
     database, without the service's statement timeout (the route adds only HTTP to it)."""
-    from app.model.cache import ModelCache
     from app.serving.context import RequestContext
     from app.serving.experiment_results import results
+    from app.serving.model_cache import ModelCache
 
     try:
         return results(RequestContext(conn, "default", None, ModelCache()), name).as_json()

@@ -65,3 +65,31 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
             continue
         assert 0 <= fig["gap"]["all"] <= 1 and 0 <= fig["success_rate"]["all"] <= 1
         assert fig["learning_gain"]["all"] > 0  # practice teaches under every policy
+
+
+def test_when_the_results_endpoint_fails_the_run_says_so_and_reports_the_results_computed_in_process(
+        servers, tmp_path, monkeypatch):
+    import bench.simulate_service as service
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", servers[0])
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", servers[1])
+    monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
+    call = service.Client.call
+
+    def refused(self, method, path, body=None):   # as the service answers when its statement timeout strikes
+        if path.endswith("/results"):
+            self.requests += 1
+            self.errors.append(f"{method} {path}: 503")
+            return 503, {"detail": "the database is not answering; retry shortly"}
+        return call(self, method, path, body)
+    monkeypatch.setattr(service.Client, "call", refused)
+    out = tmp_path / "simulate.json"
+    assert main(["--learners", "4", "--returning-learners", "4", "--items", "40", "--skills", "2",
+                 "--history-sessions", "1", "--session-length", "6", "--targets", "0.7", "--ab-learners", "4",
+                 "--trials", "1", "--clients", "2", "--json", str(out)]) == 1   # an HTTP error: exit 1
+    report = json.loads(out.read_text())
+    judged = report["experiment_by_learning"]
+    assert judged["results"]["source"] == "in-process" and judged["results"]["endpoint_failed"]["status"] == 503
+    assert sum(v["learners"] for v in judged["variants"].values()) == 8
+    assert {n: v["attempts"] for n, v in judged["variants"].items()} == {   # the first attempt is before joining
+        n: v["attempts"] - v["learners"] for n, v in report["ab"]["variants"].items()}
