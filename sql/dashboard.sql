@@ -102,8 +102,9 @@ FROM latest l
 ORDER BY l.day;
 
 -- name: dash_units
--- Every unit of the tenant: id, name, kind and its training settings.
-SELECT unit_id, name, kind, attrs -> 'training' AS training FROM units WHERE tenant = :tenant ORDER BY unit_id;
+-- Every unit of the tenant: id, name, kind, its training settings and its mastery settings.
+SELECT unit_id, name, kind, attrs -> 'training' AS training, attrs -> 'mastery' AS mastery
+FROM units WHERE tenant = :tenant ORDER BY unit_id;
 
 -- name: dash_unit_edges
 -- The tenant's unit hierarchy as (parent, child) pairs.
@@ -237,3 +238,42 @@ ORDER BY item_id LIMIT :limit;
 SELECT user_id, max(occurred_at) AS last_seen
 FROM (SELECT user_id, occurred_at FROM interactions WHERE tenant = :tenant ORDER BY occurred_at DESC LIMIT 500) recent
 GROUP BY user_id ORDER BY max(occurred_at) DESC LIMIT :limit;
+
+-- name: dash_unit_mastery
+-- The unit's newest knowledge snapshot (unit_mastery, migration 010): learners who practised it,
+-- how many have mastered it and how many are due for review, in all ('(all)' first) and per cohort.
+SELECT m.as_of, m.cohort, m.learners, m.mastered, m.mastered_share, m.mean_p, m.due, m.attempts
+FROM unit_mastery m
+WHERE m.tenant = :tenant AND m.unit_id = :unit_id
+  AND m.as_of = (SELECT max(k.as_of) FROM knowledge_snapshots k WHERE k.tenant = :tenant AND k.unit_id = :unit_id)
+ORDER BY m.cohort <> '(all)', m.cohort
+LIMIT 50;
+
+-- name: dash_unit_mastery_history
+-- The share of the unit's learners who had mastered it at each of its newest :limit snapshots, newest first.
+SELECT m.as_of, m.learners, m.mastered, m.mastered_share
+FROM unit_mastery m
+WHERE m.tenant = :tenant AND m.unit_id = :unit_id AND m.cohort = '(all)'
+ORDER BY m.as_of DESC
+LIMIT :limit;
+
+-- name: dash_units_below_mastery
+-- For each unit below :unit_id (its whole sub-DAG) with rows in the tenant's newest knowledge
+-- snapshot: its learners, how many have mastered it and how many are due (unit_mastery's '(all)'
+-- figures, read from knowledge_snapshots directly so only these units are aggregated).
+WITH RECURSIVE below (unit_id) AS (
+    -- seed: the unit's children
+    SELECT c.child FROM unit_children c WHERE c.tenant = :tenant AND c.parent = :unit_id
+    UNION
+    -- step: their children; UNION drops units already reached, so a cycle ends the walk
+    SELECT c.child FROM below b JOIN unit_children c ON c.tenant = :tenant AND c.parent = b.unit_id
+)
+SELECT k.unit_id, k.as_of, count(*) AS learners, count(*) FILTER (WHERE k.mastered) AS mastered,
+       round(avg(k.mastered::int), 4) AS mastered_share, round(avg(k.p)::numeric, 4) AS mean_p,
+       count(*) FILTER (WHERE k.due <= k.as_of) AS due
+FROM knowledge_snapshots k JOIN below b ON b.unit_id = k.unit_id
+WHERE k.tenant = :tenant AND k.unit_id <> :unit_id
+  AND k.as_of = (SELECT max(s.as_of) FROM knowledge_snapshots s WHERE s.tenant = :tenant)
+GROUP BY k.unit_id, k.as_of
+ORDER BY k.unit_id
+LIMIT :limit;

@@ -206,11 +206,15 @@ def reliability_diagram(buckets: Sequence[dict], *, label: str, size: int = 320)
 
 
 def interval_chart(rows: Sequence[tuple[str, float, float, float]], *, label: str, x_label: str = "",
-                   width: int = WIDTH, row_height: int = 36, proportions: bool = True) -> str:
-    """One row per (name, value, low, high): a dot at the value and a whisker over its interval,
-    on a shared axis: 0..1 for proportions, else the rows' own range (and 0, for differences)."""
+                   width: int = WIDTH, row_height: int = 36, proportions: bool = True, level: str = "95 %",
+                   marks: Sequence[tuple[float, str]] = (), row_css: Sequence[str] | None = None,
+                   empty: str = "no outcomes yet") -> str:
+    """One row per (name, value, low, high): a dot at the value and a whisker over its interval
+    (a `level` interval), on a shared axis: 0..1 for proportions, else the rows' own range (and 0,
+    for differences). `marks`: (value, name) vertical reference lines (a threshold); `row_css`: each
+    row's colour class (default s0..s5 in turn)."""
     if not rows:
-        return _empty("interval-chart", label, width, 80, "no outcomes yet")
+        return _empty("interval-chart", label, width, 80, empty)
     height = MARGIN["top"] + MARGIN["bottom"] + row_height * len(rows)
     left, right = 140, width - MARGIN["right"]
     if proportions:
@@ -235,13 +239,18 @@ def interval_chart(rows: Sequence[tuple[str, float, float, float]], *, label: st
     if x_label:
         out.append(f'<text class="axis-label" x="{(left + right) / 2}" y="{height - 6}" '
                    f'text-anchor="middle">{escape(x_label)}</text>')
+    for value, name in marks:
+        if lo <= value <= hi:
+            out.append(f'<line class="mark" x1="{x(value)}" x2="{x(value)}" y1="{MARGIN["top"]}" y2="{bottom}" '
+                       f'data-x="{value}"><title>{escape(name)}: {value:.3f}</title></line>')
     for k, (name, value, low, high) in enumerate(rows):
         y = MARGIN["top"] + row_height * k + row_height / 2
-        out.append(f'<g class="series s{k % 6}" data-name="{escape(name)}">'
+        css = row_css[k] if row_css is not None else f"s{k % 6}"
+        out.append(f'<g class="series {escape(css)}" data-name="{escape(name)}">'
                    f'<text class="tick" x="{left - 8}" y="{y + 4}" text-anchor="end">{escape(name)}</text>'
                    f'<line class="whisker" x1="{x(low)}" x2="{x(high)}" y1="{y}" y2="{y}"/>'
                    f'<circle class="point" cx="{x(value)}" cy="{y}" r="5" data-x="{value}" data-low="{low}" '
-                   f'data-high="{high}"><title>{escape(name)}: {value:.3f} (95 % CI {low:.3f} to {high:.3f})</title>'
-                   f"</circle></g>")
+                   f'data-high="{high}"><title>{escape(name)}: {value:.3f} ({escape(level)} interval {low:.3f} to '
+                   f'{high:.3f})</title></circle></g>')
     out.append("</svg>")
     return "".join(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from app.catalogue import catalog
-from app.dashboard import charts
+from app.dashboard import charts, knowledge
 from app.errors import NotFound
 from app.infra import queries as q
 from app.online.scoring import practice_probabilities
@@ -67,7 +67,8 @@ def learner(ctx: RequestContext, user_id: str, unit_id: str | None) -> dict:
                                  empty="no items under this unit")
         reasons = [FALLBACKS.get(r, r) for r in recommended.fallbacks]
         live = {"unit_id": unit_id, "predicted": predicted, "answer": answer, "titles": titles, "chart": chart,
-                "chosen": chosen, "reasons": reasons, "ranked": ranked, "capped": len(under) > len(items)}
+                "chosen": chosen, "reasons": reasons, "ranked": ranked, "capped": len(under) > len(items),
+                "knowledge": knowledge.learner(ctx, user_id, unit_id)}
     for a in answers:
         a["pairs"] = list(zip(a["item_ids"], a["scores"]))
     return {"user": user, "summary": summary, "history": history, "answers": answers, "live": live,

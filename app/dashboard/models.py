@@ -1,7 +1,7 @@
 """The models pages: the unit tree with each unit's model, and one unit's models over time."""
 from __future__ import annotations
 
-from app.dashboard import charts
+from app.dashboard import charts, knowledge
 from app.dashboard.overview import HEADLINE
 from app.errors import NotFound
 from app.infra import queries as q
@@ -120,8 +120,9 @@ def unit(conn, tenant: str, unit_id: str) -> dict:
                "served_by": serving_ancestor(unit_id, edges, has_active)}
     parents = sorted(e["parent"] for e in edges if e["child"] == unit_id)
     children = sorted(e["child"] for e in edges if e["parent"] == unit_id)
+    mastery = knowledge.unit(conn, tenant, unit_id, {"mastery": units[unit_id]["mastery"]})
     return {"unit": units[unit_id], "objectives": per_objective, "why": why, "parents": parents,
-            "children": children}
+            "children": children, "mastery": mastery}
 
 
 def _comparison(metrics: dict, key: str) -> list[dict]:

@@ -157,6 +157,7 @@ class UnitKnowledge:
     model_id: int | None
     order: tuple[int, ...]
     active: tuple[str, ...]
+    settings: MasterySettings = MasterySettings()   # its thresholds (the dashboard draws them)
 
     def answer(self) -> dict:
         def r(v):
@@ -226,7 +227,7 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         out.append(UnitKnowledge(u.unit_id, u.skill, p, low, high, attempts, sum(s["correct"] for s in stats),
                                  max((s["last_at"] for s in stats), default=None),
                                  low is not None and low >= u.settings.threshold, due,
-                                 model.model_id if model else None, u.order, u.active))
+                                 model.model_id if model else None, u.order, u.active, u.settings))
     return out, list(used.values())
 
 

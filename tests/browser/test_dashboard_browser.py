@@ -10,6 +10,7 @@ a failure, not a skip."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import psycopg2
 import pytest
@@ -20,6 +21,7 @@ from harness.browser import ADVICE, executable
 from harness.dashboard_data import EXPERIMENT, calibrate, traffic, wait_until_logged
 from harness.databases import scratch_database, scratch_redis_prefix
 from harness.service import running_service
+from jobs import knowledge as knowledge_snapshot
 from jobs.demo import DemoConfig, generate_demo
 from jobs.train import TrainConfig, run_training
 
@@ -56,6 +58,9 @@ def demo(servers, tmp_path_factory):
         report = run_training(url, TrainConfig(max_trials=1, max_eval_users=60), units=["demo", "demo.math"],
                               progress=False)
         assert "activated" in {o.status for o in report.outcomes}, report.table()
+        conn = psycopg2.connect(url)   # what `train --all` runs after training: the unit pages' mastery
+        assert knowledge_snapshot.run(conn, "default", datetime.now(UTC)).rows > 0
+        conn.close()
         with running_service(url, servers[1], KEY, tmp / "service.log", redis_prefix=prefix,
                              env={"ADAPTREC_METRICS_ROLLUP_S": "2"}) as service:
             # the workers' rollup thread writes its first snapshot: the overview counts from there
@@ -158,6 +163,19 @@ def test_the_models_pages_show_the_tree_and_a_units_versions(page, demo):
     assert float(dots.last.get_attribute("data-y")) == pytest.approx(auc)
     assert f"{auc:.3f}" in page.inner_text("#comparison-practice")
     shoot(page, "3-model")
+    page.goto(demo["base"] + "/dashboard/models/demo.math")
+    # the snapshot holds the learners' practised units (sections): demo.math's page lists those below it
+    below = db_rows(demo["url"], "SELECT unit_id, count(*), count(*) FILTER (WHERE mastered) FROM knowledge_snapshots "
+                                 "WHERE unit_id LIKE 'demo.math.%' GROUP BY unit_id ORDER BY unit_id")
+    assert below
+    rows = page.locator("#below-mastery-table tbody tr")
+    assert rows.count() == min(len(below), 100)
+    first = rows.first.locator("td")
+    assert [first.nth(k).inner_text() for k in range(3)] == [below[0][0], f"{below[0][1]:,}", f"{below[0][2]:,}"]
+    page.click(f"#below-mastery-table >> text={below[0][0]}")
+    own = page.locator("#mastery-table tbody tr").first.locator("td")
+    assert [own.nth(k).inner_text() for k in range(3)] == ["(all)", f"{below[0][1]:,}", f"{below[0][2]:,}"]
+    shoot(page, "3b-unit-mastery")
 
 
 def test_the_calibration_pages_draw_the_reliability_diagram_of_the_report(page, demo):
@@ -219,6 +237,20 @@ def test_the_learner_view_shows_history_live_probabilities_and_the_next_items(pa
                                  "(tenant, item_id) WHERE i.active AND ui.unit_id LIKE 'demo.math.%'")[0][0]
     assert page.locator("#next-items svg.bar-chart rect.bar").count() == min(items, 300)   # learners.MOST_ITEMS
     assert page.locator("#history tbody tr").count() > 0
+    # what the learner knows: one row per unit (demo.math and its skills), each estimate drawn with its interval
+    rows = page.locator("#knowledge-table tbody tr")
+    reported = db_rows(demo["url"], """
+        WITH RECURSIVE below (unit_id) AS (
+            SELECT 'demo.math'::text UNION SELECT c.child FROM below b JOIN unit_children c ON c.parent = b.unit_id)
+        SELECT count(*) FROM below b WHERE b.unit_id = 'demo.math' OR EXISTS (
+            SELECT 1 FROM unit_items ui JOIN items i USING (tenant, item_id) WHERE ui.unit_id = b.unit_id AND i.active)
+        """)[0][0]
+    assert rows.count() == reported > 1
+    assert page.locator("#knowledge svg.interval-chart circle.point").count() == rows.count()
+    assert page.locator("#knowledge-table tbody tr[data-state='mastered']").count() + \
+        page.locator("#knowledge-table tbody tr[data-state='learning']").count() + \
+        page.locator("#knowledge-table tbody tr[data-state='due']").count() + \
+        page.locator("#knowledge-table tbody tr[data-state='not started']").count() == rows.count()
     shoot(page, "7-learner")
 
 
