@@ -266,8 +266,9 @@ class VariantResults(BaseModel):
     success_rate: float | None = Field(description="Share of those attempts right.")
     success_rate_interval: Estimate
     learning: Estimate = Field(description=(
-        "Difficulty-adjusted learning: how success on first attempts at never-seen items moves per practice "
-        "opportunity beyond what the items' difficulty (frozen model) explains; probability points per attempt."))
+        "Difficulty-adjusted learning: how the learners' ability on a skill grows per attempt at it, beyond what "
+        "the items' difficulty (frozen model) explains, from first attempts at never-seen items; logits per "
+        "attempt at the skill."))
     attempts_to_mastery: Estimate = Field(description=(
         "Attempts spent on units per unit mastered (the knowledge rule: the 90 % low end of p on the unit's "
         "typical item at or above its threshold); lower is better."))

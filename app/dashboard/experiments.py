@@ -52,8 +52,8 @@ def detail(ctx: RequestContext, name: str) -> dict:
 
 # What each learning measure means, and its axis (app.serving.experiment_results, docs/EXPERIMENTS.md).
 MEASURES = (
-    ("learning", "difficulty-adjusted learning: change in success beyond the items' difficulty, per practice "
-                 "opportunity, on first attempts at new items"),
+    ("learning", "difficulty-adjusted learning: growth of ability on a skill per attempt at it, in logits, "
+                 "beyond the items' difficulty, on first attempts at new items"),
     ("attempts_to_mastery", "attempts spent per unit mastered (fewer is better)"),
     ("retention", "success after a day or more away, beyond what the items' difficulty predicts"),
 )

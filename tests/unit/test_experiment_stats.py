@@ -21,24 +21,76 @@ def attempts(**columns) -> es.Attempts:
     return es.Attempts(**base)
 
 
-def test_learning_is_the_slope_of_the_residual_on_the_opportunity():
-    # residuals -.5 -.5 +.5 +.5 at x = 0..3: Sxy = 2, Sxx = 5, slope 0.4
-    a = attempts(outcome=[0, 0, 1, 1])
-    r = es.learning(a, 1)
-    assert r.num[0] == pytest.approx(2.0) and r.den[0] == pytest.approx(5.0)
-    assert r.estimate() == pytest.approx(0.4)
+def reference_learning(a: es.Attempts) -> float:
+    """g maximising the penalised likelihood of logit p = logit + theta_(learner, skill) + g x, written
+    plainly: x counts the learner's earlier attempts at the skill, centred per (learner, skill) over
+    the first attempts at new items the model knows; theta ~ N(0, PRIOR_SD^2)."""
+    from scipy.optimize import minimize
+
+    earlier: dict = {}
+    rows = []
+    for who, unit, first, y, z in zip(a.learner, a.unit, a.first, a.outcome, a.logit):
+        k = earlier.get((who, unit), 0)
+        earlier[(who, unit)] = k + 1
+        if first and np.isfinite(z):
+            rows.append(((who, unit), k, y, z))
+    keys = sorted({r[0] for r in rows})
+    index = {k: i for i, k in enumerate(keys)}
+    mean = {k: np.mean([r[1] for r in rows if r[0] == k]) for k in keys}
+    seq = np.array([index[r[0]] for r in rows])
+    x = np.array([r[1] - mean[r[0]] for r in rows])
+    y = np.array([r[2] for r in rows], dtype=float)
+    z = np.array([r[3] for r in rows])
+
+    def loss(v):
+        eta = z + v[seq] + v[-1] * x
+        return float(np.sum(np.logaddexp(0, eta) - y * eta) + 0.5 * np.sum(v[:-1] ** 2) / es.PRIOR_SD ** 2)
+
+    return float(minimize(loss, np.zeros(len(keys) + 1), method="BFGS", options={"gtol": 1e-10}).x[-1])
+
+
+def test_learning_is_the_penalised_likelihoods_slope_per_attempt_at_the_skill():
+    rng = np.random.default_rng(3)
+    n = 60
+    a = attempts(learner=np.repeat([0, 1, 2], 20), unit=rng.integers(0, 2, n), outcome=rng.integers(0, 2, n),
+                 logit=rng.normal(0, 1, n), first=rng.random(n) < 0.8, opportunity=np.tile(np.arange(20), 3))
+    r = es.learning(a, 3)
+    assert r.estimate() == pytest.approx(reference_learning(a), abs=1e-5)
+    assert r.base == pytest.approx(r.estimate()) and abs(r.num.sum()) < 1e-8   # the fit's scores add up to 0
+    assert (r.den > 0).all()
+
+
+def test_learning_rises_with_success_beyond_the_items_difficulty():
+    up = es.learning(attempts(outcome=[0, 0, 0, 1, 0, 1, 1, 1]), 1).estimate()
+    assert up > 0
+    # the same answers on items that got easier just as fast: no learning left to explain
+    easier = es.learning(attempts(outcome=[0, 0, 0, 1, 0, 1, 1, 1], logit=np.linspace(-2, 2, 8)), 1).estimate()
+    assert easier < up
 
 
 def test_learning_leaves_out_repeats_and_items_the_model_does_not_know():
-    a = attempts(outcome=[0, 0, 1, 1, 1, 0], first=[True, True, True, True, False, True],
-                 logit=[0, 0, 0, 0, 0, np.nan])
-    assert es.learning(a, 1).estimate() == pytest.approx(0.4)
+    plain = es.learning(attempts(outcome=[0, 0, 1, 1]), 1).estimate()
+    a = attempts(outcome=[0, 0, 1, 1, 1, 0], first=[True, True, True, True, False, True], logit=[0, 0, 0, 0, 0, np.nan])
+    assert es.learning(a, 1).estimate() == pytest.approx(plain)
 
 
-def test_learning_is_pooled_within_learners_so_their_levels_do_not_count():
+def test_learning_is_within_learners_so_their_levels_do_not_count():
     # learner 0 always right, learner 1 always wrong, each flat: no slope, although joining them would make one
     a = attempts(learner=[0, 0, 0, 1, 1, 1], outcome=[1, 1, 1, 0, 0, 0], opportunity=[0, 1, 2, 10, 11, 12])
-    assert es.learning(a, 2).estimate() == pytest.approx(0.0)
+    assert es.learning(a, 2).estimate() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_learning_counts_practice_per_skill_so_interleaving_is_not_slower_than_blocking():
+    # the same answers per skill, in blocks (skill 0 then 1) or interleaved: the same learning
+    s0, s1 = [0, 0, 1, 0, 1, 1], [0, 1, 0, 1, 1, 1]
+    blocked = attempts(unit=[0] * 6 + [1] * 6, outcome=s0 + s1)
+    mixed = attempts(unit=[0, 1] * 6, outcome=[v for pair in zip(s0, s1) for v in pair])
+    assert es.learning(blocked, 1).estimate() == pytest.approx(es.learning(mixed, 1).estimate(), abs=1e-9)
+
+
+def test_learning_without_movement_along_the_practice_is_no_estimate():
+    a = attempts(unit=[0, 1, 2], outcome=[1, 0, 1])     # one attempt per skill: nothing to compare
+    assert es.learning(a, 1).estimate() is None
 
 
 def reference_mastery(logits, outcomes, typical=0.0, threshold=0.8):
