@@ -1,0 +1,127 @@
+"""Issue 28: a Totara export whose item_data has no component columns. Totara's ids carry the
+component (`engage_article12`), so the import takes it from the id and says so; a tenant whose items
+have no Totara component at all is reported by the import and by /health-check, and /user-items
+refuses it instead of answering an empty success. Real Postgres and Redis, the app in-process,
+the tenant trained by the real job (a few seconds: 40 users, 30 items)."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import shutil
+import time
+from contextlib import closing
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from app.totara import protocol as totara
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
+KEY = "components-secret"
+
+
+def export_without_component_columns(folder: Path, tenant: str = "0") -> Path:
+    """Tenant `tenant` of the fixture export, its item_data without the five one-hot component
+    columns: the component is then only in the item id, as Totara writes ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tenants.csv").write_text(f"tenants\n{tenant}\n")
+    for name in ("user_interactions", "user_data"):
+        shutil.copy(FIXTURE / f"{name}_{tenant}.csv", folder / f"{name}_{tenant}.csv")
+    with open(FIXTURE / f"item_data_{tenant}.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [c for c, name in enumerate(rows[0]) if name not in totara.ITEM_TYPES]
+    with open(folder / f"item_data_{tenant}.csv", "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([[row[c] for c in keep] for row in rows])
+    return folder
+
+
+def export_without_any_component(folder: Path) -> Path:
+    """A single-folder export whose ids name no Totara component (`lesson12`) and no type column."""
+    folder.mkdir(parents=True, exist_ok=True)
+    items = ["item_id,topic_Python,document"] + [f"lesson{i},{i % 2},lesson {i}" for i in range(1, 13)]
+    (folder / "item_data.csv").write_text("\n".join(items) + "\n")
+    rows = ["user_id,item_id,rating,timestamp"] + [
+        f"{u},lesson{(u * 7 + k) % 12 + 1},{k % 2},{1600000000 + u * 100 + k}" for u in range(1, 13) for k in range(5)]
+    (folder / "user_interactions.csv").write_text("\n".join(rows) + "\n")
+    return folder
+
+
+def signed() -> dict:
+    stamp = str(int(time.time()))
+    return {"X-Totara-Time": stamp, "X-Totara-Ml-Key": totara.sign(stamp, KEY)}
+
+
+@pytest.fixture(scope="module")
+def trained(servers, tmp_path_factory):
+    """A scratch database holding tenant 0 of the fixture imported without component columns and
+    trained (train --all), and a second tenant `7` whose items carry no Totara component: (url, reports)."""
+    from app.infra.db import connect
+    from harness.databases import scratch_database
+    from jobs.importers import run_import
+    from jobs.train import TrainConfig, run_training
+
+    with scratch_database(servers[0], "adaptrec_totcomp") as url:
+        folder = export_without_component_columns(tmp_path_factory.mktemp("no-columns"))
+        no_component = export_without_any_component(tmp_path_factory.mktemp("no-component"))
+        with closing(connect(url, application_name="test-totara-components")) as conn:
+            reports = run_import(conn, "totara", [folder], progress=False)
+            reports += run_import(conn, "totara", [no_component], progress=False, tenant="7")
+        run_training(url, TrainConfig(tenant=None, threads=1), progress=False)
+        yield url, reports
+
+
+@pytest.fixture
+def totara_client(trained, settings):
+    from app.api.factory import close as close_app
+    from app.api.factory import create_app
+
+    application = create_app(dataclasses.replace(settings, database_url=trained[0], totara_key=KEY))
+    application.config["TESTING"] = True
+    yield application.test_client()
+    close_app(application)
+
+
+def test_items_take_their_component_from_the_id_when_item_data_has_no_component_columns(trained):
+    with closing(psycopg2.connect(trained[0])) as conn, conn.cursor() as cur:
+        cur.execute("SELECT item_id, kind FROM items WHERE tenant = '0'")
+        kinds = dict(cur.fetchall())
+    assert len(kinds) == 30
+    assert all(kind == totara.split_item_id(item)[0] for item, kind in kinds.items()), kinds
+    assert kinds["container_course2"] == "container_course" and kinds["totara_playlist8"] == "totara_playlist"
+
+
+def test_the_import_says_how_many_items_took_their_component_from_the_id(trained):
+    report = trained[1][0]
+    assert "30 items took their Totara component from the id" in report.summary()
+    assert not report.warnings
+
+
+def test_user_items_answers_a_tenant_imported_without_component_columns(totara_client):
+    for item_type in ("engage_article", "totara_playlist", "container_course"):
+        answer = totara_client.get(f"/user-items?totara_user_id=101&item_type={item_type}&tenant=0&n_items=3",
+                                   headers=signed())
+        assert answer.status_code == 200 and answer.json["success"] is True, answer.json
+        assert len(answer.json["items"]) == 3, (item_type, answer.json)
+
+
+def test_a_tenant_without_totara_components_is_a_warning_of_the_import(trained):
+    report = trained[1][1]
+    assert report.warnings and "none of its 12 items has a Totara component" in report.warnings[0]
+    assert "lesson1" in report.warnings[0] and "engage_article" in report.warnings[0]
+    assert "warning: " + report.warnings[0] in report.summary()
+
+
+def test_user_items_refuses_a_tenant_without_totara_components_instead_of_an_empty_success(totara_client):
+    answer = totara_client.get("/user-items?totara_user_id=1&item_type=engage_article&tenant=7&n_items=3",
+                               headers=signed())
+    assert answer.status_code == 409, answer.json
+    assert answer.json["success"] is False and "no item with a Totara component" in answer.json["message"]
+
+
+def test_health_check_names_the_tenant_without_totara_components(totara_client):
+    body = totara_client.get("/health-check", headers=signed()).json
+    assert body["totara"]["tenants"] == "0, 7" and "model trained" in body["totara"]["tenant 0"], body
+    assert any(e.startswith("tenant 7:") and "none of its 12 items has a Totara component" in e
+               for e in body["errors"]), body["errors"]
+    assert not [e for e in body["errors"] if e.startswith("tenant 0:")], body["errors"]
