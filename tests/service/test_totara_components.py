@@ -125,3 +125,40 @@ def test_health_check_names_the_tenant_without_totara_components(totara_client):
     assert any(e.startswith("tenant 7:") and "none of its 12 items has a Totara component" in e
                for e in body["errors"]), body["errors"]
     assert not [e for e in body["errors"] if e.startswith("tenant 0:")], body["errors"]
+
+
+@pytest.fixture
+def legacy_files(trained, settings, tmp_path):
+    """`adaptrec export --format totara` of tenant 0 (n 3): the i2u and i2i rows, headers dropped."""
+    from app.infra.cache import Cache
+    from jobs.export_totara import export_totara
+
+    cache = Cache(settings.redis_url, settings.redis_prefix)
+    with closing(psycopg2.connect(trained[0])) as conn:
+        export_totara(conn, cache, tmp_path, ["0"], n=3)
+    cache.close()
+    return {name: [line.split(",") for line in (tmp_path / f"{name}_0.csv").read_text().splitlines()[1:]]
+            for name in ("i2u", "i2i")}
+
+
+def test_i2i_lists_items_of_the_same_type_as_similar_items_answers(legacy_files, totara_client):
+    i2i = legacy_files["i2i"]
+    assert {row[0] for row in i2i} >= {"engage_article1", "totara_playlist8", "container_course2"}
+    assert all(totara.split_item_id(a)[0] == totara.split_item_id(b)[0] for a, b, _ in i2i), i2i
+    for target in ("engage_article1", "totara_playlist3", "container_workspace5"):
+        answer = totara_client.get(f"/similar-items?totara_item_id={target}&tenant=0&n_items=3", headers=signed())
+        component = totara.split_item_id(target)[0]
+        assert [f"{component}{number}" for number, _ in answer.json["items"]] == [b for a, b, _ in i2i if a == target]
+
+
+def test_i2u_covers_the_users_user_items_answers_those_without_interactions_too(legacy_files, trained):
+    with closing(psycopg2.connect(trained[0])) as conn, conn.cursor() as cur:
+        cur.execute("SELECT user_id FROM users WHERE tenant = '0'")
+        users = {r[0] for r in cur.fetchall()}
+        cur.execute("SELECT DISTINCT user_id FROM interactions WHERE tenant = '0'")
+        with_interactions = {r[0] for r in cur.fetchall()}
+    assert users - with_interactions == {"140"}   # the fixture's user with metadata and no interactions
+    per_user = {}
+    for user, item, _ in legacy_files["i2u"]:
+        per_user.setdefault(user, []).append(item)
+    assert set(per_user) == users and all(len(items) == 3 for items in per_user.values())
