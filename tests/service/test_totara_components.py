@@ -21,14 +21,16 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
 KEY = "components-secret"
 
 
-def export_without_component_columns(folder: Path, tenant: str = "0") -> Path:
-    """Tenant `tenant` of the fixture export, its item_data without the five one-hot component
-    columns: the component is then only in the item id, as Totara writes ids."""
+def export_without_component_columns(folder: Path, source: str = "0", tenant: str | None = None) -> Path:
+    """Tenant `source` of the fixture export as tenant `tenant` (default: the same), its item_data
+    without the five one-hot component columns: the component is then only in the item id, as
+    Totara writes ids."""
+    tenant = source if tenant is None else tenant
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "tenants.csv").write_text(f"tenants\n{tenant}\n")
     for name in ("user_interactions", "user_data"):
-        shutil.copy(FIXTURE / f"{name}_{tenant}.csv", folder / f"{name}_{tenant}.csv")
-    with open(FIXTURE / f"item_data_{tenant}.csv", newline="") as f:
+        shutil.copy(FIXTURE / f"{name}_{source}.csv", folder / f"{name}_{tenant}.csv")
+    with open(FIXTURE / f"item_data_{source}.csv", newline="") as f:
         rows = list(csv.reader(f))
     keep = [c for c, name in enumerate(rows[0]) if name not in totara.ITEM_TYPES]
     with open(folder / f"item_data_{tenant}.csv", "w", newline="") as f:
