@@ -5,48 +5,17 @@ refuses it instead of answering an empty success. Real Postgres and Redis, the a
 the tenant trained by the real job (a few seconds: 40 users, 30 items)."""
 from __future__ import annotations
 
-import csv
 import dataclasses
-import shutil
 import time
 from contextlib import closing
-from pathlib import Path
 
 import psycopg2
 import pytest
 
 from app.totara import protocol as totara
+from tests.fixtures.totara_variants import export_without_any_component, export_without_component_columns
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
 KEY = "components-secret"
-
-
-def export_without_component_columns(folder: Path, source: str = "0", tenant: str | None = None) -> Path:
-    """Tenant `source` of the fixture export as tenant `tenant` (default: the same), its item_data
-    without the five one-hot component columns: the component is then only in the item id, as
-    Totara writes ids."""
-    tenant = source if tenant is None else tenant
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tenants.csv").write_text(f"tenants\n{tenant}\n")
-    for name in ("user_interactions", "user_data"):
-        shutil.copy(FIXTURE / f"{name}_{source}.csv", folder / f"{name}_{tenant}.csv")
-    with open(FIXTURE / f"item_data_{source}.csv", newline="") as f:
-        rows = list(csv.reader(f))
-    keep = [c for c, name in enumerate(rows[0]) if name not in totara.ITEM_TYPES]
-    with open(folder / f"item_data_{tenant}.csv", "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows([[row[c] for c in keep] for row in rows])
-    return folder
-
-
-def export_without_any_component(folder: Path) -> Path:
-    """A single-folder export whose ids name no Totara component (`lesson12`) and no type column."""
-    folder.mkdir(parents=True, exist_ok=True)
-    items = ["item_id,topic_Python,document"] + [f"lesson{i},{i % 2},lesson {i}" for i in range(1, 13)]
-    (folder / "item_data.csv").write_text("\n".join(items) + "\n")
-    rows = ["user_id,item_id,rating,timestamp"] + [
-        f"{u},lesson{(u * 7 + k) % 12 + 1},{k % 2},{1600000000 + u * 100 + k}" for u in range(1, 13) for k in range(5)]
-    (folder / "user_interactions.csv").write_text("\n".join(rows) + "\n")
-    return folder
 
 
 def signed() -> dict:

@@ -19,7 +19,7 @@ import pytest
 
 from app.totara import protocol as totara
 from harness import php as php_harness
-from tests.service.test_totara_components import export_without_any_component, export_without_component_columns
+from tests.fixtures.totara_variants import export_without_any_component, export_without_component_columns
 
 pytestmark = pytest.mark.slow  # imports, trains and starts gunicorn
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "totara_export"
