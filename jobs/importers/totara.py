@@ -149,7 +149,7 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_mod
         # in a multi-tenant export the tenant's root model serves its topics too (Totara: one model a tenant)
         loader.add("units", (unit_id, topic_name(c), "topic", {"training": {"enabled": False}} if one_model else {}))
         loader.add("unit_children", (root, unit_id))
-    kinds_seen, from_id = set(), 0
+    kinds_seen, from_id, without = set(), 0, []
     for line, row in items:
         item_id = check_id(path, line, id_col + 1, row[id_col], "item_id", prefix)
         flagged = [names[c] for c in components if row[c] == "1"]
@@ -160,6 +160,8 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_mod
         else:   # no column says: Totara's id does (the component followed by the number)
             kind = component_of(row[id_col]) or NO_COMPONENT
             from_id += kind != NO_COMPONENT
+            if kind == NO_COMPONENT:
+                without.append(row[id_col])
         if not KIND.match(kind):
             raise ImportFailed(path, line, type_col + 1, "the item type must be a lower-case word (letters, digits, "
                                f"underscore; up to 32 characters), got {row[type_col]!r}")
@@ -179,6 +181,11 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_mod
     if from_id:
         loader.notes.append(f"{from_id} items took their Totara component from the id ({path.name} has no "
                             "component column for them)")
+    if without and len(without) < len(items):   # none at all: tenant_warnings says so for the whole tenant
+        shown = ", ".join(repr(i) for i in without[:3])
+        loader.warnings.append(f"{len(without)} of the {len(items)} items of {path.name} have no Totara component "
+                               f"({shown}, ...: no component column and an id that starts with none): "
+                               "/user-items never recommends them")
     return len(items)
 
 

@@ -302,6 +302,15 @@ def test_totara_item_type_column_gives_the_kind(conn, tmp_path):
     assert column(conn, "SELECT unit_id FROM units WHERE kind = 'topic'") == ["topic:python"]
 
 
+def test_totara_items_without_a_component_among_others_are_a_warning(conn, tmp_path):
+    items = TOTARA_ITEMS + "lesson4,0,0,no component in the id\n"
+    report, = run_import(conn, "totara", [totara_folder(tmp_path, items=items)], progress=False)
+    assert one(conn, "SELECT kind FROM items WHERE item_id = 'lesson4'") == ("content",)
+    assert report.warnings == ["1 of the 4 items of item_data.csv have no Totara component ('lesson4', ...: no "
+                               "component column and an id that starts with none): /user-items never recommends them"]
+    assert "3 items took their Totara component from the id" in report.summary()
+
+
 def test_totara_interactions_may_name_items_already_in_the_database(conn, tmp_path):
     run_import(conn, "totara", [totara_folder(tmp_path / "first")], progress=False)
     later = totara_folder(tmp_path / "later", items=None, users=None,
