@@ -25,6 +25,14 @@ run: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/python -m harness.browser
 
+# PHP with curl, for the Totara client the slow tests run (harness/totara_client.php): found, else
+# Debian's php-cli and php-curl through apt when this user may, else one line saying what to run.
+# A prerequisite of `test` of its own (a rule line without a recipe adds to test's prerequisites).
+.PHONY: php
+php: $(STAMP)
+	$(BIN)/python -m harness.php
+test: php
+
 # The whole suite, every tier of tests/ (unit; service: real Postgres and Redis; browser: the
 # dashboard in chromium; slow: gunicorn, training, fuzzing, benches): about 11 minutes.
 test: browser

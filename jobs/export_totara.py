@@ -3,10 +3,13 @@ service. Per tenant, `i2u_{tenant}.csv` (`uid,iid,ranking`: each user's top N it
 `i2i_{tenant}.csv` (`target_iid,similar_iid,ranking`: each item's N most similar items), item ids in
 Totara's component-prefixed form (`engage_article12`, as the Totara import stores them).
 
-Both come from the same engine as the service: each user's list is what /user-items would answer
-over all the tenant's items (app.serving.recommend with strategy top, without the user's positive items,
-not logged), each item's what /similar-items would answer (app.serving.related) without the type filter.
-Each file is written to a temporary name and renamed, so Totara never uploads half a file.
+Both come from the same engine as the service: i2u lists every user of the tenant, those with
+interactions and those known only from user_data, as /user-items answers them all (from their
+history, their metadata or popularity), each with what /user-items would answer over all the
+tenant's items (app.serving.related.user_top_items: strategy top, without the user's positive items,
+not logged); i2i lists each Totara-named item with what /similar-items answers for it
+(app.totara.answers.similar_items: items of the same component only). Each file is written to a
+temporary name and renamed, so Totara never uploads half a file.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from app.infra import queries as q
 from app.serving import related
 from app.serving.context import RequestContext
 from app.serving.model_cache import ModelCache
+from app.totara import answers
 
 
 @dataclass
@@ -40,7 +44,7 @@ def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = Non
     models = ModelCache()
     for tenant in tenant_ids or [t for t in tenants.names(conn) if t != tenants.DEFAULT]:
         roots = [r["unit_id"] for r in q.fetch_all(conn, "root_units", tenant=tenant)]
-        users = [r["user_id"] for r in q.fetch_all(conn, "users_with_interactions", tenant=tenant)]
+        users = [r["user_id"] for r in q.fetch_all(conn, "tenant_user_ids", tenant=tenant)]
         items = catalog.items_under_units(conn, tenant, roots) if roots else []
         i2u = []
         for user in users:
@@ -52,10 +56,10 @@ def export_totara(conn, cache, out_dir: Path, tenant_ids: list[str] | None = Non
         i2i = []
         for item in items:
             try:
-                similar = related.similar_items(RequestContext(conn, tenant, cache, models), item, n)
-            except NotFound:
+                similar = answers.similar_items(RequestContext(conn, tenant, cache, models), item, n)
+            except (ValueError, NotFound):   # not a Totara id: /similar-items could not be asked for it
                 continue
-            i2i += [(item, s["item_id"], s["similarity"]) for s in similar["items"] if s["item_id"] != item]
+            i2i += [(item, other, score) for other, score in similar]
         conn.rollback()
         for name, header, rows in ((f"i2u_{tenant}.csv", ("uid", "iid", "ranking"), i2u),
                                    (f"i2i_{tenant}.csv", ("target_iid", "similar_iid", "ranking"), i2i)):

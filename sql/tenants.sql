@@ -50,16 +50,27 @@ SELECT (SELECT count(DISTINCT user_id) FROM interactions WHERE tenant = :tenant)
        (SELECT count(*) FROM items WHERE tenant = :tenant) AS items;
 
 -- name: totara_health
--- Per Totara tenant: settings, users with interactions, items, and the age of its newest active model (Totara's health check).
+-- Per Totara tenant: settings, users with interactions, items, those of a Totara component (:components, the kinds
+-- /user-items can be asked for), and the age of its newest active model (Totara's health check).
 SELECT t.tenant, t.settings,
        (SELECT count(DISTINCT user_id) FROM interactions i WHERE i.tenant = t.tenant) AS users,
        (SELECT count(*) FROM items i WHERE i.tenant = t.tenant) AS items,
+       (SELECT count(*) FROM items i WHERE i.tenant = t.tenant AND i.kind = ANY(:components)) AS component_items,
        (SELECT extract(epoch FROM now() - max(m.trained_at)) FROM models m
          WHERE m.tenant = t.tenant AND m.status = 'active') AS model_age_s
 FROM tenants t
 WHERE (t.settings ->> 'totara')::boolean   -- the tenants Totara's export filled, not a platform's own
 ORDER BY t.tenant;
 
--- name: users_with_interactions
--- The users of tenant :tenant with at least one interaction (the legacy Totara export's users).
-SELECT DISTINCT user_id FROM interactions WHERE tenant = :tenant ORDER BY user_id;
+-- name: totara_components
+-- The items of tenant :tenant: how many, how many of a Totara component (:components), and the first few ids
+-- of those without one (what the Totara import and /user-items say about a tenant Totara could not be answered for).
+SELECT count(*) AS items,
+       count(*) FILTER (WHERE kind = ANY(:components)) AS component_items,
+       (array_agg(item_id ORDER BY item_id) FILTER (WHERE NOT kind = ANY(:components)))[1:3] AS without
+FROM items WHERE tenant = :tenant;
+
+-- name: tenant_user_ids
+-- Every user of tenant :tenant, with or without interactions (the legacy Totara export's users: those
+-- /user-items answers from their history, their metadata or popularity).
+SELECT user_id FROM users WHERE tenant = :tenant ORDER BY user_id;

@@ -1,10 +1,11 @@
 """Totara's machine-learning service endpoints, as Totara's PHP client calls them (ml_service\\api):
 GET /user-items, /similar-items and /health-check, signed with X-Totara-Time and X-Totara-Ml-Key
-(app.totara.protocol), answered from the same engine as /v1 (app.serving.recommend, app.serving.related).
+(app.totara.protocol), answered from the same engine as /v1 through app.totara.answers.
 
 Totara treats any status but 200 as a failure and then serves its own cache, so every refusal is
 a 4xx/5xx with Totara's failure body {"success": false, "message": ...}; a valid request for a
-user or item type with nothing to recommend is a 200 with an empty list, never an error. Totara's
+user or item type with nothing to recommend is a 200 with an empty list, except a tenant none of
+whose items has a Totara component (a 409: every answer would be empty; app.totara.answers). Totara's
 tenant T is the adaptrec tenant named T (`adaptrec import --format totara` creates them).
 """
 from __future__ import annotations
@@ -20,10 +21,10 @@ from werkzeug.exceptions import HTTPException
 from app.api.context import get_conn, request_context, services
 from app.api.schemas import TotaraFailure, TotaraHealth, TotaraItems
 from app.api.spec import documented
-from app.errors import InputError, NotFound, UnknownIds
+from app.errors import InputError, NotFound
 from app.infra import queries as q
 from app.infra.db import DatabaseUnavailable
-from app.serving import related
+from app.totara import answers
 from app.totara import protocol as totara
 
 log = logging.getLogger("adaptrec.totara")
@@ -33,7 +34,7 @@ N_ITEMS_MAX = 1000
 _SIGNED = ("Signed as Totara signs: `X-Totara-Time` (unix seconds) and `X-Totara-Ml-Key` (hex SHA-256 of that time "
            "followed by ADAPTREC_TOTARA_KEY), within ADAPTREC_TOTARA_SKEW_S (default 300 s) of the server clock; "
            "no API key. Every refusal is a 4xx/5xx with {\"success\": false, \"message\": ...}.")
-_FAILURES = dict.fromkeys((400, 401, 404, 422, 500, 503), TotaraFailure)
+_FAILURES = dict.fromkeys((400, 401, 404, 409, 422, 500, 503), TotaraFailure)
 _BAD = {"tenant": "must be a whole number", "n_items": f"must be a whole number from 1 to {N_ITEMS_MAX}"}
 
 
@@ -60,6 +61,11 @@ def _bad_input(exc: InputError):
 @bp.errorhandler(NotFound)
 def _not_found(exc: NotFound):
     return failure(404, str(exc))
+
+
+@bp.errorhandler(answers.NoTotaraComponent)
+def _no_component(exc: answers.NoTotaraComponent):
+    return failure(exc.status, str(exc))
 
 
 @bp.errorhandler(DatabaseUnavailable)
@@ -111,17 +117,9 @@ def _n_items() -> int:
     return _arg(totara.parse_n_items, "n_items", N_ITEMS_MAX)
 
 
-def _numbered(item_ids_scores, component: str) -> list[tuple[int, float]]:
-    """[(number, score)] of the items of `component`, in the given order."""
-    out = []
-    for item_id, score in item_ids_scores:
-        try:
-            kind, number = totara.split_item_id(item_id)
-        except ValueError:
-            continue  # not a Totara-named item: Totara could not read its id
-        if kind == component:
-            out.append((number, float(score)))
-    return out
+def _numbered(ranked: list[tuple[str, float]]) -> list[tuple[int, float]]:
+    """[(number, score)]: Totara reads the bare number of each item id (app.totara.answers gives whole ids)."""
+    return [(totara.split_item_id(item_id)[1], score) for item_id, score in ranked]
 
 
 @bp.get("/user-items")
@@ -129,7 +127,8 @@ def _numbered(item_ids_scores, component: str) -> list[tuple[int, float]]:
             public=True, responses={200: TotaraItems, **_FAILURES},
             description="Items of `item_type` the user has not engaged with positively, best first, from the "
                         "tenant's model fitted live to the user's history. A user without history gets the "
-                        "type's most popular items. " + _SIGNED,
+                        "type's most popular items. A tenant whose items have no Totara component at all (its "
+                        "export gave none, in item_data or the ids) is a 409 saying so. " + _SIGNED,
             params=[_param("totara_user_id", "Totara's user id", {"type": "integer", "minimum": 0}),
                     _param("item_type", "Totara component", {"type": "string", "enum": list(totara.ITEM_TYPES)}),
                     _TENANT, _N],
@@ -141,12 +140,9 @@ def user_items():
     n = _n_items()
     tenant = _tenant()
     ctx = request_context(tenant)
-    try:
-        with ctx.conn:
-            ranked = related.user_top_items(ctx, user, [totara.COMPONENT_UNIT + component], n)
-    except UnknownIds:
-        return totara.items_body([])  # the tenant has no item of this type (no unit for it)
-    return totara.items_body(_numbered(ranked, component)[:n])
+    with ctx.conn:
+        ranked = answers.user_items(ctx, user, component, n)
+    return totara.items_body(_numbered(ranked))
 
 
 @bp.get("/similar-items")
@@ -163,24 +159,13 @@ def similar_items():
     item_id = request.args.get("totara_item_id")
     if item_id is None:
         raise InputError("totara_item_id is required, e.g. engage_article12", [{"field": "totara_item_id"}])
-    component, number = _arg(totara.split_item_id, "totara_item_id")
+    _arg(totara.split_item_id, "totara_item_id")
     n = _n_items()
     tenant = _tenant()
     ctx = request_context(tenant)
     with ctx.conn:
-        names = [item_id] + ([totara.join_item_id("engage_microlearning", number)]
-                             if component == "engage_article" else [])
-        for name in names:
-            try:
-                answer = related.similar_items(ctx, name, min(4 * n + 20, 2000))
-                component = totara.split_item_id(name)[0]
-                break
-            except NotFound:
-                continue
-        else:
-            raise NotFound(f"no item {item_id} in tenant {tenant}")
-    ranked = [(i["item_id"], i["similarity"]) for i in answer["items"] if i["item_id"] not in names]
-    return totara.items_body(_numbered(ranked, component)[:n])
+        ranked = answers.similar_items(ctx, item_id, n)
+    return totara.items_body(_numbered(ranked))
 
 
 @bp.get("/health-check")
@@ -194,7 +179,10 @@ def health_check():
     try:
         conn = get_conn()
         with conn:
-            rows = q.fetch_all(conn, "totara_health")
+            rows = q.fetch_all(conn, "totara_health", components=list(totara.ITEM_TYPES))
+            # a tenant with items but none of a Totara component: /user-items refuses it (app.totara.answers)
+            unanswerable = {r["tenant"]: answers.component_problem(conn, r["tenant"])
+                            for r in rows if r["items"] and not r["component_items"]}
     except (DatabaseUnavailable, psycopg2.Error):
         return jsonify({"success": False, "message": "the database is not answering", "totara": info,
                         "errors": ["the database is not answering"]}), 503
@@ -213,6 +201,9 @@ def health_check():
             if hours > 48:
                 errors.append(f"tenant {r['tenant']}: the model is {hours:.0f} h old; is the nightly "
                               "`adaptrec train --all` running?")
+        if unanswerable.get(r["tenant"]):
+            errors.append(unanswerable[r["tenant"]])
+            state += "; no item has a Totara component: /user-items refuses it"
         info[f"tenant {r['tenant']}"] = f"mode {mode}; {state}"
     return jsonify({"success": True, "totara": info, "errors": errors})
 

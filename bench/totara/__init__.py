@@ -1,12 +1,14 @@
 """Totara drop-in: the quality and the speed of GET /user-items and /similar-items as Totara calls them.
 
     python -m bench.totara [--quality] [--speed] [--modes full mf] [--data ../shared/data/ml-100k]
-                           [--speed-data movielens|fixture] [--rate 200] [--seconds 20] [--json OUT]
+                           [--no-component-columns] [--speed-data movielens|fixture] [--rate 200]
+                           [--seconds 20] [--json OUT]
 
 QUALITY, per training mode (--modes, default full: Totara's default). MovieLens-100k becomes a Totara export
 with one tenant, 0: item_data_0.csv holds every movie as `engage_article{id}` (the five one-hot component
 columns, one-hot `topic_<Genre>` columns, `document` = the title with commas and quotes scrubbed, as Totara's
-exporter writes it); user_data_0.csv holds lang (always en), gender, occupation and an age group;
+exporter writes it; --no-component-columns leaves the five component columns out, so the component is only in
+the ids, as in issue 28's export); user_data_0.csv holds lang (always en), gender, occupation and an age group;
 user_interactions_0.csv rates 4-5 stars 1, else 0. The split is seeded (numpy default_rng(seed)): 15 % of the
 users are COLD (their user_data row is written, none of their ratings), and of every other user 20 % of their
 4-5 star ratings are held out; held-out rows are never written. Then the product's own path:
@@ -60,6 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the MovieLens-100k folder")
     parser.add_argument("--modes", nargs="+", default=["full"], choices=("mf", "partial", "full"),
                         help="training modes of the quality part (default: full, Totara's default)")
+    parser.add_argument("--no-component-columns", action="store_true",
+                        help="quality part: item_data without the component columns (the component only in the ids)")
     parser.add_argument("--seed", type=int, default=0, help="the split's and the job's seed")
     parser.add_argument("--threads", type=int, default=1, help="LightFM threads of the job (1 = reproducible)")
     parser.add_argument("--speed-data", choices=("movielens", "fixture"), default="movielens")
@@ -124,7 +128,8 @@ def report(args, result: dict, started: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
-    result = header() | {"seed": args.seed, "threads": args.threads}
+    result = header() | {"seed": args.seed, "threads": args.threads,
+                         "component_columns": not args.no_component_columns}
     data = prepare(args, result)
     measure(args, data, result, teller("bench.totara"))
     report(args, result, started)

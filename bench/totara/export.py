@@ -72,14 +72,18 @@ def _write_csv(path: Path, rows) -> None:
         csv.writer(f, lineterminator="\n").writerows(rows)
 
 
-def write_export(folder: Path, ratings: np.ndarray, exported: np.ndarray, movies, users) -> dict:
-    """Tenant 0 of a Totara export in `folder`: all movies and users, the `exported` rows of `ratings`."""
+def write_export(folder: Path, ratings: np.ndarray, exported: np.ndarray, movies, users,
+                 component_columns: bool = True) -> dict:
+    """Tenant 0 of a Totara export in `folder`: all movies and users, the `exported` rows of `ratings`.
+    Without `component_columns`, item_data lacks the five one-hot component columns: the component
+    is then only in the ids (`engage_article12`), as in issue 28's export."""
     folder.mkdir(parents=True, exist_ok=True)
     genres = sorted({g for _, _, gs in movies for g in gs})
+    components = ITEM_TYPES if component_columns else ()
     _write_csv(folder / "tenants.csv", [["tenants"], [TENANT]])
-    header = ["item_id", *ITEM_TYPES, *(topic_column(g) for g in genres), "document"]
+    header = ["item_id", *components, *(topic_column(g) for g in genres), "document"]
     _write_csv(folder / f"item_data_{TENANT}.csv", [header] + [
-        [f"{COMPONENT}{movie}", *(int(c == COMPONENT) for c in ITEM_TYPES), *(int(g in own) for g in genres),
+        [f"{COMPONENT}{movie}", *(int(c == COMPONENT) for c in components), *(int(g in own) for g in genres),
          title.replace(",", " ").replace('"', " ")] for movie, title, own in movies])
     _write_csv(folder / f"user_data_{TENANT}.csv", [list(USER_COLUMNS)] + [
         [u["user_id"], "en", u["gender"], u["occupation"], age_group(u["age"])] for u in users])
@@ -87,4 +91,5 @@ def write_export(folder: Path, ratings: np.ndarray, exported: np.ndarray, movies
     _write_csv(folder / f"user_interactions_{TENANT}.csv", [["user_id", "item_id", "rating", "timestamp"]] + [
         [int(u), f"{COMPONENT}{int(m)}", int(r >= MIN_RATING), int(t)] for u, m, r, t in rows])
     return {"items": len(movies), "users": len(users), "interactions": int(len(rows)),
-            "positives": int((rows[:, 2] >= MIN_RATING).sum()), "topics": len(genres)}
+            "positives": int((rows[:, 2] >= MIN_RATING).sum()), "topics": len(genres),
+            "component_columns": component_columns}

@@ -75,6 +75,7 @@ def bench_quality_mode(server_url: str, settings, ratings, movies, users, cold, 
     offline = score_offline(served["model"], ratings, sets)
     outcome, model = served["outcome"], served["model"]
     return {"mode": mode, "export": served["export"], "import_seconds": served["import_seconds"],
+            "import_notes": served["import_notes"], "import_warnings": served["import_warnings"],
             "train_seconds": served["train_seconds"], "trained": served["trained"],
             "model": {"model_id": outcome.model_id, "mode": model.mode, "params": served["params"]},
             "warm": warm_report(served, offline, sets, int(held.sum())),
@@ -91,7 +92,8 @@ def ask_in_mode(server_url: str, settings, ratings, movies, users, sets: UserSet
     key = "bench-" + uuid.uuid4().hex
     with tempfile.TemporaryDirectory(prefix="adaptrec-totara-") as tmp, \
             scratch_database(server_url, "adaptrec_totarabench") as url:
-        sizes = write_export(Path(tmp), ratings, sets.exported, movies, users)
+        sizes = write_export(Path(tmp), ratings, sets.exported, movies, users,
+                             component_columns=not args.no_component_columns)
         say(f"{mode}: export written ({sizes}); importing and training")
         trained = import_and_train(url, Path(tmp), mode, args.seed, args.threads)
         say(f"{mode}: imported in {trained['import_seconds']} s, trained in {trained['train_seconds']} s")
@@ -105,6 +107,7 @@ def ask_in_mode(server_url: str, settings, ratings, movies, users, sets: UserSet
             server_log = server_log_summary(service.log_path)
     say(f"{mode}: asked /user-items for {len(sets.test_users)} + {len(sets.cold_users)} users in {ask_s:.1f} s")
     return {"export": sizes, "import_seconds": trained["import_seconds"], "train_seconds": trained["train_seconds"],
+            "import_notes": trained["import_notes"], "import_warnings": trained["import_warnings"],
             "trained": trained["outcomes"], "outcome": trained["outcome"], "model": model, "params": params,
             "warm_answers": warm_answers, "warm_calls": warm_calls, "cold_answers": cold_answers,
             "cold_calls": cold_calls, "ask_seconds": ask_s, "server_log": server_log}

@@ -52,6 +52,8 @@ def import_and_train(url: str, folder: Path, mode: str, seed: int, threads: int)
         raise RuntimeError(f"tenant {TENANT}: the root model was not activated: {root}; all: {report.outcomes}")
     return {"outcome": root, "outcomes": [(o.tenant, o.unit_id, o.objective, o.status) for o in report.outcomes],
             "rows_read": sum(r.rows_read for r in reports), "import_seconds": round(import_s, 1),
+            "import_notes": [n for r in reports for n in r.notes],
+            "import_warnings": [w for r in reports for w in r.warnings],
             "train_seconds": round(train_s, 1)}
 
 

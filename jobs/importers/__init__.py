@@ -66,6 +66,9 @@ def run_import(conn, fmt: str, paths: list[Path], id_prefix: str = "", progress:
                 else:
                     report.rows_read = module.read(Path(path), loader, id_prefix=id_prefix, progress=progress)
                 report.created = loader.finish()
+                if fmt == "totara":
+                    loader.warnings += totara.tenant_warnings(conn, target)
+                report.notes, report.warnings = loader.notes, loader.warnings
             report.seconds = timer.seconds
             reports.append(report)
     return reports

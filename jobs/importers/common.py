@@ -46,11 +46,14 @@ class ImportReport:
     rows_read: int = 0
     created: dict = field(default_factory=dict)   # table -> rows new in the database
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)      # what the format inferred (Loader.notes)
+    warnings: list[str] = field(default_factory=list)   # imported, but something the operator must fix
 
     def summary(self) -> str:
         parts = ", ".join(f"{n} {table}" for table, n in self.created.items() if n)
         return (f"{self.path}: read {self.rows_read} rows in {self.seconds:.1f}s; "
-                f"new: {parts or 'nothing (already imported)'}")
+                f"new: {parts or 'nothing (already imported)'}" + "".join(f"; {n}" for n in self.notes)
+                + "".join(f"\nwarning: {w}" for w in self.warnings))
 
 
 @contextmanager
@@ -225,6 +228,8 @@ class Loader:
         self._pending = dict.fromkeys(TABLES, 0)
         self.staged = dict.fromkeys(TABLES, 0)
         self.item_lines: dict[str, tuple[str, int]] = {}  # item_id -> (file, line) of its first interaction
+        self.notes: list[str] = []     # what a format inferred from its input, for the report
+        self.warnings: list[str] = []  # what the operator must fix (imported all the same)
         q.execute(conn, "create_import_stages")
 
     def add(self, table: str, row: tuple) -> None:

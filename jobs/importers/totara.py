@@ -9,9 +9,13 @@ into its own adaptrec tenant).
   components (engage_article, container_course, ...: ITEM_TYPES) give the item's kind; the
   other one-hot columns are topics (`topic_Leadership` is topic Leadership). The other columns
   are text, joined into items.body (for TF-IDF). A `type` or `item_type` column gives the kind
-  too (else 'content'). Every item sits in a root unit `totara` (which trains the tenant's
-  model), in a unit `component:<kind>` (the candidates of Totara's `item_type`; never trained
-  itself) and in a unit `topic:<name>` per topic; the topics are also kept in attrs.
+  too. Without either, the kind is the component the id starts with, as Totara writes ids
+  (`engage_article1000`: engage_article), and the report says how many items took it from there;
+  an id that starts with none is kind 'content', which Totara never asks for (the report warns
+  when a tenant ends up with no item of a Totara component). Every item sits in a root unit
+  `totara` (which trains the tenant's model), in a unit `component:<kind>` (the candidates of
+  Totara's `item_type`; never trained itself) and in a unit `topic:<name>` per topic; the topics
+  are also kept in attrs.
 - user_data: user_id and metadata columns (lang, city, interests, description, ...), stored in
   users.attrs.
 
@@ -22,7 +26,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from app.totara.protocol import COMPONENT_UNIT, ITEM_TYPES
+from app.totara.answers import component_problem
+from app.totara.protocol import COMPONENT_UNIT, ITEM_TYPES, split_item_id
 from jobs.importers.common import ImportFailed, Loader, check_id, column_positions, csv_rows, unix_time
 
 DESCRIPTION = "Totara Engage export folder: user_interactions.csv, optional item_data.csv and user_data.csv"
@@ -32,6 +37,23 @@ INTERACTIONS, ITEMS, USERS, TENANTS = "user_interactions", "item_data", "user_da
 TYPE_COLUMNS = ("type", "item_type")
 KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # as the schema's interactions.kind and the API's Kind
 RATINGS = {"0": 0, "1": 1}
+NO_COMPONENT = "content"   # the kind of an item whose export names no Totara component
+
+
+def component_of(item_id: str) -> str | None:
+    """The Totara component an item id starts with (`engage_article1000` -> engage_article), or None."""
+    try:
+        component, _ = split_item_id(item_id)
+    except ValueError:
+        return None
+    return component if component in ITEM_TYPES else None
+
+
+def tenant_warnings(conn, tenant: str) -> list[str]:
+    """After a Totara import: a tenant with items but none of a Totara component cannot be answered by
+    /user-items for any item type (app.totara.answers); the import says so."""
+    problem = component_problem(conn, tenant)
+    return [problem] if problem else []
 
 
 def tenant_ids(folder: Path) -> list[str] | None:
@@ -127,11 +149,19 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_mod
         # in a multi-tenant export the tenant's root model serves its topics too (Totara: one model a tenant)
         loader.add("units", (unit_id, topic_name(c), "topic", {"training": {"enabled": False}} if one_model else {}))
         loader.add("unit_children", (root, unit_id))
-    kinds_seen = set()
+    kinds_seen, from_id, without = set(), 0, []
     for line, row in items:
         item_id = check_id(path, line, id_col + 1, row[id_col], "item_id", prefix)
         flagged = [names[c] for c in components if row[c] == "1"]
-        kind = row[type_col].strip().lower() if type_col is not None else (flagged[0] if flagged else "content")
+        if type_col is not None:
+            kind = row[type_col].strip().lower()
+        elif flagged:
+            kind = flagged[0]
+        else:   # no column says: Totara's id does (the component followed by the number)
+            kind = component_of(row[id_col]) or NO_COMPONENT
+            from_id += kind != NO_COMPONENT
+            if kind == NO_COMPONENT:
+                without.append(row[id_col])
         if not KIND.match(kind):
             raise ImportFailed(path, line, type_col + 1, "the item type must be a lower-case word (letters, digits, "
                                f"underscore; up to 32 characters), got {row[type_col]!r}")
@@ -148,6 +178,14 @@ def _read_items(path: Path, loader: Loader, prefix: str, progress: bool, one_mod
         unit_id = f"{prefix}{COMPONENT_UNIT}{kind}"
         loader.add("units", (unit_id, kind, "component", {"training": {"enabled": False}}))
         loader.add("unit_children", (root, unit_id))
+    if from_id:
+        loader.notes.append(f"{from_id} items took their Totara component from the id ({path.name} has no "
+                            "component column for them)")
+    if without and len(without) < len(items):   # none at all: tenant_warnings says so for the whole tenant
+        shown = ", ".join(repr(i) for i in without[:3])
+        loader.warnings.append(f"{len(without)} of the {len(items)} items of {path.name} have no Totara component "
+                               f"({shown}, ...: no component column and an id that starts with none): "
+                               "/user-items never recommends them")
     return len(items)
 
 

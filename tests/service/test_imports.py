@@ -272,15 +272,16 @@ def totara_folder(root: Path, items=TOTARA_ITEMS, users=TOTARA_USERS, interactio
 def test_totara_imports_topics_items_users_and_interactions(conn, tmp_path):
     report = import_twice(conn, "totara", totara_folder(tmp_path))
     assert report.rows_read == 3 + 2 + 4
-    # units: the root, two topics, one component unit (kind content); every item is in the root and
-    # its component unit too
-    assert counts(conn) == {"users": 3, "items": 3, "units": 4, "unit_children": 3, "unit_items": 9,
+    # units: the root, two topics, two component units (no component column: the component is the
+    # id's, as Totara writes ids); every item is in the root and its component unit too
+    assert counts(conn) == {"users": 3, "items": 3, "units": 5, "unit_children": 4, "unit_items": 9,
                             "interactions": 4}
     assert one(conn, "SELECT kind, body, attrs FROM items WHERE item_id = 'engage_article2'") == (
-        "content", "querying data, with joins", {"topics": ["python", "sql"]})
+        "engage_article", "querying data, with joins", {"topics": ["python", "sql"]})
+    assert "3 items took their Totara component from the id" in report.summary()
     assert one(conn, "SELECT body, attrs FROM items WHERE item_id = 'totara_playlist3'") == ("misc", {"topics": []})
     assert column(conn, "SELECT child FROM unit_children WHERE parent = 'totara' ORDER BY 1") == [
-        "component:content", "topic:python", "topic:sql"]
+        "component:engage_article", "component:totara_playlist", "topic:python", "topic:sql"]
     assert column(conn, "SELECT item_id FROM unit_items WHERE unit_id = 'topic:python' ORDER BY 1") == [
         "engage_article1", "engage_article2"]
     assert one(conn, "SELECT attrs FROM users WHERE user_id = '3'") == ({"lang": "fr"},)
@@ -293,9 +294,21 @@ def test_totara_imports_topics_items_users_and_interactions(conn, tmp_path):
 def test_totara_item_type_column_gives_the_kind(conn, tmp_path):
     items = "item_id,type,python,document\nc1,course,1,a course\nw1,workspace,0,a space\n"
     interactions = "user_id,item_id,rating,timestamp\n2,c1,1,1600000000\n"
-    run_import(conn, "totara", [totara_folder(tmp_path, items=items, interactions=interactions)], progress=False)
+    report, = run_import(conn, "totara", [totara_folder(tmp_path, items=items, interactions=interactions)],
+                         progress=False)
     assert column(conn, "SELECT kind FROM items ORDER BY item_id") == ["course", "workspace"]
+    # kinds that are not Totara's components: Totara's /user-items could never be answered
+    assert len(report.warnings) == 1 and "none of its 2 items has a Totara component" in report.warnings[0]
     assert column(conn, "SELECT unit_id FROM units WHERE kind = 'topic'") == ["topic:python"]
+
+
+def test_totara_items_without_a_component_among_others_are_a_warning(conn, tmp_path):
+    items = TOTARA_ITEMS + "lesson4,0,0,no component in the id\n"
+    report, = run_import(conn, "totara", [totara_folder(tmp_path, items=items)], progress=False)
+    assert one(conn, "SELECT kind FROM items WHERE item_id = 'lesson4'") == ("content",)
+    assert report.warnings == ["1 of the 4 items of item_data.csv have no Totara component ('lesson4', ...: no "
+                               "component column and an id that starts with none): /user-items never recommends them"]
+    assert "3 items took their Totara component from the id" in report.summary()
 
 
 def test_totara_interactions_may_name_items_already_in_the_database(conn, tmp_path):

@@ -179,7 +179,7 @@ def test_the_legacy_files_rank_each_users_and_items_neighbours(service, tmp_path
     i2u = (tmp_path / "i2u_0.csv").read_text().splitlines()
     assert i2u[0] == "uid,iid,ranking"
     rows = [line.split(",") for line in i2u[1:]]
-    assert {r[0] for r in rows} == {str(u) for u in range(101, 140)}   # every user with interactions
+    assert {r[0] for r in rows} == {str(u) for u in range(101, 141)}   # every user, 140 too (metadata only)
     assert all(totara.split_item_id(r[1]) and len([x for x in rows if x[0] == r[0]]) == 3 for r in rows)
     lines = (FIXTURE / "user_interactions_0.csv").read_text().splitlines()[1:]
     liked = {(user, item) for user, item, rating, _ in (line.split(",") for line in lines) if rating == "1"}
@@ -187,6 +187,7 @@ def test_the_legacy_files_rank_each_users_and_items_neighbours(service, tmp_path
     assert not liked & {(r[0], r[1]) for r in rows}
     i2i = [line.split(",") for line in (tmp_path / "i2i_1.csv").read_text().splitlines()]
     assert i2i[0] == ["target_iid", "similar_iid", "ranking"] and all(a != b for a, b, _ in i2i[1:])
+    assert all(totara.split_item_id(a)[0] == totara.split_item_id(b)[0] for a, b, _ in i2i[1:])   # as /similar-items
     assert not list(tmp_path.glob("*.partial"))
 
 

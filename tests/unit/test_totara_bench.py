@@ -20,6 +20,7 @@ class RecordingLoader:
     def __init__(self):
         self.rows: dict[str, list] = {}
         self.interactions: list = []
+        self.notes: list[str] = []
 
     def add(self, table: str, row: tuple) -> None:
         self.rows.setdefault(table, []).append(row)
@@ -122,3 +123,17 @@ def test_signed_headers_pass_the_services_check():
     h = signed_headers("shared-key", now=1_700_000_000.7)
     assert h["X-Totara-Time"] == "1700000000"
     assert check_signature(h["X-Totara-Time"], h["X-Totara-Ml-Key"], "shared-key", 1_700_000_001, 300) is None
+
+
+def test_the_export_without_component_columns_leaves_the_component_to_the_ids(movielens, tmp_path):
+    ratings, movies, users = movielens
+    cold, held = split(ratings, seed=0)
+    exported = ~held & ~np.isin(ratings[:, 0], cold)
+    write_export(tmp_path / "export", ratings, exported, movies, users, component_columns=False)
+    header = (tmp_path / "export" / "item_data_0.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "item_id" and not set(header) & {"engage_article", "container_course", "totara_playlist"}
+    loader = RecordingLoader()
+    importer.read(tmp_path / "export", loader, progress=False, suffix="_0")
+    assert {row[1] for row in loader.rows["items"]} == {"engage_article"}      # from the ids
+    assert loader.notes == [f"{len(movies)} items took their Totara component from the id (item_data_0.csv has no "
+                            "component column for them)"]
