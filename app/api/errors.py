@@ -13,6 +13,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.errors import InputError, NotFound
+from app.model.artifact import FormatError
 from app.infra import metrics
 from app.infra.db import DatabaseUnavailable
 
@@ -53,6 +54,14 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
         return problem(503, "Service Unavailable", "the database is not answering; retry shortly",
                        headers={"Retry-After": "1"})
+
+    @app.errorhandler(FormatError)
+    def _unreadable_model(exc: FormatError):
+        # The active model was written by a newer adaptrec (a rollback of the code, not of the
+        # models): refuse with what to do rather than serve numbers this code does not understand.
+        log.error("unreadable model: %s", exc)
+        return problem(503, "Service Unavailable", f"{exc}; or activate a model this version reads "
+                                                   "(`adaptrec models -v` lists them)")
 
     @app.errorhandler(psycopg2.errors.ForeignKeyViolation)
     def _vanished(exc: Exception):

@@ -210,3 +210,15 @@ def test_parts_that_do_not_fit_the_embedding_are_refused_naming_the_part():
         Embedding(["a", "b"], np.zeros((2, 2)), np.zeros(3), np.zeros(3), np.eye(3))
     with pytest.raises(ValueError, match="needs its Blend"):
         modelstore.save_model(None, "default", full, modelstore.ModelMeta("u", "engagement", "mf"))
+
+
+def test_a_request_that_meets_a_model_in_a_newer_format_is_a_503_saying_what_to_do(conn, client, auth):
+    row = {**old.practice_rows()["practice-2026-11-23"], "extra": {"format_version": FORMAT_VERSION + 1}}
+    model_id = store_raw(conn, "practice", row)
+    modelstore.activate(conn, "default", model_id)
+    conn.commit()
+    answer = client.post("/v1/recommendations", headers=auth, json={"user_id": "someone", "units": ["u"], "n": 3})
+    assert answer.status_code == 503 and answer.content_type == "application/problem+json"
+    assert answer.json["detail"].startswith(f"model {model_id} of unit 'u' (practice): stored in format "
+                                            f"{FORMAT_VERSION + 1}, newer than this code reads")
+    assert "activate a model this version reads" in answer.json["detail"]
