@@ -66,7 +66,7 @@ def counts(conn: Connection, tenant: str) -> dict:
 
 
 # Redis key kinds that name the tenant (app.catalogue.history, ...)
-CACHED = ("hist", "histgen", "cand", "trend", "popular")
+CACHED = ("hist", "histgen", "cand", "trend", "popular", "expres")
 
 
 def forget_cached(cache, tenant: str) -> int:

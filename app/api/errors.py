@@ -13,9 +13,9 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from app.errors import InputError, NotFound
-from app.model.artifact import FormatError
 from app.infra import metrics
 from app.infra.db import DatabaseUnavailable
+from app.model.artifact import FormatError
 
 log = logging.getLogger("adaptrec.api")
 

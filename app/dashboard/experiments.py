@@ -1,13 +1,25 @@
 """The experiments pages: each variant's exposure and outcomes with 95 % intervals, and whether
 the difference from the first variant is significant. Outcomes come from the `variant_outcomes`
-view (sql/README.md, "Comparing experiment variants")."""
+view (sql/README.md, "Comparing experiment variants"). The judgement by learning is the
+endpoint's (GET /v1/experiments/{name}/results), whose SQL and resampling take a second or two
+on a large experiment: the page keeps what it drew in Redis for RESULTS_TTL_S, so a teacher
+reloading it, or several looking at once, do not each pay for it."""
 from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+
+import redis
 
 from app.dashboard import charts, stats
 from app.errors import NotFound
 from app.infra import queries as q
 from app.serving import experiment_results, experiments
 from app.serving.context import RequestContext
+
+log = logging.getLogger("adaptrec.dashboard")
+RESULTS_TTL_S = 60
 
 
 def index(conn, tenant: str) -> dict:
@@ -59,7 +71,46 @@ MEASURES = (
 )
 
 
+def _results_key(cache, tenant: str, name: str) -> str:
+    return cache.key("expres", tenant, name)
+
+
+def forget_results(cache, tenant: str, name: str) -> None:
+    """Drop the page's kept results of `name` (it was started or stopped: a new version may begin)."""
+    if cache is None:
+        return
+    try:
+        cache.client.delete(_results_key(cache, tenant, name))
+    except (redis.RedisError, OSError) as exc:
+        log.warning("experiment results cache unavailable: %s", exc)
+
+
 def learning(ctx: RequestContext, name: str) -> dict:
+    """The experiment judged by learning, as drawn at most RESULTS_TTL_S ago (kept in Redis; Redis
+    down: computed every time)."""
+    key = _results_key(ctx.cache, ctx.tenant, name) if ctx.cache is not None else None
+    if key is not None:
+        try:
+            raw = ctx.cache.client.get(key)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("experiment results cache unavailable: %s", exc)
+            raw = None
+        if raw is not None:
+            kept = json.loads(raw)
+            return {**kept, "frozen_at": datetime.fromisoformat(kept["frozen_at"]),
+                    "computed_at": datetime.fromisoformat(kept["computed_at"])}
+    drawn = draw_learning(ctx, name)
+    if key is not None:
+        try:
+            ctx.cache.client.set(key, json.dumps({**drawn, "frozen_at": drawn["frozen_at"].isoformat(),
+                                                  "computed_at": drawn["computed_at"].isoformat()}),
+                                 ex=RESULTS_TTL_S)
+        except (redis.RedisError, OSError) as exc:
+            log.warning("experiment results cache write failed: %s", exc)
+    return drawn
+
+
+def draw_learning(ctx: RequestContext, name: str) -> dict:
     """The experiment judged by learning (GET /v1/experiments/{name}/results): a chart per measure
     with 95 % intervals, the guardrails' warnings and the verdict."""
     found = experiment_results.results(ctx, name)
@@ -81,7 +132,7 @@ def learning(ctx: RequestContext, name: str) -> dict:
         warnings.append(f"fewer than {guard['min_learners']} learners in {', '.join(guard['too_few_learners'])}: "
                         "the intervals are wide and the verdict waits")
     return {"version": found.version, "verdict": found.verdict, "warnings": warnings, "measures": charts_by_measure,
-            "frozen_at": found.started_at}
+            "frozen_at": found.started_at, "computed_at": datetime.now(UTC)}
 
 
 def _get(conn, tenant: str, name: str) -> dict:

@@ -185,6 +185,7 @@ def experiment_action(name: str, action: str):
     conn = web.get_conn()
     with conn:
         (experiments.start if action == "start" else experiments.stop)(conn, g.tenant, name)
+    experiments.forget_results(web.services().cache, g.tenant, name)
     return redirect(url_for("dashboard.experiment_page", name=name))
 
 
