@@ -18,6 +18,7 @@ from app.api import (
     openapi,
     recommendations,
     totara,
+    xapi,
 )
 from app.api.auth import check_api_key
 from app.api.errors import register_error_handlers
@@ -92,6 +93,6 @@ def register(app: Flask) -> None:
     app.before_request(check_query)  # after the key: a caller without one learns that first
     app.after_request(finish)
     for module in (health, monitoring, catalog, interactions, recommendations, knowledge, experiments, totara,
-                   openapi):
+                   xapi, openapi):
         app.register_blueprint(module.bp)
     init_dashboard(app)   # /dashboard: its own session gate (app/dashboard/web.py)

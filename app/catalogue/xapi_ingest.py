@@ -1,0 +1,145 @@
+"""xAPI statements in: validated statements (app.xapi.statements) recorded as interactions under the
+tenant's rules (app.xapi.mapping), once per statement id, in one transaction with the caller's.
+`record_statements` is the API's way in (it also updates the learners' cached histories);
+`ingest_statements` the importer's.
+
+A statement already received is a duplicate when it has the same content (its digest), a conflict
+(409, nothing of the batch stored) when it has other content. A valid statement that cannot be
+mapped is kept in xapi_statements with the reason, never dropped.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from app.catalogue.ingest import ingest_interactions, record_in_cache
+from app.catalogue.records import Interaction
+from app.errors import InputError
+from app.infra import queries as q
+from app.xapi import mapping
+from app.xapi.statements import digest
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection as Connection
+
+    from app.infra.cache import Cache
+
+
+class StatementConflict(InputError):
+    """A statement id already received with other content (the spec's 409 Conflict)."""
+
+    status = 409
+
+    def __init__(self, index: int | None, statement_id: str):
+        at = f"statement {index}" if index is not None else "the statement"
+        super().__init__(f"{at}: id {statement_id} was already received with other content; a statement is "
+                         f"never changed (send a new id, or void the old one)",
+                         [{"field": f"[{index}].id" if index is not None else "id", "message": "conflict"}])
+        self.statement_id = statement_id
+
+
+@dataclass
+class Ingested:
+    """Per statement, in the order sent: its id and what became of it (recorded: a new interaction;
+    duplicate: received before; unmappable: kept with `reasons[k]`)."""
+
+    ids: list[str] = field(default_factory=list)
+    status: list[str] = field(default_factory=list)
+    reasons: list[str | None] = field(default_factory=list)
+    events: list[Interaction] = field(default_factory=list)          # the new interactions ...
+    results: list[tuple[str, str]] = field(default_factory=list)     # ... and record_interactions' statuses
+
+
+def record_statements(conn: Connection, tenant: str, cache: Cache, statements: list[dict], rules: mapping.Rules,
+                      now: datetime | None = None, listed: bool = True) -> Ingested:
+    """Store `statements` (valid) in one transaction; once committed, the learners' cached
+    histories get the new interactions, so the next recommendation sees them."""
+    now = now or datetime.now(UTC)
+    with conn:
+        done = ingest_statements(conn, tenant, statements, rules, now, listed=listed)
+    record_in_cache(cache, tenant, done.events, done.results, now)
+    return done
+
+
+def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rules: mapping.Rules,
+                      now: datetime | None = None, listed: bool = True) -> Ingested:
+    """Record `statements` (already valid) in the caller's transaction. StatementConflict when one
+    re-uses a received id with other content (nothing is written then). `listed`: the statements
+    came as a list (errors name their index)."""
+    now = now or datetime.now(UTC)
+    ids = [str(s["id"]).lower() if "id" in s else str(uuid.uuid4()) for s in statements]
+    digests = [digest(s) for s in statements]
+    drafts = [mapping.draft(s, sid, rules, now) for s, sid in zip(statements, ids)]
+    known = {(r["user_id"], r["statement_id"]): r["digest"] for r in q.fetch_all(
+        conn, "known_statements", tenant=tenant, user_ids=[d.learner for d in drafts], statement_ids=ids)}
+    for k, (d, sid) in enumerate(zip(drafts, ids)):
+        seen = known.get((d.learner, sid))
+        if seen is not None and seen != digests[k]:
+            raise StatementConflict(k if listed else None, sid)
+    new = [k for k, d in enumerate(drafts) if (d.learner, ids[k]) not in known]
+    items = _items_of(conn, tenant, [drafts[k] for k in new], rules)
+    for k in new:
+        d = drafts[k]
+        if d.reason is None and d.activity.iri not in items:
+            drafts[k] = d.unmappable("unknown_activity", f"the activity {d.activity.iri} is not mapped to an item "
+                                                         f"and the tenant does not create items on first sight")
+    mapped = [k for k in new if drafts[k].reason is None]
+    events = [Interaction.model_construct(
+        event_id=ids[k], user_id=drafts[k].learner, item_id=items[drafts[k].activity.iri], kind=drafts[k].kind,
+        outcome=drafts[k].outcome, value=drafts[k].value, duration_ms=drafts[k].duration_ms,
+        response=drafts[k].response, occurred_at=drafts[k].occurred_at) for k in mapped]
+    results = ingest_interactions(conn, tenant, events, now=now) if events else []
+    if new:
+        q.execute(conn, "insert_statements", tenant=tenant,
+                  user_ids=[drafts[k].learner for k in new], statement_ids=[ids[k] for k in new],
+                  digests=[digests[k] for k in new], verbs=[drafts[k].verb for k in new],
+                  activity_ids=[drafts[k].activity.iri if drafts[k].activity else None for k in new],
+                  item_ids=[items.get(drafts[k].activity.iri) if drafts[k].reason is None else None for k in new],
+                  reasons=[drafts[k].reason for k in new], details=[drafts[k].detail for k in new],
+                  statements=[json.dumps(statements[k], ensure_ascii=False) if drafts[k].reason else None
+                              for k in new])
+    created = {eid for eid, status in results if status == "created"}
+    out = Ingested(ids=ids, events=events, results=results)
+    fresh = set(new)
+    for k, d in enumerate(drafts):
+        if k not in fresh:
+            out.status.append("duplicate")
+        elif d.reason is not None:
+            out.status.append("unmappable")
+        else:
+            out.status.append("recorded" if ids[k] in created else "duplicate")
+        out.reasons.append(d.reason if k in fresh else None)
+    return out
+
+
+def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules: mapping.Rules) -> dict[str, str]:
+    """activity IRI -> item id for the mappable drafts' activities: the tenant's map (or an item
+    whose id is the IRI); when the tenant allows it, the others created now, in the units of their
+    statements' parent and grouping activities."""
+    iris = list(dict.fromkeys(d.activity.iri for d in drafts if d.reason is None))
+    if not iris:
+        return {}
+    items = {r["iri"]: r["item_id"] for r in q.fetch_all(conn, "activity_items", tenant=tenant, iris=iris)}
+    missing = {i for i in iris if i not in items}
+    if not missing or not rules.create_items:
+        return items
+    new = mapping.new_catalogue(drafts, missing)
+    q.execute(conn, "insert_new_items", tenant=tenant, item_ids=[a.item_id for a in new.items.values()],
+              kinds=[a.kind for a in new.items.values()], titles=[a.name for a in new.items.values()],
+              attrs=[json.dumps(a.attrs()) for a in new.items.values()])
+    if new.units:
+        q.execute(conn, "insert_new_units", tenant=tenant, unit_ids=[a.item_id for a in new.units.values()],
+                  names=[a.name for a in new.units.values()], kinds=[a.kind for a in new.units.values()],
+                  attrs=[json.dumps(a.attrs()) for a in new.units.values()])
+    if new.unit_children:
+        q.execute(conn, "insert_children", tenant=tenant, parents=[p for p, _ in new.unit_children],
+                  children=[c for _, c in new.unit_children])
+    if new.unit_items:
+        q.execute(conn, "add_unit_items", tenant=tenant, unit_ids=[u for u, _ in new.unit_items],
+                  item_ids=[i for _, i in new.unit_items])
+    q.execute(conn, "insert_activity_items", tenant=tenant, iris=list(new.items),
+              item_ids=[a.item_id for a in new.items.values()])
+    return {**items, **{iri: a.item_id for iri, a in new.items.items()}}
