@@ -39,6 +39,7 @@ class StatementConflict(InputError):
                          f"never changed (send a new id, or void the old one)",
                          [{"field": f"[{index}].id" if index is not None else "id", "message": "conflict"}])
         self.statement_id = statement_id
+        self.index = index
 
 
 @dataclass
