@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install browser bench-import clean-var
+.PHONY: run test test-fast lint install browser xapi-client bench-import clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,14 @@ run: $(STAMP)
 browser: $(STAMP)
 	$(BIN)/python -m harness.browser
 
+# The xAPI clients the integration tier drives (@xapi/xapi and TinCanJS under Node): `npm ci` from
+# harness/xapi_client/package-lock.json when missing, else one line saying what to install (harness/xapi_client.py).
+xapi-client: $(STAMP)
+	$(BIN)/python -m harness.xapi_client
+
 # The whole suite, every tier of tests/ (unit; service: real Postgres and Redis; browser: the
-# dashboard in chromium; slow: gunicorn, training, fuzzing, benches): about 11 minutes.
-test: browser
+# dashboard in chromium; slow: gunicorn, training, fuzzing, benches, real xAPI clients): about 11 minutes.
+test: browser xapi-client
 	$(BIN)/python -m pytest
 
 # The unit and service tiers (no gunicorn, no whole processes, no training on real data): under
