@@ -348,8 +348,8 @@ class XapiStatements(RootModel[Annotated[Any, WithJsonSchema(xapi_schema.STATEME
     """One xAPI statement or a list (documentation: app.xapi.statements validates)."""
 
 
-class XapiStatement(RootModel[Annotated[Any, WithJsonSchema(xapi_schema.STATEMENT)]]):
-    """One xAPI statement (documentation: app.xapi.statements validates)."""
+class XapiStatement(RootModel[Annotated[Any, WithJsonSchema(xapi_schema.PUT_STATEMENT)]]):
+    """One xAPI statement, its id given as statementId (documentation: app.xapi.statements validates)."""
 
 
 class XapiStatementIds(RootModel[list[str]]):

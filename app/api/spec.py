@@ -52,7 +52,8 @@ class Endpoint:
     # Why a schema-valid request can still be refused with 422, by the field the problem names:
     # rules JSON Schema cannot state, above all ids that must name existing rows.
     unprocessable: dict[str, str] = field(default_factory=dict)
-    # How a protected operation takes its key: "bearer", or "basic" too (the xAPI endpoints, as an LRS).
+    # How a protected operation documents its key: "bearer", or "basic" (the xAPI endpoints, as an LRS is
+    # called; they take a Bearer key too, which their description says).
     security: tuple[str, ...] = ("bearer",)
 
 
@@ -70,7 +71,7 @@ def documented(method: str, path: str, summary: str, *, tag: str, body: Any = No
     def register(view: Callable) -> Callable:
         ENDPOINTS.append(Endpoint(method.lower(), path, summary, tag, body, responses or {}, public,
                                   params, scope, description, unprocessable or {},
-                                  ("basic", "bearer") if basic_auth else ("bearer",)))
+                                  ("basic",) if basic_auth else ("bearer",)))
         view.public = public
         view.scope = scope
         view.basic_auth = basic_auth

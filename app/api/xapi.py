@@ -35,7 +35,8 @@ _HOW = ("Each statement is checked as the xAPI specification requires; a malform
         "kind, the activity as the item, created on first sight unless the tenant says otherwise), or, when it "
         "cannot (unknown verb, no result.success for an attempt, an object that is not an Activity), is accepted "
         "and kept with the reason (view xapi_unmappable). The statement id is the interaction's event_id: a resent "
-        "statement is stored once; the same id with other content is a 409.")
+        "statement is stored once; the same id with other content is a 409. The key: HTTP Basic with an adaptrec API "
+        "key as the password (or as the username with an empty password), or Authorization: Bearer <key>.")
 
 
 class InvalidStatement(InputError):

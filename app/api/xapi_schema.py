@@ -5,15 +5,16 @@ validator remains the judge: rules JSON Schema cannot state (raw within [min, ma
 platform only for an Activity, unique ids in a batch) are in the 400's description."""
 from __future__ import annotations
 
-IRI = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20\x7f<>\"{}|\\^`]+$", "maxLength": 4096,
+IRI = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9+.-]*:[!#-;=?-\[\]_a-z~\u00a0-\ud7ff\ue000-\uffff]+$",
+       "maxLength": 4096,
        "description": "An absolute IRI"}
 UUID = {"type": "string", "pattern": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
 LANGUAGE_MAP = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$"},
-                "additionalProperties": {"type": "string", "maxLength": 1000, "pattern": r"^[^\x00]*$"}}
+                "additionalProperties": {"type": "string", "maxLength": 1000}}
 EXTENSIONS = {"type": "object", "propertyNames": IRI}
 TIME = {"type": "string", "format": "date-time",
         "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$"}
-NAME = {"type": "string", "maxLength": 1000, "pattern": r"^[^\x00]*$"}
+NAME = {"type": "string", "maxLength": 1000}
 
 _IFIS = {
     "mbox": {"type": "string", "pattern": r"^mailto:[^\s@]+@[^\s]+$"},
@@ -46,7 +47,7 @@ SCORE = {"type": "object", "additionalProperties": False,
          "properties": {"scaled": {"type": "number", "minimum": -1, "maximum": 1}}}
 RESULT = {"type": "object", "additionalProperties": False,
           "properties": {"success": {"type": "boolean"}, "completion": {"type": "boolean"}, "score": SCORE,
-                         "response": {"type": "string", "maxLength": 1000, "pattern": r"^[^\x00]*$"},
+                         "response": {"type": "string", "maxLength": 1000},
                          "duration": {"type": "string", "pattern": r"^PT\d{1,6}S$"}}}
 CONTEXT = {"type": "object", "additionalProperties": False,
            "properties": {"registration": UUID, "language": {"type": "string", "pattern": "^[a-z]{2}(-[A-Z]{2})?$"},
@@ -68,3 +69,9 @@ STATEMENT = {
 }
 STATEMENTS = {"oneOf": [STATEMENT, {"type": "array", "items": STATEMENT, "maxItems": 1000}],
               "description": "One statement, or a list of them"}
+
+# PUT: the id is the statementId query parameter; the body may repeat it (then it must be the same),
+# which JSON Schema cannot state, so the document shows the body without it.
+PUT_STATEMENT = {**STATEMENT, "not": {"required": ["id"]},
+                 "description": STATEMENT["description"] + " Its id is the statementId parameter; a body that "
+                                                          "repeats it must give the same."}

@@ -20,7 +20,7 @@ from app.catalogue.records import Interaction
 from app.errors import InputError
 from app.infra import queries as q
 from app.xapi import mapping
-from app.xapi.statements import digest
+from app.xapi.statements import digest, storable
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -52,6 +52,7 @@ class Ingested:
     reasons: list[str | None] = field(default_factory=list)
     events: list[Interaction] = field(default_factory=list)          # the new interactions ...
     results: list[tuple[str, str]] = field(default_factory=list)     # ... and record_interactions' statuses
+    created: dict[str, int] = field(default_factory=dict)            # items and units created on first sight
 
 
 def record_statements(conn: Connection, tenant: str, cache: Cache, statements: list[dict], rules: mapping.Rules,
@@ -81,7 +82,8 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
         if seen is not None and seen != digests[k]:
             raise StatementConflict(k if listed else None, sid)
     new = [k for k, d in enumerate(drafts) if (d.learner, ids[k]) not in known]
-    items = _items_of(conn, tenant, [drafts[k] for k in new], rules)
+    created: dict[str, int] = {}
+    items = _items_of(conn, tenant, [drafts[k] for k in new], rules, created)
     for k in new:
         d = drafts[k]
         if d.reason is None and d.activity.iri not in items:
@@ -100,10 +102,10 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
                   activity_ids=[drafts[k].activity.iri if drafts[k].activity else None for k in new],
                   item_ids=[items.get(drafts[k].activity.iri) if drafts[k].reason is None else None for k in new],
                   reasons=[drafts[k].reason for k in new], details=[drafts[k].detail for k in new],
-                  statements=[json.dumps(statements[k], ensure_ascii=False) if drafts[k].reason else None
+                  statements=[json.dumps(storable(statements[k]), ensure_ascii=False) if drafts[k].reason else None
                               for k in new])
-    created = {eid for eid, status in results if status == "created"}
-    out = Ingested(ids=ids, events=events, results=results)
+    recorded = {eid for eid, status in results if status == "created"}
+    out = Ingested(ids=ids, events=events, results=results, created=created)
     fresh = set(new)
     for k, d in enumerate(drafts):
         if k not in fresh:
@@ -111,12 +113,13 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
         elif d.reason is not None:
             out.status.append("unmappable")
         else:
-            out.status.append("recorded" if ids[k] in created else "duplicate")
+            out.status.append("recorded" if ids[k] in recorded else "duplicate")
         out.reasons.append(d.reason if k in fresh else None)
     return out
 
 
-def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules: mapping.Rules) -> dict[str, str]:
+def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules: mapping.Rules,
+              created: dict[str, int]) -> dict[str, str]:
     """activity IRI -> item id for the mappable drafts' activities: the tenant's map (or an item
     whose id is the IRI); when the tenant allows it, the others created now, in the units of their
     statements' parent and grouping activities."""
@@ -128,13 +131,14 @@ def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules:
     if not missing or not rules.create_items:
         return items
     new = mapping.new_catalogue(drafts, missing)
-    q.execute(conn, "insert_new_items", tenant=tenant, item_ids=[a.item_id for a in new.items.values()],
-              kinds=[a.kind for a in new.items.values()], titles=[a.name for a in new.items.values()],
-              attrs=[json.dumps(a.attrs()) for a in new.items.values()])
-    if new.units:
-        q.execute(conn, "insert_new_units", tenant=tenant, unit_ids=[a.item_id for a in new.units.values()],
-                  names=[a.name for a in new.units.values()], kinds=[a.kind for a in new.units.values()],
-                  attrs=[json.dumps(a.attrs()) for a in new.units.values()])
+    items_new, units_new = list(new.items.values()), list(new.units.values())
+    created["items"] = q.execute(conn, "insert_new_items", tenant=tenant, item_ids=[a.item_id for a in items_new],
+                                 kinds=[a.kind for a in items_new], titles=[a.name for a in items_new],
+                                 attrs=[json.dumps(a.attrs()) for a in items_new])
+    if units_new:
+        created["units"] = q.execute(conn, "insert_new_units", tenant=tenant, unit_ids=[a.item_id for a in units_new],
+                                     names=[a.name for a in units_new], kinds=[a.kind for a in units_new],
+                                     attrs=[json.dumps(a.attrs()) for a in units_new])
     if new.unit_children:
         q.execute(conn, "insert_children", tenant=tenant, parents=[p for p, _ in new.unit_children],
                   children=[c for _, c in new.unit_children])

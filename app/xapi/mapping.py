@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.xapi.statements import duration_ms, parse_timestamp
+from app.xapi.statements import duration_ms, parse_timestamp, storable, unstorable
 
 ADL = "http://adlnet.gov/expapi/verbs/"
 W3ID = "https://w3id.org/xapi/adl/verbs/"
@@ -140,7 +140,7 @@ def learner_key(actor: dict, rules: Rules) -> str:
     user): the tenant's user id, else the default order's, else the group's members hashed."""
     found = actor_identifier(actor, rules.actor) or actor_identifier(actor, ACTOR_IDENTIFIERS)
     if found:
-        return found[:MAX_ID]
+        return storable(found)[:MAX_ID]
     members = sorted(str(actor_identifier(m, ACTOR_IDENTIFIERS)) for m in actor.get("member", []))
     return "group:" + hashlib.sha1("\n".join(members).encode()).hexdigest()
 
@@ -183,7 +183,7 @@ def activity_of(value: dict) -> Activity:
     definition = value.get("definition") or {}
     kind_of = definition.get("type")
     return Activity(value["id"], ACTIVITY_KINDS.get(kind_of, DEFAULT_ITEM_KIND) if kind_of else DEFAULT_ITEM_KIND,
-                    display_name(definition.get("name")), kind_of)
+                    storable(display_name(definition.get("name"))), kind_of)
 
 
 def context_activities(statement: dict, key: str) -> list[Activity]:
@@ -236,9 +236,9 @@ def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) 
     if user is None:
         return base.unmappable("no_user_id", f"the actor has none of the identifiers the tenant maps to a user "
                                              f"({', '.join(rules.actor)})")
-    if not 1 <= len(user) <= MAX_ID or any(ord(c) < 32 for c in user):
+    if not 1 <= len(user) <= MAX_ID or any(ord(c) < 32 for c in user) or unstorable(user):
         return base.unmappable("bad_user_id", "the actor's identifier is not usable as a user id (1-256 "
-                                              "characters without control characters)")
+                                              "characters without control characters or unpaired surrogates)")
     if not is_activity:
         return base.unmappable("not_an_activity", f"the object is a {target.get('objectType')}, not an Activity: "
                                                   f"there is no item to record")
@@ -266,7 +266,7 @@ def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) 
         groupings=tuple(context_activities(statement, "grouping")),
         kind=kind, outcome=outcome, value=float(score) if score is not None else None,
         duration_ms=duration_ms(result["duration"]) if "duration" in result else None,
-        response={"response": result["response"]} if "response" in result else None,
+        response={"response": storable(result["response"])} if "response" in result else None,
         occurred_at=parse_timestamp(when) if when else received)
 
 

@@ -44,7 +44,7 @@ CONTEXT_ACTIVITY_KEYS = ("parent", "grouping", "category", "other")
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # An absolute IRI: a scheme, a colon, then no whitespace or characters RFC 3987 excludes.
-_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20\x7f<>\"{}|\\^`]+$")
+_IRI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\x00-\x20\x7f<>\"{}|\\^`\ud800-\udfff]+$")
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
 _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$")
@@ -107,8 +107,6 @@ def _string(value: Any, where: str, max_length: int = MAX_TEXT) -> str:
         _fail("string", where, f"must be a string, got {_kind(value)}")
     if len(value) > max_length:
         _fail("string", where, f"must be at most {max_length} characters")
-    if "\x00" in value or re.search(r"[\ud800-\udfff]", value):
-        _fail("string", where, "must not contain NUL or unpaired surrogate characters")
     return value
 
 
@@ -152,7 +150,7 @@ def _extensions(value: Any, where: str) -> None:
 
 
 def _storable(value: Any, where: str) -> None:
-    """Every string storable in Postgres' jsonb, every number finite (walked without recursion)."""
+    """Every string a string (of bounded length), every number finite (walked without recursion)."""
     pending = [value]
     while pending:
         node = pending.pop()
@@ -458,6 +456,26 @@ def validate_batch(data: Any) -> list[dict]:
                                                          f"hold one statement twice", index)
             seen[key] = index
     return statements
+
+
+# What Postgres cannot hold in text or jsonb (valid in a JSON string, so valid in a statement).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def unstorable(text: str) -> bool:
+    return _UNSTORABLE.search(text) is not None
+
+
+def storable(value: Any) -> Any:
+    """`value` with NUL and unpaired surrogate characters (in strings and keys, however deep) replaced
+    by U+FFFD, so Postgres can keep it: a statement's text is kept as near as it can be."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 def digest(statement: dict) -> str:

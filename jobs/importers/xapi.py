@@ -100,7 +100,7 @@ class _Recorder:
         self.pending: list[tuple[object, dict]] = []
         self.seen: dict[str, tuple[object, str]] = {}   # id -> (place, digest)
         self.read = 0
-        self.counts = {"interactions": 0, "xapi duplicates": 0, "xapi unmappable": 0}
+        self.counts = {"units": 0, "items": 0, "interactions": 0, "xapi duplicates": 0, "xapi unmappable": 0}
 
     def _failed(self, place, where: str, message: str) -> ImportFailed:
         """file:line:field: message (JSON Lines), or file: [k].field: message (an array)."""
@@ -141,6 +141,8 @@ class _Recorder:
         except StatementConflict as exc:
             raise self._failed(places[exc.index], "id", f"statement {exc.statement_id} was already received with "
                                                         f"other content; a statement is never changed") from None
+        for table, n in done.created.items():
+            self.counts[table] += n
         self.counts["interactions"] += done.status.count("recorded")
         self.counts["xapi duplicates"] += done.status.count("duplicate")
         self.counts["xapi unmappable"] += done.status.count("unmappable")

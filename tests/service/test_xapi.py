@@ -226,7 +226,7 @@ INVALID = {  # rule -> a change that breaks it
     "version": lambda s: {**s, "version": "0.95"},
     "context-revision-platform": lambda s: {**s, "object": AGENT, "context": {"platform": "Moodle"}},
     "json-object": lambda s: {**s, "result": []},
-    "string": lambda s: {**s, "result": {"response": "a\u0000b"}},
+    "string": lambda s: {**s, "result": {"response": "x" * 100_001}},
 }
 
 
@@ -373,3 +373,36 @@ def test_recommendations_move_as_statements_arrive(client, conn, auth):
     assert second["items"][0]["item_id"] == q[3], second
     p = [{i["item_id"]: i["p"] for i in answer["items"]} for answer in (first, second)]
     assert p[1][q[0]] > p[0][q[0]] + 0.2 and p[1][q[3]] < p[0][q[3]] - 0.2, p
+
+
+def test_the_overview_counts_the_tenants_unmappable_statements(client, conn):
+    from tests.service.test_dashboard_access import sign_in
+
+    tenant, h = new_tenant(conn)
+    with conn:
+        _, dash_key = keys.create_key(conn, "analyst", ["dashboard"], tenant=tenant)
+    sign_in(client, dash_key)
+    assert 'id="xapi-unmappable"' not in client.get("/dashboard").get_data(as_text=True)
+    client.post("/xapi/statements", headers=h, json=[statement(verb="https://example.org/verbs/pondered"),
+                                                     statement(success=None), statement()])
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert 'id="xapi-unmappable"' in page and "<strong>2</strong> (2 in the last 7 days)" in page
+
+
+def test_text_postgres_cannot_hold_is_kept_as_near_as_it_can_be(client, conn):
+    """NUL and unpaired surrogates are valid in a JSON string, so in a statement: accepted, and kept
+    with U+FFFD in their place; an actor named with them is no user id (unmappable)."""
+    tenant, h = new_tenant(conn)
+    odd = statement(result={"success": True, "response": "a\u0000b\ud800"})
+    odd["object"]["definition"]["name"] = {"en-US": "Q\u0000"}
+    unmapped = statement(verb="https://example.org/verbs/pondered",
+                         result={"extensions": {"https://x.org/e": "\u0000"}})
+    nameless = statement(actor={"account": {"homePage": SITE, "name": "ann\udc00"}})
+    assert client.post("/xapi/statements", json=[odd, unmapped, nameless], headers=h).status_code == 200
+    assert rows(conn, "SELECT response ->> 'response' FROM interactions WHERE tenant = %s", tenant) == [
+        ("a\ufffdb\ufffd",)]
+    assert rows(conn, "SELECT title FROM items WHERE tenant = %s", tenant) == [("Q\ufffd",)]
+    assert dict(rows(conn, "SELECT statement_id::text, reason FROM xapi_unmappable WHERE tenant = %s", tenant)) == {
+        unmapped["id"]: "unknown_verb", nameless["id"]: "bad_user_id"}
+    # the digest is the statement's as sent: a resend is a duplicate, not a conflict
+    assert client.post("/xapi/statements", json=[odd, unmapped], headers=h).status_code == 200

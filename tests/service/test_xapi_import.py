@@ -38,7 +38,7 @@ def test_json_lines_and_an_array_import_the_same_statements_once(conn, cli_env, 
     lines.write_text("\n".join(json.dumps(s) for s in statements) + "\n\n")
     assert main(["import", "--format", "xapi", "--tenant", "lrs", "-q", str(lines)]) == 0
     out = capsys.readouterr().out
-    assert "read 3 rows" in out and "2 interactions" in out and "1 xapi unmappable" in out, out
+    assert "read 3 rows" in out and "new: 1 items, 2 interactions, 1 xapi unmappable" in out, out
     assert counts(conn, "lrs") == (2, 3, 1)
     assert rows(conn, "SELECT user_id, outcome FROM interactions WHERE tenant = 'lrs' ORDER BY user_id") == [
         ("ann", 1), ("bob", 0)]
