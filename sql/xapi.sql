@@ -8,7 +8,7 @@ FROM xapi_statements
 WHERE tenant = :tenant AND user_id = ANY(:user_ids::text[]) AND statement_id = ANY(:statement_ids::uuid[]);
 
 -- name: insert_statements
--- Record statements from parallel arrays (statement JSON text only for unmappable ones); one already there is skipped.
+-- Record statements from parallel arrays (statement JSON text only for unmappable ones); returns the new ones (one already there is skipped).
 -- In (user, id) order, so concurrent batches take their index locks in one order.
 INSERT INTO xapi_statements (tenant, user_id, statement_id, digest, verb, activity_id, item_id, reason, detail,
                              statement)
@@ -17,16 +17,16 @@ FROM unnest(:user_ids::text[], :statement_ids::uuid[], :digests::text[], :verbs:
             :item_ids::text[], :reasons::text[], :details::text[], :statements::text[])
      AS x(u, id, d, v, a, i, r, dt, s)
 ORDER BY u, id
-ON CONFLICT (tenant, user_id, statement_id) DO NOTHING;
+ON CONFLICT (tenant, user_id, statement_id) DO NOTHING
+RETURNING user_id, statement_id::text AS statement_id;
 
 -- name: activity_items
--- The items the activities :iris are recorded on in tenant :tenant (the map, or an item whose id is the IRI).
-SELECT a.activity_id AS iri, a.item_id FROM xapi_activities a
-WHERE a.tenant = :tenant AND a.activity_id = ANY(:iris)
-UNION ALL
-SELECT i.item_id, i.item_id FROM items i
-WHERE i.tenant = :tenant AND i.item_id = ANY(:iris)
-  AND NOT EXISTS (SELECT 1 FROM xapi_activities a WHERE a.tenant = i.tenant AND a.activity_id = i.item_id);
+-- The items the activities :iris are recorded on in tenant :tenant (the activity map).
+SELECT activity_id AS iri, item_id FROM xapi_activities WHERE tenant = :tenant AND activity_id = ANY(:iris);
+
+-- name: items_named_as_activities
+-- Which of the activities :iris are, in tenant :tenant, the ids of items (a platform that names items by their IRIs).
+SELECT item_id AS iri, item_id FROM items WHERE tenant = :tenant AND item_id = ANY(:iris);
 
 -- name: insert_activity_items
 -- Map activities :iris to items :item_ids (parallel arrays) in tenant :tenant; a mapped activity keeps its item.

@@ -69,44 +69,49 @@ def record_statements(conn: Connection, tenant: str, cache: Cache, statements: l
 def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rules: mapping.Rules,
                       now: datetime | None = None, listed: bool = True) -> Ingested:
     """Record `statements` (already valid) in the caller's transaction. StatementConflict when one
-    re-uses a received id with other content (nothing is written then). `listed`: the statements
-    came as a list (errors name their index)."""
+    re-uses a received id with other content (the caller's rollback then undoes the rest).
+    `listed`: the statements came as a list (errors name their index).
+
+    Four round trips for a batch of known activities, as many as the native ingest's three plus the
+    statements' rows: the activities' items, the statements' rows (ON CONFLICT DO NOTHING: the rows
+    that come back are the new statements; the others are looked up, rarely, to tell a resend from a
+    conflict), then the users and the interactions of the new mapped ones."""
     now = now or datetime.now(UTC)
     ids = [str(s["id"]).lower() if "id" in s else str(uuid.uuid4()) for s in statements]
     digests = [digest(s) for s in statements]
     drafts = [mapping.draft(s, sid, rules, now) for s, sid in zip(statements, ids)]
-    known = {(r["user_id"], r["statement_id"]): r["digest"] for r in q.fetch_all(
-        conn, "known_statements", tenant=tenant, user_ids=[d.learner for d in drafts], statement_ids=ids)}
-    for k, (d, sid) in enumerate(zip(drafts, ids)):
-        seen = known.get((d.learner, sid))
-        if seen is not None and seen != digests[k]:
-            raise StatementConflict(k if listed else None, sid)
-    new = [k for k, d in enumerate(drafts) if (d.learner, ids[k]) not in known]
     created: dict[str, int] = {}
-    items = _items_of(conn, tenant, [drafts[k] for k in new], rules, created)
-    for k in new:
-        d = drafts[k]
+    items = _items_of(conn, tenant, drafts, rules, created)
+    for k, d in enumerate(drafts):
         if d.reason is None and d.activity.iri not in items:
             drafts[k] = d.unmappable("unknown_activity", f"the activity {d.activity.iri} is not mapped to an item "
                                                          f"and the tenant does not create items on first sight")
-    mapped = [k for k in new if drafts[k].reason is None]
+    inserted = {(r["user_id"], r["statement_id"]) for r in q.fetch_all(
+        conn, "insert_statements", tenant=tenant,
+        user_ids=[d.learner for d in drafts], statement_ids=ids, digests=digests, verbs=[d.verb for d in drafts],
+        activity_ids=[d.activity.iri if d.activity else None for d in drafts],
+        item_ids=[items[d.activity.iri] if d.reason is None else None for d in drafts],
+        reasons=[d.reason for d in drafts], details=[d.detail for d in drafts],
+        statements=[json.dumps(storable(s), ensure_ascii=False) if d.reason else None
+                    for s, d in zip(statements, drafts)])}
+    old = [k for k, d in enumerate(drafts) if (d.learner, ids[k]) not in inserted]
+    if old:
+        known = {(r["user_id"], r["statement_id"]): r["digest"] for r in q.fetch_all(
+            conn, "known_statements", tenant=tenant, user_ids=[drafts[k].learner for k in old],
+            statement_ids=[ids[k] for k in old])}
+        for k in old:
+            if known.get((drafts[k].learner, ids[k])) != digests[k]:
+                raise StatementConflict(k if listed else None, ids[k])
+    fresh = set(range(len(drafts))) - set(old)
+    mapped = [k for k in sorted(fresh) if drafts[k].reason is None]
     events = [Interaction.model_construct(
         event_id=ids[k], user_id=drafts[k].learner, item_id=items[drafts[k].activity.iri], kind=drafts[k].kind,
         outcome=drafts[k].outcome, value=drafts[k].value, duration_ms=drafts[k].duration_ms,
         response=drafts[k].response, occurred_at=drafts[k].occurred_at) for k in mapped]
-    results = ingest_interactions(conn, tenant, events, now=now) if events else []
-    if new:
-        q.execute(conn, "insert_statements", tenant=tenant,
-                  user_ids=[drafts[k].learner for k in new], statement_ids=[ids[k] for k in new],
-                  digests=[digests[k] for k in new], verbs=[drafts[k].verb for k in new],
-                  activity_ids=[drafts[k].activity.iri if drafts[k].activity else None for k in new],
-                  item_ids=[items.get(drafts[k].activity.iri) if drafts[k].reason is None else None for k in new],
-                  reasons=[drafts[k].reason for k in new], details=[drafts[k].detail for k in new],
-                  statements=[json.dumps(storable(statements[k]), ensure_ascii=False) if drafts[k].reason else None
-                              for k in new])
+    # the items were just looked up or created in this transaction: not checked again
+    results = ingest_interactions(conn, tenant, events, now=now, check_items=False) if events else []
     recorded = {eid for eid, status in results if status == "created"}
     out = Ingested(ids=ids, events=events, results=results, created=created)
-    fresh = set(new)
     for k, d in enumerate(drafts):
         if k not in fresh:
             out.status.append("duplicate")
@@ -127,6 +132,13 @@ def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules:
     if not iris:
         return {}
     items = {r["iri"]: r["item_id"] for r in q.fetch_all(conn, "activity_items", tenant=tenant, iris=iris)}
+    missing = [i for i in iris if i not in items]
+    if missing:   # not in the map: an item named as the IRI (mapped from now on), else (when allowed) created now
+        named = {r["iri"]: r["item_id"] for r in q.fetch_all(conn, "items_named_as_activities", tenant=tenant,
+                                                               iris=missing)}
+        if named:
+            q.execute(conn, "insert_activity_items", tenant=tenant, iris=list(named), item_ids=list(named.values()))
+            items.update(named)
     missing = {i for i in iris if i not in items}
     if not missing or not rules.create_items:
         return items

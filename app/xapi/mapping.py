@@ -186,8 +186,9 @@ def activity_of(value: dict) -> Activity:
                     storable(display_name(definition.get("name"))), kind_of)
 
 
-def context_activities(statement: dict, key: str) -> list[Activity]:
-    listed = ((statement.get("context") or {}).get("contextActivities") or {}).get(key) or []
+def context_activities(context: dict | None, key: str) -> list[Activity]:
+    """The context's `parent` or `grouping` activities (a single one, as 1.0 allowed, as a list of one)."""
+    listed = ((context or {}).get("contextActivities") or {}).get(key) or []
     return [activity_of(a) for a in (listed if isinstance(listed, list) else [listed])]
 
 
@@ -201,8 +202,7 @@ class Draft:
     learner: str               # the user id, or the key a statement without one is kept under
     verb: str
     activity: Activity | None  # the object, when it is an Activity
-    parents: tuple[Activity, ...] = ()
-    groupings: tuple[Activity, ...] = ()
+    context: dict | None = None   # the statement's context: its parent and grouping activities become units
     kind: str | None = None
     outcome: int | None = None
     value: float | None = None
@@ -262,8 +262,7 @@ def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) 
     when = statement.get("timestamp") or statement.get("stored")
     return Draft(
         statement_id, user, verb, base.activity,
-        parents=tuple(context_activities(statement, "parent")),
-        groupings=tuple(context_activities(statement, "grouping")),
+        context=statement.get("context"),
         kind=kind, outcome=outcome, value=float(score) if score is not None else None,
         duration_ms=duration_ms(result["duration"]) if "duration" in result else None,
         response={"response": storable(result["response"])} if "response" in result else None,
@@ -293,12 +292,13 @@ def new_catalogue(drafts: list[Draft], new_iris: set[str]) -> Catalogue:
         if d.activity is None or d.activity.iri not in new_iris or d.activity.iri in items:
             continue
         items[d.activity.iri] = d.activity
-        for unit in (*d.parents, *d.groupings):
+        parents, groupings = context_activities(d.context, "parent"), context_activities(d.context, "grouping")
+        for unit in (*parents, *groupings):
             units.setdefault(unit.iri, unit)
-        for unit in (d.parents or d.groupings):
+        for unit in (parents or groupings):
             links[(unit.item_id, d.activity.item_id)] = None
-        for group in d.groupings:
-            for parent in d.parents:
+        for group in groupings:
+            for parent in parents:
                 if group.iri != parent.iri:
                     edges[(group.item_id, parent.item_id)] = None
     return Catalogue(items, units, list(links), list(edges))
