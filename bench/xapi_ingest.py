@@ -141,9 +141,14 @@ def measure_http(base: str, n_batches: int, clients: int, n_singles: int, rounds
     start = datetime(2026, 12, 1, tzinfo=UTC)
     # Warm-up: every activity (and its units) created on first sight; the learners created; both paths warm.
     warm = [statement(n, start) for n in range(USERS)]
-    for k in range(0, len(warm), BATCH):
-        status, _ = Client(base).post("/xapi/statements", warm[k:k + BATCH], True)
-        assert status == 200, status
+    client = Client(base)
+    try:
+        for k in range(0, len(warm), BATCH):
+            status, _ = client.post("/xapi/statements", warm[k:k + BATCH], True)
+            if status != 200:
+                raise RuntimeError(f"the warm-up batch was answered {status}")
+    finally:
+        client.close()
     counter = [USERS]
 
     def numbers(count: int) -> range:
