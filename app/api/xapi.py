@@ -8,6 +8,8 @@ Thin: app.xapi.statements validates, app.catalogue.xapi_ingest maps and stores.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 from flask import Blueprint, Response, g, jsonify, request
 
 from app.api.context import current_tenant, get_cache, get_conn, services
@@ -85,8 +87,8 @@ def _rules() -> mapping.Rules:
 
 def _store(statements: list[dict], listed: bool):
     done = record_statements(get_conn(), current_tenant(), get_cache(), statements, _rules(), listed=listed)
-    for status, reason in zip(done.status, done.reasons):
-        metrics.XAPI_STATEMENTS.labels(status, reason or "").inc()
+    for (status, reason), n in Counter(zip(done.status, done.reasons)).items():
+        metrics.XAPI_STATEMENTS.labels(status, reason or "").inc(n)
     return done
 
 
