@@ -406,3 +406,21 @@ def test_text_postgres_cannot_hold_is_kept_as_near_as_it_can_be(client, conn):
         unmapped["id"]: "unknown_verb", nameless["id"]: "bad_user_id"}
     # the digest is the statement's as sent: a resend is a duplicate, not a conflict
     assert client.post("/xapi/statements", json=[odd, unmapped], headers=h).status_code == 200
+
+
+def test_the_cli_sets_a_tenants_rules_after_checking_them(client, conn, db_url, redis_url, monkeypatch, capsys):
+    from cli.main import main
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    tenant, _ = new_tenant(conn)
+    assert main(["tenants", "set", tenant, "--xapi", '{"actor": ["mbox"], "create_items": false}']) == 0
+    assert "maps xAPI statements by" in capsys.readouterr().out
+    assert tenants.get(conn, tenant)["settings"]["xapi"] == {"actor": ["mbox"], "create_items": False}
+    for bad, says in [('{"actor": ["email"]}', "settings.xapi.actor"), ("[1]", "must be a JSON object"),
+                      ("{", "not JSON"), ('{"verbs": {"v": {"kind": "Read"}}}', "lower-case word")]:
+        assert main(["tenants", "set", tenant, "--xapi", bad]) == 2
+        assert says in capsys.readouterr().err
+    assert main(["tenants", "set", tenant]) == 2 and "give --mode, --xapi or both" in capsys.readouterr().err
+    assert tenants.get(conn, tenant)["settings"]["xapi"] == {"actor": ["mbox"], "create_items": False}
+    conn.rollback()
