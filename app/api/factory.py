@@ -26,6 +26,7 @@ from app.api.observe import finish, start_timer
 from app.api.paths import EncodedSlashes, IdConverter
 from app.api.query import check_query
 from app.catalogue.candidates import CandidateCache
+from app.catalogue.xapi_ingest import ActivityMap
 from app.config import Settings
 from app.dashboard.routes import init_app as init_dashboard
 from app.infra import logs
@@ -68,7 +69,8 @@ def build_services(settings: Settings) -> Services:
     return Services(pool=pool, cache=cache, models=ModelCache(), candidates=CandidateCache(),
                     log=RecommendationLog(pool.connection),
                     keys=Keyring(settings.api_keys, ttl_s=settings.key_cache_s),
-                    tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache))
+                    tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache),
+                    activities=ActivityMap())
 
 
 def close(app: Flask) -> None:

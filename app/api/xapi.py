@@ -86,7 +86,8 @@ def _rules() -> mapping.Rules:
 
 
 def _store(statements: list[dict], listed: bool):
-    done = record_statements(get_conn(), current_tenant(), get_cache(), statements, _rules(), listed=listed)
+    done = record_statements(get_conn(), current_tenant(), get_cache(), statements, _rules(), listed=listed,
+                             activities=services().activities)
     for (status, reason), n in Counter(zip(done.status, done.reasons)).items():
         metrics.XAPI_STATEMENTS.labels(status, reason or "").inc(n)
     return done

@@ -10,6 +10,8 @@ mapped is kept in xapi_statements with the reason, never dropped.
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,31 @@ class StatementConflict(InputError):
         self.index = index
 
 
+class ActivityMap:
+    """Which item each activity IRI is recorded on, per tenant, as one worker last read it (for
+    `ttl_s`), so a batch of known activities costs no lookup. The map only grows (a mapped activity
+    keeps its item; migration 012), so an entry is stale only when its item or tenant has been
+    deleted since: the insert then fails on the foreign key (409, retry) for at most `ttl_s`."""
+
+    def __init__(self, ttl_s: float = 30.0, max_entries: int = 100_000):
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._items: dict[tuple[str, str], tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str, iris: list[str]) -> dict[str, str]:
+        now = time.monotonic()
+        with self._lock:
+            hits = ((iri, self._items.get((tenant, iri))) for iri in iris)
+            return {iri: hit[1] for iri, hit in hits if hit is not None and hit[0] > now}
+
+    def put(self, tenant: str, items: dict[str, str]) -> None:
+        expires = time.monotonic() + self.ttl_s
+        with self._lock:
+            if len(self._items) + len(items) > self.max_entries:   # IRIs sprayed by a caller: start over
+                self._items.clear()
+            self._items.update(((tenant, iri), (expires, item)) for iri, item in items.items())
+
+
 @dataclass
 class Ingested:
     """Per statement, in the order sent: its id and what became of it (recorded: a new interaction;
@@ -56,21 +83,24 @@ class Ingested:
 
 
 def record_statements(conn: Connection, tenant: str, cache: Cache, statements: list[dict], rules: mapping.Rules,
-                      now: datetime | None = None, listed: bool = True) -> Ingested:
+                      now: datetime | None = None, listed: bool = True,
+                      activities: ActivityMap | None = None) -> Ingested:
     """Store `statements` (valid) in one transaction; once committed, the learners' cached
     histories get the new interactions, so the next recommendation sees them."""
     now = now or datetime.now(UTC)
     with conn:
-        done = ingest_statements(conn, tenant, statements, rules, now, listed=listed)
+        done = ingest_statements(conn, tenant, statements, rules, now, listed=listed, activities=activities)
     record_in_cache(cache, tenant, done.events, done.results, now)
     return done
 
 
 def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rules: mapping.Rules,
-                      now: datetime | None = None, listed: bool = True) -> Ingested:
+                      now: datetime | None = None, listed: bool = True,
+                      activities: ActivityMap | None = None) -> Ingested:
     """Record `statements` (already valid) in the caller's transaction. StatementConflict when one
     re-uses a received id with other content (the caller's rollback then undoes the rest).
-    `listed`: the statements came as a list (errors name their index).
+    `listed`: the statements came as a list (errors name their index). `activities`: a worker's
+    cache of the activity map (the API's); the items it names are not looked up.
 
     Four round trips for a batch of known activities, as many as the native ingest's three plus the
     statements' rows: the activities' items, the statements' rows (ON CONFLICT DO NOTHING: the rows
@@ -81,7 +111,7 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
     digests = [digest(s) for s in statements]
     drafts = [mapping.draft(s, sid, rules, now) for s, sid in zip(statements, ids)]
     created: dict[str, int] = {}
-    items = _items_of(conn, tenant, drafts, rules, created)
+    items = _items_of(conn, tenant, drafts, rules, created, activities)
     for k, d in enumerate(drafts):
         if d.reason is None and d.activity.iri not in items:
             drafts[k] = d.unmappable("unknown_activity", f"the activity {d.activity.iri} is not mapped to an item "
@@ -124,14 +154,20 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
 
 
 def _items_of(conn: Connection, tenant: str, drafts: list[mapping.Draft], rules: mapping.Rules,
-              created: dict[str, int]) -> dict[str, str]:
+              created: dict[str, int], activities: ActivityMap | None = None) -> dict[str, str]:
     """activity IRI -> item id for the mappable drafts' activities: the tenant's map (or an item
     whose id is the IRI); when the tenant allows it, the others created now, in the units of their
     statements' parent and grouping activities."""
     iris = list(dict.fromkeys(d.activity.iri for d in drafts if d.reason is None))
     if not iris:
         return {}
-    items = {r["iri"]: r["item_id"] for r in q.fetch_all(conn, "activity_items", tenant=tenant, iris=iris)}
+    items = activities.get(tenant, iris) if activities is not None else {}
+    unread = [i for i in iris if i not in items]
+    if unread:
+        items.update((r["iri"], r["item_id"]) for r in q.fetch_all(conn, "activity_items", tenant=tenant, iris=unread))
+        if activities is not None:
+            # remembered once the transaction has read them; one that rolls back re-reads next time
+            activities.put(tenant, {i: items[i] for i in unread if i in items})
     missing = [i for i in iris if i not in items]
     if missing:   # not in the map: an item named as the IRI (mapped from now on), else (when allowed) created now
         named = {r["iri"]: r["item_id"] for r in q.fetch_all(conn, "items_named_as_activities", tenant=tenant,

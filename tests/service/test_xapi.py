@@ -424,3 +424,14 @@ def test_the_cli_sets_a_tenants_rules_after_checking_them(client, conn, db_url, 
     assert main(["tenants", "set", tenant]) == 2 and "give --mode, --xapi or both" in capsys.readouterr().err
     assert tenants.get(conn, tenant)["settings"]["xapi"] == {"actor": ["mbox"], "create_items": False}
     conn.rollback()
+
+
+def test_a_workers_cached_activities_are_used_and_new_ones_still_created(client, app, conn):
+    tenant, h = new_tenant(conn)
+    client.post("/xapi/statements", json=statement(activity=f"{SITE}/question/1"), headers=h)   # created
+    client.post("/xapi/statements", json=statement(activity=f"{SITE}/question/1"), headers=h)   # read, remembered
+    cached = app.extensions["adaptrec"].activities.get(tenant, [f"{SITE}/question/1", f"{SITE}/question/2"])
+    assert cached == {f"{SITE}/question/1": f"{SITE}/question/1"}
+    batch = [statement(activity=f"{SITE}/question/1"), statement(activity=f"{SITE}/question/2")]
+    assert client.post("/xapi/statements", json=batch, headers=h).status_code == 200
+    assert sorted(r[2] for r in interactions(conn, tenant)) == [f"{SITE}/question/1"] * 3 + [f"{SITE}/question/2"]

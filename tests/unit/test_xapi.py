@@ -193,3 +193,19 @@ def test_new_activities_become_items_in_their_parent_units_under_the_groupings()
     assert (quiz.name, quiz.kind) == ("Quiz one", "assessment")
     assert new.unit_items == [("https://x.org/quiz/1", "https://x.org/q/1")]
     assert new.unit_children == [("https://x.org/course/1", "https://x.org/quiz/1")]
+
+
+def test_the_workers_activity_map_forgets_after_its_ttl_and_when_sprayed(monkeypatch):
+    from app.catalogue import xapi_ingest
+
+    clock = [100.0]
+    monkeypatch.setattr(xapi_ingest.time, "monotonic", lambda: clock[0])
+    cache = xapi_ingest.ActivityMap(ttl_s=30, max_entries=3)
+    cache.put("a", {"https://x.org/1": "i1", "https://x.org/2": "i2"})
+    assert cache.get("a", ["https://x.org/1", "https://x.org/3"]) == {"https://x.org/1": "i1"}
+    assert cache.get("b", ["https://x.org/1"]) == {}          # per tenant
+    clock[0] += 31
+    assert cache.get("a", ["https://x.org/1"]) == {}          # expired
+    cache.put("a", {"https://x.org/3": "i3", "https://x.org/4": "i4"})   # past max_entries: the old ones go
+    assert cache.get("a", ["https://x.org/3", "https://x.org/4"]) == {"https://x.org/3": "i3", "https://x.org/4": "i4"}
+    assert len(cache._items) == 2
