@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.xapi.statements import duration_ms, parse_timestamp, storable, unstorable
+from app.xapi.statements import duration_ms, parse_timestamp, storable
 
 ADL = "http://adlnet.gov/expapi/verbs/"
 W3ID = "https://w3id.org/xapi/adl/verbs/"
@@ -221,31 +221,37 @@ REASONS = ("unknown_verb", "no_success", "not_an_activity", "actor_not_an_agent"
            "unknown_activity", "voided")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\ud800-\udfff]")
+
+
 def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) -> Draft:
     """What `statement` (valid, its id `statement_id`) records under `rules`."""
     actor, verb = statement["actor"], statement["verb"]["id"]
     target = statement["object"]
     is_activity = target.get("objectType", "Activity") == "Activity"
-    base = Draft(statement_id, learner_key(actor, rules), verb, activity_of(target) if is_activity else None)
-    if verb.endswith("/voided") and target.get("objectType") == "StatementRef":
-        return base.unmappable("voided", f"voids statement {target['id']}: voiding is not applied to interactions "
-                                         f"already recorded")
-    if actor.get("objectType") == "Group":
-        return base.unmappable("actor_not_an_agent", "the actor is a Group: an interaction belongs to one learner")
+    activity = activity_of(target) if is_activity else None
     user = actor_identifier(actor, rules.actor)
+
+    def unmappable(reason: str, detail: str) -> Draft:
+        return Draft(statement_id, learner_key(actor, rules), verb, activity, reason=reason, detail=detail)
+
+    if verb.endswith("/voided") and target.get("objectType") == "StatementRef":
+        return unmappable("voided", f"voids statement {target['id']}: voiding is not applied to interactions "
+                                    f"already recorded")
+    if actor.get("objectType") == "Group":
+        return unmappable("actor_not_an_agent", "the actor is a Group: an interaction belongs to one learner")
     if user is None:
-        return base.unmappable("no_user_id", f"the actor has none of the identifiers the tenant maps to a user "
-                                             f"({', '.join(rules.actor)})")
-    if not 1 <= len(user) <= MAX_ID or any(ord(c) < 32 for c in user) or unstorable(user):
-        return base.unmappable("bad_user_id", "the actor's identifier is not usable as a user id (1-256 "
-                                              "characters without control characters or unpaired surrogates)")
+        return unmappable("no_user_id", f"the actor has none of the identifiers the tenant maps to a user "
+                                        f"({', '.join(rules.actor)})")
+    if not 1 <= len(user) <= MAX_ID or _CONTROL.search(user):
+        return unmappable("bad_user_id", "the actor's identifier is not usable as a user id (1-256 characters "
+                                         "without control characters or unpaired surrogates)")
     if not is_activity:
-        return base.unmappable("not_an_activity", f"the object is a {target.get('objectType')}, not an Activity: "
-                                                  f"there is no item to record")
+        return unmappable("not_an_activity", f"the object is a {target.get('objectType')}, not an Activity: "
+                                             f"there is no item to record")
     rule = rules.verbs.get(verb)
     if rule is None:
-        return base.unmappable("unknown_verb", f"no rule for the verb {verb}; add one to the tenant's "
-                                               f"settings.xapi.verbs")
+        return unmappable("unknown_verb", f"no rule for the verb {verb}; add one to the tenant's settings.xapi.verbs")
     result = statement.get("result") or {}
     success = result.get("success")
     kind, outcome = rule.kind, None
@@ -253,15 +259,15 @@ def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) 
         outcome = int(success) if success is not None else rule.outcome
         if outcome is None:
             if rule.otherwise is None:
-                return base.unmappable("no_success", f"the verb {verb} records an attempt, which needs "
-                                                     f"result.success (true or false)")
+                return unmappable("no_success", f"the verb {verb} records an attempt, which needs "
+                                                f"result.success (true or false)")
             kind = rule.otherwise
     elif success is not None:
         outcome = int(success)
     score = (result.get("score") or {}).get("scaled")
     when = statement.get("timestamp") or statement.get("stored")
     return Draft(
-        statement_id, user, verb, base.activity,
+        statement_id, user, verb, activity,
         context=statement.get("context"),
         kind=kind, outcome=outcome, value=float(score) if score is not None else None,
         duration_ms=duration_ms(result["duration"]) if "duration" in result else None,

@@ -483,5 +483,5 @@ def digest(statement: dict) -> str:
     """What makes two statements with one id "the same" (a resend, not a conflict): the statement
     as canonical JSON without the properties an LRS sets (id, stored, authority, version)."""
     kept = {k: v for k, v in statement.items() if k not in ("id", "stored", "authority", "version")}
-    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    # ASCII JSON (non-ASCII as \\u escapes): the C encoder's fast path, and unpaired surrogates encode too
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
