@@ -48,7 +48,7 @@ def _description(ep: Endpoint, status: int) -> str:
             reasons.append("no or an unsupported X-Experience-API-Version header; a statement that breaks a rule "
                            "of the xAPI specification (`detail` names the rule and the statement's index; besides "
                            "the schema: score.raw within [min, max], context.revision and platform only for an "
-                           "Activity, no id twice in one request)")
+                           "Activity, no id twice in one request, a PUT body's id the statementId)")
         return f"{text}: " + "; ".join(reasons) + "."
     if status in _PROTOCOL_ERRORS:
         return f"{text}: {_PROTOCOL_ERRORS[status]}."

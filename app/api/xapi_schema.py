@@ -70,8 +70,7 @@ STATEMENT = {
 STATEMENTS = {"oneOf": [STATEMENT, {"type": "array", "items": STATEMENT, "maxItems": 1000}],
               "description": "One statement, or a list of them"}
 
-# PUT: the id is the statementId query parameter; the body may repeat it (then it must be the same),
-# which JSON Schema cannot state, so the document shows the body without it.
-PUT_STATEMENT = {**STATEMENT, "not": {"required": ["id"]},
-                 "description": STATEMENT["description"] + " Its id is the statementId parameter; a body that "
-                                                          "repeats it must give the same."}
+# PUT: the statementId query parameter is the id; a body that gives one too must give the same (a rule
+# JSON Schema cannot state across the query and the body: the 400's description says it).
+PUT_STATEMENT = {**STATEMENT, "description": STATEMENT["description"] + " Its id is the statementId parameter; a "
+                                                                       "body that gives one must give the same."}
