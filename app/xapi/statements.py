@@ -463,10 +463,6 @@ def validate_batch(data: Any) -> list[dict]:
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 
 
-def unstorable(text: str) -> bool:
-    return _UNSTORABLE.search(text) is not None
-
-
 def storable(value: Any) -> Any:
     """`value` with NUL and unpaired surrogate characters (in strings and keys, however deep) replaced
     by U+FFFD, so Postgres can keep it: a statement's text is kept as near as it can be."""
