@@ -102,10 +102,10 @@ def ingest_statements(conn: Connection, tenant: str, statements: list[dict], rul
     `listed`: the statements came as a list (errors name their index). `activities`: a worker's
     cache of the activity map (the API's); the items it names are not looked up.
 
-    Four round trips for a batch of known activities, as many as the native ingest's three plus the
-    statements' rows: the activities' items, the statements' rows (ON CONFLICT DO NOTHING: the rows
-    that come back are the new statements; the others are looked up, rarely, to tell a resend from a
-    conflict), then the users and the interactions of the new mapped ones."""
+    For a batch of activities the worker remembers, three round trips, as the native ingest: the
+    statements' rows (ON CONFLICT DO NOTHING: the rows that come back are the new statements; the
+    others are looked up, rarely, to tell a resend from a conflict), then the users and the
+    interactions of the new mapped ones; one more to read the activities it does not remember."""
     now = now or datetime.now(UTC)
     ids = [str(s["id"]).lower() if "id" in s else str(uuid.uuid4()) for s in statements]
     digests = [digest(s) for s in statements]
