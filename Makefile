@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint install browser bench-import clean-var
+.PHONY: run test test-fast lint install browser php xapi-client bench-import clean-var
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,15 +27,18 @@ browser: $(STAMP)
 
 # PHP with curl, for the Totara client the slow tests run (harness/totara_client.php): found, else
 # Debian's php-cli and php-curl through apt when this user may, else one line saying what to run.
-# A prerequisite of `test` of its own (a rule line without a recipe adds to test's prerequisites).
-.PHONY: php
 php: $(STAMP)
 	$(BIN)/python -m harness.php
-test: php
+
+# The xAPI clients the integration tier drives (@xapi/xapi and TinCanJS under Node): `npm ci` from
+# harness/xapi_client/package-lock.json when missing, else one line saying what to install (harness/xapi_client.py).
+xapi-client: $(STAMP)
+	$(BIN)/python -m harness.xapi_client
 
 # The whole suite, every tier of tests/ (unit; service: real Postgres and Redis; browser: the
-# dashboard in chromium; slow: gunicorn, training, fuzzing, benches): about 11 minutes.
-test: browser
+# dashboard in chromium; slow: gunicorn, training, fuzzing, benches, real Totara (PHP) and xAPI
+# (Node) clients): about 11 minutes. Each prerequisite finds or installs what its tests drive.
+test: browser php xapi-client
 	$(BIN)/python -m pytest
 
 # The unit and service tiers (no gunicorn, no whole processes, no training on real data): under

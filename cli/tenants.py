@@ -1,6 +1,7 @@
 """`adaptrec tenants`: add, list, set, remove."""
 from __future__ import annotations
 
+import json
 import sys
 
 from cli.arguments import display_name, tenant_id
@@ -21,10 +22,15 @@ def add_parser(sub) -> None:
     t_add.add_argument("--mode", choices=["mf", "partial", "full"], default=None,
                        help="the mode its models train in (default: the job's, ADAPTREC_TRAIN_MODE)")
     t_add.set_defaults(func=cmd_tenants)
-    t_set = tenants_sub.add_parser("set", help="change a tenant's training mode (e.g. as its Totara site's)")
+    t_set = tenants_sub.add_parser("set", help="change a tenant's training mode (e.g. as its Totara site's) or its "
+                                               "xAPI rules")
     t_set.add_argument("tenant", type=tenant_id, metavar="TENANT")
-    t_set.add_argument("--mode", choices=["mf", "partial", "full"], required=True,
+    t_set.add_argument("--mode", choices=["mf", "partial", "full"],
                        help="the mode its models train in from the next `adaptrec train`")
+    t_set.add_argument("--xapi", metavar="JSON",
+                       help='its xAPI rules, replacing the ones set before (docs/XAPI.md): e.g. \'{"actor": '
+                            '["mbox", "account"], "create_items": false, "verbs": {"https://x.org/read": '
+                            '{"kind": "view"}}}\'; \'{}\' for the defaults')
     t_set.set_defaults(func=cmd_tenants)
     tenants_sub.add_parser("list", help="tenants with their users, items, interactions and models").set_defaults(
         func=cmd_tenants)
@@ -64,10 +70,37 @@ def _add(conn, args) -> None:
 def _set(conn, args) -> None:
     from app.access import tenants
 
+    if args.mode is None and args.xapi is None:
+        raise CliError("adaptrec tenants set: give --mode, --xapi or both", EXIT_USAGE)
+    rules = _xapi_rules(args.xapi) if args.xapi is not None else None
     known_tenant(conn, args.tenant, "tenants set")
     with conn:
-        tenants.set_training(conn, args.tenant, mode=args.mode)
-    print(f"tenant {args.tenant!r} trains in mode {args.mode} from the next `adaptrec train`")
+        if args.mode is not None:
+            tenants.set_training(conn, args.tenant, mode=args.mode)
+        if rules is not None:
+            tenants.set_settings(conn, args.tenant, {"xapi": rules})
+    if args.mode is not None:
+        print(f"tenant {args.tenant!r} trains in mode {args.mode} from the next `adaptrec train`")
+    if rules is not None:
+        print(f"tenant {args.tenant!r} maps xAPI statements by {json.dumps(rules) if rules else 'the defaults'} "
+              f"(the API within ADAPTREC_KEY_CACHE_S)")
+
+
+def _xapi_rules(text: str) -> dict:
+    """The xAPI rules given on the command line, checked as the ingest reads them."""
+    from app.xapi.mapping import rules_from_settings
+
+    try:
+        rules = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"adaptrec tenants set: --xapi is not JSON: {exc}", EXIT_USAGE) from None
+    if not isinstance(rules, dict):
+        raise CliError("adaptrec tenants set: --xapi must be a JSON object (docs/XAPI.md)", EXIT_USAGE)
+    try:
+        rules_from_settings({"xapi": rules})
+    except ValueError as exc:
+        raise CliError(f"adaptrec tenants set: {exc}", EXIT_USAGE) from None
+    return rules
 
 
 def _list(conn) -> None:

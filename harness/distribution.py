@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
 DISTRIBUTION_COLUMN = "user_id"
-DISTRIBUTED = ("users", "interactions", "recommendation_log", "knowledge_snapshots")
+DISTRIBUTED = ("users", "interactions", "recommendation_log", "knowledge_snapshots", "xapi_statements")
 REFERENCE = ("tenants", "items", "units", "unit_children", "unit_items", "catalog_state", "models", "model_arrays",
              "experiments", "experiment_versions", "calibration_reports", "api_keys", "job_runs", "dashboard_sessions",
-             "request_rollup")
+             "request_rollup", "xapi_activities")
 COORDINATOR_ONLY = ("schema_migrations",)   # read and written by `adaptrec db migrate` alone
 
 # Request-path queries over a distributed table that filter on one learner, with parameters to
@@ -44,8 +44,10 @@ USER_KEYED = {
     "user_attrs": {"tenant": "default", "user_id": "u1"},
     "get_user": {"tenant": "default", "user_id": "u1"},
     "user_item_attempts": {"tenant": "default", "user_id": "u1"},
+    "known_statements": {"tenant": "default", "user_ids": ["u1"],
+                         "statement_ids": ["3f1c2a5e-8d2b-4f6a-9c1e-7b5d2e0a4c11"]},
 }
-INSERTS = ("insert_interactions", "insert_recommendation_logs", "ensure_users", "upsert_users")
+INSERTS = ("insert_interactions", "insert_recommendation_logs", "ensure_users", "upsert_users", "insert_statements")
 # Request-path queries that read many learners' rows (every shard), and why that is acceptable.
 FAN_OUT = {
     "item_success_rates": "the answer for a unit with no model at all: a new deployment before its first "

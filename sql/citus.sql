@@ -26,6 +26,7 @@ SELECT create_reference_table('api_keys');
 SELECT create_reference_table('job_runs');
 SELECT create_reference_table('dashboard_sessions');
 SELECT create_reference_table('request_rollup');
+SELECT create_reference_table('xapi_activities');   -- migration 012: activity IRI -> item
 
 -- The big tables, co-located by learner. users first: interactions' foreign key joins on it.
 SELECT create_distributed_table('users', 'user_id');
@@ -35,3 +36,5 @@ SELECT create_distributed_table('interactions', 'user_id', colocate_with => 'use
 SELECT create_distributed_table('recommendation_log', 'user_id', colocate_with => 'users');
 -- The nightly knowledge snapshot (migration 010), one learner's rows with their events.
 SELECT create_distributed_table('knowledge_snapshots', 'user_id', colocate_with => 'users');
+-- xAPI statements received (migration 012), keyed by the learner like their interactions.
+SELECT create_distributed_table('xapi_statements', 'user_id', colocate_with => 'users');

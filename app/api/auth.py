@@ -1,10 +1,13 @@
 """The gate in front of every protected operation: API key, tenant, scope, rate limit.
 
-`Authorization: Bearer <key>`; 401 without a valid key, 403 when the key lacks the operation's
-scope (serve, ingest or admin; admin includes the others) or names a tenant not its own, 404 when
-an operator key names a tenant that does not exist, 429 past the key's rate limit.
+`Authorization: Bearer <key>` (the xAPI endpoints also take HTTP Basic, the key as the password);
+401 without a valid key, 403 when the key lacks the operation's scope (serve, ingest or admin; admin
+includes the others) or names a tenant not its own, 404 when an operator key names a tenant that
+does not exist, 429 past the key's rate limit.
 """
 from __future__ import annotations
+
+import base64
 
 from flask import current_app, g, request
 
@@ -14,6 +17,24 @@ from app.api.errors import problem
 from app.infra import metrics
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="adaptrec"'}
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="adaptrec xAPI", charset="UTF-8"'}
+
+
+def _presented_key(basic: bool) -> str:
+    """The API key the request presents: `Bearer <key>`; on the xAPI endpoints (`basic`) also HTTP
+    Basic, as learning record stores are called: the password is the key (the username is free: a
+    platform's name), or the username when the password is empty (`curl -u KEY:`)."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        return value
+    if scheme == "basic" and basic:
+        try:
+            username, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return ""
+        return password or username
+    return ""
 
 
 def check_api_key():
@@ -25,15 +46,18 @@ def check_api_key():
         return check_signature()
     if view is None or getattr(view, "public", False):
         return None  # unknown routes fall through to the 404/405 handlers
-    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key:
+    basic = getattr(view, "basic_auth", False)
+    challenge = _BASIC_CHALLENGE if basic else _CHALLENGE
+    key = _presented_key(basic)
+    if not key:
         metrics.AUTH_FAILURES.labels("missing").inc()
-        return problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'", headers=_CHALLENGE)
+        how = ("send HTTP Basic credentials whose password is an adaptrec API key (any username), or "
+               "'Authorization: Bearer <key>'") if basic else "send an API key as 'Authorization: Bearer <key>'"
+        return problem(401, "Unauthorized", how, headers=challenge)
     principal = services().keys.authenticate(key, services().pool.connection)
     if principal is None:
         metrics.AUTH_FAILURES.labels("invalid").inc()
-        return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
+        return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=challenge)
     g.principal = principal
     refused = _choose_tenant(principal)
     if refused is not None:

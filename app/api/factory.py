@@ -18,6 +18,7 @@ from app.api import (
     openapi,
     recommendations,
     totara,
+    xapi,
 )
 from app.api.auth import check_api_key
 from app.api.errors import register_error_handlers
@@ -25,6 +26,7 @@ from app.api.observe import finish, start_timer
 from app.api.paths import EncodedSlashes, IdConverter
 from app.api.query import check_query
 from app.catalogue.candidates import CandidateCache
+from app.catalogue.xapi_ingest import ActivityMap
 from app.config import Settings
 from app.dashboard.routes import init_app as init_dashboard
 from app.infra import logs
@@ -67,7 +69,8 @@ def build_services(settings: Settings) -> Services:
     return Services(pool=pool, cache=cache, models=ModelCache(), candidates=CandidateCache(),
                     log=RecommendationLog(pool.connection),
                     keys=Keyring(settings.api_keys, ttl_s=settings.key_cache_s),
-                    tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache))
+                    tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache),
+                    activities=ActivityMap())
 
 
 def close(app: Flask) -> None:
@@ -92,6 +95,6 @@ def register(app: Flask) -> None:
     app.before_request(check_query)  # after the key: a caller without one learns that first
     app.after_request(finish)
     for module in (health, monitoring, catalog, interactions, recommendations, knowledge, experiments, totara,
-                   openapi):
+                   xapi, openapi):
         app.register_blueprint(module.bp)
     init_dashboard(app)   # /dashboard: its own session gate (app/dashboard/web.py)

@@ -44,9 +44,16 @@ def _description(ep: Endpoint, status: int) -> str:
                                           "single-valued one given twice"]
         if ep.body is not None:
             reasons.append("an empty body or malformed JSON")
+        if ep.tag == "xapi":
+            reasons.append("no or an unsupported X-Experience-API-Version header; a statement that breaks a rule "
+                           "of the xAPI specification (`detail` names the rule and the statement's index; besides "
+                           "the schema: score.raw within [min, max], context.revision and platform only for an "
+                           "Activity, no id twice in one request, a PUT body's id the statementId)")
         return f"{text}: " + "; ".join(reasons) + "."
     if status in _PROTOCOL_ERRORS:
         return f"{text}: {_PROTOCOL_ERRORS[status]}."
+    if status == 409 and ep.tag == "xapi":
+        return f"{text}: a statement id already received with other content (a statement is never changed)."
     if status == 409:
         return (f"{text}: something the request refers to was deleted while it ran (a tenant removed seconds "
                 "ago, an item); check it exists, then retry.")
@@ -69,7 +76,10 @@ def build_document(max_body_bytes: int) -> dict:
         "paths": paths,
         "components": {
             "schemas": _schemas(),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic",
+                                          "description": "The xAPI endpoints, as a learning record store is "
+                                                         "called: the password is an API key (any username)"}},
         },
     }
 
@@ -104,7 +114,7 @@ def _operation(ep: Endpoint, max_body_bytes: int) -> dict:
     op["responses"] = _responses(ep)
     notes = [ep.description] if ep.description else []
     if not ep.public:
-        op["security"] = [{"bearer": []}]
+        op["security"] = [{scheme: []} for scheme in ep.security]
         op["x-scope"] = ep.scope
         also = " (or `admin`)." if ep.scope != "admin" else "."
         notes.append(f"Needs an API key with scope `{ep.scope}`{also}")
@@ -123,6 +133,9 @@ def _responses(ep: Endpoint) -> dict:
     assert 422 in responses or not ep.unprocessable, ep.path  # a rule for an answer never documented
     out = {}
     for status, model in sorted(responses.items()):
+        if model is None:  # no content (204)
+            out[str(status)] = {"description": _description(ep, status)}
+            continue
         if model is str:  # plain text (the Prometheus exposition)
             content = {"text/plain": {"schema": {"type": "string"}}}
         elif model is dict:  # free JSON (this document)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, RootModel, StringConstraints, WithJsonSchema, field_validator
 
+from app.api import xapi_schema
 from app.catalogue.records import Identifier, Interaction, Item, JsonObject, Strict, Text, Unit, User, WholeNumber
 
 MAX_BATCH = 1000       # events per POST /v1/interactions, and users/items/units per batch upsert
@@ -341,3 +342,21 @@ class TotaraHealth(BaseModel):
     message: str | None = Field(default=None, description="why success is false")
     totara: dict[str, str] = Field(description="what Totara's health check prints, as key: value lines")
     errors: list[str]
+
+
+# ---- xAPI (app/api/xapi.py) ----------------------------------------------------------------
+class XapiStatements(RootModel[Annotated[Any, WithJsonSchema(xapi_schema.STATEMENTS)]]):
+    """One xAPI statement or a list (documentation: app.xapi.statements validates)."""
+
+
+class XapiStatement(RootModel[Annotated[Any, WithJsonSchema(xapi_schema.PUT_STATEMENT)]]):
+    """One xAPI statement, its id given as statementId (documentation: app.xapi.statements validates)."""
+
+
+class XapiStatementIds(RootModel[list[str]]):
+    """The ids of the statements stored, in the order sent (as a learning record store answers)."""
+
+
+class XapiAbout(BaseModel):
+    version: list[str] = Field(description="The xAPI versions this endpoint speaks")
+    extensions: dict[str, Any] = Field(default_factory=dict)

@@ -52,6 +52,9 @@ class Endpoint:
     # Why a schema-valid request can still be refused with 422, by the field the problem names:
     # rules JSON Schema cannot state, above all ids that must name existing rows.
     unprocessable: dict[str, str] = field(default_factory=dict)
+    # How a protected operation documents its key: "bearer", or "basic" (the xAPI endpoints, as an LRS is
+    # called; they take a Bearer key too, which their description says).
+    security: tuple[str, ...] = ("bearer",)
 
 
 ENDPOINTS: list[Endpoint] = []
@@ -60,16 +63,18 @@ ENDPOINTS: list[Endpoint] = []
 def documented(method: str, path: str, summary: str, *, tag: str, body: Any = None,
                responses: dict[int, Any] | None = None, public: bool = False,
                params: list[dict] | None = None, scope: str | None = None, description: str | None = None,
-               unprocessable: dict[str, str] | None = None) -> Callable:
+               unprocessable: dict[str, str] | None = None, basic_auth: bool = False) -> Callable:
     scope = None if public else (scope or default_scope(method, tag))
     assert scope is None or scope in SCOPES, scope
     params = params or []
 
     def register(view: Callable) -> Callable:
         ENDPOINTS.append(Endpoint(method.lower(), path, summary, tag, body, responses or {}, public,
-                                  params, scope, description, unprocessable or {}))
+                                  params, scope, description, unprocessable or {},
+                                  ("basic",) if basic_auth else ("bearer",)))
         view.public = public
         view.scope = scope
+        view.basic_auth = basic_auth
         # The query parameters app.api.query.check_query lets through; lists may be repeated.
         view.query = {p["name"]: p["schema"].get("type") == "array" for p in params if p["in"] == "query"}
         return view

@@ -35,15 +35,17 @@ def record_interactions(conn: Connection, tenant: str, cache: Cache, events: lis
 
 
 def ingest_interactions(conn: Connection, tenant: str, events: list[Interaction],
-                        now: datetime | None = None) -> list[tuple[str, str]]:
-    """Store `events`; returns (event_id, "created" | "duplicate") per event, in order."""
+                        now: datetime | None = None, check_items: bool = True) -> list[tuple[str, str]]:
+    """Store `events`; returns (event_id, "created" | "duplicate") per event, in order. check_items:
+    refuse unknown items by name (UnknownIds); off for a caller that has just read or made them."""
     now = now or datetime.now(UTC)
     event_ids = [e.event_id or f"srv-{uuid.uuid4()}" for e in events]
-    wanted = list(dict.fromkeys(e.item_id for e in events))
-    found = {r["id"] for r in q.fetch_all(conn, "existing_items", tenant=tenant, ids=wanted)}
-    missing = [i for i in wanted if i not in found]
-    if missing:
-        raise UnknownIds("item_id", missing)
+    if check_items:
+        wanted = list(dict.fromkeys(e.item_id for e in events))
+        found = {r["id"] for r in q.fetch_all(conn, "existing_items", tenant=tenant, ids=wanted)}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise UnknownIds("item_id", missing)
     q.execute(conn, "ensure_users", tenant=tenant, user_ids=[e.user_id for e in events])
     created = {
         (r["user_id"], r["event_id"])

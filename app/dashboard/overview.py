@@ -3,7 +3,7 @@ Functions of a connection and plain values (no Flask)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.dashboard import charts, rollup
 from app.infra import queries as q
@@ -63,3 +63,9 @@ def volume(conn, tenant: str) -> dict:
 
 def jobs(conn, tenant: str) -> list[dict]:
     return q.fetch_all(conn, "dash_job_runs", tenant=tenant, limit=10)
+
+
+def xapi_unmappable(conn, tenant: str, now: datetime, days: int = 7) -> dict:
+    """xAPI statements accepted but kept unmapped (docs/XAPI.md): in all and in the last `days` days."""
+    row = q.fetch_one(conn, "xapi_unmappable_count", tenant=tenant, since=now - timedelta(days=days))
+    return {"total": row["total"], "recent": row["recent"], "days": days}

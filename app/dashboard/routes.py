@@ -122,7 +122,8 @@ def overview_page():
     data = {"health": overview.dependencies(conn, web.services().cache),
             "requests": overview.requests(conn, now) if session.operator else None,
             "models": overview.models(conn, g.tenant, _settings().dashboard_stale_hours),
-            "volume": overview.volume(conn, g.tenant), "jobs": overview.jobs(conn, g.tenant)}
+            "volume": overview.volume(conn, g.tenant), "jobs": overview.jobs(conn, g.tenant),
+            "xapi": overview.xapi_unmappable(conn, g.tenant, now)}
     conn.rollback()
     return web.page("overview.html", **data, tenants=_tenant_choices(conn))
 

@@ -35,6 +35,11 @@ CACHE_REQUESTS = Counter(
 FALLBACKS = Counter("adaptrec_fallbacks_total", "Fallbacks taken by recommendation requests", ["reason"])
 INGESTED = Counter("adaptrec_ingested_events_total", "Interactions received, by result (created, duplicate)",
                    ["status"])
+XAPI_STATEMENTS = Counter(
+    "adaptrec_xapi_statements_total", "xAPI statements received, by status (recorded: a new interaction; "
+    "duplicate: received before; unmappable: kept with the reason, see the view xapi_unmappable; rejected: "
+    "invalid, the whole request refused) and reason (unmappable: app/xapi/mapping.py REASONS; rejected: the rule)",
+    ["status", "reason"])
 AUTH_FAILURES = Counter("adaptrec_auth_failures_total", "Refused requests by reason (missing, invalid, scope, tenant)",
                         ["reason"])
 RATE_LIMITED = Counter("adaptrec_rate_limited_total", "Requests refused with 429, by key id", ["key_id"])

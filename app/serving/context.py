@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from app.access.ratelimit import RateLimiter
     from app.access.tenants import TenantDirectory
     from app.catalogue.candidates import CandidateCache
+    from app.catalogue.xapi_ingest import ActivityMap
     from app.infra.cache import Cache
     from app.infra.db import ConnectionPool
     from app.online.scoring import ServingModel
@@ -26,8 +27,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class Services:
-    """One per worker process: pools, caches, the model store's cache, the recommendation log, and
-    the gate's keyring, tenant directory and rate limiter (each borrowing connections of its own)."""
+    """One per worker process: pools, caches, the model store's cache, the recommendation log, the
+    gate's keyring, tenant directory and rate limiter (each borrowing connections of its own), and
+    the xAPI activities' items as last read."""
     pool: ConnectionPool
     cache: Cache
     models: ModelCache
@@ -36,6 +38,7 @@ class Services:
     keys: Keyring
     tenants: TenantDirectory
     rate_limiter: RateLimiter
+    activities: ActivityMap
 
     def context(self, conn: Connection, tenant: str, request_id: str, log: bool = True) -> RequestContext:
         return RequestContext(conn, tenant, self.cache, self.models, request_id=request_id,

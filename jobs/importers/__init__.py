@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.access import tenants
 from app.access.tenants import DEFAULT
-from jobs.importers import assistments, jsonl, movielens, totara
+from jobs.importers import assistments, jsonl, movielens, totara, xapi
 from jobs.importers.common import ImportFailed, ImportReport, Loader, Timer
 
 FORMATS = {
@@ -17,6 +17,7 @@ FORMATS = {
     "movielens": movielens,
     "totara": totara,
     "jsonl": jsonl,
+    "xapi": xapi,
 }
 
 

@@ -230,6 +230,8 @@ class Loader:
         self.item_lines: dict[str, tuple[str, int]] = {}  # item_id -> (file, line) of its first interaction
         self.notes: list[str] = []     # what a format inferred from its input, for the report
         self.warnings: list[str] = []  # what the operator must fix (imported all the same)
+        # Rows a format stored itself in the same transaction (xapi: the xAPI ingest), for the report.
+        self.created_elsewhere: dict[str, int] = {}
         q.execute(conn, "create_import_stages")
 
     def add(self, table: str, row: tuple) -> None:
@@ -274,6 +276,8 @@ class Loader:
             created["interactions"] = self._merge_interactions_bulk()
         else:
             created["interactions"] = q.execute(self.conn, "merge_stage_interactions", tenant=self.tenant)
+        for table, n in self.created_elsewhere.items():
+            created[table] = created.get(table, 0) + n
         return created
 
     def _merge_interactions_bulk(self) -> int:

@@ -26,7 +26,7 @@ def test_a_non_editable_install_carries_its_sql_and_migrations(tmp_path):
     # sources, so the build leaves nothing in the checkout.
     source = tmp_path / "source"
     shutil.copytree(PROJECT_ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache", "out"))
+        ".git", ".venv", "var", "build", "*.egg-info", "__pycache__", ".pytest_cache", "out", "node_modules"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(tmp_path / "wheel"), str(source)], check=True, capture_output=True)
     target = tmp_path / "site"

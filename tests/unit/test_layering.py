@@ -27,12 +27,15 @@ FORBIDDEN = {
     "app.model": ("app.access", "app.catalogue", "app.serving", "app.dashboard", "app.online"),
     "app.serving": ("app.dashboard",),
     "app.totara.protocol": ("app.infra", "app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard"),
+    # xAPI's rules (what a valid statement is, how one maps): plain rules, importable from any room
+    "app.xapi": ("app.infra", "app.access", "app.catalogue", "app.model", "app.serving", "app.dashboard"),
 }
 # Rooms that hold numerical code: arrays in, arrays out, no web framework, no database.
 PURE = {
     "app.online": ("flask", "psycopg2", "redis", "app.infra.queries", "app.infra.db", "app.api", "lightfm"),
     "app.strategies": ("flask", "psycopg2", "redis", "app.infra.queries", "app.infra.db", "app.api"),
     "app.catalogue.records": ("flask", "psycopg2", "app.api"),
+    "app.xapi": ("flask", "psycopg2", "redis", "app.api"),
 }
 
 
