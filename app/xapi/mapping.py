@@ -29,7 +29,8 @@ MAX_ID = 256
 @dataclass(frozen=True)
 class VerbRule:
     """What a verb records: `kind`; for an attempt the outcome is result.success, else `outcome`
-    (passed 1, failed 0); with neither, `otherwise` is the kind recorded instead (none: unmappable)."""
+    (passed 1, failed 0); with neither, `otherwise` is the kind recorded instead (none: unmappable).
+    Another kind's outcome is result.success when given; a `complete`'s, else result.completion."""
 
     kind: str
     outcome: int | None = None
@@ -264,6 +265,10 @@ def draft(statement: dict, statement_id: str, rules: Rules, received: datetime) 
             kind = rule.otherwise
     elif success is not None:
         outcome = int(success)
+    if kind == "complete" and outcome is None and result.get("completion") is not None:
+        # a completion without success (an attempt's mark) says whether it completed: a native
+        # `complete` event's outcome; false then counts as no positive engagement
+        outcome = int(result["completion"])
     score = (result.get("score") or {}).get("scaled")
     when = statement.get("timestamp") or statement.get("stored")
     return Draft(

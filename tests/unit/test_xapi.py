@@ -137,6 +137,9 @@ def test_an_answer_is_an_attempt_with_outcome_value_and_time():
 @pytest.mark.parametrize("verb, result, expected", [
     ("passed", None, ("attempt", 1)), ("failed", None, ("attempt", 0)), ("passed", {"success": False}, ("attempt", 0)),
     ("completed", None, ("complete", None)), ("completed", {"success": True}, ("attempt", 1)),
+    ("completed", {"completion": True}, ("complete", 1)), ("completed", {"completion": False}, ("complete", 0)),
+    ("completed", {"success": False, "completion": True}, ("attempt", 0)),
+    ("experienced", {"completion": True}, ("view", None)),
     ("experienced", None, ("view", None)), ("launched", {"success": True}, ("view", 1)),
 ])
 def test_default_verbs(verb, result, expected):
