@@ -14,8 +14,8 @@ interactions, the same models, the same recommendations.
    in xapi_activities (the demo's ids are not IRIs, so an IRI can be neither the item id nor a new
    item; the tenant creates no items on first sight: an unmapped IRI would be counted unmappable),
    then the statements through `adaptrec import --format xapi` (a subprocess, the real CLI), except
-   those of --http-learners learners, sent in batches of 100 to POST /xapi/statements (Flask test
-   client on B, an `ingest` key).
+   those of --http-learners learners, sent in batches of 100 to POST /xapi/statements (gunicorn on
+   B, one worker; HTTP Basic with a tenant key of scope `ingest`, as an LRS forwarder calls it).
 4. Compared: the interactions (count, SHA-256 of (user, item, kind, outcome, value, duration_ms,
    response, occurred_at) in (user, time, id) order, the first differing row), B's event ids (the
    statement ids of A's), the catalogue, the statements left unmappable; the models trained on each
@@ -29,6 +29,7 @@ embedded ones). Exit status 1 when anything differs.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
@@ -36,6 +37,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+import uuid
 from contextlib import ExitStack, closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -43,12 +46,9 @@ from pathlib import Path
 
 import numpy as np
 import psycopg2
-import psycopg2.extras
 
 from app.access.keys import create_key
 from app.access.tenants import DEFAULT, set_settings
-from app.api.factory import close as close_app
-from app.api.factory import create_app
 from app.config import PROJECT_ROOT, Settings
 from app.infra import queries as q
 from app.infra.cache import Cache
@@ -61,6 +61,7 @@ from cli.embedded import servers_for
 from harness.databases import scratch_database, scratch_redis_prefix
 from harness.measure import loadavg, machine
 from harness.report import emit
+from harness.service import running_service
 from harness.xapi_statements import activity_iri, as_statement, statement_id
 from jobs.demo import REFERENCE_TIME, DemoConfig, Events, build, generate_demo, stage
 from jobs.importers.common import Loader
@@ -144,23 +145,21 @@ def import_cli(db_url: str, redis_url: str, path: Path) -> dict:
     return {"seconds": round(time.perf_counter() - started, 2), "summary": done.stdout.strip()}
 
 
-def post_http(settings: Settings, conn, statements: list[dict]) -> dict:
-    """`statements` to POST /xapi/statements in batches of BATCH (Flask test client, an ingest key)."""
+def post_http(settings: Settings, conn, statements: list[dict], log_path: Path) -> dict:
+    """`statements` to POST /xapi/statements in batches of BATCH, as an LRS forwarder sends them: a
+    real service (gunicorn, one worker) on the database, HTTP Basic with a tenant key of scope ingest."""
     with conn:
         _, key = create_key(conn, "lms", ["ingest"], tenant=DEFAULT)
-    app = create_app(settings)
-    try:
-        client = app.test_client()
-        headers = {"Authorization": f"Bearer {key}", "X-Experience-API-Version": "1.0.3"}
-        answered = []
+    headers = {"Authorization": "Basic " + base64.b64encode(f"lms:{key}".encode()).decode(),
+               "X-Experience-API-Version": "1.0.3", "Content-Type": "application/json"}
+    answered = []
+    with running_service(settings.database_url, settings.redis_url, "xapieq-operator-" + uuid.uuid4().hex, log_path,
+                         redis_prefix=settings.redis_prefix, workers=1) as service:
         for k in range(0, len(statements), BATCH):
-            batch = statements[k:k + BATCH]
-            answer = client.post("/xapi/statements", json=batch, headers=headers)
-            if answer.status_code != 200:
-                raise RuntimeError(f"POST /xapi/statements answered {answer.status_code}: {answer.get_data(True)}")
-            answered += answer.json
-    finally:
-        close_app(app)
+            body = json.dumps(statements[k:k + BATCH]).encode()
+            request = urllib.request.Request(service.base_url + "/xapi/statements", data=body, headers=headers)
+            with urllib.request.urlopen(request, timeout=60) as answer:   # a 4xx/5xx raises HTTPError
+                answered += json.loads(answer.read())
     return {"statements": len(statements), "requests": -(-len(statements) // BATCH),
             "ids_answered_in_order": answered == [s["id"] for s in statements]}
 
@@ -265,7 +264,7 @@ def run(args, settings: Settings) -> dict:
         written, held = write_statements(events, path, http_users)
         catalogue_natively(conn_b, config)
         imported = import_cli(url_b, settings.redis_url, path)
-        http = post_http(settings_b, conn_b, held) if held else {"statements": 0}
+        http = post_http(settings_b, conn_b, held, folder / "gunicorn.log") if held else {"statements": 0}
         loaded_s = time.perf_counter() - started
         interactions = compare_interactions(conn_a, conn_b, http_users)
         catalogue = compare_catalogues(conn_a, conn_b)
