@@ -9,7 +9,10 @@ at a larger population than the data set has.
 
 Requests (`MixRequests`): each picks a learner uniformly; a seeded share of them (`miss`, 20 %
 by default) first deletes that learner's cached history in Redis, so the service reads it from
-Postgres, as for a learner whose history was evicted or never cached.
+Postgres, as for a learner whose history was evicted or never cached. The recommendation phases
+differ only in the strategy asked (`recommend`: target; `mastery`; `review`); `knowledge` asks
+GET /v1/users/{id}/knowledge?units=... of the learners and units `knowledge_target` picks (the
+skills most attempted, the learners with a history at the cap).
 
 Floors (`in_process_floor`): the live fit + scoring of the same candidates on the same histories,
 in this process, with no HTTP, Redis or Postgres: what the numbers themselves cost.
@@ -21,11 +24,14 @@ import random
 import threading
 import time
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
 
 HISTORY_CAP = 500
+KNOWLEDGE_SKILLS = 20      # issue 26: the knowledge endpoint for a unit with 20 skills, a 500-attempt history
+STRATEGY_OF_PHASE = {"recommend": "target", "mastery": "mastery", "review": "review"}
 # The tenant and unit of the engagement (top-N) phase: MovieLens 100K as a tenant of its own.
 TOPN_TENANT = "movies"
 TOPN_UNIT = "movielens"
@@ -97,6 +103,27 @@ def warm_histories(database_url: str, redis_url: str, prefix: str, tenant: str, 
     return time.perf_counter() - started
 
 
+def knowledge_target(conn: Connection, tenant: str, learners: list[str], skills: int = KNOWLEDGE_SKILLS,
+                     history: int = HISTORY_CAP, exclude: tuple[str, ...] = ()) -> dict:
+    """What the knowledge phase asks for: the `skills` units holding items directly with the most
+    attempts on their items (not `exclude`), and those of `learners` with at least `history`
+    attempts (the live fit reads the newest HISTORY_CAP)."""
+    with conn.cursor() as cur:
+        cur.execute("""SELECT ui.unit_id FROM unit_items ui
+                       JOIN interactions x ON x.tenant = ui.tenant AND x.item_id = ui.item_id
+                       WHERE ui.tenant = %s AND NOT ui.unit_id = ANY(%s)
+                       GROUP BY ui.unit_id ORDER BY count(*) DESC, ui.unit_id LIMIT %s""",
+                    (tenant, list(exclude), skills))
+        units = [r[0] for r in cur.fetchall()]
+        cur.execute("""SELECT x.user_id FROM interactions x
+                       WHERE x.tenant = %s AND x.user_id = ANY(%s) AND x.kind = 'attempt'
+                       GROUP BY x.user_id HAVING count(*) >= %s ORDER BY x.user_id""",
+                    (tenant, learners, history))
+        long = [r[0] for r in cur.fetchall()]
+    conn.rollback()
+    return {"skills": units, "learners": long}
+
+
 class Evictor:
     """Deletes a learner's cached history (and its "no history" marker) in the service's Redis."""
 
@@ -115,13 +142,15 @@ class Evictor:
 class MixRequests:
     """Request i of a mix phase: (method, path, body bytes or None), deterministic by seed.
 
-    phase `recommend`: POST /v1/recommendations of the target strategy over `unit`;
-    phase `topn`: GET /v1/users/{id}/recommendations?units=...&n=10 (the engagement model's top-N).
+    phase `recommend`, `mastery`, `review`: POST /v1/recommendations over `unit` with the target,
+    mastery or review strategy;
+    phase `topn`: GET /v1/users/{id}/recommendations?units=...&n=10 (the engagement model's top-N);
+    phase `knowledge`: GET /v1/users/{id}/knowledge?units=... (`unit`: a unit id or a list of them).
     `evict(tenant, user)` is called for the share `miss` of requests before they are built."""
 
-    def __init__(self, phase: str, learners: list[str], unit: str, tenant: str, miss: float = 0.2,
+    def __init__(self, phase: str, learners: list[str], unit: str | list[str], tenant: str, miss: float = 0.2,
                  evict=None, seed: int = 0):
-        if phase not in ("recommend", "topn"):
+        if phase not in (*STRATEGY_OF_PHASE, "topn", "knowledge"):
             raise ValueError(f"unknown mix phase {phase!r}")
         self.phase, self.learners, self.unit, self.tenant = phase, learners, unit, tenant
         self.miss, self.evict = miss, evict
@@ -137,9 +166,13 @@ class MixRequests:
             self.misses += 1
             if self.evict is not None:
                 self.evict(self.tenant, user)
-        if self.phase == "recommend":
-            body = {"user_id": user, "units": [self.unit], "n": 10, "strategy": "target"}
+        if self.phase in STRATEGY_OF_PHASE:
+            body = {"user_id": user, "units": [self.unit], "n": 10, "strategy": STRATEGY_OF_PHASE[self.phase]}
             return "POST", "/v1/recommendations", json.dumps(body).encode()
+        if self.phase == "knowledge":
+            units = [self.unit] if isinstance(self.unit, str) else self.unit
+            return "GET", (f"/v1/users/{quote(user, safe='')}/knowledge?units="
+                           + ",".join(quote(u, safe=":") for u in units)), None
         return "GET", f"/v1/users/{user}/recommendations?units={self.unit}&n=10", None
 
 
