@@ -217,3 +217,70 @@ def in_process_floor(database_url: str, tenant: str, unit: str, learners: list[s
             "samples": samples, "candidates": len(items), "mean_ms": round(float(cpu_arr.mean()), 3),
             "p50_ms": round(float(np.percentile(cpu_arr, 50)), 3),
             "p99_ms": round(float(np.percentile(cpu_arr, 99)), 3)}
+
+
+def knowledge_floor(database_url: str, tenant: str, units: list[str], learners: list[str], samples: int = 300,
+                    seed: int = 0, profile_top: int = 20) -> dict:
+    """Wall and CPU time of app.serving.knowledge.knowledge (the endpoint's function, its queries
+    included) for `units`, on `samples` of `learners` drawn uniformly, their histories read first
+    from Postgres (no Redis, no HTTP); then the same calls under cProfile: the `profile_top`
+    functions by own time, and the share of the time spent in Postgres (psycopg2's execute)."""
+    import cProfile
+    import pstats
+
+    import numpy as np
+    import psycopg2
+
+    from app.catalogue import history
+    from app.serving.context import Learner, RequestContext
+    from app.serving.knowledge import knowledge
+    from app.serving.model_cache import ModelCache
+
+    rng = random.Random(f"{seed}-knowledge-floor")
+    conn = psycopg2.connect(database_url)
+    models = ModelCache()
+    try:
+        picked = [learners[rng.randrange(len(learners))] for _ in range(samples)]
+        histories = {u: history._from_postgres(conn, tenant, u, history.KEEP) for u in set(picked)}
+        conn.rollback()
+
+        def call(user: str) -> dict:
+            ctx = RequestContext(conn, tenant, None, models)
+            ctx._learners[user] = Learner(user, histories[user], "given")
+            with conn:
+                return knowledge(ctx, user, list(units))
+
+        answered = call(picked[0])     # warm-up: the model and its item rows loaded
+        for user in picked[:20]:
+            call(user)
+        wall, cpu = [], []
+        for user in picked:
+            t0, c0 = time.perf_counter(), time.process_time()
+            call(user)
+            wall.append((time.perf_counter() - t0) * 1000.0)
+            cpu.append((time.process_time() - c0) * 1000.0)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for user in picked:
+            call(user)
+        profiler.disable()
+    finally:
+        conn.close()
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt
+    rows = sorted(((fn, tt, ct, nc) for fn, (_, nc, tt, ct, _) in stats.stats.items()), key=lambda r: -r[1])
+    postgres = sum(tt for (file, _, name), tt, _, _ in rows if "psycopg2" in name or "psycopg2" in file)
+    wall_a, cpu_a = np.array(wall), np.array(cpu)
+    return {"what": "app.serving.knowledge.knowledge in process (its Postgres queries included; history given)",
+            "samples": samples, "units_answered": len(answered["units"]),
+            "wall_ms": {"mean": round(float(wall_a.mean()), 3), "p50": round(float(np.percentile(wall_a, 50)), 3),
+                        "p99": round(float(np.percentile(wall_a, 99)), 3)},
+            "cpu_ms": {"mean": round(float(cpu_a.mean()), 3), "p50": round(float(np.percentile(cpu_a, 50)), 3)},
+            "profile": {"seconds_profiled": round(total, 3),
+                        "share_in_postgres_execute": round(postgres / total, 3) if total else None,
+                        "top_by_own_time": [{"function": f"{file.split('/site-packages/')[-1].split('/wt-')[-1]}:"
+                                                         f"{line}({name})",
+                                             "own_ms_per_call": round(tt / samples * 1000.0, 3),
+                                             "cumulative_ms_per_call": round(ct / samples * 1000.0, 3),
+                                             "calls": nc}
+                                            for (file, line, name), tt, ct, nc in rows[:profile_top]]}}

@@ -72,6 +72,12 @@ def local_target(args, stack, result: dict, say) -> Target:
     result["floor"] = measure_floor(database_url=url, tenant=DEFAULT, unit=unit,
                                     learners=prepared["learners"], samples=args.floor_samples)
     say(f"floor: {result['floor']}")
+    if prepared["knowledge"]["learners"]:
+        result["knowledge_floor"] = measure_floor("knowledge_floor", database_url=url, tenant=DEFAULT,
+                                                  units=prepared["knowledge"]["units"],
+                                                  learners=prepared["knowledge"]["learners"])
+        say(f"knowledge floor: {result['knowledge_floor']['wall_ms']} ms wall, "
+            f"{result['knowledge_floor']['cpu_ms']} ms CPU")
     key = "bench-" + uuid.uuid4().hex
     prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))
     mix = {"learners": prepared["learners"], "miss": args.miss, "tenant": DEFAULT,
@@ -92,7 +98,8 @@ def scratch_data(args, stack, settings, result: dict, say) -> tuple[str, str, di
     prepared = build_data(conn, url, args.data, args.movielens if args.topn else None, args.learners,
                           args.new_share, say)
     result["setup"] = {k: prepared.get(k) for k in ("import_seconds", "train_seconds", "model_auc",
-                                                    "history_lengths", "topn_setup_seconds", "knowledge")}
+                                                    "history_lengths", "topn_setup_seconds")}
+    result["setup"]["knowledge"] = {k: v for k, v in prepared["knowledge"].items() if k != "learners"}
     result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
     return url, UNIT_ID, prepared
 
@@ -106,7 +113,8 @@ def existing_data(args, stack, result: dict, say) -> tuple[str, str, dict]:
     stack.callback(conn.close)
     prepared = prepare_existing(conn, unit, args.learners, args.new_share, say)
     result["setup"] = {"database": urlsplit(url).path.lstrip("/"), "unit": unit,
-                       "history_lengths": prepared["history_lengths"], "knowledge": prepared["knowledge"]}
+                       "history_lengths": prepared["history_lengths"],
+                       "knowledge": {k: v for k, v in prepared["knowledge"].items() if k != "learners"}}
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM interactions")
         result["setup"]["interactions"] = cur.fetchone()[0]
@@ -243,22 +251,23 @@ def prepare_existing(conn, unit: str, learners: int, new_share: float, say, seed
 
 
 # ---- the floor, the service, its caches ---------------------------------------------------------
-def _floor_in_child(kwargs: dict) -> dict:
-    from bench.request_mix import in_process_floor
+def _floor_in_child(name: str, kwargs: dict) -> dict:
+    from bench import request_mix
 
-    return in_process_floor(**kwargs)
+    return getattr(request_mix, name)(**kwargs)
 
 
-def measure_floor(**kwargs) -> dict:
-    """bench.request_mix.in_process_floor in a fresh process with one BLAS thread, as each
-    gunicorn worker runs (a multi-threaded BLAS would bill its spinning threads to the fit)."""
+def measure_floor(floor: str = "in_process_floor", **kwargs) -> dict:
+    """bench.request_mix's `floor` (in_process_floor, knowledge_floor) in a fresh process with one
+    BLAS thread, as each gunicorn worker runs (a multi-threaded BLAS would bill its spinning
+    threads to the fit)."""
     from harness.service import ONE_BLAS_THREAD
 
     saved = {k: os.environ.get(k) for k in ONE_BLAS_THREAD}
     os.environ.update(ONE_BLAS_THREAD)
     try:
         with separate_process() as ex:
-            return ex.submit(_floor_in_child, kwargs).result()
+            return ex.submit(_floor_in_child, floor, kwargs).result()
     finally:
         for k, v in saved.items():
             if v is None:
