@@ -224,7 +224,8 @@ def knowledge_floor(database_url: str, tenant: str, units: list[str], learners: 
     """Wall and CPU time of app.serving.knowledge.knowledge (the endpoint's function, its queries
     included) for `units`, on `samples` of `learners` drawn uniformly, their histories read first
     from Postgres (no Redis, no HTTP); then the same calls under cProfile: the `profile_top`
-    functions by own time, and the share of the time spent in Postgres (psycopg2's execute)."""
+    functions by own time, and the share of the time spent waiting on Postgres (psycopg2's cursor
+    methods and the transaction's end)."""
     import cProfile
     import pstats
 
@@ -269,7 +270,9 @@ def knowledge_floor(database_url: str, tenant: str, units: list[str], learners: 
     stats = pstats.Stats(profiler)
     total = stats.total_tt
     rows = sorted(((fn, tt, ct, nc) for fn, (_, nc, tt, ct, _) in stats.stats.items()), key=lambda r: -r[1])
-    postgres = sum(tt for (file, _, name), tt, _, _ in rows if "psycopg2" in name or "psycopg2" in file)
+    # the round trips: psycopg2's cursors (C methods, named by their class) and the commit / rollback
+    postgres = sum(tt for (file, _, name), tt, _, _ in rows
+                   if "psycopg2" in file or any(w in name for w in ("Cursor", "cursor", "psycopg2", "connection")))
     wall_a, cpu_a = np.array(wall), np.array(cpu)
     return {"what": "app.serving.knowledge.knowledge in process (its Postgres queries included; history given)",
             "samples": samples, "units_answered": len(answered["units"]),
