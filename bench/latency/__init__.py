@@ -8,7 +8,10 @@
    learners of the mix (bench/request_mix.py): 10,000 by default, every real learner plus copies
    of real histories, 5 % with no history; histories of 0 to 500 attempts, most short, a tail at
    the cap. MovieLens 100K is imported as tenant `movies` and trained: the top-N phase's data.
-   The in-process floor: the live fit + scores of the 5,000 candidates on histories of the mix.
+   The in-process floor: the live fit + scores of the 5,000 candidates on histories of the mix;
+   and the knowledge phase's (`knowledge_floor`): app.serving.knowledge.knowledge of its unit for
+   its learners, queries included, timed and then profiled (cProfile: the top functions and the
+   share of the time waiting on Postgres).
 2. The service: the same gunicorn command `adaptrec serve` builds (workers, worker class and
    access log as configured there, logs to a file), started as a separate process on a free
    port with OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1 (BLAS threads would make 2 workers
