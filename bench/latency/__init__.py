@@ -8,7 +8,10 @@
    learners of the mix (bench/request_mix.py): 10,000 by default, every real learner plus copies
    of real histories, 5 % with no history; histories of 0 to 500 attempts, most short, a tail at
    the cap. MovieLens 100K is imported as tenant `movies` and trained: the top-N phase's data.
-   The in-process floor: the live fit + scores of the 5,000 candidates on histories of the mix.
+   The in-process floor: the live fit + scores of the 5,000 candidates on histories of the mix;
+   and the knowledge phase's (`knowledge_floor`): app.serving.knowledge.knowledge of its unit for
+   its learners, queries included, timed and then profiled (cProfile: the top functions and the
+   share of the time waiting on Postgres).
 2. The service: the same gunicorn command `adaptrec serve` builds (workers, worker class and
    access log as configured there, logs to a file), started as a separate process on a free
    port with OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1 (BLAS threads would make 2 workers
@@ -29,6 +32,14 @@
      ingest_single  POST /v1/interactions, one attempt of a synthetic learner on a bench-5k item
      ingest_batch   POST /v1/interactions, {"interactions": [100 attempts]} (--batch-rate, default 20/s)
      similar        GET /v1/items/{id}/similar?n=10 for random bench-5k items
+     knowledge      GET /v1/users/{id}/knowledge?units=bench-20-skills at --knowledge-rate (200/s):
+                    a unit made a child of the root with the 20 most attempted skills as its
+                    children (the answer: 21 units), a learner of the mix with a history at the
+                    500-attempt cap drawn uniformly, --miss of them evicted likewise (with
+                    --database: the 20 skills named in `units`, nothing written)
+     mastery, review   the recommend phase's requests with strategy `mastery` / `review` (the same
+                    learners, unit and evictions; bench-5k holds its items itself, so it is one skill
+                    to these strategies)
      healthz, healthz_new_connection   GET /healthz: the HTTP stack's own cost (--no-baseline skips)
    then a search for the highest recommend rate whose p99 stays under 25 ms without errors
    (--search-start, --search-step: 200, 300, 400, ... until a step fails; the highest passing).
@@ -39,6 +50,8 @@
 5. One JSON object (printed, and written to --json), with `ratios` (the service over its floors)
    and `targets`.
 
+Targets (issue 26): the knowledge endpoint p50 <= 5 ms at 200/s; the mastery and review
+strategies within the recommendation budget (p50 <= 3 ms, p99 <= 15 ms at 400/s).
 Targets (issue 13): recommendations p50 <= 3 ms and p99 <= 15 ms at 400 requests/s; highest rate
 with p99 < 25 ms >= 500/s; worker CPU per recommendation <= 2 ms; and within the same run:
 recommendation p50 <= 1.3 x /healthz p50, worker CPU <= 2 x the in-process fit + score, /healthz
@@ -65,6 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=400.0, help="requests/s of every phase but ingest_batch "
                                                                    "(default 400)")
     parser.add_argument("--batch-rate", type=float, default=20.0, help="requests/s of ingest_batch (100 events each)")
+    parser.add_argument("--knowledge-rate", type=float, default=200.0, help="requests/s of knowledge (default 200)")
     parser.add_argument("--search-start", type=float, default=200.0)
     parser.add_argument("--search-step", type=float, default=100.0)
     parser.add_argument("--search-limit", type=float, default=2000.0, help="highest rate tried (0: no search)")
@@ -123,8 +137,8 @@ def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argpar
 def measure(args, target: Target, result: dict, say) -> None:
     """The phases and the rate search on a settled machine, then the workers' memory, into `result`."""
     result["load_before"] = settle(args.settle_load, args.settle_max, say)
-    result["rates"] = {"every phase but ingest_batch": args.rate,
-                       "ingest_batch": f"{args.batch_rate} requests/s x 100 events"}
+    result["rates"] = {"every phase but ingest_batch and knowledge": args.rate,
+                       "ingest_batch": f"{args.batch_rate} requests/s x 100 events", "knowledge": args.knowledge_rate}
     result["method"] = (f"open-loop, latency from the scheduled send time; {args.threads} client threads in a "
                         f"separate process; {args.warmup} s unmeasured warm-up per phase; "
                         f"{args.seconds} s measured per phase, {args.search_seconds} s per search step; "

@@ -8,10 +8,12 @@ import threading
 import uuid
 
 from harness.load import Tally, metered, open_loop, send_times, separate_process
-from harness.measure import CpuMeter
+from harness.measure import CpuMeter, loadavg
 
 P99_LIMIT_MS = 25.0
-PHASES = ("recommend", "recommend_new_connection", "topn", "ingest_single", "ingest_batch", "similar")
+PHASES = ("recommend", "recommend_new_connection", "topn", "ingest_single", "ingest_batch", "similar", "knowledge",
+          "mastery", "review")
+MIX_PHASES = ("recommend", "topn", "knowledge", "mastery", "review")   # bench.request_mix.MixRequests builds these
 BASELINES = ("healthz", "healthz_new_connection")
 PHASE_SPECS = {  # phase: (requests of, keep-alive)
     "recommend": ("recommend", True),
@@ -20,6 +22,9 @@ PHASE_SPECS = {  # phase: (requests of, keep-alive)
     "ingest_single": ("ingest_single", True),
     "ingest_batch": ("ingest_batch", True),
     "similar": ("similar", True),
+    "knowledge": ("knowledge", True),
+    "mastery": ("mastery", True),
+    "review": ("review", True),
     "healthz": ("healthz", True),
     "healthz_new_connection": ("healthz", False),
 }
@@ -94,13 +99,15 @@ class Requests:
 def _maker(phase: str, spec: dict):
     """The request builder of `phase`, built in the load process from plain data (`spec`)."""
     mix = spec.get("mix")
-    if mix is not None and phase in ("recommend", "topn"):
+    if mix is not None and phase in MIX_PHASES:
         from bench.request_mix import Evictor, MixRequests
 
         evict = Evictor(mix["redis_url"], mix["redis_prefix"]) if mix.get("redis_url") else None
-        learners = mix["learners"] if phase == "recommend" else mix["topn_learners"]
-        unit = spec["unit"] if phase == "recommend" else mix["topn_unit"]
-        tenant = mix["tenant"] if phase == "recommend" else mix["topn_tenant"]
+        learners, unit, tenant = mix["learners"], spec["unit"], mix["tenant"]
+        if phase == "topn":
+            learners, unit, tenant = mix["topn_learners"], mix["topn_unit"], mix["topn_tenant"]
+        elif phase == "knowledge":
+            learners, unit = mix["knowledge_learners"], mix["knowledge_units"]
         return MixRequests(phase, learners, unit, tenant, mix["miss"], evict, seed=spec.get("seed", 0))
     return Requests(phase, spec["users"], spec["items"], spec["unit"], spec["run"])
 
@@ -132,14 +139,22 @@ def _drive_in_child(kwargs: dict) -> dict:
 
 # ---- every phase, then the search --------------------------------------------------------------
 def phase_names(args, spec: dict) -> list[str]:
-    """The fixed-rate phases of this run, in order: topn only with its learners, the /healthz
-    baselines unless --no-baseline, only --phases when given."""
-    names = [p for p in PHASES if p != "topn" or spec.get("mix", {}).get("topn_learners")]
+    """The fixed-rate phases of this run, in order: topn and knowledge only with their learners, the
+    /healthz baselines unless --no-baseline, only --phases when given."""
+    mix = spec.get("mix", {})
+    names = [p for p in PHASES if (p != "topn" or mix.get("topn_learners"))
+             and (p != "knowledge" or mix.get("knowledge_learners"))]
     if args.baseline:
         names += list(BASELINES)
     if args.phases is not None:
         names = [p for p in names if p in args.phases]
     return names
+
+
+def phase_rate(args, name: str) -> float:
+    """Requests/s of a fixed-rate phase: --batch-rate for ingest_batch, --knowledge-rate for
+    knowledge (issue 26's target is at 200/s), --rate for the others."""
+    return {"ingest_batch": args.batch_rate, "knowledge": args.knowledge_rate}.get(name, args.rate)
 
 
 def run_phases(args, base: str, key: str, spec: dict, say, meter: CpuMeter | None = None) -> dict:
@@ -156,10 +171,12 @@ def run_phases(args, base: str, key: str, spec: dict, say, meter: CpuMeter | Non
             return metered(lambda: ex.submit(_drive_in_child, kwargs).result(), meter if measure_cpu else None)
 
         for name in phase_names(args, spec):
-            rate = args.batch_rate if name == "ingest_batch" else args.rate
+            rate = phase_rate(args, name)
             if args.warmup > 0:
                 phase(name, rate, args.warmup, f"w-{name}")
+            load = loadavg()    # the machine is shared: the 1-minute load as the measured part starts
             results[name] = phase(name, rate, args.seconds, f"m-{name}", measure_cpu=True)
+            results[name]["load_1min_at_start"] = load[0] if load else None
             say(f"{name} at {rate}/s: {json.dumps(results[name])}")
         if args.search_limit >= args.search_start:
             results.update(search(args, phase, say))

@@ -3,7 +3,7 @@ path (`targets`), from the figures of one run."""
 from __future__ import annotations
 
 TARGETS = {"recommend_p50_ms": 3.0, "recommend_p99_ms": 15.0, "max_rps": 500.0, "worker_cpu_ms": 2.0,
-           "healthz_worker_cpu_ms": 0.5, "worker_rss_mb": 300.0}
+           "healthz_worker_cpu_ms": 0.5, "worker_rss_mb": 300.0, "knowledge_p50_ms": 5.0}
 
 
 def _worker_cpu(phase: dict | None) -> float | None:
@@ -33,6 +33,11 @@ def targets(result: dict, before_max_rate: float | None = None) -> dict:
         "healthz_worker_cpu_ms<=0.5": _check(health_cpu, TARGETS["healthz_worker_cpu_ms"]),
         "max_rps>=2x_before": _check(best, 2 * before_max_rate if before_max_rate else None, higher=True),
         "worker_rss_mb<300": _check(result.get("worker_rss_max_mb"), TARGETS["worker_rss_mb"]),
+        # issue 26: the knowledge endpoint, and the mastery / review strategies within the recommendation budget
+        "knowledge_p50_ms<=5": _check((result.get("knowledge") or {}).get("p50_ms"), TARGETS["knowledge_p50_ms"]),
+        **{f"{name}_{q}_ms<={TARGETS[f'recommend_{q}_ms']:g}": _check((result.get(name) or {}).get(f"{q}_ms"),
+                                                                      TARGETS[f"recommend_{q}_ms"])
+           for name in ("mastery", "review") for q in ("p50", "p99")},
     }
 
 

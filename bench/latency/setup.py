@@ -21,6 +21,8 @@ DEFAULT_DATA = PROJECT_ROOT.parent / "shared" / "data" / "assist2009" / "attempt
 DEFAULT_MOVIELENS = PROJECT_ROOT.parent / "shared" / "data" / "ml-100k"
 UNIT_ID = "bench-5k"
 UNIT_ITEMS = 5000
+SKILLS_UNIT_ID = "bench-20-skills"   # the knowledge phase's unit: the 20 most attempted skills as its children
+ROOT_ID = "assistments"
 
 
 @dataclass
@@ -70,11 +72,18 @@ def local_target(args, stack, result: dict, say) -> Target:
     result["floor"] = measure_floor(database_url=url, tenant=DEFAULT, unit=unit,
                                     learners=prepared["learners"], samples=args.floor_samples)
     say(f"floor: {result['floor']}")
+    if prepared["knowledge"]["learners"]:
+        result["knowledge_floor"] = measure_floor("knowledge_floor", database_url=url, tenant=DEFAULT,
+                                                  units=prepared["knowledge"]["units"],
+                                                  learners=prepared["knowledge"]["learners"])
+        say(f"knowledge floor: {result['knowledge_floor']['wall_ms']} ms wall, "
+            f"{result['knowledge_floor']['cpu_ms']} ms CPU")
     key = "bench-" + uuid.uuid4().hex
     prefix = stack.enter_context(scratch_redis_prefix(settings.redis_url, "adaptrec-bench"))
     mix = {"learners": prepared["learners"], "miss": args.miss, "tenant": DEFAULT,
            "redis_url": settings.redis_url, "redis_prefix": prefix,
-           "topn_learners": prepared["topn_learners"], "topn_tenant": TOPN_TENANT, "topn_unit": TOPN_UNIT}
+           "topn_learners": prepared["topn_learners"], "topn_tenant": TOPN_TENANT, "topn_unit": TOPN_UNIT,
+           "knowledge_learners": prepared["knowledge"]["learners"], "knowledge_units": prepared["knowledge"]["units"]}
     service = start_service(args, stack, url, settings.redis_url, key, prefix, result, say)
     warm_caches(url, settings.redis_url, prefix, prepared, result, say)
     return Target(service.base_url, key, unit, prepared["users"], prepared["items"], mix, service.proc.pid,
@@ -90,6 +99,7 @@ def scratch_data(args, stack, settings, result: dict, say) -> tuple[str, str, di
                           args.new_share, say)
     result["setup"] = {k: prepared.get(k) for k in ("import_seconds", "train_seconds", "model_auc",
                                                     "history_lengths", "topn_setup_seconds")}
+    result["setup"]["knowledge"] = {k: v for k, v in prepared["knowledge"].items() if k != "learners"}
     result["setup"]["train_config"] = "TrainConfig(max_trials=1), unit assistments only"
     return url, UNIT_ID, prepared
 
@@ -103,7 +113,8 @@ def existing_data(args, stack, result: dict, say) -> tuple[str, str, dict]:
     stack.callback(conn.close)
     prepared = prepare_existing(conn, unit, args.learners, args.new_share, say)
     result["setup"] = {"database": urlsplit(url).path.lstrip("/"), "unit": unit,
-                       "history_lengths": prepared["history_lengths"]}
+                       "history_lengths": prepared["history_lengths"],
+                       "knowledge": {k: v for k, v in prepared["knowledge"].items() if k != "learners"}}
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM interactions")
         result["setup"]["interactions"] = cur.fetchone()[0]
@@ -151,10 +162,44 @@ def build_data(conn, url: str, data: Path, movielens: Path | None, learners: int
         f"({time.perf_counter() - t0:.1f} s): {lengths}")
     out = {"users": mix[:5], "learners": mix, "history_lengths": lengths, "items": items,
            "import_seconds": round(import_s, 1), "train_seconds": round(train_s, 1),
-           "model_auc": (root.metrics or {}).get("model", {}).get("auc"), "topn_learners": []}
+           "model_auc": (root.metrics or {}).get("model", {}).get("auc"), "topn_learners": [],
+           "knowledge": build_skills_unit(conn, mix, say)}
     if movielens is not None:
         out.update(build_topn_tenant(conn, url, movielens, say))
     return out
+
+
+def build_skills_unit(conn, learners: list[str], say) -> dict:
+    """The knowledge phase's unit: `bench-20-skills`, a child of the root with the 20 skills most
+    attempted as its children (a chapter of 20 skills; the root's model serves them), and the
+    learners of the mix with a history at the cap. Commits."""
+    from app.access.tenants import DEFAULT
+    from app.catalogue import catalog
+    from app.catalogue.records import Unit
+    from app.infra import queries as q
+    from bench.request_mix import knowledge_target
+
+    found = knowledge_target(conn, DEFAULT, learners, exclude=(UNIT_ID, ROOT_ID))
+    catalog.upsert_units(conn, DEFAULT, [Unit(unit_id=SKILLS_UNIT_ID, name="latency benchmark: 20 skills", items=[])])
+    q.execute(conn, "insert_children", tenant=DEFAULT, parents=[ROOT_ID], children=[SKILLS_UNIT_ID])
+    q.execute(conn, "insert_children", tenant=DEFAULT, parents=[SKILLS_UNIT_ID] * len(found["skills"]),
+              children=found["skills"])
+    conn.commit()
+    out = knowledge_summary(conn, [SKILLS_UNIT_ID], found)
+    say(f"unit {SKILLS_UNIT_ID}: {len(found['skills'])} skills, {out['items']} items; "
+        f"{len(found['learners'])} learners with a history at the cap")
+    return out
+
+
+def knowledge_summary(conn, units: list[str], found: dict) -> dict:
+    """The knowledge phase's units and learners, and what they come to (skills, items)."""
+    from app.access.tenants import DEFAULT
+    from app.infra import queries as q
+
+    items = q.fetch_all(conn, "items_under_units", tenant=DEFAULT, unit_ids=units)
+    conn.rollback()
+    return {"units": units, "skills": found["skills"], "items": len(items), "learners": found["learners"],
+            "learners_count": len(found["learners"])}
 
 
 def build_topn_tenant(conn, url: str, movielens: Path, say) -> dict:
@@ -185,7 +230,7 @@ def prepare_existing(conn, unit: str, learners: int, new_share: float, say, seed
     (no copies are written), `new_share` of them new; the items under `unit`."""
     from app.access.tenants import DEFAULT
     from app.infra import queries as q
-    from bench.request_mix import history_lengths
+    from bench.request_mix import history_lengths, knowledge_target
 
     items = [r["item_id"] for r in q.fetch_all(conn, "items_under_units", tenant=DEFAULT, unit_ids=[unit])]
     if not items:
@@ -200,26 +245,29 @@ def prepare_existing(conn, unit: str, learners: int, new_share: float, say, seed
     conn.rollback()
     lengths = history_lengths(conn, DEFAULT, mix)
     say(f"unit {unit}: {len(items)} items; {len(mix)} learners: {lengths}")
-    return {"users": mix[:5], "learners": mix, "history_lengths": lengths, "items": items, "topn_learners": []}
+    found = knowledge_target(conn, DEFAULT, mix, exclude=(unit,))   # nothing written: the 20 skills asked by name
+    return {"users": mix[:5], "learners": mix, "history_lengths": lengths, "items": items, "topn_learners": [],
+            "knowledge": knowledge_summary(conn, found["skills"], found)}
 
 
 # ---- the floor, the service, its caches ---------------------------------------------------------
-def _floor_in_child(kwargs: dict) -> dict:
-    from bench.request_mix import in_process_floor
+def _floor_in_child(name: str, kwargs: dict) -> dict:
+    from bench import request_mix
 
-    return in_process_floor(**kwargs)
+    return getattr(request_mix, name)(**kwargs)
 
 
-def measure_floor(**kwargs) -> dict:
-    """bench.request_mix.in_process_floor in a fresh process with one BLAS thread, as each
-    gunicorn worker runs (a multi-threaded BLAS would bill its spinning threads to the fit)."""
+def measure_floor(floor: str = "in_process_floor", **kwargs) -> dict:
+    """bench.request_mix's `floor` (in_process_floor, knowledge_floor) in a fresh process with one
+    BLAS thread, as each gunicorn worker runs (a multi-threaded BLAS would bill its spinning
+    threads to the fit)."""
     from harness.service import ONE_BLAS_THREAD
 
     saved = {k: os.environ.get(k) for k in ONE_BLAS_THREAD}
     os.environ.update(ONE_BLAS_THREAD)
     try:
         with separate_process() as ex:
-            return ex.submit(_floor_in_child, kwargs).result()
+            return ex.submit(_floor_in_child, floor, kwargs).result()
     finally:
         for k, v in saved.items():
             if v is None:

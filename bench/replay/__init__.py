@@ -3,7 +3,7 @@
     python -m bench.replay [--data PATH] [--regime all|250-learners|300-attempts|demo-few-learners|
                            demo-many-learners] [--protocol learner|production] [--json OUT]
                            [--max-test-students N] [--predictions OUT.csv.gz] [--root-only]
-                           [--no-retrain] [--no-skill-requests]
+                           [--no-retrain] [--no-skill-requests] [--knowledge]
 
 Every figure is given for dev and for test learners side by side. Learners take their role from
 the training job's own split (jobs.training.split, seed SPLIT_SEED: sha256(f"{seed}:{user_id}")
@@ -55,6 +55,16 @@ replayed learner is trained on); its predictions for the second halves use those
 trained LightFM user vectors with the stored item vectors and calibration, beside the replay's
 own predictions and two like-for-like live fits from the first half only.
 
+`--knowledge` (issue 26): before each replayed attempt that is the learner's first at its item,
+the knowledge of the item's skill units is asked as GET /v1/users/{id}/knowledge?units=<the
+item's skills> answers it at that moment (app.serving.knowledge.knowledge, the function the route
+calls, a request context of its own at the attempt's time, after the predictions and before the
+ingest); each skill's p (the skill's typical, median-difficulty, item) is paired with the
+attempt's outcome. Reported per role as `knowledge` (phases.knowledge_calibration): AUC, ECE (the
+same 10 bins), mean p and mean outcome for every (attempt, skill) pair and for the item's first
+skill alone, the service's own item-level p on the same attempts beside them, by the learner's
+attempts at the skill before, and the reliability bins. Target (test): ECE <= 0.02.
+
 Report: `dev` and `test` blocks (service, service_skill_requests, baselines, slices,
 service_reliability, service_vs_baselines, replay timing, full_retrain) and `dev_test_table`. The
 test block's keys are also at the top level (the held-out learners' figures, as earlier reports
@@ -68,7 +78,7 @@ from pathlib import Path
 
 from bench.attempts import REGIMES
 from bench.compare import ROLES, dev_test_table, format_table
-from bench.replay.phases import measure_baselines, measure_service
+from bench.replay.phases import KNOWLEDGE_TARGET_ECE, measure_baselines, measure_service
 from bench.replay.setup import DEFAULT_DATA, PROTOCOLS, Plan, described, prepare, protocol_text
 from harness.report import emit
 
@@ -96,6 +106,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-skill-requests", action="store_true",
                         help="do not also ask for each attempt through the item's skill unit")
     parser.add_argument("--no-retrain", action="store_true", help="skip the full_retrain comparison")
+    parser.add_argument("--knowledge", action="store_true",
+                        help="also ask the knowledge of the item's skills before each first attempt at an item "
+                             "and score it against the outcome (issue 26)")
     parser.add_argument("--predictions", type=Path,
                         help="also write every replayed attempt with each method's p here (.csv or .csv.gz)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -109,10 +122,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(data: Path | None, max_test_students: int | None = None, retrain: bool = True, progress: bool = False,
         train_all_units: bool = True, predictions: Path | None = None, regime: str = "all",
-        protocol: str = "learner", skill_requests: bool = True) -> dict:
+        protocol: str = "learner", skill_requests: bool = True, knowledge: bool = False) -> dict:
     """The whole replay: prepare the rows, measure the baselines and the service, report."""
     started = time.perf_counter()
-    plan = prepare(data, max_test_students, retrain, progress, train_all_units, regime, protocol, skill_requests)
+    plan = prepare(data, max_test_students, retrain, progress, train_all_units, regime, protocol, skill_requests,
+                   knowledge)
     result = described(plan)
     blocks: dict[str, dict] = {role: {} for role in ROLES}
     p_base, best = measure_baselines(plan, result, blocks)
@@ -137,6 +151,10 @@ def report(plan: Plan, result: dict, blocks: dict, started: float) -> dict:
                          "judged_on": "test",
                          "met": bool(result["service"].get("auc", 0) >= TARGETS["auc"]
                                      and result["service"].get("ece", 1) <= TARGETS["ece"])}
+    if "knowledge" in result:
+        ece = result["knowledge"]["every_skill"].get("ece")
+        result["targets"]["knowledge_ece_at_most"] = KNOWLEDGE_TARGET_ECE
+        result["targets"]["knowledge_met"] = bool(ece is not None and ece <= KNOWLEDGE_TARGET_ECE)
     plan.log(format_table(result["dev_test_table"]))
     return result
 
@@ -145,6 +163,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     result = run(args.data, args.max_test_students, retrain=not args.no_retrain, progress=not args.quiet,
                  train_all_units=not args.root_only, predictions=args.predictions, regime=args.regime,
-                 protocol=args.protocol, skill_requests=not args.no_skill_requests)
+                 protocol=args.protocol, skill_requests=not args.no_skill_requests, knowledge=args.knowledge)
     emit(result, args.json)
     return 0

@@ -17,7 +17,7 @@ from bench.attempts import COLUMNS, second_half_mask
 from bench.baselines import baseline_predictions
 from bench.compare import ROLES, bootstrap_difference, metrics, reliability_rows, slice_table
 from bench.knowledge_tracing_baselines import kt_predictions
-from bench.replay.service import first_half_live_fits, full_retrain_predictions, replay_service
+from bench.replay.service import first_half_live_fits, full_retrain_predictions, knowledge_requests, replay_service
 from bench.replay.setup import ROOT, Plan
 from bench.replay.training import import_and_train, root_practice_result
 
@@ -30,6 +30,46 @@ def service_vs_baselines(frame: pd.DataFrame, p_service: np.ndarray, p_base: dic
     for name in dict.fromkeys(("elo_tuned", "irt_live", "best_lr", "pfa", best)):
         if name in p_base:
             out[f"service - {name}"] = bootstrap_difference(frame, p_service, p_base[name])
+    return out
+
+
+KNOWLEDGE_TARGET_ECE = 0.02     # issue 26: the knowledge p of a skill against the next first attempts, test learners
+SKILL_ATTEMPT_BANDS = ((0, 1), (1, 10), (10, 50), (50, math.inf))
+
+
+def _with_means(y: np.ndarray, p: np.ndarray) -> dict:
+    out = metrics(y, p)
+    if len(y):
+        out["mean_p"] = round(float(np.mean(p)), 4)
+        out["mean_outcome"] = round(float(np.mean(y)), 4)
+    return out
+
+
+def knowledge_calibration(y: np.ndarray, p_item: np.ndarray, known: pd.DataFrame) -> dict:
+    """The knowledge p of a skill, asked before a learner's first attempt at an item of it, against
+    that attempt's outcome. `y`, `p_item`: the replayed attempts' outcomes and the service's own
+    p of the item attempted (the root request); `known`: bench.replay.service's knowledge rows
+    (row, unit, rank, p, attempts), a unit without a p left out.
+
+    `every_skill`: one pair per (attempt, skill of its item); `first_skill`: the item's first
+    skill only (one pair per attempt); `item_level_same_attempts`: the item's own p on the
+    attempts of the pairs (each attempt once), the context the skill's typical item is read
+    against; `by_skill_attempts`: every_skill by the learner's attempts at the skill's items
+    before (0: a skill never practised, answered from the rest of the history)."""
+    known = known[~np.isnan(known.p.to_numpy())]
+    rows, pk = known.row.to_numpy(dtype=np.int64), known.p.to_numpy(dtype=np.float64)
+    y = np.asarray(y)
+    first = known["rank"].to_numpy() == 0
+    attempted = np.unique(rows)
+    out = {"every_skill": _with_means(y[rows], pk), "first_skill": _with_means(y[rows[first]], pk[first]),
+           "item_level_same_attempts": _with_means(y[attempted], np.asarray(p_item)[attempted]),
+           "attempts": int(len(attempted))}
+    before = known.attempts.to_numpy()
+    out["by_skill_attempts"] = {
+        (f"{lo}+" if math.isinf(hi) else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"):
+            _with_means(y[rows[(before >= lo) & (before < hi)]], pk[(before >= lo) & (before < hi)])
+        for lo, hi in SKILL_ATTEMPT_BANDS}
+    out["reliability"] = reliability_rows(y[rows], pk)
     return out
 
 
@@ -68,6 +108,11 @@ def measure_service(plan: Plan, result: dict, blocks: dict, p_base: dict, best: 
         p_service, p_skill, old_model = replay_roles(plan, settings, workdir, result, blocks)
         for role in ROLES:
             score_role(plan, role, blocks[role], p_service[role], p_skill[role], p_base[role], best)
+            if role in plan.known:
+                found = blocks[role]["knowledge"] = knowledge_calibration(plan.rows[role].correct.to_numpy(),
+                                                                          p_service[role], plan.known[role])
+                shown = {k: found[k] for k in ("every_skill", "first_skill", "item_level_same_attempts")}
+                plan.log(f"knowledge ({role}): {json.dumps(shown)}")
         if predictions is not None:
             rows = plan.rows
             pd.concat([rows[r][[*COLUMNS, "pos"]].assign(
@@ -98,8 +143,11 @@ def replay_roles(plan: Plan, settings, workdir: Path, result: dict, blocks: dict
         models = ModelCache()
         try:
             for role in ROLES:
-                p_service[role], p_skill[role], blocks[role]["replay"] = replay_service(
-                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress)
+                asked = knowledge_requests(plan.rows[role], plan.skills_of) if plan.knowledge else None
+                p_service[role], p_skill[role], blocks[role]["replay"], known = replay_service(
+                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress, asked)
+                if known is not None:
+                    plan.known[role] = known
             with conn:
                 old_model = models.nearest(conn, DEFAULT, [ROOT], "practice")
         finally:

@@ -13,13 +13,37 @@ from app.access.tenants import DEFAULT
 from bench.replay.setup import ROOT, attempt_time
 
 
+def knowledge_requests(frame: pd.DataFrame, skills_of: dict[str, list[str]]) -> list[tuple[str, ...]]:
+    """The skill units whose knowledge is asked before each replayed attempt of an annotated frame:
+    every skill unit (`skill:<name>`) of the item when the attempt is the learner's first at it,
+    none otherwise (a repeat, or an item without a skill)."""
+    first = frame.earlier_at_item.to_numpy() == 0
+    return [tuple(dict.fromkeys(f"skill:{s}" for s in skills_of.get(item, ()))) if f else ()
+            for item, f in zip(frame.problem_id.tolist(), first)]
+
+
+def knowledge_p(answer: dict, units: tuple[str, ...]) -> list[tuple[float, int]]:
+    """(p, attempts) of each of `units` in a knowledge answer (GET /v1/users/{id}/knowledge's body);
+    p NaN for a unit the answer has no p for (no practice model at or above it)."""
+    by_unit = {u["unit_id"]: u for u in answer["units"]}
+    return [(np.nan if by_unit[u]["p"] is None else float(by_unit[u]["p"]), int(by_unit[u]["attempts"]))
+            for u in units]
+
+
 def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, str] | None = None,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray | None, dict]:
+                   progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
     """p of every replayed attempt, predicted before it is ingested, through predict + ingest: a
     root request, and (given `skill_of`: item -> its skill's unit) a skill request (NaN for an
-    item without a skill)."""
+    item without a skill). Given `knowledge_units` (per row: the units to ask, bench.replay's
+    knowledge_requests), the knowledge of those units is asked before the attempt too, as
+    GET /v1/users/{id}/knowledge?units=... answers it then (app.serving.knowledge.knowledge, a
+    request context of its own at the attempt's time); returned as one row per (attempt, unit):
+    `row` (the attempt's index in `test`), `unit`, `rank` (the unit's place among the item's
+    skills), `p` and `attempts` (the learner's attempts at the unit's items so far)."""
     from app.catalogue.ingest import record_interactions
     from app.catalogue.records import Interaction
+    from app.serving.knowledge import knowledge
     from app.serving.recommend import RequestContext, predict
 
     users, items = test.user_id.tolist(), test.problem_id.tolist()
@@ -31,6 +55,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     history_rows = np.empty(len(test), dtype=np.int64)
     p_skill = None if skill_of is None else np.full(len(test), np.nan)
     served = {"own": 0, "ancestor": 0, "none": 0}    # which model answered each skill request
+    known: dict[str, list] = {"row": [], "unit": [], "rank": [], "p": [], "attempts": []}
+    knowledge_s: list[float] = []
     t_report = time.perf_counter()
     for k in range(len(test)):
         t0 = time.perf_counter()
@@ -51,11 +77,26 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
                 p_skill[k] = answer["items"][0]["p"]
                 model = answer["model"]
                 served["none" if model is None else "own" if model["unit_id"] == unit else "ancestor"] += 1
+        asked_s = 0.0                # the knowledge request's time, kept out of ingest_ms
+        if knowledge_units is not None and knowledge_units[k]:
+            units = knowledge_units[k]
+            tk = time.perf_counter()
+            with conn:
+                answer = knowledge(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
+                                   users[k], list(units))
+            asked_s = time.perf_counter() - tk
+            knowledge_s.append(asked_s)
+            known["row"] += [k] * len(units)
+            known["unit"] += list(units)
+            known["rank"] += list(range(len(units)))
+            for unit_p, unit_attempts in knowledge_p(answer, units):
+                known["p"].append(unit_p)
+                known["attempts"].append(unit_attempts)
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
         record_interactions(conn, DEFAULT, cache, [event])
         t2 = time.perf_counter()
-        predict_s[k], ingest_s[k] = t1 - t0, t2 - t1
+        predict_s[k], ingest_s[k] = t1 - t0, t2 - t1 - asked_s
         if progress and t2 - t_report > 15:
             t_report = t2
             print(f"replay: {k + 1}/{len(test)} attempts, {np.mean(predict_s[:k + 1]) * 1e3:.2f} ms predict, "
@@ -68,7 +109,11 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
         timing["skill_requests"] = {"served_by_the_skills_own_model": served["own"],
                                     "served_by_an_ancestors_model": served["ancestor"], "no_model": served["none"],
                                     "item_without_a_skill": int(np.isnan(p_skill).sum())}
-    return p, p_skill, timing
+    if knowledge_units is None:
+        return p, p_skill, timing, None
+    timing["knowledge_requests"] = {"requests": len(knowledge_s), "units_asked": len(known["unit"]),
+                                    "ms": _ms(np.array(knowledge_s))}
+    return p, p_skill, timing, pd.DataFrame(known)
 
 
 def _ms(seconds: np.ndarray) -> dict:

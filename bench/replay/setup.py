@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -80,10 +80,12 @@ class Plan:
     skill_of: dict | None
     config: object
     log: object
+    knowledge: bool = False      # also ask the knowledge of the item's skills before each first attempt at an item
+    known: dict = field(default_factory=dict)    # role -> the knowledge rows the replay recorded
 
 
 def prepare(data: Path | None, max_test_students: int | None, retrain: bool, progress: bool,
-            train_all_units: bool, regime: str, protocol: str, skill_requests: bool) -> Plan:
+            train_all_units: bool, regime: str, protocol: str, skill_requests: bool, knowledge: bool = False) -> Plan:
     from jobs.train import TrainConfig
 
     df = annotate(regime_attempts(REGIMES[regime], data))
@@ -102,7 +104,7 @@ def prepare(data: Path | None, max_test_students: int | None, retrain: bool, pro
     log(f"{regime} / {protocol}: {len(df)} attempts; {len(train_df)} training attempts; "
         + ", ".join(f"{len(replayed_ids[r])} {r} learners ({len(rows[r])} replayed attempts)" for r in ROLES))
     return Plan(data, regime, protocol, train_all_units, retrain, progress, df, ids, replayed_ids, train_df, frames,
-                rows, skills_of, skill_of, config, log)
+                rows, skills_of, skill_of, config, log, knowledge)
 
 
 def described(plan: Plan) -> dict:
@@ -120,7 +122,8 @@ def described(plan: Plan) -> dict:
                     "config": {"mode": config.mode, "max_trials": config.max_trials, "threads": config.threads,
                                "hold_out_test_learners": config.hold_out_test_learners,
                                "units_trained": "all model units" if plan.train_all_units else [ROOT],
-                               "predicting_unit": ROOT, "skill_requests": plan.skill_of is not None},
+                               "predicting_unit": ROOT, "skill_requests": plan.skill_of is not None,
+                               "knowledge_requests": plan.knowledge},
                     "few_attempts_slice": {"name": few_attempts_slice(), "threshold": FEW_ATTEMPTS,
                                            "counted_in": "the rows the models were trained on (train_attempts)"}}
     if plan.protocol == "production":

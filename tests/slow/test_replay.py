@@ -22,7 +22,7 @@ def test_a_tiny_replay_through_the_real_import_job_and_service(servers, tmp_path
     monkeypatch.setenv("ADAPTREC_HOME", str(tmp_path))
     data, out, preds = tmp_path / "demo.csv.gz", tmp_path / "replay.json", tmp_path / "p.csv.gz"
     write_attempts(demo_attempts(80, 6000), data)
-    assert main(["--data", str(data), "--protocol", protocol, "--max-test-students", "4", "--quiet",
+    assert main(["--data", str(data), "--protocol", protocol, "--max-test-students", "4", "--quiet", "--knowledge",
                  "--json", str(out), "--predictions", str(preds)]) == 0
     report = json.loads(out.read_text())
     # the root, at least: on so little data the skill units' own models rarely beat it on dev
@@ -40,10 +40,16 @@ def test_a_tiny_replay_through_the_real_import_job_and_service(servers, tmp_path
             block["service_vs_baselines"])
         assert {"best_lr", "pfa"} <= set(block["baselines"]) and few_attempts_slice() in block["slices"]
         assert {"best_lr", "pfa"} <= set(block["slices"]["repeat after a mistake"])
+        known = block["knowledge"]           # --knowledge: every first attempt at an item, its skills' p
+        firsts = block["slices"]["first attempt at the item"]["service"]["n"]
+        assert known["attempts"] == known["first_skill"]["n"] == known["item_level_same_attempts"]["n"] == firsts
+        assert known["every_skill"]["n"] >= firsts and 0 < known["every_skill"]["mean_p"] < 1
+        assert block["replay"]["knowledge_requests"]["requests"] == firsts
     assert [r["method"] for r in report["dev_test_table"]][:2] == ["service", "service_skill_requests"]
     assert report["redis_keys_deleted"] > 0 and report["training"]["parent_comparison"]["units_compared"] >= 1
     assert {"models_failed", "units_served_by_ancestor", "units_skipped"} <= set(report["training"])
     assert report["baseline_constants"]["knowledge_tracing"]["pfa"]["chosen_on"] == "dev"
+    assert report["targets"]["knowledge_ece_at_most"] == 0.02 and report["config"]["knowledge_requests"]
     written = pd.read_csv(preds)
     assert len(written) == sum(report["split"][f"{r}_attempts"] for r in ROLES)
     if protocol == "production":

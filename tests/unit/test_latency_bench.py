@@ -1,12 +1,13 @@
 """The latency benchmark's pure helpers: percentiles, the open-loop schedule, the rate search."""
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
 import pytest
 
-from bench.latency.phases import Requests, passes, search_max_rate
+from bench.latency.phases import Requests, passes, phase_names, phase_rate, search_max_rate
 from bench.latency.report import ratios, targets
 from bench.request_mix import MixRequests
 from harness.load import scheduled_latency, send_times, summarise
@@ -123,7 +124,9 @@ def test_mix_requests_draw_learners_and_evict_the_asked_share():
 def test_targets_hold_as_absolutes_and_as_ratios_of_the_same_run():
     run = {"recommend": {"p50_ms": 2.5, "p99_ms": 12.0, "server_cpu_ms_per_request": {"gunicorn_workers": 1.5}},
            "healthz": {"p50_ms": 2.0, "server_cpu_ms_per_request": {"gunicorn_workers": 0.4}},
-           "floor": {"mean_ms": 0.8}, "max_rps_p99_under_25ms": 600, "worker_rss_max_mb": 200}
+           "floor": {"mean_ms": 0.8}, "max_rps_p99_under_25ms": 600, "worker_rss_max_mb": 200,
+           "knowledge": {"p50_ms": 4.9}, "mastery": {"p50_ms": 2.9, "p99_ms": 14.0},
+           "review": {"p50_ms": 1.0, "p99_ms": 3.0}}
     got = targets(run, before_max_rate=250)
     assert all(got.values()), got
     assert ratios(run) == {"recommend_p50/healthz_p50": 1.25, "worker_cpu/in_process_fit_score": 1.88,
@@ -135,3 +138,37 @@ def test_targets_hold_as_absolutes_and_as_ratios_of_the_same_run():
     assert got["worker_cpu<=2x_in_process_fit_score"] is False and got["max_rps>=2x_before"] is False
     assert got["max_rps_p99_under_25ms>=500"] is False and got["recommend_p50_ms<=3"] is True
     assert targets({})["recommend_p50_ms<=3"] is None and targets(run)["max_rps>=2x_before"] is None
+
+
+def test_knowledge_mastery_and_review_are_judged_against_their_own_budgets():
+    run = {"knowledge": {"p50_ms": 5.2}, "mastery": {"p50_ms": 3.1, "p99_ms": 10.0},
+           "review": {"p50_ms": 2.0, "p99_ms": 15.5}}
+    got = targets(run)
+    assert got["knowledge_p50_ms<=5"] is False
+    assert got["mastery_p50_ms<=3"] is False and got["mastery_p99_ms<=15"] is True
+    assert got["review_p50_ms<=3"] is True and got["review_p99_ms<=15"] is False
+    assert targets({})["knowledge_p50_ms<=5"] is None and targets({})["review_p99_ms<=15"] is None
+
+
+def test_mastery_review_and_knowledge_requests_of_the_mix():
+    learners = [f"u{i}" for i in range(20)]
+    for phase, strategy in (("mastery", "mastery"), ("review", "review"), ("recommend", "target")):
+        bodies = [json.loads(MixRequests(phase, learners, "bench-5k", "default", seed=1)(i)[2]) for i in range(50)]
+        assert {b["strategy"] for b in bodies} == {strategy} and {tuple(b["units"]) for b in bodies} == {("bench-5k",)}
+    method, path, body = MixRequests("knowledge", ["mix1-7 x"], ["skill:Equation Solving", "skill:b"], "default",
+                                     miss=0.0)(0)
+    assert (method, body) == ("GET", None)
+    assert path == "/v1/users/mix1-7%20x/knowledge?units=skill:Equation%20Solving,skill:b"
+    one_unit = MixRequests("knowledge", ["u"], "bench-20-skills", "default")(0)[1]
+    assert one_unit == "/v1/users/u/knowledge?units=bench-20-skills"
+
+
+def test_knowledge_runs_at_its_own_rate_and_only_with_its_learners():
+    args = argparse.Namespace(rate=400.0, batch_rate=20.0, knowledge_rate=200.0, baseline=False, phases=None)
+    assert [phase_rate(args, p) for p in ("recommend", "mastery", "review", "knowledge", "ingest_batch")] == \
+        [400.0, 400.0, 400.0, 200.0, 20.0]
+    names = phase_names(args, {"mix": {"topn_learners": [], "knowledge_learners": ["u"]}})
+    assert {"knowledge", "mastery", "review"} <= set(names) and "topn" not in names
+    assert "knowledge" not in phase_names(args, {"mix": {"knowledge_learners": []}})
+    args.phases = ["recommend", "knowledge", "mastery", "review"]
+    assert phase_names(args, {"mix": {"knowledge_learners": ["u"]}}) == args.phases

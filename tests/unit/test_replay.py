@@ -28,7 +28,8 @@ from bench.attempts import (
 )
 from bench.baselines import Elo, baseline_predictions, irt_live, item_difficulty, tune_elo
 from bench.compare import ROLES, bootstrap_difference, dev_test_table, format_table, slice_table
-from bench.replay.phases import service_vs_baselines
+from bench.replay.phases import knowledge_calibration, service_vs_baselines
+from bench.replay.service import knowledge_p, knowledge_requests
 from bench.replay.setup import learner_rows
 from bench.replay.training import parent_summary, unit_outcomes
 from jobs.training import split
@@ -321,3 +322,49 @@ def test_the_dev_test_table_puts_each_metric_on_dev_beside_test():
     assert rows[2]["auc_dev"] == pytest.approx(0.6) and rows[2]["n_test"] == 10
     text = format_table(rows)
     assert "auc dev" in text and "0.8000" in text and len(text.splitlines()) == 5
+
+
+def test_knowledge_is_asked_before_first_attempts_only_for_every_skill_of_the_item():
+    df = annotate(_frame([("a", 0, "p1", 1, "s1|s2"), ("a", 1, "p1", 0, "s1|s2"), ("a", 2, "p2", 0, ""),
+                          ("a", 3, "p3", 1, "s2"), ("b", 0, "p1", 0, "s1|s2")]))
+    skills = {"p1": ["s1", "s2", "s1"], "p2": [], "p3": ["s2"]}
+    assert knowledge_requests(df, skills) == [("skill:s1", "skill:s2"), (), (), ("skill:s2",),
+                                              ("skill:s1", "skill:s2")]
+
+
+def test_knowledge_p_reads_each_units_p_and_attempts_from_the_endpoints_answer():
+    answer = {"units": [{"unit_id": "skill:b", "p": 0.25, "attempts": 3},
+                        {"unit_id": "skill:a", "p": None, "attempts": 0}]}
+    out = knowledge_p(answer, ("skill:a", "skill:b"))
+    assert math.isnan(out[0][0]) and out[0][1] == 0 and out[1] == (0.25, 3)
+
+
+def test_knowledge_calibration_pairs_each_skills_p_with_the_attempts_outcome():
+    y = np.array([1, 0, 1, 0, 1])
+    p_item = np.array([0.9, 0.2, 0.5, 0.1, 0.8])
+    known = pd.DataFrame({"row": [0, 0, 1, 3, 4, 4], "unit": ["s1", "s2", "s1", "s1", "s2", "s3"],
+                          "rank": [0, 1, 0, 0, 0, 1], "p": [0.7, 0.6, 0.3, 0.4, np.nan, 0.9],
+                          "attempts": [0, 2, 1, 12, 60, 0]})
+    out = knowledge_calibration(y, p_item, known)
+    assert out["attempts"] == 4                                       # rows 0, 1, 3, 4 (row 4 via s3)
+    every, first = out["every_skill"], out["first_skill"]
+    assert every["n"] == 5 and first["n"] == 3                          # the NaN p (row 4, s2) left out
+    assert every["mean_p"] == pytest.approx(np.mean([0.7, 0.6, 0.3, 0.4, 0.9]), abs=1e-4)
+    assert every["mean_outcome"] == pytest.approx(np.mean([1, 1, 0, 0, 1]))
+    assert first["mean_outcome"] == pytest.approx(np.mean([1, 0, 0]), abs=1e-4)
+    assert every["auc"] == pytest.approx(auc(np.array([1, 1, 0, 0, 1]), np.array([0.7, 0.6, 0.3, 0.4, 0.9])), abs=1e-4)
+    item = out["item_level_same_attempts"]
+    assert item["n"] == 4 and item["mean_p"] == pytest.approx(np.mean([0.9, 0.2, 0.1, 0.8]), abs=1e-4)
+    bands = out["by_skill_attempts"]
+    assert list(bands) == ["0", "1-9", "10-49", "50+"]
+    assert [bands[b]["n"] for b in bands] == [2, 2, 1, 0]
+    assert sum(r["n"] for r in out["reliability"]) == 5
+
+
+def test_knowledge_calibration_of_a_perfectly_calibrated_p_has_an_ece_near_zero():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.05, 0.95, 20_000)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    known = pd.DataFrame({"row": np.arange(p.size), "unit": "s", "rank": 0, "p": p, "attempts": 1})
+    out = knowledge_calibration(y, np.minimum(p + 0.2, 0.99), known)        # the item p: 0.2 too high
+    assert out["every_skill"]["ece"] < 0.02 and out["item_level_same_attempts"]["ece"] > 0.1
