@@ -37,6 +37,7 @@ TTL_S = 3600
 LOCAL_MAX = 256
 LOCAL_MAX_ITEMS = 200_000   # candidates held in all, each laid out per model (~270 B at d = 32): ~55 MB
 VERSION_TTL_S = 1.0
+DERIVED_MAX = 256           # remember()'s entries (a knowledge plan: a few hundred kB at a 20-skill unit)
 
 
 @dataclass
@@ -63,6 +64,7 @@ class CandidateCache:
     """Per-worker memory of recent candidate lists, keyed by (tenant, catalogue version, units)."""
 
     def __init__(self, version_ttl_s: float = VERSION_TTL_S):
+        self._derived: OrderedDict[tuple, object] = OrderedDict()   # remember(): what a request built from the catalogue
         self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
         self._items = 0                                      # candidates held, over every list
         self._versions: dict[str, tuple[float, int]] = {}   # tenant -> (read at, catalogue version)
@@ -82,6 +84,22 @@ class CandidateCache:
     def forget_version(self, tenant: str) -> None:
         """This worker changed the tenant's catalogue: read the version again on the next request."""
         self._versions.pop(tenant, None)
+
+    def remember(self, key: tuple, build: Callable[[], object]) -> object:
+        """What `build()` makes from the catalogue, kept under `key` (which must hold the tenant and
+        its catalogue version, so a change to the catalogue makes it unreachable); the newest
+        DERIVED_MAX are kept. Built outside the lock (it reads Postgres); an exception is not kept."""
+        with self._lock:
+            found = self._derived.get(key)
+            if found is not None:
+                self._derived.move_to_end(key)
+                return found
+        made = build()
+        with self._lock:
+            made = self._derived.setdefault(key, made)
+            while len(self._derived) > DERIVED_MAX:
+                self._derived.popitem(last=False)
+        return made
 
     def get(self, key: tuple) -> Candidates | None:
         with self._lock:

@@ -23,7 +23,8 @@ end reaches `threshold` (e.g. threshold 0.7, review 0.9).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -181,6 +182,55 @@ def attempts_by_item(events: list[hist.Event]) -> list[dict]:
     return list(out.values())
 
 
+@dataclass
+class KnowledgePlan:
+    """What a list of units asked comes to at a catalogue version: the units to report (`planned`),
+    the planned units holding each item (positions in `planned`), and each model's typical rows,
+    made once. A worker keeps it (app.catalogue.candidates.CandidateCache.remember) until the
+    catalogue changes: reading every item of a 20-skill unit and walking them per request cost
+    most of the endpoint's time (docs/benchmarks-log.md, issue 26's latency)."""
+    planned: list[Planned]
+    units_of_item: dict[str, tuple[int, ...]]
+    _typical: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def typical(self, model: ServingModel, mine: list[int]) -> np.ndarray:
+        """typical_rows of the planned units at positions `mine` under `model` (kept per model and
+        its item count: a hybrid model grows when new items are covered)."""
+        key = (model.model_id, len(model.item_ids), tuple(mine))
+        with self._lock:
+            found = self._typical.get(key)
+        if found is None:
+            found = typical_rows(model, [model.rows(list(self.planned[k].items)) for k in mine])
+            with self._lock:
+                found = self._typical.setdefault(key, found)
+        return found
+
+
+def build_plan(conn: Connection, tenant: str, units: list[str]) -> KnowledgePlan:
+    """The plan of `units` read from Postgres; UnknownIds when one does not exist."""
+    nodes = {r["unit_id"]: r for r in q.fetch_all(conn, "knowledge_units", tenant=tenant, unit_ids=list(units))}
+    missing = [u for u in units if u not in nodes]
+    if missing:
+        raise UnknownIds("units", missing)
+    planned = plan(nodes, units, inherited_settings(conn, tenant, units))
+    holding: dict[str, list[int]] = {}
+    for k, u in enumerate(planned):
+        for item in u.items:
+            holding.setdefault(item, []).append(k)
+    return KnowledgePlan(planned, {item: tuple(ks) for item, ks in holding.items()})
+
+
+def knowledge_plan(ctx: RequestContext, units: list[str]) -> KnowledgePlan:
+    """The plan of `units`, kept by the worker per catalogue version (read afresh without a
+    candidate cache, e.g. in a replay)."""
+    if ctx.candidates is None:
+        return build_plan(ctx.conn, ctx.tenant, units)
+    version = ctx.candidates.version(ctx.conn, ctx.tenant)
+    return ctx.candidates.remember(("knowledge", ctx.tenant, version, tuple(units)),
+                                   lambda: build_plan(ctx.conn, ctx.tenant, units))
+
+
 def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | None, tag: str = "default",
                    most: int | None = None) -> tuple[list[UnitKnowledge], list[ServingModel]]:
     """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
@@ -196,36 +246,39 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         units = sorted({u for row in attempted for u in row["units"]})
     if not units:
         return [], []
-    nodes = {r["unit_id"]: r for r in q.fetch_all(conn, "knowledge_units", tenant=tenant, unit_ids=list(units))}
-    missing = [u for u in units if u not in nodes]
-    if missing:
-        raise UnknownIds("units", missing)
-    planned = plan(nodes, units, inherited_settings(conn, tenant, units))
+    found_plan = knowledge_plan(ctx, list(units))
+    planned = found_plan.planned
     if most is not None and len(planned) > most:
         raise InputError(f"units: these units hold {len(planned)} units with items, more than the {most} one answer "
                          "reports; ask for units lower in the hierarchy", [{"field": "units", "message": "too many"}])
-    by_item = {r["item_id"]: r for r in attempted}
+    # each unit's attempts, from the items the learner attempted (not every item of every unit)
+    attempts, correct = [0] * len(planned), [0] * len(planned)
+    last: list[datetime | None] = [None] * len(planned)
+    for row in attempted:
+        for k in found_plan.units_of_item.get(row["item_id"], ()):
+            attempts[k] += row["attempts"]
+            correct[k] += row["correct"]
+            if last[k] is None or row["last_at"] > last[k]:
+                last[k] = row["last_at"]
     chosen = ctx.model_of_each([u.unit_id for u in planned], "practice", tag)
     used = {m.model_id: m for m in chosen if m is not None}
     estimates: dict[str, tuple[float, float, float, float]] = {}
     for model in used.values():
-        mine = [u for u, m in zip(planned, chosen) if m is not None and m.model_id == model.model_id]
-        models.cover(conn, tenant, model, sorted({i for u in mine for i in u.items}))
+        mine = [k for k, m in enumerate(chosen) if m is not None and m.model_id == model.model_id]
+        if model.feature_vectors is not None:   # a hybrid model scores items newer than itself from metadata
+            models.cover(conn, tenant, model, sorted({i for k in mine for i in planned[k].items}))
         h = practice_history(model, events, now)
-        rows = typical_rows(model, [model.rows(list(u.items)) for u in mine])
-        found = estimate(model, h.rows, h.outcomes, rows, np.array([u.settings.review for u in mine]), h.times, h.now,
-                         learner_prior(conn, tenant, model, user_id))
-        for k, u in enumerate(mine):
-            estimates[u.unit_id] = (float(found.p[k]), float(found.low[k]), float(found.high[k]),
-                                    float(found.due_days[k]))
+        rows = found_plan.typical(model, mine)
+        found = estimate(model, h.rows, h.outcomes, rows, np.array([planned[k].settings.review for k in mine]),
+                         h.times, h.now, learner_prior(conn, tenant, model, user_id))
+        for j, k in enumerate(mine):
+            estimates[planned[k].unit_id] = (float(found.p[j]), float(found.low[j]), float(found.high[j]),
+                                             float(found.due_days[j]))
     out = []
-    for u, model in zip(planned, chosen):
-        stats = [by_item[i] for i in u.items if i in by_item]
-        attempts = sum(s["attempts"] for s in stats)
+    for k, (u, model) in enumerate(zip(planned, chosen)):
         p, low, high, due_days = estimates.get(u.unit_id, (None, None, None, float("nan")))
-        due = now + timedelta(days=due_days) if attempts and not np.isnan(due_days) else None
-        out.append(UnitKnowledge(u.unit_id, u.skill, p, low, high, attempts, sum(s["correct"] for s in stats),
-                                 max((s["last_at"] for s in stats), default=None),
+        due = now + timedelta(days=due_days) if attempts[k] and not np.isnan(due_days) else None
+        out.append(UnitKnowledge(u.unit_id, u.skill, p, low, high, attempts[k], correct[k], last[k],
                                  low is not None and low >= u.settings.threshold, due,
                                  model.model_id if model else None, u.order, u.active, u.settings))
     return out, list(used.values())

@@ -466,3 +466,31 @@ def test_the_analyst_examples_run(course, conn):
         cur.execute("SELECT DISTINCT cohort FROM unit_mastery ORDER BY 1")
         assert [r[0] for r in cur.fetchall()] == ["(all)", "9B"]
     conn.rollback()
+
+
+# ---- the plan a worker keeps per catalogue version ------------------------------------------------
+def test_the_plan_is_kept_until_the_catalogue_or_a_units_settings_change(app, conn):
+    c = Course(app, conn).build()
+    user = c.learner(s1=([1] * 8, 0.1))
+    candidates = app.extensions["adaptrec"].candidates
+
+    def ctx():
+        return RequestContext(conn, c.tenant, c.cache, c.models, now=NOW, candidates=candidates)
+
+    from app.serving.knowledge import knowledge_plan
+    first = knowledge_plan(ctx(), ["course"])
+    assert knowledge_plan(ctx(), ["course"]) is first                      # kept
+    before = {u["unit_id"]: u for u in knowledge(ctx(), user, ["course"])["units"]}
+    assert before["s1"]["attempts"] == 8 and not before["s1"]["mastered"]
+    # a platform lowers s1's threshold: the unit's update bumps the catalogue version (migration 013)
+    with conn:
+        catalog.upsert_units(conn, c.tenant, [Unit(unit_id="s1", kind="skill", attrs={"mastery": {"threshold": 0.3}})])
+    candidates.forget_version(c.tenant)                                   # as this worker's own API would
+    after = {u["unit_id"]: u for u in knowledge(ctx(), user, ["course"])["units"]}
+    assert knowledge_plan(ctx(), ["course"]) is not first
+    assert after["s1"]["mastered"] and after["s1"]["p"] == before["s1"]["p"]
+    # a new item in s2 is counted and can be the typical one
+    with conn:
+        catalog.upsert_items(conn, c.tenant, [Item(item_id="s2-new", units=["s2"])])
+    candidates.forget_version(c.tenant)
+    assert "s2-new" in knowledge_plan(ctx(), ["course"]).units_of_item
