@@ -44,15 +44,25 @@ ORDER BY a.start, min(a.depth) DESC, a.unit_id DESC;
 -- name: user_item_attempts
 -- Per item the learner :user_id attempted (whole history): attempts, correct answers, the last
 -- attempt's time, and the units holding the item directly (the learner's practised skills).
+-- (One join and one grouping, not a sub-select per item: that took ~20 ms for a learner of a few
+-- hundred items.)
 SELECT a.item_id, a.attempts, a.correct, a.last_at,
-       array(SELECT ui.unit_id FROM unit_items ui WHERE ui.tenant = :tenant AND ui.item_id = a.item_id
-             ORDER BY ui.unit_id) AS units
+       coalesce(array_agg(ui.unit_id ORDER BY ui.unit_id) FILTER (WHERE ui.unit_id IS NOT NULL), '{}') AS units
 FROM (SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) AS correct,
              max(occurred_at) AS last_at
       FROM interactions
       WHERE tenant = :tenant AND user_id = :user_id AND kind = 'attempt' AND outcome IS NOT NULL
       GROUP BY item_id) a
+LEFT JOIN unit_items ui ON ui.tenant = :tenant AND ui.item_id = a.item_id
+GROUP BY a.item_id, a.attempts, a.correct, a.last_at
 ORDER BY a.item_id;
+
+-- name: user_item_counts
+-- user_item_attempts without the units (the caller named the units: no lookup per item).
+SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) AS correct, max(occurred_at) AS last_at
+FROM interactions
+WHERE tenant = :tenant AND user_id = :user_id AND kind = 'attempt' AND outcome IS NOT NULL
+GROUP BY item_id;
 
 -- name: snapshot_learners
 -- Up to :limit learners of the tenant with at least one attempt, after :after in id order (the

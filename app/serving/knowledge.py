@@ -240,6 +240,8 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
     user_id, events = learner.user_id, learner.events
     if units is not None and len(events) < hist.KEEP:   # the whole history is at hand: no query
         attempted = attempts_by_item(events)
+    elif units is not None:                               # the units are named: no unit per item
+        attempted = q.fetch_all(conn, "user_item_counts", tenant=tenant, user_id=user_id)
     else:
         attempted = q.fetch_all(conn, "user_item_attempts", tenant=tenant, user_id=user_id)
     if units is None:
