@@ -64,7 +64,7 @@ class CandidateCache:
     """Per-worker memory of recent candidate lists, keyed by (tenant, catalogue version, units)."""
 
     def __init__(self, version_ttl_s: float = VERSION_TTL_S):
-        self._derived: OrderedDict[tuple, object] = OrderedDict()   # remember(): what a request built from the catalogue
+        self._derived: OrderedDict[tuple, object] = OrderedDict()   # remember(): built from the catalogue
         self._lists: OrderedDict[tuple, Candidates] = OrderedDict()
         self._items = 0                                      # candidates held, over every list
         self._versions: dict[str, tuple[float, int]] = {}   # tenant -> (read at, catalogue version)
