@@ -138,21 +138,32 @@ def ask_knowledge(client: Client, uid: str, models: dict | None = None) -> dict[
     return {k["unit_id"]: k for k in answer.get("units", [])} if status == 200 else {}
 
 
-def compared(units: dict[str, dict], true_p: np.ndarray, least: int) -> list[tuple]:
-    """(p, low, high, mastered, true p) of each skill with at least `least` attempts in the answer."""
+def compared(units: dict[str, dict], true_p: np.ndarray, least: int, returning: bool) -> list[tuple]:
+    """(returning, skill, p, low, high, mastered, true p) of each skill with at least `least` attempts
+    in the answer."""
     out = []
     for s, t in enumerate(true_p):
         k = units.get(skill_unit(s))
         if k and k["p"] is not None and k["attempts"] >= least:
-            out.append((k["p"], k["low"], k["high"], bool(k["mastered"]), float(t)))
+            out.append((returning, s, k["p"], k["low"], k["high"], bool(k["mastered"]), round(float(t), 6)))
     return out
 
 
 def _agreement(pairs: list[tuple]) -> dict:
+    """The figures of all pairs, of the new and the returning learners' apart, and the pairs themselves."""
     if not pairs:
         return {"pairs": 0}
-    p, low, high, mastered, true_p = (list(c) for c in zip(*pairs))
-    return figures.agreement(p, low, high, mastered, true_p, THRESHOLD)
+
+    def of(rows):
+        _, _, p, low, high, mastered, true_p = (list(c) for c in zip(*rows))
+        return figures.agreement(p, low, high, mastered, true_p, THRESHOLD)
+    out = of(pairs)
+    for name, r in (("new", False), ("returning", True)):
+        mine = [x for x in pairs if x[0] is r]
+        out[name] = of(mine) if mine else {"pairs": 0}
+    out["answers"] = {"columns": ["returning", "skill", "p", "low", "high", "mastered", "true_p"],
+                      "rows": [list(x) for x in pairs]}
+    return out
 
 
 def _pool(args, jobs, work):
@@ -196,7 +207,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
             sit.play({"units": [skill_unit(s)], "target": args.knowledge_target}, args.skill_attempts)
         units = ask_knowledge(client, sit.uid, models)
         practised[job] = (learners, sit)
-        return compared(units, figures.true_typical_p(cat, learners, u, typical), args.skill_attempts)
+        return compared(units, figures.true_typical_p(cat, learners, u, typical), args.skill_attempts, r)
 
     pairs = [x for found in _pool(args, jobs, practice) for x in found]
     out: dict = {"setting": {"learners": {"new": n_new, "returning": n_ret}, "skill_attempts": args.skill_attempts,
@@ -231,7 +242,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
         after = practised[job][0]
         forget(after, AWAY_DAYS, args.half_life, u)
         week = compared(ask_knowledge(client, kid("rv", r, u)), figures.true_typical_p(cat, after, u, typical),
-                        args.skill_attempts)
+                        args.skill_attempts, r)
         copies = {s: after.copy() for s in ("rv", "rt")}
         rv = Sitting(client, world, positions, copies["rv"], u, kid("rv", r, u), draws[r][1][u], args.learn_rate, run)
         made = rv.play({"units": [ROOT], "strategy": "review", "target": args.knowledge_target}, review_len)

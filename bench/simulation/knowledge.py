@@ -22,6 +22,7 @@ from bench.simulation.by_learning import spearman
 from bench.simulation.truth import Catalogue, Learners, probabilities
 
 DRAWS = 2000       # bootstrap resamples of the learners
+Z90 = 1.6448536269514722   # the standard normal's 95th percentile: the endpoint's intervals are central 90 %
 TARGETS = {"spearman": 0.8, "coverage": (0.85, 0.95), "mastered_precision": 0.9}
 
 
@@ -62,6 +63,26 @@ def mastered_precision(mastered, true_p, threshold: float) -> dict:
             "recall": float(m[truly].mean()) if truly.any() else None}
 
 
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-9, 1.0 - 1e-9)
+    return np.log(p) - np.log1p(-p)
+
+
+def interval_scale(p, low, high, true_p) -> dict:
+    """How the intervals miss, on the logit scale where they are symmetric (app.online.knowledge:
+    logit(p) +- Z90 sd): z = (logit(true p) - logit(p)) / sd per answer; their mean (the bias in
+    sds), their sd (1 when the sds are right) and `widen`, the factor by which every interval would
+    have to grow to cover 90 % of the truths (the 90th percentile of |z| over Z90), with the median
+    sd and the root mean square error of the logit itself."""
+    center, error = logit(p), logit(true_p) - logit(p)
+    sd = (logit(high) - logit(low)) / (2.0 * Z90)
+    z = error / np.maximum(sd, 1e-12)
+    return {"z_mean": _r(float(z.mean())), "z_sd": _r(float(z.std())),
+            "widen": _r(float(np.percentile(np.abs(z), 90)) / Z90), "median_logit_sd": _r(float(np.median(sd))),
+            "logit_rmse": _r(float(np.sqrt(np.mean(error ** 2)))), "logit_bias": _r(float(error.mean())),
+            "center_mean": _r(float(center.mean()))}
+
+
 def agreement(p, low, high, mastered, true_p, threshold: float) -> dict:
     """The endpoint's answers (one per learner and skill) beside the truth: the figures of the module's
     docstring, with the mean error, the mean interval width and whether each target is met."""
@@ -77,6 +98,7 @@ def agreement(p, low, high, mastered, true_p, threshold: float) -> dict:
             "threshold": threshold, "bias": _r(float(np.mean(p - true_p))),
             "mae": _r(float(np.mean(np.abs(p - true_p)))), "mean_width": _r(float(np.mean(high - low))),
             "mean_p": _r(float(p.mean())), "mean_true_p": _r(float(true_p.mean())),
+            "logit_scale": interval_scale(p, low, high, true_p),
             "met": {"spearman": rho is not None and rho >= TARGETS["spearman"],
                     "coverage": cov["covered"] is not None and lo_ok <= cov["covered"] <= hi_ok,
                     "mastered_precision": None if prec["precision"] is None
@@ -152,7 +174,9 @@ def table(report: dict) -> str:
                  f"| {label}: reported mastered truly >= {a['threshold']} ({a['mastered']['reported']} reported, "
                  f"{a['mastered']['truly']} truly) | {f(a['mastered']['precision'])} | >= 0.9 |",
                  f"| {label}: p - true p (bias / MAE), interval width | {f(a['bias'])} / {f(a['mae'])}, "
-                 f"{f(a['mean_width'])} | - |"]
+                 f"{f(a['mean_width'])} | - |",
+                 f"| {label}: intervals would need x{f(a['logit_scale']['widen'], 2)} to cover 90 % (z mean "
+                 f"{f(a['logit_scale']['z_mean'], 2)}, z sd {f(a['logit_scale']['z_sd'], 2)}) | - | x1 |"]
     m = report.get("mastery_vs_target")
     if m:
         rows.append(f"| attempts to truly master every skill, mastery / target (cap {m['cap']}; censored "

@@ -13,6 +13,7 @@ from bench.simulation.knowledge import (
     censored,
     coverage,
     difference_interval,
+    interval_scale,
     mastered_precision,
     ratio_interval,
     table,
@@ -118,3 +119,14 @@ def test_the_knowledge_flags_are_off_by_default_and_small_with_quick():
         parse_args(["--knowledge-target", "1.5"])
     with pytest.raises(SystemExit):
         parse_args(["--knowledge-cap", "0"])
+
+
+def test_the_logit_scale_says_by_how_much_the_intervals_would_have_to_grow():
+    sig = 1.0 / (1.0 + np.exp(-1.6448536269514722))   # intervals logit 0 +- Z90 x 1: an sd of 1
+    p, low, high = np.full(5, 0.5), np.full(5, 1.0 - sig), np.full(5, sig)
+    true_p = 1.0 / (1.0 + np.exp(-np.array([-2.0, -1.0, 0.0, 1.0, 2.0])))   # z = -2 .. 2
+    found = interval_scale(p, low, high, true_p)
+    assert found["z_mean"] == pytest.approx(0.0) and found["z_sd"] == pytest.approx(np.sqrt(2.0), abs=1e-4)
+    assert found["widen"] == pytest.approx(2.0 / 1.6448536269514722, abs=1e-4)   # |z| at its 90th percentile: 2
+    assert found["median_logit_sd"] == pytest.approx(1.0)
+    assert found["logit_rmse"] == pytest.approx(np.sqrt(2.0), abs=1e-4)
