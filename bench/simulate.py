@@ -119,6 +119,16 @@ def parse_targets(text: str) -> list[float]:
     return list(dict.fromkeys(round(t, 2) for t in values))  # arms are named by the target in percent
 
 
+KNOWLEDGE_PARTS = ("knowledge", "race")
+
+
+def parse_parts(text: str) -> list[str]:
+    parts = {t.strip() for t in text.split(",") if t.strip()}
+    if not parts or parts - set(KNOWLEDGE_PARTS):
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(KNOWLEDGE_PARTS)} separated by commas, got {text!r}")
+    return sorted(parts)
+
+
 def arm_name(target: float) -> str:
     return f"t{round(target * 100):02d}"
 
@@ -173,6 +183,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the target of the knowledge measurement's sittings, every strategy (default 0.5)")
     parser.add_argument("--knowledge-cap", type=int, default=400,
                         help="attempts at most until every skill is truly mastered (default 400)")
+    parser.add_argument("--knowledge-parts", type=parse_parts, default=list(KNOWLEDGE_PARTS),
+                        help="which parts of the knowledge measurement: knowledge (the endpoint after practice and a "
+                             "week later, and review), race (mastery vs target); default both")
     parser.add_argument("--review-attempts", type=int, default=20,
                         help="attempts of the review sitting a week after practice (default 20)")
     parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")

@@ -187,6 +187,9 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
              for r in (False, True)}
     folder = Path(tempfile.mkdtemp(prefix="adaptrec-simknow-"))
 
+    def sitting(setting: str, learners: Learners, r: bool, u: int, row: np.ndarray) -> Sitting:
+        return Sitting(client, world, positions, learners, u, kid(setting, r, u), row, args.learn_rate, run)
+
     def import_history(settings: list[str]) -> None:
         anchor = _wall_clock()
         lines = [line for setting in settings for r, u in jobs if r
@@ -194,115 +197,120 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
         if lines:
             import_lines(conn, lines, folder, "-".join(settings))
 
-    # 1. practice in every skill, then what the endpoint says
-    import_history(["kp"])
-    practised: dict = {}
-    models: dict = {}
-
-    def practice(job):
-        r, u = job
-        learners = world.learners(r).copy()
-        sit = Sitting(client, world, positions, learners, u, kid("kp", r, u), draws[r][0][u], args.learn_rate, run)
-        for s in range(skills):
-            sit.play({"units": [skill_unit(s)], "target": args.knowledge_target}, args.skill_attempts)
-        units = ask_knowledge(client, sit.uid, models)
-        practised[job] = (learners, sit)
-        return compared(units, figures.true_typical_p(cat, learners, u, typical), args.skill_attempts, r)
-
-    pairs = [x for found in _pool(args, jobs, practice) for x in found]
     out: dict = {"setting": {"learners": {"new": n_new, "returning": n_ret}, "skill_attempts": args.skill_attempts,
                              "target": args.knowledge_target, "threshold": THRESHOLD, "away_days": AWAY_DAYS,
-                             "review_attempts": review_len, "cap": cap},
+                             "review_attempts": review_len, "cap": cap, "parts": list(args.knowledge_parts)},
                  "typical_items": [{"skill": skill_unit(s), "item_id": item_id(int(i)),
                                     "true_difficulty": round(float(cat.difficulty[i]), 4),
                                     "discrimination": round(float(cat.discrimination[i]), 4)}
-                                   for s, i in enumerate(typical)],
-                 "model": next(iter(models.values()), None),
-                 "after_practice": _agreement(pairs)}
-    say(f"knowledge after practice: {len(pairs)} learner-skills in {time.perf_counter() - t0:.0f} s")
+                                   for s, i in enumerate(typical)]}
+    if "knowledge" in args.knowledge_parts:   # 1. and 2.
+        # 1. practice in every skill, then what the endpoint says
+        import_history(["kp"])
+        practised: dict = {}
+        models: dict = {}
 
-    # 2. a week later: review or target, then another week
-    now = _wall_clock()
-    lines = []
-    for r, u in jobs:
-        sit = practised[(r, u)][1]
-        anchor = now - timedelta(days=AWAY_DAYS) - timedelta(days=(len(sit.made) - 1) * ATTEMPT_DAYS)
-        for setting in ("rv", "rt"):
-            uid = kid(setting, r, u)
-            if r:
-                lines += history_records(world, setting, u, history.get(u, []), anchor, run)
-            lines += [{"type": "interaction", "event_id": f"sim:{run}:{uid}:p{k}", "user_id": uid,
-                       "item_id": item_id(item), "kind": "attempt", "outcome": outcome,
-                       "occurred_at": at_time(anchor, k * ATTEMPT_DAYS).isoformat()}
-                      for k, (item, outcome) in enumerate(sit.made)]
-    import_lines(conn, lines, folder, "review")
-
-    def review(job):
-        r, u = job
-        after = practised[job][0]
-        forget(after, AWAY_DAYS, args.half_life, u)
-        week = compared(ask_knowledge(client, kid("rv", r, u)), figures.true_typical_p(cat, after, u, typical),
-                        args.skill_attempts, r)
-        copies = {s: after.copy() for s in ("rv", "rt")}
-        rv = Sitting(client, world, positions, copies["rv"], u, kid("rv", r, u), draws[r][1][u], args.learn_rate, run)
-        made = rv.play({"units": [ROOT], "strategy": "review", "target": args.knowledge_target}, review_len)
-        rt = Sitting(client, world, positions, copies["rt"], u, kid("rt", r, u), draws[r][1][u], args.learn_rate, run)
-        rt.play({"units": [ROOT], "strategy": "target", "target": args.knowledge_target}, made)
-        p = {}
-        for s, learners in copies.items():
-            now_p = figures.true_typical_p(cat, learners, u, typical).mean()
-            forget(learners, AWAY_DAYS, args.half_life, u)
-            p[s] = (now_p, figures.true_typical_p(cat, learners, u, typical).mean())
-        return week, made, len(rt.made), p, rv.fallbacks
-
-    t1 = time.perf_counter()
-    done = _pool(args, jobs, review)
-    out["after_week_away"] = _agreement([x for d in done for x in d[0]])
-    made = [d[1] for d in done]
-    p = {s: np.array([d[3][s] for d in done]) for s in ("rv", "rt")}
-    fallbacks: dict[str, int] = {}
-    for d in done:
-        for k, v in d[4].items():
-            fallbacks[k] = fallbacks.get(k, 0) + v
-    out["review"] = {"learners": len(done), "attempts": review_len, "attempts_made": int(sum(made)),
-                     "learners_with_nothing_due": int(sum(m == 0 for m in made)),
-                     "target_attempts_made": int(sum(d[2] for d in done)), "review_fallbacks": fallbacks,
-                     "review": figures.before_after(p["rv"]), "target": figures.before_after(p["rt"]),
-                     "difference": figures.difference_interval(p["rv"][:, 1], p["rt"][:, 1], seed=args.seed),
-                     "measure": "true p on each skill's typical item, mean over skills, a week after the sitting"}
-    say(f"review: {sum(made)} attempts of {len(done)} learners in {time.perf_counter() - t1:.0f} s")
-
-    # 3. attempts until every skill is truly mastered
-    t2 = time.perf_counter()
-    import_history(["km", "kt"])
-
-    def race(job):
-        r, u = job
-        reached = {}
-        for setting, strategy in (("km", "mastery"), ("kt", "target")):
+        def practice(job):
+            r, u = job
             learners = world.learners(r).copy()
-            sit = Sitting(client, world, positions, learners, u, kid(setting, r, u), draws[r][2][u], args.learn_rate,
-                          run)
+            sit = sitting("kp", learners, r, u, draws[r][0][u])
+            for s in range(skills):
+                sit.play({"units": [skill_unit(s)], "target": args.knowledge_target}, args.skill_attempts)
+            units = ask_knowledge(client, sit.uid, models)
+            practised[job] = (learners, sit)
+            return compared(units, figures.true_typical_p(cat, learners, u, typical), args.skill_attempts, r)
 
-            def mastered(learners=learners):
-                return figures.truly_mastered(figures.true_typical_p(cat, learners, u, typical), THRESHOLD)
-            sit.play({"units": [ROOT], "strategy": strategy, "target": args.knowledge_target}, cap, mastered)
-            reached[strategy] = (len(sit.made) if mastered() else None, sit.empty > 0)
-        return reached
+        pairs = [x for found in _pool(args, jobs, practice) for x in found]
+        out["model"] = next(iter(models.values()), None)
+        out["after_practice"] = _agreement(pairs)
+        say(f"knowledge after practice: {len(pairs)} learner-skills in {time.perf_counter() - t0:.0f} s")
 
-    raced = _pool(args, jobs, race)
-    summary = {}
-    values = {}
-    for strategy in ("mastery", "target"):
-        values[strategy], n_cens = figures.censored([x[strategy][0] for x in raced], cap)
-        summary[strategy] = figures.attempts_summary(values[strategy], n_cens, cap) | {
-            "stopped_served_nothing": int(sum(x[strategy][1] for x in raced))}
-    out["mastery_vs_target"] = {"learners": len(raced), "cap": cap, **summary,
-                                "ratio": figures.ratio_interval(values["mastery"], values["target"], seed=args.seed),
-                                "censoring": "a learner not truly mastering every skill within the cap (or served "
-                                             "nothing before) counts as the cap: a lower bound, so the means are "
-                                             "restricted means"}
-    say(f"mastery race: {len(raced)} learners in {time.perf_counter() - t2:.0f} s")
+        # 2. a week later: review or target, then another week
+        now = _wall_clock()
+        lines = []
+        for r, u in jobs:
+            sit = practised[(r, u)][1]
+            anchor = now - timedelta(days=AWAY_DAYS) - timedelta(days=(len(sit.made) - 1) * ATTEMPT_DAYS)
+            for setting in ("rv", "rt"):
+                uid = kid(setting, r, u)
+                if r:
+                    lines += history_records(world, setting, u, history.get(u, []), anchor, run)
+                lines += [{"type": "interaction", "event_id": f"sim:{run}:{uid}:p{k}", "user_id": uid,
+                           "item_id": item_id(item), "kind": "attempt", "outcome": outcome,
+                           "occurred_at": at_time(anchor, k * ATTEMPT_DAYS).isoformat()}
+                          for k, (item, outcome) in enumerate(sit.made)]
+        import_lines(conn, lines, folder, "review")
+
+        def review(job):
+            r, u = job
+            after = practised[job][0]
+            forget(after, AWAY_DAYS, args.half_life, u)
+            week = compared(ask_knowledge(client, kid("rv", r, u)), figures.true_typical_p(cat, after, u, typical),
+                            args.skill_attempts, r)
+            copies = {s: after.copy() for s in ("rv", "rt")}
+            rv = sitting("rv", copies["rv"], r, u, draws[r][1][u])
+            made = rv.play({"units": [ROOT], "strategy": "review", "target": args.knowledge_target}, review_len)
+            rt = sitting("rt", copies["rt"], r, u, draws[r][1][u])
+            rt.play({"units": [ROOT], "strategy": "target", "target": args.knowledge_target}, made)
+            p = {}
+            for s, learners in copies.items():
+                now_p = figures.true_typical_p(cat, learners, u, typical).mean()
+                forget(learners, AWAY_DAYS, args.half_life, u)
+                p[s] = (now_p, figures.true_typical_p(cat, learners, u, typical).mean())
+            return week, made, len(rt.made), p, rv.fallbacks
+
+        t1 = time.perf_counter()
+        done = _pool(args, jobs, review)
+        out["after_week_away"] = _agreement([x for d in done for x in d[0]])
+        made = [d[1] for d in done]
+        p = {s: np.array([d[3][s] for d in done]) for s in ("rv", "rt")}
+        fallbacks: dict[str, int] = {}
+        for d in done:
+            for k, v in d[4].items():
+                fallbacks[k] = fallbacks.get(k, 0) + v
+        out["review"] = {"learners": len(done), "attempts": review_len, "attempts_made": int(sum(made)),
+                         "learners_with_nothing_due": int(sum(m == 0 for m in made)),
+                         "target_attempts_made": int(sum(d[2] for d in done)), "review_fallbacks": fallbacks,
+                         "review": figures.before_after(p["rv"]), "target": figures.before_after(p["rt"]),
+                         "difference": figures.difference_interval(p["rv"][:, 1], p["rt"][:, 1], seed=args.seed),
+                         "measure": "true p on each skill's typical item, mean over skills, a week after the sitting"}
+        say(f"review: {sum(made)} attempts of {len(done)} learners in {time.perf_counter() - t1:.0f} s")
+
+    if "race" in args.knowledge_parts:
+        # 3. attempts until every skill is truly mastered
+        t2 = time.perf_counter()
+        import_history(["km", "kt"])
+
+        def race(job):
+            r, u = job
+            reached = {}
+            for setting, strategy in (("km", "mastery"), ("kt", "target")):
+                learners = world.learners(r).copy()
+                sit = sitting(setting, learners, r, u, draws[r][2][u])
+
+                def mastered(learners=learners):
+                    return figures.truly_mastered(figures.true_typical_p(cat, learners, u, typical), THRESHOLD)
+                sit.play({"units": [ROOT], "strategy": strategy, "target": args.knowledge_target}, cap, mastered)
+                final = figures.true_typical_p(cat, learners, u, typical)
+                reached[strategy] = (len(sit.made) if mastered() else None, sit.empty > 0,
+                                     int(np.sum(final >= THRESHOLD)), float(final.mean()))
+            return reached
+
+        raced = _pool(args, jobs, race)
+        summary = {}
+        values = {}
+        for strategy in ("mastery", "target"):
+            values[strategy], n_cens = figures.censored([x[strategy][0] for x in raced], cap)
+            summary[strategy] = figures.attempts_summary(values[strategy], n_cens, cap) | {
+                "stopped_served_nothing": int(sum(x[strategy][1] for x in raced)),
+                "skills_truly_mastered_at_stop": figures._r(float(np.mean([x[strategy][2] for x in raced])), 2),
+                "true_p_at_stop": figures._r(float(np.mean([x[strategy][3] for x in raced])))}
+        ratio = figures.ratio_interval(values["mastery"], values["target"], seed=args.seed)
+        out["mastery_vs_target"] = {"learners": len(raced), "cap": cap, **summary, "ratio": ratio,
+                                    "censoring": "a learner not truly mastering every skill within the cap (or served "
+                                                 "nothing before) counts as the cap: a lower bound, so the means are "
+                                                 "restricted means"}
+        say(f"mastery race: {len(raced)} learners in {time.perf_counter() - t2:.0f} s")
     out["seconds"] = round(time.perf_counter() - t0, 1)
     out["load"] = {"start": load, "end": loadavg()}
     out["table"] = figures.table(out)

@@ -182,6 +182,11 @@ def table(report: dict) -> str:
         rows.append(f"| attempts to truly master every skill, mastery / target (cap {m['cap']}; censored "
                     f"{m['mastery']['censored_at_cap']} / {m['target']['censored_at_cap']} of {m['learners']}) | "
                     f"{iv(m['ratio'])} (means {f(m['mastery']['mean'], 1)} / {f(m['target']['mean'], 1)}) | < 1 |")
+        if "skills_truly_mastered_at_stop" in m["mastery"]:
+            rows.append(f"| skills truly mastered when stopped, mastery / target (of the unit's; served nothing: "
+                        f"{m['mastery']['stopped_served_nothing']} / {m['target']['stopped_served_nothing']}) | "
+                        f"{f(m['mastery']['skills_truly_mastered_at_stop'], 2)} / "
+                        f"{f(m['target']['skills_truly_mastered_at_stop'], 2)} | - |")
     r = report.get("review")
     if r:
         rows.append(f"| true p after a further week, review - target ({r['learners']} learners, "

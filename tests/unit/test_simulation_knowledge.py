@@ -130,3 +130,10 @@ def test_the_logit_scale_says_by_how_much_the_intervals_would_have_to_grow():
     assert found["widen"] == pytest.approx(2.0 / 1.6448536269514722, abs=1e-4)   # |z| at its 90th percentile: 2
     assert found["median_logit_sd"] == pytest.approx(1.0)
     assert found["logit_rmse"] == pytest.approx(np.sqrt(2.0), abs=1e-4)
+
+
+def test_the_knowledge_parts_are_named_and_checked():
+    assert parse_args([]).knowledge_parts == ["knowledge", "race"]
+    assert parse_args(["--knowledge-parts", "race"]).knowledge_parts == ["race"]
+    with pytest.raises(SystemExit):
+        parse_args(["--knowledge-parts", "race,speed"])
