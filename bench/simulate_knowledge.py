@@ -292,8 +292,9 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
                     return figures.truly_mastered(figures.true_typical_p(cat, learners, u, typical), THRESHOLD)
                 sit.play({"units": [ROOT], "strategy": strategy, "target": args.knowledge_target}, cap, mastered)
                 final = figures.true_typical_p(cat, learners, u, typical)
+                said = compared(ask_knowledge(client, sit.uid), final, 0, r)   # what the service says then
                 reached[strategy] = (len(sit.made) if mastered() else None, sit.empty > 0,
-                                     int(np.sum(final >= THRESHOLD)), float(final.mean()))
+                                     int(np.sum(final >= THRESHOLD)), float(final.mean()), said, len(sit.made))
             return reached
 
         raced = _pool(args, jobs, race)
@@ -305,6 +306,8 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
                 "stopped_served_nothing": int(sum(x[strategy][1] for x in raced)),
                 "skills_truly_mastered_at_stop": figures._r(float(np.mean([x[strategy][2] for x in raced])), 2),
                 "true_p_at_stop": figures._r(float(np.mean([x[strategy][3] for x in raced])))}
+            summary[strategy]["attempts_made_mean"] = figures._r(float(np.mean([x[strategy][5] for x in raced])), 1)
+            summary[strategy]["knowledge_at_stop"] = _agreement([y for x in raced for y in x[strategy][4]])
         ratio = figures.ratio_interval(values["mastery"], values["target"], seed=args.seed)
         out["mastery_vs_target"] = {"learners": len(raced), "cap": cap, **summary, "ratio": ratio,
                                     "censoring": "a learner not truly mastering every skill within the cap (or served "

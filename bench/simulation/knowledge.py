@@ -187,6 +187,11 @@ def table(report: dict) -> str:
                         f"{m['mastery']['stopped_served_nothing']} / {m['target']['stopped_served_nothing']}) | "
                         f"{f(m['mastery']['skills_truly_mastered_at_stop'], 2)} / "
                         f"{f(m['target']['skills_truly_mastered_at_stop'], 2)} | - |")
+        if (m["mastery"].get("knowledge_at_stop") or {}).get("pairs"):
+            a, b = m["mastery"]["knowledge_at_stop"], m["target"]["knowledge_at_stop"]
+            rows.append(f"| when stopped: of skills reported mastered, truly >= {a['threshold']}, mastery / target "
+                        f"({a['mastered']['reported']} / {b['mastered']['reported']} reported) | "
+                        f"{f(a['mastered']['precision'])} / {f(b['mastered']['precision'])} | >= 0.9 |")
     r = report.get("review")
     if r:
         rows.append(f"| true p after a further week, review - target ({r['learners']} learners, "
