@@ -67,7 +67,8 @@ whole sessions; the report says how near the target the served items really were
    later (their practice imported again a week in the past) the same, then a sitting of
    --review-attempts with strategy `review` against as many with `target`, and the true p after
    another week; and, on fresh copies, attempts until every skill is truly mastered with `mastery`
-   and with `target` (censored at --knowledge-cap). Off by default (it adds minutes).
+   and with `target` (censored at --knowledge-cap). Off by default (it adds minutes: about half an
+   hour for the default 30 + 30 learners on a busy machine, most of it the race; --knowledge-parts).
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off

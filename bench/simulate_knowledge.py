@@ -22,7 +22,8 @@ ids. Their own draws (SeedSequence(seed).spawn(8)[7], so the other settings' dra
 3. Mastery race (`km`, `kt`): fresh copies of the same learners, one sitting each with `mastery`
    and with `target` (units [sim]), the same draws, until every skill's true p on its typical item
    reaches the threshold or --knowledge-cap attempts (censored at the cap) or the service serves
-   nothing (then censored too: counted).
+   nothing (then censored too: counted); then what the endpoint says of each skill beside the truth.
+--knowledge-parts picks 1. and 2. (`knowledge`) or 3. (`race`); both by default.
 
 Time: within a sitting an attempt takes a minute and is posted at that simulated time from the wall
 clock at the sitting's start (as bench.simulate_service does), so the sitting lies a little in the
