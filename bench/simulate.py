@@ -60,6 +60,15 @@ whole sessions; the report says how near the target the served items really were
    --ab-targets 0.55,0.7,0.85 --aa-target 0.7, with --ab-learners large enough that every variant
    has the 100 learners the endpoint's verdict waits for (3 variants: 150 or more). The control:
    with --learn-rate 0 nobody learns, and every variant's learning interval should cover zero.
+7. With --knowledge, issue 26's measurement (bench.simulate_knowledge, the figures in
+   bench.simulation.knowledge), under the report's "knowledge": the first --knowledge-learners new
+   and returning learners practise --skill-attempts in each skill, then the knowledge endpoint's p,
+   90 % interval and `mastered` per skill beside the true p on the skill's typical item; a week
+   later (their practice imported again a week in the past) the same, then a sitting of
+   --review-attempts with strategy `review` against as many with `target`, and the true p after
+   another week; and, on fresh copies, attempts until every skill is truly mastered with `mastery`
+   and with `target` (censored at --knowledge-cap). Off by default (it adds minutes: about half an
+   hour for the default 30 + 30 learners on a busy machine, most of it the race; --knowledge-parts).
 
 Choices: the learning rule ignores the outcome (practice teaches, success or not) and peaks
 at p = 0.5, so a lower target buys more learning per attempt and fewer successes: the trade-off
@@ -81,7 +90,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.simulate_service import Arm, analyse, drive_arm, results_in_process, setup_service
+from bench import simulate_knowledge
+from bench.simulate_service import Arm, Client, analyse, drive_arm, results_in_process, setup_service
 from bench.simulation import by_learning
 from bench.simulation.ceiling import CeilingPolicy
 from bench.simulation.figures import policy_figures, table, variant_figures, versus
@@ -96,7 +106,7 @@ LOG_FLUSH_S = 2.0   # the workers write the recommendation log every 0.5 s: wait
 SEED_STREAMS = ("SeedSequence(seed).spawn(7): catalogue, new learners, returning learners, history policy and "
                 "draws, measured draws, random baseline, gaps between sessions")
 QUICK = {"learners": 20, "returning_learners": 20, "items": 200, "history_sessions": 2, "session_length": 20,
-         "trials": 1}
+         "trials": 1, "knowledge_learners": 4, "skill_attempts": 8, "knowledge_cap": 60, "review_attempts": 8}
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -108,6 +118,16 @@ def parse_targets(text: str) -> list[float]:
     if not values or any(not 0.01 <= t <= 0.99 for t in values):
         raise argparse.ArgumentTypeError(f"targets must be between 0.01 and 0.99, got {text!r}")
     return list(dict.fromkeys(round(t, 2) for t in values))  # arms are named by the target in percent
+
+
+KNOWLEDGE_PARTS = ("knowledge", "race")
+
+
+def parse_parts(text: str) -> list[str]:
+    parts = {t.strip() for t in text.split(",") if t.strip()}
+    if not parts or parts - set(KNOWLEDGE_PARTS):
+        raise argparse.ArgumentTypeError(f"parts are {', '.join(KNOWLEDGE_PARTS)} separated by commas, got {text!r}")
+    return sorted(parts)
 
 
 def arm_name(target: float) -> str:
@@ -152,6 +172,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "A/B experiment's learners (default: none; issue 27's check: 0.7)")
     parser.add_argument("--explore", action="store_true",
                         help="also serve every target with explore: true (Thompson sampling), as its own policy")
+    parser.add_argument("--knowledge", action="store_true",
+                        help="also issue 26's measurement: the knowledge endpoint, mastery and review against the "
+                             "truth (--knowledge-learners of each kind; a week away is "
+                             f"{simulate_knowledge.AWAY_DAYS:g} days)")
+    parser.add_argument("--knowledge-learners", type=int, default=30,
+                        help="new and returning learners (each) of the knowledge measurement: the first N (default 30)")
+    parser.add_argument("--skill-attempts", type=int, default=20,
+                        help="attempts per skill before the knowledge is compared with the truth (default 20)")
+    parser.add_argument("--knowledge-target", type=float, default=0.5,
+                        help="the target of the knowledge measurement's sittings, every strategy (default 0.5)")
+    parser.add_argument("--knowledge-cap", type=int, default=400,
+                        help="attempts at most until every skill is truly mastered (default 400)")
+    parser.add_argument("--knowledge-parts", type=parse_parts, default=list(KNOWLEDGE_PARTS),
+                        help="which parts of the knowledge measurement: knowledge (the endpoint after practice and a "
+                             "week later, and review), race (mastery vs target); default both")
+    parser.add_argument("--review-attempts", type=int, default=20,
+                        help="attempts of the review sitting a week after practice (default 20)")
     parser.add_argument("--learn-rate", type=float, default=0.05, help="ability gained per attempt at p = 0.5")
     parser.add_argument("--half-life", type=float, default=7.0,
                         help="days away in which a learner loses half of what they learned (default 7)")
@@ -172,7 +209,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """The arguments, each in its range; a bad one stops here with what to give."""
     for name in ("learners", "returning_learners", "items", "skills", "sessions", "session_length", "workers",
-                 "clients", "ab_learners"):
+                 "clients", "ab_learners", "knowledge_learners", "skill_attempts", "knowledge_cap", "review_attempts"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.history_sessions < 1:
@@ -183,6 +220,8 @@ def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argpar
         parser.error("--gap-median must be above 0 days")
     if args.items < args.skills:
         parser.error("--items must be at least --skills")
+    if not 0.01 <= args.knowledge_target <= 0.99:
+        parser.error("--knowledge-target must be between 0.01 and 0.99")
     if args.aa_target is not None and not (args.ab and 0.01 <= args.aa_target <= 0.99):
         parser.error("--aa-target must be between 0.01 and 0.99, and needs the A/B experiment (not --no-ab)")
     return args
@@ -248,7 +287,20 @@ def serve(args, world, run: str, result: dict, say) -> tuple[dict, dict, dict]:
         http = {"requests": client.requests, "errors": len(client.errors), "error_samples": client.errors[:5],
                 "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2),
                 "arms": {name: info for name, (_, _, info) in served.items()}}
+        if args.knowledge:   # after the figures above, with a client of its own: they stay as without it
+            result["knowledge"] = know(args, world, client, conn, run, say)
     return served, http, answers
+
+
+def know(args, world, client: Client, conn, run: str, say) -> dict:
+    """Issue 26's measurement (bench.simulate_knowledge) with its own client and HTTP figures."""
+    own = Client(client.base, client.key)
+    out = simulate_knowledge.measure(own, conn, world, args, run, say)
+    latency = np.percentile(own.recommend_ms, [50, 99]) if own.recommend_ms else [math.nan] * 2
+    out["http"] = {"requests": own.requests, "errors": len(own.errors), "error_samples": own.errors[:5],
+                   "recommend_p50_ms": _r(latency[0], 2), "recommend_p99_ms": _r(latency[1], 2)}
+    say("\n" + out["table"])
+    return out
 
 
 def experiment_results(client, conn, names: list[str], say) -> dict:
@@ -335,7 +387,7 @@ def report(args, result: dict, results: dict, ab: dict | None, judgement: dict |
     result["table"] = table(results, ab)
     say("\n" + result["table"])
     emit(result, args.json)
-    return 1 if http["errors"] else 0
+    return 1 if http["errors"] or (result.get("knowledge") or {}).get("http", {}).get("errors") else 0
 
 
 def main(argv=None) -> int:

@@ -28,7 +28,9 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
     out = tmp_path / "simulate.json"
     assert main(["--learners", "6", "--returning-learners", "8", "--items", "60", "--skills", "3",
                  "--history-sessions", "2", "--session-length", "8", "--targets", "0.7", "--ab-learners", "4",
-                 "--trials", "1", "--clients", "2", "--explore", "--aa-target", "0.7", "--json", str(out)]) == 0
+                 "--trials", "1", "--clients", "2", "--explore", "--aa-target", "0.7", "--knowledge",
+                 "--knowledge-learners", "2", "--skill-attempts", "4", "--knowledge-cap", "20", "--review-attempts",
+                 "4", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert {"date", "machine", "command", "config", "seeds", "truth", "setup", "results", "ab", "http",
             "table", "experiment_by_learning"} <= set(report)
@@ -54,6 +56,21 @@ def test_a_tiny_closed_loop_run_against_a_real_service(servers, tmp_path, monkey
         assert v["true_gain_per_learner"]["estimate"] > 0 and set(v["learning"]) == {"estimate", "low", "high"}
     assert judged["aa"]["variants"] == ["t70-a", "t70-b"] and sum(judged["aa"]["learners"]) == 8
     assert judged["aa"]["skewed"]["learners_to_flag"] == 4332
+    # issue 26's knowledge measurement: 2 new and 2 returning learners, 4 attempts in each of 3 skills
+    know = report["knowledge"]
+    assert know["http"]["errors"] == 0 and know["model"]["models"][0]["unit_id"] == "sim"
+    assert [t["skill"] for t in know["typical_items"]] == ["sim:s1", "sim:s2", "sim:s3"]
+    assert know["after_practice"]["pairs"] == know["after_week_away"]["pairs"] == 4 * 3
+    for part in ("after_practice", "after_week_away"):
+        assert 0 <= know[part]["coverage"]["covered"] <= 1 and know[part]["mean_width"] > 0
+    race = know["mastery_vs_target"]
+    assert race["learners"] == 4 and set(race) >= {"mastery", "target", "ratio"}
+    for strategy in ("mastery", "target"):
+        assert race[strategy]["reached"] + race[strategy]["censored_at_cap"] == 4
+        assert race[strategy]["mean"] <= 20
+    review = know["review"]
+    assert review["learners"] == 4 and review["target_attempts_made"] == review["attempts_made"] <= 4 * 4
+    assert "| after practice: Spearman" in know["table"]
     values = list(_finite_numbers(report))
     assert values and all(math.isfinite(v) for v in values)
     assert figures["oracle"]["gap"]["all"] <= figures["ceiling"]["gap"]["all"] <= figures["random"]["gap"]["all"]
