@@ -44,6 +44,7 @@ USER_KEYED = {
     "user_attrs": {"tenant": "default", "user_id": "u1"},
     "get_user": {"tenant": "default", "user_id": "u1"},
     "user_item_attempts": {"tenant": "default", "user_id": "u1"},
+    "user_item_counts": {"tenant": "default", "user_id": "u1"},
     "known_statements": {"tenant": "default", "user_ids": ["u1"],
                          "statement_ids": ["3f1c2a5e-8d2b-4f6a-9c1e-7b5d2e0a4c11"]},
 }

@@ -5,12 +5,14 @@ validator remains the judge: rules JSON Schema cannot state (raw within [min, ma
 platform only for an Activity, unique ids in a batch) are in the 400's description."""
 from __future__ import annotations
 
+from app.xapi.statements import MAX_TEXT  # the validator's limit on free text (language maps, responses)
+
 IRI = {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9+.-]*:[!#-;=?-\[\]_a-z~\u00a0-\ud7ff\ue000-\uffff]+$",
        "maxLength": 4096,
        "description": "An absolute IRI"}
 UUID = {"type": "string", "pattern": r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}
 LANGUAGE_MAP = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*$"},
-                "additionalProperties": {"type": "string", "maxLength": 1000}}
+                "additionalProperties": {"type": "string", "maxLength": MAX_TEXT}}
 EXTENSIONS = {"type": "object", "propertyNames": IRI}
 TIME = {"type": "string", "format": "date-time",
         "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?$"}
@@ -47,7 +49,7 @@ SCORE = {"type": "object", "additionalProperties": False,
          "properties": {"scaled": {"type": "number", "minimum": -1, "maximum": 1}}}
 RESULT = {"type": "object", "additionalProperties": False,
           "properties": {"success": {"type": "boolean"}, "completion": {"type": "boolean"}, "score": SCORE,
-                         "response": {"type": "string", "maxLength": 1000},
+                         "response": {"type": "string", "maxLength": MAX_TEXT},
                          "duration": {"type": "string", "pattern": r"^PT\d{1,6}S$"}}}
 CONTEXT = {"type": "object", "additionalProperties": False,
            "properties": {"registration": UUID, "language": {"type": "string", "pattern": "^[a-z]{2}(-[A-Z]{2})?$"},
