@@ -12,10 +12,10 @@ use what this step found; they fail, never skip, when there is none.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
+
+from harness.provision import apt_install, finish, run_step
 
 DEBIAN_CHROMIUM = Path("/usr/bin/chromium")
 ADVICE = ("the dashboard's browser tests need chromium: run `sudo apt-get install -y chromium` "
@@ -48,58 +48,23 @@ def executable() -> Path | None:
     return _playwright_chromium()
 
 
-def _run(command: list[str]) -> bool:
-    """Run an install step quietly; on failure say so in one line (its own output is long)."""
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
-    try:
-        done = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-                              capture_output=True, text=True, timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"  failed: {exc}", file=sys.stderr)
-        return False
-    if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        print(f"  failed (exit {done.returncode}): {lines[0] if lines else 'no output'}", file=sys.stderr)
-    return done.returncode == 0
-
-
-def _apt_prefix() -> list[str] | None:
-    """How this user runs apt-get: directly as root, through sudo without a password, or not at all."""
-    if shutil.which("apt-get") is None:
-        return None
-    if os.geteuid() == 0:
-        return []
-    if shutil.which("sudo") and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
-        return ["sudo", "-n"]
-    return None
-
-
 def ensure() -> Path | None:
     """A browser for the tests, installing one when it can; None when none could be had."""
     found = executable()
     if found:
         return found
-    apt = _apt_prefix()
-    if apt is not None:
-        print("installing Debian's chromium for the dashboard's browser tests", file=sys.stderr)
-        if _run(apt + ["apt-get", "update", "-qq"]) and \
-                _run(apt + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
-            found = executable()
-            if found:
-                return found
+    if apt_install(("chromium",), "for the dashboard's browser tests"):
+        found = executable()
+        if found:
+            return found
     print("trying Playwright's own chromium", file=sys.stderr)
-    if _run([sys.executable, "-m", "playwright", "install", "chromium"]):
+    if run_step([sys.executable, "-m", "playwright", "install", "chromium"]):
         return executable()
     return None
 
 
 def main() -> int:
-    found = ensure()
-    if found is None:
-        print(ADVICE, file=sys.stderr)
-        return 1
-    print(f"browser for the dashboard's tests: {found}", file=sys.stderr)
-    return 0
+    return finish(ensure(), ADVICE, "browser for the dashboard's tests")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.browser import _apt_prefix, _run
+from harness.provision import apt_install, finish
 
 CLIENT = Path(__file__).with_name("totara_client.php")
 PACKAGES = ("php-cli", "php-curl")
@@ -57,23 +57,13 @@ def ensure() -> str | None:
     if found:
         return found
     print(f"PHP for the Totara client tests: {problem(_candidate())}", file=sys.stderr)
-    apt = _apt_prefix()
-    if apt is None:
-        return None
-    print(f"installing Debian's {' and '.join(PACKAGES)}", file=sys.stderr)
-    if _run(apt + ["apt-get", "update", "-qq"]) and \
-            _run(apt + ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    if apt_install(PACKAGES, "for the Totara client tests"):
         return executable()
     return None
 
 
 def main() -> int:
-    found = ensure()
-    if found is None:
-        print(ADVICE, file=sys.stderr)
-        return 1
-    print(f"PHP for the Totara client tests: {found}", file=sys.stderr)
-    return 0
+    return finish(ensure(), ADVICE, "PHP for the Totara client tests")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.provision import finish
+
 FOLDER = Path(__file__).resolve().parent / "xapi_client"
 PACKAGES = ("@xapi/xapi", "tincanjs")
 STAMP = FOLDER / "node_modules" / ".package-lock.json"   # npm writes it on every install
@@ -69,11 +71,8 @@ def send(plan: dict, timeout_s: float = 120) -> list[dict]:
 
 
 def main() -> int:
-    if not ensure():
-        print(ADVICE, file=sys.stderr)
-        return 1
-    print(f"xAPI clients for the integration tests: {', '.join(PACKAGES)} in {FOLDER}", file=sys.stderr)
-    return 0
+    return finish(FOLDER if ensure() else None, ADVICE,
+                  f"xAPI clients for the integration tests ({', '.join(PACKAGES)}) in")
 
 
 if __name__ == "__main__":

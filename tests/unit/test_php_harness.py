@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import stat
 
-from harness import php
+from harness import php, provision
 
 
 def fake_php(tmp_path, exit_code: int):
@@ -27,7 +27,7 @@ def test_a_php_with_curl_is_used(tmp_path, monkeypatch):
 
 def test_without_php_nor_apt_the_step_fails_with_one_line_saying_what_to_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADAPTREC_TEST_PHP", str(tmp_path / "missing-php"))
-    monkeypatch.setattr(php, "_apt_prefix", lambda: None)   # a user who may not run apt-get
+    monkeypatch.setattr(provision, "apt_prefix", lambda: None)   # a user who may not run apt-get
     assert php.main() == 1
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last == php.ADVICE and "apt-get install -y php-cli php-curl" in last
