@@ -154,13 +154,17 @@ def learning(a: Attempts, n_learners: int) -> Ratio:
     seq_learner = np.zeros(n_seq, dtype=np.int64)
     seq_learner[seq] = who
     prior = 1.0 / PRIOR_SD ** 2
-    theta, g = np.zeros(n_seq), 0.0
-    for _ in range(LEARNING_ITERATIONS):   # Newton on (theta, g): theta's block is diagonal, g's is one number
+
+    def terms(theta: np.ndarray, g: float):
+        """Per attempt p and p(1 - p); per sequence theta's score, information and cross-information with g."""
         p = expit(offset + theta[seq] + g * x)
         w = p * (1.0 - p)
-        s_theta = np.bincount(seq, y - p, n_seq) - prior * theta
-        i_theta = np.bincount(seq, w, n_seq) + prior
-        i_cross = np.bincount(seq, w * x, n_seq)
+        return (p, w, np.bincount(seq, y - p, n_seq) - prior * theta, np.bincount(seq, w, n_seq) + prior,
+                np.bincount(seq, w * x, n_seq))
+
+    theta, g = np.zeros(n_seq), 0.0
+    for _ in range(LEARNING_ITERATIONS):   # Newton on (theta, g): theta's block is diagonal, g's is one number
+        p, w, s_theta, i_theta, i_cross = terms(theta, g)
         s_g, i_g = float(np.dot(y - p, x)), float(np.dot(w, x * x))
         schur = i_g - float(np.sum(i_cross ** 2 / i_theta))
         if schur <= 1e-12:             # no attempt moves along the opportunity: no slope to fit
@@ -172,11 +176,7 @@ def learning(a: Attempts, n_learners: int) -> Ratio:
             break
     # one Newton step on g from the fit, per learner (abilities profiled out): resampling learners
     # resamples these sums; at the fit the scores add up to zero, so the estimate is g itself
-    p = expit(offset + theta[seq] + g * x)
-    w = p * (1.0 - p)
-    s_theta = np.bincount(seq, y - p, n_seq) - prior * theta
-    i_theta = np.bincount(seq, w, n_seq) + prior
-    i_cross = np.bincount(seq, w * x, n_seq)
+    p, w, s_theta, i_theta, i_cross = terms(theta, g)
     score = _per_learner(who, (y - p) * x, n_learners) - _per_learner(seq_learner, i_cross * s_theta / i_theta,
                                                                         n_learners)
     info = _per_learner(who, w * x * x, n_learners) - _per_learner(seq_learner, i_cross ** 2 / i_theta, n_learners)
