@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 
-def run_step(command: list[str]) -> bool:
-    """Run an install step quietly; on failure say so in one line (its own output is long)."""
-    print("$ " + " ".join(command), file=sys.stderr, flush=True)
+def run_step(command: list[str], cwd=None) -> bool:
+    """Run an install step quietly (in `cwd`); on failure say so in one line (its own output is long)."""
+    print("$ " + " ".join(command) + (f" (in {cwd})" if cwd else ""), file=sys.stderr, flush=True)
     try:
-        done = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        done = subprocess.run(command, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, cwd=cwd,
                               capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"  failed: {exc}", file=sys.stderr)

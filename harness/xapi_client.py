@@ -14,12 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.provision import finish
+from harness.provision import apt_install, finish, run_step
 
 FOLDER = Path(__file__).resolve().parent / "xapi_client"
 PACKAGES = ("@xapi/xapi", "tincanjs")
 STAMP = FOLDER / "node_modules" / ".package-lock.json"   # npm writes it on every install
-ADVICE = ("the xAPI client test needs Node 18+ and npm: install them (Debian: `apt-get install nodejs npm`), "
+ADVICE = ("the xAPI client test needs Node 18+ and npm: install them (Debian: `sudo apt-get install nodejs npm`), "
           "then run `make xapi-client` (npm ci in harness/xapi_client)")
 
 
@@ -39,23 +39,15 @@ def installed() -> bool:
 
 
 def ensure() -> bool:
-    """Install the clients from the lock when they are missing; True when they are there."""
+    """Node and npm (Debian's, through apt-get when this user may), then the clients from the lock
+    when they are missing; True when they are there."""
     if node() is None or shutil.which("npm") is None:
-        return False
+        apt_install(("nodejs", "npm"), "for the xAPI client tests")
+        if node() is None or shutil.which("npm") is None:
+            return False
     if installed():
         return True
-    print("$ npm ci (harness/xapi_client)", file=sys.stderr, flush=True)
-    try:
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=FOLDER,
-                              capture_output=True, text=True, timeout=600)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"  failed: {exc}", file=sys.stderr)
-        return False
-    if done.returncode != 0:
-        lines = [line.strip() for line in (done.stderr or done.stdout).splitlines() if line.strip()]
-        print(f"  failed (exit {done.returncode}): {lines[0] if lines else 'no output'}", file=sys.stderr)
-        return False
-    return installed()
+    return run_step(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=FOLDER) and installed()
 
 
 def send(plan: dict, timeout_s: float = 120) -> list[dict]:
