@@ -11,7 +11,12 @@ z = c * (x . theta) + terms that do not depend on theta, with x = [v_i, 1] and c
 calibration's slope, plus the retry slope of the candidate's previous outcome there): linear in
 theta, so z ~ N(z_hat, c^2 x' H^-1 x) exactly under that approximation. A model with skill terms
 adds the skill offset's own Laplace variance c^2 / h_s (fit.skill_offsets, taken as independent of
-theta). p's interval is the sigmoid of z's (monotone): deterministic, no draws.
+theta). That is the learner's uncertainty; the item's is added as tau^2, the calibration's item_sd
+squared (the spread of the model's error on an item, which every learner shares, measured by the
+nightly job on dev learners: jobs.training.calibration.item_error_sd). Without it the interval
+covered the simulation's true p 59 % of the time, the typical item's error being most of the miss
+(docs/benchmarks-log.md, issue 26). p's interval is the sigmoid of z's (monotone): deterministic,
+no draws.
 
 The forecast: the calibration's learning terms (app.online.learning) hold the time since the
 skill and the learner were last practised; evaluated at later times with the history unchanged
@@ -93,7 +98,8 @@ def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: 
         previous = previous_outcomes(h_rows, h_out, cand_rows)
         slope += np.where(previous == 0, retry.slope_after_mistake,
                           np.where(previous == 1, retry.slope_after_success, 0.0))
-    return np.abs(slope) * np.sqrt(np.maximum(var, 0.0))
+    item = model.calibration.item_sd or 0.0   # the item's own error, shared by every learner (on the calibrated logit)
+    return np.sqrt(slope * slope * np.maximum(var, 0.0) + item * item)
 
 
 def due_in_days(block: LearningTerms | None, z: np.ndarray, x_now: np.ndarray, review: np.ndarray) -> np.ndarray:

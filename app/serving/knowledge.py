@@ -47,7 +47,8 @@ MASTERY_THRESHOLD = 0.8
 REVIEW_THRESHOLD = 0.7
 MAX_REPORTED = 1000     # units in one answer of the endpoint (a catalogue's root can hold thousands of skills)
 INTERVAL = ("90 % credible interval of the live fit's Laplace posterior, by the delta method on the calibrated "
-            "logit (exact for that Gaussian; the skill offset's own variance added)")
+            "logit (exact for that Gaussian; the skill offset's own variance added), widened by the model's error "
+            "on an item, shared by every learner, as the nightly job measured it on held-out learners")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ them calibrated probabilities. Stored with the model as its Calibration (app.mod
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import minimize, minimize_scalar
 
 from app.model.artifact import Calibration
 
 IDENTITY = Calibration("platt", 1.0, 0.0)
+QUADRATURE = 24   # Gauss-Hermite nodes of item_error_sd
+TAU_MAX = 5.0     # its search's upper end (logits)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -45,3 +47,40 @@ def fit_platt(raw: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> Calibration:
 
 def apply(calibration: Calibration, raw: np.ndarray) -> np.ndarray:
     return sigmoid(calibration.a * np.asarray(raw, dtype=np.float64) + calibration.b)
+
+
+def item_error_sd(items: np.ndarray, p: np.ndarray, y: np.ndarray, min_items: int = 20) -> float | None:
+    """The spread (sd, in logits) of the calibrated model's error on an item that every learner
+    shares, measured on dev learners the model never saw.
+
+    A random-effects logistic model with the calibrated logits as offsets: the attempts at item i
+    are Bernoulli(sigmoid(logit p + e_i)) with e_i ~ N(0, tau^2) common to them; tau maximises the
+    marginal likelihood (e_i integrated out by Gauss-Hermite quadrature, a bounded 1-D search).
+    The knowledge interval (app.online.knowledge) adds tau^2 to its variance: the learner's
+    posterior alone says nothing of how wrong the unit's typical item is. None: fewer than
+    `min_items` items with two or more dev attempts (only those say anything of tau)."""
+    items = np.asarray(items)
+    if len(items) == 0:
+        return None
+    _, index = np.unique(items, return_inverse=True)
+    counts = np.bincount(index)
+    keep = counts[index] >= 2
+    if (counts >= 2).sum() < min_items:
+        return None
+    _, index = np.unique(index[keep], return_inverse=True)
+    z = np.log(np.clip(p[keep], 1e-9, 1 - 1e-9)) - np.log1p(-np.clip(p[keep], 1e-9, 1 - 1e-9))
+    sign = np.where(np.asarray(y, dtype=np.float64)[keep] > 0.5, 1.0, -1.0)
+    nodes, weights = np.polynomial.hermite.hermgauss(QUADRATURE)
+    log_w = np.log(weights / np.sqrt(np.pi))
+    n_items = index.max() + 1
+
+    def minus_log_likelihood(tau: float) -> float:
+        e = np.sqrt(2.0) * tau * nodes                                   # (K,)
+        # log sigmoid(sign * (z + e)) per attempt and node, summed per item
+        ll = -np.logaddexp(0.0, -sign[:, None] * (z[:, None] + e[None, :]))
+        per_item = np.stack([np.bincount(index, ll[:, k], n_items) for k in range(len(nodes))], axis=1)
+        return -float(np.logaddexp.reduce(per_item + log_w[None, :], axis=1).sum())
+
+    result = minimize_scalar(minus_log_likelihood, bounds=(0.0, TAU_MAX), method="bounded",
+                             options={"xatol": 1e-3})
+    return float(result.x)

@@ -126,6 +126,10 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     params, fitted = best.params, best.fitted
     chosen = refine_on_dev(fitted, data, train_rows, val_users, best.replay, dev_sequences)
     metrics, dev = report(fitted, data, train_rows, test_users, chosen, params, search)
+    item_sd = cal.item_error_sd(dev.items, dev.p, dev.y)
+    if item_sd is not None:   # the knowledge interval's share for the item's own error (app.online.knowledge)
+        chosen.calibration = replace(chosen.calibration, item_sd=item_sd)
+        metrics["item_sd"] = round(item_sd, 4)
     trained = role == split.TRAIN
     if refit_all:
         trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)

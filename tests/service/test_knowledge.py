@@ -4,6 +4,7 @@ parameters, against real Postgres and Redis. Every time is relative to NOW, pass
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -99,6 +100,19 @@ def test_the_interval_is_the_posterior_draws_interval():
     assert np.all(found.low < found.p) and np.all(found.p < found.high)
     more = estimate(model, np.r_[h_rows, h_rows, h_rows], np.r_[h_out, h_out, h_out], cands, np.full(4, 0.7))
     assert np.all(more.high - more.low < found.high - found.low)   # more attempts, a narrower interval
+
+
+def test_the_items_own_error_widens_the_interval_on_the_logit():
+    plain = serving_model()
+    artifact = course_model()
+    artifact = replace(artifact, calibration=replace(artifact.calibration, item_sd=0.7))
+    wide = ServingModel.from_stored(StoredModel(1, "course", "practice", "mf", "default", artifact))
+    h_rows, h_out = np.array([0, 1, 2, 6, 7]), np.array([1.0, 0.0, 1.0, 1.0, 1.0])
+    cands = np.array([2, 8, -1])
+    a, b = (estimate(m, h_rows, h_out, cands, np.full(3, 0.7)) for m in (plain, wide))
+    np.testing.assert_allclose(a.p, b.p)
+    half = (logit(a.high) - logit(a.low)) / 2, (logit(b.high) - logit(b.low)) / 2
+    np.testing.assert_allclose(half[1] ** 2, half[0] ** 2 + (1.6448536 * 0.7) ** 2, rtol=1e-6)
 
 
 def test_the_typical_item_is_the_median_difficulty_one():

@@ -122,3 +122,21 @@ def test_the_job_weighs_recent_attempts_only_when_that_predicts_its_dev_learners
     chosen = result.calibration.half_life
     assert tried[chosen] <= min(tried.values()) + RECENCY_MARGIN     # the best, or equal weights within the margin
     assert (chosen is not None) == recency_wins, tried
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.8, 1.5])
+def test_the_item_error_is_the_spread_every_learner_of_an_item_shares(tau):
+    # 600 items with 8 dev attempts each; the model's logit is off by e_i ~ N(0, tau^2) on item i
+    rng = np.random.default_rng(11)
+    items = np.repeat(np.arange(600), 8)
+    z = rng.normal(0.0, 1.2, len(items))
+    truth = z + rng.normal(0.0, tau, 600)[items]
+    y = (rng.random(len(items)) < sigmoid(truth)).astype(float)
+    assert cal.item_error_sd(items, sigmoid(z), y) == pytest.approx(tau, abs=0.12)
+
+
+def test_the_item_error_is_unknown_from_too_few_items_seen_twice():
+    items = np.r_[np.arange(19), np.arange(19), np.arange(19, 200)]   # 19 items twice, the rest once
+    p = np.full(len(items), 0.6)
+    assert cal.item_error_sd(items, p, (np.arange(len(items)) % 2).astype(float)) is None
+    assert cal.item_error_sd(np.array([]), np.array([]), np.array([])) is None
