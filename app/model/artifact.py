@@ -17,8 +17,9 @@ Format versions, stored as extra.format_version (a row without it is format 1):
          extra.user_tokens (hybrid engagement); item_weights in the sparse top-k layout
        6 Dec: calibration.learning {features, weights, max} (from 10:11 to 10:48 also an
          after_mistake list, which no reader has used since: dropped on load), then
-         retry.biases_after_mistake and retry.biases_after_success; calibration.item_sd (an older reader
-         ignores it: its knowledge intervals leave out the item's error, as before)
+         retry.biases_after_mistake and retry.biases_after_success; calibration.item_sd and
+         item_slope_sd (an older reader ignores them: its knowledge intervals leave out the item's
+         error, as before)
   2  the same keys and meanings, written from these types, with extra.format_version = 2.
 A change an older reader would misread takes a new number: a reader refuses a format newer than
 FORMAT_VERSION (FormatError) rather than serve numbers it does not understand.
@@ -175,8 +176,11 @@ class Calibration(_Part):
     learning: LearningTerms | None = None
     skill: SkillTerms | None = None
     half_life: float | None = None     # the live fit's recency half-life in attempts; None: equal weights
-    item_sd: float | None = None       # the sd of the model's error on an item, shared by every learner (logits,
-    #                                    measured on dev: jobs.training.calibration.item_error_sd); None: unknown
+    # the model's error on an item, shared by every learner (logits, measured on dev:
+    # jobs.training.calibration.item_error): its sd, and the sd of its growth per logit of the
+    # learner's distance from the population on the item; None: unknown
+    item_sd: float | None = None
+    item_slope_sd: float | None = None
 
     def to_json(self) -> dict:
         out = {"method": self.method}
@@ -189,6 +193,8 @@ class Calibration(_Part):
             out["half_life"] = self.half_life
         if self.item_sd is not None:
             out["item_sd"] = self.item_sd
+        if self.item_slope_sd is not None:
+            out["item_slope_sd"] = self.item_slope_sd
         return out
 
     @classmethod
@@ -198,7 +204,8 @@ class Calibration(_Part):
                    RetryTerms.from_json(raw["retry"]) if raw.get("retry") else None,
                    LearningTerms.from_json(raw["learning"]) if raw.get("learning") else None,
                    SkillTerms.from_json(raw["skill"]) if raw.get("skill") else None,
-                   raw.get("half_life"), raw.get("item_sd"))
+                   raw.get("half_life"), raw.get("item_sd"),
+                   raw.get("item_slope_sd"))
 
 
 UNCALIBRATED = Calibration(method="none")

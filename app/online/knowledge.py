@@ -11,18 +11,13 @@ z = c * (x . theta) + terms that do not depend on theta, with x = [v_i, 1] and c
 calibration's slope, plus the retry slope of the candidate's previous outcome there): linear in
 theta, so z ~ N(z_hat, c^2 x' H^-1 x) exactly under that approximation. A model with skill terms
 adds the skill offset's own Laplace variance c^2 / h_s (fit.skill_offsets, taken as independent of
-theta). That is the learner's uncertainty; the item's is added as tau^2, the calibration's item_sd
-squared (the spread of the model's error on an item, which every learner shares, measured by the
-nightly job on dev learners: jobs.training.calibration.item_error_sd). Without it the interval
-covered the simulation's true p 59 % of the time, the typical item's error being most of the miss
-(docs/benchmarks-log.md, issue 26). p's interval is the sigmoid of z's (monotone): deterministic,
-no draws.
-
-The forecast: the calibration's learning terms (app.online.learning) hold the time since the
-skill and the learner were last practised; evaluated at later times with the history unchanged
-(learning.later), they give p over time away. The days-away features are clipped to what the
-nightly job saw on dev, so p stops moving once both are clipped: a p still at or above the
-threshold there never falls below it within the model's range (NaN).
+theta). That is the learner's uncertainty. The item's is added: the model's error on an item,
+which every learner shares, with variance item_sd^2 + item_slope_sd^2 * d^2, d the learner's logit
+on the item minus the population's (the calibration's two sds, measured by the nightly job on dev
+learners: jobs.training.calibration.item_error). Without it the interval covered the simulation's
+true p 59 % of the time, the typical item's error being most of the miss, and it grew for learners
+who had practised far beyond the population (docs/benchmarks-log.md, issue 26). p's interval is
+the sigmoid of z's (monotone): deterministic, no draws.
 """
 from __future__ import annotations
 
@@ -98,8 +93,29 @@ def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: 
         previous = previous_outcomes(h_rows, h_out, cand_rows)
         slope += np.where(previous == 0, retry.slope_after_mistake,
                           np.where(previous == 1, retry.slope_after_success, 0.0))
-    item = model.calibration.item_sd or 0.0   # the item's own error, shared by every learner (on the calibrated logit)
-    return np.sqrt(slope * slope * np.maximum(var, 0.0) + item * item)
+    return np.abs(slope) * np.sqrt(np.maximum(var, 0.0))
+
+
+def population_logits(model: ServingModel, cand_rows: np.ndarray) -> np.ndarray:
+    """The Platt-calibrated logit of the population's average learner (the prior mean) on each
+    candidate row (-1: the average item). (k,)"""
+    covered = cand_rows >= 0
+    safe = np.where(covered, cand_rows, 0)
+    raw = np.where(covered, model.item_vectors[safe] @ model.prior_mean[:-1] + model.item_biases[safe],
+                   model.mean_vector @ model.prior_mean[:-1] + model.mean_bias) + model.prior_mean[-1]
+    return model.calibration.a * raw + model.calibration.b
+
+
+def item_error_sd(model: ServingModel, z: np.ndarray, cand_rows: np.ndarray) -> np.ndarray:
+    """The sd of the model's error on each candidate item that every learner shares (the
+    calibration's item_sd and item_slope_sd, measured by the nightly job on dev learners), for a
+    learner whose calibrated logit there is `z`: it grows with their distance from the population's
+    logit on the item. Zeros for a model stored without them. (k,)"""
+    c = model.calibration
+    if c.item_sd is None:
+        return np.zeros(len(z))
+    distance = z - population_logits(model, cand_rows)
+    return np.sqrt(c.item_sd ** 2 + (c.item_slope_sd or 0.0) ** 2 * distance * distance)
 
 
 def due_in_days(block: LearningTerms | None, z: np.ndarray, x_now: np.ndarray, review: np.ndarray) -> np.ndarray:
@@ -150,7 +166,7 @@ def estimate(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, cand_ro
     p, theta, _ = practice_probabilities(model, h_rows, h_out, cand_rows, model.calibration.half_life,
                                          None, prior_mean, h_times, now)
     z = logit(p)
-    sd = logit_sd(model, theta, h_rows, h_out, cand_rows)
+    sd = np.hypot(logit_sd(model, theta, h_rows, h_out, cand_rows), item_error_sd(model, z, cand_rows))
     due = np.full(len(cand_rows), np.nan)
     block = model.calibration.learning
     if block is not None and h_times is not None and now is not None and len(h_rows):

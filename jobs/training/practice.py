@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from app.model.artifact import Calibration
-from app.online.fit import HISTORY_MAX
+from app.online.fit import HISTORY_MAX, score
 from app.online.learning import sequence_features
 from jobs.training import calibration as cal
 from jobs.training import split
@@ -126,10 +126,10 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
     params, fitted = best.params, best.fitted
     chosen = refine_on_dev(fitted, data, train_rows, val_users, best.replay, dev_sequences)
     metrics, dev = report(fitted, data, train_rows, test_users, chosen, params, search)
-    item_sd = cal.item_error_sd(dev.items, dev.p, dev.y)
-    if item_sd is not None:   # the knowledge interval's share for the item's own error (app.online.knowledge)
-        chosen.calibration = replace(chosen.calibration, item_sd=item_sd)
-        metrics["item_sd"] = round(item_sd, 4)
+    error = item_error(fitted, chosen.calibration, dev)
+    if error is not None:   # the knowledge interval's share for the item's own error (app.online.knowledge)
+        chosen.calibration = replace(chosen.calibration, item_sd=error[0], item_slope_sd=error[1])
+        metrics["item_error"] = {"sd": round(error[0], 4), "slope_sd": round(error[1], 4)}
     trained = role == split.TRAIN
     if refit_all:
         trained = (role != split.TEST) if hold_out_test else np.ones(len(role), dtype=bool)
@@ -138,6 +138,16 @@ def train_practice(data: PracticeData, grid=DEFAULT_GRID, max_trials: int = 4, t
         chosen.metadata["shifts"] = metadata_shifts(fitted, chosen.metadata["indicators"], trained)
     return PracticeResult(fitted, params, chosen.calibration, metrics, search, time.perf_counter() - started,
                           test_users, val_users, np.flatnonzero(trained), dev, chosen.metadata)
+
+
+def item_error(fitted: FittedModel, calibration: Calibration, dev: DevPredictions) -> tuple[float, float] | None:
+    """cal.item_error of the dev replay: each attempt's distance is the learner's calibrated logit
+    on the item minus the population's (the prior mean's, Platt-calibrated), as the service
+    computes it (app.online.knowledge.population_logits)."""
+    population = calibration.a * score(fitted.prior_mean, fitted.item_vectors.astype(np.float64),
+                                       fitted.item_biases.astype(np.float64)) + calibration.b
+    q = np.clip(dev.p, 1e-9, 1 - 1e-9)
+    return cal.item_error(dev.items, dev.p, dev.y, np.log(q) - np.log1p(-q) - population[dev.items])
 
 
 @dataclass

@@ -102,17 +102,23 @@ def test_the_interval_is_the_posterior_draws_interval():
     assert np.all(more.high - more.low < found.high - found.low)   # more attempts, a narrower interval
 
 
-def test_the_items_own_error_widens_the_interval_on_the_logit():
+@pytest.mark.parametrize("slope_sd", [None, 0.5])
+def test_the_items_own_error_widens_the_interval_on_the_logit(slope_sd):
     plain = serving_model()
     artifact = course_model()
-    artifact = replace(artifact, calibration=replace(artifact.calibration, item_sd=0.7))
+    artifact = replace(artifact, calibration=replace(artifact.calibration, item_sd=0.7, item_slope_sd=slope_sd))
     wide = ServingModel.from_stored(StoredModel(1, "course", "practice", "mf", "default", artifact))
     h_rows, h_out = np.array([0, 1, 2, 6, 7]), np.array([1.0, 0.0, 1.0, 1.0, 1.0])
     cands = np.array([2, 8, -1])
     a, b = (estimate(m, h_rows, h_out, cands, np.full(3, 0.7)) for m in (plain, wide))
     np.testing.assert_allclose(a.p, b.p)
     half = (logit(a.high) - logit(a.low)) / 2, (logit(b.high) - logit(b.low)) / 2
-    np.testing.assert_allclose(half[1] ** 2, half[0] ** 2 + (1.6448536 * 0.7) ** 2, rtol=1e-6)
+    # the learner's distance from the population on each item: their logit there minus the prior mean's
+    distance = logit(a.p) - (np.array([BIASES[2], BIASES[2], np.mean(BIASES)]) + wide.prior_mean[-1])
+    item_var = 0.7 ** 2 + (slope_sd or 0.0) ** 2 * distance ** 2
+    np.testing.assert_allclose(half[1] ** 2, half[0] ** 2 + 1.6448536 ** 2 * item_var, rtol=1e-6)
+    if slope_sd:
+        assert np.all(np.abs(distance) > 0.1)   # the slope term is exercised
 
 
 def test_the_typical_item_is_the_median_difficulty_one():

@@ -121,7 +121,7 @@ def full_practice() -> ModelArtifact:
                   rng.normal(size=n).astype(np.float32), rng.normal(size=d + 1), np.eye(d + 1) * 0.5),
         Calibration("platt", 1.07, -0.12, RetryTerms(0.6, 0.2, -0.4, -0.1, [0.3, -0.2], [0.1, 0.05]),
                     LearningTerms(FEATURES, rng.normal(size=8), np.abs(rng.normal(size=8)) + 1), SkillTerms(0.6, 5),
-                    half_life=30, item_sd=0.42),
+                    half_life=30, item_sd=0.42, item_slope_sd=0.2),
         skills=Skills(np.array([0, 0, 1, 1, -1, 2])),
         metadata_prior=MetadataPrior(["grade:7", "lang:fr"], rng.normal(size=(2, d + 1))),
         item_features=ItemFeatures(["kind:question", "unit:u"], rng.normal(size=(2, d)), rng.normal(size=2)))
@@ -159,8 +159,9 @@ def test_a_full_practice_model_round_trips_with_todays_json_keys(conn):
     model_id = save(conn, artifact, "practice")
     assert modelstore.load_model(conn, "default", model_id).artifact == artifact
     calibration, extra = stored_json(conn, model_id)
-    assert set(calibration) == {"method", "a", "b", "retry", "learning", "skill", "half_life", "item_sd"}
-    assert calibration["item_sd"] == 0.42
+    assert set(calibration) == {"method", "a", "b", "retry", "learning", "skill", "half_life", "item_sd",
+                                "item_slope_sd"}
+    assert calibration["item_sd"] == 0.42 and calibration["item_slope_sd"] == 0.2
     assert set(calibration["retry"]) == {"after_mistake", "after_success", "slope_after_mistake",
                                          "slope_after_success", "biases_after_mistake", "biases_after_success"}
     assert set(calibration["learning"]) == {"features", "weights", "max"}

@@ -124,19 +124,21 @@ def test_the_job_weighs_recent_attempts_only_when_that_predicts_its_dev_learners
     assert (chosen is not None) == recency_wins, tried
 
 
-@pytest.mark.parametrize("tau", [0.0, 0.8, 1.5])
-def test_the_item_error_is_the_spread_every_learner_of_an_item_shares(tau):
-    # 600 items with 8 dev attempts each; the model's logit is off by e_i ~ N(0, tau^2) on item i
+@pytest.mark.parametrize("sd, slope_sd", [(0.0, 0.0), (0.8, 0.0), (0.5, 0.4)])
+def test_the_item_error_is_what_every_learner_of_an_item_shares_growing_with_their_distance(sd, slope_sd):
+    # 1,000 items with 8 dev attempts each; on item i the model's logit is off by e_i + f_i * distance
     rng = np.random.default_rng(11)
-    items = np.repeat(np.arange(600), 8)
-    z = rng.normal(0.0, 1.2, len(items))
-    truth = z + rng.normal(0.0, tau, 600)[items]
+    items = np.repeat(np.arange(1000), 8)
+    distance = rng.normal(0.0, 1.5, len(items))
+    z = distance + 0.5 * rng.normal(size=1000)[items]
+    truth = z + rng.normal(0.0, sd, 1000)[items] + rng.normal(0.0, slope_sd, 1000)[items] * distance
     y = (rng.random(len(items)) < sigmoid(truth)).astype(float)
-    assert cal.item_error_sd(items, sigmoid(z), y) == pytest.approx(tau, abs=0.12)
+    found = cal.item_error(items, sigmoid(z), y, distance)
+    assert found == pytest.approx((sd, slope_sd), abs=0.15)
 
 
 def test_the_item_error_is_unknown_from_too_few_items_seen_twice():
     items = np.r_[np.arange(19), np.arange(19), np.arange(19, 200)]   # 19 items twice, the rest once
     p = np.full(len(items), 0.6)
-    assert cal.item_error_sd(items, p, (np.arange(len(items)) % 2).astype(float)) is None
-    assert cal.item_error_sd(np.array([]), np.array([]), np.array([])) is None
+    assert cal.item_error(items, p, (np.arange(len(items)) % 2).astype(float), np.zeros(len(items))) is None
+    assert cal.item_error(np.array([]), np.array([]), np.array([]), np.array([])) is None
