@@ -77,6 +77,10 @@ def choice_lines(metrics: dict) -> list[str]:
         if learning.get("weights"):
             line += " (" + ", ".join(f"{k} {v:+.2f}" for k, v in learning["weights"].items()) + ")"
         lines.append(line)
+    error = metrics.get("item_error")
+    if error:
+        lines.append(f"item error (knowledge intervals): sd {_num(error['sd'])} logits, growing by "
+                     f"{_num(error['slope_sd'])} per logit of the learner's distance from the population")
     return lines
 
 

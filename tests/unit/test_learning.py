@@ -176,3 +176,11 @@ def test_models_verbose_says_whether_the_learning_terms_serve_and_their_weights(
     unused = choice_lines({"dev_all_attempts": {"logloss": None, "learning": {**learning, "used": False,
                                                                               "weights": None}}})
     assert any("not used" in line for line in unused), unused
+
+
+def test_models_verbose_shows_the_item_error_the_knowledge_intervals_use():
+    from cli.models import choice_lines
+
+    lines = choice_lines({"item_error": {"sd": 0.412, "slope_sd": 0.231}})
+    assert any("item error" in line and "sd 0.412" in line and "0.231 per logit" in line for line in lines), lines
+    assert not any("item error" in line for line in choice_lines({}))
