@@ -172,7 +172,8 @@ def setup_service(stack: ExitStack, world: World, args, arms: list[Arm], run: st
         raise RuntimeError(f"training {ROOT!r} did not activate a model: {root}")
     model, baseline = root.metrics.get("model", {}), root.metrics.get("baseline", {})
     setup["model"] = {"status": root.status, "max_trials": config.max_trials, "auc": _r(model.get("auc")),
-                      "baseline_auc": _r(baseline.get("auc")), "ece": _r(model.get("ece"))}
+                      "baseline_auc": _r(baseline.get("auc")), "ece": _r(model.get("ece")),
+                      "item_error": root.metrics.get("item_error")}
     say(f"trained {ROOT!r} on {len(world.history)} attempts in {setup['train_seconds']} s: {setup['model']}")
 
     copies = [line for arm in arms for line in history_lines(world, arm.name, now, run)]
