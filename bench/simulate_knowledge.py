@@ -10,18 +10,18 @@ ids. Their own draws (SeedSequence(seed).spawn(8)[7], so the other settings' dra
    {units: [the skill's unit], n: 1, target}: the service's `target` strategy, asked for one skill, so
    that every skill has its attempts in one sitting of skills x skill-attempts), then
    GET /v1/users/{id}/knowledge?units=sim; each skill with at least --skill-attempts attempts in the
-   answer (a returning learner's history counts too) beside the true p on the skill's typical item
-   (app.online.knowledge.typical_rows on the served model, computed here in-process the same way).
+   answer (a returning learner's history counts too) beside the true p the answer estimates: the
+   learner's mean true p over the skill's items (every item of a simulated skill is active).
 2. Review (`rv`, `rt`): the practised learners a week later. Their history and the practice are
    imported again under two new ids, moved back so that the practice ended AWAY_DAYS before the wall
    clock (the API has no "as of": the service sees the week away only this way); the truth forgets
    the week. `rv` first asks the endpoint what it knows (the same figures after a week away), then
    plays a sitting of --review-attempts with strategy `review` (units [sim]); `rt` plays as many
-   attempts as `rv` made with `target`, with the same draws. Then another week away: the true p on
-   the typical items (mean over skills) of each, and their difference per learner.
+   attempts as `rv` made with `target`, with the same draws. Then another week away: the true p
+   (mean over skills) of each, and their difference per learner.
 3. Mastery race (`km`, `kt`): fresh copies of the same learners, one sitting each with `mastery`
-   and with `target` (units [sim]), the same draws, until every skill's true p on its typical item
-   reaches the threshold or --knowledge-cap attempts (censored at the cap) or the service serves
+   and with `target` (units [sim]), the same draws, until every skill's true p (the mean over its
+   items) reaches the threshold or --knowledge-cap attempts (censored at the cap) or the service serves
    nothing (then censored too: counted); then what the endpoint says of each skill beside the truth.
 --knowledge-parts picks 1. and 2. (`knowledge`) or 3. (`race`); both by default.
 
@@ -178,6 +178,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
     load = loadavg()
     positions = {item_id(i): i for i in range(world.catalogue.size)}
     typical = typical_items(conn, world)
+    skill_items = [np.flatnonzero(world.catalogue.skill == s) for s in range(world.catalogue.skills)]
     n_new, n_ret = min(args.knowledge_learners, len(world.new)), min(args.knowledge_learners, len(world.returning))
     jobs = [(r, u) for u in range(max(n_new, n_ret)) for r in (False, True) if u < (n_ret if r else n_new)]
     history = history_by_learner(world)
@@ -219,7 +220,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
                 sit.play({"units": [skill_unit(s)], "target": args.knowledge_target}, args.skill_attempts)
             units = ask_knowledge(client, sit.uid, models)
             practised[job] = (learners, sit)
-            return compared(units, figures.true_typical_p(cat, learners, u, typical), args.skill_attempts, r)
+            return compared(units, figures.true_unit_p(cat, learners, u, skill_items), args.skill_attempts, r)
 
         pairs = [x for found in _pool(args, jobs, practice) for x in found]
         out["model"] = next(iter(models.values()), None)
@@ -246,7 +247,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
             r, u = job
             after = practised[job][0]
             forget(after, AWAY_DAYS, args.half_life, u)
-            week = compared(ask_knowledge(client, kid("rv", r, u)), figures.true_typical_p(cat, after, u, typical),
+            week = compared(ask_knowledge(client, kid("rv", r, u)), figures.true_unit_p(cat, after, u, skill_items),
                             args.skill_attempts, r)
             copies = {s: after.copy() for s in ("rv", "rt")}
             rv = sitting("rv", copies["rv"], r, u, draws[r][1][u])
@@ -255,9 +256,9 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
             rt.play({"units": [ROOT], "strategy": "target", "target": args.knowledge_target}, made)
             p = {}
             for s, learners in copies.items():
-                now_p = figures.true_typical_p(cat, learners, u, typical).mean()
+                now_p = figures.true_unit_p(cat, learners, u, skill_items).mean()
                 forget(learners, AWAY_DAYS, args.half_life, u)
-                p[s] = (now_p, figures.true_typical_p(cat, learners, u, typical).mean())
+                p[s] = (now_p, figures.true_unit_p(cat, learners, u, skill_items).mean())
             return week, made, len(rt.made), p, rv.fallbacks
 
         t1 = time.perf_counter()
@@ -274,7 +275,7 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
                          "target_attempts_made": int(sum(d[2] for d in done)), "review_fallbacks": fallbacks,
                          "review": figures.before_after(p["rv"]), "target": figures.before_after(p["rt"]),
                          "difference": figures.difference_interval(p["rv"][:, 1], p["rt"][:, 1], seed=args.seed),
-                         "measure": "true p on each skill's typical item, mean over skills, a week after the sitting"}
+                         "measure": "true p (mean over each skill's items), mean over skills, a week after the sitting"}
         say(f"review: {sum(made)} attempts of {len(done)} learners in {time.perf_counter() - t1:.0f} s")
 
     if "race" in args.knowledge_parts:
@@ -290,9 +291,9 @@ def measure(client: Client, conn, world: World, args, run: str, say) -> dict:
                 sit = sitting(setting, learners, r, u, draws[r][2][u])
 
                 def mastered(learners=learners):
-                    return figures.truly_mastered(figures.true_typical_p(cat, learners, u, typical), THRESHOLD)
+                    return figures.truly_mastered(figures.true_unit_p(cat, learners, u, skill_items), THRESHOLD)
                 sit.play({"units": [ROOT], "strategy": strategy, "target": args.knowledge_target}, cap, mastered)
-                final = figures.true_typical_p(cat, learners, u, typical)
+                final = figures.true_unit_p(cat, learners, u, skill_items)
                 said = compared(ask_knowledge(client, sit.uid), final, 0, r)   # what the service says then
                 reached[strategy] = (len(sit.made) if mastered() else None, sit.empty > 0,
                                      int(np.sum(final >= THRESHOLD)), float(final.mean()), said, len(sit.made))

@@ -189,8 +189,9 @@ class Trending(BaseModel):
 class UnitKnowledge(BaseModel):
     unit_id: str
     skill: bool = Field(description="The unit has items of its own (a skill), not only units below it.")
-    p: float | None = Field(description="Calibrated p(correct) now on the unit's median-difficulty item, from the "
-                                        "live fit as a recommendation computes it; null without a practice model.")
+    p: float | None = Field(description="The learner's mean calibrated p(correct) now over the unit's active items "
+                                        "(the share of its questions they would answer right), from the live fit "
+                                        "as a recommendation computes it; null without a practice model.")
     low: float | None = Field(description="Low end of the 90 % credible interval of p.")
     high: float | None = Field(description="High end of the 90 % credible interval of p.")
     attempts: int = Field(description="The learner's attempts at the unit's items (whole history).")

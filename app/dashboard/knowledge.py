@@ -44,8 +44,8 @@ def learner(ctx: RequestContext, user_id: str, unit_id: str) -> dict:
     thresholds = sorted({r["threshold"] for r in drawn})
     chart = charts.interval_chart(
         [(r["unit_id"], r["p"], r["low"], r["high"]) for r in drawn],
-        label=f"{user_id}'s p(correct) on the typical item of each unit, with 90 % intervals",
-        x_label="p(correct) now on the unit's typical item", level="90 %", row_height=22,
+        label=f"{user_id}'s mean p(correct) over each unit's items, with 90 % intervals",
+        x_label="mean p(correct) now over the unit's items", level="90 %", row_height=22,
         marks=[(t, "mastery threshold") for t in thresholds], row_css=[STATE_CSS[r["state"]] for r in drawn],
         empty="no practice model covers these units")
     skills = [r for r in rows if r["skill"]]

@@ -1,6 +1,6 @@
-"""What a learner knows (pure numpy): per unit, the calibrated p(correct) now on the unit's typical
-(median-difficulty) item, a 90 % credible interval around it, and when that p will fall below a
-review threshold.
+"""What a learner knows (pure numpy): per unit, the learner's mean calibrated p(correct) now over
+the unit's items (estimate_units), a 90 % credible interval around it, and when that p will fall
+below a review threshold; the same for single items (estimate), which the unit's builds on.
 
 The point estimate is the recommendation's own (scoring.practice_probabilities: the live fit,
 skill offsets, retry and learning terms), not a second model.
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 Z90 = 1.6448536269514722   # the standard normal's 95th percentile: a central 90 % interval
 GRID = 64                  # forecast times per unit, spaced evenly in log time away
+DUE_ROUNDS = 6             # at most this many exact evaluations of a unit's mean p settle its due time
+DUE_SETTLED = 1e-5         # days (about a second): the due times moved less than this in a round (_mean_due)
 REFINE = 24                # bisection steps between the last grid time above the threshold and the first below
 #                            (a grid step is at most a few days: 24 halvings leave well under a second)
 
@@ -69,31 +71,59 @@ def typical_rows(model: ServingModel, rows_per_unit: list[np.ndarray]) -> np.nda
     return out
 
 
+def _design(model: ServingModel, rows: np.ndarray) -> np.ndarray:
+    """The live fit's design rows x = [v_i, 1] of `rows` (-1: the average item). (k, d + 1)"""
+    covered = rows >= 0
+    X = np.ones((len(rows), model.item_vectors.shape[1] + 1))
+    X[:, :-1] = np.where(covered[:, None], model.item_vectors[np.where(covered, rows, 0)], model.mean_vector)
+    return X
+
+
+def _posterior(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """H, the live fit's posterior precision at `theta`, and the skill offsets' precisions (None
+    without skill terms)."""
+    V, b = model.item_vectors[h_rows], model.item_biases[h_rows]
+    weights = recency_weights(len(h_rows), model.calibration.half_life)
+    H = posterior_precision(theta, V, b, h_out, model.prior_precision, weights)
+    terms = model.calibration.skill
+    if terms is None or model.item_skills is None:
+        return H, None
+    _, precision = skill_offsets(score(theta, V, b), h_out, model.item_skills[h_rows], model.n_skills,
+                                 terms.sd, terms.half_life, precision=True)
+    return H, precision
+
+
+def _slopes(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """c = dz/draw of each row: the calibration's slope plus the retry slope of the learner's
+    previous outcome there. (k,)"""
+    slope = np.full(len(rows), float(model.calibration.a))
+    retry = model.calibration.retry
+    if retry is not None:
+        previous = previous_outcomes(h_rows, h_out, rows)
+        slope += np.where(previous == 0, retry.slope_after_mistake,
+                          np.where(previous == 1, retry.slope_after_success, 0.0))
+    return slope
+
+
+def _skills_of(model: ServingModel, rows: np.ndarray) -> np.ndarray:
+    if model.item_skills is None:
+        return np.full(len(rows), -1)
+    return np.where(rows >= 0, model.item_skills[np.where(rows >= 0, rows, 0)], -1)
+
+
 def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: np.ndarray,
              cand_rows: np.ndarray) -> np.ndarray:
     """The posterior standard deviation of each candidate's calibrated logit (the delta method
     above). (k,)"""
     h_rows = np.asarray(h_rows, dtype=np.int64)
-    V, b = model.item_vectors[h_rows], model.item_biases[h_rows]
-    weights = recency_weights(len(h_rows), model.calibration.half_life)
-    H = posterior_precision(theta, V, b, h_out, model.prior_precision, weights)
-    covered = cand_rows >= 0
-    X = np.ones((len(cand_rows), len(theta)))
-    X[:, :-1] = np.where(covered[:, None], model.item_vectors[np.where(covered, cand_rows, 0)], model.mean_vector)
+    H, precision = _posterior(model, theta, h_rows, h_out)
+    X = _design(model, cand_rows)
     var = np.einsum("ij,ji->i", X, np.linalg.solve(H, X.T))
-    terms = model.calibration.skill
-    if terms is not None and model.item_skills is not None:
-        _, precision = skill_offsets(score(theta, V, b), h_out, model.item_skills[h_rows], model.n_skills,
-                                     terms.sd, terms.half_life, precision=True)
-        skills = np.where(covered, model.item_skills[np.where(covered, cand_rows, 0)], -1)
+    if precision is not None:
+        skills = _skills_of(model, cand_rows)
         var = var + np.where(skills >= 0, 1.0 / precision[np.maximum(skills, 0)], 0.0)
-    slope = np.full(len(cand_rows), float(model.calibration.a))
-    retry = model.calibration.retry
-    if retry is not None:
-        previous = previous_outcomes(h_rows, h_out, cand_rows)
-        slope += np.where(previous == 0, retry.slope_after_mistake,
-                          np.where(previous == 1, retry.slope_after_success, 0.0))
-    return np.abs(slope) * np.sqrt(np.maximum(var, 0.0))
+    return np.abs(_slopes(model, h_rows, h_out, cand_rows)) * np.sqrt(np.maximum(var, 0.0))
 
 
 def population_logits(model: ServingModel, cand_rows: np.ndarray) -> np.ndarray:
@@ -173,3 +203,81 @@ def estimate(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, cand_ro
         x_now = learning.features(h_rows, h_out, h_times, now, cand_rows, model.item_skills)
         due = due_in_days(block, z, x_now, np.asarray(review, dtype=np.float64))
     return Estimates(p, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)
+
+
+def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, unit_rows: list[np.ndarray],
+                   typical: np.ndarray, review: np.ndarray, h_times: np.ndarray | None = None,
+                   now: float | None = None, prior_mean: np.ndarray | None = None) -> Estimates:
+    """Per unit: p now, the learner's mean calibrated p over the unit's rows (its items; -1 an item
+    the model does not cover, scored as the average item; an empty list is the average item), its
+    90 % interval and due time.
+
+    The mean P = mean_i p_i is what a next item drawn from the unit would give: the median item's p
+    is more extreme than that (the sigmoid of a spread of logits), and drifted from the learners'
+    next attempts the further they practised (docs/benchmarks-log.md, issue 26). Its interval is
+    the delta method again: dP/dtheta = mean_i p_i (1 - p_i) c_i x_i, so Var P = g' H^-1 g, plus the
+    skill offsets' (dP/d delta_s = the same mean over the unit's items of skill s) and the items' own
+    errors (independent per item, each p_i (1 - p_i) / n times its item_error_sd); then on logit P,
+    whose sd is sd(P) / (P (1 - P)). The due time follows logit P along the unit's typical item's
+    forecast (the learning terms move every item of a skill alike but for an item's own attempts).
+    typical : (K,) each unit's typical row (the forecast's features); review : (K,) thresholds.
+    """
+    h_rows = np.asarray(h_rows, dtype=np.int64)
+    unit_rows = [np.asarray(r, dtype=np.int64) if len(r) else np.array([-1]) for r in unit_rows]
+    sizes = np.array([len(r) for r in unit_rows])
+    rows, inverse = np.unique(np.concatenate(unit_rows), return_inverse=True)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    p, theta, _ = practice_probabilities(model, h_rows, h_out, rows, model.calibration.half_life,
+                                         None, prior_mean, h_times, now)
+    info = p * (1.0 - p)
+    P = np.add.reduceat(p[inverse], starts) / sizes
+    H, precision = _posterior(model, theta, h_rows, h_out)
+    gain = info * _slopes(model, h_rows, h_out, rows)                       # dp_i / draw_i
+    G = np.add.reduceat(gain[inverse, None] * _design(model, rows)[inverse], starts, axis=0) / sizes[:, None]
+    var = np.einsum("kj,jk->k", G, np.linalg.solve(H, G.T))
+    unit_of = np.repeat(np.arange(len(unit_rows)), sizes)
+    if precision is not None:
+        skills = _skills_of(model, rows)[inverse]
+        has = skills >= 0
+        per_skill = np.zeros((len(unit_rows), len(precision)))
+        np.add.at(per_skill, (unit_of[has], skills[has]), gain[inverse][has])
+        var = var + ((per_skill / sizes[:, None]) ** 2) @ (1.0 / precision)
+    item_sd = item_error_sd(model, logit(p), rows)
+    var = var + np.bincount(unit_of, (info * item_sd)[inverse] ** 2, len(unit_rows)) / sizes ** 2
+    z = logit(P)
+    sd = np.sqrt(np.maximum(var, 0.0)) / np.maximum(P * (1.0 - P), 1e-12)
+    due = np.full(len(unit_rows), np.nan)
+    block = model.calibration.learning
+    if block is not None and h_times is not None and now is not None and len(h_rows):
+        due = _mean_due(block, h_rows, h_out, h_times, now, model.item_skills, rows, p, inverse, starts, sizes,
+                        np.asarray(typical, dtype=np.int64), z, np.asarray(review, dtype=np.float64))
+    return Estimates(P, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)
+
+
+def _mean_due(block: LearningTerms, h_rows, h_out, h_times, now, item_skills, rows, p, inverse, starts, sizes,
+              typical, z, review, rounds: int = DUE_ROUNDS) -> np.ndarray:
+    """Days until each unit's mean p falls below its review threshold. The search runs on the
+    typical item's forecast (due_in_days), started from logit P plus a correction c, which is then
+    set from the exact mean at the time found (every item's own forecast, learning.later): c is the
+    gap between the exact logit P(t) and the typical item's curve moved to logit P, slowly varying
+    in t, so a few rounds land on the exact crossing (at most `rounds`, until the times settle)."""
+    x_typical = learning.features(h_rows, h_out, h_times, now, typical, item_skills)
+    x_rows = learning.features(h_rows, h_out, h_times, now, rows, item_skills)
+    base = logit(p) - learning.terms(block, x_rows)
+    here = learning.terms(block, x_typical)
+    correction = np.zeros(len(z))
+    due = due_in_days(block, z, x_typical, review)
+    for _ in range(rounds):
+        found = np.isfinite(due)
+        if not found.any():
+            break
+        days = np.where(found, due, 0.0)
+        later = learning.later(x_rows[inverse], days.repeat(sizes)[:, None])[:, 0]      # every item at its unit's time
+        z_then = logit(np.add.reduceat(sigmoid(base[inverse] + learning.terms(block, later)), starts) / sizes)
+        moved = z + learning.terms(block, learning.later(x_typical, days[:, None]))[:, 0] - here
+        correction = np.where(found, z_then - moved, correction)   # the exact mean's gap to the typical curve then
+        due, before = due_in_days(block, z + correction, x_typical, review), due
+        if np.nanmax(np.abs(np.where(np.isfinite(due) & found, due - before, 0.0))) < DUE_SETTLED:
+            break
+    return due
+

@@ -3,7 +3,7 @@
 
 The units reported: the units asked (default: the learner's practised ones, the units that hold
 an item they attempted) and every unit below them with active items of its own (a skill). Each
-with p(correct) now on its typical (median-difficulty) item and a 90 % interval
+with the learner's mean p(correct) now over its active items and a 90 % interval
 (app.online.knowledge: the recommendation's own live fit and scoring, from the practice model of
 the nearest unit at or above it), the learner's attempts at its items over their whole history,
 `mastered` and `due`.
@@ -34,7 +34,7 @@ from app import strategies
 from app.catalogue import history as hist
 from app.errors import InputError, UnknownIds
 from app.infra import queries as q
-from app.online.knowledge import estimate, typical_rows
+from app.online.knowledge import estimate_units, typical_rows
 from app.serving.learner_fit import learner_prior, practice_history
 
 if TYPE_CHECKING:
@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 MASTERY_THRESHOLD = 0.8
 REVIEW_THRESHOLD = 0.7
 MAX_REPORTED = 1000     # units in one answer of the endpoint (a catalogue's root can hold thousands of skills)
-INTERVAL = ("90 % credible interval of the live fit's Laplace posterior, by the delta method on the calibrated "
-            "logit (exact for that Gaussian; the skill offset's own variance added), widened by the model's error "
-            "on an item, shared by every learner, as the nightly job measured it on held-out learners")
+INTERVAL = ("90 % credible interval of the live fit's Laplace posterior, by the delta method on the mean p over "
+            "the unit's items and then on its logit (the skill offsets' own variance added), widened by the model's "
+            "error on each item, shared by every learner, as the nightly job measured it on held-out learners")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class Planned:
     skill: bool                  # has active items of its own
     settings: MasterySettings
     order: tuple[int, ...]       # its place among the siblings of ordered units on the way down (empty: none)
-    items: tuple[str, ...]       # every item under it (the typical item and the attempts)
+    items: tuple[str, ...]       # every item under it (the attempts, the typical item of the forecast)
     active: tuple[str, ...]      # the active items under it (what a strategy can serve)
 
 
@@ -195,14 +195,18 @@ class KnowledgePlan:
     _typical: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def typical(self, model: ServingModel, mine: list[int]) -> np.ndarray:
-        """typical_rows of the planned units at positions `mine` under `model` (kept per model and
-        its item count: a hybrid model grows when new items are covered)."""
+    def rows(self, model: ServingModel, mine: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Of the planned units at positions `mine` under `model`: their typical rows (typical_rows,
+        over every item) and the rows of their active items (every item when none is active), what
+        p is the mean over. Kept per model and its item count: a hybrid model grows when new items
+        are covered."""
         key = (model.model_id, len(model.item_ids), tuple(mine))
         with self._lock:
             found = self._typical.get(key)
         if found is None:
-            found = typical_rows(model, [model.rows(list(self.planned[k].items)) for k in mine])
+            units = [self.planned[k] for k in mine]
+            found = (typical_rows(model, [model.rows(list(u.items)) for u in units]),
+                     [model.rows(list(u.active or u.items)) for u in units])
             with self._lock:
                 found = self._typical.setdefault(key, found)
         return found
@@ -274,9 +278,10 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         if model.feature_vectors is not None:   # a hybrid model scores items newer than itself from metadata
             models.cover(conn, tenant, model, sorted({i for k in mine for i in planned[k].items}))
         h = practice_history(model, events, now)
-        rows = found_plan.typical(model, mine)
-        found = estimate(model, h.rows, h.outcomes, rows, np.array([planned[k].settings.review for k in mine]),
-                         h.times, h.now, learner_prior(conn, tenant, model, user_id))
+        typical, rows = found_plan.rows(model, mine)
+        found = estimate_units(model, h.rows, h.outcomes, rows, typical,
+                               np.array([planned[k].settings.review for k in mine]), h.times, h.now,
+                               learner_prior(conn, tenant, model, user_id))
         for j, k in enumerate(mine):
             estimates[planned[k].unit_id] = (float(found.p[j]), float(found.low[j]), float(found.high[j]),
                                              float(found.due_days[j]))

@@ -61,7 +61,7 @@ class SkillState:
     """What the learner knows of one skill under the request (app.serving.knowledge), for the strategies
     that declare `knowledge`: its candidates and whether it is mastered or due for review."""
     unit_id: str
-    p: float | None                  # p(correct) now on its typical item (None: no practice model)
+    p: float | None                  # the mean p(correct) now over its items (None: no practice model)
     mastered: bool
     overdue_s: float | None          # seconds since it fell due (>= 0: due now); None: not due at any time
     order: tuple = ()                # its place among siblings of ordered units (compared first)

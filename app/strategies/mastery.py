@@ -1,7 +1,7 @@
 """`mastery`: items at the target difficulty from the weakest skill not yet mastered under the
 request (app.serving.knowledge: mastered when the 90 % interval's low end reaches the unit's threshold).
 
-Weakest: lowest p(correct) on the skill's typical item. Under a unit whose attrs say it is
+Weakest: lowest p (the mean p(correct) over the skill's items). Under a unit whose attrs say it is
 ordered (`{"mastery": {"ordered": true}}`), its children come in the hierarchy's order: every skill
 under the first child not mastered before any under the next, the weakest first within each.
 Within a skill, target's rules (p nearest the target, skip solved items, cool down after a wrong

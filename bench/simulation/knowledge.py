@@ -2,7 +2,7 @@
 (pure numpy; the learners are driven over HTTP by bench.simulate_knowledge).
 
 - agreement: per (learner, skill), the knowledge endpoint's `p`, its 90 % interval [low, high] and
-  `mastered` beside the true p on the same item (the skill's typical item, as the service picks it):
+  `mastered` beside the true p it estimates (the learner's mean p over the skill's items):
   Spearman's rho of p with the true p, the share of intervals covering the truth (and on which side
   they miss), and of the skills reported mastered the share truly at the threshold;
 - censored / ratio_interval: attempts until every skill is truly mastered, a learner who never gets
@@ -35,8 +35,15 @@ def true_typical_p(catalogue: Catalogue, learners: Learners, u: int, typical: np
     return probabilities(catalogue, learners, u, typical)
 
 
+def true_unit_p(catalogue: Catalogue, learners: Learners, u: int, unit_items: list[np.ndarray]) -> np.ndarray:
+    """(units,) learner u's true mean p(correct) now over each unit's items (what the knowledge
+    endpoint's p estimates: the share of the unit's questions they would answer right)."""
+    every = probabilities(catalogue, learners, u)
+    return np.array([every[np.asarray(items)].mean() for items in unit_items])
+
+
 def truly_mastered(true_p: np.ndarray, threshold: float) -> bool:
-    """Every skill's true p on its typical item at or above the threshold."""
+    """Every skill's true p (true_unit_p) at or above the threshold."""
     return bool(np.all(np.asarray(true_p) >= threshold))
 
 

@@ -17,7 +17,7 @@ from app.model import store as modelstore
 from app.model.artifact import Calibration, Embedding, LearningTerms, ModelArtifact
 from app.model.store import StoredModel
 from app.online.fit import fit_user, posterior_sample, recency_weights
-from app.online.knowledge import due_in_days, estimate, logit, typical_rows
+from app.online.knowledge import due_in_days, estimate, estimate_units, logit, typical_rows
 from app.online.learning import DAY_S, FEATURES, features, later
 from app.online.scoring import ServingModel, calibrated
 from app.serving.knowledge import knowledge, unit_knowledge
@@ -121,6 +121,46 @@ def test_the_items_own_error_widens_the_interval_on_the_logit(slope_sd):
         assert np.all(np.abs(distance) > 0.1)   # the slope term is exercised
 
 
+def test_a_unit_of_one_item_is_that_items_estimate():
+    model = serving_model()
+    h_rows, h_out = np.array([0, 1, 2, 6, 7, 7]), np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    h_times = NOW.timestamp() - DAY_S * np.array([9.0, 8.0, 8.0, 3.0, 2.0, 1.0])
+    cands = np.array([2, 8, 14, -1])
+    one = estimate(model, h_rows, h_out, cands, np.full(4, 0.7), h_times, NOW.timestamp())
+    units = estimate_units(model, h_rows, h_out, [np.array([r]) for r in cands], cands, np.full(4, 0.7), h_times,
+                           NOW.timestamp())
+    for a, b in zip((one.p, one.low, one.high, one.due_days), (units.p, units.low, units.high, units.due_days)):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_a_units_p_is_the_mean_over_its_items_and_its_interval_the_posterior_draws():
+    rng = np.random.default_rng(8)
+    d, n = 3, 40
+    embedding = Embedding([f"i{k}" for k in range(n)], rng.normal(scale=0.6, size=(n, d)), rng.normal(size=n),
+                          np.zeros(d + 1), np.eye(d + 1))
+    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default",
+                                                 ModelArtifact(embedding, Calibration("platt", 1.3, -0.1))))
+    h_rows = rng.integers(0, n, 25)
+    h_out = rng.integers(0, 2, 25).astype(float)
+    units = [np.arange(0, 10), np.arange(10, 40), np.array([3, -1])]
+    found = estimate_units(model, h_rows, h_out, units, np.array([4, 25, 3]), np.full(3, 0.7))
+    each = estimate(model, h_rows, h_out, np.arange(-1, 40), np.full(41, 0.7)).p
+    np.testing.assert_allclose(found.p, [each[1:11].mean(), each[11:].mean(), (each[4] + each[0]) / 2])
+    theta = fit_user(model.item_vectors[h_rows], model.item_biases[h_rows], h_out, model.prior_mean,
+                     model.prior_precision)
+    draws = np.array([posterior_sample(theta, model.item_vectors[h_rows], model.item_biases[h_rows], h_out,
+                                       model.prior_precision, rng, recency_weights(25, None)) for _ in range(4000)])
+    means = []
+    for rows in units:
+        X = np.c_[np.where((rows >= 0)[:, None], model.item_vectors[np.maximum(rows, 0)], model.mean_vector),
+                  np.ones(len(rows))]
+        b = np.where(rows >= 0, model.item_biases[np.maximum(rows, 0)], model.mean_bias)
+        means.append(calibrated(model.calibration, draws @ X.T + b).mean(axis=1))
+    means = np.array(means).T
+    np.testing.assert_allclose(found.low, np.quantile(means, 0.05, axis=0), atol=0.015)
+    np.testing.assert_allclose(found.high, np.quantile(means, 0.95, axis=0), atol=0.015)
+
+
 def test_the_typical_item_is_the_median_difficulty_one():
     model = serving_model()
     assert typical_rows(model, [np.arange(6), np.array([8, 7, 6]), np.array([-1, 13]), np.array([-1])]).tolist() \
@@ -213,17 +253,15 @@ def test_mastered_means_the_interval_clears_the_units_threshold(app, conn):
     assert not any(u["mastered"] for u in stricter.knows(user, ["course"]).values())
 
 
-def test_p_is_what_a_prediction_gives_on_the_units_median_item(course):
+def test_p_is_the_mean_of_what_predictions_give_on_the_units_items(course):
     from app.serving.recommend import predict
 
     user = course.learner(s1=(STRONG, 0.5), s2=(MIXED, 3.0))
     known = course.knows(user, ["course"])
-    # the median (lower middle) easiness: bias 0, item q2 of each skill; for the course, of the
-    # nine items at or below it in easiness order (ties in id order), s3-q2
-    for unit_id, item in (("s1", "s1-q2"), ("s2", "s2-q2"), ("s3", "s3-q2"), ("course", "s3-q2")):
+    for unit_id, items in [(s, [i for i in item_ids() if i.startswith(s)]) for s in SKILLS] + [("course", item_ids())]:
         ctx = RequestContext(course.conn, "default", course.cache, course.models, now=NOW)
-        predicted = predict(ctx, user, ["course"], [item])
-        assert known[unit_id]["p"] == pytest.approx(predicted.p[0], abs=1e-6), unit_id
+        predicted = predict(ctx, user, ["course"], items)
+        assert known[unit_id]["p"] == pytest.approx(float(np.mean(predicted.p)), abs=1e-6), unit_id
 
 
 def test_due_is_when_the_forecast_p_falls_below_the_review_threshold(course):

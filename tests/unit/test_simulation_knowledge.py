@@ -18,6 +18,7 @@ from bench.simulation.knowledge import (
     ratio_interval,
     table,
     true_typical_p,
+    true_unit_p,
     truly_mastered,
 )
 from bench.simulation.truth import Catalogue, Learners
@@ -89,6 +90,9 @@ def test_true_p_on_the_typical_items_is_the_truths_and_mastery_needs_every_skill
                         solved=np.zeros((1, 4), bool))
     p = true_typical_p(catalogue, learners, 0, np.array([1, 2]))
     assert p == pytest.approx([1 / (1 + np.exp(-2.0 * 0.5)), 1 / (1 + np.exp(-2.5))])
+    s = lambda x: 1 / (1 + np.exp(-x))   # noqa: E731
+    means = true_unit_p(catalogue, learners, 0, [np.array([0, 1]), np.array([2, 3])])
+    assert means == pytest.approx([(s(1.5) + s(2.0 * 0.5)) / 2, (s(2.5) + s(-0.5)) / 2])
     assert truly_mastered([0.81, 0.9], 0.8) and not truly_mastered([0.81, 0.79], 0.8)
     assert before_after(np.array([[0.6, 0.5], [0.8, 0.7]])) == {"right_after": 0.7, "after_week": 0.6}
 
