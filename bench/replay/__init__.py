@@ -59,7 +59,7 @@ own predictions and two like-for-like live fits from the first half only.
 the knowledge of the item's skill units is asked as GET /v1/users/{id}/knowledge?units=<the
 item's skills> answers it at that moment (app.serving.knowledge.knowledge, the function the route
 calls, a request context of its own at the attempt's time, after the predictions and before the
-ingest); each skill's p (the skill's typical, median-difficulty, item) is paired with the
+ingest); each skill's p (the learner's mean p over the skill's items) is paired with the
 attempt's outcome. Reported per role as `knowledge` (phases.knowledge_calibration): AUC, ECE (the
 same 10 bins), mean p and mean outcome for every (attempt, skill) pair and for the item's first
 skill alone, the service's own item-level p on the same attempts beside them, by the learner's

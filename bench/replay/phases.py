@@ -53,7 +53,7 @@ def knowledge_calibration(y: np.ndarray, p_item: np.ndarray, known: pd.DataFrame
 
     `every_skill`: one pair per (attempt, skill of its item); `first_skill`: the item's first
     skill only (one pair per attempt); `item_level_same_attempts`: the item's own p on the
-    attempts of the pairs (each attempt once), the context the skill's typical item is read
+    attempts of the pairs (each attempt once), the context the skill's p is read
     against; `by_skill_attempts`: every_skill by the learner's attempts at the skill's items
     before (0: a skill never practised, answered from the rest of the history)."""
     known = known[~np.isnan(known.p.to_numpy())]
@@ -62,7 +62,6 @@ def knowledge_calibration(y: np.ndarray, p_item: np.ndarray, known: pd.DataFrame
     first = known["rank"].to_numpy() == 0
     attempted = np.unique(rows)
     out = {"every_skill": _with_means(y[rows], pk), "first_skill": _with_means(y[rows[first]], pk[first]),
-           "every_skill_mean_over_items": _mean_over_items(y[rows], known),
            "item_level_same_attempts": _with_means(y[attempted], np.asarray(p_item)[attempted]),
            "attempts": int(len(attempted))}
     before = known.attempts.to_numpy()
@@ -72,20 +71,6 @@ def knowledge_calibration(y: np.ndarray, p_item: np.ndarray, known: pd.DataFrame
         for lo, hi in SKILL_ATTEMPT_BANDS}
     out["reliability"] = reliability_rows(y[rows], pk)
     return out
-
-
-def _mean_over_items(y: np.ndarray, known: pd.DataFrame) -> dict | None:
-    """every_skill's pairs with the mean p over the skill's active items instead of its median
-    item's (a proposed definition of the knowledge p, measured beside it)."""
-    if "p_items" not in known:
-        return None
-    p = known.p_items.to_numpy(dtype=np.float64)
-    ok = ~np.isnan(p)
-    before = known.attempts.to_numpy()
-    bands = {(f"{lo}+" if math.isinf(hi) else str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"):
-             _with_means(y[ok & (before >= lo) & (before < hi)], p[ok & (before >= lo) & (before < hi)])
-             for lo, hi in SKILL_ATTEMPT_BANDS}
-    return {**_with_means(y[ok], p[ok]), "by_skill_attempts": bands, "reliability": reliability_rows(y[ok], p[ok])}
 
 
 def measure_baselines(plan: Plan, result: dict, blocks: dict) -> tuple[dict, str]:

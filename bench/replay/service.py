@@ -30,25 +30,6 @@ def knowledge_p(answer: dict, units: tuple[str, ...]) -> list[tuple[float, int]]
             for u in units]
 
 
-def mean_over_items(ctx, user_id: str, units: tuple[str, ...], active_of: dict[str, list[str]]) -> list[float]:
-    """The learner's mean calibrated p over each unit's active items (the model the unit's
-    knowledge comes from, the recommendation's scoring): the expected p of an item drawn from the
-    skill, beside the knowledge p (its median-difficulty item). NaN without a model."""
-    from app.serving.knowledge import knowledge_plan
-    from app.serving.pipeline import score_candidates
-
-    out = []
-    for unit in units:
-        if unit not in active_of:
-            active_of[unit] = list(knowledge_plan(ctx, [unit]).planned[0].active)
-        model = ctx.model([unit], "practice")
-        if model is None or not active_of[unit]:
-            out.append(np.nan)
-            continue
-        out.append(float(np.mean(score_candidates(ctx, model, active_of[unit], ctx.learner(user_id), True).scores)))
-    return out
-
-
 def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, str] | None = None,
                    progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
@@ -74,8 +55,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     history_rows = np.empty(len(test), dtype=np.int64)
     p_skill = None if skill_of is None else np.full(len(test), np.nan)
     served = {"own": 0, "ancestor": 0, "none": 0}    # which model answered each skill request
-    known: dict[str, list] = {"row": [], "unit": [], "rank": [], "p": [], "attempts": [], "p_items": []}
-    active_of: dict[str, list[str]] = {}    # each skill unit's active items (its knowledge plan's), read once
+    known: dict[str, list] = {"row": [], "unit": [], "rank": [], "p": [], "attempts": []}
     knowledge_s: list[float] = []
     t_report = time.perf_counter()
     for k in range(len(test)):
@@ -102,8 +82,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
             units = knowledge_units[k]
             tk = time.perf_counter()
             with conn:
-                ctx = RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k]))
-                answer = knowledge(ctx, users[k], list(units))
+                answer = knowledge(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
+                                   users[k], list(units))
             asked_s = time.perf_counter() - tk
             knowledge_s.append(asked_s)
             known["row"] += [k] * len(units)
@@ -112,8 +92,6 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
             for unit_p, unit_attempts in knowledge_p(answer, units):
                 known["p"].append(unit_p)
                 known["attempts"].append(unit_attempts)
-            with conn:   # beside it, not timed: the mean p over each skill's active items, the same live fit
-                known["p_items"] += mean_over_items(ctx, users[k], units, active_of)
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
         record_interactions(conn, DEFAULT, cache, [event])
