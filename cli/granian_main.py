@@ -16,8 +16,10 @@ It sets up what cli/gunicorn_conf.py sets up for gunicorn:
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -56,12 +58,25 @@ def _mark_dead(pids) -> None:
             multiprocess.mark_process_dead(pid)
 
 
+def _booting(target, *args, **kwargs):
+    """A worker's first step: a stop asked for before Granian sets the worker's own signal handlers
+    (while the app loads) ends the worker at once; it has served nothing, so nothing is lost.
+    Without this the forked worker keeps the main process's handler, the signal is swallowed, and
+    the stop waits ADAPTREC_GRACEFUL_TIMEOUT_S for a kill."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: os._exit(0))
+    return target(*args, **kwargs)
+
+
 def _server_class():
     from granian.server import MPServer
 
     class Server(MPServer):
         """Granian's multi-process server, marking the metrics of a replaced or stopped worker dead
-        (gunicorn_conf.child_exit's job under gunicorn)."""
+        (gunicorn_conf.child_exit's job under gunicorn), its workers guarded while they boot."""
+
+        def _spawn_worker(self, idx, target, callback_loader):
+            return super()._spawn_worker(idx, functools.partial(_booting, target), callback_loader)
 
         def _respawn_workers(self, workers, *args, **kwargs):
             pids = [self.wrks[i].inner.pid for i in workers]
