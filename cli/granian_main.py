@@ -62,9 +62,17 @@ def _booting(target, *args, **kwargs):
     """A worker's first step: a stop asked for before Granian sets the worker's own signal handlers
     (while the app loads) ends the worker at once; it has served nothing, so nothing is lost.
     Without this the forked worker keeps the main process's handler, the signal is swallowed, and
-    the stop waits ADAPTREC_GRACEFUL_TIMEOUT_S for a kill."""
+    the stop waits ADAPTREC_GRACEFUL_TIMEOUT_S for a kill. And the worker stops when the main
+    process dies."""
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: os._exit(0))
+    try:  # Linux: a main process killed outright (SIGKILL) sends its workers SIGTERM, a graceful
+        # stop, as gunicorn's workers leave when their master is gone (Granian's would serve on)
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
     return target(*args, **kwargs)
 
 
