@@ -6,10 +6,10 @@ It sets up what cli/gunicorn_conf.py sets up for gunicorn:
   stopped worker's live gauges marked dead; a folder made here removed at exit;
 - logs: Granian's own lines in the app's JSON (or text) format on stderr; no Granian access line
   (the app writes its own, app/api/observe.py);
-- limits: the request-head limits as problems (cli/granian_app.py), hyper's head buffer kept
+- limits: the request-head limits as problems (app/api/granian_app.py), hyper's head buffer kept
   just above them;
 - stop: SIGTERM lets in-flight requests finish, for up to ADAPTREC_GRACEFUL_TIMEOUT_S before the
-  worker is killed; the recommendation log is written on the way out (cli/granian_app.py);
+  worker is killed; the recommendation log is written on the way out (app/api/granian_app.py);
 - a worker that dies is replaced (Granian's --respawn-failed-workers);
 - request threads: ADAPTREC_THREADS Python threads per worker (Granian's blocking threads).
 """
@@ -105,7 +105,7 @@ def build(bind: str, workers: int, settings: Settings):
 
     host, _, port = bind.rpartition(":")
     return _server_class()(
-        "cli.granian_app:create", address=host or "127.0.0.1", port=int(port), interface=Interfaces.WSGI,
+        "app.api.granian_app:create", address=host or "127.0.0.1", port=int(port), interface=Interfaces.WSGI,
         factory=True, workers=workers, blocking_threads=settings.threads, runtime_threads=1,
         runtime_mode=RuntimeModes.st, http=HTTPModes.http1, websockets=False,
         http1_settings=HTTP1Settings(

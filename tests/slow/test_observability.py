@@ -110,7 +110,7 @@ def raw_exchange(base: str, head: bytes) -> tuple[int, dict, bytes]:
 
 
 LONG_QUERY = "/v1/trending?units=" + ",".join(f"unit-{i:04d}" for i in range(500))
-# Over the limits of /openapi.json, answered as problems by both servers (Granian: cli/granian_app.py).
+# Over the limits of /openapi.json, answered as problems by both servers (Granian: app/api/granian_app.py).
 LIMITS = [
     (f"GET {LONG_QUERY} HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 414, "4094 bytes"),
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431, "at most 100 header fields"),

@@ -1,5 +1,5 @@
 """`adaptrec serve --server granian` without a server: the request-head limits as problems
-(cli/granian_app.py), the settings Granian is given (cli/granian_main.py), the command lines, and
+(app/api/granian_app.py), the settings Granian is given (cli/granian_main.py), the command lines, and
 the Granian internals the launcher relies on. The running server: tests/slow/test_observability.py."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import replace
 
 import pytest
 
+from app.api.granian_app import Limits, refusal
 from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, Settings
-from cli.granian_app import Limits, refusal
 from cli.serve import gunicorn_command, server_command
 
 

@@ -1,4 +1,5 @@
-"""The WSGI target of `adaptrec serve --server granian` (cli/granian_main.py), loaded in each
+"""The WSGI target of `adaptrec serve --server granian` (cli/granian_main.py names it, as
+cli/serve.py names app.api.factory:create_app() to gunicorn), loaded in each
 Granian worker: the app of app.api.factory, behind the request-head limits gunicorn enforces
 itself (cli/gunicorn_conf.py), and a recommendation log written when the worker stops.
 
