@@ -1,7 +1,9 @@
-"""`adaptrec serve` (what `make run` calls): migrate, optionally load the demo, then run gunicorn.
+"""`adaptrec serve` (what `make run` calls): migrate, optionally load the demo, then run the HTTP
+server: gunicorn (cli/gunicorn_conf.py) or Granian (cli/granian_main.py), chosen by --server or
+ADAPTREC_SERVER (docs/OPERATIONS.md, "Choosing the HTTP server").
 
-On the embedded default this process holds the embedded servers for as long as gunicorn runs
-and releases them when it stops (Ctrl-C or SIGTERM), so other `adaptrec` commands started
+On the embedded default this process holds the embedded servers for as long as the HTTP server
+runs and releases them when it stops (Ctrl-C or SIGTERM), so other `adaptrec` commands started
 meanwhile share the same Postgres and Redis.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ import urllib.request
 from dataclasses import replace
 
 from app.access.tenants import DEFAULT
-from app.config import PROJECT_ROOT, Settings
+from app.config import PROJECT_ROOT, SERVERS, Settings
 from app.infra import queries as q
 from app.infra.db import connect
 from app.infra.migrations import migrate
@@ -28,19 +30,23 @@ from cli.embedded import servers_for
 
 
 def add_parser(sub) -> None:
-    serve = sub.add_parser("serve", help="serve the HTTP API with gunicorn",
-                           description="Apply migrations and serve the API with gunicorn. With no "
+    serve = sub.add_parser("serve", help="serve the HTTP API (gunicorn or Granian)",
+                           description="Apply migrations and serve the API with gunicorn or Granian. With no "
                                        "ADAPTREC_DATABASE_URL / ADAPTREC_REDIS_URL it runs on the embedded "
                                        "servers under ./var/.")
     serve.add_argument("--host", default=None, help="bind address (default ADAPTREC_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=port_number, default=None, help="port (default ADAPTREC_PORT or 8000)")
-    serve.add_argument("--workers", type=positive, default=None, help="gunicorn workers (default 2)")
+    serve.add_argument("--workers", type=positive, default=None,
+                       help="worker processes (default ADAPTREC_WORKERS or 2)")
+    serve.add_argument("--server", choices=SERVERS, default=None,
+                       help="the HTTP server (default ADAPTREC_SERVER or gunicorn; docs/OPERATIONS.md)")
     serve.add_argument("--demo-if-empty", action="store_true", help="load the demo data set into an empty database")
     serve.set_defaults(func=cmd_serve)
 
 
 def cmd_serve(args) -> int:
-    return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty)
+    return serve(host=args.host, port=args.port, workers=args.workers, demo_if_empty=args.demo_if_empty,
+                 server=args.server)
 
 
 def _say(message: str) -> None:
@@ -142,11 +148,28 @@ def gunicorn_command(bind: str, workers: int, extra: list[str] | None = None) ->
             "--workers", str(workers), "--chdir", str(PROJECT_ROOT), *(extra or []), "app.api.factory:create_app()"]
 
 
+def granian_command(bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
+    """The Granian command line of `adaptrec serve --server granian`: cli/granian_main.py sets up
+    what cli/gunicorn_conf.py does for gunicorn. `extra` must be empty (no free-form options)."""
+    if extra:
+        raise ValueError(f"no extra arguments for Granian (its options are set in cli/granian_main.py): {extra}")
+    return [sys.executable, "-m", "cli.granian_main", "--bind", bind, "--workers", str(workers)]
+
+
+def server_command(server: str, bind: str, workers: int, extra: list[str] | None = None) -> list[str]:
+    """The command line of `server` (one of app.config.SERVERS) as `adaptrec serve` runs it."""
+    if server == "granian":
+        return granian_command(bind, workers, extra)
+    if server == "gunicorn":
+        return gunicorn_command(bind, workers, extra)
+    raise ValueError(f"unknown server {server!r}; one of {', '.join(SERVERS)}")
+
+
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None,
-          demo_if_empty: bool = False) -> int:
+          demo_if_empty: bool = False, server: str | None = None) -> int:
     configured = Settings.from_env()
     configured = replace(configured, host=host or configured.host, port=port or configured.port,
-                         workers=workers or configured.workers)
+                         workers=workers or configured.workers, server=server or configured.server)
     with servers_for(configured) as settings:
         ids = _prepare(settings, demo_if_empty)
         api_keys = settings.api_keys
@@ -155,7 +178,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
                 _say("set ADAPTREC_API_KEYS (comma-separated keys) before serving on real servers")
                 return 1
             api_keys = (_embedded_api_key(settings),)
-        returncode = _run_gunicorn(settings, configured.embedded, api_keys, ids)
+        returncode = _run_server(settings, configured.embedded, api_keys, ids)
         if configured.embedded:
             _say("stopped; the embedded servers stop too unless another adaptrec command still uses them")
         return returncode
@@ -183,7 +206,7 @@ def _prepare(settings: Settings, demo_if_empty: bool) -> dict:
 
 
 class _GracefulStop:
-    """The SIGINT / SIGTERM handler while gunicorn runs: the first signal asks gunicorn for its
+    """The SIGINT / SIGTERM handler while the HTTP server runs: the first signal asks it for its
     graceful stop (workers finish their in-flight requests)."""
 
     def __init__(self, proc: subprocess.Popen):
@@ -198,17 +221,17 @@ class _GracefulStop:
                 self.proc.send_signal(signal.SIGTERM)  # graceful: workers finish their requests
 
 
-def _run_gunicorn(settings: Settings, embedded: bool, api_keys: tuple[str, ...], ids: dict) -> int:
-    """Run gunicorn until it exits or is stopped; its exit code (0 after a requested stop)."""
+def _run_server(settings: Settings, embedded: bool, api_keys: tuple[str, ...], ids: dict) -> int:
+    """Run the HTTP server until it exits or is stopped; its exit code (0 after a requested stop)."""
     env = dict(os.environ)
     env.update({
         "ADAPTREC_DATABASE_URL": settings.database_url,
         "ADAPTREC_REDIS_URL": settings.redis_url,
         "ADAPTREC_API_KEYS": ",".join(api_keys),
     })
-    cmd = gunicorn_command(f"{settings.host}:{settings.port}", settings.workers)
-    # gunicorn gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
-    # SIGTERM, gunicorn's graceful stop, and in-flight requests finish.
+    cmd = server_command(settings.server, f"{settings.host}:{settings.port}", settings.workers)
+    # The server gets its own session so a terminal's Ctrl-C reaches only us; we turn it into
+    # SIGTERM, the graceful stop of both servers, and in-flight requests finish.
     proc = subprocess.Popen(cmd, env=env, preexec_fn=_detach_but_die_with_parent)
     stop = _GracefulStop(proc)
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -12,7 +12,7 @@
    and the knowledge phase's (`knowledge_floor`): app.serving.knowledge.knowledge of its unit for
    its learners, queries included, timed and then profiled (cProfile: the top functions and the
    share of the time waiting on Postgres).
-2. The service: the same gunicorn command `adaptrec serve` builds (workers, worker class and
+2. The service: the same server command `adaptrec serve` builds (gunicorn unless --server) (workers, worker class and
    access log as configured there, logs to a file), started as a separate process on a free
    port with OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1 (BLAS threads would make 2 workers
    fight over 2 cores), a Redis key prefix of its own; then /readyz is awaited and every
@@ -49,6 +49,9 @@
 4. The resident memory (VmRSS) of each gunicorn worker at the end.
 5. One JSON object (printed, and written to --json), with `ratios` (the service over its floors)
    and `targets`.
+With --servers gunicorn,granian (issue 29), steps 2 to 4 run for each server in turn, --rounds
+times, interleaved, on the one setup: `runs` holds each, `servers` the medians per server and the
+targets of issue 29 (bench/latency/servers.py). --server picks the one server of a plain run.
 
 Targets (issue 26): the knowledge endpoint p50 <= 5 ms at 200/s; the mastery and review
 strategies within the recommendation budget (p50 <= 3 ms, p99 <= 15 ms at 400/s).
@@ -89,10 +92,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                              f"'' for none (the rate search only)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the /healthz phases (the HTTP stack's own cost, for comparison)")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default=None,
+                        help="the HTTP server to start (default ADAPTREC_SERVER or gunicorn)")
+    parser.add_argument("--servers", type=lambda text: [p for p in text.split(",") if p],
+                        help="compare these servers (e.g. gunicorn,granian) on one setup, interleaved "
+                             "(bench/latency/servers.py)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --servers: rounds of each server (default 2)")
     parser.add_argument("--gunicorn-args", default="",
                         help="extra gunicorn arguments, for experiments (e.g. \"--worker-class gthread --threads 2\")")
     parser.add_argument("--threads", type=int, default=64, help="client threads of the load process")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="server workers")
     parser.add_argument("--learners", type=int, default=10_000, help="learners of the mix (default 10,000)")
     parser.add_argument("--new-share", type=float, default=0.05, help="share of learners with no history (0.05)")
     parser.add_argument("--miss", type=float, default=0.2,
@@ -125,6 +134,8 @@ def checked(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argpar
         parser.error("--url needs --key and at least one --user")
     if args.database:
         args.topn = False
+    if args.servers and (args.url or set(args.servers) - {"gunicorn", "granian"} or args.rounds < 1):
+        parser.error("--servers: a comma-separated list of gunicorn, granian, without --url; --rounds >= 1")
     if not args.url and not args.database and not args.data.exists():
         parser.error(f"{args.data}: no such file")
     if not args.url and args.topn and not (args.movielens / "u.data").exists():
@@ -168,6 +179,12 @@ def main(argv=None) -> int:
     result = header()
     with ExitStack() as stack:
         target = prepare(args, stack, result, say)
+        if args.servers:
+            from bench.latency.servers import compare
+
+            compare(args, target, result, say, measure)
+            emit(result, args.json)
+            return 0
         measure(args, target, result, say)
     report(args, result)
     return 0

@@ -8,7 +8,7 @@ import shlex
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,12 +37,14 @@ class Target:
     mix: dict
     master_pid: int | None
     meter: CpuMeter | None = None
+    started: dict | None = None   # a local target's data, for serve_target
 
 
 def prepare(args, stack, result: dict, say) -> Target:
     """The service to measure, its setup recorded in `result`; what it starts is closed by `stack`."""
     target = remote_target(args) if args.url else local_target(args, stack, result, say)
-    first_answer(target, result, say)
+    if target.base:
+        first_answer(target, result, say)
     return target
 
 
@@ -84,10 +86,21 @@ def local_target(args, stack, result: dict, say) -> Target:
            "redis_url": settings.redis_url, "redis_prefix": prefix,
            "topn_learners": prepared["topn_learners"], "topn_tenant": TOPN_TENANT, "topn_unit": TOPN_UNIT,
            "knowledge_learners": prepared["knowledge"]["learners"], "knowledge_units": prepared["knowledge"]["units"]}
-    service = start_service(args, stack, url, settings.redis_url, key, prefix, result, say)
-    warm_caches(url, settings.redis_url, prefix, prepared, result, say)
-    return Target(service.base_url, key, unit, prepared["users"], prepared["items"], mix, service.proc.pid,
-                  CpuMeter(service_groups(service.proc.pid, url, settings.redis_url)))
+    target = Target("", key, unit, prepared["users"], prepared["items"], mix, None,
+                    started={"url": url, "redis_url": settings.redis_url, "prefix": prefix, "prepared": prepared})
+    if getattr(args, "servers", None):
+        return target   # bench/latency/servers.py starts each server in turn
+    return serve_target(args, stack, target, result, say)
+
+
+def serve_target(args, stack, target: Target, result: dict, say, server: str | None = None) -> Target:
+    """`target` served by a server started now (closed by `stack`; --server unless `server`), its
+    caches warmed and its CPU metered."""
+    s = target.started
+    service = start_service(args, stack, s["url"], s["redis_url"], target.key, s["prefix"], result, say, server)
+    warm_caches(s["url"], s["redis_url"], s["prefix"], s["prepared"], result, say)
+    return replace(target, base=service.base_url, master_pid=service.proc.pid,
+                   meter=CpuMeter(service_groups(service.proc.pid, s["url"], s["redis_url"])))
 
 
 def scratch_data(args, stack, settings, result: dict, say) -> tuple[str, str, dict]:
@@ -276,21 +289,25 @@ def measure_floor(floor: str = "in_process_floor", **kwargs) -> dict:
                 os.environ[k] = v
 
 
-def start_service(args, stack, url: str, redis_url: str, key: str, prefix: str, result: dict, say):
-    """gunicorn as `adaptrec serve` runs it (--workers, --gunicorn-args), logs to a scratch folder."""
-    from cli.serve import gunicorn_command
-    from harness.service import running_service
+def start_service(args, stack, url: str, redis_url: str, key: str, prefix: str, result: dict, say,
+                  server: str | None = None):
+    """The server (--server: gunicorn or Granian) as `adaptrec serve` runs it (--workers,
+    --gunicorn-args), logs to a scratch folder."""
+    from cli.serve import server_command
+    from harness.service import chosen_server, running_service
 
+    server = chosen_server(server or args.server)
     tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="adaptrec-latency-")))
     service = stack.enter_context(running_service(
-        url, redis_url, key, tmp / "gunicorn.log", redis_prefix=prefix, workers=args.workers,
-        gunicorn_args=shlex.split(args.gunicorn_args)))
-    shown = gunicorn_command("127.0.0.1:PORT", args.workers, shlex.split(args.gunicorn_args))
-    result["service"] = {"command": " ".join(["python"] + shown[1:]) + " (cli.serve.gunicorn_command; "
+        url, redis_url, key, tmp / f"{server}.log", redis_prefix=prefix, workers=args.workers,
+        gunicorn_args=shlex.split(args.gunicorn_args), server=server))
+    shown = server_command(server, "127.0.0.1:PORT", args.workers, shlex.split(args.gunicorn_args))
+    result["service"] = {"server": server,
+                         "command": " ".join(["python"] + shown[1:]) + " (cli.serve.server_command; "
                                     "JSON logs to a file)",
                          "env": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1",
                          "gunicorn_args": args.gunicorn_args or None}
-    say(f"gunicorn ready on {service.base_url} (pid {service.proc.pid})")
+    say(f"{server} ready on {service.base_url} (pid {service.proc.pid})")
     return service
 
 

@@ -19,6 +19,7 @@ BAD_SETTINGS = [
     ("ADAPTREC_PORT", "70000", "whole number from 1 to 65535"),
     ("ADAPTREC_PORT", "http", "whole number from 1 to 65535"),
     ("ADAPTREC_WORKERS", "0", "whole number of at least 1"),
+    ("ADAPTREC_SERVER", "uwsgi", "one of gunicorn, granian"),
     ("ADAPTREC_THREADS", "two", "whole number of at least 1"),
     ("ADAPTREC_KEEPALIVE_S", "-1", "whole number of at least 0"),
     ("ADAPTREC_GRACEFUL_TIMEOUT_S", "20s", "whole number of at least 0"),
@@ -103,9 +104,11 @@ def test_unset_or_empty_variables_keep_the_defaults():
 def test_good_values_are_read_as_their_types():
     read = Settings.from_env({**BOTH_SERVERS, "ADAPTREC_PORT": "65535", "ADAPTREC_THREADS": "4",
                               "ADAPTREC_KEEPALIVE_S": "0", "ADAPTREC_GRACEFUL_TIMEOUT_S": "5",
-                              "ADAPTREC_LOG_LEVEL": "debug", "ADAPTREC_TOTARA_MODE": "MF"})
+                              "ADAPTREC_LOG_LEVEL": "debug", "ADAPTREC_TOTARA_MODE": "MF",
+                              "ADAPTREC_SERVER": "Granian"})
     assert (read.port, read.threads, read.keepalive_s, read.graceful_timeout_s) == (65535, 4, 0, 5)
     assert (read.log_level, read.totara_mode, read.database_url) == ("DEBUG", "mf", "postgresql://db/x")
+    assert read.server == "granian" and Settings.from_env({}).server == "gunicorn"
     job = TrainConfig.from_env({"ADAPTREC_TRAIN_MODE": "full", "ADAPTREC_TRAIN_MARGIN": "0.05",
                                 "ADAPTREC_TRAIN_PREFER_PARENT": "0", "ADAPTREC_TRAIN_MAX_ATTEMPTS": "0",
                                 "ADAPTREC_TRAIN_KEEP_VERSIONS": "0", "ADAPTREC_TRAIN_WORKERS": "3",
