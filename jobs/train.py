@@ -31,9 +31,9 @@ __all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOu
 log = logging.getLogger("adaptrec.train")
 TRAIN_LOCK_KEY = 0x61647274  # "adrt"
 SKIPPED_LISTED = 20          # units with data but no model named in the report; the rest counted
-# Fitted-ahead units waiting for the units above (run_tasks) hold at most this many first attempts
-# in all, in the orchestrator's memory (with their fits about N bytes each), before no more
-# are fitted ahead.
+# Fitted-ahead units waiting for the units above (run_tasks) hold about this many first attempts
+# in all in the orchestrator's memory before no more are fitted ahead (one unit may go over):
+# with their fits 21-48 bytes an attempt pickled (ASSISTments' skills), so 50-100 MB.
 PARKED_ATTEMPTS = 2_000_000
 
 
