@@ -29,8 +29,8 @@ def add_parser(sub) -> None:
                             "another in this process); ADAPTREC_DASK_SCHEDULER=tcp://HOST:PORT runs them on that "
                             "Dask cluster instead")
     train.add_argument("--threads", type=positive, default=None,
-                       help="LightFM and BLAS threads per unit (default ADAPTREC_TRAIN_THREADS, else this machine's "
-                            "cores divided among the workers, at least 1)")
+                       help="LightFM and BLAS threads per unit (default ADAPTREC_TRAIN_THREADS, else 1, the fastest "
+                            "measured in one process, within the cores divided among the workers)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
     train.add_argument("--tenant", type=tenant_id, default=None,
                        help="train this tenant only (default: with --all every tenant, with --unit the default "

@@ -20,7 +20,7 @@ from app.access.tenants import names as tenant_names
 from app.infra import queries as q
 from app.infra.db import connect
 from app.infra.jobruns import recorded
-from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
+from jobs.training.job import FASTEST_THREADS, JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
 from jobs.training.practice_job import Trained
 from jobs.training.runners import DaskRunner, Done, ProcessPool
 from jobs.training.tasks import COMPARED_WITH_ANCESTORS, OBJECTIVES, DevPredictions, TaskSpec, train_one
@@ -192,7 +192,8 @@ def describe_runner(config: TrainConfig) -> str:
     elif config.dask_scheduler:
         given = "the default on Dask"
     else:
-        given = f"{len(os.sched_getaffinity(0))} cores ÷ {config.workers} worker(s)"
+        given = (f"the default: {FASTEST_THREADS}, the fastest in one process, within "
+                 f"{len(os.sched_getaffinity(0))} cores ÷ {config.workers} worker(s)")
     if config.dask_scheduler:
         where = f"on the Dask cluster at {config.dask_scheduler}"
     elif config.workers > 1:

@@ -60,14 +60,23 @@ class TrainConfig:
         return cls(**values)
 
 
-def default_threads(workers: int, dask: bool = False, cores: int | None = None) -> int:
-    """Threads per unit when none are asked for: this process's cores divided among the workers
-    that train at once, at least one. On Dask 1: a task there runs beside as many others as its
-    worker has threads, on a machine whose cores this process does not know."""
+# Threads per unit that trained fastest in one process (2026-12-06, ASSISTments 2009 on 2 cores:
+# the job's training 97 s with 1 thread, 117 s with 2; 102-107 s against 137 s before): LightFM's
+# fits are about a sixth of a unit's time, the rest its replay's Python and small numpy products,
+# where a second BLAS thread only spins. One thread also makes fits reproducible to the bit.
+FASTEST_THREADS = 1
+
+
+def default_threads(workers: int, dask: bool = False, cores: int | None = None,
+                    fastest: int = FASTEST_THREADS) -> int:
+    """Threads per unit when none are asked for: the fastest count in one process, but no more
+    than this machine's cores divided among the workers that train at once; at least one. On
+    Dask 1: a task there runs beside as many others as its worker has threads, on a machine
+    whose cores this process does not know."""
     if dask:
         return 1
     cores = cores or len(os.sched_getaffinity(0))
-    return max(1, cores // max(1, workers))
+    return max(1, min(fastest, cores // max(1, workers)))
 
 
 @dataclass

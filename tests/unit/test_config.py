@@ -12,7 +12,7 @@ import pytest
 from app import config
 from app.config import PROJECT_ROOT, ConfigError, Settings
 from jobs.train import TrainConfig
-from jobs.training.job import default_threads
+from jobs.training.job import FASTEST_THREADS, default_threads
 
 # (variable, a value it refuses, what the message asks for)
 BAD_SETTINGS = [
@@ -181,11 +181,13 @@ def test_the_reads_check_sees_a_read(tmp_path):
 
 
 def test_training_threads_default_to_the_cores_divided_among_the_workers_unless_given():
-    assert [default_threads(workers, cores=8) for workers in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
-    assert default_threads(1, cores=2) == 2 and default_threads(2, cores=2) == 1
-    assert default_threads(4, dask=True, cores=64) == 1   # a Dask worker's cores are not this machine's
+    # the fastest count in one process (measured: 1), within each worker's share of the cores
+    assert [default_threads(workers, cores=8) for workers in (1, 2, 8, 16)] == [1, 1, 1, 1]
+    assert [default_threads(workers, cores=8, fastest=4) for workers in (1, 2, 3, 8, 16)] == [4, 4, 2, 1, 1]
+    assert default_threads(1, cores=2) == 1 and default_threads(2, cores=2) == 1
+    assert default_threads(4, dask=True, cores=64, fastest=4) == 1   # a Dask worker's cores are not this machine's
     cores = len(os.sched_getaffinity(0))
-    assert TrainConfig.from_env({}).unit_threads == cores
-    assert TrainConfig.from_env({}, workers=2).unit_threads == max(1, cores // 2)
+    assert TrainConfig.from_env({}).unit_threads == min(FASTEST_THREADS, cores)
+    assert TrainConfig.from_env({}, workers=2).unit_threads == max(1, min(FASTEST_THREADS, cores // 2))
     assert TrainConfig.from_env({"ADAPTREC_TRAIN_THREADS": "3"}, workers=2).unit_threads == 3   # as told
     assert TrainConfig.from_env({"ADAPTREC_TRAIN_THREADS": "3"}, threads=1).unit_threads == 1   # --threads
