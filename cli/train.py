@@ -102,14 +102,10 @@ def _snapshot_after_training(args) -> None:
     knowledge_snapshot run and printed; the models trained stay (as with the log's upkeep)."""
     from datetime import UTC, datetime
 
-    from threadpoolctl import threadpool_limits
-
     from jobs import knowledge
 
     try:
-        # one BLAS thread, as the API's workers answer: the live fits' small products gain nothing
-        # from a second thread, which only spins beside them
-        with database() as (settings, conn), threadpool_limits(limits=1, user_api="blas"):
+        with database() as (settings, conn):
             knowledge_snapshots(settings, conn, args.tenant, datetime.now(UTC), knowledge.BATCH,
                                 knowledge.MAX_LEARNERS, knowledge.KEEP_DAYS, quiet=args.quiet)
     except Exception as exc:
