@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     with ExitStack() as stack:
         config, runner = prepare(args, stack)
         result = {"date": date.today().isoformat(), "machine": machine(),
-                  "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.threads,
+                  "config": {"max_trials": config.max_trials, "mode": config.mode, "threads": config.unit_threads,
                              **runner}}
         measure(args, config, result)
     report(args, result)

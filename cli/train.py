@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
                        help="train units in N processes at once (default ADAPTREC_TRAIN_WORKERS or 1: one after "
                             "another in this process); ADAPTREC_DASK_SCHEDULER=tcp://HOST:PORT runs them on that "
                             "Dask cluster instead")
+    train.add_argument("--threads", type=positive, default=None,
+                       help="LightFM and BLAS threads per unit (default ADAPTREC_TRAIN_THREADS, else 1, the fastest "
+                            "measured in one process, within the cores divided among the workers)")
     train.add_argument("--quiet", "-q", action="store_true", help="no progress bar or info logs")
     train.add_argument("--tenant", type=tenant_id, default=None,
                        help="train this tenant only (default: with --all every tenant, with --unit the default "
@@ -50,7 +53,8 @@ def cmd_train(args) -> int:
     if args.unit and not args.tenant:
         args.tenant = DEFAULT  # units are named within one tenant
     # --all without --tenant: every tenant, one after another (each its own job run)
-    config = replace(TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials, workers=args.workers),
+    config = replace(TrainConfig.from_env(mode=args.mode, tag=args.tag, max_trials=args.trials, workers=args.workers,
+                                          threads=args.threads),
                      tenant=args.tenant)
     report = _upkeep_and_train(args, config)
     if report.locked_out:

@@ -10,6 +10,7 @@ margin keeps its previous model; the job then exits non-zero naming it.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,16 +20,21 @@ from app.access.tenants import names as tenant_names
 from app.infra import queries as q
 from app.infra.db import connect
 from app.infra.jobruns import recorded
-from jobs.training.job import JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
+from jobs.training.job import FASTEST_THREADS, JobState, TrainConfig, TrainReport, UnitOutcome, UnitResult
+from jobs.training.practice_job import Trained
 from jobs.training.runners import DaskRunner, Done, ProcessPool
-from jobs.training.tasks import OBJECTIVES, DevPredictions, TaskSpec, train_one
+from jobs.training.tasks import COMPARED_WITH_ANCESTORS, OBJECTIVES, DevPredictions, TaskSpec, train_one
 
-__all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "make_runner",
-           "model_units", "run_tasks", "run_training", "unit_settings"]
+__all__ = ["OBJECTIVES", "TRAIN_LOCK_KEY", "TrainConfig", "TrainReport", "UnitOutcome", "UnitResult", "describe_runner",
+           "make_runner", "model_units", "run_tasks", "run_training", "unit_settings"]
 
 log = logging.getLogger("adaptrec.train")
 TRAIN_LOCK_KEY = 0x61647274  # "adrt"
 SKIPPED_LISTED = 20          # units with data but no model named in the report; the rest counted
+# Fitted-ahead units waiting for the units above (run_tasks) hold about this many first attempts
+# in all in the orchestrator's memory before no more are fitted ahead (one unit may go over):
+# with their fits 21-48 bytes an attempt pickled (ASSISTments' skills), so 50-100 MB.
+PARKED_ATTEMPTS = 2_000_000
 
 
 def unit_settings(attrs: dict | None, config: TrainConfig) -> dict:
@@ -139,6 +145,7 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
                     run.outcome = "skipped"
                 return report
         runner = make_runner(config)
+        log.info("%s", describe_runner(config))
         conn = connect(database_url, application_name="adaptrec-train")
         try:
             tenants = [config.tenant] if config.tenant is not None else tenant_names(conn)
@@ -154,6 +161,9 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
                         else "succeeded"
                     run.detail = {s: sum(1 for o in mine if o.status == s)
                                   for s in ("activated", "kept_previous", "failed", "skipped")}
+                    ahead = sum(o.fitted_ahead for o in mine)
+                    if ahead:
+                        run.detail["fitted_ahead"] = ahead
                     retried = [o.unit_id for o in mine if o.retried]
                     if retried:
                         run.detail["retried_after_worker_died"] = retried
@@ -167,9 +177,30 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
 
 
 def _where(config: TrainConfig) -> dict:
+    """Where the units ran, for the job run's record, with the threads each unit had."""
     if config.dask_scheduler:
-        return {"runner": "dask"}
-    return {"runner": "pool", "workers": config.workers} if config.workers > 1 else {}
+        return {"runner": "dask", "threads": config.unit_threads}
+    if config.workers > 1:
+        return {"runner": "pool", "workers": config.workers, "threads": config.unit_threads}
+    return {"threads": config.unit_threads}
+
+
+def describe_runner(config: TrainConfig) -> str:
+    """Where the units run and with how many threads each, in words (`adaptrec train` says it)."""
+    if config.threads:
+        given = "as set: --threads or ADAPTREC_TRAIN_THREADS"
+    elif config.dask_scheduler:
+        given = "the default on Dask"
+    else:
+        given = (f"the default: {FASTEST_THREADS}, the fastest in one process, within "
+                 f"{len(os.sched_getaffinity(0))} cores ÷ {config.workers} worker(s)")
+    if config.dask_scheduler:
+        where = f"on the Dask cluster at {config.dask_scheduler}"
+    elif config.workers > 1:
+        where = f"on {config.workers} worker processes"
+    else:
+        where = "in this process"
+    return f"training {where}, {config.unit_threads} thread(s) per unit ({given})"
 
 
 def _units_above(conn, tenant: str, unit_id: str) -> list[str]:
@@ -230,49 +261,72 @@ def run_tasks(runner: ProcessPool | DaskRunner, database_url: str, config: Train
               on_result: Callable[[UnitResult], None] | None = None) -> dict[tuple[str, str], UnitOutcome]:
     """Run one tenant's (unit, objective) tasks on `runner`; the outcome of each.
 
-    A task starts once the tasks of the same objective on every unit above it in this job have
-    finished (other branches run meanwhile), and is handed the dev predictions of the nearest
-    of those units that has some: the comparison the in-process loop makes. A task whose worker
-    dies is run once more; dying twice fails that unit alone.
+    A practice unit is compared with tonight's model of the units above it: its comparison (and
+    its storing and activation) waits until the tasks of the same objective on every unit above
+    it in this job have finished, and is handed the dev predictions of the nearest of those
+    units that has some, as the in-process loop does. Its fit does not wait: while the units
+    above still train, a free worker fits it ahead (`fit_ahead`), the fitted unit waits here
+    (`parked`, at most PARKED_ATTEMPTS attempts in all) and a second task finishes it once they
+    are done. The job's order (the top first) decides which task a free worker takes: ready
+    ones first, then fits ahead. Engagement units wait for nothing. A task whose worker dies is
+    run once more from the start; dying twice fails that unit alone.
     """
     modes = {(unit_id, objective): mode for unit_id, objective, mode in todo}
-    waits_for = {key: {(a, key[1]) for a in above[key[0]] if (a, key[1]) in modes and a != key[0]} for key in modes}
+    waits_for = {key: {(a, key[1]) for a in above[key[0]] if (a, key[1]) in modes and a != key[0]}
+                 if key[1] in COMPARED_WITH_ANCESTORS else set() for key in modes}
+    order = {key: n for n, key in enumerate(modes)}
     pending = list(modes)                  # in the job's order: the top first
     done: set[tuple[str, str]] = set()
+    parked: dict[tuple[str, str], Trained] = {}   # fitted ahead, waiting for the units above
+    fitted_ahead: set[tuple[str, str]] = set()
     outcomes: dict[tuple[str, str], UnitOutcome] = {}
     entries: dict[str, DevPredictions] = {}   # JobState.dev_predictions, compact, as units finish
     deaths: dict[tuple[str, str], list[str]] = {}
 
     def spec(key: tuple[str, str]) -> TaskSpec:
         unit_id, objective = key
+        if key not in parked and not waits_for[key] <= done:
+            return TaskSpec(database_url, config, unit_id, objective, modes[key], fit_ahead=True)
         nearest = next((a for a in above[unit_id] if a in entries), None)
         return TaskSpec(database_url, config, unit_id, objective, modes[key],
-                        ancestor=(nearest, entries[nearest]) if nearest else None, return_arrays=on_result is not None)
+                        ancestor=(nearest, entries[nearest]) if nearest else None, return_arrays=on_result is not None,
+                        trained=parked.pop(key, None))
 
     while pending or runner.running:
-        for key in _startable(runner, pending, waits_for, done):
+        room = sum(t.attempts for t in parked.values()) < PARKED_ATTEMPTS
+        for key in _startable(runner, pending, waits_for, done, parked, fit_ahead=room):
             pending.remove(key)
             runner.submit(key, spec(key))
         for task in runner.wait():
             if _retry(task, deaths, config.tenant):
                 pending.insert(0, task.key)
                 continue
+            if task.output is not None and task.output.trained is not None:
+                parked[task.key] = task.output.trained      # fitted ahead: back in line for its finish
+                fitted_ahead.add(task.key)
+                pending.append(task.key)
+                pending.sort(key=order.__getitem__)
+                continue
             done.add(task.key)
-            outcomes[task.key] = finished(_task_outcome(task, deaths, entries, on_result))
+            outcome = _task_outcome(task, deaths, entries, on_result)
+            outcomes[task.key] = finished(replace(outcome, fitted_ahead=task.key in fitted_ahead))
     return outcomes
 
 
 def _startable(runner: ProcessPool | DaskRunner, pending: list[tuple[str, str]],
-               waits_for: dict[tuple[str, str], set[tuple[str, str]]], done: set[tuple[str, str]]
-               ) -> list[tuple[str, str]]:
-    """The pending tasks to submit now: those whose units above have finished, as many as the
-    runner has room for."""
+               waits_for: dict[tuple[str, str], set[tuple[str, str]]], done: set[tuple[str, str]],
+               parked: dict | None = None, fit_ahead: bool = True) -> list[tuple[str, str]]:
+    """The pending tasks to submit now, as many as the runner has room for: those whose units
+    above have finished (to run, or to finish when parked), then those that may be fitted ahead."""
+    parked = parked or {}
     room = runner.capacity - runner.running
     ready = [k for k in pending if waits_for[k] <= done]
-    if not ready and not runner.running:
+    ahead = [k for k in pending if fit_ahead and k not in parked and not waits_for[k] <= done
+             and k[1] in COMPARED_WITH_ANCESTORS]
+    if not ready and not ahead and not runner.running:
         # units that are each other's ancestors (a cycle in unit_children): the loop's order
         ready = pending[:1]
-    return ready[:max(room, 0)]
+    return (ready + ahead)[:max(room, 0)]
 
 
 def _retry(task: Done, deaths: dict[tuple[str, str], list[str]], tenant: str | None) -> bool:

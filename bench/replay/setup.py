@@ -119,7 +119,7 @@ def described(plan: Plan) -> dict:
                     | {f"{r}_{k}": v for r in ROLES for k, v in (("students", len(plan.replayed_ids[r])),
                                                                  ("students_in_split", len(plan.ids[r])),
                                                                  ("attempts", len(rows[r])))},
-                    "config": {"mode": config.mode, "max_trials": config.max_trials, "threads": config.threads,
+                    "config": {"mode": config.mode, "max_trials": config.max_trials, "threads": config.unit_threads,
                                "hold_out_test_learners": config.hold_out_test_learners,
                                "units_trained": "all model units" if plan.train_all_units else [ROOT],
                                "predicting_unit": ROOT, "skill_requests": plan.skill_of is not None,

@@ -39,7 +39,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
     data = load_engagement_data(conn, config.tenant, unit_id, mode)
     if len(data.users) < MIN_POSITIVES:
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason="too few positive engagements"))
-    result = train_engagement(data, seed=config.seed, threads=config.threads, neighbours=config.ease_neighbours)
+    result = train_engagement(data, seed=config.seed, threads=config.unit_threads, neighbours=config.ease_neighbours)
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "positives": len(data.users)}
     m = result.model
     item_weights = m.B if m.B is not None and m.weight < 1 else None   # EASE (top-k CSR) when the blend uses it

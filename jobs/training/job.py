@@ -4,6 +4,7 @@ became of a unit, what an objective fitted, and the report."""
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,10 +40,16 @@ class TrainConfig:
     seed: int = 0                 # the model's random start
     split_seed: int = split.SEED  # learners' roles (jobs.training.split); a new seed reshuffles them all
     hold_out_test_learners: bool = True   # the stored model never trains on the split's test learners
-    threads: int = 2              # LightFM threads per unit
+    threads: int | None = None    # LightFM's and numpy's BLAS threads per unit; None: unit_threads chooses
     ease_neighbours: int = EASE_NEIGHBOURS   # engagement: source items EASE keeps per item (the stored top-k)
     workers: int = 1              # 1: the units one after another in this process; N: a local pool of N processes
     dask_scheduler: str | None = None   # a Dask scheduler's address: the units run on its cluster instead
+
+    @property
+    def unit_threads(self) -> int:
+        """The threads each unit trains with: `threads` when given (ADAPTREC_TRAIN_THREADS, or set
+        by the caller), else default_threads for this many workers."""
+        return self.threads or default_threads(self.workers, self.dask_scheduler is not None)
 
     @classmethod
     def from_env(cls, env=None, **overrides) -> TrainConfig:
@@ -51,6 +58,25 @@ class TrainConfig:
         values = train_settings(env)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+# Threads per unit that trained fastest in one process (2026-12-06, ASSISTments 2009 on 2 cores:
+# the job's training 97 s with 1 thread, 117 s with 2; 102-107 s against 137 s before): LightFM's
+# fits are about a sixth of a unit's time, the rest its replay's Python and small numpy products,
+# where a second BLAS thread only spins. One thread also makes fits reproducible to the bit.
+FASTEST_THREADS = 1
+
+
+def default_threads(workers: int, dask: bool = False, cores: int | None = None,
+                    fastest: int = FASTEST_THREADS) -> int:
+    """Threads per unit when none are asked for: the fastest count in one process, but no more
+    than this machine's cores divided among the workers that train at once; at least one. On
+    Dask 1: a task there runs beside as many others as its worker has threads, on a machine
+    whose cores this process does not know."""
+    if dask:
+        return 1
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, min(fastest, cores // max(1, workers)))
 
 
 @dataclass
@@ -76,6 +102,7 @@ class UnitOutcome:
     seconds: float = 0.0
     tenant: str = "default"
     retried: bool = False   # its worker process died and it ran once more (a pool or Dask)
+    fitted_ahead: bool = False   # fitted while the units above it trained, compared after (a pool or Dask)
 
 
 @dataclass

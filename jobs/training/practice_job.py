@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -78,9 +79,36 @@ def load_sequences(conn, tenant: str, data: PracticeData, user_ids: list[str]) -
                         times=np.array([r[3] for r in rows], dtype=np.float64))
 
 
+@dataclass
+class Trained:
+    """A practice unit fitted (fit_unit) but not yet compared with its ancestors, stored or
+    activated (finish_unit). Picklable: a pool worker fits a unit while the units above it still
+    train, hands this back to the orchestrator, and a worker finishes it once they have."""
+    unit_id: str
+    mode: str
+    data: PracticeData
+    result: PracticeResult
+    artifact: ModelArtifact
+    counts: dict
+    seconds: float          # fit_unit's
+
+    @property
+    def attempts(self) -> int:
+        """Its size: the first attempts it holds (the orchestrator bounds how many it keeps)."""
+        return len(self.data.outcomes)
+
+
 def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobState | None = None) -> UnitResult:
     """Train, store and (if sane, and not better served by an ancestor's) activate the unit's
     practice model. `state` carries this run's dev predictions of the units above (parents first)."""
+    trained = fit_unit(conn, unit_id, mode, config)
+    return trained if isinstance(trained, UnitResult) else finish_unit(conn, trained, config, state)
+
+
+def fit_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> Trained | UnitResult:
+    """train_unit's first step, which needs nothing of the units above: read the unit's attempts,
+    choose, calibrate and refit its model (most of a unit's time). A UnitResult when it trains
+    nothing."""
     started = time.perf_counter()
     data = load_practice_data(conn, config.tenant, unit_id, mode, config.max_attempts)
     if len(data.outcomes) == 0:
@@ -90,7 +118,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
         return UnitResult(UnitOutcome(unit_id, OBJECTIVE, "skipped", reason=(
             f"none of its {len(data.user_ids)} learners is a training learner (all are dev or test learners)")))
     result = train_practice(data, max_trials=config.max_trials, time_budget_s=config.unit_time_budget_s,
-                            seed=config.seed, threads=config.threads, max_eval_users=config.max_eval_users,
+                            seed=config.seed, threads=config.unit_threads, max_eval_users=config.max_eval_users,
                             split_seed=config.split_seed, hold_out_test=config.hold_out_test_learners,
                             dev_sequences=lambda users: load_sequences(conn, config.tenant, data, users))
     fitted, calibration = result.fitted, result.calibration
@@ -106,6 +134,17 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
               "learner_share": round(data.learner_share, 6),
               **{f"{name}_users": int((roles == code).sum()) for code, name in enumerate(split.ROLE_NAMES)}}
+    return Trained(unit_id, mode, data, result, artifact, counts, time.perf_counter() - started)
+
+
+def finish_unit(conn, trained: Trained, config: TrainConfig, state: JobState | None = None) -> UnitResult:
+    """train_unit's second step, once this run's units above have finished: compare the fitted
+    model with the nearest ancestor's (tonight's active one on test learners, for the record; the
+    dev predictions in `state`, which decide who serves the unit), store it, activate it if sane."""
+    started = time.perf_counter()
+    unit_id, mode, artifact = trained.unit_id, trained.mode, trained.artifact
+    data, result = trained.data, trained.result
+    fitted = result.fitted
     parent = parent_comparison(conn, unit_id, config, data, result)
     if parent:
         result.metrics["parent"] = parent
@@ -117,7 +156,7 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
             unit_id, OBJECTIVE, mode, config.tag,
             hyperparams={**result.params.__dict__, "search": result.search, "seed": config.seed,
                          "split_seed": config.split_seed, "hold_out_test_learners": config.hold_out_test_learners},
-            metrics=result.metrics, data_counts=counts, training_seconds=result.seconds))
+            metrics=result.metrics, data_counts=trained.counts, training_seconds=result.seconds))
     if config.prefer_parent and ancestor and not ancestor["own_serves"]:
         # This unit's model does not predict its dev learners clearly better than the unit above's
         # (which learned from more data): serve that one here.
@@ -133,11 +172,11 @@ def train_unit(conn, unit_id: str, mode: str, config: TrainConfig, state: JobSta
         outcome = activate_if_sane(conn, UnitOutcome(unit_id, OBJECTIVE, "stored", model_id, result.metrics), config)
         if state is not None and outcome.status == "activated" and result.dev is not None:
             state.dev_predictions[unit_id] = dict(zip(dev_keys(data, result), result.dev.p.tolist()))
-    outcome.seconds = time.perf_counter() - started
-    trained = result.trained_users
-    return UnitResult(outcome, artifact, user_ids=[data.user_ids[u] for u in trained],
-                      user_vectors=fitted.user_vectors[trained], user_biases=fitted.user_biases[trained],
-                      counts=counts, test_user_ids=[data.user_ids[u] for u in result.test_users])
+    outcome.seconds = trained.seconds + time.perf_counter() - started
+    users = result.trained_users
+    return UnitResult(outcome, artifact, user_ids=[data.user_ids[u] for u in users],
+                      user_vectors=fitted.user_vectors[users], user_biases=fitted.user_biases[users],
+                      counts=trained.counts, test_user_ids=[data.user_ids[u] for u in result.test_users])
 
 
 def parent_comparison(conn, unit_id: str, config: TrainConfig, data: PracticeData, result: PracticeResult

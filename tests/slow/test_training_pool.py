@@ -52,6 +52,16 @@ def decisions(report) -> list[tuple]:
              (o.metrics.get("ancestor_dev") or {}).get("attempts")) for o in report.outcomes]
 
 
+def chosen_models(report) -> list[tuple]:
+    """Each unit's model as fitted and compared: its held-out figure, the chosen candidate, its
+    comparison with the ancestor on dev and with tonight's parent model on test learners (with
+    one thread the same to the last bit, however the units were scheduled; the parent's model id
+    aside, which differs by run)."""
+    parent = [{k: v for k, v in (o.metrics.get("parent") or {}).items() if k != "model_id"} for o in report.outcomes]
+    return [(o.unit_id, o.objective, o.metrics.get("model"), o.metrics.get("candidate"), o.metrics.get("ancestor_dev"),
+             p) for o, p in zip(report.outcomes, parent)]
+
+
 def job_run(url: str) -> dict:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
         cur.execute("SELECT outcome, detail FROM job_runs WHERE job = 'train' ORDER BY run_id DESC LIMIT 1")
@@ -62,9 +72,38 @@ def job_run(url: str) -> dict:
 def test_a_pool_of_two_workers_decides_every_unit_as_the_in_process_loop(small_demo, in_process):
     report = run_training(small_demo, tagged(workers=2), units=UNITS, progress=False)
     assert decisions(report) == decisions(in_process), report.table()
+    assert chosen_models(report) == chosen_models(in_process)
     assert any(o.status == "parent_serves" for o in report.outcomes)   # the ancestors' dev predictions arrived
     assert {o.status for o in report.outcomes} <= {"activated", "parent_serves"}
-    assert job_run(small_demo)["runner"] == "pool"
+    run = job_run(small_demo)
+    assert run["runner"] == "pool" and run["threads"] == 1
+
+
+@pytest.fixture(scope="module")
+def practice_demo(servers):
+    """The small demo without engagement events: practice units only, so the pool's second worker
+    has nothing to run while the root trains but to fit a unit below it ahead."""
+    with scratch_database(servers[0], "adaptrec_pool_practice") as url:
+        conn = psycopg2.connect(url)
+        generate_demo(conn, DemoConfig(seed=3, learners=600, attempts=30_000, engagements=0), progress=False)
+        conn.close()
+        yield url
+
+
+def test_units_fitted_while_the_root_trains_are_compared_and_activated_as_in_the_loop(practice_demo):
+    loop = run_training(practice_demo, tagged(), units=UNITS, progress=False)
+    pool = run_training(practice_demo, tagged(workers=2), units=UNITS, progress=False)
+    assert {o.objective for o in loop.outcomes} == {"practice"}
+    # demo.math was fitted ahead on the second worker (the first ran the root), sent back to the
+    # orchestrator, and compared, stored and activated by a second task after the root
+    ahead = {o.unit_id for o in pool.outcomes if o.fitted_ahead}
+    assert "demo.math" in ahead and "demo" not in ahead and not any(o.fitted_ahead for o in loop.outcomes)
+    assert decisions(pool) == decisions(loop), pool.table()
+    assert chosen_models(pool) == chosen_models(loop)
+    assert any(o.status == "parent_serves" for o in pool.outcomes) and any(
+        (o.metrics.get("parent") or {}).get("unit_id") == "demo" for o in pool.outcomes if o.unit_id in ahead)
+    run = job_run(practice_demo)
+    assert run["outcome"] == "succeeded" and run["fitted_ahead"] == len(ahead) and run["threads"] == 1
 
 
 def test_a_worker_killed_mid_task_fails_only_its_unit_after_one_retry(small_demo, in_process, monkeypatch, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 from dataclasses import replace
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from app import config
 from app.config import PROJECT_ROOT, ConfigError, Settings
 from jobs.train import TrainConfig
+from jobs.training.job import FASTEST_THREADS, default_threads
 
 # (variable, a value it refuses, what the message asks for)
 BAD_SETTINGS = [
@@ -179,3 +181,16 @@ def test_the_reads_check_sees_a_read(tmp_path):
                       "env = os.environ if True else {}\nos.environ['W'] = '1'\nd = dict(os.environ)\n"
                       "e = {**os.environ, 'V': '1'}\n")
     assert environment_reads(sneaky) == [2, 3, 4, 5]
+
+
+def test_training_threads_default_to_the_cores_divided_among_the_workers_unless_given():
+    # the fastest count in one process (measured: 1), within each worker's share of the cores
+    assert [default_threads(workers, cores=8) for workers in (1, 2, 8, 16)] == [1, 1, 1, 1]
+    assert [default_threads(workers, cores=8, fastest=4) for workers in (1, 2, 3, 8, 16)] == [4, 4, 2, 1, 1]
+    assert default_threads(1, cores=2) == 1 and default_threads(2, cores=2) == 1
+    assert default_threads(4, dask=True, cores=64, fastest=4) == 1   # a Dask worker's cores are not this machine's
+    cores = len(os.sched_getaffinity(0))
+    assert TrainConfig.from_env({}).unit_threads == min(FASTEST_THREADS, cores)
+    assert TrainConfig.from_env({}, workers=2).unit_threads == max(1, min(FASTEST_THREADS, cores // 2))
+    assert TrainConfig.from_env({"ADAPTREC_TRAIN_THREADS": "3"}, workers=2).unit_threads == 3   # as told
+    assert TrainConfig.from_env({"ADAPTREC_TRAIN_THREADS": "3"}, threads=1).unit_threads == 1   # --threads
