@@ -54,7 +54,8 @@ def check_api_key():
         how = ("send HTTP Basic credentials whose password is an adaptrec API key (any username), or "
                "'Authorization: Bearer <key>'") if basic else "send an API key as 'Authorization: Bearer <key>'"
         return problem(401, "Unauthorized", how, headers=challenge)
-    principal = services().keys.authenticate(key, services().pool.connection)
+    shared = services()
+    principal = shared.keys.authenticate(key, shared.pool.connection)
     if principal is None:
         metrics.AUTH_FAILURES.labels("invalid").inc()
         return problem(401, "Unauthorized", "the API key is not valid (unknown or revoked)", headers=challenge)
@@ -69,7 +70,7 @@ def check_api_key():
                                          f"{request.method} {request.url_rule.rule} needs '{scope}'")
     settings = current_app.config["ADAPTREC_SETTINGS"]
     limit = principal.rate_limit_per_s or settings.rate_limit_per_s
-    decision = services().rate_limiter.check(principal.key_id, limit)
+    decision = shared.rate_limiter.check(principal.key_id, limit)
     if not decision.checked:
         metrics.RATE_UNCHECKED.inc()
     if not decision.allowed:

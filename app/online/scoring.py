@@ -58,6 +58,7 @@ class ServingModel:
     user_token_mean: np.ndarray | None = None                # (d,) the mean folded-in user
     feature_biases: np.ndarray | None = None
     unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
+    foldin_start: tuple | None = None                        # engagement: engagement.foldin_start, once
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -115,6 +116,7 @@ class ServingModel:
         start = len(self.item_ids)
         self.item_ids = [*self.item_ids, *(item_id for item_id, _ in built)]
         self.index = {**self.index, **{item_id: start + k for k, (item_id, _) in enumerate(built)}}
+        self.foldin_start = None   # computed again for the grown item side
         return len(built)
 
     def rows(self, item_ids: list[str]) -> np.ndarray:
@@ -284,11 +286,14 @@ def engagement_scores(model: ServingModel, positive_rows: np.ndarray, candidate_
     """Ranking scores of candidates from the user's positives (EASE + folded-in WARP blend)."""
     # Imported on first use: scipy (sparse matrices, L-BFGS) costs a worker about 40 MB, and a
     # service with practice models only never needs it.
-    from app.online.engagement import EngagementModel
+    from app.online.engagement import EngagementModel, foldin_start
 
     blend = model.blend
+    start = model.foldin_start
+    if start is None and model.item_vectors is not None and blend.weight > 0:
+        start = model.foldin_start = foldin_start(model.item_vectors, model.item_biases)
     engagement = EngagementModel(blend.item_weights, model.item_vectors, model.item_biases,
-                                 foldin_reg=float(blend.foldin_reg), weight=float(blend.weight))
+                                 foldin_reg=float(blend.foldin_reg), weight=float(blend.weight), start=start)
     all_scores = np.asarray(engagement.score(np.unique(positive_rows)), dtype=np.float64)
     out = np.full(len(candidate_rows), -np.inf)
     covered = candidate_rows >= 0

@@ -163,14 +163,18 @@ def pick_in_order(scored: Scored, keys: np.ndarray, eligible: np.ndarray, n: int
 def pick_diverse(order: np.ndarray, scored: Scored, n: int, max_similarity: float) -> list[int]:
     """Take candidates in `order`, skipping one too similar (cosine) to one already taken."""
     chosen: list[int] = []
-    taken: list[np.ndarray] = []
+    taken: np.ndarray | None = None   # (n, d): the vectors taken so far in its first `k` rows
+    k = 0
     for pos in order:
         if len(chosen) == n:
             break
         v = scored.vector(pos) if max_similarity < 1.0 else None
-        if v is not None and taken and float(np.max(np.asarray(taken) @ v)) > max_similarity:
+        if v is not None and k and float(np.max(taken[:k] @ v)) > max_similarity:
             continue
         chosen.append(int(pos))
         if v is not None:
-            taken.append(v)
+            if taken is None:
+                taken = np.empty((n, len(v)), dtype=v.dtype)
+            taken[k] = v
+            k += 1
     return chosen

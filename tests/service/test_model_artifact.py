@@ -54,10 +54,10 @@ def store_raw(conn, objective: str, row: dict) -> int:
     return model_id
 
 
-def close(got, expected) -> bool:
+def close(got, expected, rtol: float = 1e-9, atol: float = 1e-12) -> bool:
     got = np.asarray(got, dtype=np.float64)
     expected = np.array([np.nan if v is None else v for v in expected], dtype=np.float64)
-    return got.shape == expected.shape and np.allclose(got, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+    return got.shape == expected.shape and np.allclose(got, expected, rtol=rtol, atol=atol, equal_nan=True)
 
 
 @pytest.mark.parametrize("era", sorted(old.practice_rows()))
@@ -108,7 +108,13 @@ def test_an_engagement_model_of_each_earlier_era_loads_and_serves_as_before(conn
     cand = model.rows(CANDIDATE_IDS)
     assert cand.tolist() == before["rows"]
     for positives, expected in zip(old.POSITIVES, before["scores"]):
-        assert close(engagement_scores(model, np.array(positives, dtype=np.int64), cand), expected)
+        # Since issue 29 one user's fold-in is solved by Newton's method (engagement.fold_in_one):
+        # the minimum L-BFGS approached when these answers were recorded, so the scores agree to
+        # 1e-6 (not to the last bit) and rank the candidates in the same order.
+        got = engagement_scores(model, np.array(positives, dtype=np.int64), cand)
+        assert close(got, expected, rtol=1e-6, atol=1e-6)
+        recorded = np.array([-np.inf if v is None else v for v in expected])
+        assert np.argsort(-got, kind="stable").tolist() == np.argsort(-recorded, kind="stable").tolist()
     cold = cold_user_scores(model, old.USER_ATTRS, cand)
     assert (cold is None) == (before["cold"] is None) and (cold is None or close(cold, before["cold"]))
 

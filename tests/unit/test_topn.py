@@ -17,6 +17,8 @@ from app.online.engagement import (
     blend_scores,
     ease_scores,
     fold_in,
+    fold_in_one,
+    foldin_start,
     positives_matrix,
     standardise,
     warp_scores,
@@ -173,6 +175,27 @@ def test_fold_in_of_one_user_matches_the_batch_and_an_empty_history_gives_item_b
     np.testing.assert_allclose(single[0], batch[7], atol=2e-3)
     empty = model.score(np.array([], dtype=np.int64))
     np.testing.assert_allclose(empty, model.item_biases, atol=1e-4)
+
+
+def test_newton_fold_in_of_one_user_reaches_the_minimum_l_bfgs_approaches():
+    X = clustered_positives()
+    model, _ = fit_engagement(X, None, SMALL_WARP, weight=1.0, seed=0)
+    V, b = model.item_vectors.astype(np.float64), model.item_biases.astype(np.float64)
+    batch = fold_in(X, V, b, 2.0)
+    start = foldin_start(V, b)
+    for u in range(X.shape[0]):
+        newton = fold_in_one(X[u].indices, V, b, 2.0, start)
+        np.testing.assert_allclose(newton, batch[u], atol=2e-3)
+        # a minimum: the gradient of the fold-in loss vanishes there (L-BFGS stops near it)
+        x = newton.astype(np.float64)
+        p = np.exp(V @ x + b - (V @ x + b).max())
+        p /= p.sum()
+        gradient = len(X[u].indices) * (p @ V) - V[X[u].indices].sum(axis=0) + 4.0 * x
+        assert np.abs(gradient).max() < 1e-4
+    # without the model's start it computes the same one; duplicates count once; no positives: u = 0
+    np.testing.assert_allclose(fold_in_one(np.r_[X[3].indices, X[3].indices], V, b, 2.0),
+                               fold_in_one(X[3].indices, V, b, 2.0, start), atol=1e-6)
+    np.testing.assert_array_equal(fold_in_one(np.array([], dtype=np.int64), V, b, 2.0), np.zeros(V.shape[1]))
 
 
 def test_fit_and_scores_are_deterministic_with_a_fixed_seed():
