@@ -257,27 +257,36 @@ def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, u
 def _mean_due(block: LearningTerms, h_rows, h_out, h_times, now, item_skills, rows, p, inverse, starts, sizes,
               typical, z, review, rounds: int = DUE_ROUNDS) -> np.ndarray:
     """Days until each unit's mean p falls below its review threshold. The search runs on the
-    typical item's forecast (due_in_days), started from logit P plus a correction c, which is then
-    set from the exact mean at the time found (every item's own forecast, learning.later): c is the
-    gap between the exact logit P(t) and the typical item's curve moved to logit P, slowly varying
-    in t, so a few rounds land on the exact crossing (at most `rounds`, until the times settle)."""
+    typical item's forecast moved to logit P (due_in_days: a grid and a bisection); then Newton steps
+    on the exact mean (every item's own forecast, learning.later), with the slope of that moved
+    curve for the derivative (the learning terms move every item of a skill alike but for an item's
+    own attempts, so the slopes agree closely): at most `rounds`, until the times move less than
+    DUE_SETTLED. A time at or before the skill's last attempt (due at once) is left as it is."""
     x_typical = learning.features(h_rows, h_out, h_times, now, typical, item_skills)
+    due = due_in_days(block, z, x_typical, review)
+    col = learning.FEATURES.index
+    start = -np.expm1(x_typical[:, col("skill_days_away")])
+    moving = np.isfinite(due) & (due > start)
+    if not moving.any():
+        return due
     x_rows = learning.features(h_rows, h_out, h_times, now, rows, item_skills)
     base = logit(p) - learning.terms(block, x_rows)
-    here = learning.terms(block, x_typical)
-    correction = np.zeros(len(z))
-    due = due_in_days(block, z, x_typical, review)
+    threshold = logit(review)
+    x_flat = x_rows[inverse]
+
+    def exact(days: np.ndarray) -> np.ndarray:   # logit of each unit's mean p `days` from now
+        later = learning.later(x_flat, np.repeat(days, sizes)[:, None])[:, 0]
+        return logit(np.add.reduceat(sigmoid(base[inverse] + learning.terms(block, later)), starts) / sizes)
+
+    def typical_curve(days: np.ndarray) -> np.ndarray:
+        return learning.terms(block, learning.later(x_typical, days[:, None]))[:, 0]
+
     for _ in range(rounds):
-        found = np.isfinite(due)
-        if not found.any():
-            break
-        days = np.where(found, due, 0.0)
-        later = learning.later(x_rows[inverse], days.repeat(sizes)[:, None])[:, 0]      # every item at its unit's time
-        z_then = logit(np.add.reduceat(sigmoid(base[inverse] + learning.terms(block, later)), starts) / sizes)
-        moved = z + learning.terms(block, learning.later(x_typical, days[:, None]))[:, 0] - here
-        correction = np.where(found, z_then - moved, correction)   # the exact mean's gap to the typical curve then
-        due, before = due_in_days(block, z + correction, x_typical, review), due
-        if np.nanmax(np.abs(np.where(np.isfinite(due) & found, due - before, 0.0))) < DUE_SETTLED:
+        t = np.where(moving, due, 0.0)
+        h = np.maximum(np.abs(t) * 1e-3, 1e-3)
+        slope = (typical_curve(t + h) - typical_curve(t - h)) / (2.0 * h)   # logits per day (< 0 when forgetting)
+        step = np.where(moving & (slope < -1e-9), (exact(t) - threshold) / np.where(slope < -1e-9, slope, -1.0), 0.0)
+        due = np.where(moving, np.maximum(t - step, start), due)
+        if np.max(np.abs(step)) < DUE_SETTLED:
             break
     return due
-
