@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scipy.sparse as sp
 
 from app.online import learning
 from app.online.fit import posterior_precision, recency_weights, score, sigmoid, skill_offsets
@@ -73,9 +74,11 @@ def typical_rows(model: ServingModel, rows_per_unit: list[np.ndarray]) -> np.nda
 
 def _design(model: ServingModel, rows: np.ndarray) -> np.ndarray:
     """The live fit's design rows x = [v_i, 1] of `rows` (-1: the average item). (k, d + 1)"""
-    covered = rows >= 0
     X = np.ones((len(rows), model.item_vectors.shape[1] + 1))
-    X[:, :-1] = np.where(covered[:, None], model.item_vectors[np.where(covered, rows, 0)], model.mean_vector)
+    X[:, :-1] = model.item_vectors[rows]          # -1 reads the last row: overwritten below
+    uncovered = rows < 0
+    if uncovered.any():
+        X[uncovered, :-1] = model.mean_vector
     return X
 
 
@@ -129,10 +132,12 @@ def logit_sd(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out: 
 def population_logits(model: ServingModel, cand_rows: np.ndarray) -> np.ndarray:
     """The Platt-calibrated logit of the population's average learner (the prior mean) on each
     candidate row (-1: the average item). (k,)"""
-    covered = cand_rows >= 0
-    safe = np.where(covered, cand_rows, 0)
-    raw = np.where(covered, model.item_vectors[safe] @ model.prior_mean[:-1] + model.item_biases[safe],
-                   model.mean_vector @ model.prior_mean[:-1] + model.mean_bias) + model.prior_mean[-1]
+    every = model.__dict__.get("_population_raw")   # every item's, once per (cached) model and item count
+    if every is None or len(every) != len(model.item_vectors):   # a hybrid model grows when it covers new items
+        every = model.item_vectors @ model.prior_mean[:-1] + model.item_biases + model.prior_mean[-1]
+        model.__dict__["_population_raw"] = every
+    average = model.mean_vector @ model.prior_mean[:-1] + model.mean_bias + model.prior_mean[-1]
+    raw = np.where(cand_rows >= 0, every[np.maximum(cand_rows, 0)], average)
     return model.calibration.a * raw + model.calibration.b
 
 
@@ -233,9 +238,10 @@ def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, u
     P = np.add.reduceat(p[inverse], starts) / sizes
     H, precision = _posterior(model, theta, h_rows, h_out)
     gain = info * _slopes(model, h_rows, h_out, rows)                       # dp_i / draw_i
-    G = np.add.reduceat(gain[inverse, None] * _design(model, rows)[inverse], starts, axis=0) / sizes[:, None]
-    var = np.einsum("kj,jk->k", G, np.linalg.solve(H, G.T))
     unit_of = np.repeat(np.arange(len(unit_rows)), sizes)
+    mean_of = sp.csr_matrix((np.repeat(1.0 / sizes, sizes), (unit_of, inverse)), shape=(len(unit_rows), len(rows)))
+    G = mean_of @ (gain[:, None] * _design(model, rows))                     # (K, d + 1): each unit's dP/dtheta
+    var = np.einsum("kj,jk->k", G, np.linalg.solve(H, G.T))
     if precision is not None:
         skills = _skills_of(model, rows)[inverse]
         has = skills >= 0
