@@ -61,3 +61,28 @@ def known_tenant(conn, tenant: str, command: str) -> None:
     conn.rollback()
     if row is None:
         raise CliError(f"adaptrec {command}: no tenant {tenant!r}; see `adaptrec tenants list`", EXIT_USAGE)
+
+
+def prepare_metrics_dir() -> str | None:
+    """prometheus-client's multi-process folder, before a server starts any worker: the configured
+    one (PROMETHEUS_MULTIPROC_DIR) emptied of stale files (old counts would add up), else a new
+    temporary one, exported for the workers; returns the new one's path (the caller removes it at
+    exit), None when it was configured. (app.config is imported here, not prometheus-client: that
+    must first see the folder.)"""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from app.config import multiprocess_metrics_dir
+
+    directory = multiprocess_metrics_dir()
+    if directory:
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    created = tempfile.mkdtemp(prefix="adaptrec-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created   # for the workers and prometheus-client
+    return created
+

@@ -21,10 +21,11 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from app.config import HEADER_FIELD_MAX_BYTES, REQUEST_LINE_MAX_BYTES, Settings
+from app.infra.logs import server_logconfig
+from cli.common import prepare_metrics_dir
 
 # hyper refuses a request head longer than its buffer with a bare 431 (or 400): keep the buffer
 # above what the limits allow, so the middleware's problems answer what is over them.
@@ -35,19 +36,7 @@ HEADER_READ_TIMEOUT_MAX_MS = 60_000
 
 
 def granian_logconfig(level: str, fmt: str) -> dict:
-    formatter = "app.infra.logs.JsonFormatter" if fmt == "json" else "app.infra.logs.TextFormatter"
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"default": {"()": formatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default",
-                                "stream": "ext://sys.stderr"}},
-        "root": {"level": level, "handlers": []},
-        "loggers": {
-            "_granian": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "granian.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
-        },
-    }
+    return server_logconfig(level, fmt, "_granian", "granian.access")
 
 
 def _mark_dead(pids) -> None:
@@ -117,29 +106,13 @@ def build(bind: str, workers: int, settings: Settings):
         workers_kill_timeout=max(1, settings.graceful_timeout_s), working_dir=Path(__file__).resolve().parent.parent)
 
 
-def _metrics_dir() -> str | None:
-    """As gunicorn_conf.on_starting: the configured folder emptied, or a new one; the new one's path."""
-    from app.config import multiprocess_metrics_dir
-
-    directory = multiprocess_metrics_dir()
-    if directory:
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-        return None
-    created = tempfile.mkdtemp(prefix="adaptrec-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = created   # for the workers and prometheus-client
-    return created
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cli.granian_main", description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True, help="HOST:PORT")
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    created = _metrics_dir()
+    created = prepare_metrics_dir()
     # Granian's default start method on Linux is fork; the workers inherit the environment above.
     try:
         server = build(args.bind, args.workers or settings.workers, settings)

@@ -10,10 +10,7 @@ application/problem+json by the worker class, with the limits /openapi.json quot
 """
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
-from pathlib import Path
 
 from app.config import HEADER_FIELD_MAX_BYTES, HEADER_FIELDS_MAX, REQUEST_LINE_MAX_BYTES, Settings
 from app.infra.logs import gunicorn_logconfig
@@ -43,18 +40,10 @@ _created_dir: str | None = None
 
 def on_starting(server):
     # Imported here: gunicorn takes this module's top-level names as its settings (`config` is one).
-    from app.config import multiprocess_metrics_dir
+    from cli.common import prepare_metrics_dir
 
     global _created_dir
-    directory = multiprocess_metrics_dir()
-    if directory:
-        path = Path(directory)
-        path.mkdir(parents=True, exist_ok=True)
-        for stale in path.glob("*.db"):
-            stale.unlink()
-    else:
-        _created_dir = tempfile.mkdtemp(prefix="adaptrec-metrics-")
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _created_dir   # for the workers and prometheus-client
+    _created_dir = prepare_metrics_dir()
 
 
 def child_exit(server, worker):

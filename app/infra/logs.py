@@ -107,6 +107,12 @@ def quiet_libraries(level: str = "INFO") -> None:
 
 # gunicorn's own loggers (master, worker boot, errors) in the same format: see cli/gunicorn_conf.py.
 def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
+    return server_logconfig(level, fmt, "gunicorn.error", "gunicorn.access")
+
+
+def server_logconfig(level: str, fmt: str, server_logger: str, access_logger: str) -> dict:
+    """An HTTP server's own loggers (`server_logger`: master, workers, errors) in the app's format;
+    its access logger kept to warnings (the access line is the app's, app/api/observe.py)."""
     formatter = "app.infra.logs.JsonFormatter" if fmt == "json" else "app.infra.logs.TextFormatter"
     return {
         "version": 1,
@@ -119,7 +125,7 @@ def gunicorn_logconfig(level: str = "INFO", fmt: str = "json") -> dict:
         # whose root has a handler of its own, so root must be given, with none.)
         "root": {"level": level, "handlers": []},
         "loggers": {
-            "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            server_logger: {"level": level, "handlers": ["stderr"], "propagate": False},
+            access_logger: {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }

@@ -77,8 +77,10 @@ def test_later_features_are_the_features_computed_at_the_later_time():
     assert later(x, np.full((len(cands), 1), 9.0))[3, 0, FEATURES.index("skill_days_away")] == 0.0
 
 
-def test_the_interval_is_the_posterior_draws_interval():
-    rng = np.random.default_rng(7)
+def posterior_case(seed: int) -> tuple[ServingModel, np.ndarray, np.ndarray, np.ndarray]:
+    """A random 3-dimensional model of 40 items, a learner's 25 random attempts and 4,000 draws of
+    their vector from the live fit's Laplace posterior."""
+    rng = np.random.default_rng(seed)
     d, n = 3, 40
     embedding = Embedding([f"i{k}" for k in range(n)], rng.normal(scale=0.6, size=(n, d)), rng.normal(size=n),
                           np.zeros(d + 1), np.eye(d + 1))
@@ -86,15 +88,26 @@ def test_the_interval_is_the_posterior_draws_interval():
                                                  ModelArtifact(embedding, Calibration("platt", 1.3, -0.1))))
     h_rows = rng.integers(0, n, 25)
     h_out = rng.integers(0, 2, 25).astype(float)
-    cands = np.array([0, 5, 9, -1])
-    found = estimate(model, h_rows, h_out, cands, np.full(4, 0.7))
     theta = fit_user(model.item_vectors[h_rows], model.item_biases[h_rows], h_out, model.prior_mean,
                      model.prior_precision)
     draws = np.array([posterior_sample(theta, model.item_vectors[h_rows], model.item_biases[h_rows], h_out,
                                        model.prior_precision, rng, recency_weights(25, None)) for _ in range(4000)])
-    X = np.c_[np.vstack([model.item_vectors[cands[:3]], model.mean_vector]), np.ones(4)]
-    raw = draws @ X.T + np.r_[model.item_biases[cands[:3]], model.mean_bias]
-    p = calibrated(model.calibration, raw)
+    return model, h_rows, h_out, draws
+
+
+def drawn_p(model: ServingModel, draws: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Calibrated p of `rows` (-1: the average item) under each drawn learner vector: (draws, rows)."""
+    X = np.c_[np.where((rows >= 0)[:, None], model.item_vectors[np.maximum(rows, 0)], model.mean_vector),
+              np.ones(len(rows))]
+    b = np.where(rows >= 0, model.item_biases[np.maximum(rows, 0)], model.mean_bias)
+    return calibrated(model.calibration, draws @ X.T + b)
+
+
+def test_the_interval_is_the_posterior_draws_interval():
+    model, h_rows, h_out, draws = posterior_case(7)
+    cands = np.array([0, 5, 9, -1])
+    found = estimate(model, h_rows, h_out, cands, np.full(4, 0.7))
+    p = drawn_p(model, draws, cands)
     np.testing.assert_allclose(found.low, np.quantile(p, 0.05, axis=0), atol=0.015)
     np.testing.assert_allclose(found.high, np.quantile(p, 0.95, axis=0), atol=0.015)
     assert np.all(found.low < found.p) and np.all(found.p < found.high)
@@ -134,29 +147,12 @@ def test_a_unit_of_one_item_is_that_items_estimate():
 
 
 def test_a_units_p_is_the_mean_over_its_items_and_its_interval_the_posterior_draws():
-    rng = np.random.default_rng(8)
-    d, n = 3, 40
-    embedding = Embedding([f"i{k}" for k in range(n)], rng.normal(scale=0.6, size=(n, d)), rng.normal(size=n),
-                          np.zeros(d + 1), np.eye(d + 1))
-    model = ServingModel.from_stored(StoredModel(1, "u", "practice", "mf", "default",
-                                                 ModelArtifact(embedding, Calibration("platt", 1.3, -0.1))))
-    h_rows = rng.integers(0, n, 25)
-    h_out = rng.integers(0, 2, 25).astype(float)
+    model, h_rows, h_out, draws = posterior_case(8)
     units = [np.arange(0, 10), np.arange(10, 40), np.array([3, -1])]
     found = estimate_units(model, h_rows, h_out, units, np.array([4, 25, 3]), np.full(3, 0.7))
     each = estimate(model, h_rows, h_out, np.arange(-1, 40), np.full(41, 0.7)).p
     np.testing.assert_allclose(found.p, [each[1:11].mean(), each[11:].mean(), (each[4] + each[0]) / 2])
-    theta = fit_user(model.item_vectors[h_rows], model.item_biases[h_rows], h_out, model.prior_mean,
-                     model.prior_precision)
-    draws = np.array([posterior_sample(theta, model.item_vectors[h_rows], model.item_biases[h_rows], h_out,
-                                       model.prior_precision, rng, recency_weights(25, None)) for _ in range(4000)])
-    means = []
-    for rows in units:
-        X = np.c_[np.where((rows >= 0)[:, None], model.item_vectors[np.maximum(rows, 0)], model.mean_vector),
-                  np.ones(len(rows))]
-        b = np.where(rows >= 0, model.item_biases[np.maximum(rows, 0)], model.mean_bias)
-        means.append(calibrated(model.calibration, draws @ X.T + b).mean(axis=1))
-    means = np.array(means).T
+    means = np.array([drawn_p(model, draws, rows).mean(axis=1) for rows in units]).T
     np.testing.assert_allclose(found.low, np.quantile(means, 0.05, axis=0), atol=0.015)
     np.testing.assert_allclose(found.high, np.quantile(means, 0.95, axis=0), atol=0.015)
 
