@@ -152,3 +152,18 @@ SELECT DISTINCT ON (item_id) item_id, kind, outcome, occurred_at,
 FROM interactions
 WHERE tenant = :tenant AND user_id = :user_id AND occurred_at <= :until
 ORDER BY item_id, occurred_at DESC, id DESC;
+
+-- name: practice_models_of_items
+-- (item_id, model_id) for each of :item_ids and each active practice model (any tag) of a unit
+-- the item is in or below: the models whose belief about the item an attempt at it moves
+-- (app/serving/item_learning.py).
+WITH RECURSIVE above (item_id, unit_id, depth) AS (
+    SELECT ui.item_id, ui.unit_id, 0 FROM unit_items ui WHERE ui.tenant = :tenant AND ui.item_id = ANY(:item_ids)
+    UNION
+    SELECT a.item_id, c.parent, a.depth + 1 FROM above a JOIN unit_children c ON c.tenant = :tenant AND c.child = a.unit_id
+    WHERE a.depth < 64
+)
+SELECT DISTINCT a.item_id, m.model_id
+FROM above a JOIN models m ON m.tenant = :tenant AND m.unit_id = a.unit_id
+WHERE m.status = 'active' AND m.objective = 'practice'
+ORDER BY a.item_id, m.model_id;

@@ -4,13 +4,14 @@ from __future__ import annotations
 from flask import Blueprint
 from pydantic import ValidationError
 
-from app.api.context import current_tenant, get_cache, get_conn
+from app.api.context import current_tenant, get_cache, get_conn, request_context
 from app.api.schemas import IngestResult, InteractionBatch, Problem
 from app.api.spec import documented, request_json, validation_problem
 from app.catalogue.ingest import record_interactions
 from app.catalogue.records import Interaction
 from app.errors import InputError
 from app.infra import metrics
+from app.serving import item_learning
 
 bp = Blueprint("interactions", __name__)
 
@@ -33,6 +34,7 @@ def post_interactions():
     except ValidationError as exc:
         raise validation_problem(exc) from None
     results = record_interactions(get_conn(), current_tenant(), get_cache(), events)
+    item_learning.learn(request_context(), events, results)   # the items' difficulty, between trainings
     created = sum(1 for _, status in results if status == "created")
     metrics.INGESTED.labels("created").inc(created)
     metrics.INGESTED.labels("duplicate").inc(len(results) - created)

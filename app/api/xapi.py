@@ -12,12 +12,13 @@ from collections import Counter
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from app.api.context import current_tenant, get_cache, get_conn, services
+from app.api.context import current_tenant, get_cache, get_conn, request_context, services
 from app.api.schemas import MAX_BATCH, Problem, XapiAbout, XapiStatement, XapiStatementIds, XapiStatements
 from app.api.spec import BadRequest, documented, request_json
 from app.catalogue.xapi_ingest import record_statements
 from app.errors import InputError
 from app.infra import metrics
+from app.serving import item_learning
 from app.xapi import mapping
 from app.xapi.statements import VERSIONS, StatementError, check_version_header, validate_batch
 
@@ -88,6 +89,7 @@ def _rules() -> mapping.Rules:
 def _store(statements: list[dict], listed: bool):
     done = record_statements(get_conn(), current_tenant(), get_cache(), statements, _rules(), listed=listed,
                              activities=services().activities)
+    item_learning.learn(request_context(), done.events, done.results)   # the items' difficulty, between trainings
     for (status, reason), n in Counter(zip(done.status, done.reasons)).items():
         metrics.XAPI_STATEMENTS.labels(status, reason or "").inc(n)
     return done

@@ -20,7 +20,10 @@ Format versions, stored as extra.format_version (a row without it is format 1):
          retry.biases_after_mistake and retry.biases_after_success; calibration.item_sd and
          item_slope_sd (an older reader ignores them: its knowledge intervals leave out the item's
          error, as before)
-  2  the same keys and meanings, written from these types, with extra.format_version = 2.
+  2  the same keys and meanings, written from these types, with extra.format_version = 2; from
+     6 Dec (evening) also extra.item_attempts, each item's first attempts the model was trained on
+     (the prior of the item difficulty learned between trainings, app.online.item_offsets): an
+     older reader ignores it, and a model without it learns no item difficulty online.
 A change an older reader would misread takes a new number: a reader refuses a format newer than
 FORMAT_VERSION (FormatError) rather than serve numbers it does not understand.
 """
@@ -319,6 +322,7 @@ class ModelArtifact(_Part):
     item_features: ItemFeatures | None = None      # hybrid practice models
     blend: Blend | None = None                     # engagement models
     user_tokens: UserTokens | None = None          # hybrid engagement models, when metadata beat popularity
+    item_attempts: np.ndarray | None = None        # practice: each item's first attempts the model was trained on
     format_version: int = FORMAT_VERSION           # the format it was read from; always written in FORMAT_VERSION
 
     def __post_init__(self):
@@ -333,6 +337,9 @@ class ModelArtifact(_Part):
         if self.user_tokens is not None:
             _rows("user_tokens shifts", self.user_tokens.shifts, len(self.user_tokens.tokens), d)
             _rows("user_tokens mean", self.user_tokens.mean, d)
+        if self.item_attempts is not None:
+            object.__setattr__(self, "item_attempts", np.asarray(self.item_attempts, dtype=np.int64))
+            _rows("item_attempts", self.item_attempts, n)
         weights = None if self.blend is None else self.blend.item_weights
         if weights is not None and weights.shape != (n, n):
             raise FormatError(f"item_weights: {weights.shape} does not fit a model of {n} items")
@@ -350,6 +357,8 @@ class ModelArtifact(_Part):
             out.update(self.blend.to_json())
         if self.user_tokens is not None:
             out["user_tokens"] = self.user_tokens.to_json()
+        if self.item_attempts is not None:
+            out["item_attempts"] = self.item_attempts.tolist()
         out["format_version"] = FORMAT_VERSION
         return out
 
@@ -363,12 +372,16 @@ class ModelArtifact(_Part):
         skills = extra.get("item_skills")
         if skills is not None and len(skills) != len(embedding.item_ids):
             skills = None
+        attempts = extra.get("item_attempts")
+        if attempts is not None and len(attempts) != len(embedding.item_ids):
+            attempts = None
         return cls(embedding, Calibration.from_json(calibration or {}),
                    Skills.from_json(skills) if skills is not None else None,
                    MetadataPrior.from_json(extra["user_prior"]) if extra.get("user_prior") else None,
                    ItemFeatures.from_json(extra["item_features"]) if extra.get("item_features") else None,
                    Blend.from_json(extra, item_weights) if objective == "engagement" else None,
                    UserTokens.from_json(extra["user_tokens"]) if extra.get("user_tokens") else None,
+                   np.asarray(attempts, dtype=np.int64) if attempts is not None else None,
                    version)
 
 

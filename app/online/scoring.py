@@ -59,6 +59,14 @@ class ServingModel:
     feature_biases: np.ndarray | None = None
     unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
     foldin_start: tuple | None = None                        # engagement: engagement.foldin_start, once
+    item_attempts: np.ndarray | None = None    # practice: first attempts trained on per row (None: learns no item online)
+    # the item difficulty learned since training (app.online.item_offsets, kept current by
+    # app.serving.item_learning): per row, and for items the model does not cover; None: none yet
+    item_offsets: np.ndarray | None = None
+    new_item_offsets: dict = field(default_factory=dict)
+    offsets_version: int = 0
+    offsets_checked: float = float("-inf")
+    offsets_spread: float | None = None    # item_offsets.difficulty_spread, once
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -74,6 +82,8 @@ class ServingModel:
         m.mean_bias = float(m.item_biases.mean()) if len(vectors) else 0.0
         if a.skills is not None:
             m.item_skills, m.n_skills = a.skills.item_skills, a.skills.n_skills
+        if a.item_attempts is not None and stored.objective == "practice":
+            m.item_attempts = a.item_attempts
         if a.metadata_prior is not None:
             m.user_prior_index = {t: k for k, t in enumerate(a.metadata_prior.tokens)}
             m.user_prior_shifts = a.metadata_prior.shifts
@@ -113,6 +123,9 @@ class ServingModel:
         self.unit_vectors = np.vstack([self.unit_vectors, normalised(vectors)])
         if self.item_skills is not None:
             self.item_skills = np.r_[self.item_skills, np.full(len(built), -1, dtype=np.int64)]
+        if self.item_attempts is not None:   # never trained on; their learned offsets are read again
+            self.item_attempts = np.r_[self.item_attempts, np.zeros(len(built), dtype=np.int64)]
+            self.item_offsets, self.offsets_version, self.offsets_checked = None, 0, float("-inf")
         start = len(self.item_ids)
         self.item_ids = [*self.item_ids, *(item_id for item_id, _ in built)]
         self.index = {**self.index, **{item_id: start + k for k, (item_id, _) in enumerate(built)}}
@@ -137,7 +150,8 @@ class ServingModel:
 
 def calibrated(calibration: Calibration, raw: np.ndarray, previous: np.ndarray | None = None,
                practice: np.ndarray | None = None, biases: np.ndarray | None = None,
-               practice_terms: np.ndarray | None = None, at: np.ndarray | None = None) -> np.ndarray:
+               practice_terms: np.ndarray | None = None, at: np.ndarray | None = None,
+               offsets: np.ndarray | None = None) -> np.ndarray:
     """p = sigmoid(a * raw + b), plus the calibration's retry terms (if it has them) for candidates
     the learner attempted before: `previous` is the last outcome there (-1 none, 0 wrong, 1 right);
     plus its learning terms (if it has them): `practice` holds each candidate's row of
@@ -145,8 +159,11 @@ def calibrated(calibration: Calibration, raw: np.ndarray, previous: np.ndarray |
     already computed (learning.candidate_terms); `biases` (k, 2) each candidate's item bias and
     the learner's, for retry terms that weigh them. `at`: when `previous` and `biases` describe
     only some candidates (the few the learner attempted), their positions in `raw`; the others
-    have no retry term."""
+    have no retry term. `offsets`: each candidate's item difficulty learned since training
+    (app.online.item_offsets), added to the logit."""
     z = calibration.a * raw + calibration.b
+    if offsets is not None:
+        z = z + offsets
     if calibration.retry is not None and previous is not None and at is None:
         z = z + retry_terms(calibration.retry, raw, previous, biases)
     elif calibration.retry is not None and previous is not None:
@@ -189,8 +206,8 @@ def previous_outcomes(history_rows: np.ndarray, history_outcomes: np.ndarray, ca
 def practice_probabilities(model: ServingModel, history_rows: np.ndarray, history_outcomes: np.ndarray,
                            candidate_rows: np.ndarray | CandidateRows, half_life: float | None = None,
                            explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None,
-                           history_times: np.ndarray | None = None, now: float | None = None
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                           history_times: np.ndarray | None = None, now: float | None = None,
+                           item_offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item);
     the candidates as rows, or laid out already (ServingModel.lay_out: the same answers, faster).
 
@@ -201,6 +218,8 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     history_times, now : the attempts' times and the prediction's (epoch seconds), for a
     calibration with learning terms (app.online.learning: practice and time away); without them
     those terms are left out.
+    item_offsets : each candidate's item difficulty learned since training (app.serving.item_learning.
+    candidate_offsets), added to its calibrated logit; None: none.
     When the calibration has skill terms (chosen on dev by the job), each candidate's logit also
     gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
     Returns (p, theta, explored p or None).
@@ -230,12 +249,12 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     if at is not None and retry.biases_after_mistake is not None:
         biases = np.column_stack([model.item_biases[candidate_rows[at]], np.full(len(at), theta[-1])])
     p = calibrated(model.calibration, _raw_scores(model, theta, candidate_rows, laid) + offsets, previous,
-                   biases=biases, practice_terms=practice, at=at)
+                   biases=biases, practice_terms=practice, at=at, offsets=item_offsets)
     explored = None
     if explore is not None:
         draw = posterior_sample(theta, V, b, history_outcomes, model.prior_precision, explore, weights)
         explored = calibrated(model.calibration, _raw_scores(model, draw, candidate_rows, laid) + offsets, previous,
-                              biases=biases, practice_terms=practice, at=at)
+                              biases=biases, practice_terms=practice, at=at, offsets=item_offsets)
     return p, theta, explored
 
 

@@ -16,7 +16,7 @@ from app.catalogue import history as hist
 from app.errors import InputError
 from app.infra import queries as q
 from app.online.scoring import CandidateRows, cold_user_scores, engagement_scores, practice_probabilities
-from app.serving import experiments
+from app.serving import experiments, item_learning
 from app.serving.learner_fit import learner_prior, practice_history
 
 if TYPE_CHECKING:
@@ -153,7 +153,7 @@ def score_candidates(ctx: RequestContext, model: ServingModel | None, items: lis
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.half_life,
                                                 explore, learner_prior(ctx.conn, ctx.tenant, model, learner.user_id),
-                                                h.times, h.now)
+                                                h.times, h.now, item_learning.candidate_offsets(ctx, model, items, rows))
         return CandidateScores(p, len(h.rows), [] if len(h.rows) else ["no_history"], explored)
     return _engagement(ctx, model, rows, learner)
 

@@ -31,8 +31,8 @@ def knowledge_p(answer: dict, units: tuple[str, ...]) -> list[tuple[float, int]]
 
 
 def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, str] | None = None,
-                   progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
+                   progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None,
+                   learn_items: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
     """p of every replayed attempt, predicted before it is ingested, through predict + ingest: a
     root request, and (given `skill_of`: item -> its skill's unit) a skill request (NaN for an
     item without a skill). Given `knowledge_units` (per row: the units to ask, bench.replay's
@@ -40,9 +40,12 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     GET /v1/users/{id}/knowledge?units=... answers it then (app.serving.knowledge.knowledge, a
     request context of its own at the attempt's time); returned as one row per (attempt, unit):
     `row` (the attempt's index in `test`), `unit`, `rank` (the unit's place among the item's
-    skills), `p` and `attempts` (the learner's attempts at the unit's items so far)."""
+    skills), `p` and `attempts` (the learner's attempts at the unit's items so far).
+    `learn_items`: each attempt moves the items' learned difficulty after its ingest, as the
+    events route does (app.serving.item_learning); off: the models as trained."""
     from app.catalogue.ingest import record_interactions
     from app.catalogue.records import Interaction
+    from app.serving import item_learning
     from app.serving.knowledge import knowledge
     from app.serving.recommend import RequestContext, predict
 
@@ -94,7 +97,10 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
                 known["attempts"].append(unit_attempts)
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
-        record_interactions(conn, DEFAULT, cache, [event])
+        results = record_interactions(conn, DEFAULT, cache, [event])
+        if learn_items:   # as the events route: the item's difficulty learned from the attempt
+            item_learning.learn(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
+                                [event], results)
         t2 = time.perf_counter()
         predict_s[k], ingest_s[k] = t1 - t0, t2 - t1 - asked_s
         if progress and t2 - t_report > 15:

@@ -129,12 +129,20 @@ def fit_unit(conn, unit_id: str, mode: str, config: TrainConfig) -> Trained | Un
         Embedding(data.item_ids, fitted.item_vectors, fitted.item_biases, fitted.prior_mean, fitted.prior_cov),
         calibration, skills=Skills(data.item_skills) if skills else None,
         metadata_prior=MetadataPrior(prior["tokens"], prior["shifts"]) if prior is not None else None,
-        item_features=item_feature_table(fitted, data))
+        item_features=item_feature_table(fitted, data), item_attempts=trained_attempts(data, result.trained_users))
     counts = {"users": len(data.user_ids), "items": len(data.item_ids), "attempts": len(data.outcomes),
               "items_attempted": len(np.unique(data.items)), "trained_users": len(result.trained_users),
               "learner_share": round(data.learner_share, 6),
               **{f"{name}_users": int((roles == code).sum()) for code, name in enumerate(split.ROLE_NAMES)}}
     return Trained(unit_id, mode, data, result, artifact, counts, time.perf_counter() - started)
+
+
+def trained_attempts(data: PracticeData, trained_users: np.ndarray) -> np.ndarray:
+    """Each item's first attempts by the learners the model was fitted on: how well it knows the
+    item, the prior of the difficulty the service learns between trainings (app.online.item_offsets)."""
+    fitted_on = np.zeros(len(data.user_ids), dtype=bool)
+    fitted_on[trained_users] = True
+    return np.bincount(data.items[fitted_on[data.users]], minlength=len(data.item_ids))
 
 
 def finish_unit(conn, trained: Trained, config: TrainConfig, state: JobState | None = None) -> UnitResult:

@@ -1,0 +1,206 @@
+"""Item difficulty learned between trainings, shared by every worker through Redis (the numbers:
+app.online.item_offsets).
+
+Learning: after an ingest commits (`learn`, called by the events routes and by bench.replay after
+record_interactions), each new attempt is predicted as POST /v1/predictions would have predicted
+it just before it (the learner's history before the attempt, the offsets so far) by every active
+practice model at or above the item's units, and that model's belief about the item takes one
+step in Redis: a hash per (tenant, model) of item -> "delta precision", changed by one Lua script
+per batch, so two workers' steps on one item never interleave; the hash's version counter says
+it changed. A model trained before item_attempts were stored learns nothing.
+
+Serving: each worker keeps each model's offsets as an array beside its rows (ServingModel.
+item_offsets), read again from Redis when the version has moved, checked at most every SYNC_S;
+the worker that learned a step has it at once. A model the nightly job replaces takes its offsets
+with it: the new one starts from its own training, which has seen those attempts. The hashes
+expire KEEP_S after their last step.
+
+Redis down: nothing is learned and the offsets last read keep serving; the attempts themselves
+are in Postgres, and the next training sees them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import redis
+
+from app.infra import queries as q
+from app.online import item_offsets
+from app.online.scoring import practice_probabilities
+from app.serving.learner_fit import learner_prior, practice_history
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from app.catalogue import history as hist
+    from app.catalogue.records import Interaction
+    from app.infra.cache import Cache
+    from app.online.scoring import ServingModel
+    from app.serving.context import RequestContext
+
+log = logging.getLogger(__name__)
+
+SYNC_S = 1.0                 # a worker sees another's steps within this (plus one read)
+KEEP_S = 30 * 86_400         # a model's hash outlives its last step by this
+
+# ARGV: the hash's TTL, then per attempt: item, outcome, p, prior precision. Returns the version
+# before, then per attempt its "delta precision" after the step (strings: Lua numbers would be
+# cut to integers). The step is app.online.item_offsets.update.
+_STEP = """
+local out = {}
+local before = tonumber(redis.call('GET', KEYS[2]) or '0')
+for k = 0, (#ARGV - 1) / 4 - 1 do
+  local item = ARGV[2 + 4 * k]
+  local y, p = tonumber(ARGV[3 + 4 * k]), tonumber(ARGV[4 + 4 * k])
+  local delta, precision = 0, tonumber(ARGV[5 + 4 * k])
+  local held = redis.call('HGET', KEYS[1], item)
+  if held then
+    local space = string.find(held, ' ')
+    delta, precision = tonumber(string.sub(held, 1, space - 1)), tonumber(string.sub(held, space + 1))
+  end
+  precision = precision + p * (1 - p)
+  delta = delta + (y - p) / precision
+  local value = string.format('%.17g %.17g', delta, precision)
+  redis.call('HSET', KEYS[1], item, value)
+  out[k + 2] = value
+end
+redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+out[1] = tostring(before)
+return out
+"""
+
+
+def _keys(cache: Cache, tenant: str, model_id: int) -> tuple[str, str]:
+    return cache.key("item-offsets", tenant, str(model_id)), cache.key("item-offsets-version", tenant, str(model_id))
+
+
+def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | None = None) -> None:
+    """Bring the model's offsets up to Redis's when SYNC_S has passed since the last check and the
+    version has moved."""
+    now = time.monotonic() if now is None else now
+    if cache is None or model.item_attempts is None or now - model.offsets_checked < SYNC_S:
+        return
+    model.offsets_checked = now
+    table, version_key = _keys(cache, tenant, model.model_id)
+    try:
+        version = int(cache.client.get(version_key) or 0)
+        if version == model.offsets_version:
+            return
+        held = cache.client.hgetall(table)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("item offsets not read (the last read keep serving): %s", exc)
+        return
+    offsets, new = np.zeros(len(model.item_ids)), {}
+    for item, value in held.items():
+        item, delta = item.decode(), float(value.split(b" ", 1)[0])
+        row = model.index.get(item)
+        if row is None:
+            new[item] = delta
+        else:
+            offsets[row] = delta
+    model.item_offsets, model.new_item_offsets, model.offsets_version = offsets, new, version
+
+
+def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str], rows: np.ndarray
+                      ) -> np.ndarray | None:
+    """Each candidate's learned offset (`rows`: their rows in the model, -1 not covered), None
+    when the model has learned none."""
+    sync(ctx.cache, ctx.tenant, model)
+    offsets = model.item_offsets
+    if offsets is None:
+        return None
+    out = np.where(rows >= 0, offsets[np.maximum(rows, 0)], 0.0)
+    if model.new_item_offsets:
+        for k in np.flatnonzero(rows < 0):
+            out[k] = model.new_item_offsets.get(items[k], 0.0)
+    return out
+
+
+def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
+    """One step per new attempt (0/1 outcome) of `events` (record_interactions' `results`: only
+    the created ones) and active practice model at or above its item, in a transaction of its
+    own. Returns the steps taken. The attempts are stored already: a failure here is logged and
+    learns nothing, it never fails their ingest."""
+    try:
+        with ctx.conn:
+            return _learn(ctx, events, results)
+    except Exception:   # after the commit, nothing may turn a stored ingest into an error
+        log.exception("item offsets: nothing learned from %d events", len(events))
+        return 0
+
+
+def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
+    attempts = [e for e, (_, status) in zip(events, results)
+                if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
+    if not attempts or ctx.cache is None:
+        return 0
+    models_of: dict[str, list[int]] = {}
+    for item_id, model_id in q.fetch_tuples(ctx.conn, "practice_models_of_items", tenant=ctx.tenant,
+                                            item_ids=list({e.item_id for e in attempts})):
+        models_of.setdefault(item_id, []).append(model_id)
+    steps: dict[int, tuple[ServingModel, list]] = {}
+    for e in attempts:
+        at, before = e.occurred_at or ctx.now, None
+        for model_id in models_of.get(e.item_id, ()):
+            model = ctx.models.get(ctx.conn, ctx.tenant, model_id)
+            if model.item_attempts is None:
+                continue
+            if before is None:   # the learner's history before the attempt, newest first
+                before = [x for x in ctx.learner(e.user_id).events if x.occurred_at < at]
+            p = predicted(ctx, model, e.user_id, before, e.item_id, at)
+            steps.setdefault(model_id, (model, []))[1].append((e.item_id, e.outcome, p, prior(model, e.item_id)))
+    for model, batch in steps.values():
+        _step(ctx.cache, ctx.tenant, model, batch)
+    return sum(len(batch) for _, batch in steps.values())
+
+
+def predicted(ctx: RequestContext, model: ServingModel, user_id: str, events: list[hist.Event], item_id: str,
+              at: datetime) -> float:
+    """p of `item_id` for the learner with history `events` (newest first) at `at`, as
+    pipeline.score_candidates gives it (predict's path: no hybrid cover, the offsets included)."""
+    rows = model.rows([item_id])
+    h = practice_history(model, events, at)
+    p, _, _ = practice_probabilities(model, h.rows, h.outcomes, rows, model.calibration.half_life, None,
+                                     learner_prior(ctx.conn, ctx.tenant, model, user_id), h.times, h.now,
+                                     candidate_offsets(ctx, model, [item_id], rows))
+    return float(p[0])
+
+
+def prior(model: ServingModel, item_id: str) -> float:
+    """The item's prior precision in this model (item_offsets.prior_precision)."""
+    if model.offsets_spread is None:
+        z = model.calibration.a * (model.item_vectors @ model.prior_mean[:-1] + model.prior_mean[-1]
+                                   + model.item_biases) + model.calibration.b
+        model.offsets_spread = item_offsets.difficulty_spread(z)
+    row = model.index.get(item_id)
+    n = model.item_attempts[row] if row is not None else 0
+    return float(item_offsets.prior_precision(np.array([n]), model.offsets_spread, model.calibration.item_sd)[0])
+
+
+def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str, int, float, float]]) -> None:
+    table, version_key = _keys(cache, tenant, model.model_id)
+    args = [KEEP_S] + [x for item, y, p, p0 in batch for x in (item, y, repr(p), repr(p0))]
+    try:
+        out = cache.client.eval(_STEP, 2, table, version_key, *args)
+    except (redis.RedisError, OSError) as exc:
+        log.warning("item offsets not learned from %d attempts (Redis): %s", len(batch), exc)
+        return
+    before = int(out[0])
+    if before != model.offsets_version:    # another worker stepped since this one read: read it all again
+        model.offsets_checked = float("-inf")
+        return
+    offsets = model.item_offsets if model.item_offsets is not None else np.zeros(len(model.item_ids))
+    new = dict(model.new_item_offsets)
+    for (item, _, _, _), value in zip(batch, out[1:]):
+        delta = float(value.split(b" ", 1)[0])
+        row = model.index.get(item)
+        if row is None:
+            new[item] = delta
+        else:
+            offsets[row] = delta
+    model.item_offsets, model.new_item_offsets, model.offsets_version = offsets, new, before + 1
