@@ -59,7 +59,7 @@ class ServingModel:
     feature_biases: np.ndarray | None = None
     unbuildable: set = field(default_factory=set)           # newer items none of whose tokens it knows
     foldin_start: tuple | None = None                        # engagement: engagement.foldin_start, once
-    item_attempts: np.ndarray | None = None    # practice: first attempts trained on per row (None: learns no item online)
+    item_attempts: np.ndarray | None = None    # practice: first attempts trained on, per row (None: learns none)
     # the item difficulty learned since training (app.online.item_offsets, kept current by
     # app.serving.item_learning): per row, and for items the model does not cover; None: none yet
     item_offsets: np.ndarray | None = None

@@ -151,9 +151,10 @@ def score_candidates(ctx: RequestContext, model: ServingModel | None, items: lis
     if model.objective == "practice":
         h = practice_history(model, learner.events, ctx.now)
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
+        learned = item_learning.candidate_offsets(ctx, model, items, rows)   # item difficulty since training
         p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.half_life,
                                                 explore, learner_prior(ctx.conn, ctx.tenant, model, learner.user_id),
-                                                h.times, h.now, item_learning.candidate_offsets(ctx, model, items, rows))
+                                                h.times, h.now, learned)
         return CandidateScores(p, len(h.rows), [] if len(h.rows) else ["no_history"], explored)
     return _engagement(ctx, model, rows, learner)
 
