@@ -122,7 +122,7 @@ def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str]
 
 
 def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
-    """One step per new attempt (0/1 outcome) of `events` (record_interactions' `results`: only
+    """One step per new first attempt of a learner at an item (0/1 outcome) of `events` (record_interactions' `results`: only
     the created ones) and active practice model at or above its item, in a transaction of its
     own. Returns the steps taken. The attempts are stored already: a failure here is logged and
     learns nothing, it never fails their ingest."""
@@ -152,6 +152,8 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 continue
             if before is None:   # the learner's history before the attempt, newest first
                 before = [x for x in ctx.learner(e.user_id).events if x.occurred_at < at]
+                if any(x.item_id == e.item_id and x.kind == "attempt" for x in before):
+                    break        # a repeat: the retry terms' business; an item's difficulty is its first attempts'
             p = predicted(ctx, model, e.user_id, before, e.item_id, at)
             steps.setdefault(model_id, (model, []))[1].append((e.item_id, e.outcome, p, prior(model, e.item_id)))
     for model, batch in steps.values():

@@ -3,7 +3,7 @@
     python -m bench.replay [--data PATH] [--regime all|250-learners|300-attempts|demo-few-learners|
                            demo-many-learners] [--protocol learner|production] [--json OUT]
                            [--max-test-students N] [--predictions OUT.csv.gz] [--root-only]
-                           [--no-retrain] [--no-skill-requests] [--knowledge]
+                           [--no-retrain] [--no-skill-requests] [--knowledge] [--no-item-learning]
 
 Every figure is given for dev and for test learners side by side. Learners take their role from
 the training job's own split (jobs.training.split, seed SPLIT_SEED: sha256(f"{seed}:{user_id}")
@@ -54,6 +54,11 @@ dev and test learner's first floor(n / 2) attempts, the root trained again (hold
 replayed learner is trained on); its predictions for the second halves use those learners'
 trained LightFM user vectors with the stored item vectors and calibration, beside the replay's
 own predictions and two like-for-like live fits from the first half only.
+
+Item difficulty learned between trainings (issue 25; app.serving.item_learning): after each
+replayed attempt's ingest, the replay calls `item_learning.learn` as the events route does, so
+later attempts are predicted with the items' difficulty moved by the attempts before them
+(`--no-item-learning`: the models as trained, for the comparison).
 
 `--knowledge` (issue 26): before each replayed attempt that is the learner's first at its item,
 the knowledge of the item's skill units is asked as GET /v1/users/{id}/knowledge?units=<the
@@ -109,6 +114,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--knowledge", action="store_true",
                         help="also ask the knowledge of the item's skills before each first attempt at an item "
                              "and score it against the outcome (issue 26)")
+    parser.add_argument("--no-item-learning", action="store_true",
+                        help="serve the models as trained: no item difficulty learned from the replayed attempts "
+                             "(app.serving.item_learning; on, as in the service, by default)")
     parser.add_argument("--predictions", type=Path,
                         help="also write every replayed attempt with each method's p here (.csv or .csv.gz)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -122,11 +130,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run(data: Path | None, max_test_students: int | None = None, retrain: bool = True, progress: bool = False,
         train_all_units: bool = True, predictions: Path | None = None, regime: str = "all",
-        protocol: str = "learner", skill_requests: bool = True, knowledge: bool = False) -> dict:
+        protocol: str = "learner", skill_requests: bool = True, knowledge: bool = False,
+        learn_items: bool = True) -> dict:
     """The whole replay: prepare the rows, measure the baselines and the service, report."""
     started = time.perf_counter()
     plan = prepare(data, max_test_students, retrain, progress, train_all_units, regime, protocol, skill_requests,
-                   knowledge)
+                   knowledge, learn_items)
     result = described(plan)
     blocks: dict[str, dict] = {role: {} for role in ROLES}
     p_base, best = measure_baselines(plan, result, blocks)
@@ -163,6 +172,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     result = run(args.data, args.max_test_students, retrain=not args.no_retrain, progress=not args.quiet,
                  train_all_units=not args.root_only, predictions=args.predictions, regime=args.regime,
-                 protocol=args.protocol, skill_requests=not args.no_skill_requests, knowledge=args.knowledge)
+                 protocol=args.protocol, skill_requests=not args.no_skill_requests, knowledge=args.knowledge,
+                 learn_items=not args.no_item_learning)
     emit(result, args.json)
     return 0

@@ -145,7 +145,7 @@ def replay_roles(plan: Plan, settings, workdir: Path, result: dict, blocks: dict
             for role in ROLES:
                 asked = knowledge_requests(plan.rows[role], plan.skills_of) if plan.knowledge else None
                 p_service[role], p_skill[role], blocks[role]["replay"], known = replay_service(
-                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress, asked)
+                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress, asked, plan.learn_items)
                 if known is not None:
                     plan.known[role] = known
             with conn:

@@ -60,6 +60,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     served = {"own": 0, "ancestor": 0, "none": 0}    # which model answered each skill request
     known: dict[str, list] = {"row": [], "unit": [], "rank": [], "p": [], "attempts": []}
     knowledge_s: list[float] = []
+    steps = 0                    # item-difficulty steps taken (one per attempt and model above its item)
     t_report = time.perf_counter()
     for k in range(len(test)):
         t0 = time.perf_counter()
@@ -99,7 +100,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
         results = record_interactions(conn, DEFAULT, cache, [event])
         if learn_items:   # as the events route: the item's difficulty learned from the attempt
-            item_learning.learn(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
+            steps += item_learning.learn(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
                                 [event], results)
         t2 = time.perf_counter()
         predict_s[k], ingest_s[k] = t1 - t0, t2 - t1 - asked_s
@@ -110,7 +111,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     timing = {"attempts": len(test), "seconds": round(float(predict_s.sum() + ingest_s.sum()), 1),
               "predict_ms": _ms(predict_s), "ingest_ms": _ms(ingest_s),
               "history_rows_mean": round(float(history_rows.mean()), 1) if len(test) else None,
-              "fallbacks": fallbacks}
+              "fallbacks": fallbacks, "item_learning_steps": steps if learn_items else None}
     if p_skill is not None:    # predict_ms then times both requests
         timing["skill_requests"] = {"served_by_the_skills_own_model": served["own"],
                                     "served_by_an_ancestors_model": served["ancestor"], "no_model": served["none"],
