@@ -5,8 +5,8 @@ Learning: after an ingest commits (`learn`, called by the events routes and by b
 record_interactions), each new attempt is predicted as POST /v1/predictions would have predicted
 it just before it (the learner's history before the attempt, the offsets so far) by every active
 practice model at or above the item's units, and that model's belief about the item takes one
-step in Redis: a hash per (tenant, model) of item -> "delta precision", changed by one Lua script
-per batch, so two workers' steps on one item never interleave; the hash's version counter says
+step in Redis: a hash per (tenant, model identity) of item -> "delta precision", changed by a Lua
+script, so two workers' steps on one item never interleave; the hash's version counter says
 it changed. A model trained before item_attempts were stored learns nothing.
 
 Serving: each worker keeps each model's offsets as an array beside its rows (ServingModel.
@@ -75,8 +75,10 @@ return out
 """
 
 
-def _keys(cache: Cache, tenant: str, model_id: int) -> tuple[str, str]:
-    return cache.key("item-offsets", tenant, str(model_id)), cache.key("item-offsets-version", tenant, str(model_id))
+def _keys(cache: Cache, tenant: str, model: ServingModel) -> tuple[str, str]:
+    """The model's hash and version counter, named by its identity (id and training time), so a
+    database restored or reset never meets another model's offsets under a reused id."""
+    return cache.key("item-offsets", tenant, model.identity), cache.key("item-offsets-version", tenant, model.identity)
 
 
 def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | None = None) -> None:
@@ -86,7 +88,7 @@ def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | Non
     if cache is None or model.item_attempts is None or now - model.offsets_checked < SYNC_S:
         return
     model.offsets_checked = now
-    table, version_key = _keys(cache, tenant, model.model_id)
+    table, version_key = _keys(cache, tenant, model)
     try:
         version = int(cache.client.get(version_key) or 0)
         if version == model.offsets_version:
@@ -122,10 +124,10 @@ def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str]
 
 
 def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
-    """One step per new first attempt of a learner at an item (0/1 outcome) of `events` (record_interactions' `results`: only
-    the created ones) and active practice model at or above its item, in a transaction of its
-    own. Returns the steps taken. The attempts are stored already: a failure here is logged and
-    learns nothing, it never fails their ingest."""
+    """One step per new first attempt of a learner at an item (0/1 outcome) among `events`
+    (record_interactions' `results` say which were created) and active practice model at or
+    above its item, in a transaction of its own. Returns the steps taken. The attempts are
+    stored already: a failure here is logged and learns nothing, it never fails their ingest."""
     try:
         with ctx.conn:
             return _learn(ctx, events, results)
@@ -143,7 +145,7 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
     for item_id, model_id in q.fetch_tuples(ctx.conn, "practice_models_of_items", tenant=ctx.tenant,
                                             item_ids=list({e.item_id for e in attempts})):
         models_of.setdefault(item_id, []).append(model_id)
-    steps: dict[int, tuple[ServingModel, list]] = {}
+    steps = 0
     for e in attempts:
         at, before = e.occurred_at or ctx.now, None
         for model_id in models_of.get(e.item_id, ()):
@@ -155,10 +157,9 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 if any(x.item_id == e.item_id and x.kind == "attempt" for x in before):
                     break        # a repeat: the retry terms' business; an item's difficulty is its first attempts'
             p = predicted(ctx, model, e.user_id, before, e.item_id, at)
-            steps.setdefault(model_id, (model, []))[1].append((e.item_id, e.outcome, p, prior(model, e.item_id)))
-    for model, batch in steps.values():
-        _step(ctx.cache, ctx.tenant, model, batch)
-    return sum(len(batch) for _, batch in steps.values())
+            # one attempt at a time, so the next one's p sees this step (as a replay predicting each would)
+            steps += _step(ctx.cache, ctx.tenant, model, [(e.item_id, e.outcome, p, prior(model, e.item_id))])
+    return steps
 
 
 def predicted(ctx: RequestContext, model: ServingModel, user_id: str, events: list[hist.Event], item_id: str,
@@ -184,18 +185,20 @@ def prior(model: ServingModel, item_id: str) -> float:
     return float(item_offsets.prior_precision(np.array([n]), model.offsets_spread, model.calibration.item_sd)[0])
 
 
-def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str, int, float, float]]) -> None:
-    table, version_key = _keys(cache, tenant, model.model_id)
+def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str, int, float, float]]) -> bool:
+    """The batch's steps in Redis, and in this worker's copy when it was current; False when
+    Redis did not take them."""
+    table, version_key = _keys(cache, tenant, model)
     args = [KEEP_S] + [x for item, y, p, p0 in batch for x in (item, y, repr(p), repr(p0))]
     try:
         out = cache.client.eval(_STEP, 2, table, version_key, *args)
     except (redis.RedisError, OSError) as exc:
         log.warning("item offsets not learned from %d attempts (Redis): %s", len(batch), exc)
-        return
+        return False
     before = int(out[0])
     if before != model.offsets_version:    # another worker stepped since this one read: read it all again
         model.offsets_checked = float("-inf")
-        return
+        return True
     offsets = model.item_offsets if model.item_offsets is not None else np.zeros(len(model.item_ids))
     new = dict(model.new_item_offsets)
     for (item, _, _, _), value in zip(batch, out[1:]):
@@ -206,3 +209,4 @@ def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str,
         else:
             offsets[row] = delta
     model.item_offsets, model.new_item_offsets, model.offsets_version = offsets, new, before + 1
+    return True

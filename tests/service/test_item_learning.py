@@ -1,0 +1,206 @@
+"""Item difficulty learned between trainings (issue 25): the numbers (app.online.item_offsets), the
+Redis step (app.serving.item_learning) and the service that learns from its events routes and
+serves what every worker learned, against real Postgres and Redis; bench.replay's replay applies
+the same steps as the API."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.catalogue import catalog
+from app.catalogue.ingest import ingest_interactions
+from app.catalogue.records import Interaction, Item, Unit
+from app.infra.cache import Cache
+from app.model import store as modelstore
+from app.model.artifact import Calibration, Embedding, ModelArtifact
+from app.model.store import StoredModel
+from app.online import item_offsets
+from app.online.scoring import ServingModel
+from app.serving import item_learning
+from app.serving.model_cache import ModelCache
+from app.serving.recommend import RequestContext, predict
+from bench.replay.setup import ROOT, attempt_time
+
+BIASES = np.array([1.0, 0.5, 0.0, -0.5, 1.0, 0.5, 0.0, -0.5])   # the model's (calibrated) logit of each item
+KNOWN, NEW = ("k0", "k1", "k2", "k3"), ("n0", "n1", "n2", "n3")  # trained on 5,000 attempts each / on none
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def course_artifact(item_sd: float | None = 0.3) -> ModelArtifact:
+    n = len(BIASES)
+    embedding = Embedding([*KNOWN, *NEW], np.zeros((n, 1)), BIASES, np.zeros(2), np.diag([0.01, 0.25]))
+    return ModelArtifact(embedding, Calibration("platt", 1.0, 0.0, item_sd=item_sd),
+                         item_attempts=np.array([5000] * 4 + [0] * 4))
+
+
+# ---- the numbers -----------------------------------------------------------------------------------
+def test_the_prior_is_the_models_error_plus_what_training_left_unknown():
+    p0 = item_offsets.prior_precision(np.array([0, 10, 100, 10_000]), spread=1.5, item_sd=0.3)
+    assert np.all(np.diff(p0) > 0)                                       # more attempts, a firmer prior
+    np.testing.assert_allclose(1 / p0[0], 0.09 + 1.5)                    # never seen: the whole spread
+    assert 1 / p0[-1] == pytest.approx(0.09, abs=0.001)                   # well known: the model's own error
+    assert item_offsets.prior_precision(np.array([0]), 2.0, None)[0] == pytest.approx(0.5)
+    assert item_offsets.difficulty_spread(np.array([0.3])) == 1.0
+
+
+def test_the_steps_find_an_items_true_offset():
+    rng = np.random.default_rng(3)
+    for true in (-1.5, 0.0, 0.8):
+        delta, precision = 0.0, float(item_offsets.prior_precision(np.array([0]), 1.0, 0.3)[0])
+        for z in rng.normal(0.5, 1.0, 3000):                # learners' logits on the item as the model has it
+            p = 1 / (1 + np.exp(-(z + delta)))
+            y = float(rng.random() < 1 / (1 + np.exp(-(z + true))))
+            delta, precision = item_offsets.update(delta, precision, y, p)
+        assert delta == pytest.approx(true, abs=0.12)
+        assert 1 / np.sqrt(precision) < 0.05
+
+
+def test_the_redis_step_is_the_numpy_step(servers, redis_prefix):
+    cache = Cache(servers[1], prefix=redis_prefix)
+    model = course_model_served(cache)
+    rng = np.random.default_rng(1)
+    batch = [(f"n{k % 4}", int(rng.random() < 0.4), float(rng.uniform(0.2, 0.9)), 0.7) for k in range(40)]
+    item_learning._step(cache, "default", model, batch)
+    expected: dict[str, tuple[float, float]] = {}
+    for item, y, p, p0 in batch:
+        expected[item] = item_offsets.update(*expected.get(item, (0.0, p0)), y, p)
+    held = cache.client.hgetall(item_learning._keys(cache, "default", model)[0])
+    for item, (delta, precision) in expected.items():
+        got = [float(x) for x in held[item.encode()].split()]
+        np.testing.assert_allclose(got, [delta, precision], rtol=0, atol=1e-12)
+        assert model.item_offsets[model.index[item]] == pytest.approx(delta, abs=1e-12)   # this worker has it at once
+    cache.close()
+
+
+def course_model_served(cache):
+    return ServingModel.from_stored(StoredModel(77, "course", "practice", "mf", "default", course_artifact()))
+
+
+# ---- the service -------------------------------------------------------------------------------------
+@pytest.fixture
+def course(app, conn):
+    with conn:
+        catalog.upsert_units(conn, "default", [Unit(unit_id=ROOT, children=["chapter"]), Unit(unit_id="chapter")])
+        catalog.upsert_items(conn, "default", [Item(item_id=i, units=["chapter"]) for i in (*KNOWN, *NEW, "later")])
+        model_id = modelstore.save_model(conn, "default", course_artifact(),
+                                         modelstore.ModelMeta(ROOT, "practice", "mf"))
+        modelstore.activate(conn, "default", model_id)
+    return model_id
+
+
+def attempts(users: list[str], item: str, outcome: int, start: datetime = T0) -> dict:
+    return {"interactions": [{"event_id": f"{u}-{item}-{start.isoformat()}", "user_id": u, "item_id": item,
+                              "kind": "attempt", "outcome": outcome,
+                              "occurred_at": (start + timedelta(minutes=k)).isoformat()} for k, u in enumerate(users)]}
+
+
+def p_of(client, auth, user: str, items: list[str]) -> dict[str, float]:
+    r = client.post("/v1/predictions", json={"user_id": user, "units": [ROOT], "item_ids": items}, headers=auth)
+    assert r.status_code == 200, r.get_json()
+    return {i["item_id"]: i["p"] for i in r.get_json()["items"]}
+
+
+def test_a_cohort_failing_a_new_item_makes_it_hard_for_the_next_learner(app, client, auth, course):
+    before = p_of(client, auth, "fresh", [*KNOWN, *NEW, "later"])
+    assert before["n0"] == pytest.approx(1 / (1 + np.exp(-1.0)), abs=0.02)    # as trained: an easy item
+    cohorts = {item: [f"{item}-learner{k}" for k in range(30)] for item in ("n0", "k0", "later")}   # all new
+    for hours, (item, cohort) in enumerate(cohorts.items()):
+        r = client.post("/v1/interactions", json=attempts(cohort, item, 0, T0 + timedelta(hours=hours)), headers=auth)
+        assert r.status_code == 201
+    after = p_of(client, auth, "fresh", [*KNOWN, *NEW, "later"])
+    # a learner without history is predicted at sigmoid(the item's logit + its offset so far)
+    for item, n in (("n0", 0), ("k0", 5000), ("later", 0)):
+        z = BIASES[0] if item != "later" else BIASES.mean()      # "later": the average item
+        delta, precision = 0.0, float(item_offsets.prior_precision(np.array([n]), np.var(BIASES), 0.3)[0])
+        for _ in cohorts[item]:
+            delta, precision = item_offsets.update(delta, precision, 0.0, 1 / (1 + np.exp(-(z + delta))))
+        assert after[item] == pytest.approx(1 / (1 + np.exp(-(z + delta))), abs=1e-6)   # the API rounds p
+    assert after["n0"] < before["n0"] - 0.4          # 30 failures on an item the model never saw: now a hard one
+    # the same on an item trained on 5,000 attempts: it moves by the model's own error (item_sd), less
+    assert 0 < before["k0"] - after["k0"] < before["n0"] - after["n0"]
+    assert after["later"] < before["later"] - 0.3    # an item newer than the model learns too
+    for item in ("k1", "k2", "n1", "n2"):             # nobody attempted these since training
+        assert after[item] == pytest.approx(before[item], abs=1e-9)
+
+
+def test_every_worker_serves_what_one_learned_and_repeats_teach_nothing(app, client, auth, conn, course):
+    services = app.extensions["adaptrec"]
+    client.post("/v1/interactions", json=attempts([f"c{k}" for k in range(20)], "n1", 1), headers=auth)
+    other = ModelCache()      # another worker's models: it reads the offsets from Redis
+    with conn:
+        mine = predict(RequestContext(conn, "default", services.cache, services.models), "fresh", [ROOT], ["n1"])
+        theirs = predict(RequestContext(conn, "default", services.cache, other), "fresh", [ROOT], ["n1"])
+    assert mine.as_json()["items"][0]["p"] == pytest.approx(theirs.as_json()["items"][0]["p"], abs=1e-12)
+    assert mine.as_json()["items"][0]["p"] > 1 / (1 + np.exp(-0.5)) + 0.1
+    with conn:
+        key = item_learning._keys(services.cache, "default", services.models.get(conn, "default", course))[0]
+    held = services.cache.client.hget(key, "n1")
+    again = attempts([f"c{k}" for k in range(20)], "n1", 0, T0 + timedelta(days=1))   # the same learners, again
+    assert client.post("/v1/interactions", json=again, headers=auth).status_code == 201
+    assert services.cache.client.hget(key, "n1") == held
+
+
+def test_a_new_training_starts_from_its_own_knowledge(app, client, auth, conn, course):
+    client.post("/v1/interactions", json=attempts([f"c{k}" for k in range(30)], "n2", 0), headers=auth)
+    learned = p_of(client, auth, "fresh", ["n2"])["n2"]
+    with conn:
+        retrained = modelstore.save_model(conn, "default", course_artifact(),
+                                          modelstore.ModelMeta(ROOT, "practice", "mf"))
+        modelstore.activate(conn, "default", retrained)
+    app.extensions["adaptrec"].models.clear()
+    assert learned < 0.3
+    assert p_of(client, auth, "fresh", ["n2"])["n2"] == pytest.approx(0.5, abs=1e-6)   # bias 0, as trained
+
+
+def test_without_redis_the_attempts_are_stored_and_nothing_is_learned(app, conn, course):
+    services = app.extensions["adaptrec"]
+    down = Cache("redis://127.0.0.1:1/0", timeout_s=0.05)
+    events = [Interaction(event_id="e1", user_id="u1", item_id="n3", kind="attempt", outcome=1, occurred_at=T0)]
+    with conn:
+        results = ingest_interactions(conn, "default", events)
+    ctx = RequestContext(conn, "default", down, services.models)
+    assert item_learning.learn(ctx, events, results) == 0
+    assert item_learning.learn(RequestContext(conn, "default", services.cache, services.models), events, results) == 1
+    down.close()
+
+
+def test_a_model_trained_before_item_attempts_were_stored_learns_nothing(app, client, auth, conn):
+    with conn:
+        catalog.upsert_units(conn, "default", [Unit(unit_id=ROOT)])
+        catalog.upsert_items(conn, "default", [Item(item_id=i, units=[ROOT]) for i in (*KNOWN, *NEW)])
+        old = replace(course_artifact(), item_attempts=None)
+        modelstore.activate(conn, "default", modelstore.save_model(conn, "default", old,
+                                                                   modelstore.ModelMeta(ROOT, "practice", "mf")))
+    before = p_of(client, auth, "fresh", ["n0"])["n0"]
+    client.post("/v1/interactions", json=attempts([f"c{k}" for k in range(30)], "n0", 0), headers=auth)
+    assert p_of(client, auth, "fresh", ["n0"])["n0"] == pytest.approx(before, abs=1e-12)
+
+
+def test_the_replay_takes_the_steps_the_api_takes(app, client, auth, conn, course):
+    """bench.replay predicts then ingests and learns, attempt by attempt, as a platform calling the
+    API would: the same p for every attempt."""
+    from bench.replay.service import replay_service
+
+    rng = np.random.default_rng(5)
+    rows = [(f"r{k % 6}", int(seq), str(rng.choice([*KNOWN, *NEW])), int(rng.random() < 0.5))
+            for k, seq in enumerate(range(1, 61))]
+    frame = pd.DataFrame(rows, columns=["user_id", "seq", "problem_id", "correct"])
+    services = app.extensions["adaptrec"]
+    replayed, _, timing, _ = replay_service(conn, services.cache, services.models, frame)
+    assert timing["item_learning_steps"] > 10
+    with conn:   # the same sequence through the API, for other learners on a fresh model and a fresh hash
+        retrained = modelstore.save_model(conn, "default", course_artifact(),
+                                          modelstore.ModelMeta(ROOT, "practice", "mf"))
+        modelstore.activate(conn, "default", retrained)
+    services.models.clear()
+    through_api = []
+    for user, seq, item, y in rows:
+        through_api.append(p_of(client, auth, f"api-{user}", [item])[item])
+        body = {"event_id": f"api-{user}-{seq}", "user_id": f"api-{user}", "item_id": item, "kind": "attempt",
+                "outcome": y, "occurred_at": attempt_time(seq).isoformat()}
+        assert client.post("/v1/interactions", json=body, headers=auth).status_code == 201
+    np.testing.assert_allclose(replayed, through_api, atol=1e-12)
