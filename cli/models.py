@@ -17,9 +17,10 @@ def cmd_models(args) -> int:
     from app.model import store as modelstore
     from jobs.training.job import HEADLINE_METRIC
 
-    with database() as (_, conn):
+    with database() as (settings, conn):
         known_tenant(conn, args.tenant, "models")
         rows = modelstore.list_models(conn, args.tenant, include_retired=args.all)
+        learned = _learned(settings, args.tenant, rows) if args.verbose else {}
     if not rows:
         print(f"no models yet in tenant {args.tenant!r}; run `adaptrec train --all`")
         return 0
@@ -36,9 +37,36 @@ def cmd_models(args) -> int:
               f"{key:<15} {_num(model_v):>7} {_num(base_v):>9} {r['trained_at']:%Y-%m-%d %H:%M}"
               + (f"  (baseline: {base_name})" if args.verbose and base_name else ""))
         if args.verbose:
-            for line in choice_lines(m):
+            for line in choice_lines(m) + learned.get(r["model_id"], []):
                 print(f"{'':>8}{line}")
     return 0
+
+
+def _learned(settings, tenant: str, rows: list[dict]) -> dict[int, list[str]]:
+    """Per active practice model, a line on the item difficulty it has learned since training
+    (app.serving.item_learning), read from Redis; a line saying so when Redis does not answer."""
+    import redis
+
+    from app.infra.cache import Cache
+    from app.model.store import model_identity
+    from app.serving import item_learning
+
+    cache = Cache(settings.redis_url, settings.redis_prefix, timeout_s=2.0)
+    out = {}
+    try:
+        for r in rows:
+            if r["objective"] != "practice" or r["status"] != "active":
+                continue
+            try:
+                n, top = item_learning.learned(cache, tenant, model_identity(r["model_id"], r["trained_at"]))
+            except (redis.RedisError, OSError) as exc:
+                out[r["model_id"]] = [f"items learned since training: unknown (Redis: {exc})"]
+                continue
+            moved = ", ".join(f"{item} {delta:+.2f} (sd {sd:.2f})" for item, delta, sd in top)
+            out[r["model_id"]] = [f"items learned since training: {n}" + (f"; most moved: {moved}" if n else "")]
+    finally:
+        cache.close()
+    return out
 
 
 def choice_lines(metrics: dict) -> list[str]:

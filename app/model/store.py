@@ -120,6 +120,16 @@ class StoredModel:
     metrics: dict = field(default_factory=dict)
     trained_at: object = None
 
+    @property
+    def identity(self) -> str:
+        return model_identity(self.model_id, self.trained_at)
+
+
+def model_identity(model_id: int, trained_at) -> str:
+    """The model's id and training time: unique even when a database reset or restored gives an
+    id again (what names its state kept outside Postgres, e.g. app.serving.item_learning's)."""
+    return str(model_id) if trained_at is None else f"{model_id}@{trained_at.timestamp():.6f}"
+
 
 OBJECTIVES = ("practice", "engagement")
 

@@ -67,7 +67,7 @@ class ServingModel:
     offsets_version: int = 0
     offsets_checked: float = float("-inf")
     offsets_spread: float | None = None    # item_offsets.difficulty_spread, once
-    identity: str = ""     # the stored model's id and training time: unique even across a database restored or reset
+    identity: str = ""     # app.model.store.model_identity: unique even across a database restored or reset
 
     @classmethod
     def from_stored(cls, stored) -> ServingModel:
@@ -78,8 +78,7 @@ class ServingModel:
                 vectors, np.asarray(e.item_biases, dtype=np.float64), np.asarray(e.prior_mean, dtype=np.float64),
                 np.linalg.inv(np.asarray(e.prior_cov, dtype=np.float64)), a.calibration, a.blend)
         m.index = {item_id: i for i, item_id in enumerate(e.item_ids)}
-        trained_at = getattr(stored, "trained_at", None)
-        m.identity = str(stored.model_id) if trained_at is None else f"{stored.model_id}@{trained_at.timestamp():.6f}"
+        m.identity = stored.identity
         m.unit_vectors = normalised(vectors)
         m.mean_vector = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1])
         m.mean_bias = float(m.item_biases.mean()) if len(vectors) else 0.0

@@ -75,10 +75,20 @@ return out
 """
 
 
-def _keys(cache: Cache, tenant: str, model: ServingModel) -> tuple[str, str]:
-    """The model's hash and version counter, named by its identity (id and training time), so a
-    database restored or reset never meets another model's offsets under a reused id."""
-    return cache.key("item-offsets", tenant, model.identity), cache.key("item-offsets-version", tenant, model.identity)
+def _keys(cache: Cache, tenant: str, identity: str) -> tuple[str, str]:
+    """A model's hash and version counter, named by its identity (app.model.store.model_identity:
+    id and training time), so a database restored or reset never meets another model's offsets
+    under a reused id."""
+    return cache.key("item-offsets", tenant, identity), cache.key("item-offsets-version", tenant, identity)
+
+
+def learned(cache: Cache, tenant: str, identity: str, top: int = 3) -> tuple[int, list[tuple[str, float, float]]]:
+    """What a model has learned since training, for operators (`adaptrec models -v`): how many
+    items moved, and the `top` that moved most as (item, offset in logits, its sd)."""
+    held = cache.client.hgetall(_keys(cache, tenant, identity)[0])
+    rows = [(item.decode(), *(float(x) for x in value.split(b" ", 1))) for item, value in held.items()]
+    rows.sort(key=lambda r: -abs(r[1]))
+    return len(rows), [(item, delta, precision ** -0.5) for item, delta, precision in rows[:top]]
 
 
 def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | None = None) -> None:
@@ -88,7 +98,7 @@ def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | Non
     if cache is None or model.item_attempts is None or now - model.offsets_checked < SYNC_S:
         return
     model.offsets_checked = now
-    table, version_key = _keys(cache, tenant, model)
+    table, version_key = _keys(cache, tenant, model.identity)
     try:
         version = int(cache.client.get(version_key) or 0)
         if version == model.offsets_version:
@@ -188,7 +198,7 @@ def prior(model: ServingModel, item_id: str) -> float:
 def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str, int, float, float]]) -> bool:
     """The batch's steps in Redis, and in this worker's copy when it was current; False when
     Redis did not take them."""
-    table, version_key = _keys(cache, tenant, model)
+    table, version_key = _keys(cache, tenant, model.identity)
     args = [KEEP_S] + [x for item, y, p, p0 in batch for x in (item, y, repr(p), repr(p0))]
     try:
         out = cache.client.eval(_STEP, 2, table, version_key, *args)

@@ -68,7 +68,7 @@ def test_the_redis_step_is_the_numpy_step(servers, redis_prefix):
     expected: dict[str, tuple[float, float]] = {}
     for item, y, p, p0 in batch:
         expected[item] = item_offsets.update(*expected.get(item, (0.0, p0)), y, p)
-    held = cache.client.hgetall(item_learning._keys(cache, "default", model)[0])
+    held = cache.client.hgetall(item_learning._keys(cache, "default", model.identity)[0])
     for item, (delta, precision) in expected.items():
         got = [float(x) for x in held[item.encode()].split()]
         np.testing.assert_allclose(got, [delta, precision], rtol=0, atol=1e-12)
@@ -137,7 +137,7 @@ def test_every_worker_serves_what_one_learned_and_repeats_teach_nothing(app, cli
     assert mine.as_json()["items"][0]["p"] == pytest.approx(theirs.as_json()["items"][0]["p"], abs=1e-12)
     assert mine.as_json()["items"][0]["p"] > 1 / (1 + np.exp(-0.5)) + 0.1
     with conn:
-        key = item_learning._keys(services.cache, "default", services.models.get(conn, "default", course))[0]
+        key = item_learning._keys(services.cache, "default", services.models.get(conn, "default", course).identity)[0]
     held = services.cache.client.hget(key, "n1")
     again = attempts([f"c{k}" for k in range(20)], "n1", 0, T0 + timedelta(days=1))   # the same learners, again
     assert client.post("/v1/interactions", json=again, headers=auth).status_code == 201
@@ -204,3 +204,19 @@ def test_the_replay_takes_the_steps_the_api_takes(app, client, auth, conn, cours
                 "outcome": y, "occurred_at": attempt_time(seq).isoformat()}
         assert client.post("/v1/interactions", json=body, headers=auth).status_code == 201
     np.testing.assert_allclose(replayed, through_api, atol=1e-12)
+
+
+def test_the_models_command_says_what_each_model_learned(app, client, auth, course, db_url, redis_url, redis_prefix,
+                                                         monkeypatch, capsys):
+    from cli.main import main
+
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_PREFIX", redis_prefix)
+    assert main(["models", "-v"]) == 0
+    assert "items learned since training: 0" in capsys.readouterr().out
+    client.post("/v1/interactions", json=attempts([f"c{k}" for k in range(10)], "n3", 0), headers=auth)
+    client.post("/v1/interactions", json=attempts([f"c{k}" for k in range(10)], "k3", 1), headers=auth)
+    assert main(["models", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "items learned since training: 2; most moved: n3 -" in out and ", k3 +" in out
