@@ -29,7 +29,8 @@ import scipy.sparse as sp
 
 from app.online import learning
 from app.online.fit import posterior_precision, recency_weights, score, sigmoid, skill_offsets
-from app.online.scoring import ServingModel, practice_probabilities, previous_outcomes
+from app.online.rows import Attempted, RowIndex, attempted
+from app.online.scoring import CandidateRows, ServingModel, practice_probabilities, previous_outcomes
 
 if TYPE_CHECKING:
     from app.model.artifact import LearningTerms
@@ -97,13 +98,14 @@ def _posterior(model: ServingModel, theta: np.ndarray, h_rows: np.ndarray, h_out
     return H, precision
 
 
-def _slopes(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _slopes(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, rows: np.ndarray,
+            found: Attempted | None = None) -> np.ndarray:
     """c = dz/draw of each row: the calibration's slope plus the retry slope of the learner's
-    previous outcome there. (k,)"""
+    previous outcome there; `found`: the rows the learner attempted, when known. (k,)"""
     slope = np.full(len(rows), float(model.calibration.a))
     retry = model.calibration.retry
     if retry is not None:
-        previous = previous_outcomes(h_rows, h_out, rows)
+        previous = previous_outcomes(h_rows, h_out, rows, found)
         slope += np.where(previous == 0, retry.slope_after_mistake,
                           np.where(previous == 1, retry.slope_after_success, 0.0))
     return slope
@@ -141,15 +143,17 @@ def population_logits(model: ServingModel, cand_rows: np.ndarray) -> np.ndarray:
     return model.calibration.a * raw + model.calibration.b
 
 
-def item_error_sd(model: ServingModel, z: np.ndarray, cand_rows: np.ndarray) -> np.ndarray:
+def item_error_sd(model: ServingModel, z: np.ndarray, cand_rows: np.ndarray,
+                  population: np.ndarray | None = None) -> np.ndarray:
     """The sd of the model's error on each candidate item that every learner shares (the
     calibration's item_sd and item_slope_sd, measured by the nightly job on dev learners), for a
     learner whose calibrated logit there is `z`: it grows with their distance from the population's
-    logit on the item. Zeros for a model stored without them. (k,)"""
+    logit on the item (`population`: population_logits of cand_rows, when known). Zeros for a model
+    stored without them. (k,)"""
     c = model.calibration
     if c.item_sd is None:
         return np.zeros(len(z))
-    distance = z - population_logits(model, cand_rows)
+    distance = z - (population_logits(model, cand_rows) if population is None else population)
     return np.sqrt(c.item_sd ** 2 + (c.item_slope_sd or 0.0) ** 2 * distance * distance)
 
 
@@ -173,7 +177,8 @@ def due_in_days(block: LearningTerms | None, z: np.ndarray, x_now: np.ndarray, r
     end = np.maximum(np.expm1(hi[col("skill_days_away")]) - since_skill, np.expm1(hi[col("days_away")]) - since_any)
     steps = np.expm1(np.linspace(0.0, 1.0, GRID)[None, :] * np.log1p(np.maximum(end - start, 0.0))[:, None])
     days = start[:, None] + steps                                             # (k, GRID), from start to end
-    z_grid = base[:, None] + learning.terms(block, learning.later(x_now, days))
+    forecast = learning.Forecast(block, x_now)
+    z_grid = base[:, None] + forecast.terms(days)
     below = z_grid < threshold[:, None]
     found = below.any(axis=1) & practised
     first = np.argmax(below, axis=1)
@@ -181,7 +186,7 @@ def due_in_days(block: LearningTerms | None, z: np.ndarray, x_now: np.ndarray, r
     lo, up = days[rows, np.maximum(first - 1, 0)], days[rows, first]
     for _ in range(REFINE):   # the crossing between the last time above and the first below
         mid = 0.5 * (lo + up)
-        under = base + learning.terms(block, learning.later(x_now, mid[:, None]))[:, 0] < threshold
+        under = base + forecast.terms(mid[:, None])[:, 0] < threshold
         up, lo = np.where(under, mid, up), np.where(under, lo, mid)
     out[found] = np.where(first == 0, start, up)[found]
     return out
@@ -210,9 +215,91 @@ def estimate(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, cand_ro
     return Estimates(p, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)
 
 
-def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, unit_rows: list[np.ndarray],
-                   typical: np.ndarray, review: np.ndarray, h_times: np.ndarray | None = None,
-                   now: float | None = None, prior_mean: np.ndarray | None = None) -> Estimates:
+@dataclass(frozen=True, eq=False)
+class UnitLayout:
+    """What estimate_units needs of a list of units under one model that does not depend on the
+    learner, made once (app.serving.knowledge.KnowledgePlan keeps it per model and unit list): the
+    units' distinct rows and where each unit's items sit among them, the sparse matrices that
+    average over a unit's items, and the unit's items grouped by skill (the learning terms move
+    every item of a skill alike as time passes, and the skill offset is per skill). Building these
+    on every request (np.unique, sparse matrices, row gathers over 8,000 items of a 20-skill unit)
+    and evaluating every item's forecast through (k, F) feature rows were most of the endpoint's
+    time (docs/benchmarks-log.md, issue 26's cost).
+
+    Entries: each unit's rows, one unit after another (N in all); groups: the distinct (unit, skill)
+    pairs of the entries (skill -1: none, or an item the model does not cover)."""
+    typical: np.ndarray             # (K,) each unit's typical row (the due time's forecast)
+    laid: CandidateRows             # the R distinct rows (-1 first when any), skills, RowIndex; no vectors
+    n_items: int                    # the model's item count it was made at (a hybrid model grows)
+    sizes: np.ndarray               # (K,) entries per unit
+    starts: np.ndarray              # (K,) each unit's first entry
+    unit_of: np.ndarray             # (N,) each entry's unit
+    inverse: np.ndarray             # (N,) each entry's position among the R rows
+    mean_of: sp.csr_matrix          # (K, R) 1/size at each of a unit's rows (summed over duplicates): P = mean_of @ p
+    square_of: sp.csr_matrix        # (K, R) 1/size^2 likewise: sum over a unit's entries of v / size^2
+    covered_of: sp.csr_matrix       # (K, n_items) mean_of's covered rows, on the model's rows
+    uncovered: np.ndarray           # (K,) mean_of's weight of the uncovered row (-1; 0 when none)
+    nonzero_row: np.ndarray         # covered_of's stored values: each one's position among the R rows
+    group_of: np.ndarray            # (N,) each entry's group
+    group_unit: np.ndarray          # (Q,) each group's unit
+    group_skill: np.ndarray         # (Q,) its skill (-1 none)
+    group_row: np.ndarray           # (Q,) one of its rows (its learning features but item_attempts)
+    group_mean: sp.csr_matrix       # (Q, R) 1/size of the group's unit at each of its rows
+    population: np.ndarray          # (R,) population_logits of the rows
+
+    @classmethod
+    def of(cls, model: ServingModel, unit_rows: list[np.ndarray], typical: np.ndarray) -> UnitLayout:
+        """The layout of `unit_rows` (each unit's rows, -1 an item the model does not cover; an
+        empty list is the average item) with their `typical` rows, under `model` as it is now."""
+        unit_rows = [np.asarray(r, dtype=np.int64) if len(r) else np.array([-1]) for r in unit_rows]
+        k = len(unit_rows)
+        sizes = np.array([len(r) for r in unit_rows])
+        entries = np.concatenate(unit_rows)
+        rows, inverse = np.unique(entries, return_inverse=True)
+        unit_of = np.repeat(np.arange(k), sizes)
+        n_items = len(model.item_ids)
+        skills = _skills_of(model, rows)
+        laid = CandidateRows(rows, None, None, skills if model.item_skills is not None else None, RowIndex.of(rows))
+
+        def per_unit(values: np.ndarray, units: np.ndarray, cols: np.ndarray, shape: tuple) -> sp.csr_matrix:
+            m = sp.csr_matrix((values, (units, cols)), shape=shape)   # duplicates summed
+            m.sum_duplicates()
+            return m
+
+        weight = np.repeat(1.0 / sizes, sizes)
+        mean_of = per_unit(weight, unit_of, inverse, (k, len(rows)))
+        covered = entries >= 0
+        covered_of = per_unit(weight[covered], unit_of[covered], entries[covered], (k, n_items))
+        uncovered = np.bincount(unit_of[~covered], weight[~covered], k)
+        # each stored value of covered_of sits at a model row: its position among the R rows
+        nonzero_row = np.searchsorted(rows, covered_of.indices)
+        entry_skill = skills[inverse]
+        span = int(skills.max()) + 2 if len(skills) else 1
+        groups, first, group_of = np.unique(unit_of * span + entry_skill + 1, return_index=True, return_inverse=True)
+        group_mean = per_unit(weight, group_of, inverse, (len(groups), len(rows)))
+        return cls(np.asarray(typical, dtype=np.int64), laid, n_items, sizes, np.r_[0, np.cumsum(sizes)[:-1]],
+                   unit_of, inverse, mean_of, per_unit(weight / np.repeat(sizes, sizes), unit_of, inverse,
+                                                       (k, len(rows))),
+                   covered_of, uncovered, nonzero_row, group_of, unit_of[first], entry_skill[first],
+                   entries[first], group_mean, population_logits(model, rows))
+
+    def gradient(self, model: ServingModel, gain: np.ndarray) -> np.ndarray:
+        """G = each unit's mean over its entries of gain_i x_i, x_i = [v_i, 1] (_design): (K, d + 1).
+        On the model's rows directly (no (R, d) gather of the rows' vectors)."""
+        weighted = self.covered_of.copy()
+        weighted.data = weighted.data * gain[self.nonzero_row]
+        G = np.empty((len(self.sizes), model.item_vectors.shape[1] + 1))
+        G[:, :-1] = weighted @ model.item_vectors[:self.n_items]
+        G[:, -1] = self.mean_of @ gain
+        if self.laid.rows[0] < 0:   # the average item: every uncovered entry has the same gain
+            G[:, :-1] += (self.uncovered * gain[0])[:, None] * model.mean_vector
+        return G
+
+
+def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, unit_rows: list[np.ndarray] | UnitLayout,
+                   typical: np.ndarray | None, review: np.ndarray, h_times: np.ndarray | None = None,
+                   now: float | None = None, prior_mean: np.ndarray | None = None,
+                   theta: np.ndarray | None = None, item_offsets: np.ndarray | None = None) -> Estimates:
     """Per unit: p now, the learner's mean calibrated p over the unit's rows (its items; -1 an item
     the model does not cover, scored as the average item; an empty list is the average item), its
     90 % interval and due time.
@@ -225,73 +312,88 @@ def estimate_units(model: ServingModel, h_rows: np.ndarray, h_out: np.ndarray, u
     errors (independent per item, each p_i (1 - p_i) / n times its item_error_sd); then on logit P,
     whose sd is sd(P) / (P (1 - P)). The due time follows logit P along the unit's typical item's
     forecast (the learning terms move every item of a skill alike but for an item's own attempts).
-    typical : (K,) each unit's typical row (the forecast's features); review : (K,) thresholds.
+    unit_rows : each unit's rows, or their UnitLayout (made once per model and units: the fast
+    way, the same answers); typical : (K,) each unit's typical row (the forecast's features; None
+    with a layout, which holds them); review : (K,) thresholds; theta : the live fit of this history,
+    when already made (practice_probabilities); item_offsets : the layout's rows' item difficulty
+    learned since training (app.serving.item_learning), as a recommendation scores them.
     """
     h_rows = np.asarray(h_rows, dtype=np.int64)
-    unit_rows = [np.asarray(r, dtype=np.int64) if len(r) else np.array([-1]) for r in unit_rows]
-    sizes = np.array([len(r) for r in unit_rows])
-    rows, inverse = np.unique(np.concatenate(unit_rows), return_inverse=True)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    p, theta, _ = practice_probabilities(model, h_rows, h_out, rows, model.calibration.half_life,
-                                         None, prior_mean, h_times, now)
+    layout = unit_rows if isinstance(unit_rows, UnitLayout) else UnitLayout.of(model, unit_rows, typical)
+    laid = layout.laid
+    p, theta, _ = practice_probabilities(model, h_rows, h_out, laid, model.calibration.half_life,
+                                         None, prior_mean, h_times, now, theta, item_offsets)
     info = p * (1.0 - p)
-    P = np.add.reduceat(p[inverse], starts) / sizes
+    P = layout.mean_of @ p
     H, precision = _posterior(model, theta, h_rows, h_out)
-    gain = info * _slopes(model, h_rows, h_out, rows)                       # dp_i / draw_i
-    unit_of = np.repeat(np.arange(len(unit_rows)), sizes)
-    mean_of = sp.csr_matrix((np.repeat(1.0 / sizes, sizes), (unit_of, inverse)), shape=(len(unit_rows), len(rows)))
-    G = mean_of @ (gain[:, None] * _design(model, rows))                     # (K, d + 1): each unit's dP/dtheta
+    found = attempted(laid.index, h_rows, h_out) if len(h_rows) else None
+    gain = info * _slopes(model, h_rows, h_out, laid.rows, found)             # dp_i / draw_i
+    G = layout.gradient(model, gain)                                          # (K, d + 1): each unit's dP/dtheta
     var = np.einsum("kj,jk->k", G, np.linalg.solve(H, G.T))
-    if precision is not None:
-        skills = _skills_of(model, rows)[inverse]
-        has = skills >= 0
-        per_skill = np.zeros((len(unit_rows), len(precision)))
-        np.add.at(per_skill, (unit_of[has], skills[has]), gain[inverse][has])
-        var = var + ((per_skill / sizes[:, None]) ** 2) @ (1.0 / precision)
-    item_sd = item_error_sd(model, logit(p), rows)
-    var = var + np.bincount(unit_of, (info * item_sd)[inverse] ** 2, len(unit_rows)) / sizes ** 2
+    k = len(layout.sizes)
+    if precision is not None:                                                 # dP/d delta_s, per (unit, skill)
+        has = layout.group_skill >= 0
+        by_group = layout.group_mean @ gain
+        var = var + np.bincount(layout.group_unit[has], by_group[has] ** 2 / precision[layout.group_skill[has]], k)
+    z_items = logit(p)
+    item_sd = item_error_sd(model, z_items, laid.rows, layout.population)
+    var = var + layout.square_of @ (info * item_sd) ** 2
     z = logit(P)
     sd = np.sqrt(np.maximum(var, 0.0)) / np.maximum(P * (1.0 - P), 1e-12)
-    due = np.full(len(unit_rows), np.nan)
+    due = np.full(k, np.nan)
     block = model.calibration.learning
     if block is not None and h_times is not None and now is not None and len(h_rows):
-        due = _mean_due(block, h_rows, h_out, h_times, now, model.item_skills, rows, p, inverse, starts, sizes,
-                        np.asarray(typical, dtype=np.int64), z, np.asarray(review, dtype=np.float64))
+        due = _mean_due(block, h_rows, h_out, h_times, now, model.item_skills, layout, z_items, z,
+                        np.asarray(review, dtype=np.float64))
     return Estimates(P, sigmoid(z - Z90 * sd), sigmoid(z + Z90 * sd), due)
 
 
-def _mean_due(block: LearningTerms, h_rows, h_out, h_times, now, item_skills, rows, p, inverse, starts, sizes,
-              typical, z, review, rounds: int = DUE_ROUNDS) -> np.ndarray:
+def _mean_due(block: LearningTerms, h_rows, h_out, h_times, now, item_skills, layout: UnitLayout, z_items, z, review,
+              rounds: int = DUE_ROUNDS) -> np.ndarray:
     """Days until each unit's mean p falls below its review threshold. The search runs on the
     typical item's forecast moved to logit P (due_in_days: a grid and a bisection); then Newton steps
-    on the exact mean (every item's own forecast, learning.later), with the slope of that moved
-    curve for the derivative (the learning terms move every item of a skill alike but for an item's
-    own attempts, so the slopes agree closely): at most `rounds`, until the times move less than
-    DUE_SETTLED. A time at or before the skill's last attempt (due at once) is left as it is."""
-    x_typical = learning.features(h_rows, h_out, h_times, now, typical, item_skills)
+    on the exact mean (every item's own forecast), with the slope of that moved curve for the
+    derivative (the learning terms move every item of a skill alike but for an item's own attempts,
+    so the slopes agree closely): at most `rounds`, until the times move less than DUE_SETTLED. A
+    time at or before the skill's last attempt (due at once) is left as it is.
+
+    An item's forecast logit t days on is its logit now plus what the two days-away terms gain in
+    t (learning.Forecast): only those move, and they are the same for every item of a skill
+    (features differ within a skill by item_attempts alone). So each round evaluates them once per
+    (unit, skill) group, not per item through its (F,) feature row."""
+    x_typical = learning.features(h_rows, h_out, h_times, now, layout.typical, item_skills)
     due = due_in_days(block, z, x_typical, review)
     col = learning.FEATURES.index
     start = -np.expm1(x_typical[:, col("skill_days_away")])
     moving = np.isfinite(due) & (due > start)
     if not moving.any():
         return due
-    x_rows = learning.features(h_rows, h_out, h_times, now, rows, item_skills)
-    base = logit(p) - learning.terms(block, x_rows)
     threshold = logit(review)
-    x_flat = x_rows[inverse]
+    # the entries of the units that move, and each one's logit now less its group's days-away terms
+    units = np.flatnonzero(moving)
+    sizes = layout.sizes[units]
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    entries = np.flatnonzero(moving[layout.unit_of])
+    groups = learning.Forecast(block, learning.features(h_rows, h_out, h_times, now, layout.group_row, item_skills))
+    group = layout.group_of[entries]
+    base = z_items[layout.inverse[entries]] - groups.now[group]
+    typical = learning.Forecast(block, x_typical)
 
-    def exact(days: np.ndarray) -> np.ndarray:   # logit of each unit's mean p `days` from now
-        later = learning.later(x_flat, np.repeat(days, sizes)[:, None])[:, 0]
-        return logit(np.add.reduceat(sigmoid(base[inverse] + learning.terms(block, later)), starts) / sizes)
+    def exact(days: np.ndarray) -> np.ndarray:   # logit of each moving unit's mean p `days` (K,) from now
+        moved = groups.days_terms(days[layout.group_unit][:, None])[:, 0]
+        return logit(np.add.reduceat(sigmoid(base + moved[group]), starts) / sizes)
 
     def typical_curve(days: np.ndarray) -> np.ndarray:
-        return learning.terms(block, learning.later(x_typical, days[:, None]))[:, 0]
+        return typical.days_terms(days[:, None])[:, 0]
 
     for _ in range(rounds):
         t = np.where(moving, due, 0.0)
         h = np.maximum(np.abs(t) * 1e-3, 1e-3)
         slope = (typical_curve(t + h) - typical_curve(t - h)) / (2.0 * h)   # logits per day (< 0 when forgetting)
-        step = np.where(moving & (slope < -1e-9), (exact(t) - threshold) / np.where(slope < -1e-9, slope, -1.0), 0.0)
+        falling = moving & (slope < -1e-9)
+        step = np.zeros(len(t))
+        step[units] = (exact(t) - threshold[units]) / np.where(slope[units] < -1e-9, slope[units], -1.0)
+        step = np.where(falling, step, 0.0)
         due = np.where(moving, np.maximum(t - step, start), due)
         if np.max(np.abs(step)) < DUE_SETTLED:
             break

@@ -199,11 +199,50 @@ def later(x: np.ndarray, days: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     days = np.asarray(days, dtype=np.float64)
     out = np.repeat(x[:, None, :], days.shape[1], axis=1)
-    col = FEATURES.index
-    # skill_days_away counts since the last attempt in the skill (or overall, for an item without
-    # one), days_away since the learner's last attempt
-    for column, counts in ((col("skill_days_away"), x[:, col("skill_attempts")] > 0),
-                           (col("days_away"), x[:, col("attempts")] > 0)):
-        moved = np.log1p(np.maximum(np.expm1(x[:, column])[:, None] + days, 0.0))
-        out[:, :, column] = np.where(counts[:, None], moved, x[:, None, column])
+    for column, counts in _MOVING:
+        out[:, :, column] = _moved(x, days, column, counts)
     return out
+
+
+# skill_days_away counts since the last attempt in the skill (or overall, for an item without one),
+# days_away since the learner's last attempt: (column, the count that says there was one)
+_MOVING = ((FEATURES.index("skill_days_away"), FEATURES.index("skill_attempts")),
+           (FEATURES.index("days_away"), FEATURES.index("attempts")))
+
+
+def _moved(x: np.ndarray, days: np.ndarray, column: int, counts: int) -> np.ndarray:
+    """later()'s value of one days-away `column` (k, m)."""
+    moved = np.log1p(np.maximum(np.expm1(x[:, column])[:, None] + days, 0.0))
+    return np.where((x[:, counts] > 0)[:, None], moved, x[:, None, column])
+
+
+class Forecast:
+    """terms(block, later(x, days)) of the rows `x` (k, F) at any `days`, the same but for rounding,
+    without the (k, m, F) rows: only the two days-away columns move with time, so the other
+    columns' terms (`still`) and what the moving ones need (expm1 of their values now) are computed
+    once, and the two move together. A due time's search evaluates a forecast some forty times
+    (app.online.knowledge), where each evaluation's few numpy calls are most of its cost."""
+
+    def __init__(self, block: LearningTerms, x: np.ndarray):
+        x = np.asarray(x, dtype=np.float64)
+        columns, counts = [c for c, _ in _MOVING], [n for _, n in _MOVING]
+        still = block.weights.copy()
+        still[columns] = 0.0
+        self.still = np.minimum(x, block.max) @ still                    # (k,)
+        self.since = np.expm1(x[:, columns])[:, :, None]                 # (k, 2, 1)
+        self.counts = (x[:, counts] > 0)[:, :, None]
+        self.value = x[:, columns][:, :, None]
+        self.max = block.max[columns][None, :, None]
+        self.w0, self.w1 = block.weights[columns]
+        now = np.minimum(x[:, columns], block.max[columns])
+        self.now = self.w0 * now[:, 0] + self.w1 * now[:, 1]              # (k,) the moving terms now
+
+    def days_terms(self, days: np.ndarray) -> np.ndarray:
+        """The moving columns' terms `days` (k, m) later (later()'s values, clipped): (k, m)."""
+        moved = np.log1p(np.maximum(self.since + np.asarray(days, dtype=np.float64)[:, None, :], 0.0))
+        moved = np.minimum(np.where(self.counts, moved, self.value), self.max)
+        return self.w0 * moved[:, 0] + self.w1 * moved[:, 1]
+
+    def terms(self, days: np.ndarray) -> np.ndarray:
+        """terms(block, later(x, days)): (k, m)."""
+        return self.still[:, None] + self.days_terms(days)

@@ -23,8 +23,9 @@ class CandidateRows:
     """A candidate list laid out for one model, built once and reused by every request for that
     list (app.catalogue.candidates caches it): no per-request gather of 5,000 vectors."""
     rows: np.ndarray             # (k,) each candidate's row in the model, -1 when not covered
-    vectors: np.ndarray          # (k, d) their vectors; an uncovered one gets the average item's
-    biases: np.ndarray           # (k,)
+    vectors: np.ndarray | None   # (k, d) their vectors; an uncovered one gets the average item's (None: not kept,
+    #                              read from the model's rows: app.online.knowledge.UnitLayout)
+    biases: np.ndarray | None    # (k,); None with vectors None
     skills: np.ndarray | None    # (k,) skill index, -1 none (models with skill terms)
     index: RowIndex | None = None    # the rows sorted, to find a learner's history among them
 
@@ -209,7 +210,8 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
                            candidate_rows: np.ndarray | CandidateRows, half_life: float | None = None,
                            explore: np.random.Generator | None = None, prior_mean: np.ndarray | None = None,
                            history_times: np.ndarray | None = None, now: float | None = None,
-                           item_offsets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                           theta: np.ndarray | None = None, item_offsets: np.ndarray | None = None
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Calibrated p(correct) for each candidate row (-1: not covered, scored as the average item);
     the candidates as rows, or laid out already (ServingModel.lay_out: the same answers, faster).
 
@@ -224,6 +226,8 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     candidate_offsets), added to its calibrated logit; None: none.
     When the calibration has skill terms (chosen on dev by the job), each candidate's logit also
     gets the learner's offset in its skill (fit.skill_offsets) around the overall fit.
+    theta : the live fit of this same history and prior, when a step of the request already made it
+    (a mastery recommendation scores its candidates and then what the learner knows): not fitted again.
     Returns (p, theta, explored p or None).
     """
     laid = candidate_rows if isinstance(candidate_rows, CandidateRows) else None
@@ -235,7 +239,8 @@ def practice_probabilities(model: ServingModel, history_rows: np.ndarray, histor
     weights = recency_weights(len(history_rows), half_life)
     V, b = model.item_vectors[history_rows], model.item_biases[history_rows]
     mean = model.prior_mean if prior_mean is None else prior_mean
-    theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
+    if theta is None:
+        theta = fit_user(V, b, history_outcomes, mean, model.prior_precision, weights=weights)
     offsets = _skill_terms(model, theta, V, b, history_rows, history_outcomes, candidate_rows,
                            None if laid is None else laid.skills)
     practice = None   # the learning terms of each candidate (k,), computed once per skill
@@ -278,9 +283,13 @@ def _skill_terms(model: ServingModel, theta: np.ndarray, V: np.ndarray, b: np.nd
 def _raw_scores(model: ServingModel, theta: np.ndarray, candidate_rows: np.ndarray,
                 laid: CandidateRows | None = None) -> np.ndarray:
     """Logits of the candidates for learner vector `theta`; an uncovered one (-1) is the average item."""
-    if laid is not None:
+    if laid is not None and laid.vectors is not None:
         return score(theta, laid.vectors, laid.biases)
     covered = candidate_rows >= 0
+    if 4 * len(candidate_rows) > len(model.item_biases):   # most of the model's items: scoring all is cheaper
+        every = score(theta, model.item_vectors, model.item_biases)   # than gathering the candidates' vectors
+        return np.where(covered, every[np.where(covered, candidate_rows, 0)],
+                        model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias)
     raw = np.empty(len(candidate_rows))
     raw[covered] = score(theta, model.item_vectors[candidate_rows[covered]], model.item_biases[candidate_rows[covered]])
     raw[~covered] = model.mean_vector @ theta[:-1] + theta[-1] + model.mean_bias

@@ -53,6 +53,7 @@ class Learner:
     events: list[hist.Event]
     source: str
     _positives: set[str] | None = field(default=None, repr=False)
+    _practice: dict[tuple, Any] = field(default_factory=dict, repr=False)   # app.serving.learner_fit.practice_inputs
 
     @property
     def long_past(self) -> bool:

@@ -118,16 +118,17 @@ def sync(cache: Cache | None, tenant: str, model: ServingModel, now: float | Non
     model.item_offsets, model.new_item_offsets, model.offsets_version = offsets, new, version
 
 
-def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str], rows: np.ndarray
+def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str] | None, rows: np.ndarray
                       ) -> np.ndarray | None:
     """Each candidate's learned offset (`rows`: their rows in the model, -1 not covered), None
-    when the model has learned none."""
+    when the model has learned none. `items`: the candidates' ids, for the offsets of items the
+    model does not cover; None: those are the average item (knowledge's layouts hold them so)."""
     sync(ctx.cache, ctx.tenant, model)
     offsets = model.item_offsets
     if offsets is None:
         return None
     out = np.where(rows >= 0, offsets[np.maximum(rows, 0)], 0.0)
-    if model.new_item_offsets:
+    if model.new_item_offsets and items is not None:
         for k in np.flatnonzero(rows < 0):
             out[k] = model.new_item_offsets.get(items[k], 0.0)
     return out
@@ -180,7 +181,7 @@ def predicted(ctx: RequestContext, model: ServingModel, user_id: str, events: li
     h = practice_history(model, events, at)
     p, _, _ = practice_probabilities(model, h.rows, h.outcomes, rows, model.calibration.half_life, None,
                                      learner_prior(ctx.conn, ctx.tenant, model, user_id), h.times, h.now,
-                                     candidate_offsets(ctx, model, [item_id], rows))
+                                     item_offsets=candidate_offsets(ctx, model, [item_id], rows))
     return float(p[0])
 
 

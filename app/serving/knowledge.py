@@ -34,8 +34,9 @@ from app import strategies
 from app.catalogue import history as hist
 from app.errors import InputError, UnknownIds
 from app.infra import queries as q
-from app.online.knowledge import estimate_units, typical_rows
-from app.serving.learner_fit import learner_prior, practice_history
+from app.online.knowledge import UnitLayout, estimate_units, typical_rows
+from app.serving import item_learning
+from app.serving.learner_fit import practice_inputs
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
@@ -186,30 +187,47 @@ def attempts_by_item(events: list[hist.Event]) -> list[tuple]:
 @dataclass
 class KnowledgePlan:
     """What a list of units asked comes to at a catalogue version: the units to report (`planned`),
-    the planned units holding each item (positions in `planned`), and each model's typical rows,
-    made once. A worker keeps it (app.catalogue.candidates.CandidateCache.remember) until the
-    catalogue changes: reading every item of a 20-skill unit and walking them per request cost
-    most of the endpoint's time (docs/benchmarks-log.md, issue 26's latency)."""
+    the planned units holding each item (positions in `planned`), and, per model, the layout of
+    the units it serves (app.online.knowledge.UnitLayout: their rows, typical rows and the
+    matrices that average over their items), made once. A worker keeps it
+    (app.catalogue.candidates.CandidateCache.remember) until the catalogue changes: reading every
+    item of a 20-skill unit and walking them per request cost most of the endpoint's time, then
+    laying out its 8,000 items did (docs/benchmarks-log.md, issue 26's latency and cost)."""
     planned: list[Planned]
     units_of_item: dict[str, tuple[int, ...]]
-    _typical: dict[tuple, np.ndarray] = field(default_factory=dict, repr=False)
+    _layouts: dict[tuple, UnitLayout] = field(default_factory=dict, repr=False)
+    _positions: dict[int, tuple[dict, np.ndarray]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def rows(self, model: ServingModel, mine: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Of the planned units at positions `mine` under `model`: their typical rows (typical_rows,
-        over every item) and the rows of their active items (every item when none is active), what
-        p is the mean over. Kept per model and its item count: a hybrid model grows when new items
-        are covered."""
+    def layout(self, model: ServingModel, mine: list[int]) -> UnitLayout:
+        """The layout of the planned units at positions `mine` under `model`: their typical rows
+        (typical_rows, over every item) and the rows of their active items (every item when none
+        is active), what p is the mean over. Kept per model and its item count: a hybrid model
+        grows when new items are covered."""
         key = (model.model_id, len(model.item_ids), tuple(mine))
         with self._lock:
-            found = self._typical.get(key)
+            found = self._layouts.get(key)
         if found is None:
             units = [self.planned[k] for k in mine]
-            found = (typical_rows(model, [model.rows(list(u.items)) for u in units]),
-                     [model.rows(list(u.active or u.items)) for u in units])
+            found = UnitLayout.of(model, [model.rows(list(u.active or u.items)) for u in units],
+                                  typical_rows(model, [model.rows(list(u.items)) for u in units]))
             with self._lock:
-                found = self._typical.setdefault(key, found)
+                found = self._layouts.setdefault(key, found)
         return found
+
+    def positions(self, k: int, positions: dict[str, int]) -> np.ndarray:
+        """The positions in a candidate list (`positions`: item id -> position) of the active items
+        of the planned unit at `k`, kept for the last list asked: a worker's candidate list is one
+        object until the catalogue changes, and finding a 5,000-item skill's items in it cost a
+        mastery recommendation 0.4 ms (docs/benchmarks-log.md, issue 26's cost)."""
+        with self._lock:
+            found = self._positions.get(k)
+        if found is not None and found[0] is positions:
+            return found[1]
+        made = np.array([positions[i] for i in self.planned[k].active if i in positions], dtype=np.intp)
+        with self._lock:
+            self._positions[k] = (positions, made)
+        return made
 
 
 def build_plan(conn: Connection, tenant: str, units: list[str]) -> KnowledgePlan:
@@ -241,6 +259,13 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
     """The learner's knowledge of `units` (None: their practised ones) and the skills below them, and
     the models that gave it; UnknownIds when a unit named does not exist, InputError when they
     come to more than `most` units; as of `ctx.now`."""
+    found, used, _ = _unit_knowledge(ctx, learner, units, tag, most)
+    return found, used
+
+
+def _unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | None, tag: str = "default",
+                    most: int | None = None) -> tuple[list[UnitKnowledge], list[ServingModel], KnowledgePlan | None]:
+    """unit_knowledge, and the plan it came from (None: no units)."""
     conn, tenant, models, now = ctx.conn, ctx.tenant, ctx.models, ctx.now
     user_id, events = learner.user_id, learner.events
     # (item_id, attempts, correct, last_at[, units]) per item attempted, as tuples: a learner of a few
@@ -254,7 +279,7 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
     if units is None:
         units = sorted({u for row in attempted for u in row[4]})
     if not units:
-        return [], []
+        return [], [], None
     found_plan = knowledge_plan(ctx, list(units))
     planned = found_plan.planned
     if most is not None and len(planned) > most:
@@ -277,11 +302,13 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         mine = [k for k, m in enumerate(chosen) if m is not None and m.model_id == model.model_id]
         if model.feature_vectors is not None:   # a hybrid model scores items newer than itself from metadata
             models.cover(conn, tenant, model, sorted({i for k in mine for i in planned[k].items}))
-        h = practice_history(model, events, now)
-        typical, rows = found_plan.rows(model, mine)
-        found = estimate_units(model, h.rows, h.outcomes, rows, typical,
+        inputs = practice_inputs(ctx, model, learner)
+        h = inputs.history
+        layout = found_plan.layout(model, mine)
+        learned = item_learning.candidate_offsets(ctx, model, None, layout.laid.rows)   # as recommendations score
+        found = estimate_units(model, h.rows, h.outcomes, layout, None,
                                np.array([planned[k].settings.review for k in mine]), h.times, h.now,
-                               learner_prior(conn, tenant, model, user_id))
+                               inputs.prior, inputs.theta, learned)
         for j, k in enumerate(mine):
             estimates[planned[k].unit_id] = (float(found.p[j]), float(found.low[j]), float(found.high[j]),
                                              float(found.due_days[j]))
@@ -292,7 +319,7 @@ def unit_knowledge(ctx: RequestContext, learner: Learner, units: list[str] | Non
         out.append(UnitKnowledge(u.unit_id, u.skill, p, low, high, attempts[k], correct[k], last[k],
                                  low is not None and low >= u.settings.threshold, due,
                                  model.model_id if model else None, u.order, u.active, u.settings))
-    return out, list(used.values())
+    return out, list(used.values()), found_plan
 
 
 def knowledge(ctx: RequestContext, user_id: str, units: list[str] | None, tag: str = "default") -> dict:
@@ -313,7 +340,7 @@ def skill_states(ctx: RequestContext, learner: Learner, units: list[str], positi
     """The learner's knowledge of each skill under `units`, as the mastery and review strategies take
     it: `positions` maps the request's candidates (item id -> position)."""
     now = ctx.now
-    found, _ = unit_knowledge(ctx, learner, units, tag)
+    found, _, plan = _unit_knowledge(ctx, learner, units, tag)
     return [strategies.SkillState(k.unit_id, k.p, k.mastered, None if k.due is None else (now - k.due).total_seconds(),
-                                  k.order, np.array([positions[i] for i in k.active if i in positions], dtype=np.intp))
-            for k in found if k.skill]
+                                  k.order, plan.positions(j, positions))
+            for j, k in enumerate(found) if k.skill]

@@ -3,6 +3,7 @@
 metadata prior (vectors for items newer than the model: app.serving.model_cache.ModelCache.cover)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -15,6 +16,8 @@ from app.online.scoring import ServingModel
 
 if TYPE_CHECKING:
     from psycopg2.extensions import connection as Connection
+
+    from app.serving.context import Learner, RequestContext
 
 
 class PracticeHistory(NamedTuple):
@@ -46,3 +49,24 @@ def learner_prior(conn: Connection, tenant: str, model: ServingModel, user_id: s
         return None
     row = q.fetch_one(conn, "user_attrs", tenant=tenant, user_id=user_id)
     return model.prior_mean_for(row["attrs"] if row else None)
+
+
+@dataclass
+class PracticeInputs:
+    """What the live fit of one learner under one practice model takes, and the fit once made."""
+    history: PracticeHistory
+    prior: np.ndarray | None
+    theta: np.ndarray | None = None    # the live fit (app.online.scoring.practice_probabilities), once made
+
+
+def practice_inputs(ctx: RequestContext, model: ServingModel, learner: Learner) -> PracticeInputs:
+    """The learner's practice history and prior under `model` as of `ctx.now`, and its live fit once
+    a step has made it, kept on the request's learner: a mastery or review recommendation scores the
+    candidates and then what the learner knows of each skill, with the same model and history (the
+    fit and the pass over the events were made twice, docs/benchmarks-log.md, issue 26's cost)."""
+    key = (model.model_id, len(model.item_ids), ctx.now)
+    found = learner._practice.get(key)
+    if found is None:
+        found = learner._practice[key] = PracticeInputs(practice_history(model, learner.events, ctx.now),
+                                                        learner_prior(ctx.conn, ctx.tenant, model, learner.user_id))
+    return found

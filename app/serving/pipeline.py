@@ -17,7 +17,7 @@ from app.errors import InputError
 from app.infra import queries as q
 from app.online.scoring import CandidateRows, cold_user_scores, engagement_scores, practice_probabilities
 from app.serving import experiments, item_learning
-from app.serving.learner_fit import learner_prior, practice_history
+from app.serving.learner_fit import practice_inputs
 
 if TYPE_CHECKING:
     from app.catalogue.candidates import Candidates
@@ -149,12 +149,13 @@ def score_candidates(ctx: RequestContext, model: ServingModel | None, items: lis
     laid = model.rows(items) if laid is None else laid
     rows = laid.rows if isinstance(laid, CandidateRows) else laid
     if model.objective == "practice":
-        h = practice_history(model, learner.events, ctx.now)
+        inputs = practice_inputs(ctx, model, learner)
+        h = inputs.history
         # recency as the nightly job chose it on dev (no half-life: all attempts weigh the same)
         learned = item_learning.candidate_offsets(ctx, model, items, rows)   # item difficulty since training
-        p, _, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.half_life,
-                                                explore, learner_prior(ctx.conn, ctx.tenant, model, learner.user_id),
-                                                h.times, h.now, learned)
+        p, inputs.theta, explored = practice_probabilities(model, h.rows, h.outcomes, laid, model.calibration.half_life,
+                                                           explore, inputs.prior, h.times, h.now, inputs.theta,
+                                                           learned)
         return CandidateScores(p, len(h.rows), [] if len(h.rows) else ["no_history"], explored)
     return _engagement(ctx, model, rows, learner)
 

@@ -4,6 +4,7 @@ serves what every worker learned, against real Postgres and Redis; bench.replay'
 the same steps as the API."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -220,3 +221,22 @@ def test_the_models_command_says_what_each_model_learned(app, client, auth, cour
     assert main(["models", "-v"]) == 0
     out = capsys.readouterr().out
     assert "items learned since training: 2; most moved: n3 -" in out and ", k3 +" in out
+
+
+def test_what_a_learner_knows_moves_with_the_items_as_recommendations_do(app, client, auth, course):
+    # names of their own: learners' cached histories outlive each test's database (one Redis prefix a session)
+    user = f"L-{uuid.uuid4().hex[:8]}"
+    assert client.post("/v1/interactions", json=attempts([user], "k1", 1), headers=auth).status_code == 201
+
+    def known() -> float:
+        r = client.get(f"/v1/users/{user}/knowledge?units=chapter", headers=auth)
+        assert r.status_code == 200, r.get_json()
+        return next(u["p"] for u in r.get_json()["units"] if u["unit_id"] == "chapter")
+
+    before = known()
+    cohort = [f"{user}-cohort{k}" for k in range(30)]
+    client.post("/v1/interactions", json=attempts(cohort, "n0", 0, T0 + timedelta(hours=1)), headers=auth)
+    after = known()
+    assert after < before - 0.03
+    # the unit's p is the mean of the p a prediction gives each of its items
+    assert after == pytest.approx(np.mean(list(p_of(client, auth, user, [*KNOWN, *NEW, "later"]).values())), abs=2e-6)
