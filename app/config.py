@@ -23,6 +23,10 @@ HEADER_FIELDS_MAX = 100
 HEADER_FIELD_MAX_BYTES = 8190
 TRAINING_MODES = ("mf", "partial", "full")
 SERVERS = ("gunicorn", "granian")   # the HTTP servers `adaptrec serve` can run (cli/serve.py)
+# which items' difficulty the service learns between trainings (app/serving/item_learning.py): every
+# item, as far as the model's own error on it allows; only what training left unknown (items with
+# few training attempts); none
+ITEM_LEARNING = ("all", "few", "off")
 LOG_RETENTION_DAYS = 400   # a year and its seasons' comparisons; 0 keeps everything
 KILL_WORKER_IN_UNIT = "ADAPTREC_TEST_KILL_WORKER_IN_UNIT"
 
@@ -189,6 +193,7 @@ class Settings:
     port: int = 8000
     workers: int = 2
     server: str = "gunicorn"           # SERVERS: which HTTP server runs the workers (docs/OPERATIONS.md)
+    item_learning: str = "all"         # ITEM_LEARNING: which items' difficulty the service learns between trainings
     # gunicorn's (cli/gunicorn_conf.py): request threads per worker, the seconds an idle keep-alive
     # connection stays open, and how long in-flight requests may take to finish on SIGTERM.
     threads: int = 1
@@ -244,6 +249,7 @@ class Settings:
             port=_int(env, "ADAPTREC_PORT", 8000, 1, 65535),
             workers=_int(env, "ADAPTREC_WORKERS", 2, 1),
             server=_choice(env, "ADAPTREC_SERVER", "gunicorn", SERVERS),
+            item_learning=_choice(env, "ADAPTREC_ITEM_LEARNING", "all", ITEM_LEARNING),
             threads=_int(env, "ADAPTREC_THREADS", 1, 1),
             keepalive_s=_int(env, "ADAPTREC_KEEPALIVE_S", 75, 0),
             graceful_timeout_s=_int(env, "ADAPTREC_GRACEFUL_TIMEOUT_S", 20, 0),

@@ -15,6 +15,12 @@ the worker that learned a step has it at once. A model the nightly job replaces 
 with it: the new one starts from its own training, which has seen those attempts. The hashes
 expire KEEP_S after their last step.
 
+Which items learn (ADAPTREC_ITEM_LEARNING, held by the worker's ModelCache): `all` (default)
+lets the prior include the model's error on a well-known item (calibration.item_sd), so every
+item moves as far as that allows; `few` leaves it out, so only what training left unknown moves
+an item (items with few training attempts, items newer than the model); `off` learns and serves
+none.
+
 Redis down: nothing is learned and the offsets last read keep serving; the attempts themselves
 are in Postgres, and the next training sees them.
 """
@@ -125,7 +131,7 @@ def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str]
     model does not cover; None: those are the average item (knowledge's layouts hold them so)."""
     sync(ctx.cache, ctx.tenant, model)
     offsets = model.item_offsets
-    if offsets is None:
+    if offsets is None or ctx.models.item_learning == "off":
         return None
     out = np.where(rows >= 0, offsets[np.maximum(rows, 0)], 0.0)
     if model.new_item_offsets and items is not None:
@@ -150,7 +156,7 @@ def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[st
 def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
     attempts = [e for e, (_, status) in zip(events, results)
                 if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
-    if not attempts or ctx.cache is None:
+    if not attempts or ctx.cache is None or ctx.models.item_learning == "off":
         return 0
     models_of: dict[str, list[int]] = {}
     for item_id, model_id in q.fetch_tuples(ctx.conn, "practice_models_of_items", tenant=ctx.tenant,
@@ -169,7 +175,8 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                     break        # a repeat: the retry terms' business; an item's difficulty is its first attempts'
             p = predicted(ctx, model, e.user_id, before, e.item_id, at)
             # one attempt at a time, so the next one's p sees this step (as a replay predicting each would)
-            steps += _step(ctx.cache, ctx.tenant, model, [(e.item_id, e.outcome, p, prior(model, e.item_id))])
+            step = (e.item_id, e.outcome, p, prior(model, e.item_id, ctx.models.item_learning))
+            steps += _step(ctx.cache, ctx.tenant, model, [step])
     return steps
 
 
@@ -185,15 +192,18 @@ def predicted(ctx: RequestContext, model: ServingModel, user_id: str, events: li
     return float(p[0])
 
 
-def prior(model: ServingModel, item_id: str) -> float:
-    """The item's prior precision in this model (item_offsets.prior_precision)."""
+def prior(model: ServingModel, item_id: str, mode: str = "all") -> float:
+    """The item's prior precision in this model (item_offsets.prior_precision); `mode` "few"
+    leaves out the model's own error on a well-known item (calibration.item_sd): only what
+    training left unknown of an item moves it."""
     if model.offsets_spread is None:
         z = model.calibration.a * (model.item_vectors @ model.prior_mean[:-1] + model.prior_mean[-1]
                                    + model.item_biases) + model.calibration.b
         model.offsets_spread = item_offsets.difficulty_spread(z)
     row = model.index.get(item_id)
     n = model.item_attempts[row] if row is not None else 0
-    return float(item_offsets.prior_precision(np.array([n]), model.offsets_spread, model.calibration.item_sd)[0])
+    item_sd = model.calibration.item_sd if mode == "all" else None
+    return float(item_offsets.prior_precision(np.array([n]), model.offsets_spread, item_sd)[0])
 
 
 def _step(cache: Cache, tenant: str, model: ServingModel, batch: list[tuple[str, int, float, float]]) -> bool:

@@ -20,7 +20,9 @@ MAX_MODELS = 32
 
 
 class ModelCache:
-    def __init__(self):
+    def __init__(self, item_learning: str = "all"):
+        # which items' difficulty is learned between trainings (app.config.ITEM_LEARNING, app.serving.item_learning)
+        self.item_learning = item_learning
         self._models: OrderedDict[tuple[str, int], ServingModel] = OrderedDict()   # (tenant, model id)
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()

@@ -3,7 +3,7 @@
     python -m bench.replay [--data PATH] [--regime all|250-learners|300-attempts|demo-few-learners|
                            demo-many-learners] [--protocol learner|production] [--json OUT]
                            [--max-test-students N] [--predictions OUT.csv.gz] [--root-only]
-                           [--no-retrain] [--no-skill-requests] [--knowledge] [--no-item-learning]
+                           [--no-retrain] [--no-skill-requests] [--knowledge] [--item-learning all|few|off]
 
 Every figure is given for dev and for test learners side by side. Learners take their role from
 the training job's own split (jobs.training.split, seed SPLIT_SEED: sha256(f"{seed}:{user_id}")
@@ -58,7 +58,8 @@ own predictions and two like-for-like live fits from the first half only.
 Item difficulty learned between trainings (issue 25; app.serving.item_learning): after each
 replayed attempt's ingest, the replay calls `item_learning.learn` as the events route does, so
 later attempts are predicted with the items' difficulty moved by the attempts before them
-(`--no-item-learning`: the models as trained, for the comparison).
+(`--item-learning off`: the models as trained, for the comparison; `few`: only items with few
+training attempts, as ADAPTREC_ITEM_LEARNING=few).
 
 `--knowledge` (issue 26): before each replayed attempt that is the learner's first at its item,
 the knowledge of the item's skill units is asked as GET /v1/users/{id}/knowledge?units=<the
@@ -81,6 +82,7 @@ import argparse
 import time
 from pathlib import Path
 
+from app.config import ITEM_LEARNING, Settings
 from bench.attempts import REGIMES
 from bench.compare import ROLES, dev_test_table, format_table
 from bench.replay.phases import KNOWLEDGE_TARGET_ECE, measure_baselines, measure_service
@@ -114,9 +116,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--knowledge", action="store_true",
                         help="also ask the knowledge of the item's skills before each first attempt at an item "
                              "and score it against the outcome (issue 26)")
-    parser.add_argument("--no-item-learning", action="store_true",
-                        help="serve the models as trained: no item difficulty learned from the replayed attempts "
-                             "(app.serving.item_learning; on, as in the service, by default)")
+    parser.add_argument("--item-learning", choices=ITEM_LEARNING, default=Settings().item_learning,
+                        help="which items' difficulty is learned from the replayed attempts, as the service's "
+                             "ADAPTREC_ITEM_LEARNING (app.serving.item_learning; default: the service's); off: the "
+                             "models as trained")
     parser.add_argument("--predictions", type=Path,
                         help="also write every replayed attempt with each method's p here (.csv or .csv.gz)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -131,11 +134,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(data: Path | None, max_test_students: int | None = None, retrain: bool = True, progress: bool = False,
         train_all_units: bool = True, predictions: Path | None = None, regime: str = "all",
         protocol: str = "learner", skill_requests: bool = True, knowledge: bool = False,
-        learn_items: bool = True) -> dict:
+        item_learning: str = "all") -> dict:
     """The whole replay: prepare the rows, measure the baselines and the service, report."""
     started = time.perf_counter()
     plan = prepare(data, max_test_students, retrain, progress, train_all_units, regime, protocol, skill_requests,
-                   knowledge, learn_items)
+                   knowledge, item_learning)
     result = described(plan)
     blocks: dict[str, dict] = {role: {} for role in ROLES}
     p_base, best = measure_baselines(plan, result, blocks)
@@ -173,6 +176,6 @@ def main(argv=None) -> int:
     result = run(args.data, args.max_test_students, retrain=not args.no_retrain, progress=not args.quiet,
                  train_all_units=not args.root_only, predictions=args.predictions, regime=args.regime,
                  protocol=args.protocol, skill_requests=not args.no_skill_requests, knowledge=args.knowledge,
-                 learn_items=not args.no_item_learning)
+                 item_learning=args.item_learning)
     emit(result, args.json)
     return 0

@@ -140,12 +140,12 @@ def replay_roles(plan: Plan, settings, workdir: Path, result: dict, blocks: dict
         plan.log(f"training: {json.dumps(result['training'])}")
         prefix = f"adaptrec-replay-{uuid.uuid4().hex[:10]}:"
         cache = Cache(settings.redis_url, prefix=prefix)
-        models = ModelCache()
+        models = ModelCache(plan.item_learning)
         try:
             for role in ROLES:
                 asked = knowledge_requests(plan.rows[role], plan.skills_of) if plan.knowledge else None
                 p_service[role], p_skill[role], blocks[role]["replay"], known = replay_service(
-                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress, asked, plan.learn_items)
+                    conn, cache, models, plan.rows[role], plan.skill_of, plan.progress, asked)
                 if known is not None:
                     plan.known[role] = known
             with conn:

@@ -31,8 +31,8 @@ def knowledge_p(answer: dict, units: tuple[str, ...]) -> list[tuple[float, int]]
 
 
 def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, str] | None = None,
-                   progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None,
-                   learn_items: bool = True) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
+                   progress: bool = False, knowledge_units: list[tuple[str, ...]] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray | None, dict, pd.DataFrame | None]:
     """p of every replayed attempt, predicted before it is ingested, through predict + ingest: a
     root request, and (given `skill_of`: item -> its skill's unit) a skill request (NaN for an
     item without a skill). Given `knowledge_units` (per row: the units to ask, bench.replay's
@@ -41,8 +41,8 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     request context of its own at the attempt's time); returned as one row per (attempt, unit):
     `row` (the attempt's index in `test`), `unit`, `rank` (the unit's place among the item's
     skills), `p` and `attempts` (the learner's attempts at the unit's items so far).
-    `learn_items`: each attempt moves the items' learned difficulty after its ingest, as the
-    events route does (app.serving.item_learning); off: the models as trained."""
+    Each attempt moves the items' learned difficulty after its ingest, as the events route does
+    (app.serving.item_learning, as far as `models.item_learning` lets it)."""
     from app.catalogue.ingest import record_interactions
     from app.catalogue.records import Interaction
     from app.serving import item_learning
@@ -99,9 +99,9 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
         event = Interaction(event_id=f"assist:{users[k]}:{seqs[k]}", user_id=users[k], item_id=items[k],
                             kind="attempt", outcome=ys[k], occurred_at=attempt_time(seqs[k]))
         results = record_interactions(conn, DEFAULT, cache, [event])
-        if learn_items:   # as the events route: the item's difficulty learned from the attempt
-            steps += item_learning.learn(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
-                                [event], results)
+        # as the events route: the item's difficulty learned from the attempt
+        steps += item_learning.learn(RequestContext(conn, DEFAULT, cache, models, now=attempt_time(seqs[k])),
+                                     [event], results)
         t2 = time.perf_counter()
         predict_s[k], ingest_s[k] = t1 - t0, t2 - t1 - asked_s
         if progress and t2 - t_report > 15:
@@ -111,7 +111,7 @@ def replay_service(conn, cache, models, test: pd.DataFrame, skill_of: dict[str, 
     timing = {"attempts": len(test), "seconds": round(float(predict_s.sum() + ingest_s.sum()), 1),
               "predict_ms": _ms(predict_s), "ingest_ms": _ms(ingest_s),
               "history_rows_mean": round(float(history_rows.mean()), 1) if len(test) else None,
-              "fallbacks": fallbacks, "item_learning_steps": steps if learn_items else None}
+              "fallbacks": fallbacks, "item_learning_steps": steps}
     if p_skill is not None:    # predict_ms then times both requests
         timing["skill_requests"] = {"served_by_the_skills_own_model": served["own"],
                                     "served_by_an_ancestors_model": served["ancestor"], "no_model": served["none"],

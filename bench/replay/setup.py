@@ -82,12 +82,12 @@ class Plan:
     log: object
     knowledge: bool = False      # also ask the knowledge of the item's skills before each first attempt at an item
     known: dict = field(default_factory=dict)    # role -> the knowledge rows the replay recorded
-    learn_items: bool = True     # item difficulty learned from the replayed attempts (app.serving.item_learning)
+    item_learning: str = "all"   # items whose difficulty the replayed attempts teach (app.config.ITEM_LEARNING)
 
 
 def prepare(data: Path | None, max_test_students: int | None, retrain: bool, progress: bool,
             train_all_units: bool, regime: str, protocol: str, skill_requests: bool, knowledge: bool = False,
-            learn_items: bool = True) -> Plan:
+            item_learning: str = "all") -> Plan:
     from jobs.train import TrainConfig
 
     df = annotate(regime_attempts(REGIMES[regime], data))
@@ -106,7 +106,7 @@ def prepare(data: Path | None, max_test_students: int | None, retrain: bool, pro
     log(f"{regime} / {protocol}: {len(df)} attempts; {len(train_df)} training attempts; "
         + ", ".join(f"{len(replayed_ids[r])} {r} learners ({len(rows[r])} replayed attempts)" for r in ROLES))
     return Plan(data, regime, protocol, train_all_units, retrain, progress, df, ids, replayed_ids, train_df, frames,
-                rows, skills_of, skill_of, config, log, knowledge, learn_items=learn_items)
+                rows, skills_of, skill_of, config, log, knowledge, item_learning=item_learning)
 
 
 def described(plan: Plan) -> dict:
@@ -125,7 +125,7 @@ def described(plan: Plan) -> dict:
                                "hold_out_test_learners": config.hold_out_test_learners,
                                "units_trained": "all model units" if plan.train_all_units else [ROOT],
                                "predicting_unit": ROOT, "skill_requests": plan.skill_of is not None,
-                               "knowledge_requests": plan.knowledge, "item_learning": plan.learn_items},
+                               "knowledge_requests": plan.knowledge, "item_learning": plan.item_learning},
                     "few_attempts_slice": {"name": few_attempts_slice(), "threshold": FEW_ATTEMPTS,
                                            "counted_in": "the rows the models were trained on (train_attempts)"}}
     if plan.protocol == "production":

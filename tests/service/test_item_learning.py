@@ -240,3 +240,34 @@ def test_what_a_learner_knows_moves_with_the_items_as_recommendations_do(app, cl
     assert after < before - 0.03
     # the unit's p is the mean of the p a prediction gives each of its items
     assert after == pytest.approx(np.mean(list(p_of(client, auth, user, [*KNOWN, *NEW, "later"]).values())), abs=2e-6)
+
+
+@pytest.mark.parametrize("mode", ["few", "off"])
+def test_the_operator_chooses_which_items_learn(app, conn, course, mode):
+    """ADAPTREC_ITEM_LEARNING: `few` moves only what training left unknown, `off` nothing."""
+    from app.config import Settings
+
+    assert Settings.from_env({"ADAPTREC_ITEM_LEARNING": mode}).item_learning == mode
+    services = app.extensions["adaptrec"]
+    models = ModelCache(mode)
+    events = [Interaction(event_id=f"{mode}-{k}-{item}", user_id=f"{mode}-u{k}-{uuid.uuid4().hex[:6]}",
+                          item_id=item, kind="attempt", outcome=0, occurred_at=T0) for k in range(20)
+              for item in ("k2", "n2")]
+    with conn:
+        results = ingest_interactions(conn, "default", events)
+    steps = item_learning.learn(RequestContext(conn, "default", services.cache, models), events, results)
+    with conn:
+        p = predict(RequestContext(conn, "default", services.cache, models), "fresh", [ROOT], ["k2", "n2"]).p
+    if mode == "off":
+        assert steps == 0 and p == pytest.approx([0.5, 0.5], abs=1e-12)
+        return
+    assert steps == 40
+    assert p[0] == pytest.approx(0.5, abs=0.01)    # 5,000 training attempts: a prior sd of 0.03, barely moved
+    assert p[1] < 0.25                             # never trained on: moved by its 20 failures (from 0.5)
+
+
+def test_a_bad_setting_says_what_to_write():
+    from app.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="ADAPTREC_ITEM_LEARNING must be one of all, few, off"):
+        Settings.from_env({"ADAPTREC_ITEM_LEARNING": "some"})
