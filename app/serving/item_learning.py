@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import redis
 
-from app.infra import queries as q
 from app.online import item_offsets
 from app.online.scoring import practice_probabilities
 from app.serving.learner_fit import learner_prior, practice_history
@@ -158,10 +157,7 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
     if not attempts or ctx.cache is None or ctx.models.item_learning == "off":
         return 0
-    models_of: dict[str, list[int]] = {}
-    for item_id, model_id in q.fetch_tuples(ctx.conn, "practice_models_of_items", tenant=ctx.tenant,
-                                            item_ids=list({e.item_id for e in attempts})):
-        models_of.setdefault(item_id, []).append(model_id)
+    models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts])
     steps = 0
     for e in attempts:
         at, before = e.occurred_at or ctx.now, None

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 ACTIVE_TTL_S = 1.0
 MAX_MODELS = 32
+MAX_ITEMS = 200_000      # items whose models practice_models_of remembers
 
 
 class ModelCache:
@@ -27,6 +28,7 @@ class ModelCache:
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
         self._grow = threading.Lock()   # serialises ServingModel.add_items (cover)
+        self._of_item: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}   # (tenant, item) -> (when, model ids)
 
     def nearest(self, conn: Connection, tenant: str, unit_ids: list[str], objective: str,
                 tag: str = "default") -> ServingModel | None:
@@ -55,6 +57,22 @@ class ModelCache:
                 self._active[keys[u]] = (now, found.get(u))
         return {u: (self.get(conn, tenant, self._active[key][1]) if self._active[key][1] is not None else None)
                 for u, key in keys.items()}
+
+    def practice_models_of(self, conn: Connection, tenant: str, item_ids: list[str]) -> dict[str, tuple[int, ...]]:
+        """The active practice models (any tag) at or above each item's units (the models an
+        attempt at it teaches: app.serving.item_learning), re-read after ACTIVE_TTL_S as `nearest`
+        is: an ingest of one attempt makes no recursive query of its own."""
+        now = time.monotonic()
+        stale = [i for i in dict.fromkeys(item_ids)
+                 if (hit := self._of_item.get((tenant, i))) is None or now - hit[0] > ACTIVE_TTL_S]
+        if stale:
+            found: dict[str, list[int]] = {i: [] for i in stale}
+            for item_id, model_id in q.fetch_tuples(conn, "practice_models_of_items", tenant=tenant, item_ids=stale):
+                found[item_id].append(model_id)
+            if len(self._of_item) > MAX_ITEMS:    # items sprayed by a caller: start over
+                self._of_item.clear()
+            self._of_item.update(((tenant, i), (now, tuple(ids))) for i, ids in found.items())
+        return {i: self._of_item[(tenant, i)][1] for i in item_ids}
 
     def get(self, conn: Connection, tenant: str, model_id: int) -> ServingModel:
         key = (tenant, model_id)
@@ -88,3 +106,4 @@ class ModelCache:
         with self._lock:
             self._models.clear()
             self._active.clear()
+            self._of_item.clear()
