@@ -29,7 +29,7 @@ from app.catalogue import history as hist
 from app.catalogue.candidates import CandidateCache
 from app.infra import queries as q
 from app.serving.context import Learner, RequestContext
-from app.serving.knowledge import unit_knowledge
+from app.serving.knowledge import KnowledgePlan, inherited_settings, plan, unit_knowledge
 from app.serving.model_cache import ModelCache
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def run(conn: Connection, tenant: str, as_of: datetime, batch: int = BATCH, max_
         raise ValueError("a snapshot in several processes needs the database URL")
     started = time.perf_counter()
     report = SnapshotReport(tenant, as_of)
-    parts = _Pool(workers, database_url) if workers > 1 else _InProcess(conn, models or ModelCache())
+    parts = _Pool(workers, database_url) if workers > 1 else _InProcess(conn, models)
     size = min(batch, PART) if workers > 1 else batch
     with parts, threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
         after = ""
@@ -105,22 +105,27 @@ def run(conn: Connection, tenant: str, as_of: datetime, batch: int = BATCH, max_
     return report
 
 
-def snapshot_part(conn: Connection, tenant: str, as_of: datetime, learners: list[str], models: ModelCache,
-                  plans: CandidateCache) -> int:
+def snapshot_part(conn: Connection, tenant: str, as_of: datetime, learners: list[str], known: Known) -> int:
     """Write the snapshot rows of `learners` (a batch, in one transaction); the rows written.
 
     Each learner's knowledge is unit_knowledge's of their practised units, as the endpoint answers
     it; read per batch here rather than per learner: their histories and practised units in one
-    query each, and the plans of their sets of units kept in `plans` (unit_knowledge counts the
-    attempts from a history under hist.KEEP events, else reads them)."""
+    query each, and the plans of their sets of units made from the catalogue read once and kept
+    (unit_knowledge counts the attempts from a history under hist.KEEP events, else reads them)."""
     histories = hist.from_postgres_many(conn, tenant, learners)
-    practised = dict(q.fetch_tuples(conn, "snapshot_practised_units", tenant=tenant, user_ids=learners))
+    practised = {user_id: sorted(set(units)) for user_id, units in
+                 q.fetch_tuples(conn, "snapshot_practised_units", tenant=tenant, user_ids=learners)}
+    version, catalogue = known.catalogue(conn, tenant)
+    catalogue.read(conn, tenant, {u for units in practised.values() for u in units})
     columns: dict[str, list] = {k: [] for k in ("user_ids", "unit_ids", "ps", "lows", "highs", "mastered",
                                                 "attempts", "correct", "last_practised", "due")}
     for user_id in learners:
-        ctx = RequestContext(conn, tenant, None, models, candidates=plans, now=as_of)
-        found, _ = unit_knowledge(ctx, Learner(user_id, histories[user_id], "postgres"),
-                                  sorted(set(practised.get(user_id, ()))))
+        units = practised.get(user_id, [])
+        ctx = RequestContext(conn, tenant, None, known.models, candidates=known.plans, now=as_of)
+        if units:   # the plan where knowledge_plan looks for it (else it reads its own: the same, slower)
+            known.plans.remember(("knowledge", tenant, version, tuple(units)),
+                                 lambda units=units: catalogue.plan(units))
+        found, _ = unit_knowledge(ctx, Learner(user_id, histories[user_id], "postgres"), units)
         for k in found:
             for name, value in (("user_ids", user_id), ("unit_ids", k.unit_id), ("ps", k.p), ("lows", k.low),
                                 ("highs", k.high), ("mastered", k.mastered), ("attempts", k.attempts),
@@ -132,14 +137,58 @@ def snapshot_part(conn: Connection, tenant: str, as_of: datetime, learners: list
     return len(columns["user_ids"])
 
 
+class _Catalogue:
+    """The units the snapshot has met, as build_plan reads them (knowledge_units: each with its
+    children and items) and the settings each inherits, read once per process rather than twice
+    per set of units (the two queries were most of a plan's time, and a plan per learner half the
+    snapshot's); `plan` is build_plan's KnowledgePlan from them."""
+
+    def __init__(self):
+        self.nodes: dict[str, dict] = {}
+        self.inherited: dict = {}
+
+    def read(self, conn: Connection, tenant: str, units: set[str]) -> None:
+        """Read the units not yet met and every unit below them."""
+        new = sorted(units - self.nodes.keys())
+        if new:
+            self.nodes.update({r["unit_id"]: r for r in q.fetch_all(conn, "knowledge_units", tenant=tenant,
+                                                                     unit_ids=new)})
+            self.inherited.update(inherited_settings(conn, tenant, new))
+
+    def plan(self, units: list[str]) -> KnowledgePlan:
+        planned = plan(self.nodes, units, self.inherited)
+        holding: dict[str, list[int]] = {}
+        for k, u in enumerate(planned):
+            for item in u.items:
+                holding.setdefault(item, []).append(k)
+        return KnowledgePlan(planned, {item: tuple(ks) for item, ks in holding.items()})
+
+
+class Known:
+    """What a snapshotting process keeps across its parts: the models, the knowledge plans (the
+    catalogue version read once per PLAN_VERSION_TTL_S) and the catalogue they are made from."""
+
+    def __init__(self, models: ModelCache | None = None):
+        self.models = models or ModelCache()
+        self.plans = CandidateCache(PLAN_VERSION_TTL_S)
+        self._catalogues: dict[tuple, _Catalogue] = {}
+
+    def catalogue(self, conn: Connection, tenant: str) -> tuple[int, _Catalogue]:
+        """The tenant's catalogue version and what has been read of it (kept for the newest only)."""
+        version = self.plans.version(conn, tenant)
+        if (tenant, version) not in self._catalogues:
+            self._catalogues = {(tenant, version): _Catalogue()}
+        return version, self._catalogues[(tenant, version)]
+
+
 class _InProcess:
     """The parts one after another on the caller's connection."""
 
-    def __init__(self, conn: Connection, models: ModelCache):
-        self.conn, self.models, self.plans = conn, models, CandidateCache(PLAN_VERSION_TTL_S)
+    def __init__(self, conn: Connection, models: ModelCache | None):
+        self.conn, self.known = conn, Known(models)
 
     def submit(self, tenant: str, as_of: datetime, learners: list[str]) -> int:
-        return snapshot_part(self.conn, tenant, as_of, learners, self.models, self.plans)
+        return snapshot_part(self.conn, tenant, as_of, learners, self.known)
 
     def finish(self) -> int:
         return 0
@@ -151,20 +200,19 @@ class _InProcess:
         return None
 
 
-_worker: dict = {}   # a pool process's connection, model cache and plans (_start_worker)
+_worker: dict = {}   # a pool process's connection and what it keeps (_start_worker)
 
 
 def _start_worker(database_url: str) -> None:
     from app.infra.db import connect
 
     threadpool_limits(limits=BLAS_THREADS, user_api="blas")   # for the process's life
-    _worker.update(conn=connect(database_url, application_name="adaptrec-knowledge-snapshot"),
-                   models=ModelCache(), plans=CandidateCache(PLAN_VERSION_TTL_S))
+    _worker.update(conn=connect(database_url, application_name="adaptrec-knowledge-snapshot"), known=Known())
 
 
 def _run_part(tenant: str, as_of: datetime, learners: list[str]) -> int:
     try:
-        return snapshot_part(_worker["conn"], tenant, as_of, learners, _worker["models"], _worker["plans"])
+        return snapshot_part(_worker["conn"], tenant, as_of, learners, _worker["known"])
     except BaseException:
         _worker["conn"].rollback()
         raise

@@ -489,6 +489,10 @@ def test_the_snapshot_in_several_processes_writes_the_rows_of_one(course, conn, 
     one = snapshot_job.run(conn, "default", NOW)
     in_one = snapshot_rows(conn, NOW)
     assert (one.learners, one.rows) == (7, 11) and {r[0] for r in in_one} == set(users)
+    ctx = RequestContext(conn, "default", course.cache, course.models, now=NOW)   # what the endpoint says
+    assert [r[:3] for r in in_one] == [(u, k.unit_id, pytest.approx(k.p, abs=1e-6)) for u in users
+                                       for k in unit_knowledge(ctx, ctx.learner(u), None)[0]]
+    conn.rollback()
     with conn, conn.cursor() as cur:
         cur.execute("DELETE FROM knowledge_snapshots")
     # parts of 2 learners over 3 processes: every learner once, each row as one process wrote it
