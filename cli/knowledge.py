@@ -25,6 +25,9 @@ def add_parser(sub) -> None:
                       help="at most this many learners per tenant (default 200000; the summary says if more are left)")
     snap.add_argument("--keep-days", type=positive, default=90,
                       help="delete the snapshots taken more than this many days before this one (default 90)")
+    snap.add_argument("--workers", type=positive, default=1,
+                      help="snapshot the learners in N processes at once, each on its own connection (default 1: "
+                           "in this process); the same rows either way")
     snap.add_argument("--tenant", type=tenant_id, default=None, help="one tenant (default: every tenant)")
     snap.set_defaults(func=cmd_knowledge_snapshot)
 
@@ -45,23 +48,26 @@ def cmd_knowledge_snapshot(args) -> int:
         if args.tenant:
             known_tenant(conn, args.tenant, "knowledge snapshot")
         reports = knowledge_snapshots(settings, conn, args.tenant, as_of, args.batch, args.max_learners,
-                                      args.keep_days, quiet=True)
+                                      args.keep_days, quiet=True, workers=args.workers)
     for report in reports:
         print(report.summary())
     return 0
 
 
 def knowledge_snapshots(settings, conn, tenant: str | None, as_of, batch: int, max_learners: int,
-                        keep_days: int, quiet: bool) -> list:
-    """The knowledge snapshot (jobs.knowledge) of `tenant` (None: every tenant), each tenant its own job run."""
+                        keep_days: int, quiet: bool, workers: int = 1) -> list:
+    """The knowledge snapshot (jobs.knowledge) of `tenant` (None: every tenant), each tenant its own job
+    run, in `workers` processes."""
     from app.access import tenants
     from app.infra.jobruns import recorded
     from jobs import knowledge
 
     reports = []
     for name in [tenant] if tenant else tenants.names(conn):
-        with recorded(settings.database_url, "knowledge_snapshot", name, as_of=as_of.isoformat()) as run:
-            report = knowledge.run(conn, name, as_of, batch=batch, max_learners=max_learners, keep_days=keep_days)
+        with recorded(settings.database_url, "knowledge_snapshot", name, as_of=as_of.isoformat(),
+                      workers=workers) as run:
+            report = knowledge.run(conn, name, as_of, batch=batch, max_learners=max_learners, keep_days=keep_days,
+                                   workers=workers, database_url=settings.database_url)
             run.detail.update({"learners": report.learners, "rows": report.rows, "left_out": report.left_out,
                                "deleted": report.deleted})
         reports.append(report)

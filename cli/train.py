@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     train.add_argument("--workers", type=positive, default=None,
                        help="train units in N processes at once (default ADAPTREC_TRAIN_WORKERS or 1: one after "
                             "another in this process); ADAPTREC_DASK_SCHEDULER=tcp://HOST:PORT runs them on that "
-                            "Dask cluster instead")
+                            "Dask cluster instead. --all's knowledge snapshot runs in N processes here either way")
     train.add_argument("--threads", type=positive, default=None,
                        help="LightFM and BLAS threads per unit (default ADAPTREC_TRAIN_THREADS, else 1, the fastest "
                             "measured in one process, within the cores divided among the workers)")
@@ -62,7 +62,7 @@ def cmd_train(args) -> int:
         return 0
     print(report.table())
     if args.all:   # the daily job: what every learner knows under tonight's models, for analysts
-        _snapshot_after_training(args)
+        _snapshot_after_training(args, config.workers)
     if report.failed:
         names = ", ".join(f"{o.tenant}/{o.unit_id} ({o.objective})" for o in report.failed)
         print(f"adaptrec train: {len(report.failed)} model(s) not activated, previous kept: {names}", file=sys.stderr)
@@ -97,9 +97,10 @@ def _upkeep_and_train(args, config):
             raise CliError(f"adaptrec train: {exc}", EXIT_FAILURE) from None
 
 
-def _snapshot_after_training(args) -> None:
-    """train --all's last step: the knowledge snapshot. A failure is recorded as a failed
-    knowledge_snapshot run and printed; the models trained stay (as with the log's upkeep)."""
+def _snapshot_after_training(args, workers: int) -> None:
+    """train --all's last step: the knowledge snapshot, in `workers` processes (the training's: the
+    cores it was given are free again). A failure is recorded as a failed knowledge_snapshot run
+    and printed; the models trained stay (as with the log's upkeep)."""
     from datetime import UTC, datetime
 
     from jobs import knowledge
@@ -107,7 +108,7 @@ def _snapshot_after_training(args) -> None:
     try:
         with database() as (settings, conn):
             knowledge_snapshots(settings, conn, args.tenant, datetime.now(UTC), knowledge.BATCH,
-                                knowledge.MAX_LEARNERS, knowledge.KEEP_DAYS, quiet=args.quiet)
+                                knowledge.MAX_LEARNERS, knowledge.KEEP_DAYS, quiet=args.quiet, workers=workers)
     except Exception as exc:
         print(f"adaptrec train: the knowledge snapshot failed ({type(exc).__name__}: {exc}); the models stay",
               file=sys.stderr)

@@ -38,6 +38,7 @@ COORDINATOR_ONLY = ("schema_migrations",)   # read and written by `adaptrec db m
 # plan them with. Inserts route each row by its user_id and are not planned here.
 USER_KEYED = {
     "user_recent_interactions": {"tenant": "default", "user_id": "u1", "limit": 500},
+    "users_recent_interactions": {"tenant": "default", "user_ids": ["u1"], "limit": 500},   # the snapshot's batches
     "recent_history": {"tenant": "default", "user_id": "u1", "item_ids": ["i1"], "limit": 500},
     "user_positive_items": {"tenant": "default", "user_id": "u1"},
     "user_items_touched": {"tenant": "default", "user_id": "u1", "until": "2026-01-01T00:00:00Z"},

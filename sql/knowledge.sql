@@ -73,6 +73,14 @@ WHERE u.tenant = :tenant AND u.user_id > :after
 ORDER BY u.user_id
 LIMIT :limit;
 
+-- name: snapshot_practised_units
+-- Per learner of :user_ids with attempts, the units holding an item they attempted (what
+-- user_item_attempts's units come to, for a batch of the snapshot job in one query).
+SELECT a.user_id, array_agg(DISTINCT ui.unit_id) AS units
+FROM interactions a JOIN unit_items ui ON ui.tenant = a.tenant AND ui.item_id = a.item_id
+WHERE a.tenant = :tenant AND a.user_id = ANY(:user_ids) AND a.kind = 'attempt' AND a.outcome IS NOT NULL
+GROUP BY a.user_id;
+
 -- name: insert_knowledge_snapshot
 -- One batch of snapshot rows from parallel arrays, all as of :as_of; a re-run of the same as_of replaces them.
 INSERT INTO knowledge_snapshots (tenant, user_id, unit_id, as_of, p, low, high, mastered, attempts, correct,

@@ -46,6 +46,17 @@ WHERE tenant = :tenant AND user_id = :user_id
 ORDER BY occurred_at DESC, id DESC
 LIMIT :limit;
 
+-- name: users_recent_interactions
+-- user_recent_interactions of each of :user_ids in one query (a job walking many learners): per
+-- user, the entries newest first.
+SELECT u.user_id,
+       array(SELECT json_build_array(i.item_id, i.kind, i.outcome, i.value, i.occurred_at)::text
+             FROM interactions i
+             WHERE i.tenant = :tenant AND i.user_id = u.user_id
+             ORDER BY i.occurred_at DESC, i.id DESC
+             LIMIT :limit) AS entries
+FROM unnest(:user_ids::text[]) AS u(user_id);
+
 -- name: item_success_rates
 -- Attempts and correct answers per item among :item_ids (the no-model fallback's estimate).
 SELECT item_id, count(*) AS attempts, count(*) FILTER (WHERE outcome = 1) AS correct

@@ -98,6 +98,13 @@ def from_postgres(conn: Connection, tenant: str, user_id: str, limit: int = KEEP
     return _from_postgres(conn, tenant, user_id, limit)
 
 
+def from_postgres_many(conn: Connection, tenant: str, user_ids: list[str], limit: int = KEEP
+                       ) -> dict[str, list[Event]]:
+    """from_postgres of each of `user_ids` in one query (a job walking learners in batches)."""
+    return {user_id: _decode_all(entries) for user_id, entries in
+            q.fetch_tuples(conn, "users_recent_interactions", tenant=tenant, user_ids=list(user_ids), limit=limit)}
+
+
 def _fill(cache: Cache, list_key: str, gen_key: str, entries: list[str]) -> None:
     try:
         with cache.client.pipeline() as pipe:

@@ -100,6 +100,36 @@ def test_train_all_names_the_units_it_skips_and_what_they_lack(client, auth, con
     conn.rollback()
 
 
+def test_train_all_takes_the_snapshot_in_its_workers_and_a_failed_snapshot_leaves_the_job_done(
+        client, auth, conn, db_url, redis_url, monkeypatch, capsys):
+    """train --all --workers 2 takes the knowledge snapshot in 2 processes; when it fails, the
+    failure is recorded and said, and the job exits as its training went (0)."""
+    assert client.post("/v1/units", json={"units": [{"unit_id": "algebra"}]}, headers=auth).status_code < 300
+    items = [{"item_id": f"q{i}", "kind": "question", "units": ["algebra"]} for i in range(4)]
+    assert client.post("/v1/items", json={"items": items}, headers=auth).status_code < 300
+    attempts = [{"event_id": f"e{k}", "user_id": f"u{k % 3}", "item_id": f"q{k % 4}", "kind": "attempt",
+                 "outcome": k % 2} for k in range(9)]
+    assert client.post("/v1/interactions", json={"interactions": attempts}, headers=auth).status_code < 300
+    monkeypatch.setenv("ADAPTREC_DATABASE_URL", db_url)
+    monkeypatch.setenv("ADAPTREC_REDIS_URL", redis_url)
+    with conn, conn.cursor() as cur:   # no learner's row can be written
+        cur.execute("ALTER TABLE knowledge_snapshots ADD CONSTRAINT test_refused CHECK (user_id = '')")
+    try:
+        assert main(["train", "--all", "--quiet", "--workers", "2"]) == 0
+        assert "the knowledge snapshot failed" in capsys.readouterr().err
+        with conn.cursor() as cur:
+            cur.execute("SELECT outcome, detail->>'workers', detail->>'error' FROM job_runs "
+                        "WHERE job = 'knowledge_snapshot'")
+            [(outcome, workers, error)] = cur.fetchall()
+            assert (outcome, workers) == ("failed", "2") and "test_refused" in error
+            cur.execute("SELECT outcome FROM job_runs WHERE job = 'train'")
+            assert cur.fetchall() == [("succeeded",)]
+        conn.rollback()
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE knowledge_snapshots DROP CONSTRAINT test_refused")
+
+
 def test_library_chatter_is_heard_only_at_debug(caplog):
     import logging
 

@@ -472,6 +472,62 @@ def test_the_snapshot_writes_each_learners_practised_units_and_the_view_counts_m
     conn.rollback()
 
 
+def snapshot_rows(conn, as_of: datetime) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute("""SELECT user_id, unit_id, p, low, high, mastered, attempts, correct, last_practised, due
+                       FROM knowledge_snapshots WHERE as_of = %s ORDER BY user_id, unit_id""", (as_of,))
+        rows = cur.fetchall()
+    conn.rollback()
+    return rows
+
+
+def test_the_snapshot_in_several_processes_writes_the_rows_of_one(course, conn, db_url):
+    users = sorted([course.learner(s1=(STRONG, 0.1), s3=(WEAK, 2.0)), course.learner(s1=(MIXED, 1.0)),
+                    course.learner(s2=(MIXED, 5.0), s3=(STRONG, 0.5)), course.learner(s1=(WEAK, 0.1)),
+                    course.learner(s1=(MIXED, 3.0), s2=(WEAK, 1.0), s3=(MIXED, 0.2)), course.learner(s2=(STRONG, 9.0)),
+                    course.learner(s3=(MIXED, 0.1))])
+    one = snapshot_job.run(conn, "default", NOW)
+    in_one = snapshot_rows(conn, NOW)
+    assert (one.learners, one.rows) == (7, 11) and {r[0] for r in in_one} == set(users)
+    ctx = RequestContext(conn, "default", course.cache, course.models, now=NOW)   # what the endpoint says
+    assert [r[:3] for r in in_one] == [(u, k.unit_id, pytest.approx(k.p, abs=1e-6)) for u in users
+                                       for k in unit_knowledge(ctx, ctx.learner(u), None)[0]]
+    conn.rollback()
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM knowledge_snapshots")
+    # parts of 2 learners over 3 processes: every learner once, each row as one process wrote it
+    several = snapshot_job.run(conn, "default", NOW, batch=2, workers=3, database_url=db_url)
+    assert (several.learners, several.rows, several.left_out) == (7, 11, False)
+    assert snapshot_rows(conn, NOW) == in_one
+    # the limit stays exact: the first 5 learners in id order, the rest said to be left
+    with conn, conn.cursor() as cur:
+        cur.execute("DELETE FROM knowledge_snapshots")
+    bounded = snapshot_job.run(conn, "default", NOW, batch=2, max_learners=5, workers=2, database_url=db_url)
+    assert (bounded.learners, bounded.left_out) == (5, True)
+    assert snapshot_rows(conn, NOW) == [r for r in in_one if r[0] in users[:5]]
+
+
+def test_a_failed_part_fails_the_snapshot_run_and_the_parts_written_stay(course, conn, settings):
+    from cli.knowledge import knowledge_snapshots
+
+    users = sorted(course.learner(s1=(MIXED, 1.0)) for _ in range(4))
+    with conn, conn.cursor() as cur:   # the third learner's row cannot be written
+        cur.execute("ALTER TABLE knowledge_snapshots ADD CONSTRAINT test_refused CHECK (user_id <> %s)", (users[2],))
+    try:
+        with pytest.raises(Exception, match="test_refused"):
+            knowledge_snapshots(settings, conn, "default", NOW, 1, 100, 90, quiet=True, workers=2)
+        written = {r[0] for r in snapshot_rows(conn, NOW)}
+        assert users[0] in written and users[2] not in written      # parts started before the failure finish
+        with conn.cursor() as cur:
+            cur.execute("SELECT outcome, detail->>'error' FROM job_runs WHERE job = 'knowledge_snapshot'")
+            [(outcome, error)] = cur.fetchall()
+        conn.rollback()
+        assert outcome == "failed" and "test_refused" in error
+    finally:
+        with conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE knowledge_snapshots DROP CONSTRAINT test_refused")
+
+
 def test_the_snapshot_and_the_endpoint_agree(course, conn):
     user = course.learner(s1=(MIXED, 3.0))
     snapshot_job.run(conn, "default", NOW)
