@@ -128,6 +128,8 @@ def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str]
     """Each candidate's learned offset (`rows`: their rows in the model, -1 not covered), None
     when the model has learned none. `items`: the candidates' ids, for the offsets of items the
     model does not cover; None: those are the average item (knowledge's layouts hold them so)."""
+    if ctx.models is None:   # a context without the worker's models (a bench's bare live fit): the model as trained
+        return None
     sync(ctx.cache, ctx.tenant, model)
     offsets = model.item_offsets
     if offsets is None or ctx.models.item_learning == "off":
