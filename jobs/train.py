@@ -15,6 +15,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import replace
 
+import psycopg2
+
 from app.access.tenants import DEFAULT
 from app.access.tenants import names as tenant_names
 from app.infra import queries as q
@@ -136,10 +138,12 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
     lock_conn = connect(database_url, application_name="adaptrec-train-lock")
     lock_conn.autocommit = True
     runner = None
+    held = False
     try:
         with lock_conn.cursor() as cur:
             cur.execute("SELECT pg_try_advisory_lock(%s)", (TRAIN_LOCK_KEY,))
-            if not cur.fetchone()[0]:
+            held = cur.fetchone()[0]
+            if not held:
                 report.locked_out = True
                 with recorded(database_url, "train", config.tenant or DEFAULT, units=units or "all") as run:
                     run.outcome = "skipped"
@@ -172,8 +176,22 @@ def run_training(database_url: str, config: TrainConfig, units: list[str] | None
     finally:
         if runner is not None:
             runner.close()
-        lock_conn.close()  # closing the session releases the advisory lock
+        release(lock_conn, held)
     return report
+
+
+def release(lock_conn, held: bool) -> None:
+    """Unlock the job's advisory lock, then close its session. Closing alone releases it only
+    when the server has ended the session, after close() returns: a run started at once (cron,
+    a retry, a test) could find it still held and skip as if another job were running."""
+    try:
+        if held:
+            with lock_conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (TRAIN_LOCK_KEY,))
+    except psycopg2.Error as exc:   # the session is going anyway; closing it releases the lock
+        log.warning("could not unlock the training lock before closing its session: %s", exc)
+    finally:
+        lock_conn.close()
 
 
 def _where(config: TrainConfig) -> dict:
