@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SYNC_S = 1.0                 # a worker sees another's steps within this (plus one read)
+# A request of more events is a backfill, not practice as it happens: a live fit per attempt would
+# make its ingest many times slower (and hold a worker), and the nightly job learns from it anyway.
+LEARN_MAX_EVENTS = 50
 KEEP_S = 30 * 86_400         # a model's hash outlives its last step by this
 
 # ARGV: the hash's TTL, then per attempt: item, outcome, p, prior precision. Returns the version
@@ -144,7 +147,8 @@ def candidate_offsets(ctx: RequestContext, model: ServingModel, items: list[str]
 def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
     """One step per new first attempt of a learner at an item (0/1 outcome) among `events`
     (record_interactions' `results` say which were created) and active practice model at or
-    above its item, in a transaction of its own. Returns the steps taken. The attempts are
+    above its item, in a transaction of its own; none from a request of more than
+    LEARN_MAX_EVENTS events (a backfill). Returns the steps taken. The attempts are
     stored already: a failure here is logged and learns nothing, it never fails their ingest."""
     try:
         with ctx.conn:
@@ -157,7 +161,7 @@ def learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[st
 def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[str, str]]) -> int:
     attempts = [e for e, (_, status) in zip(events, results)
                 if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
-    if not attempts or ctx.cache is None or ctx.models.item_learning == "off":
+    if not attempts or len(events) > LEARN_MAX_EVENTS or ctx.cache is None or ctx.models.item_learning == "off":
         return 0
     models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts])
     steps = 0

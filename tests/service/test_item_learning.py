@@ -271,3 +271,13 @@ def test_a_bad_setting_says_what_to_write():
 
     with pytest.raises(ConfigError, match="ADAPTREC_ITEM_LEARNING must be one of all, few, off"):
         Settings.from_env({"ADAPTREC_ITEM_LEARNING": "some"})
+
+
+def test_a_backfill_batch_is_left_to_the_nightly_job(app, client, auth, course):
+    """More than LEARN_MAX_EVENTS events in one request: stored, not learned from (a live fit per
+    attempt would hold a worker; the next training sees them)."""
+    cohort = [f"backfill-{uuid.uuid4().hex[:6]}-{k}" for k in range(item_learning.LEARN_MAX_EVENTS + 1)]
+    before = p_of(client, auth, "fresh", ["n1"])["n1"]
+    r = client.post("/v1/interactions", json=attempts(cohort, "n1", 0), headers=auth)
+    assert r.status_code == 201 and r.get_json()["created"] == len(cohort)
+    assert p_of(client, auth, "fresh", ["n1"])["n1"] == pytest.approx(before, abs=1e-12)
