@@ -178,3 +178,10 @@ SELECT DISTINCT a.item_id, m.model_id
 FROM above a JOIN models m ON m.tenant = :tenant AND m.unit_id = a.unit_id
 WHERE m.status = 'active' AND m.objective = 'practice'
 ORDER BY a.item_id, m.model_id;
+
+-- name: active_practice_model_ids
+-- The tenant's active practice models (any tag), in id order: with the catalogue version, what
+-- practice_models_of_items' answers depend on (app/serving/model_cache.py keeps them while both hold).
+SELECT model_id FROM models
+WHERE tenant = :tenant AND status = 'active' AND objective = 'practice'
+ORDER BY model_id;

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import redis
 
+from app.catalogue.candidates import catalog_version
 from app.online import item_offsets
 from app.online.scoring import practice_probabilities
 from app.serving.learner_fit import learner_prior, practice_history
@@ -163,8 +164,10 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
     if not attempts or len(events) > LEARN_MAX_EVENTS or ctx.cache is None or ctx.models.item_learning == "off":
         return 0
-    models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts])
-    steps = 0
+    version = ctx.candidates.version(ctx.conn, ctx.tenant) if ctx.candidates is not None \
+        else catalog_version(ctx.conn, ctx.tenant)
+    models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts], version)
+    steps, priors = 0, {}   # the learners' metadata priors, read once per (learner, model)
     for e in attempts:
         at, before = e.occurred_at or ctx.now, None
         for model_id in models_of.get(e.item_id, ()):
@@ -175,21 +178,24 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 before = [x for x in ctx.learner(e.user_id).events if x.occurred_at < at]
                 if any(x.item_id == e.item_id and x.kind == "attempt" for x in before):
                     break        # a repeat: the retry terms' business; an item's difficulty is its first attempts'
-            p = predicted(ctx, model, e.user_id, before, e.item_id, at)
+            if (e.user_id, model_id) not in priors:
+                priors[(e.user_id, model_id)] = learner_prior(ctx.conn, ctx.tenant, model, e.user_id)
+            p = predicted(ctx, model, priors[(e.user_id, model_id)], before, e.item_id, at)
             # one attempt at a time, so the next one's p sees this step (as a replay predicting each would)
             step = (e.item_id, e.outcome, p, prior(model, e.item_id, ctx.models.item_learning))
             steps += _step(ctx.cache, ctx.tenant, model, [step])
     return steps
 
 
-def predicted(ctx: RequestContext, model: ServingModel, user_id: str, events: list[hist.Event], item_id: str,
-              at: datetime) -> float:
-    """p of `item_id` for the learner with history `events` (newest first) at `at`, as
-    pipeline.score_candidates gives it (predict's path: no hybrid cover, the offsets included)."""
+def predicted(ctx: RequestContext, model: ServingModel, prior: np.ndarray | None, events: list[hist.Event],
+              item_id: str, at: datetime) -> float:
+    """p of `item_id` for the learner with metadata prior `prior` (learner_prior) and history
+    `events` (newest first) at `at`, as pipeline.score_candidates gives it (predict's path: no
+    hybrid cover, the offsets included)."""
     rows = model.rows([item_id])
     h = practice_history(model, events, at)
     p, _, _ = practice_probabilities(model, h.rows, h.outcomes, rows, model.calibration.half_life, None,
-                                     learner_prior(ctx.conn, ctx.tenant, model, user_id), h.times, h.now,
+                                     prior, h.times, h.now,
                                      item_offsets=candidate_offsets(ctx, model, [item_id], rows))
     return float(p[0])
 

@@ -28,7 +28,9 @@ class ModelCache:
         self._active: dict[tuple, tuple[float, int | None]] = {}
         self._lock = threading.Lock()
         self._grow = threading.Lock()   # serialises ServingModel.add_items (cover)
-        self._of_item: dict[tuple[str, str], tuple[float, tuple[int, ...]]] = {}   # (tenant, item) -> (when, model ids)
+        # practice_models_of: tenant -> ((catalogue version, active practice model ids), {item: model ids})
+        self._of_item: dict[str, tuple[tuple, dict[str, tuple[int, ...]]]] = {}
+        self._practice_ids: dict[str, tuple[float, tuple[int, ...]]] = {}   # tenant -> (read at, ids)
 
     def nearest(self, conn: Connection, tenant: str, unit_ids: list[str], objective: str,
                 tag: str = "default") -> ServingModel | None:
@@ -58,21 +60,34 @@ class ModelCache:
         return {u: (self.get(conn, tenant, self._active[key][1]) if self._active[key][1] is not None else None)
                 for u, key in keys.items()}
 
-    def practice_models_of(self, conn: Connection, tenant: str, item_ids: list[str]) -> dict[str, tuple[int, ...]]:
+    def practice_models_of(self, conn: Connection, tenant: str, item_ids: list[str],
+                           catalogue_version: int) -> dict[str, tuple[int, ...]]:
         """The active practice models (any tag) at or above each item's units (the models an
-        attempt at it teaches: app.serving.item_learning), re-read after ACTIVE_TTL_S as `nearest`
-        is: an ingest of one attempt makes no recursive query of its own."""
+        attempt at it teaches: app.serving.item_learning). An item's answer is kept while the
+        tenant's catalogue version (the caller's, read as candidates read it) and its active
+        practice models (re-read after ACTIVE_TTL_S, as `nearest` does) are what they were: an
+        ingest makes a recursive query only for an item this worker has not seen since either
+        changed (one per ingest, when they expired after a second, 2026-12-07)."""
         now = time.monotonic()
-        stale = [i for i in dict.fromkeys(item_ids)
-                 if (hit := self._of_item.get((tenant, i))) is None or now - hit[0] > ACTIVE_TTL_S]
+        active = self._practice_ids.get(tenant)
+        if active is None or now - active[0] > ACTIVE_TTL_S:
+            ids = tuple(r[0] for r in q.fetch_tuples(conn, "active_practice_model_ids", tenant=tenant))
+            active = self._practice_ids[tenant] = (now, ids)
+        state = (catalogue_version, active[1])
+        held = self._of_item.get(tenant)
+        if held is None or held[0] != state:
+            held = self._of_item[tenant] = (state, {})
+        known = held[1]
+        stale = [i for i in dict.fromkeys(item_ids) if i not in known]
         if stale:
+            if len(known) + len(stale) > MAX_ITEMS:    # items sprayed by a caller: start over
+                known.clear()
+                stale = list(dict.fromkeys(item_ids))
             found: dict[str, list[int]] = {i: [] for i in stale}
             for item_id, model_id in q.fetch_tuples(conn, "practice_models_of_items", tenant=tenant, item_ids=stale):
                 found[item_id].append(model_id)
-            if len(self._of_item) > MAX_ITEMS:    # items sprayed by a caller: start over
-                self._of_item.clear()
-            self._of_item.update(((tenant, i), (now, tuple(ids))) for i, ids in found.items())
-        return {i: self._of_item[(tenant, i)][1] for i in item_ids}
+            known.update((i, tuple(ids)) for i, ids in found.items())
+        return {i: known[i] for i in item_ids}
 
     def get(self, conn: Connection, tenant: str, model_id: int) -> ServingModel:
         key = (tenant, model_id)
@@ -107,3 +122,4 @@ class ModelCache:
             self._models.clear()
             self._active.clear()
             self._of_item.clear()
+            self._practice_ids.clear()

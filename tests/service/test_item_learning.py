@@ -281,3 +281,34 @@ def test_a_backfill_batch_is_left_to_the_nightly_job(app, client, auth, course):
     r = client.post("/v1/interactions", json=attempts(cohort, "n1", 0), headers=auth)
     assert r.status_code == 201 and r.get_json()["created"] == len(cohort)
     assert p_of(client, auth, "fresh", ["n1"])["n1"] == pytest.approx(before, abs=1e-12)
+
+
+def test_the_models_an_item_teaches_are_read_again_only_when_the_catalogue_or_the_models_change(
+        conn, course, monkeypatch):
+    from app.catalogue.candidates import catalog_version
+    from app.infra import queries as q
+    from app.serving import model_cache
+
+    recursive = []
+    real = q.fetch_tuples
+    monkeypatch.setattr(q, "fetch_tuples", lambda c, name, **kw: (recursive.append(name) if name ==
+                        "practice_models_of_items" else None) or real(c, name, **kw))
+    monkeypatch.setattr(model_cache, "ACTIVE_TTL_S", 0.0)    # the active models re-read at every call
+    models = ModelCache()
+    with conn:
+        for _ in range(3):
+            assert models.practice_models_of(conn, "default", ["n0", "k0"], catalog_version(conn, "default")) \
+                == {"n0": (course,), "k0": (course,)}
+    assert len(recursive) == 1                  # one read, however many ingests follow
+    with conn:   # a model of the chapter: the items under it now teach two models
+        chapter = modelstore.save_model(conn, "default", course_artifact(), modelstore.ModelMeta("chapter", "practice",
+                                                                                                 "mf"))
+        modelstore.activate(conn, "default", chapter)
+        assert models.practice_models_of(conn, "default", ["n0"], catalog_version(conn, "default")) \
+            == {"n0": (course, chapter)}
+        catalog.upsert_units(conn, "default", [Unit(unit_id="aside")])   # a new unit with an item of its own
+        catalog.upsert_items(conn, "default", [Item(item_id="n0", units=["chapter", "aside"])])
+        version = catalog_version(conn, "default")
+        assert models.practice_models_of(conn, "default", ["n0", "k0"], version) == {"n0": (course, chapter),
+                                                                                     "k0": (course, chapter)}
+    assert len(recursive) == 3
