@@ -179,9 +179,8 @@ FROM above a JOIN models m ON m.tenant = :tenant AND m.unit_id = a.unit_id
 WHERE m.status = 'active' AND m.objective = 'practice'
 ORDER BY a.item_id, m.model_id;
 
--- name: active_practice_model_ids
--- The tenant's active practice models (any tag), in id order: with the catalogue version, what
--- practice_models_of_items' answers depend on (app/serving/model_cache.py keeps them while both hold).
-SELECT model_id FROM models
-WHERE tenant = :tenant AND status = 'active' AND objective = 'practice'
-ORDER BY model_id;
+-- name: active_model_ids
+-- The tenant's active models (any objective and tag), in id order: with the catalogue version,
+-- what the answers of nearest_active_models and practice_models_of_items depend on
+-- (app/serving/model_cache.py keeps them while both hold).
+SELECT model_id FROM models WHERE tenant = :tenant AND status = 'active' ORDER BY model_id;

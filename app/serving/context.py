@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.catalogue import history as hist
+from app.catalogue.candidates import catalog_version
 from app.infra import metrics
 
 if TYPE_CHECKING:
@@ -90,17 +91,26 @@ class RequestContext:
             found = self._learners[user_id] = Learner(user_id, events, source)
         return found
 
+    def catalogue_version(self) -> int:
+        """The tenant's catalogue version as the worker's candidate cache knows it (read at most once
+        a second), or read now when the context has no candidate cache (a bench)."""
+        if self.candidates is not None:
+            return self.candidates.version(self.conn, self.tenant)
+        return catalog_version(self.conn, self.tenant)
+
     def model(self, units: list[str], objective: str, tag: str = "default") -> ServingModel | None:
         """The active model of the nearest unit at or above `units` for `objective`, looked up once."""
         key = (tuple(sorted(units)), objective, tag)
         if key not in self._models:
-            self._models[key] = self.models.nearest(self.conn, self.tenant, list(units), objective, tag)
+            self._models[key] = self.models.nearest(self.conn, self.tenant, list(units), objective, tag,
+                                                    catalogue_version=self.catalogue_version())
         return self._models[key]
 
     def model_of_each(self, units: list[str], objective: str, tag: str = "default") -> list[ServingModel | None]:
         """`model([unit], ...)` of each unit, the ones not yet looked up in one query."""
         missing = [u for u in dict.fromkeys(units) if ((u,), objective, tag) not in self._models]
         if missing:
-            for u, model in self.models.nearest_each(self.conn, self.tenant, missing, objective, tag).items():
+            for u, model in self.models.nearest_each(self.conn, self.tenant, missing, objective, tag,
+                                                     catalogue_version=self.catalogue_version()).items():
                 self._models[((u,), objective, tag)] = model
         return [self._models[((u,), objective, tag)] for u in units]

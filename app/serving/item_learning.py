@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import redis
 
-from app.catalogue.candidates import catalog_version
 from app.online import item_offsets
 from app.online.scoring import practice_probabilities
 from app.serving.learner_fit import learner_prior, practice_history
@@ -164,9 +163,8 @@ def _learn(ctx: RequestContext, events: list[Interaction], results: list[tuple[s
                 if status == "created" and e.kind == "attempt" and e.outcome in (0, 1)]
     if not attempts or len(events) > LEARN_MAX_EVENTS or ctx.cache is None or ctx.models.item_learning == "off":
         return 0
-    version = ctx.candidates.version(ctx.conn, ctx.tenant) if ctx.candidates is not None \
-        else catalog_version(ctx.conn, ctx.tenant)
-    models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts], version)
+    models_of = ctx.models.practice_models_of(ctx.conn, ctx.tenant, [e.item_id for e in attempts],
+                                              ctx.catalogue_version())
     steps, priors = 0, {}   # the learners' metadata priors, read once per (learner, model)
     for e in attempts:
         at, before = e.occurred_at or ctx.now, None

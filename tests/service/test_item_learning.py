@@ -283,32 +283,40 @@ def test_a_backfill_batch_is_left_to_the_nightly_job(app, client, auth, course):
     assert p_of(client, auth, "fresh", ["n1"])["n1"] == pytest.approx(before, abs=1e-12)
 
 
-def test_the_models_an_item_teaches_are_read_again_only_when_the_catalogue_or_the_models_change(
+def test_which_models_serve_and_learn_is_read_again_only_when_the_catalogue_or_the_models_change(
         conn, course, monkeypatch):
     from app.catalogue.candidates import catalog_version
     from app.infra import queries as q
     from app.serving import model_cache
 
     recursive = []
-    real = q.fetch_tuples
+    real_tuples, real_one = q.fetch_tuples, q.fetch_one
     monkeypatch.setattr(q, "fetch_tuples", lambda c, name, **kw: (recursive.append(name) if name ==
-                        "practice_models_of_items" else None) or real(c, name, **kw))
+                        "practice_models_of_items" else None) or real_tuples(c, name, **kw))
+    monkeypatch.setattr(q, "fetch_one", lambda c, name, **kw: (recursive.append(name) if name ==
+                        "nearest_active_models" else None) or real_one(c, name, **kw))
     monkeypatch.setattr(model_cache, "ACTIVE_TTL_S", 0.0)    # the active models re-read at every call
     models = ModelCache()
+
+    def serving(unit):
+        return models.nearest(conn, "default", [unit], "practice", catalogue_version=catalog_version(conn, "default"))
+
     with conn:
         for _ in range(3):
             assert models.practice_models_of(conn, "default", ["n0", "k0"], catalog_version(conn, "default")) \
                 == {"n0": (course,), "k0": (course,)}
-    assert len(recursive) == 1                  # one read, however many ingests follow
+            assert serving("chapter").model_id == course
+    assert recursive == ["practice_models_of_items", "nearest_active_models"]   # once, however many requests
     with conn:   # a model of the chapter: the items under it now teach two models
         chapter = modelstore.save_model(conn, "default", course_artifact(), modelstore.ModelMeta("chapter", "practice",
                                                                                                  "mf"))
         modelstore.activate(conn, "default", chapter)
         assert models.practice_models_of(conn, "default", ["n0"], catalog_version(conn, "default")) \
             == {"n0": (course, chapter)}
+        assert serving("chapter").model_id == chapter
         catalog.upsert_units(conn, "default", [Unit(unit_id="aside")])   # a new unit with an item of its own
         catalog.upsert_items(conn, "default", [Item(item_id="n0", units=["chapter", "aside"])])
         version = catalog_version(conn, "default")
         assert models.practice_models_of(conn, "default", ["n0", "k0"], version) == {"n0": (course, chapter),
                                                                                      "k0": (course, chapter)}
-    assert len(recursive) == 3
+    assert recursive.count("practice_models_of_items") == 3 and recursive.count("nearest_active_models") == 2
