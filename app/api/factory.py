@@ -66,7 +66,8 @@ def build_services(settings: Settings) -> Services:
                           connect_timeout=settings.db_connect_timeout_s,
                           statement_timeout_ms=settings.statement_timeout_ms)
     cache = Cache(settings.redis_url, settings.redis_prefix)
-    return Services(pool=pool, cache=cache, models=ModelCache(settings.item_learning), candidates=CandidateCache(),
+    return Services(pool=pool, cache=cache, models=ModelCache(settings.item_learning, settle=True),
+                    candidates=CandidateCache(),
                     log=RecommendationLog(pool.connection),
                     keys=Keyring(settings.api_keys, ttl_s=settings.key_cache_s),
                     tenants=TenantDirectory(ttl_s=settings.key_cache_s), rate_limiter=RateLimiter(cache),

@@ -7,7 +7,7 @@ import uuid
 
 from flask import Response, g, request
 
-from app.infra import metrics
+from app.infra import collector, metrics
 
 access_log = logging.getLogger("adaptrec.access")
 # Label values must be a bounded set: gunicorn accepts any upper-case word as a method.
@@ -46,4 +46,5 @@ def finish(response: Response) -> Response:
         "key_id": principal.key_id if principal else None, "tenant": ctx.get("tenant"),
         "bytes": response.calculate_content_length(),
     })
+    collector.request_done()
     return response

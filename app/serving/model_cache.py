@@ -9,6 +9,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from app.catalogue.candidates import catalog_version
+from app.infra import collector
 from app.infra import queries as q
 from app.model import store as modelstore
 from app.online.scoring import ServingModel
@@ -30,7 +31,9 @@ class ModelCache:
     ACTIVE_TTL_S each: on a catalogue of a hundred units, one query per unit and second per worker,
     6 % of a soak's worker samples, 2026-12-07.)"""
 
-    def __init__(self, item_learning: str = "all"):
+    def __init__(self, item_learning: str = "all", settle: bool = False):
+        # a server worker's cache: each model loaded is moved out of the cycle search (app.infra.collector)
+        self.settle = settle
         # which items' difficulty is learned between trainings (app.config.ITEM_LEARNING, app.serving.item_learning)
         self.item_learning = item_learning
         self._models: OrderedDict[tuple[str, int], ServingModel] = OrderedDict()   # (tenant, model id)
@@ -105,6 +108,8 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return model
         model = ServingModel.from_stored(modelstore.load_model(conn, tenant, model_id))
+        if self.settle:   # a server worker: the model's containers live as long as it does
+            collector.settle()
         with self._lock:
             self._models[key] = model
             while len(self._models) > MAX_MODELS:
