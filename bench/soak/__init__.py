@@ -38,7 +38,15 @@ from concurrent.futures import wait
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.soak.figures import assembled, log_problems, memory_growth, memory_sample, summary_text
+from bench.soak.figures import (
+    assembled,
+    cpu_timeline,
+    log_problems,
+    machine_times,
+    memory_growth,
+    memory_sample,
+    summary_text,
+)
 from bench.soak.setup import DEMO_ROOT, Soaked, prepare
 from bench.soak.traffic import DEFAULT_MIX, parse_mix, soak_in_child
 from harness.load import per_request_ms, separate_process
@@ -104,6 +112,7 @@ def run_soak(args, base: str, key: str, ids: dict, master: int | None, cpu_group
               "duration_s": args.minutes * 60.0, "run": uuid.uuid4().hex[:8], "seed": args.seed,
               "retry_share": args.retry_share, "threads": args.threads, "progress_s": args.progress_s}
     samples, idle, meter, metered = [], None, CpuMeter(cpu_groups), False
+    cpu_samples = []   # cumulative CPU of the metered groups and the machine, every sample_s (cpu_timeline)
     with separate_process() as ex:
         start_wall = time.time() + 2.0  # the child's interpreter starts meanwhile
         future = ex.submit(soak_in_child, {**kwargs, "start_wall": start_wall})
@@ -117,11 +126,16 @@ def run_soak(args, base: str, key: str, ids: dict, master: int | None, cpu_group
             if not metered:
                 meter.start()
                 metered = True
+            t_s = time.time() - start_wall - args.warmup_s
+            cpu_samples.append({"t_s": t_s, "used": meter.stop() if cpu_groups else {}, "machine": machine_times()})
             if master:
                 samples.append(memory_sample(master, time.time() - start_wall - args.warmup_s))
             next_t += args.sample_s
         figures = future.result()
     used = meter.stop() if cpu_groups and metered else {}
+    if metered:
+        cpu_samples.append({"t_s": time.time() - start_wall - args.warmup_s, "used": used, "machine": machine_times()})
+        figures["cpu_timeline"] = cpu_timeline(cpu_samples, args.progress_s)
     if used and figures["requests"]:
         figures["server_cpu_ms_per_request"] = per_request_ms(used, figures["requests"])
     if master:

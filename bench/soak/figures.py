@@ -3,6 +3,7 @@ warm-up apart, a timeline), the workers' memory and its growth, the service log'
 short summary printed at the end."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -89,6 +90,44 @@ def memory_growth(samples: list[dict], window_s: float = 60.0) -> dict:
 
 
 # ---- memory and the service's log ------------------------------------------------------------
+def machine_times() -> tuple[float, float, float] | None:
+    """The machine's (busy, steal, all) CPU seconds so far, from /proc/stat's first line; None
+    where there is none."""
+    try:
+        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    idle, steal, total = fields[3] + fields[4], fields[7], sum(fields)
+    return (total - idle - steal) / ticks, steal / ticks, total / ticks
+
+
+def cpu_timeline(samples: list[dict], window_s: float = 30.0) -> list[dict]:
+    """Per window of `window_s`, the cores each metered group used, and the machine's busy and
+    steal shares, from cumulative samples {"t_s", "used": {group: CPU s}, "machine": (busy, steal,
+    all) or None}: what a rising tail cost the service, and what the host took."""
+    out, start = [], None
+    for sample in samples:
+        if start is None:
+            start = sample
+            continue
+        span = sample["t_s"] - start["t_s"]
+        if span < window_s and sample is not samples[-1]:
+            continue
+        if span > 0:
+            row = {"from_s": round(start["t_s"], 1), "to_s": round(sample["t_s"], 1),
+                   "cores": {g: round((sample["used"].get(g, 0.0) - start["used"].get(g, 0.0)) / span, 3)
+                             for g in sample["used"]}}
+            if sample.get("machine") and start.get("machine"):
+                busy, steal, total = (b - a for a, b in zip(start["machine"], sample["machine"]))
+                if total > 0:
+                    row["machine_busy_pct"] = round(100 * busy / total, 1)
+                    row["steal_pct"] = round(100 * steal / total, 1)
+            out.append(row)
+        start = sample
+    return out
+
+
 def memory_sample(master: int, t_s: float) -> dict:
     workers = sorted(child_pids(master))
     rss = {str(p): proc_rss_mb(p) for p in workers}
@@ -132,6 +171,9 @@ def summary_text(result: dict) -> str:
     if result.get("server_cpu_ms_per_request"):
         lines.append(f"server CPU per request (ms): {result['server_cpu_ms_per_request']}; load average before "
                      f"{result.get('load_before')}, after {result.get('load_after')}")
+    for w in result.get("cpu_timeline") or []:
+        lines.append(f"  {w['from_s']:>6.0f}-{w['to_s']:<6.0f} s: cores {w['cores']}, machine busy "
+                     f"{w.get('machine_busy_pct')} %, steal {w.get('steal_pct')} %")
     lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED' if v is not None else 'n/a'}"
                                          for k, v in result["targets"].items()))
     return "\n".join(lines)

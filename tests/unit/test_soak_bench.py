@@ -102,3 +102,21 @@ def test_the_gunicorn_master_is_found_by_its_listening_port():
         s.bind(("127.0.0.1", 0))
         s.listen()
         assert find_gunicorn_master(s.getsockname()[1]) == os.getpid()
+
+
+def test_the_cpu_timeline_gives_each_windows_cores_and_the_hosts_steal():
+    from bench.soak.figures import cpu_timeline, machine_times
+
+    samples = [{"t_s": 5.0 * k, "used": {"workers": 0.5 * k + (k >= 6) * 0.5 * (k - 6), "redis": 0.01 * k},
+                "machine": (0.9 * k, 0.1 * k * (k > 6), 2.0 * k)} for k in range(13)]
+    windows = cpu_timeline(samples, 30.0)
+    assert [(w["from_s"], w["to_s"]) for w in windows] == [(0.0, 30.0), (30.0, 60.0)]
+    assert windows[0]["cores"] == {"workers": 0.1, "redis": 0.002}     # 3 CPU s over 30 s
+    assert windows[1]["cores"]["workers"] == 0.2                       # the second window used twice as much
+    assert windows[0]["steal_pct"] == 0.0 and windows[1]["steal_pct"] == pytest.approx(100 * 1.2 / 12, abs=0.1)
+    assert windows[0]["machine_busy_pct"] == 45.0
+    assert cpu_timeline(samples[:1]) == []
+    short = cpu_timeline(samples[:3], 30.0)                             # a last, shorter window is kept
+    assert [(w["from_s"], w["to_s"]) for w in short] == [(0.0, 10.0)]
+    busy, steal, total = machine_times()                                # this machine's own, read from /proc/stat
+    assert 0 <= busy <= total and 0 <= steal <= total
