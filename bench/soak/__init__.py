@@ -25,7 +25,10 @@ service still error-free, fast and the same size at the end?
    warm-up and then every --sample-s seconds, and once after the last answer.
    memory_growth_pct is the growth of the workers' summed RSS from the first sample to the last;
    also per worker, and max(last minute) vs max(first minute) (robust to noise).
-4. A short summary on stdout; the whole report as JSON with --json.
+4. CPU: the workers', Postgres backends' and Redis's CPU seconds and the machine's busy and steal
+   time (/proc/stat) at every memory sample; cpu_timeline gives, per --progress-s window, the cores
+   each used and the host's shares, so a tail that rises can be told from a host that takes the CPU.
+5. A short summary on stdout; the whole report as JSON with --json.
 
 Targets: 0 errors; worker memory growth under 10 % over 10 minutes at 200 requests/s.
 """
