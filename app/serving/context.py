@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from app.catalogue import history as hist
-from app.catalogue.candidates import catalog_version
 from app.infra import metrics
 
 if TYPE_CHECKING:
@@ -91,12 +90,10 @@ class RequestContext:
             found = self._learners[user_id] = Learner(user_id, events, source)
         return found
 
-    def catalogue_version(self) -> int:
+    def catalogue_version(self) -> int | None:
         """The tenant's catalogue version as the worker's candidate cache knows it (read at most once
-        a second), or read now when the context has no candidate cache (a bench)."""
-        if self.candidates is not None:
-            return self.candidates.version(self.conn, self.tenant)
-        return catalog_version(self.conn, self.tenant)
+        a second); None without a candidate cache (a bench): the model cache then reads it."""
+        return self.candidates.version(self.conn, self.tenant) if self.candidates is not None else None
 
     def model(self, units: list[str], objective: str, tag: str = "default") -> ServingModel | None:
         """The active model of the nearest unit at or above `units` for `objective`, looked up once."""

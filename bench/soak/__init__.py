@@ -132,7 +132,7 @@ def run_soak(args, base: str, key: str, ids: dict, master: int | None, cpu_group
             t_s = time.time() - start_wall - args.warmup_s
             cpu_samples.append({"t_s": t_s, "used": meter.stop() if cpu_groups else {}, "machine": machine_times()})
             if master:
-                samples.append(memory_sample(master, time.time() - start_wall - args.warmup_s))
+                samples.append(memory_sample(master, t_s))
             next_t += args.sample_s
         figures = future.result()
     used = meter.stop() if cpu_groups and metered else {}
